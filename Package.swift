@@ -1,0 +1,44 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+  name: "swift-lora-dist",
+  platforms: [.macOS(.v14)],
+  products: [
+    .executable(name: "swift-lora-dist", targets: ["swift-lora-dist"])
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+  ],
+  targets: [
+    // System libraries: one module map and shim header each, found through pkg-config.
+    .systemLibrary(
+      name: "CBLAS", pkgConfig: "openblas",
+      providers: [.apt(["libopenblas-dev", "pkg-config"])]),
+    .systemLibrary(
+      name: "CMPI", pkgConfig: "ompi-c",
+      providers: [.apt(["libopenmpi-dev", "openmpi-bin", "pkg-config"])]),
+    .systemLibrary(
+      name: "CLZ4", pkgConfig: "liblz4",
+      providers: [.apt(["liblz4-dev", "pkg-config"])]),
+
+    // Flat Float buffers, the GEMM wrapper and (later) every op's forward and backward.
+    .target(name: "LoRAKernels", dependencies: ["CBLAS"]),
+    // Communicators: MPI, local thread-ranks, and the checks every backend must pass.
+    .target(name: "LoRAComm", dependencies: ["LoRAKernels", "CMPI"]),
+    // The LZ4 checkpoint format and its exports.
+    .target(name: "LoRACheckpoint", dependencies: ["CLZ4"]),
+
+    .executableTarget(
+      name: "swift-lora-dist",
+      dependencies: [
+        "LoRAKernels", "LoRAComm", "LoRACheckpoint",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]),
+
+    .testTarget(name: "LoRAKernelsTests", dependencies: ["LoRAKernels"]),
+    .testTarget(name: "LoRACommTests", dependencies: ["LoRAComm"]),
+    .testTarget(name: "LoRACheckpointTests", dependencies: ["LoRACheckpoint"]),
+    .testTarget(name: "CLITests", dependencies: ["swift-lora-dist", "LoRAComm"]),
+  ]
+)

@@ -1,0 +1,51 @@
+import LoRAKernels
+
+/// How `allreduce` combines the ranks' values element by element.
+public enum ReduceOperation: String, Sendable, Codable, CaseIterable {
+  case sum
+  /// The sum divided by the communicator's size.
+  case average
+  case max
+  case min
+}
+
+/// A group of ranks that run the same program and exchange data collectively.
+///
+/// Every rank of the group must call the same collectives in the same order with matching
+/// sizes. Three backends implement it: `MPICommunicator` (processes under `mpirun`),
+/// `LocalCommunicator` (ranks as threads of one process, for tests and laptops) and
+/// `LocalCommunicator.single()` (one rank, no exchange).
+public protocol Communicator: AnyObject, Sendable {
+  /// This rank's index, `0..<size`.
+  var rank: Int { get }
+  /// Number of ranks in the group.
+  var size: Int { get }
+  /// A short name of the backend, e.g. "mpi" or "local".
+  var backend: String { get }
+
+  /// Combines `tensor` element-wise across all ranks, leaving the result on every rank.
+  /// - tensor: any shape; the same count on every rank.
+  func allreduce(_ tensor: Tensor, _ operation: ReduceOperation) throws
+  /// Combines `values` element-wise across all ranks, in double precision.
+  func allreduce(_ values: inout [Double], _ operation: ReduceOperation) throws
+  /// Copies `tensor` from rank `root` to every rank (same count everywhere).
+  func broadcast(_ tensor: Tensor, root: Int) throws
+  /// Copies `bytes` from rank `root` to every rank; other ranks' arrays take root's length.
+  func broadcast(_ bytes: inout [UInt8], root: Int) throws
+  /// Every rank's `bytes` (lengths may differ), in rank order, on every rank.
+  func allgather(_ bytes: [UInt8]) throws -> [[UInt8]]
+  /// Returns when every rank has called it.
+  func barrier() throws
+  /// Splits the group: ranks passing the same `colour` (≥ 0) form a new communicator, ordered
+  /// by `key` and then by their rank here.
+  func split(colour: Int, key: Int) throws -> any Communicator
+}
+
+extension Communicator {
+  /// Checks that `root` names a rank of this group.
+  func validateRoot(_ root: Int) throws {
+    guard root >= 0 && root < size else {
+      throw CommunicatorError.invalidArgument("root rank \(root) is not in 0..<\(size)")
+    }
+  }
+}

@@ -1,0 +1,245 @@
+import CMPI
+import LoRAKernels
+import Synchronization
+
+/// Process-wide MPI state: initialisation, finalisation, abort and library facts.
+///
+/// MPI is initialised once, on first use, with `MPI_THREAD_SERIALIZED` (any thread may call
+/// MPI, one at a time). Every MPI return code is checked and turned into a
+/// `CommunicatorError.mpi` carrying MPI's error string.
+public enum MPIEnvironment {
+  private struct State {
+    var initialized = false
+    var finalized = false
+  }
+  private static let state = Mutex(State())
+
+  /// True when this process was started by an MPI launcher (`mpirun`, `mpiexec`, `srun`
+  /// with PMI/PMIx), judged from the variables launchers set.
+  public static func launchedByMPI(environment: [String: String]) -> Bool {
+    let markers = ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE", "MPI_LOCALNRANKS"]
+    return markers.contains { environment[$0] != nil }
+  }
+
+  /// Initialises MPI if this process has not yet done so.
+  public static func initialize() throws {
+    try state.withLock { state in
+      if state.initialized { return }
+      if state.finalized {
+        throw CommunicatorError.invalidArgument("MPI was already finalized in this process")
+      }
+      var already: Int32 = 0
+      try check(MPI_Initialized(&already), "MPI_Initialized")
+      if already == 0 {
+        var provided: Int32 = 0
+        try check(MPI_Init_thread(nil, nil, cmpi_thread_serialized(), &provided), "MPI_Init_thread")
+      }
+      // Errors on the predefined communicators return codes too, instead of aborting.
+      try check(MPI_Comm_set_errhandler(cmpi_comm_world(), cmpi_errors_return()), "MPI_Comm_set_errhandler")
+      try check(MPI_Comm_set_errhandler(cmpi_comm_self(), cmpi_errors_return()), "MPI_Comm_set_errhandler")
+      state.initialized = true
+    }
+  }
+
+  /// Finalises MPI; call once, after the last collective, on every rank.
+  public static func finalize() throws {
+    try state.withLock { state in
+      guard state.initialized, !state.finalized else { return }
+      state.finalized = true
+      try check(MPI_Finalize(), "MPI_Finalize")
+    }
+  }
+
+  /// True between `initialize()` and `finalize()`.
+  public static var isActive: Bool { state.withLock { $0.initialized && !$0.finalized } }
+
+  /// Stops every rank of the job (`MPI_Abort` on the world communicator) with `code`.
+  public static func abort(code: Int32) -> Never {
+    MPI_Abort(cmpi_comm_world(), code)
+    fatalError("MPI_Abort returned")
+  }
+
+  /// The MPI library's own version string (e.g. "Open MPI v4.1.4, …").
+  public static func libraryVersion() throws -> String {
+    var buffer = [CChar](repeating: 0, count: Int(cmpi_max_library_version_string()) + 1)
+    var length: Int32 = 0
+    try check(MPI_Get_library_version(&buffer, &length), "MPI_Get_library_version")
+    return decodeCString(buffer, length: Int(length))
+  }
+
+  /// The name MPI gives this rank's host.
+  public static func processorName() throws -> String {
+    var buffer = [CChar](repeating: 0, count: Int(cmpi_max_processor_name()) + 1)
+    var length: Int32 = 0
+    try check(MPI_Get_processor_name(&buffer, &length), "MPI_Get_processor_name")
+    return decodeCString(buffer, length: Int(length))
+  }
+
+  /// Throws `CommunicatorError.mpi` with MPI's error string unless `code` is `MPI_SUCCESS`.
+  static func check(_ code: Int32, _ call: String) throws {
+    guard code != cmpi_success() else { return }
+    var buffer = [CChar](repeating: 0, count: Int(cmpi_max_error_string()) + 1)
+    var length: Int32 = 0
+    let message =
+      MPI_Error_string(code, &buffer, &length) == cmpi_success()
+      ? decodeCString(buffer, length: Int(length)) : "unknown MPI error"
+    throw CommunicatorError.mpi(call: call, code: code, message: message)
+  }
+
+  private static func decodeCString(_ buffer: [CChar], length: Int) -> String {
+    let bytes = buffer.prefix(max(0, min(length, buffer.count))).map { UInt8(bitPattern: $0) }
+    return String(decoding: bytes, as: UTF8.self)
+  }
+}
+
+/// A communicator over MPI processes. It owns its own MPI communicator (a duplicate of
+/// `MPI_COMM_WORLD`, or the result of a split) with errors returned rather than fatal, so
+/// every failure surfaces as a thrown `CommunicatorError.mpi`.
+public final class MPICommunicator: Communicator, @unchecked Sendable {
+  private var handle: MPI_Comm?
+  public let rank: Int
+  public let size: Int
+  public var backend: String { "mpi" }
+
+  /// A communicator over all ranks of the job (initialises MPI if needed).
+  public static func world() throws -> MPICommunicator {
+    try MPIEnvironment.initialize()
+    var duplicate: MPI_Comm? = cmpi_comm_null()
+    try MPIEnvironment.check(MPI_Comm_dup(cmpi_comm_world(), &duplicate), "MPI_Comm_dup")
+    return try MPICommunicator(owning: duplicate)
+  }
+
+  private init(owning handle: MPI_Comm?) throws {
+    self.handle = handle
+    try MPIEnvironment.check(
+      MPI_Comm_set_errhandler(handle, cmpi_errors_return()), "MPI_Comm_set_errhandler")
+    var rank: Int32 = 0
+    var size: Int32 = 0
+    try MPIEnvironment.check(MPI_Comm_rank(handle, &rank), "MPI_Comm_rank")
+    try MPIEnvironment.check(MPI_Comm_size(handle, &size), "MPI_Comm_size")
+    self.rank = Int(rank)
+    self.size = Int(size)
+  }
+
+  deinit {
+    if MPIEnvironment.isActive && handle != cmpi_comm_null() {
+      _ = MPI_Comm_free(&handle)
+    }
+  }
+
+  public func allreduce(_ tensor: Tensor, _ operation: ReduceOperation) throws {
+    try tensor.withUnsafeMutableBufferPointer { buffer in
+      try reduceInPlace(buffer.baseAddress, count: buffer.count, type: cmpi_float(), operation)
+    }
+    if operation == .average {
+      let scale = 1 / Float(size)
+      for i in 0..<tensor.count { tensor[i] *= scale }
+    }
+  }
+
+  public func allreduce(_ values: inout [Double], _ operation: ReduceOperation) throws {
+    try values.withUnsafeMutableBufferPointer { buffer in
+      try reduceInPlace(buffer.baseAddress, count: buffer.count, type: cmpi_double(), operation)
+    }
+    if operation == .average {
+      for i in values.indices { values[i] /= Double(size) }
+    }
+  }
+
+  public func broadcast(_ tensor: Tensor, root: Int) throws {
+    try validateRoot(root)
+    try tensor.withUnsafeMutableBufferPointer { buffer in
+      try chunked(count: buffer.count) { offset, count in
+        try MPIEnvironment.check(
+          MPI_Bcast(buffer.baseAddress! + offset, count, cmpi_float(), Int32(root), handle),
+          "MPI_Bcast")
+      }
+    }
+  }
+
+  public func broadcast(_ bytes: inout [UInt8], root: Int) throws {
+    try validateRoot(root)
+    var length = Int64(bytes.count)
+    try MPIEnvironment.check(MPI_Bcast(&length, 1, cmpi_int64(), Int32(root), handle), "MPI_Bcast")
+    if rank != root { bytes = [UInt8](repeating: 0, count: Int(length)) }
+    try bytes.withUnsafeMutableBufferPointer { buffer in
+      try chunked(count: buffer.count) { offset, count in
+        try MPIEnvironment.check(
+          MPI_Bcast(buffer.baseAddress! + offset, count, cmpi_byte(), Int32(root), handle),
+          "MPI_Bcast")
+      }
+    }
+  }
+
+  public func allgather(_ bytes: [UInt8]) throws -> [[UInt8]] {
+    guard bytes.count <= Int(Int32.max) else {
+      throw CommunicatorError.invalidArgument("allgather of \(bytes.count) bytes exceeds 2 GiB")
+    }
+    var myCount = Int32(bytes.count)
+    var counts = [Int32](repeating: 0, count: size)
+    try MPIEnvironment.check(
+      MPI_Allgather(&myCount, 1, cmpi_int(), &counts, 1, cmpi_int(), handle), "MPI_Allgather")
+    var displacements = [Int32](repeating: 0, count: size)
+    var total = 0
+    for r in 0..<size {
+      guard total <= Int(Int32.max) else {
+        throw CommunicatorError.invalidArgument("allgather total exceeds 2 GiB")
+      }
+      displacements[r] = Int32(total)
+      total += Int(counts[r])
+    }
+    var gathered = [UInt8](repeating: 0, count: total)
+    var send = bytes
+    try MPIEnvironment.check(
+      MPI_Allgatherv(&send, myCount, cmpi_byte(), &gathered, &counts, &displacements, cmpi_byte(), handle),
+      "MPI_Allgatherv")
+    return (0..<size).map { r in
+      Array(gathered[Int(displacements[r])..<Int(displacements[r]) + Int(counts[r])])
+    }
+  }
+
+  public func barrier() throws {
+    try MPIEnvironment.check(MPI_Barrier(handle), "MPI_Barrier")
+  }
+
+  public func split(colour: Int, key: Int) throws -> any Communicator {
+    guard colour >= 0, colour <= Int(Int32.max), abs(key) <= Int(Int32.max) else {
+      throw CommunicatorError.invalidArgument("split colour must be in 0...\(Int32.max), got \(colour)")
+    }
+    var child: MPI_Comm? = cmpi_comm_null()
+    try MPIEnvironment.check(MPI_Comm_split(handle, Int32(colour), Int32(key), &child), "MPI_Comm_split")
+    return try MPICommunicator(owning: child)
+  }
+
+  /// `MPI_Allreduce` with `MPI_IN_PLACE`, in chunks of at most 2³¹−1 elements.
+  private func reduceInPlace(
+    _ base: UnsafeMutableRawPointer?, count: Int, type: MPI_Datatype?, _ operation: ReduceOperation
+  ) throws {
+    guard let base else { return }
+    let op: MPI_Op? =
+      switch operation {
+      case .sum, .average: cmpi_op_sum()
+      case .max: cmpi_op_max()
+      case .min: cmpi_op_min()
+      }
+    var typeSize: Int32 = 0
+    try MPIEnvironment.check(MPI_Type_size(type, &typeSize), "MPI_Type_size")
+    try chunked(count: count) { offset, chunk in
+      try MPIEnvironment.check(
+        MPI_Allreduce(cmpi_in_place(), base + offset * Int(typeSize), chunk, type, op, handle),
+        "MPI_Allreduce")
+    }
+  }
+
+  /// Calls `body(elementOffset, elementCount)` over `count` elements in pieces of at most
+  /// 2³¹−1 (MPI counts are 32-bit). Does nothing for `count == 0`, on every rank alike.
+  private func chunked(count: Int, _ body: (Int, Int32) throws -> Void) throws {
+    let limit = Int(Int32.max)
+    var start = 0
+    while start < count {
+      let chunk = min(limit, count - start)
+      try body(start, Int32(chunk))
+      start += chunk
+    }
+  }
+}

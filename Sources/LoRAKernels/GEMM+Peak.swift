@@ -1,0 +1,45 @@
+import Dispatch
+
+extension GEMM {
+  /// Result of timing repeated `[M, K] · [K, N]` products.
+  public struct Measurement: Sendable, Codable, Equatable {
+    public var m: Int
+    public var n: Int
+    public var k: Int
+    public var repetitions: Int
+    public var seconds: Double
+    /// Achieved GFLOP/s: `2·M·N·K · repetitions / seconds / 1e9`.
+    public var gflops: Double { GEMM.flops(m: m, n: n, k: k) * Double(repetitions) / seconds / 1e9 }
+  }
+
+  /// Times `sgemm` on an `[M, K] · [K, N]` product of random data after one warm-up call,
+  /// repeating until `minimumSeconds` have passed (at least `minimumRepetitions` times).
+  ///
+  /// The default shape is a SmolLM2-135M MLP projection over 1024 tokens (1024 × 1536 × 576),
+  /// the size of product that dominates a training step.
+  public static func measure(
+    m: Int = 1024, n: Int = 1536, k: Int = 576, minimumSeconds: Double = 0.5,
+    minimumRepetitions: Int = 3
+  ) -> Measurement {
+    let a = Tensor(zeros: [m, k])
+    let b = Tensor(zeros: [k, n])
+    let c = Tensor(zeros: [m, n])
+    var state: UInt32 = 0x9E37_79B9
+    for t in [a, b] {
+      for i in 0..<t.count {
+        state = state &* 1_664_525 &+ 1_013_904_223
+        t[i] = Float(state >> 8) / Float(1 << 24) - 0.5
+      }
+    }
+    multiply(into: c, a, b)  // warm-up: thread pool start, page faults
+    var repetitions = 0
+    let start = DispatchTime.now().uptimeNanoseconds
+    var elapsed = 0.0
+    repeat {
+      multiply(into: c, a, b)
+      repetitions += 1
+      elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    } while elapsed < minimumSeconds || repetitions < minimumRepetitions
+    return Measurement(m: m, n: n, k: k, repetitions: repetitions, seconds: elapsed)
+  }
+}

@@ -1,0 +1,73 @@
+import CBLAS
+
+/// Whether a GEMM operand is used as stored or transposed.
+public enum Transpose: Sendable {
+  case none
+  case transposed
+
+  fileprivate var cblas: CBLAS_TRANSPOSE { self == .none ? CblasNoTrans : CblasTrans }
+}
+
+/// Single-precision matrix products through OpenBLAS's `cblas_sgemm` (row-major).
+///
+/// Every matrix product of the project goes through here. A tensor is seen as a matrix
+/// `[rows, cols]` with `cols` its last dimension and `rows` the product of the others, so a
+/// `[B, T, D]` activation is a `[B·T, D]` matrix.
+public enum GEMM {
+  /// `c = alpha · op(a) · op(b) + beta · c`.
+  ///
+  /// - c: `[M, N]`; a: `[M, K]` (or `[K, M]` with `.transposed`); b: `[K, N]` (or `[N, K]`
+  ///   with `.transposed`). `beta: 1` accumulates into `c`, as backward passes do.
+  public static func multiply(
+    into c: Tensor, _ a: Tensor, _ b: Tensor, transposeA opA: Transpose = .none,
+    transposeB opB: Transpose = .none, alpha: Float = 1, beta: Float = 0
+  ) {
+    let (aRows, aCols) = matrixShape(a)
+    let (bRows, bCols) = matrixShape(b)
+    let (cRows, cCols) = matrixShape(c)
+    let m = opA == .none ? aRows : aCols
+    let k = opA == .none ? aCols : aRows
+    let kB = opB == .none ? bRows : bCols
+    let n = opB == .none ? bCols : bRows
+    precondition(
+      k == kB && cRows == m && cCols == n,
+      "GEMM shapes do not agree: c\(c.shape) = a\(a.shape)\(opA == .none ? "" : "ᵀ") · b\(b.shape)\(opB == .none ? "" : "ᵀ")"
+    )
+    sgemm(
+      c: c.base, a: a.base, opA, lda: aCols, b: b.base, opB, ldb: bCols, ldc: cCols,
+      m: m, n: n, k: k, alpha: alpha, beta: beta)
+  }
+
+  /// Pointer-level `cblas_sgemm` for kernels that work on sub-blocks with leading dimensions.
+  ///
+  /// - c: `[M, N]` with row stride `ldc`; a: `[M, K]` (or `[K, M]` transposed) with row stride
+  ///   `lda`; b: `[K, N]` (or `[N, K]` transposed) with row stride `ldb`.
+  package static func sgemm(
+    c: UnsafeMutablePointer<Float>, a: UnsafePointer<Float>, _ opA: Transpose, lda: Int,
+    b: UnsafePointer<Float>, _ opB: Transpose, ldb: Int, ldc: Int,
+    m: Int, n: Int, k: Int, alpha: Float, beta: Float
+  ) {
+    guard m > 0 && n > 0 else { return }
+    if k == 0 {
+      // BLAS leaves C untouched for K = 0 only when beta = 1; make the math exact.
+      for row in 0..<m { (c + row * ldc).update(repeating: 0, count: n) }
+      return
+    }
+    cblas_sgemm(
+      CblasRowMajor, opA.cblas, opB.cblas, blasInt(m), blasInt(n), blasInt(k), alpha,
+      a, blasInt(lda), b, blasInt(ldb), beta, c, blasInt(ldc))
+  }
+
+  /// Floating-point operations of one `[M, K] · [K, N]` product.
+  public static func flops(m: Int, n: Int, k: Int) -> Double { 2 * Double(m) * Double(n) * Double(k) }
+
+  private static func matrixShape(_ t: Tensor) -> (rows: Int, cols: Int) {
+    guard let cols = t.shape.last, cols > 0 else { return (t.shape.isEmpty ? 1 : 0, t.shape.isEmpty ? 1 : 0) }
+    return (t.count / cols, cols)
+  }
+
+  private static func blasInt(_ value: Int) -> blasint {
+    precondition(value <= Int(blasint.max), "dimension \(value) exceeds the BLAS integer range")
+    return blasint(value)
+  }
+}

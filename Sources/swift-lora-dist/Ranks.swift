@@ -1,0 +1,32 @@
+import Foundation
+import LoRAComm
+
+/// Starting and ending the group of ranks a command runs on.
+enum Ranks {
+  /// The world communicator: MPI when an MPI launcher started this process, else one rank.
+  static func world() throws -> any Communicator {
+    if MPIEnvironment.launchedByMPI(environment: ProcessInfo.processInfo.environment) {
+      return try MPICommunicator.world()
+    }
+    return LocalCommunicator.single()
+  }
+
+  /// Runs `body` on this rank. On success MPI is finalised; when the body throws, the error
+  /// is written to standard error with this rank's number and, in a multi-rank MPI job,
+  /// the whole job is aborted so no rank waits forever in a collective.
+  static func run<Result>(_ body: (any Communicator) throws -> Result) throws -> Result {
+    let comm = try world()
+    do {
+      let result = try body(comm)
+      try MPIEnvironment.finalize()
+      return result
+    } catch {
+      if comm.size > 1 && MPIEnvironment.isActive {
+        FileHandle.standardError.write(Data("error on rank \(comm.rank): \(error)\n".utf8))
+        MPIEnvironment.abort(code: 1)
+      }
+      try? MPIEnvironment.finalize()
+      throw error
+    }
+  }
+}
