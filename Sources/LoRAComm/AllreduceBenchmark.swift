@@ -36,7 +36,9 @@ public enum AllreduceBenchmark {
       try comm.allreduce(&probe, .max)
       let iterations = Int(min(1000, max(3, secondsPerSize / max(probe[0], 1e-7))))
       try comm.barrier()
-      var seconds = [try timed { for _ in 0..<iterations { try comm.allreduce(t, .sum) } } / Double(iterations)]
+      var seconds = [
+        try timed { for _ in 0..<iterations { try comm.allreduce(t, .sum) } } / Double(iterations)
+      ]
       try comm.allreduce(&seconds, .max)
       return AllreduceTiming(bytes: t.count * 4, iterations: iterations, seconds: seconds[0])
     }

@@ -6,6 +6,12 @@ public struct CollectiveCheckResult: Sendable, Codable, Equatable {
   public var passed: Bool
   /// What went wrong, empty when passed.
   public var detail: String
+
+  public init(name: String, passed: Bool, detail: String) {
+    self.name = name
+    self.passed = passed
+    self.detail = detail
+  }
 }
 
 /// Checks every `Communicator` backend must pass: each collective on data whose result is
@@ -27,7 +33,13 @@ public enum CollectiveChecks {
       ("broadcast tensor", broadcastTensor),
       ("broadcast bytes of root's length", broadcastBytes),
       ("allgather bytes of differing lengths", allgatherBytes),
-      ("barrier", { try $0.barrier(); return nil }),
+      (
+        "barrier",
+        {
+          try $0.barrier()
+          return nil
+        }
+      ),
       ("split by colour and key", splitByParity),
       ("invalid root is a typed error", invalidRoot),
     ]
@@ -74,15 +86,22 @@ public enum CollectiveChecks {
     return values == expected ? nil : "got \(values), expected \(expected)"
   }
 
-  /// 3 Mi floats: past every eager limit, so MPI's pipelined or chunked paths run.
+  /// 3 Mi floats: past every eager limit, so MPI's pipelined or segmented paths run.
+  /// Rank r holds `(i + r) mod 1024`; the sum over ranks is exact in Float.
   private static func allreduceLarge(_ comm: any Communicator) throws -> String? {
     let count = 3 << 20
-    let t = Tensor(zeros: [count])
-    for i in 0..<count { t[i] = Float((i &* 7 &+ comm.rank) % 1024) }
+    let t = Tensor(shape: [count], values: (0..<count).map { Float(($0 &+ comm.rank) & 1023) })
     try comm.allreduce(t, .sum)
-    return firstMismatch(t.values) { i in
-      (0..<comm.size).reduce(Float(0)) { $0 + Float((i &* 7 &+ $1) % 1024) }
+    let n = comm.size
+    let values = t.values
+    for i in stride(from: 0, to: count, by: 1) {
+      let low = i & 1023
+      // Σ_r ((low + r) mod 1024) for r < n, with n ≤ 1024 ranks wrapping at most once.
+      let wraps = max(0, low + n - 1024)
+      let expected = Float(n * low + n * (n - 1) / 2 - 1024 * wraps)
+      if values[i] != expected { return "element \(i) is \(values[i]), expected \(expected)" }
     }
+    return nil
   }
 
   /// Rounding differs with summation order; ranks must still agree bit for bit, or

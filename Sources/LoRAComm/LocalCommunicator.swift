@@ -53,10 +53,19 @@ public final class LocalCommunicator: Communicator, @unchecked Sendable {
   }
 
   public func allreduce(_ tensor: Tensor, _ operation: ReduceOperation) throws {
-    let all = try group.exchange(rank: rank, tensor.values)
+    let all = try group.exchange(rank: rank, tensor.clone())
     try requireSameCount(all.map(\.count), "allreduce")
-    let reduced = LocalCommunicator.reduce(all, operation, size: size)
-    for i in 0..<tensor.count { tensor[i] = reduced[i] }
+    // Every rank adds in rank order, so all get bit-identical results.
+    let result = all[0].clone()
+    for contribution in all.dropFirst() {
+      switch operation {
+      case .sum, .average: result.add(contribution)
+      case .max: result.maximum(contribution)
+      case .min: result.minimum(contribution)
+      }
+    }
+    if operation == .average { result.scale(by: 1 / Float(size)) }
+    tensor.copy(from: result)
   }
 
   public func allreduce(_ values: inout [Double], _ operation: ReduceOperation) throws {
@@ -67,9 +76,9 @@ public final class LocalCommunicator: Communicator, @unchecked Sendable {
 
   public func broadcast(_ tensor: Tensor, root: Int) throws {
     try validateRoot(root)
-    let all = try group.exchange(rank: rank, tensor.values)
+    let all = try group.exchange(rank: rank, tensor.clone())
     try requireSameCount(all.map(\.count), "broadcast")
-    if rank != root { for i in 0..<tensor.count { tensor[i] = all[root][i] } }
+    if rank != root { tensor.copy(from: all[root]) }
   }
 
   public func broadcast(_ bytes: inout [UInt8], root: Int) throws {
@@ -109,9 +118,7 @@ public final class LocalCommunicator: Communicator, @unchecked Sendable {
   }
 
   /// Element-wise reduction in rank order (the same order on every rank).
-  private static func reduce<Element: BinaryFloatingPoint>(
-    _ all: [[Element]], _ operation: ReduceOperation, size: Int
-  ) -> [Element] {
+  private static func reduce(_ all: [[Double]], _ operation: ReduceOperation, size: Int) -> [Double] {
     var result = all[0]
     for contribution in all.dropFirst() {
       for i in result.indices {
@@ -123,7 +130,7 @@ public final class LocalCommunicator: Communicator, @unchecked Sendable {
       }
     }
     if operation == .average {
-      let scale = 1 / Element(size)
+      let scale = 1 / Double(size)
       for i in result.indices { result[i] *= scale }
     }
     return result
@@ -207,7 +214,10 @@ private final class LocalOutcomes<Value>: @unchecked Sendable {
     var firstError: (any Error)?
     for outcome in all {
       if case .failure(let error) = outcome {
-        if case CommunicatorError.aborted = error { firstError = firstError ?? error; continue }
+        if case CommunicatorError.aborted = error {
+          firstError = firstError ?? error
+          continue
+        }
         throw error
       }
     }

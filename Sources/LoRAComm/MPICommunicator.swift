@@ -78,11 +78,16 @@ public enum MPIEnvironment {
   /// Throws `CommunicatorError.mpi` with MPI's error string unless `code` is `MPI_SUCCESS`.
   static func check(_ code: Int32, _ call: String) throws {
     guard code != cmpi_success() else { return }
-    var buffer = [CChar](repeating: 0, count: Int(cmpi_max_error_string()) + 1)
-    var length: Int32 = 0
-    let message =
-      MPI_Error_string(code, &buffer, &length) == cmpi_success()
-      ? decodeCString(buffer, length: Int(length)) : "unknown MPI error"
+    // Open MPI aborts the process if MPI_Error_string is called before MPI_Init.
+    var initialized: Int32 = 0
+    var message = "MPI is not initialised, so it cannot describe this error"
+    if MPI_Initialized(&initialized) == cmpi_success() && initialized != 0 {
+      var buffer = [CChar](repeating: 0, count: Int(cmpi_max_error_string()) + 1)
+      var length: Int32 = 0
+      if MPI_Error_string(code, &buffer, &length) == cmpi_success() {
+        message = decodeCString(buffer, length: Int(length))
+      }
+    }
     throw CommunicatorError.mpi(call: call, code: code, message: message)
   }
 
@@ -131,10 +136,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     try tensor.withUnsafeMutableBufferPointer { buffer in
       try reduceInPlace(buffer.baseAddress, count: buffer.count, type: cmpi_float(), operation)
     }
-    if operation == .average {
-      let scale = 1 / Float(size)
-      for i in 0..<tensor.count { tensor[i] *= scale }
-    }
+    if operation == .average { tensor.scale(by: 1 / Float(size)) }
   }
 
   public func allreduce(_ values: inout [Double], _ operation: ReduceOperation) throws {

@@ -1,4 +1,5 @@
 import CBLAS
+import Foundation
 
 /// What the linked BLAS is and how many threads it uses.
 public enum BLAS {
@@ -27,6 +28,39 @@ public enum BLAS {
     case 1: return "pthreads"
     case 2: return "OpenMP"
     default: return "unknown"
+    }
+  }
+}
+
+extension BLAS {
+  /// Kernel families OpenBLAS falls back to when it does not recognise a CPU; all of them
+  /// predate AVX2, so a modern CPU running one loses most of its speed.
+  static let fallbackCores: Set<String> = [
+    "Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Atom", "Katmai", "Banias", "Northwood",
+    "Sandybridge", "generic", "Generic",
+  ]
+
+  /// The widest vector extensions this CPU reports: "avx512", "avx2+fma", "avx" or "sse".
+  public static func cpuVectorFeatures(cpuinfo: String? = nil) -> String {
+    let text = cpuinfo ?? (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+    guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else {
+      return "unknown"
+    }
+    let flags = Set(line.split(separator: " ").map(String.init))
+    if flags.isSuperset(of: ["avx512f", "avx512bw", "avx512vl", "avx512dq"]) { return "avx512" }
+    if flags.isSuperset(of: ["avx2", "fma"]) { return "avx2+fma" }
+    if flags.contains("avx") { return "avx" }
+    return "sse"
+  }
+
+  /// The `OPENBLAS_CORETYPE` to try when OpenBLAS chose a fallback kernel for a CPU that
+  /// supports a faster one; nil when the chosen kernel already fits.
+  public static func suggestedCoreType(current: String, features: String) -> String? {
+    guard fallbackCores.contains(current) else { return nil }
+    switch features {
+    case "avx512": return "SkylakeX"
+    case "avx2+fma": return "Haswell"
+    default: return nil
     }
   }
 }

@@ -43,3 +43,45 @@ extension GEMM {
     return Measurement(m: m, n: n, k: k, repetitions: repetitions, seconds: elapsed)
   }
 }
+
+extension GEMM {
+  /// Largest relative error of `sgemm` against a double-precision triple loop on a small
+  /// product of odd sizes in every transpose combination. A wrong BLAS kernel (an
+  /// `OPENBLAS_CORETYPE` the CPU does not really support) shows up here as a large value.
+  public static func verify() -> Double {
+    let (m, n, k) = (29, 31, 67)
+    var state: UInt32 = 12345
+    func fill(_ t: Tensor) {
+      for i in 0..<t.count {
+        state = state &* 1_664_525 &+ 1_013_904_223
+        t[i] = Float(state >> 8) / Float(1 << 24) - 0.5
+      }
+    }
+    var worst = 0.0
+    for (opA, opB) in [
+      (Transpose.none, Transpose.none), (.transposed, .none), (.none, .transposed),
+      (.transposed, .transposed),
+    ] {
+      let a = Tensor(zeros: opA == .none ? [m, k] : [k, m])
+      let b = Tensor(zeros: opB == .none ? [k, n] : [n, k])
+      fill(a)
+      fill(b)
+      let c = Tensor(zeros: [m, n])
+      multiply(into: c, a, b, transposeA: opA, transposeB: opB)
+      for i in 0..<m {
+        for j in 0..<n {
+          var exact = 0.0
+          var magnitude = 0.0
+          for p in 0..<k {
+            let x = Double(opA == .none ? a[i * k + p] : a[p * m + i])
+            let y = Double(opB == .none ? b[p * n + j] : b[j * k + p])
+            exact += x * y
+            magnitude += abs(x * y)
+          }
+          worst = max(worst, abs(Double(c[i * n + j]) - exact) / max(magnitude, 1e-30))
+        }
+      }
+    }
+    return worst
+  }
+}

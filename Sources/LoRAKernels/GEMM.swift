@@ -62,8 +62,8 @@ public enum GEMM {
   public static func flops(m: Int, n: Int, k: Int) -> Double { 2 * Double(m) * Double(n) * Double(k) }
 
   private static func matrixShape(_ t: Tensor) -> (rows: Int, cols: Int) {
-    guard let cols = t.shape.last, cols > 0 else { return (t.shape.isEmpty ? 1 : 0, t.shape.isEmpty ? 1 : 0) }
-    return (t.count / cols, cols)
+    guard let cols = t.shape.last else { return (1, 1) }
+    return (t.shape.dropLast().reduce(1, *), cols)
   }
 
   private static func blasInt(_ value: Int) -> blasint {

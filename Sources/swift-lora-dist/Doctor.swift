@@ -96,6 +96,7 @@ struct DoctorProbe {
       cpus: ProcessInfo.processInfo.activeProcessorCount,
       memoryGiB: Double(ProcessInfo.processInfo.physicalMemory) / Double(1 << 30),
       blasCore: BLAS.coreName, blasThreads: BLAS.threads, blasThreading: BLAS.threading,
+      cpuFeatures: BLAS.cpuVectorFeatures(), sgemmError: GEMM.verify(),
       sgemmAloneGFLOPs: alone, sgemmTogetherGFLOPs: together.gflops,
       model: model.map(ModelAccess.check), checks: checks)
     let encoded = try JSONEncoder().encode(info)
@@ -123,7 +124,8 @@ struct DoctorProbe {
   static func hostName() -> String {
     let name = (try? String(contentsOfFile: "/proc/sys/kernel/hostname", encoding: .utf8))?
       .trimmingCharacters(in: .whitespacesAndNewlines)
-    return name.flatMap { $0.isEmpty ? nil : $0 } ?? ProcessInfo.processInfo.environment["HOSTNAME"] ?? "localhost"
+    return name.flatMap { $0.isEmpty ? nil : $0 } ?? ProcessInfo.processInfo.environment["HOSTNAME"]
+      ?? "localhost"
   }
 }
 
@@ -136,7 +138,9 @@ extension DoctorReport {
 }
 
 extension String {
+  /// "Open MPI v4.1.4" of "Open MPI v4.1.4, package: Debian OpenMPI, …".
   fileprivate var firstLine: String {
-    String(split(separator: "\n", maxSplits: 1).first ?? "").trimmingCharacters(in: .whitespaces)
+    let line = split(separator: "\n", maxSplits: 1).first ?? ""
+    return String(line.split(separator: ",", maxSplits: 1).first ?? "").trimmingCharacters(in: .whitespaces)
   }
 }

@@ -13,6 +13,10 @@ struct DoctorReport: Codable, Equatable {
     var blasCore: String
     var blasThreads: Int
     var blasThreading: String
+    /// The CPU's widest vector extensions ("avx512", "avx2+fma", …).
+    var cpuFeatures: String
+    /// Largest relative error of sgemm against a double-precision product.
+    var sgemmError: Double
     /// sgemm GFLOP/s with this rank measuring while the others wait.
     var sgemmAloneGFLOPs: Double
     /// sgemm GFLOP/s with every rank measuring at the same time.
@@ -80,8 +84,26 @@ extension DoctorReport {
             + "set OPENBLAS_NUM_THREADS=\(max(1, cpus / members.count)) per rank")
       }
     }
+    for info in ranks where info.sgemmError > 1e-4 {
+      problems.append(
+        "rank \(info.rank) on \(info.host): sgemm with the '\(info.blasCore)' kernel is wrong "
+          + "(relative error \(info.sgemmError)); unset OPENBLAS_CORETYPE or choose an older kernel")
+    }
+    let slowKernel = ranks.filter {
+      BLAS.suggestedCoreType(current: $0.blasCore, features: $0.cpuFeatures) != nil
+    }
+    if let first = slowKernel.first,
+      let suggestion = BLAS.suggestedCoreType(current: first.blasCore, features: first.cpuFeatures)
+    {
+      warnings.append(
+        "OpenBLAS did not recognise the CPU of rank(s) \(slowKernel.map { String($0.rank) }.joined(separator: ", ")) "
+          + "and uses its generic '\(first.blasCore)' kernel although the CPU has \(first.cpuFeatures); "
+          + "try OPENBLAS_CORETYPE=\(suggestion) and run doctor again (it checks the kernel's results)")
+    }
     if Set(ranks.map(\.blasCore)).count > 1 {
-      warnings.append("ranks use different BLAS kernels (\(Set(ranks.map(\.blasCore)).sorted().joined(separator: ", "))); the slowest sets the pace")
+      warnings.append(
+        "ranks use different BLAS kernels (\(Set(ranks.map(\.blasCore)).sorted().joined(separator: ", "))); the slowest sets the pace"
+      )
     }
     if ranks.count > 1 {
       let slowed = ranks.filter { $0.sgemmTogetherGFLOPs < 0.7 * $0.sgemmAloneGFLOPs }
@@ -94,7 +116,8 @@ extension DoctorReport {
 
     let total = ranks.reduce(0) { $0 + $1.sgemmTogetherGFLOPs }
     let perRank = ranks.isEmpty ? 0 : total / Double(ranks.count)
-    var facts = "\(ranks.count) rank(s) on \(hosts.count) host(s), sgemm \(format(perRank, 1)) GFLOP/s per rank (\(format(total, 1)) in all)"
+    var facts =
+      "\(ranks.count) rank(s) on \(hosts.count) host(s), sgemm \(format(perRank, 1)) GFLOP/s per rank (\(format(total, 1)) in all)"
     if let row = allreduce.first(where: { $0.bytes >= 1 << 20 }) ?? allreduce.last, ranks.count > 1 {
       facts += ", all-reduce of \(formatBytes(row.bytes)) in \(formatDuration(row.microseconds))"
     }
@@ -115,11 +138,15 @@ extension DoctorReport {
   /// The plain-text report rank 0 prints.
   var text: String {
     var lines: [String] = []
-    lines.append("swift-lora-dist \(version) doctor: \(worldSize) rank(s) on \(hostCount) host(s), backend \(backend)")
+    lines.append(
+      "swift-lora-dist \(version) doctor: \(worldSize) rank(s) on \(hostCount) host(s), backend \(backend)")
     if let mpiLibrary { lines.append("MPI: \(mpiLibrary)") }
     lines.append("")
-    lines.append("sgemm \(sgemmShape) in GFLOP/s: 'alone' with the other ranks idle, 'together' with all ranks at once")
-    var table: [[String]] = [["rank", "host", "cpus", "mem GiB", "BLAS core", "threads", "alone", "together", "model"]]
+    lines.append(
+      "sgemm \(sgemmShape) in GFLOP/s: 'alone' with the other ranks idle, 'together' with all ranks at once")
+    var table: [[String]] = [
+      ["rank", "host", "cpus", "mem GiB", "BLAS core", "threads", "alone", "together", "model"]
+    ]
     for info in ranks {
       let model: String
       if let access = info.model {
@@ -137,7 +164,8 @@ extension DoctorReport {
     lines.append("")
     let checks = ranks.first?.checks ?? []
     let failed = problems.filter { $0.hasPrefix("collective check") }.count
-    lines.append("collectives (\(backend)): \(checks.count - failed) of \(checks.count) checks passed on every rank")
+    lines.append(
+      "collectives (\(backend)): \(checks.count - failed) of \(checks.count) checks passed on every rank")
     if worldSize > 1 {
       lines.append("")
       lines.append("all-reduce, float sum in place, \(worldSize) ranks (time of the slowest rank)")
@@ -197,7 +225,9 @@ func format(_ value: Double, _ decimals: Int) -> String {
   var text = String(rounded)
   if let dot = text.firstIndex(of: ".") {
     let have = text.distance(from: dot, to: text.endIndex) - 1
-    if decimals == 0 { text = String(text[..<dot]) } else if have < decimals {
+    if decimals == 0 {
+      text = String(text[..<dot])
+    } else if have < decimals {
       text += String(repeating: "0", count: decimals - have)
     }
   }

@@ -26,7 +26,9 @@ struct ModelAccess: Codable, Equatable {
       guard files.isReadableFile(atPath: config) else {
         return ModelAccess(path: path, error: "model folder \(path) has no readable config.json")
       }
-      let weights = ((try? files.contentsOfDirectory(atPath: path)) ?? []).filter { $0.hasSuffix(".safetensors") }
+      let weights = ((try? files.contentsOfDirectory(atPath: path)) ?? []).filter {
+        $0.hasSuffix(".safetensors")
+      }
       guard !weights.isEmpty else {
         return ModelAccess(path: path, error: "model folder \(path) has no .safetensors files")
       }
@@ -43,7 +45,8 @@ struct ModelAccess: Codable, Equatable {
     let size = ((try? files.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue
     let head = (try? handle.read(upToCount: 8)).map { [UInt8]($0) } ?? []
     guard head.count == 8 else {
-      return ModelAccess(path: path, bytes: size, error: "model file \(path) is shorter than any model header")
+      return ModelAccess(
+        path: path, bytes: size, error: "model file \(path) is shorter than any model header")
     }
     if head[0..<4] == [0x47, 0x47, 0x55, 0x46] {  // "GGUF"
       let version = UInt32(head[4]) | UInt32(head[5]) << 8 | UInt32(head[6]) << 16 | UInt32(head[7]) << 24
