@@ -8,15 +8,17 @@ struct Doctor: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Check ranks, BLAS speed, model access and MPI collectives before training.",
     discussion: """
-      Every rank reports its host, BLAS kernel and threads, measured sgemm speed, and whether
-      it can read the model; rank 0 verifies the collectives the trainer uses, times
-      all-reduce from 4 B to --max-size, and ends with a one-line verdict. Exits with 1 when
-      something would stop training (an unreadable model, a failed collective).
+      Every rank reports its host, BLAS kernel and threads, measured sgemm speed and \
+      whether it can read the model. Rank 0 verifies the collectives the trainer uses, \
+      times all-reduce from 4 B to --max-size, and ends with a one-line verdict. \
+      The exit status is 1 when something would stop training (an unreadable model, \
+      a failed collective, a BLAS kernel that computes wrong products).
 
       Examples:
-        swift-lora-dist doctor --model ~/.cache/swift-lora-dist/SmolLM2-135M-Instruct.Q4_1.gguf
-        OPENBLAS_NUM_THREADS=1 mpirun -np 2 swift-lora-dist doctor --model model.gguf
-        mpirun -np 8 --hostfile hosts swift-lora-dist doctor --json > doctor.json
+        swift-lora-dist doctor --model model.gguf
+        mpirun -np 2 swift-lora-dist doctor --model model.gguf
+        mpirun -np 8 --hostfile hosts swift-lora-dist doctor --json
+        OPENBLAS_CORETYPE=SkylakeX swift-lora-dist doctor --threads 1
       """)
 
   @Option(help: "A base model (GGUF file or Hugging Face folder) every rank must be able to read.")

@@ -9,9 +9,11 @@ struct SwiftLoRADist: ParsableCommand {
     commandName: "swift-lora-dist",
     abstract: "Fine-tune many LoRA adapters at once on one frozen base model, on CPUs, over MPI.",
     discussion: """
-      Run it alone for one process, or under an MPI launcher for many:
+      Runs as one process, or as one rank of an MPI job under mpirun, srun or \
+      another PMI/PMIx launcher.
 
-        swift-lora-dist doctor --model ~/.cache/swift-lora-dist/SmolLM2-135M-Instruct.Q4_1.gguf
+      Examples:
+        swift-lora-dist doctor --model model.gguf
         mpirun -np 2 swift-lora-dist doctor --model model.gguf
       """,
     version: version,
