@@ -24,6 +24,10 @@ let package = Package(
 
     // Flat Float buffers, the GEMM wrapper and (later) every op's forward and backward.
     .target(name: "LoRAKernels", dependencies: ["CBLAS"]),
+    // Model files (GGUF, safetensors, Hugging Face folders) and tokenizers.
+    .target(name: "LoRAFormats", dependencies: ["LoRAKernels"]),
+    // Llama-family configuration, frozen weights and the forward pass.
+    .target(name: "LoRAModel", dependencies: ["LoRAKernels", "LoRAFormats"]),
     // Communicators: MPI, local thread-ranks, and the checks every backend must pass.
     .target(name: "LoRAComm", dependencies: ["LoRAKernels", "CMPI"]),
     // The LZ4 checkpoint format and its exports.
@@ -32,12 +36,16 @@ let package = Package(
     .executableTarget(
       name: "swift-lora-dist",
       dependencies: [
-        "LoRAKernels", "LoRAComm", "LoRACheckpoint",
+        "LoRAKernels", "LoRAComm", "LoRACheckpoint", "LoRAFormats", "LoRAModel",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 
     .testTarget(name: "LoRAKernelsTests", dependencies: ["LoRAKernels"]),
     .testTarget(name: "LoRACommTests", dependencies: ["LoRAComm"]),
+    .testTarget(
+      name: "LoRAFormatsTests", dependencies: ["LoRAFormats"], resources: [.copy("Fixtures")]),
+    .testTarget(
+      name: "LoRAModelTests", dependencies: ["LoRAModel", "LoRAFormats"], resources: [.copy("Fixtures")]),
     .testTarget(name: "LoRACheckpointTests", dependencies: ["LoRACheckpoint"]),
     .testTarget(name: "CLITests", dependencies: ["swift-lora-dist", "LoRAComm"]),
   ]

@@ -15,8 +15,9 @@ public final class Tensor: @unchecked Sendable {
   public let count: Int
   /// Start of the elements; owned by this tensor or by `parent`.
   package let base: UnsafeMutablePointer<Float>
-  /// The tensor whose memory this one views, or nil when it owns its memory.
-  private let parent: Tensor?
+  /// What keeps `base` valid when this tensor does not own it: the parent tensor of a view,
+  /// or the owner of external memory (a mapped file). Nil when this tensor owns `base`.
+  private let owner: AnyObject?
 
   /// A zero-filled tensor of the given shape.
   public init(zeros shape: [Int]) {
@@ -25,7 +26,7 @@ public final class Tensor: @unchecked Sendable {
     self.count = count
     self.base = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
     self.base.initialize(repeating: 0, count: max(count, 1))
-    self.parent = nil
+    self.owner = nil
   }
 
   /// A tensor holding a copy of `values`, which must have exactly `shape`'s element count.
@@ -48,11 +49,20 @@ public final class Tensor: @unchecked Sendable {
     self.shape = shape
     self.count = Tensor.elementCount(shape)
     self.base = parent.base + offset
-    self.parent = parent
+    self.owner = parent
+  }
+
+  /// A tensor over memory owned by `owner` (for example Float32 data in a memory-mapped,
+  /// read-only file: such a tensor must never be written).
+  package init(external base: UnsafeMutablePointer<Float>, shape: [Int], owner: AnyObject) {
+    self.shape = shape
+    self.count = Tensor.elementCount(shape)
+    self.base = base
+    self.owner = owner
   }
 
   deinit {
-    if parent == nil { base.deallocate() }
+    if owner == nil { base.deallocate() }
   }
 
   /// A view of `shape` starting `offset` elements into this tensor; writes through the view

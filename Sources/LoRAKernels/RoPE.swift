@@ -1,0 +1,78 @@
+import Foundation
+
+/// Rotary position embedding in Hugging Face's "rotate half" layout: within each head,
+/// element i pairs with element i + HS/2.
+public final class RoPETable: @unchecked Sendable {
+  /// HS
+  public let headSize: Int
+  public let maxPositions: Int
+  /// cos and sin of position · frequency: [maxPositions, HS/2] each.
+  let cosines: Tensor
+  let sines: Tensor
+
+  /// - frequencies: HS/2 inverse frequencies, `theta^(-2i/HS)`, already scaled.
+  public init(headSize: Int, maxPositions: Int, inverseFrequencies: [Double]) {
+    precondition(inverseFrequencies.count == headSize / 2)
+    self.headSize = headSize
+    self.maxPositions = maxPositions
+    let half = headSize / 2
+    cosines = Tensor(zeros: [maxPositions, half])
+    sines = Tensor(zeros: [maxPositions, half])
+    for p in 0..<maxPositions {
+      for i in 0..<half {
+        let angle = Double(p) * inverseFrequencies[i]
+        cosines[p * half + i] = Float(cos(angle))
+        sines[p * half + i] = Float(sin(angle))
+      }
+    }
+  }
+
+  /// Hugging Face's inverse frequencies for `theta`, with optional "linear" or "llama3" scaling.
+  public static func inverseFrequencies(
+    headSize: Int, theta: Double, scalingType: String? = nil, factor: Double = 1, lowFrequencyFactor: Double = 1,
+    highFrequencyFactor: Double = 4, originalContextLength: Int = 8192
+  ) -> [Double] {
+    let base = (0..<headSize / 2).map { 1 / pow(theta, Double(2 * $0) / Double(headSize)) }
+    switch scalingType {
+    case "linear":
+      return base.map { $0 / factor }
+    case "llama3":
+      let lowWavelength = Double(originalContextLength) / lowFrequencyFactor
+      let highWavelength = Double(originalContextLength) / highFrequencyFactor
+      return base.map { frequency in
+        let wavelength = 2 * Double.pi / frequency
+        if wavelength < highWavelength { return frequency }
+        if wavelength > lowWavelength { return frequency / factor }
+        let smooth =
+          (Double(originalContextLength) / wavelength - lowFrequencyFactor)
+          / (highFrequencyFactor - lowFrequencyFactor)
+        return (1 - smooth) * frequency / factor + smooth * frequency
+      }
+    default:
+      return base
+    }
+  }
+
+  /// Rotates every head of every row in place.
+  /// - x: [N, heads, HS]; positions: N positions, each < maxPositions.
+  public func forward(_ x: Tensor, heads: Int, positions: [Int]) {
+    let half = headSize / 2
+    precondition(x.count == positions.count * heads * headSize, "RoPE input \(x.shape) for \(positions.count) rows")
+    let cosBase = cosines.base
+    let sinBase = sines.base
+    for (row, position) in positions.enumerated() {
+      precondition(position >= 0 && position < maxPositions, "position \(position) beyond the RoPE table of \(maxPositions)")
+      let c = cosBase + position * half
+      let s = sinBase + position * half
+      for h in 0..<heads {
+        let v = x.base + (row * heads + h) * headSize
+        for i in 0..<half {
+          let a = v[i]
+          let b = v[i + half]
+          v[i] = a * c[i] - b * s[i]
+          v[i + half] = b * c[i] + a * s[i]
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,19 @@
+/// Why a model could not be loaded or run. Messages name the file and what was expected.
+public enum ModelError: Error, Equatable, CustomStringConvertible {
+  /// The architecture is not a Llama-family decoder this project runs.
+  case unsupportedArchitecture(file: String, architecture: String)
+  /// A configuration field is missing or out of range.
+  case invalidConfig(file: String, message: String)
+  /// A weight is missing or its shape disagrees with the configuration.
+  case weightMismatch(file: String, message: String)
+
+  public var description: String {
+    switch self {
+    case .unsupportedArchitecture(let file, let architecture):
+      return "\(file): architecture '\(architecture)' is not a Llama-family decoder "
+        + "(supported: \(LlamaConfig.supportedArchitectures.joined(separator: ", ")))"
+    case .invalidConfig(let file, let message): return "\(file): \(message)"
+    case .weightMismatch(let file, let message): return "\(file): \(message)"
+    }
+  }
+}
