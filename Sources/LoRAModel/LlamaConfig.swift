@@ -94,6 +94,7 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
     case rmsNormEps = "rms_norm_eps"
     case ropeTheta = "rope_theta"
     case ropeScaling = "rope_scaling"
+    case ropeParameters = "rope_parameters"
     case contextLength = "max_position_embeddings"
     case tiedEmbeddings = "tie_word_embeddings"
     case attentionBias = "attention_bias"
@@ -132,11 +133,42 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
     headSize = try c.decodeIfPresent(Int.self, forKey: .headSize) ?? hiddenSize / max(heads, 1)
     vocabularySize = try c.decode(Int.self, forKey: .vocabularySize)
     rmsNormEps = try c.decodeIfPresent(Double.self, forKey: .rmsNormEps) ?? 1e-6
-    ropeTheta = try c.decodeIfPresent(Double.self, forKey: .ropeTheta) ?? 10000
+    // transformers 5 nests theta and scaling in `rope_parameters`; 4.x has `rope_theta` and
+    // `rope_scaling` at the top level.
+    let parameters = try? c.nestedContainer(keyedBy: RoPEParameterKeys.self, forKey: .ropeParameters)
+    ropeTheta =
+      try c.decodeIfPresent(Double.self, forKey: .ropeTheta)
+      ?? parameters?.decodeIfPresent(Double.self, forKey: .ropeTheta) ?? 10000
     ropeScaling = try? c.decodeIfPresent(RoPEScaling.self, forKey: .ropeScaling)
+    if ropeScaling == nil, let type = try parameters?.decodeIfPresent(String.self, forKey: .ropeType), type != "default" {
+      ropeScaling = try c.decode(RoPEScaling.self, forKey: .ropeParameters)
+    }
     contextLength = try c.decodeIfPresent(Int.self, forKey: .contextLength) ?? 2048
     tiedEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tiedEmbeddings) ?? false
     attentionBias = try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? (architecture == "qwen2")
+  }
+
+  private enum RoPEParameterKeys: String, CodingKey {
+    case ropeTheta = "rope_theta"
+    case ropeType = "rope_type"
+  }
+
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    try c.encode(architecture, forKey: .architecture)
+    try c.encode(hiddenSize, forKey: .hiddenSize)
+    try c.encode(intermediateSize, forKey: .intermediateSize)
+    try c.encode(layers, forKey: .layers)
+    try c.encode(heads, forKey: .heads)
+    try c.encode(kvHeads, forKey: .kvHeads)
+    try c.encode(headSize, forKey: .headSize)
+    try c.encode(vocabularySize, forKey: .vocabularySize)
+    try c.encode(rmsNormEps, forKey: .rmsNormEps)
+    try c.encode(ropeTheta, forKey: .ropeTheta)
+    try c.encodeIfPresent(ropeScaling, forKey: .ropeScaling)
+    try c.encode(contextLength, forKey: .contextLength)
+    try c.encode(tiedEmbeddings, forKey: .tiedEmbeddings)
+    try c.encode(attentionBias, forKey: .attentionBias)
   }
 
   /// Reads and validates a Hugging Face `config.json`.

@@ -1,0 +1,82 @@
+import Dispatch
+import LoRAKernels
+
+/// Timings of one generation.
+public struct GenerationStats: Sendable, Codable, Equatable {
+  public var promptTokens: Int
+  public var generatedTokens: Int
+  public var promptSeconds: Double
+  public var generationSeconds: Double
+  public var promptTokensPerSecond: Double { Double(promptTokens) / max(promptSeconds, 1e-9) }
+  /// Tokens after the first (the first comes from the prompt pass) per second of decoding.
+  public var generationTokensPerSecond: Double {
+    Double(max(generatedTokens - 1, 0)) / max(generationSeconds, 1e-9)
+  }
+}
+
+/// Autoregressive generation with a KV cache: the prompt goes through the model in one
+/// batched pass (matrix products over all its tokens), then one token at a time.
+public final class Generator {
+  public let model: LlamaModel
+  public let capacity: Int
+  let cache: KVCache
+  let step: LlamaActivations
+  let stepLogits: Tensor
+
+  /// - capacity: the most positions (prompt plus generated tokens) a generation may use.
+  public init(model: LlamaModel, capacity: Int) {
+    self.model = model
+    self.capacity = min(capacity, model.rope.maxPositions)
+    cache = KVCache(config: model.config, batch: 1, capacity: self.capacity)
+    step = LlamaActivations(config: model.config, batch: 1, length: 1, keepForBackward: false, keys: self.capacity)
+    stepLogits = Tensor(zeros: [1, model.config.vocabularySize])
+  }
+
+  /// Generates up to `maxTokens` tokens after `prompt`, calling `onToken` with each; stops
+  /// early at a token in `stop` (which is passed to `onToken` too) or when `onToken` returns
+  /// false. The prompt must leave room in the capacity.
+  public func generate(
+    prompt: [Int32], maxTokens: Int, sampler: inout Sampler, stop: Set<Int32> = [], onToken: (Int32) -> Bool
+  ) throws -> GenerationStats {
+    guard !prompt.isEmpty else { throw GenerationError.emptyPrompt }
+    guard prompt.count + maxTokens <= capacity else {
+      throw GenerationError.tooLong(prompt: prompt.count, maxTokens: maxTokens, capacity: capacity)
+    }
+    cache.reset()
+    let started = DispatchTime.now().uptimeNanoseconds
+    let promptPass = LlamaActivations(
+      config: model.config, batch: 1, length: prompt.count, keepForBackward: false, keys: capacity)
+    let hidden = model.forward(tokens: prompt, activations: promptPass, cache: cache)
+    let last = hidden.view(offset: (prompt.count - 1) * model.config.hiddenSize, shape: [1, model.config.hiddenSize])
+    model.logits(into: stepLogits, hidden: last)
+    var token = sampler.next(stepLogits)
+    let promptDone = DispatchTime.now().uptimeNanoseconds
+    var generated = 1
+    var going = onToken(token) && !stop.contains(token)
+    while going && generated < maxTokens {
+      let h = model.forward(tokens: [token], activations: step, cache: cache)
+      model.logits(into: stepLogits, hidden: h)
+      token = sampler.next(stepLogits)
+      generated += 1
+      going = onToken(token) && !stop.contains(token)
+    }
+    let finished = DispatchTime.now().uptimeNanoseconds
+    return GenerationStats(
+      promptTokens: prompt.count, generatedTokens: generated, promptSeconds: Double(promptDone - started) / 1e9,
+      generationSeconds: Double(finished - promptDone) / 1e9)
+  }
+}
+
+/// Why a generation could not start.
+public enum GenerationError: Error, Equatable, CustomStringConvertible {
+  case emptyPrompt
+  case tooLong(prompt: Int, maxTokens: Int, capacity: Int)
+
+  public var description: String {
+    switch self {
+    case .emptyPrompt: return "the prompt encodes to no tokens"
+    case .tooLong(let prompt, let maxTokens, let capacity):
+      return "a prompt of \(prompt) tokens plus --max-tokens \(maxTokens) exceeds the context of \(capacity) positions"
+    }
+  }
+}
