@@ -87,6 +87,7 @@ if __name__ == "__main__":
     ensure_reference_env()
 
 # From here on the reference packages are importable.
+os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' GGUF loader shows a tqdm bar
 import json  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402

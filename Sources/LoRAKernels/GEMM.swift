@@ -53,6 +53,21 @@ public enum GEMM {
       for row in 0..<m { (c + row * ldc).update(repeating: 0, count: n) }
       return
     }
+    if m == 1 {
+      // One row (a token during generation): a matrix-vector product reads the weights
+      // once, where sgemm would first pack them.
+      let incx = opA == .none ? 1 : lda
+      if opB == .transposed {
+        // c[1, N] = a · bᵀ with b [N, K]: c = b · a
+        cblas_sgemv(
+          CblasRowMajor, CblasNoTrans, blasInt(n), blasInt(k), alpha, b, blasInt(ldb), a, blasInt(incx), beta, c, 1)
+      } else {
+        // c[1, N] = a · b with b [K, N]: c = bᵀ · a
+        cblas_sgemv(
+          CblasRowMajor, CblasTrans, blasInt(k), blasInt(n), alpha, b, blasInt(ldb), a, blasInt(incx), beta, c, 1)
+      }
+      return
+    }
     cblas_sgemm(
       CblasRowMajor, opA.cblas, opB.cblas, blasInt(m), blasInt(n), blasInt(k), alpha,
       a, blasInt(lda), b, blasInt(ldb), beta, c, blasInt(ldc))

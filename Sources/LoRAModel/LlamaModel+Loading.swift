@@ -15,20 +15,22 @@ extension LlamaModel {
 
   /// Loads a GGUF file or a Hugging Face folder (`config.json` + safetensors).
   public static func load(path: String) throws -> (model: LlamaModel, origin: Origin) {
+    try load(ModelFiles.open(path))
+  }
+
+  /// Loads the model of files already opened (so the tokenizer can share them).
+  public static func load(_ files: ModelFiles) throws -> (model: LlamaModel, origin: Origin) {
     let started = Date()
-    var isFolder: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
-      throw FormatError.unreadable(file: path, reason: "no such file or folder")
-    }
     let config: LlamaConfig
     let weights: LlamaWeights
     let format: String
-    if isFolder.boolValue {
-      config = try LlamaConfig(configJSON: URL(fileURLWithPath: path).appendingPathComponent("config.json"))
-      weights = try LlamaWeights(config: config, source: SafetensorsWeightSource(collection: SafetensorsCollection(folder: path)))
+    switch files {
+    case .huggingFace(let folder):
+      config = try LlamaConfig(configJSON: URL(fileURLWithPath: folder).appendingPathComponent("config.json"))
+      weights = try LlamaWeights(
+        config: config, source: SafetensorsWeightSource(collection: SafetensorsCollection(folder: folder)))
       format = "Hugging Face folder"
-    } else {
-      let gguf = try GGUFFile(path: path)
+    case .gguf(let gguf):
       config = try LlamaConfig(gguf: gguf)
       weights = try LlamaWeights(config: config, source: GGUFWeightSource(gguf: gguf, config: config))
       format = "GGUF v\(gguf.version)"
@@ -37,7 +39,7 @@ extension LlamaModel {
     return (
       model,
       Origin(
-        format: format, path: path, inPlaceTensors: weights.inPlaceTensors,
+        format: format, path: files.path, inPlaceTensors: weights.inPlaceTensors,
         convertedTensors: weights.convertedTensors, loadSeconds: Date().timeIntervalSince(started))
     )
   }

@@ -17,6 +17,6 @@ struct SwiftLoRADist: ParsableCommand {
         mpirun -np 2 swift-lora-dist doctor --model model.gguf
       """,
     version: version,
-    subcommands: [Doctor.self]
+    subcommands: [Doctor.self, Inspect.self, Generate.self]
   )
 }

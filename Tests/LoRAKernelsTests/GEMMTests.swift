@@ -54,6 +54,24 @@ func naiveProduct(
     }
   }
 
+  @Test(arguments: [
+    (Transpose.none, Transpose.none), (.transposed, .none), (.none, .transposed), (.transposed, .transposed),
+  ])
+  func singleRowProductsMatchToo(transA: Transpose, transB: Transpose) {
+    // M = 1 takes the matrix-vector path.
+    let (n, k) = (19, 33)
+    let a = randomTensor(transA == .none ? [1, k] : [k, 1], seed: 8)
+    let b = randomTensor(transB == .none ? [k, n] : [n, k], seed: 9)
+    let c = randomTensor([1, n], seed: 10)
+    let before = c.values
+    GEMM.multiply(into: c, a, b, transposeA: transA, transposeB: transB, alpha: 2, beta: 0.5)
+    let expected = naiveProduct(
+      a.values, a.shape[0], a.shape[1], transA == .transposed, b.values, b.shape[0], b.shape[1], transB == .transposed)
+    for i in 0..<n {
+      #expect(abs(Double(c[i]) - (2 * expected[i] + 0.5 * Double(before[i]))) < 1e-4, "element \(i)")
+    }
+  }
+
   @Test func alphaAndBetaAccumulate() {
     let a = randomTensor([4, 3], seed: 3)
     let b = randomTensor([3, 5], seed: 4)

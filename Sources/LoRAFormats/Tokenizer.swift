@@ -1,0 +1,476 @@
+import Foundation
+
+/// A byte-level BPE tokenizer (GPT-2, SmolLM2, Qwen2, Llama-3 style), immutable after init.
+///
+/// Encoding: special tokens written in the text are cut out first (leftmost, longest match);
+/// the text between them is split by the `preTokenizer`, each piece's UTF-8 bytes are mapped
+/// through GPT-2's `bytes_to_unicode` table, and merges are applied by rank (lowest rank first,
+/// leftmost among ties) until none applies. Decoding maps the byte-level characters back to
+/// bytes and decodes UTF-8, replacing invalid sequences with U+FFFD.
+///
+/// Token types follow GGUF: 1 normal, 2 unknown, 3 control, 4 user defined, 5 unused, 6 byte.
+/// Control and unknown tokens are matched in text only when `parseSpecial` is true and are
+/// dropped by `decode(_:skipSpecial:)` when `skipSpecial` is; user-defined tokens are always
+/// matched and always decoded (as llama.cpp and Hugging Face treat non-special added tokens).
+public final class Tokenizer: Sendable {
+  /// The id of the beginning-of-sequence token, if the vocabulary has one.
+  public let bosID: Int?
+  /// The id of the end-of-sequence token, if the vocabulary has one.
+  public let eosID: Int?
+  /// The id of the padding token, if the vocabulary has one.
+  public let padID: Int?
+  /// How text is split before BPE.
+  public let preTokenizer: PreTokenizer
+  /// Whether `encode(_:parseSpecial:)` puts `bosID` first.
+  public let addBOS: Bool
+  /// Whether a piece that is itself a vocabulary token is emitted whole without merging
+  /// (Hugging Face `ignore_merges`, on for Llama-3).
+  public let ignoresMerges: Bool
+  /// Whether text between special tokens is put in Unicode NFC before splitting (Qwen2's
+  /// `tokenizer.json` normalizer).
+  public let normalizesNFC: Bool
+
+  /// V token strings, byte-level encoded for normal tokens, literal for special ones.
+  let tokens: [String]
+  let kinds: [TokenKind]
+  /// Token string to id; the lowest id wins for duplicates.
+  let ids: [String: Int32]
+  /// Symbol ids of the 256 single-byte symbols, indexed by byte.
+  let byteSymbols: [Int32]
+  /// Symbols that merges produce but the vocabulary lacks; symbol id `V + i` is `extraSymbols[i]`.
+  let extraSymbols: [String]
+  /// `left << 32 | right` (symbol ids) to `rank << 32 | merged` (symbol id).
+  let merges: [UInt64: UInt64]
+  let specials: SpecialTokenMatcher
+  let cache = PieceCache()
+
+  /// The number of token ids, V.
+  public var vocabularySize: Int { tokens.count }
+
+  /// A tokenizer from GGUF-style arrays: `tokens[id]` (byte-level encoded), optional GGUF
+  /// token types (nil: all normal), and merges as "left right" strings in rank order.
+  /// Llama-3 vocabularies (`preTokenizer == .llama3`) ignore merges for whole-token pieces,
+  /// as llama.cpp does.
+  public convenience init(
+    tokens: [String], tokenTypes: [Int32]?, merges: [String], bosID: Int?, eosID: Int?,
+    padID: Int?, preTokenizer: PreTokenizer, addBOS: Bool
+  ) throws {
+    if let tokenTypes, tokenTypes.count != tokens.count {
+      throw TokenizerError.tokenTypeCountMismatch(tokens: tokens.count, tokenTypes: tokenTypes.count)
+    }
+    let kinds = tokenTypes?.map(TokenKind.init(ggufType:)) ?? Array(repeating: .normal, count: tokens.count)
+    let pairs = try merges.enumerated().map { index, entry in
+      try Tokenizer.mergePair(entry, source: "merges", index: index)
+    }
+    try self.init(
+      tokens: tokens, kinds: kinds, mergePairs: pairs, bosID: bosID, eosID: eosID, padID: padID,
+      preTokenizer: preTokenizer, addBOS: addBOS, ignoresMerges: preTokenizer == .llama3,
+      normalizesNFC: false, source: "tokenizer")
+  }
+
+  /// The designated initializer: every option spelled out. `source` names the origin in errors.
+  init(
+    tokens: [String], kinds: [TokenKind], mergePairs: [(String, String)], bosID: Int?, eosID: Int?,
+    padID: Int?, preTokenizer: PreTokenizer, addBOS: Bool, ignoresMerges: Bool, normalizesNFC: Bool,
+    source: String
+  ) throws {
+    guard !tokens.isEmpty else { throw TokenizerError.emptyVocabulary(source: source) }
+    for (name, id) in [("BOS", bosID), ("EOS", eosID), ("PAD", padID)] {
+      if let id, !tokens.indices.contains(id) {
+        throw TokenizerError.specialTokenOutOfRange(name: name, id: id, vocabularySize: tokens.count)
+      }
+    }
+    var ids: [String: Int32] = [:]
+    ids.reserveCapacity(tokens.count)
+    for (id, token) in tokens.enumerated() where !token.isEmpty && ids[token] == nil {
+      ids[token] = Int32(id)
+    }
+
+    // Symbols are vocabulary ids, or ids past the vocabulary for strings it lacks.
+    var symbols = ids
+    var extraSymbols: [String] = []
+    func intern(_ symbol: String) -> Int32 {
+      if let id = symbols[symbol] { return id }
+      let id = Int32(tokens.count + extraSymbols.count)
+      extraSymbols.append(symbol)
+      symbols[symbol] = id
+      return id
+    }
+    let byteSymbols = ByteLevel.encoder.map { intern(String($0)) }
+    var mergeTable: [UInt64: UInt64] = [:]
+    mergeTable.reserveCapacity(mergePairs.count)
+    for (rank, (left, right)) in mergePairs.enumerated() {
+      let key = Tokenizer.pairKey(intern(left), intern(right))
+      if mergeTable[key] == nil {
+        mergeTable[key] = UInt64(rank) << 32 | UInt64(UInt32(intern(left + right)))
+      }
+    }
+
+    self.tokens = tokens
+    self.kinds = kinds
+    self.ids = ids
+    self.byteSymbols = byteSymbols
+    self.extraSymbols = extraSymbols
+    self.merges = mergeTable
+    self.specials = SpecialTokenMatcher(tokens: tokens, kinds: kinds)
+    self.bosID = bosID
+    self.eosID = eosID
+    self.padID = padID
+    self.preTokenizer = preTokenizer
+    self.addBOS = addBOS
+    self.ignoresMerges = ignoresMerges
+    self.normalizesNFC = normalizesNFC
+  }
+
+  /// Splits a "left right" merge at its first space after the first character (as llama.cpp).
+  static func mergePair(_ entry: String, source: String, index: Int) throws -> (String, String) {
+    let scalars = Array(entry.unicodeScalars)
+    guard scalars.count >= 3, let space = scalars[1...].firstIndex(of: " "), space + 1 < scalars.count
+    else { throw TokenizerError.invalidMerge(source: source, index: index, entry: entry) }
+    let left = String(String.UnicodeScalarView(scalars[..<space]))
+    let right = String(String.UnicodeScalarView(scalars[(space + 1)...]))
+    return (left, right)
+  }
+
+  static func pairKey(_ left: Int32, _ right: Int32) -> UInt64 {
+    UInt64(UInt32(bitPattern: left)) << 32 | UInt64(UInt32(bitPattern: right))
+  }
+
+  // MARK: Encoding
+
+  /// Encodes text; special tokens (GGUF token type 3 CONTROL or 4 USER_DEFINED, or
+  /// tokenizer.json added_tokens) written literally in the text become their single id when
+  /// `parseSpecial` is true. User-defined tokens are matched even when it is false. Puts
+  /// `bosID` first when `addBOS` is true.
+  public func encode(_ text: String, parseSpecial: Bool = true) -> [Int32] {
+    var output: [Int32] = []
+    output.reserveCapacity(text.utf8.count / 3 + 1)
+    if addBOS, let bosID { output.append(Int32(bosID)) }
+    let scalars = Array(text.unicodeScalars)
+    var encoder = PieceEncoder(tokenizer: self)
+    var start = 0
+    var position = 0
+    while position < scalars.count {
+      if let match = specials.longestMatch(in: scalars, at: position, parseSpecial: parseSpecial) {
+        encoder.encodeOrdinary(scalars[start..<position], into: &output)
+        output.append(match.id)
+        position += match.length
+        start = position
+      } else {
+        position += 1
+      }
+    }
+    encoder.encodeOrdinary(scalars[start..<scalars.count], into: &output)
+    return output
+  }
+
+  /// The ids of one pre-tokenizer piece given as UTF-8 bytes, appended to `output`.
+  func encodePiece(_ bytes: [UInt8], into output: inout [Int32]) {
+    if ignoresMerges {
+      var text = String.UnicodeScalarView()
+      for byte in bytes { text.append(ByteLevel.encoder[Int(byte)]) }
+      if let id = ids[String(text)] {
+        output.append(id)
+        return
+      }
+    }
+    var symbols = bytes.map { byteSymbols[Int($0)] }
+    applyMerges(&symbols)
+    for symbol in symbols {
+      if Int(symbol) < tokens.count {
+        output.append(symbol)
+        continue
+      }
+      // A merge result missing from the vocabulary falls back to its single characters.
+      for scalar in extraSymbols[Int(symbol) - tokens.count].unicodeScalars {
+        if let id = ids[String(scalar)] { output.append(id) }
+      }
+    }
+  }
+
+  /// Applies merges to a sequence of symbol ids, lowest rank first and leftmost among equal
+  /// ranks, until none applies. Runs in O(n log n) with a heap of candidate pairs.
+  func applyMerges(_ symbols: inout [Int32]) {
+    let count = symbols.count
+    guard count > 1 else { return }
+    var next = (0..<count).map { Int32($0 + 1) }
+    next[count - 1] = -1
+    var previous = (0..<count).map { Int32($0 - 1) }
+    var alive = [Bool](repeating: true, count: count)
+    var heap = MinHeap()
+    func push(_ position: Int, _ right: Int) {
+      if let merge = merges[Tokenizer.pairKey(symbols[position], symbols[right])] {
+        heap.push(merge & 0xFFFF_FFFF_0000_0000 | UInt64(position))
+      }
+    }
+    for position in 0..<(count - 1) { push(position, position + 1) }
+    while let top = heap.pop() {
+      let position = Int(top & 0xFFFF_FFFF)
+      guard alive[position], next[position] >= 0 else { continue }
+      let right = Int(next[position])
+      guard let merge = merges[Tokenizer.pairKey(symbols[position], symbols[right])],
+        merge >> 32 == top >> 32
+      else { continue }
+      symbols[position] = Int32(truncatingIfNeeded: merge & 0xFFFF_FFFF)
+      alive[right] = false
+      next[position] = next[right]
+      if next[right] >= 0 { previous[Int(next[right])] = Int32(position) }
+      if previous[position] >= 0 { push(Int(previous[position]), position) }
+      if next[position] >= 0 { push(position, Int(next[position])) }
+    }
+    var merged: [Int32] = []
+    var position = 0
+    while position >= 0 {
+      merged.append(symbols[position])
+      position = Int(next[position])
+    }
+    symbols = merged
+  }
+
+  // MARK: Decoding and lookup
+
+  /// Decodes ids to text; ids outside the vocabulary are skipped, and so are control, unknown
+  /// and unused tokens when `skipSpecial` is true. Invalid UTF-8 becomes U+FFFD.
+  public func decode(_ ids: [Int32], skipSpecial: Bool = false) -> String {
+    var bytes: [UInt8] = []
+    bytes.reserveCapacity(ids.count * 4)
+    for id in ids where tokens.indices.contains(Int(id)) {
+      if skipSpecial && kinds[Int(id)].isSkippable { continue }
+      appendBytes(of: Int(id), to: &bytes)
+    }
+    return String(decoding: bytes, as: UTF8.self)
+  }
+
+  /// The raw bytes a token stands for (for streaming decode of partial UTF-8); special
+  /// tokens give their literal text, ids outside the vocabulary give no bytes.
+  public func bytes(of id: Int32) -> [UInt8] {
+    guard tokens.indices.contains(Int(id)) else { return [] }
+    var bytes: [UInt8] = []
+    appendBytes(of: Int(id), to: &bytes)
+    return bytes
+  }
+
+  private func appendBytes(of id: Int, to bytes: inout [UInt8]) {
+    let token = tokens[id]
+    guard kinds[id] == .normal else {
+      bytes.append(contentsOf: token.utf8)
+      return
+    }
+    let start = bytes.count
+    for scalar in token.unicodeScalars {
+      guard let byte = ByteLevel.byte(for: scalar) else {
+        // Not byte-level text: the token stands for its own UTF-8 (as Hugging Face decodes it).
+        bytes.removeSubrange(start...)
+        bytes.append(contentsOf: token.utf8)
+        return
+      }
+      bytes.append(byte)
+    }
+  }
+
+  /// The id of a token written exactly as in the vocabulary, e.g. "<|im_end|>" or "Ġthe".
+  public func id(of token: String) -> Int32? {
+    ids[token]
+  }
+
+  /// The vocabulary string of an id (byte-level encoded for normal tokens), nil if out of range.
+  public func token(of id: Int32) -> String? {
+    tokens.indices.contains(Int(id)) ? tokens[Int(id)] : nil
+  }
+}
+
+/// How a token takes part in encoding and decoding, from its GGUF token type.
+enum TokenKind: Sendable, Equatable {
+  /// Byte-level text that BPE produces (GGUF types 1 normal and 6 byte).
+  case normal
+  /// Matched in text only when parsing specials; skippable on decode (types 2 and 3).
+  case control
+  /// Always matched in text, always decoded literally (type 4).
+  case userDefined
+  /// Never matched; skippable on decode (type 5).
+  case unused
+
+  init(ggufType: Int32) {
+    switch ggufType {
+    case 2, 3: self = .control
+    case 4: self = .userDefined
+    case 5: self = .unused
+    default: self = .normal
+    }
+  }
+
+  var isSkippable: Bool { self == .control || self == .unused }
+}
+
+/// GPT-2's `bytes_to_unicode`: printable bytes 33–126, 161–172 and 174–255 stand for
+/// themselves, the other 68 bytes for U+0100 upwards in byte order.
+enum ByteLevel {
+  /// The character each byte is written as.
+  static let encoder: [Unicode.Scalar] = {
+    var next: UInt32 = 256
+    return (0..<256).map { byte -> Unicode.Scalar in
+      switch byte {
+      case 33...126, 161...172, 174...255:
+        return Unicode.Scalar(UInt32(byte))!
+      default:
+        defer { next += 1 }
+        return Unicode.Scalar(next)!
+      }
+    }
+  }()
+
+  /// `decoder[c]` is the byte character `c` stands for, or -1.
+  private static let decoder: [Int16] = {
+    var table = [Int16](repeating: -1, count: 324)
+    for (byte, scalar) in encoder.enumerated() { table[Int(scalar.value)] = Int16(byte) }
+    return table
+  }()
+
+  /// The byte a byte-level character stands for; nil if it is not one of the 256.
+  static func byte(for scalar: Unicode.Scalar) -> UInt8? {
+    let value = Int(scalar.value)
+    guard value < decoder.count, decoder[value] >= 0 else { return nil }
+    return UInt8(decoder[value])
+  }
+}
+
+/// A trie over the scalars of the special tokens, for leftmost-longest matching.
+struct SpecialTokenMatcher: Sendable {
+  private var children: [[UInt32: Int32]] = [[:]]
+  /// The token ending at each node, or -1.
+  private var terminal: [Int32] = [-1]
+  /// Whether that token is matched only when parsing specials.
+  private var controlOnly: [Bool] = [false]
+
+  init(tokens: [String], kinds: [TokenKind]) {
+    for (id, token) in tokens.enumerated() where !token.isEmpty {
+      guard kinds[id] == .control || kinds[id] == .userDefined else { continue }
+      var node = 0
+      for scalar in token.unicodeScalars {
+        if let child = children[node][scalar.value] {
+          node = Int(child)
+        } else {
+          children.append([:])
+          terminal.append(-1)
+          controlOnly.append(false)
+          children[node][scalar.value] = Int32(children.count - 1)
+          node = children.count - 1
+        }
+      }
+      if terminal[node] < 0 {
+        terminal[node] = Int32(id)
+        controlOnly[node] = kinds[id] == .control
+      }
+    }
+  }
+
+  /// The longest special token starting at `position`, if any.
+  func longestMatch(in scalars: [Unicode.Scalar], at position: Int, parseSpecial: Bool)
+    -> (id: Int32, length: Int)?
+  {
+    var node = 0
+    var best: (id: Int32, length: Int)?
+    var index = position
+    while index < scalars.count, let child = children[node][scalars[index].value] {
+      node = Int(child)
+      index += 1
+      if terminal[node] >= 0 && (parseSpecial || !controlOnly[node]) {
+        best = (terminal[node], index - position)
+      }
+    }
+    return best
+  }
+}
+
+/// Splits ordinary text (no special tokens) into pieces and encodes each through the cache.
+private struct PieceEncoder {
+  let tokenizer: Tokenizer
+  private var ranges: [Range<Int>] = []
+  private var bytes: [UInt8] = []
+
+  init(tokenizer: Tokenizer) {
+    self.tokenizer = tokenizer
+  }
+
+  mutating func encodeOrdinary(_ text: ArraySlice<Unicode.Scalar>, into output: inout [Int32]) {
+    guard !text.isEmpty else { return }
+    var scalars = Array(text)
+    if tokenizer.normalizesNFC {
+      var view = String.UnicodeScalarView()
+      view.append(contentsOf: scalars)
+      scalars = Array(String(view).precomposedStringWithCanonicalMapping.unicodeScalars)
+    }
+    let classes = scalars.map(ScalarClass.init)
+    ranges.removeAll(keepingCapacity: true)
+    tokenizer.preTokenizer.split(scalars, classes, 0..<scalars.count, into: &ranges)
+    for range in ranges {
+      bytes.removeAll(keepingCapacity: true)
+      for scalar in scalars[range] { UTF8.encode(scalar) { bytes.append($0) } }
+      if let cached = tokenizer.cache.lookup(bytes) {
+        output.append(contentsOf: cached)
+        continue
+      }
+      let start = output.count
+      tokenizer.encodePiece(bytes, into: &output)
+      tokenizer.cache.store(bytes, Array(output[start...]))
+    }
+  }
+}
+
+/// Piece bytes to ids, shared across threads behind a lock; bounded by clearing when full.
+final class PieceCache: @unchecked Sendable {
+  private let lock = NSLock()
+  private var entries: [[UInt8]: [Int32]] = [:]
+  private static let capacity = 1 << 16
+  private static let longestPiece = 128
+
+  func lookup(_ piece: [UInt8]) -> [Int32]? {
+    guard piece.count <= Self.longestPiece else { return nil }
+    lock.lock()
+    defer { lock.unlock() }
+    return entries[piece]
+  }
+
+  func store(_ piece: [UInt8], _ ids: [Int32]) {
+    guard piece.count <= Self.longestPiece else { return }
+    lock.lock()
+    defer { lock.unlock() }
+    if entries.count >= Self.capacity { entries.removeAll(keepingCapacity: true) }
+    entries[piece] = ids
+  }
+}
+
+/// A binary min-heap of packed `rank << 32 | position` keys.
+private struct MinHeap {
+  private var items: [UInt64] = []
+
+  mutating func push(_ item: UInt64) {
+    items.append(item)
+    var child = items.count - 1
+    while child > 0 {
+      let parent = (child - 1) / 2
+      guard items[child] < items[parent] else { break }
+      items.swapAt(child, parent)
+      child = parent
+    }
+  }
+
+  mutating func pop() -> UInt64? {
+    guard let top = items.first else { return nil }
+    let last = items.removeLast()
+    if !items.isEmpty {
+      items[0] = last
+      var parent = 0
+      while true {
+        let left = 2 * parent + 1
+        guard left < items.count else { break }
+        let right = left + 1
+        let smaller = right < items.count && items[right] < items[left] ? right : left
+        guard items[smaller] < items[parent] else { break }
+        items.swapAt(smaller, parent)
+        parent = smaller
+      }
+    }
+    return top
+  }
+}

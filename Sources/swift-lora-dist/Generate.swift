@@ -1,0 +1,147 @@
+import ArgumentParser
+import Foundation
+import LoRAFormats
+import LoRAKernels
+import LoRAModel
+
+/// `swift-lora-dist generate`: text from a base model, with a KV cache.
+struct Generate: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Generate text from a base model (GGUF file or Hugging Face folder).",
+    discussion: """
+      The prompt runs through the model in one batched pass; then tokens are generated one \\
+      at a time with a KV cache and printed as they come. Timings go to standard error.
+
+      Examples:
+        swift-lora-dist generate --model model.gguf --prompt "The capital of France is"
+        swift-lora-dist generate --model model.gguf --chat "Name three rivers." --max-tokens 64
+        swift-lora-dist generate --model ./SmolLM2-folder --prompt "Once" --temperature 0.8 --top-p 0.9 --seed 7
+      """)
+
+  @Option(help: "A GGUF file or a Hugging Face folder.")
+  var model: String
+
+  @Option(help: "Text to continue, as is.")
+  var prompt: String?
+
+  @Option(help: "A user message, rendered with the model's chat template (ChatML).")
+  var chat: String?
+
+  @Option(help: "A system message for --chat.")
+  var system: String?
+
+  @Option(name: .customLong("max-tokens"), help: "Most tokens to generate.")
+  var maxTokens = 128
+
+  @Option(help: "Sampling temperature; 0 is greedy.")
+  var temperature: Float = 0
+
+  @Option(name: .customLong("top-p"), help: "Nucleus sampling: keep the most likely tokens up to this mass.")
+  var topP: Float = 1
+
+  @Option(help: "Seed of the sampler.")
+  var seed: UInt64 = 0
+
+  @Option(help: "BLAS threads (default: OPENBLAS_NUM_THREADS or all cores).")
+  var threads: Int?
+
+  @Flag(help: "Print one JSON object with the text, token ids and timings instead of streaming.")
+  var json = false
+
+  func validate() throws {
+    guard (prompt == nil) != (chat == nil) else { throw ValidationError("give exactly one of --prompt and --chat") }
+    guard maxTokens >= 1 else { throw ValidationError("--max-tokens must be at least 1") }
+    guard temperature >= 0 else { throw ValidationError("--temperature must be 0 or more") }
+    guard topP > 0 && topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
+    if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    if system != nil && chat == nil { throw ValidationError("--system needs --chat") }
+  }
+
+  func run() throws {
+    if let threads { BLAS.threads = threads }
+    let files = try ModelFiles.open(model)
+    let tokenizer = try Tokenizer.load(files)
+    let (llama, origin) = try LlamaModel.load(files)
+
+    var stop: Set<Int32> = []
+    if let eos = tokenizer.eosID { stop.insert(Int32(eos)) }
+    let text: String
+    if let chat {
+      guard files.chatTemplate.map({ $0.contains(ChatTemplate.imStart) }) ?? (tokenizer.id(of: ChatTemplate.imStart) != nil)
+      else {
+        throw ValidationError("\(model): the model's chat template is not ChatML; use --prompt instead of --chat")
+      }
+      var messages: [ChatMessage] = []
+      if let system { messages.append(ChatMessage(role: "system", content: system)) }
+      messages.append(ChatMessage(role: "user", content: chat))
+      text = ChatTemplate.chatML(messages, addGenerationPrompt: true)
+      if let end = tokenizer.id(of: ChatTemplate.imEnd) { stop.insert(end) }
+    } else {
+      text = prompt ?? ""
+    }
+    let ids = tokenizer.encode(text)
+    let generator = Generator(model: llama, capacity: min(llama.config.contextLength, ids.count + maxTokens))
+    var sampler = Sampler(temperature: temperature, topP: topP, seed: seed)
+    var output: [Int32] = []
+    var pending: [UInt8] = []
+    let stats = try generator.generate(prompt: ids, maxTokens: maxTokens, sampler: &sampler, stop: stop) { token in
+      output.append(token)
+      if !json && !stop.contains(token) {
+        pending += tokenizer.bytes(of: token)
+        let ready = Utf8Prefix.complete(pending)
+        if ready > 0 {
+          FileHandle.standardOutput.write(Data(pending[..<ready]))
+          pending.removeFirst(ready)
+        }
+      }
+      return true
+    }
+    let threadsUsed = BLAS.threads
+    if json {
+      let result = GenerateResult(
+        text: tokenizer.decode(output.filter { !stop.contains($0) }), promptIDs: ids, ids: output,
+        loadSeconds: origin.loadSeconds, blasThreads: threadsUsed, stats: stats)
+      let encoder = JSONEncoder()
+      encoder.outputFormatting = [.sortedKeys]
+      print(String(decoding: try encoder.encode(result), as: UTF8.self))
+    } else {
+      if !pending.isEmpty { FileHandle.standardOutput.write(Data(pending)) }
+      print("")
+      let summary =
+        "load \(format(origin.loadSeconds, 2)) s; prompt \(stats.promptTokens) tokens at "
+        + "\(format(stats.promptTokensPerSecond, 1)) tokens/s; generated \(stats.generatedTokens) tokens at "
+        + "\(format(stats.generationTokensPerSecond, 1)) tokens/s (\(threadsUsed) BLAS thread(s), \(BLAS.coreName))"
+      FileHandle.standardError.write(Data((summary + "\n").utf8))
+    }
+  }
+}
+
+/// What `generate --json` prints.
+struct GenerateResult: Codable {
+  var text: String
+  var promptIDs: [Int32]
+  var ids: [Int32]
+  var loadSeconds: Double
+  var blasThreads: Int
+  var stats: GenerationStats
+}
+
+/// Streaming output: how many leading bytes form complete UTF-8 characters.
+enum Utf8Prefix {
+  static func complete(_ bytes: [UInt8]) -> Int {
+    var end = bytes.count
+    // Step back over at most 3 continuation bytes to the last lead byte.
+    var i = bytes.count - 1
+    var back = 0
+    while i >= 0 && back < 4 && bytes[i] & 0xC0 == 0x80 {
+      i -= 1
+      back += 1
+    }
+    if i >= 0 {
+      let lead = bytes[i]
+      let needed = lead < 0x80 ? 1 : lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1
+      if bytes.count - i < needed { end = i }
+    }
+    return end
+  }
+}
