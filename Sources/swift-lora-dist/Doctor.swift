@@ -98,6 +98,7 @@ struct DoctorProbe {
       cpus: ProcessInfo.processInfo.activeProcessorCount,
       memoryGiB: Double(ProcessInfo.processInfo.physicalMemory) / Double(1 << 30),
       blasCore: BLAS.coreName, blasThreads: BLAS.threads, blasThreading: BLAS.threading,
+      blasCoreReplaced: BLAS.replacedCore,
       cpuFeatures: BLAS.cpuVectorFeatures(), sgemmError: GEMM.verify(),
       sgemmAloneGFLOPs: alone, sgemmTogetherGFLOPs: together.gflops,
       model: model.map(ModelAccess.check), checks: checks)

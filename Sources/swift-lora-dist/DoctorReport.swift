@@ -13,6 +13,8 @@ struct DoctorReport: Codable, Equatable {
     var blasCore: String
     var blasThreads: Int
     var blasThreading: String
+    /// The kernel OpenBLAS chose itself when swift-lora-dist replaced it with `blasCore`.
+    var blasCoreReplaced: String?
     /// The CPU's widest vector extensions ("avx512", "avx2+fma", …).
     var cpuFeatures: String
     /// Largest relative error of sgemm against a double-precision product.
@@ -155,12 +157,18 @@ extension DoctorReport {
         model = "-"
       }
       table.append([
-        String(info.rank), info.host, String(info.cpus), format(info.memoryGiB, 1), info.blasCore,
+        String(info.rank), info.host, String(info.cpus), format(info.memoryGiB, 1),
+        info.blasCore + (info.blasCoreReplaced == nil ? "" : "*"),
         "\(info.blasThreads) \(info.blasThreading)", format(info.sgemmAloneGFLOPs, 1),
         format(info.sgemmTogetherGFLOPs, 1), model,
       ])
     }
     lines += renderTable(table, rightAligned: [0, 2, 3, 6, 7])
+    if let replaced = ranks.first(where: { $0.blasCoreReplaced != nil }) {
+      lines.append(
+        "* chosen by swift-lora-dist: OpenBLAS picked its generic '\(replaced.blasCoreReplaced ?? "")' kernel for this "
+          + "CPU; \(BLAS.coreSelectionVariable)=keep keeps OpenBLAS's choice")
+    }
     lines.append("")
     let checks = ranks.first?.checks ?? []
     let failed = problems.filter { $0.hasPrefix("collective check") }.count

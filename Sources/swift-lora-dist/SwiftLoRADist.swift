@@ -1,4 +1,5 @@
 import ArgumentParser
+import LoRAKernels
 
 /// The `swift-lora-dist` command: the only place that talks to the user.
 @main
@@ -19,4 +20,11 @@ struct SwiftLoRADist: ParsableCommand {
     version: version,
     subcommands: [Doctor.self, Inspect.self, Generate.self]
   )
+
+  /// Picks OpenBLAS's fast kernel where it failed to (see `BLAS.selectFasterCoreIfNeeded`),
+  /// then parses the command line and runs the command.
+  static func main() {
+    BLAS.selectFasterCoreIfNeeded()
+    main(nil)
+  }
 }

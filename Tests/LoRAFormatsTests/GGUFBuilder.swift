@@ -71,7 +71,7 @@ func le<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
 }
 
 /// A temporary folder removed when the value is released.
-final class TemporaryFolder {
+final class GGUFTestFolder {
   let path: String
   init() throws {
     path = NSTemporaryDirectory() + "lora-formats-test-" + UUID().uuidString

@@ -18,7 +18,7 @@ import Testing
 
   @Test(arguments: [2, 3])
   func readsMetadataAndTensors(version: Int) throws {
-    let folder = try TemporaryFolder()
+    let folder = try GGUFTestFolder()
     var builder = sample()
     builder.version = UInt32(version)
     let gguf = try GGUFFile(path: try folder.file("m.gguf", builder.build()))
@@ -37,7 +37,7 @@ import Testing
   }
 
   @Test func wrongMagicIsNamed() throws {
-    let folder = try TemporaryFolder()
+    let folder = try GGUFTestFolder()
     var bytes = sample().build()
     bytes[0...3] = [0x50, 0x4B, 0x03, 0x04]  // a zip file
     let path = try folder.file("m.gguf", bytes)
@@ -49,7 +49,7 @@ import Testing
   }
 
   @Test func unknownVersionIsNamed() throws {
-    let folder = try TemporaryFolder()
+    let folder = try GGUFTestFolder()
     var builder = sample()
     builder.version = 7
     let path = try folder.file("m.gguf", builder.build())
@@ -59,7 +59,7 @@ import Testing
   }
 
   @Test func everyTruncationIsAnError() throws {
-    let folder = try TemporaryFolder()
+    let folder = try GGUFTestFolder()
     let bytes = sample().build()
     // The last tensor's 20 bytes are followed by 12 bytes of alignment padding, which a
     // file may omit. Cut at every shorter length: header, metadata, table, data.
@@ -73,7 +73,7 @@ import Testing
   }
 
   @Test func tensorDataPastTheEndIsNamed() throws {
-    let folder = try TemporaryFolder()
+    let folder = try GGUFTestFolder()
     var builder = sample()
     builder.tensors[1].dimensions = [50]  // declares 200 bytes, the file holds 32
     let path = try folder.file("m.gguf", builder.build())
@@ -85,7 +85,7 @@ import Testing
   }
 
   @Test func unsupportedTypeNamesTensorAndType() throws {
-    let folder = try TemporaryFolder()
+    let folder = try GGUFTestFolder()
     var builder = sample()
     builder.tensors[0].type = 11  // Q3_K
     builder.tensors[0].dimensions = [256, 1]
