@@ -22,10 +22,14 @@ enum Dequantize {
     }
   }
 
-  private static func run(_ type: GGMLType, _ src: UnsafeRawPointer, blocks: Int, _ dst: UnsafeMutablePointer<Float>) {
+  private static func run(
+    _ type: GGMLType, _ src: UnsafeRawPointer, blocks: Int, _ dst: UnsafeMutablePointer<Float>
+  ) {
     switch type {
     case .f32:
-      for i in 0..<blocks { dst[i] = Float(bitPattern: src.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)) }
+      for i in 0..<blocks {
+        dst[i] = Float(bitPattern: src.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))
+      }
     case .f16:
       for i in 0..<blocks { dst[i] = half(src, 2 * i) }
     case .bf16:
@@ -37,7 +41,9 @@ enum Dequantize {
         let block = src + b * 34
         let d = half(block, 0)
         let out = dst + b * 32
-        for j in 0..<32 { out[j] = d * Float(Int8(bitPattern: block.load(fromByteOffset: 2 + j, as: UInt8.self))) }
+        for j in 0..<32 {
+          out[j] = d * Float(Int8(bitPattern: block.load(fromByteOffset: 2 + j, as: UInt8.self)))
+        }
       }
     case .q4_0:
       for b in 0..<blocks {
@@ -169,9 +175,12 @@ enum Dequantize {
             let q3 = Int((a >> 4) | (((h >> 4) & 3) << 4)) - 32
             let q4 = Int((c >> 4) | (((h >> 6) & 3) << 4)) - 32
             out[l] = d * Float(Int8(bitPattern: sc.load(fromByteOffset: s, as: UInt8.self))) * Float(q1)
-            out[l + 32] = d * Float(Int8(bitPattern: sc.load(fromByteOffset: s + 2, as: UInt8.self))) * Float(q2)
-            out[l + 64] = d * Float(Int8(bitPattern: sc.load(fromByteOffset: s + 4, as: UInt8.self))) * Float(q3)
-            out[l + 96] = d * Float(Int8(bitPattern: sc.load(fromByteOffset: s + 6, as: UInt8.self))) * Float(q4)
+            out[l + 32] =
+              d * Float(Int8(bitPattern: sc.load(fromByteOffset: s + 2, as: UInt8.self))) * Float(q2)
+            out[l + 64] =
+              d * Float(Int8(bitPattern: sc.load(fromByteOffset: s + 4, as: UInt8.self))) * Float(q3)
+            out[l + 96] =
+              d * Float(Int8(bitPattern: sc.load(fromByteOffset: s + 6, as: UInt8.self))) * Float(q4)
           }
           out += 128
           ql += 64

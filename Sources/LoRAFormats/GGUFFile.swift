@@ -41,7 +41,8 @@ public final class GGUFFile: @unchecked Sendable {
     let magic = try reader.readBytes(4, "the GGUF magic")
     guard magic == Array("GGUF".utf8) else {
       let shown = magic.map { (32..<127).contains($0) ? String(UnicodeScalar($0)) : "." }.joined()
-      throw FormatError.invalid(file: path, message: "not a GGUF file: it starts with '\(shown)', expected 'GGUF'")
+      throw FormatError.invalid(
+        file: path, message: "not a GGUF file: it starts with '\(shown)', expected 'GGUF'")
     }
     let version = try reader.read(UInt32.self, "the GGUF version")
     if version == 0x0300_0000 || version == 0x0200_0000 {
@@ -88,13 +89,15 @@ public final class GGUFFile: @unchecked Sendable {
       let name = try GGUFFile.readString(&reader, "the name of tensor \(i)")
       let rank = try reader.read(UInt32.self, "the rank of tensor '\(name)'")
       guard (1...4).contains(rank) else {
-        throw FormatError.invalid(file: path, message: "tensor '\(name)' has \(rank) dimensions, expected 1 to 4")
+        throw FormatError.invalid(
+          file: path, message: "tensor '\(name)' has \(rank) dimensions, expected 1 to 4")
       }
       var dimensions: [Int] = []
       for d in 0..<Int(rank) {
         let size = try reader.read(UInt64.self, "dimension \(d) of tensor '\(name)'")
         guard size > 0, size < 1 << 40 else {
-          throw FormatError.invalid(file: path, message: "tensor '\(name)' has dimension \(d) of size \(size)")
+          throw FormatError.invalid(
+            file: path, message: "tensor '\(name)' has dimension \(d) of size \(size)")
         }
         dimensions.append(Int(size))
       }
@@ -119,14 +122,17 @@ public final class GGUFFile: @unchecked Sendable {
     for tensor in tensors {
       guard tensor.offset % alignment == 0 else {
         throw FormatError.invalid(
-          file: path, message: "tensor '\(tensor.name)' data offset \(tensor.offset) is not aligned to \(alignment)")
+          file: path,
+          message: "tensor '\(tensor.name)' data offset \(tensor.offset) is not aligned to \(alignment)")
       }
       guard let type = tensor.type else { continue }
-      guard let bytes = type.byteCount(elements: tensor.elementCount), tensor.dimensions[0] % type.blockElements == 0
+      guard let bytes = type.byteCount(elements: tensor.elementCount),
+        tensor.dimensions[0] % type.blockElements == 0
       else {
         throw FormatError.invalid(
           file: path,
-          message: "tensor '\(tensor.name)' of type \(type.name) has rows of \(tensor.dimensions[0]) elements, "
+          message:
+            "tensor '\(tensor.name)' of type \(type.name) has rows of \(tensor.dimensions[0]) elements, "
             + "not a multiple of its block size \(type.blockElements)")
       }
       let end = dataOffset + tensor.offset + bytes
@@ -152,7 +158,8 @@ public final class GGUFFile: @unchecked Sendable {
     }
     guard let type = info.type else {
       throw FormatError.unsupported(
-        file: path, message: "tensor '\(name)' has type \(info.typeName), which this reader cannot dequantize")
+        file: path, message: "tensor '\(name)' has type \(info.typeName), which this reader cannot dequantize"
+      )
     }
     let start = file.base + dataOffset + info.offset
     if type == .f32 && Int(bitPattern: start) % MemoryLayout<Float>.alignment == 0 {
@@ -171,11 +178,13 @@ public final class GGUFFile: @unchecked Sendable {
     }
     guard let type = info.type else {
       throw FormatError.unsupported(
-        file: path, message: "tensor '\(name)' has type \(info.typeName), which this reader cannot dequantize")
+        file: path, message: "tensor '\(name)' has type \(info.typeName), which this reader cannot dequantize"
+      )
     }
     guard destination.count == info.elementCount else {
       throw FormatError.invalid(
-        file: path, message: "tensor '\(name)' has \(info.elementCount) elements, expected \(destination.count)")
+        file: path,
+        message: "tensor '\(name)' has \(info.elementCount) elements, expected \(destination.count)")
     }
     let start = file.base + dataOffset + info.offset
     destination.withUnsafeMutableBufferPointer { out in
@@ -183,7 +192,9 @@ public final class GGUFFile: @unchecked Sendable {
     }
   }
 
-  private static func readString(_ reader: inout ByteReader, _ what: @autoclosure () -> String) throws -> String {
+  private static func readString(_ reader: inout ByteReader, _ what: @autoclosure () -> String) throws
+    -> String
+  {
     let length = try reader.read(UInt64.self, "the length of \(what())")
     guard length <= UInt64(reader.remaining) else {
       throw FormatError.truncated(
@@ -213,13 +224,15 @@ public final class GGUFFile: @unchecked Sendable {
     case 8: return .string(try readString(&reader, what))
     case 9:
       guard depth < 4 else {
-        throw FormatError.invalid(file: reader.file.path, message: "metadata '\(key)' nests arrays too deeply")
+        throw FormatError.invalid(
+          file: reader.file.path, message: "metadata '\(key)' nests arrays too deeply")
       }
       let elementType = try reader.read(UInt32.self, "the element type of metadata '\(key)'")
       let count = try reader.read(UInt64.self, "the length of metadata '\(key)'")
       guard count <= UInt64(reader.remaining) else {
         throw FormatError.truncated(
-          file: reader.file.path, what: "metadata '\(key)' (\(count) elements declared)", offset: reader.offset)
+          file: reader.file.path, what: "metadata '\(key)' (\(count) elements declared)",
+          offset: reader.offset)
       }
       var values: [GGUFValue] = []
       values.reserveCapacity(Int(count))
@@ -231,7 +244,8 @@ public final class GGUFFile: @unchecked Sendable {
     case 11: return .int64(try reader.read(Int64.self, what))
     case 12: return .float64(try reader.readDouble(what))
     default:
-      throw FormatError.invalid(file: reader.file.path, message: "metadata '\(key)' has unknown value type \(type)")
+      throw FormatError.invalid(
+        file: reader.file.path, message: "metadata '\(key)' has unknown value type \(type)")
     }
   }
 }

@@ -13,7 +13,8 @@ public enum ModelFiles: Sendable {
       throw FormatError.unreadable(file: path, reason: "no such file or folder")
     }
     if isFolder.boolValue {
-      guard FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent("config.json")) else {
+      guard FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent("config.json"))
+      else {
         throw FormatError.invalid(
           file: path, message: "is a folder without config.json; expected a Hugging Face model folder")
       }
@@ -50,7 +51,8 @@ extension Tokenizer {
     switch files {
     case .gguf(let file): return try Tokenizer(gguf: file)
     case .huggingFace(let folder):
-      return try Tokenizer(tokenizerJSON: URL(fileURLWithPath: folder).appendingPathComponent("tokenizer.json"))
+      return try Tokenizer(
+        tokenizerJSON: URL(fileURLWithPath: folder).appendingPathComponent("tokenizer.json"))
     }
   }
 
@@ -58,7 +60,8 @@ extension Tokenizer {
   public convenience init(gguf: GGUFFile) throws {
     let m = gguf.metadata
     guard let model = m["tokenizer.ggml.model"]?.string else {
-      throw FormatError.invalid(file: gguf.path, message: "has no tokenizer (metadata 'tokenizer.ggml.model' is missing)")
+      throw FormatError.invalid(
+        file: gguf.path, message: "has no tokenizer (metadata 'tokenizer.ggml.model' is missing)")
     }
     guard model == "gpt2" else {
       throw FormatError.unsupported(
@@ -66,13 +69,15 @@ extension Tokenizer {
         message: "tokenizer.ggml.model is '\(model)'; only byte-level BPE ('gpt2') tokenizers are supported")
     }
     guard let tokens = m["tokenizer.ggml.tokens"]?.array?.compactMap(\.string), !tokens.isEmpty else {
-      throw FormatError.invalid(file: gguf.path, message: "metadata 'tokenizer.ggml.tokens' is missing or not strings")
+      throw FormatError.invalid(
+        file: gguf.path, message: "metadata 'tokenizer.ggml.tokens' is missing or not strings")
     }
     let merges = m["tokenizer.ggml.merges"]?.array?.compactMap(\.string) ?? []
     let types = m["tokenizer.ggml.token_type"]?.array?.compactMap { $0.int.map(Int32.init) }
     let preName = m["tokenizer.ggml.pre"]?.string ?? "default"
     guard let pre = PreTokenizer(ggufName: preName) else {
-      throw FormatError.unsupported(file: gguf.path, message: "tokenizer.ggml.pre '\(preName)' is not a known pre-tokenizer")
+      throw FormatError.unsupported(
+        file: gguf.path, message: "tokenizer.ggml.pre '\(preName)' is not a known pre-tokenizer")
     }
     do {
       try self.init(

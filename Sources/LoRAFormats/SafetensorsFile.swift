@@ -48,23 +48,28 @@ public final class SafetensorsFile: @unchecked Sendable {
         continue
       }
       guard let entry = value as? [String: Any], let dtype = entry["dtype"] as? String,
-        let shape = entry["shape"] as? [Int], let offsets = entry["data_offsets"] as? [Int], offsets.count == 2
+        let shape = entry["shape"] as? [Int], let offsets = entry["data_offsets"] as? [Int],
+        offsets.count == 2
       else {
         throw FormatError.invalid(
           file: path, message: "header entry '\(name)' needs dtype, shape and two data_offsets")
       }
-      let info = SafetensorsTensorInfo(name: name, dtype: dtype, shape: shape, begin: offsets[0], end: offsets[1])
+      let info = SafetensorsTensorInfo(
+        name: name, dtype: dtype, shape: shape, begin: offsets[0], end: offsets[1])
       guard shape.allSatisfy({ $0 >= 0 }), info.begin >= 0, info.begin <= info.end else {
-        throw FormatError.invalid(file: path, message: "tensor '\(name)' has shape \(shape) and offsets \(offsets)")
+        throw FormatError.invalid(
+          file: path, message: "tensor '\(name)' has shape \(shape) and offsets \(offsets)")
       }
       guard info.end <= dataSize else {
         throw FormatError.truncated(
-          file: path, what: "the data of tensor '\(name)' (ending at data byte \(info.end))", offset: file.size)
+          file: path, what: "the data of tensor '\(name)' (ending at data byte \(info.end))",
+          offset: file.size)
       }
       if let width = SafetensorsFile.elementBytes[dtype], info.end - info.begin != info.elementCount * width {
         throw FormatError.invalid(
           file: path,
-          message: "tensor '\(name)' of shape \(shape) and dtype \(dtype) needs \(info.elementCount * width) bytes, "
+          message:
+            "tensor '\(name)' of shape \(shape) and dtype \(dtype) needs \(info.elementCount * width) bytes, "
             + "its offsets span \(info.end - info.begin)")
       }
       tensors[name] = info
@@ -120,7 +125,8 @@ public final class SafetensorsCollection: @unchecked Sendable {
         let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
         let map = json["weight_map"] as? [String: String]
       else {
-        throw FormatError.invalid(file: index, message: "expected a JSON object with a 'weight_map' of tensor → file")
+        throw FormatError.invalid(
+          file: index, message: "expected a JSON object with a 'weight_map' of tensor → file")
       }
       names = Array(Set(map.values)).sorted()
     } else if FileManager.default.fileExists(atPath: single) {
@@ -145,11 +151,14 @@ public final class SafetensorsCollection: @unchecked Sendable {
 
   public var tensorNames: [String] { owner.keys.sorted() }
 
-  public func info(_ name: String) -> SafetensorsTensorInfo? { owner[name].flatMap { files[$0].tensors[name] } }
+  public func info(_ name: String) -> SafetensorsTensorInfo? {
+    owner[name].flatMap { files[$0].tensors[name] }
+  }
 
   public func tensor(_ name: String) throws -> Tensor {
     guard let i = owner[name] else {
-      throw FormatError.invalid(file: folder, message: "no safetensors file in the folder holds tensor '\(name)'")
+      throw FormatError.invalid(
+        file: folder, message: "no safetensors file in the folder holds tensor '\(name)'")
     }
     return try files[i].tensor(name)
   }

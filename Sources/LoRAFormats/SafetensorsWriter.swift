@@ -15,7 +15,8 @@ public enum SafetensorsWriter {
   /// Writes `tensors` (name, tensor, stored type) to `path`, atomically: a temporary file
   /// in the same folder is renamed over `path` only once complete.
   public static func write(
-    _ tensors: [(name: String, tensor: Tensor, dtype: DType)], metadata: [String: String] = [:], to path: String
+    _ tensors: [(name: String, tensor: Tensor, dtype: DType)], metadata: [String: String] = [:],
+    to path: String
   ) throws {
     var header: [String: Any] = [:]
     if !metadata.isEmpty { header["__metadata__"] = metadata }
@@ -23,7 +24,9 @@ public enum SafetensorsWriter {
     var payload: [[UInt8]] = []
     for (name, tensor, dtype) in tensors.sorted(by: { $0.name < $1.name }) {
       let bytes = encode(tensor, dtype)
-      header[name] = ["dtype": dtype.rawValue, "shape": tensor.shape, "data_offsets": [offset, offset + bytes.count]]
+      header[name] = [
+        "dtype": dtype.rawValue, "shape": tensor.shape, "data_offsets": [offset, offset + bytes.count],
+      ]
       offset += bytes.count
       payload.append(bytes)
     }
@@ -51,14 +54,18 @@ public enum SafetensorsWriter {
       for v in values { withUnsafeBytes(of: v.bitPattern.littleEndian) { out.append(contentsOf: $0) } }
     case .f16:
       out.reserveCapacity(values.count * 2)
-      for v in values { withUnsafeBytes(of: Float16(v).bitPattern.littleEndian) { out.append(contentsOf: $0) } }
+      for v in values {
+        withUnsafeBytes(of: Float16(v).bitPattern.littleEndian) { out.append(contentsOf: $0) }
+      }
     case .bf16:
       out.reserveCapacity(values.count * 2)
       for v in values {
         // Round to nearest even, as PyTorch's `to(torch.bfloat16)` does (NaN stays NaN).
         let bits = v.bitPattern
         let rounded = v.isNaN ? (bits | 0x0040_0000) : bits &+ 0x7FFF &+ ((bits >> 16) & 1)
-        withUnsafeBytes(of: UInt16(truncatingIfNeeded: rounded >> 16).littleEndian) { out.append(contentsOf: $0) }
+        withUnsafeBytes(of: UInt16(truncatingIfNeeded: rounded >> 16).littleEndian) {
+          out.append(contentsOf: $0)
+        }
       }
     }
     return out

@@ -207,7 +207,8 @@ private func decodeJSON<T: Decodable>(_ type: T.Type, from url: URL) throws -> T
 
 private func describe(_ error: DecodingError) -> String {
   func field(_ path: [CodingKey]) -> String {
-    path.isEmpty ? "top level" : path.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+    path.isEmpty
+      ? "top level" : path.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
   }
   switch error {
   case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):

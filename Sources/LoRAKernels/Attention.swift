@@ -14,10 +14,15 @@ public enum Attention {
     _ out: Tensor, probabilities: Tensor, q: Tensor, k: Tensor, v: Tensor,
     batch: Int, queryLength: Int, keyLength: Int, keyStride: Int, heads: Int, kvHeads: Int, headSize: Int
   ) {
-    precondition(keyLength >= queryLength && keyStride >= keyLength, "attention over \(keyLength) keys for \(queryLength) queries")
-    precondition(probabilities.count >= batch * heads * queryLength * keyLength, "attention probabilities too small")
-    precondition(q.count >= batch * queryLength * heads * headSize && out.count == q.count, "attention q/out shapes")
-    precondition(k.count >= batch * keyStride * kvHeads * headSize && v.count == k.count, "attention k/v shapes")
+    precondition(
+      keyLength >= queryLength && keyStride >= keyLength,
+      "attention over \(keyLength) keys for \(queryLength) queries")
+    precondition(
+      probabilities.count >= batch * heads * queryLength * keyLength, "attention probabilities too small")
+    precondition(
+      q.count >= batch * queryLength * heads * headSize && out.count == q.count, "attention q/out shapes")
+    precondition(
+      k.count >= batch * keyStride * kvHeads * headSize && v.count == k.count, "attention k/v shapes")
     let group = heads / kvHeads
     let offset = keyLength - queryLength
     let scale = 1 / Float(headSize).squareRoot()

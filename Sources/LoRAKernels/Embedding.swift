@@ -5,7 +5,8 @@ public enum Embedding {
   public static func forward(_ out: Tensor, table: Tensor, ids: [Int32]) {
     let width = table.shape.last ?? 0
     let vocabulary = table.count / max(width, 1)
-    precondition(out.count == ids.count * width, "embedding output \(out.shape) for \(ids.count) ids of width \(width)")
+    precondition(
+      out.count == ids.count * width, "embedding output \(out.shape) for \(ids.count) ids of width \(width)")
     for (n, id) in ids.enumerated() {
       precondition(id >= 0 && Int(id) < vocabulary, "token id \(id) outside the vocabulary of \(vocabulary)")
       (out.base + n * width).update(from: table.base + Int(id) * width, count: width)

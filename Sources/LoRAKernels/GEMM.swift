@@ -60,11 +60,13 @@ public enum GEMM {
       if opB == .transposed {
         // c[1, N] = a · bᵀ with b [N, K]: c = b · a
         cblas_sgemv(
-          CblasRowMajor, CblasNoTrans, blasInt(n), blasInt(k), alpha, b, blasInt(ldb), a, blasInt(incx), beta, c, 1)
+          CblasRowMajor, CblasNoTrans, blasInt(n), blasInt(k), alpha, b, blasInt(ldb), a, blasInt(incx), beta,
+          c, 1)
       } else {
         // c[1, N] = a · b with b [K, N]: c = bᵀ · a
         cblas_sgemv(
-          CblasRowMajor, CblasTrans, blasInt(k), blasInt(n), alpha, b, blasInt(ldb), a, blasInt(incx), beta, c, 1)
+          CblasRowMajor, CblasTrans, blasInt(k), blasInt(n), alpha, b, blasInt(ldb), a, blasInt(incx), beta,
+          c, 1)
       }
       return
     }

@@ -7,7 +7,8 @@ public enum RMSNorm {
   public static func forward(_ out: Tensor, reciprocalRMS: Tensor, _ x: Tensor, weight: Tensor, eps: Float) {
     let width = weight.count
     let rows = x.count / width
-    precondition(out.count == x.count && reciprocalRMS.count >= rows, "RMSNorm shapes: out \(out.shape), x \(x.shape)")
+    precondition(
+      out.count == x.count && reciprocalRMS.count >= rows, "RMSNorm shapes: out \(out.shape), x \(x.shape)")
     let xs = x.base
     let ys = out.base
     let w = weight.base

@@ -29,7 +29,8 @@ public final class RoPETable: @unchecked Sendable {
 
   /// Hugging Face's inverse frequencies for `theta`, with optional "linear" or "llama3" scaling.
   public static func inverseFrequencies(
-    headSize: Int, theta: Double, scalingType: String? = nil, factor: Double = 1, lowFrequencyFactor: Double = 1,
+    headSize: Int, theta: Double, scalingType: String? = nil, factor: Double = 1,
+    lowFrequencyFactor: Double = 1,
     highFrequencyFactor: Double = 4, originalContextLength: Int = 8192
   ) -> [Double] {
     let base = (0..<headSize / 2).map { 1 / pow(theta, Double(2 * $0) / Double(headSize)) }
@@ -57,11 +58,14 @@ public final class RoPETable: @unchecked Sendable {
   /// - x: [N, heads, HS]; positions: N positions, each < maxPositions.
   public func forward(_ x: Tensor, heads: Int, positions: [Int]) {
     let half = headSize / 2
-    precondition(x.count == positions.count * heads * headSize, "RoPE input \(x.shape) for \(positions.count) rows")
+    precondition(
+      x.count == positions.count * heads * headSize, "RoPE input \(x.shape) for \(positions.count) rows")
     let cosBase = cosines.base
     let sinBase = sines.base
     for (row, position) in positions.enumerated() {
-      precondition(position >= 0 && position < maxPositions, "position \(position) beyond the RoPE table of \(maxPositions)")
+      precondition(
+        position >= 0 && position < maxPositions,
+        "position \(position) beyond the RoPE table of \(maxPositions)")
       let c = cosBase + position * half
       let s = sinBase + position * half
       for h in 0..<heads {

@@ -28,7 +28,8 @@ public final class Generator {
     self.model = model
     self.capacity = min(capacity, model.rope.maxPositions)
     cache = KVCache(config: model.config, batch: 1, capacity: self.capacity)
-    step = LlamaActivations(config: model.config, batch: 1, length: 1, keepForBackward: false, keys: self.capacity)
+    step = LlamaActivations(
+      config: model.config, batch: 1, length: 1, keepForBackward: false, keys: self.capacity)
     stepLogits = Tensor(zeros: [1, model.config.vocabularySize])
   }
 
@@ -47,7 +48,8 @@ public final class Generator {
     let promptPass = LlamaActivations(
       config: model.config, batch: 1, length: prompt.count, keepForBackward: false, keys: capacity)
     let hidden = model.forward(tokens: prompt, activations: promptPass, cache: cache)
-    let last = hidden.view(offset: (prompt.count - 1) * model.config.hiddenSize, shape: [1, model.config.hiddenSize])
+    let last = hidden.view(
+      offset: (prompt.count - 1) * model.config.hiddenSize, shape: [1, model.config.hiddenSize])
     model.logits(into: stepLogits, hidden: last)
     var token = sampler.next(stepLogits)
     let promptDone = DispatchTime.now().uptimeNanoseconds
@@ -62,7 +64,8 @@ public final class Generator {
     }
     let finished = DispatchTime.now().uptimeNanoseconds
     return GenerationStats(
-      promptTokens: prompt.count, generatedTokens: generated, promptSeconds: Double(promptDone - started) / 1e9,
+      promptTokens: prompt.count, generatedTokens: generated,
+      promptSeconds: Double(promptDone - started) / 1e9,
       generationSeconds: Double(finished - promptDone) / 1e9)
   }
 }
@@ -76,7 +79,8 @@ public enum GenerationError: Error, Equatable, CustomStringConvertible {
     switch self {
     case .emptyPrompt: return "the prompt encodes to no tokens"
     case .tooLong(let prompt, let maxTokens, let capacity):
-      return "a prompt of \(prompt) tokens plus --max-tokens \(maxTokens) exceeds the context of \(capacity) positions"
+      return
+        "a prompt of \(prompt) tokens plus --max-tokens \(maxTokens) exceeds the context of \(capacity) positions"
     }
   }
 }

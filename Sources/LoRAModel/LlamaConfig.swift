@@ -140,7 +140,9 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
       try c.decodeIfPresent(Double.self, forKey: .ropeTheta)
       ?? parameters?.decodeIfPresent(Double.self, forKey: .ropeTheta) ?? 10000
     ropeScaling = try? c.decodeIfPresent(RoPEScaling.self, forKey: .ropeScaling)
-    if ropeScaling == nil, let type = try parameters?.decodeIfPresent(String.self, forKey: .ropeType), type != "default" {
+    if ropeScaling == nil, let type = try parameters?.decodeIfPresent(String.self, forKey: .ropeType),
+      type != "default"
+    {
       ropeScaling = try c.decode(RoPEScaling.self, forKey: .ropeParameters)
     }
     contextLength = try c.decodeIfPresent(Int.self, forKey: .contextLength) ?? 2048
@@ -206,7 +208,8 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
     }
     func int(_ key: String) throws -> Int {
       guard let value = gguf.metadata["\(architecture).\(key)"]?.int else {
-        throw ModelError.invalidConfig(file: file, message: "metadata '\(architecture).\(key)' is missing or not an integer")
+        throw ModelError.invalidConfig(
+          file: file, message: "metadata '\(architecture).\(key)' is missing or not an integer")
       }
       return value
     }
@@ -221,7 +224,8 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
       let factor = double("rope.scaling.factor")
     {
       scaling = RoPEScaling(
-        type: type, factor: factor, originalContextLength: gguf.metadata["\(architecture).rope.scaling.original_context_length"]?.int)
+        type: type, factor: factor,
+        originalContextLength: gguf.metadata["\(architecture).rope.scaling.original_context_length"]?.int)
     }
     self.init(
       architecture: architecture, hiddenSize: hidden, intermediateSize: try int("feed_forward_length"),
@@ -249,7 +253,8 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
     }
     guard heads % kvHeads == 0 else {
       throw ModelError.invalidConfig(
-        file: file, message: "num_attention_heads \(heads) is not a multiple of num_key_value_heads \(kvHeads)")
+        file: file,
+        message: "num_attention_heads \(heads) is not a multiple of num_key_value_heads \(kvHeads)")
     }
     guard headSize % 2 == 0 else {
       throw ModelError.invalidConfig(file: file, message: "head_dim \(headSize) must be even for RoPE")

@@ -12,11 +12,14 @@ public final class LlamaModel: @unchecked Sendable {
     self.weights = weights
     let scaling = config.ropeScaling
     let frequencies = RoPETable.inverseFrequencies(
-      headSize: config.headSize, theta: config.ropeTheta, scalingType: scaling?.type, factor: scaling?.factor ?? 1,
-      lowFrequencyFactor: scaling?.lowFrequencyFactor ?? 1, highFrequencyFactor: scaling?.highFrequencyFactor ?? 4,
+      headSize: config.headSize, theta: config.ropeTheta, scalingType: scaling?.type,
+      factor: scaling?.factor ?? 1,
+      lowFrequencyFactor: scaling?.lowFrequencyFactor ?? 1,
+      highFrequencyFactor: scaling?.highFrequencyFactor ?? 4,
       originalContextLength: scaling?.originalContextLength ?? 8192)
     rope = RoPETable(
-      headSize: config.headSize, maxPositions: min(config.contextLength, 1 << 16), inverseFrequencies: frequencies)
+      headSize: config.headSize, maxPositions: min(config.contextLength, 1 << 16),
+      inverseFrequencies: frequencies)
   }
 
   /// Runs the decoder over `tokens` (B sequences of T ids, sequence-major) and returns the
@@ -32,7 +35,8 @@ public final class LlamaModel: @unchecked Sendable {
     precondition(tokens.count == batch * length, "forward got \(tokens.count) tokens for \(batch)×\(length)")
     let start = cache?.length ?? 0
     if let cache {
-      precondition(cache.batch == batch && start + length <= cache.capacity, "KV cache full or of another batch")
+      precondition(
+        cache.batch == batch && start + length <= cache.capacity, "KV cache full or of another batch")
     }
     let keyLength = start + length
     let positions = (0..<batch).flatMap { _ in (start..<start + length).map { $0 } }
@@ -45,7 +49,8 @@ public final class LlamaModel: @unchecked Sendable {
       let act = a.layer(l)
 
       // Attention block.
-      RMSNorm.forward(act.attentionNormed, reciprocalRMS: act.attentionRMS, x, weight: w.attentionNorm, eps: eps)
+      RMSNorm.forward(
+        act.attentionNormed, reciprocalRMS: act.attentionRMS, x, weight: w.attentionNorm, eps: eps)
       Linear.forward(act.q, act.attentionNormed, weight: w.q, bias: w.qBias)
       rope.forward(act.q, heads: c.heads, positions: positions)
       let keys: Tensor
@@ -57,11 +62,13 @@ public final class LlamaModel: @unchecked Sendable {
         keyStride = cache.capacity
         let rowWidth = c.kvHeads * c.headSize
         for b in 0..<batch {
-          let rows = act.attentionNormed.view(offset: b * length * c.hiddenSize, shape: [length, c.hiddenSize])
+          let rows = act.attentionNormed.view(
+            offset: b * length * c.hiddenSize, shape: [length, c.hiddenSize])
           let offset = (b * cache.capacity + start) * rowWidth
           let kRows = keys.view(offset: offset, shape: [length, rowWidth])
           Linear.forward(kRows, rows, weight: w.k, bias: w.kBias)
-          Linear.forward(values.view(offset: offset, shape: [length, rowWidth]), rows, weight: w.v, bias: w.vBias)
+          Linear.forward(
+            values.view(offset: offset, shape: [length, rowWidth]), rows, weight: w.v, bias: w.vBias)
           rope.forward(kRows, heads: c.kvHeads, positions: Array(start..<start + length))
         }
       } else {
@@ -81,7 +88,8 @@ public final class LlamaModel: @unchecked Sendable {
       GEMM.multiply(into: act.afterAttention, act.attentionOut, w.o, transposeB: .transposed, beta: 1)
 
       // MLP block.
-      RMSNorm.forward(act.mlpNormed, reciprocalRMS: act.mlpRMS, act.afterAttention, weight: w.mlpNorm, eps: eps)
+      RMSNorm.forward(
+        act.mlpNormed, reciprocalRMS: act.mlpRMS, act.afterAttention, weight: w.mlpNorm, eps: eps)
       Linear.forward(act.gate, act.mlpNormed, weight: w.gate)
       Linear.forward(act.up, act.mlpNormed, weight: w.up)
       SwiGLU.forward(act.activation, gate: act.gate, up: act.up)

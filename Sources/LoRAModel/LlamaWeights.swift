@@ -71,17 +71,23 @@ public final class LlamaWeights: @unchecked Sendable {
     for (name, expected) in layout {
       guard let shape = source.shape(of: name) else {
         throw ModelError.weightMismatch(
-          file: source.path, message: "has no tensor '\(name)' (expected shape \(expected) from the configuration)")
+          file: source.path,
+          message: "has no tensor '\(name)' (expected shape \(expected) from the configuration)")
       }
       guard shape == expected else {
         throw ModelError.weightMismatch(
-          file: source.path, message: "tensor '\(name)' has shape \(shape), the configuration expects \(expected)")
+          file: source.path,
+          message: "tensor '\(name)' has shape \(shape), the configuration expects \(expected)")
       }
     }
     var tensors: [String: Tensor] = [:]
     var pending: [(String, [Int])] = []
     for (name, shape) in layout {
-      if let mapped = try source.inPlace(name) { tensors[name] = mapped } else { pending.append((name, shape)) }
+      if let mapped = try source.inPlace(name) {
+        tensors[name] = mapped
+      } else {
+        pending.append((name, shape))
+      }
     }
     let total = pending.reduce(0) { $0 + Tensor.elementCount($1.1) }
     converted = Tensor(zeros: [total])
@@ -124,7 +130,8 @@ public final class LlamaWeights: @unchecked Sendable {
         for i in 0..<half {
           let to = h * headSize + j * half + i
           let from = h * headSize + 2 * i + j
-          destination.view(offset: to * width, shape: [width]).copy(from: source.view(offset: from * width, shape: [width]))
+          destination.view(offset: to * width, shape: [width]).copy(
+            from: source.view(offset: from * width, shape: [width]))
         }
       }
     }

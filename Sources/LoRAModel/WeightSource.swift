@@ -58,7 +58,9 @@ struct GGUFWeightSource: WeightSource {
   func shape(of name: String) -> [Int]? { gguf.info(Self.ggufName(name))?.shape }
 
   func inPlace(_ name: String) throws -> Tensor? {
-    guard permutedHeads(name) == nil, let info = gguf.info(Self.ggufName(name)), info.type == .f32 else { return nil }
+    guard permutedHeads(name) == nil, let info = gguf.info(Self.ggufName(name)), info.type == .f32 else {
+      return nil
+    }
     return try gguf.tensor(info.name)
   }
 

@@ -49,7 +49,9 @@ struct Generate: ParsableCommand {
   var json = false
 
   func validate() throws {
-    guard (prompt == nil) != (chat == nil) else { throw ValidationError("give exactly one of --prompt and --chat") }
+    guard (prompt == nil) != (chat == nil) else {
+      throw ValidationError("give exactly one of --prompt and --chat")
+    }
     guard maxTokens >= 1 else { throw ValidationError("--max-tokens must be at least 1") }
     guard temperature >= 0 else { throw ValidationError("--temperature must be 0 or more") }
     guard topP > 0 && topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
@@ -67,9 +69,12 @@ struct Generate: ParsableCommand {
     if let eos = tokenizer.eosID { stop.insert(Int32(eos)) }
     let text: String
     if let chat {
-      guard files.chatTemplate.map({ $0.contains(ChatTemplate.imStart) }) ?? (tokenizer.id(of: ChatTemplate.imStart) != nil)
+      guard
+        files.chatTemplate.map({ $0.contains(ChatTemplate.imStart) })
+          ?? (tokenizer.id(of: ChatTemplate.imStart) != nil)
       else {
-        throw ValidationError("\(model): the model's chat template is not ChatML; use --prompt instead of --chat")
+        throw ValidationError(
+          "\(model): the model's chat template is not ChatML; use --prompt instead of --chat")
       }
       var messages: [ChatMessage] = []
       if let system { messages.append(ChatMessage(role: "system", content: system)) }
@@ -84,7 +89,8 @@ struct Generate: ParsableCommand {
     var sampler = Sampler(temperature: temperature, topP: topP, seed: seed)
     var output: [Int32] = []
     var pending: [UInt8] = []
-    let stats = try generator.generate(prompt: ids, maxTokens: maxTokens, sampler: &sampler, stop: stop) { token in
+    let stats = try generator.generate(prompt: ids, maxTokens: maxTokens, sampler: &sampler, stop: stop) {
+      token in
       output.append(token)
       if !json && !stop.contains(token) {
         pending += tokenizer.bytes(of: token)

@@ -40,10 +40,16 @@ struct Inspect: ParsableCommand {
       tensors = gguf.tensors.map { ($0.name, $0.typeName, $0.shape) }
     case .huggingFace(let folder):
       let collection = try SafetensorsCollection(folder: folder)
-      let bytes = collection.files.reduce(0) { $0 + (try? FileManager.default.attributesOfItem(atPath: $1.path)[.size] as? Int ?? 0)! }
-      lines.append("model: \(folder) (Hugging Face folder, \(collection.files.count) safetensors file(s), \(formatBytes(bytes)))")
+      let bytes = collection.files.reduce(0) {
+        $0 + (try? FileManager.default.attributesOfItem(atPath: $1.path)[.size] as? Int ?? 0)!
+      }
+      lines.append(
+        "model: \(folder) (Hugging Face folder, \(collection.files.count) safetensors file(s), \(formatBytes(bytes)))"
+      )
       config = try LlamaConfig(configJSON: URL(fileURLWithPath: folder).appendingPathComponent("config.json"))
-      tensors = collection.tensorNames.compactMap { name in collection.info(name).map { (name, $0.dtype, $0.shape) } }
+      tensors = collection.tensorNames.compactMap { name in
+        collection.info(name).map { (name, $0.dtype, $0.shape) }
+      }
     }
     lines.append(
       "architecture: \(config.architecture): \(config.layers) layers, width \(config.hiddenSize), "
@@ -55,13 +61,16 @@ struct Inspect: ParsableCommand {
         + (config.attentionBias ? ", q/k/v biases" : ""))
     let parameters = tensors.reduce(0) { $0 + $1.shape.reduce(1, *) }
     lines.append(
-      "parameters: \(grouped(parameters)) in \(tensors.count) tensors (\(formatBytes(parameters * 4)) as Float32)")
+      "parameters: \(grouped(parameters)) in \(tensors.count) tensors (\(formatBytes(parameters * 4)) as Float32)"
+    )
     let types = Dictionary(grouping: tensors, by: \.type).map { "\($0.key) ×\($0.value.count)" }.sorted()
     lines.append("tensor types: \(types.joined(separator: ", "))")
 
     do {
       let tokenizer = try Tokenizer.load(files)
-      func named(_ id: Int?) -> String { id.map { "\($0) \(tokenizer.token(of: Int32($0)) ?? "?")" } ?? "none" }
+      func named(_ id: Int?) -> String {
+        id.map { "\($0) \(tokenizer.token(of: Int32($0)) ?? "?")" } ?? "none"
+      }
       var summary =
         "tokenizer: byte-level BPE, \(tokenizer.vocabularySize) tokens, pre-tokenizer \(tokenizer.preTokenizer), "
         + "bos \(named(tokenizer.bosID)), eos \(named(tokenizer.eosID)), pad \(named(tokenizer.padID))"
@@ -73,14 +82,16 @@ struct Inspect: ParsableCommand {
       lines.append("tokenizer: none usable (\(error))")
     }
     if let template = files.chatTemplate {
-      lines.append("chat template: \(template.contains(ChatTemplate.imStart) ? "ChatML" : "other (not ChatML)")")
+      lines.append(
+        "chat template: \(template.contains(ChatTemplate.imStart) ? "ChatML" : "other (not ChatML)")")
     }
 
     if load {
       let (llama, origin) = try LlamaModel.load(files)
       lines.append(
         "loaded in \(format(origin.loadSeconds, 2)) s: \(origin.convertedTensors) tensors converted to Float32, "
-          + "\(origin.inPlaceTensors) used in place; peak resident memory \(formatBytes(ResidentMemory.peakBytes()))")
+          + "\(origin.inPlaceTensors) used in place; peak resident memory \(formatBytes(ResidentMemory.peakBytes()))"
+      )
       _ = llama
     }
 
@@ -90,7 +101,8 @@ struct Inspect: ParsableCommand {
     rows += shown.map { [$0.name, $0.type, "[" + $0.shape.map(String.init).joined(separator: ", ") + "]"] }
     lines += renderTable(rows, rightAligned: [])
     if shown.count < tensors.count {
-      lines.append("(\(tensors.count - shown.count) tensors of the other layers not shown; --all-tensors lists them)")
+      lines.append(
+        "(\(tensors.count - shown.count) tensors of the other layers not shown; --all-tensors lists them)")
     }
     print(lines.joined(separator: "\n"))
   }

@@ -59,7 +59,8 @@ final class TemporaryFolder {
   {
     DoctorReport.RankInfo(
       rank: r, host: host, processID: 100, cpus: cpus, memoryGiB: 8, blasCore: core, blasThreads: threads,
-      blasThreading: "pthreads", blasCoreReplaced: nil, cpuFeatures: "avx2+fma", sgemmError: 1e-7, sgemmAloneGFLOPs: 70,
+      blasThreading: "pthreads", blasCoreReplaced: nil, cpuFeatures: "avx2+fma", sgemmError: 1e-7,
+      sgemmAloneGFLOPs: 70,
       sgemmTogetherGFLOPs: 68, model: nil,
       checks: [CollectiveCheckResult(name: "barrier", passed: true, detail: "")])
   }

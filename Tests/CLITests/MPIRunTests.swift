@@ -11,7 +11,9 @@ import Testing
   }
 
   @Test func collectiveChecksPassOnTwoMPIRanks() throws {
-    #expect(FileManager.default.isExecutableFile(atPath: CommandRunner.executable), "\(CommandRunner.executable) is not built")
+    #expect(
+      FileManager.default.isExecutableFile(atPath: CommandRunner.executable),
+      "\(CommandRunner.executable) is not built")
     let outcome = try Self.mpirun(["doctor", "--quick", "--json", "--max-size", "1"])
     #expect(outcome.status == 0, "doctor failed: \(outcome.errors)")
     let report = try JSONDecoder().decode(DoctorReport.self, from: Data(outcome.output.utf8))

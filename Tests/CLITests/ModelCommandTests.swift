@@ -8,13 +8,15 @@ import Testing
   static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     .appendingPathComponent("../LoRAModelTests/Fixtures").standardized.path
   static let defaultModel =
-    (ProcessInfo.processInfo.environment["SWIFT_LORA_DIST_CACHE"] ?? (NSHomeDirectory() + "/.cache/swift-lora-dist"))
+    (ProcessInfo.processInfo.environment["SWIFT_LORA_DIST_CACHE"]
+      ?? (NSHomeDirectory() + "/.cache/swift-lora-dist"))
     + "/SmolLM2-135M-Instruct.Q4_1.gguf"
 
   @Test func inspectShowsArchitectureAndTensors() throws {
     let outcome = try CommandRunner.run(["inspect", Self.fixtures + "/tiny-qwen2/model.gguf", "--load"])
     #expect(outcome.status == 0, "\(outcome.errors)")
-    #expect(outcome.output.contains("architecture: qwen2: 2 layers, width 32, 4 heads / 2 kv heads of 8, MLP 64"))
+    #expect(
+      outcome.output.contains("architecture: qwen2: 2 layers, width 32, 4 heads / 2 kv heads of 8, MLP 64"))
     #expect(outcome.output.contains("q/k/v biases"))
     #expect(outcome.output.contains("blk.0.attn_q.bias"))
     #expect(outcome.output.contains("tokenizer: none usable"))
@@ -34,15 +36,20 @@ import Testing
   }
 
   @Test func generateWithoutTokenizerSaysSo() throws {
-    let outcome = try CommandRunner.run(["generate", "--model", Self.fixtures + "/tiny-tied/model.gguf", "--prompt", "hi"])
+    let outcome = try CommandRunner.run([
+      "generate", "--model", Self.fixtures + "/tiny-tied/model.gguf", "--prompt", "hi",
+    ])
     #expect(outcome.status != 0)
     #expect(outcome.errors.contains("has no tokenizer"))
   }
 
-  @Test(.enabled(if: FileManager.default.fileExists(atPath: defaultModel), "the default model is not in the cache"))
+  @Test(
+    .enabled(
+      if: FileManager.default.fileExists(atPath: defaultModel), "the default model is not in the cache"))
   func generateContinuesGreedilyAndReportsSpeed() throws {
     let outcome = try CommandRunner.run([
-      "generate", "--model", Self.defaultModel, "--prompt", "The capital of France is", "--max-tokens", "4", "--json",
+      "generate", "--model", Self.defaultModel, "--prompt", "The capital of France is", "--max-tokens", "4",
+      "--json",
     ])
     #expect(outcome.status == 0, "\(outcome.errors)")
     let result = try JSONDecoder().decode(GenerateResult.self, from: Data(outcome.output.utf8))
@@ -51,7 +58,9 @@ import Testing
     #expect(result.stats.generatedTokens == 4 && result.stats.promptTokensPerSecond > 0)
   }
 
-  @Test(.enabled(if: FileManager.default.fileExists(atPath: defaultModel), "the default model is not in the cache"))
+  @Test(
+    .enabled(
+      if: FileManager.default.fileExists(atPath: defaultModel), "the default model is not in the cache"))
   func chatStopsAtTheEndOfTheAnswer() throws {
     let outcome = try CommandRunner.run([
       "generate", "--model", Self.defaultModel, "--chat", "Say hello.", "--max-tokens", "40", "--seed", "3",

@@ -27,7 +27,8 @@ struct GGUFBuilder {
   }
 
   func build() -> [UInt8] {
-    var out: [UInt8] = Array("GGUF".utf8) + le(version) + le(UInt64(tensors.count)) + le(UInt64(metadata.count))
+    var out: [UInt8] =
+      Array("GGUF".utf8) + le(version) + le(UInt64(tensors.count)) + le(UInt64(metadata.count))
     for (key, value) in metadata {
       out += string(key)
       switch value {

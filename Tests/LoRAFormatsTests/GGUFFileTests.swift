@@ -53,7 +53,10 @@ import Testing
     var builder = sample()
     builder.version = 7
     let path = try folder.file("m.gguf", builder.build())
-    #expect(throws: FormatError.unsupported(file: path, message: "GGUF version 7; this reader supports versions 2 and 3")) {
+    #expect(
+      throws: FormatError.unsupported(
+        file: path, message: "GGUF version 7; this reader supports versions 2 and 3")
+    ) {
       try GGUFFile(path: path)
     }
   }
@@ -95,12 +98,14 @@ import Testing
     #expect {
       try gguf.tensor("w")
     } throws: { error in
-      "\(error)".hasSuffix("unsupported: tensor 'w' has type Q3_K (type 11), which this reader cannot dequantize")
+      "\(error)".hasSuffix(
+        "unsupported: tensor 'w' has type Q3_K (type 11), which this reader cannot dequantize")
     }
   }
 
   @Test func missingFileIsNamed() {
-    #expect(throws: FormatError.unreadable(file: "/nonexistent/x.gguf", reason: "No such file or directory")) {
+    #expect(throws: FormatError.unreadable(file: "/nonexistent/x.gguf", reason: "No such file or directory"))
+    {
       try GGUFFile(path: "/nonexistent/x.gguf")
     }
   }

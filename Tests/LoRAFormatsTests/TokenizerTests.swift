@@ -171,7 +171,8 @@ private let roundTripTexts = [
 
   @Test func specialTokensStayWhole() throws {
     let tokenizer = try makeTokenizer(
-      merges: [("u", "s"), ("us", "e"), ("use", "r")], control: ["<|im_start|>", "<|im_end|>"], userDefined: ["<tool>"])
+      merges: [("u", "s"), ("us", "e"), ("use", "r")], control: ["<|im_start|>", "<|im_end|>"],
+      userDefined: ["<tool>"])
     let start = try #require(tokenizer.id(of: "<|im_start|>"))
     let end = try #require(tokenizer.id(of: "<|im_end|>"))
     let tool = try #require(tokenizer.id(of: "<tool>"))
@@ -267,7 +268,8 @@ private let roundTripTexts = [
     let url = try folder.write(
       "tokenizer.json",
       tokenizerJSON(
-        preTokenizer: #"{"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true},"#
+        preTokenizer:
+          #"{"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true},"#
           + #" {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}]}"#,
         merges: #"[["h", "e"], ["Ġ", "1"]]"#))
     let tokenizer = try Tokenizer(tokenizerJSON: url)
@@ -289,7 +291,8 @@ private let roundTripTexts = [
           + pattern
           + #""}, "behavior": "Isolated", "invert": false}, {"type": "ByteLevel", "use_regex": false}]}"#,
         merges: #"["h e", "Ġ 1"]"#,
-        postProcessor: #"{"type": "Sequence", "processors": [{"type": "ByteLevel"}, {"type": "TemplateProcessing","#
+        postProcessor:
+          #"{"type": "Sequence", "processors": [{"type": "ByteLevel"}, {"type": "TemplateProcessing","#
           + #" "single": [{"SpecialToken": {"id": "<|im_start|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],"#
           + #" "special_tokens": {"<|im_start|>": {"id": "<|im_start|>", "ids": [259], "tokens": ["<|im_start|>"]}}}]}"#
       ))
@@ -304,14 +307,16 @@ private let roundTripTexts = [
 
   @Test func rejectsWhatItCannotReproduce() throws {
     let folder = try ScratchFolder()
-    let wordPiece = try folder.write("wordpiece.json", #"{"model": {"type": "WordPiece", "vocab": {"a": 0}}}"#)
+    let wordPiece = try folder.write(
+      "wordpiece.json", #"{"model": {"type": "WordPiece", "vocab": {"a": 0}}}"#)
     #expect(throws: TokenizerError.unsupportedModel(path: wordPiece.path, type: "WordPiece")) {
       _ = try Tokenizer(tokenizerJSON: wordPiece)
     }
     let split = try folder.write(
       "split.json",
       tokenizerJSON(
-        preTokenizer: #"{"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": "\\w+"},"#
+        preTokenizer:
+          #"{"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": "\\w+"},"#
           + #" "behavior": "Isolated", "invert": false}, {"type": "ByteLevel", "use_regex": false}]}"#,
         merges: "[]"))
     #expect(throws: TokenizerError.unknownSplitPattern(path: split.path, pattern: #"\w+"#)) {
@@ -371,8 +376,9 @@ private let roundTripTexts = [
     let url = try #require(fixtureURL("tokenizer-smollm2"))
     let tokenizer = try Tokenizer(tokenizerJSON: url)
     // The fixture was exported from the GGUF by transformers, which writes a plain ByteLevel
-    // pre-tokenizer; SmolLM2's vocabulary has no token with a digit in it besides the single
-    // digits, so its ids agree with the digit-splitting "smollm" mode checked below.
+    // pre-tokenizer instead of SmolLM2's Digits + ByteLevel. The vocabulary has no token with
+    // a digit besides the single digits, so on the fixture texts the ids agree with the
+    // digit-splitting "smollm" mode checked below; they differ where 2+ spaces precede a digit.
     #expect(tokenizer.preTokenizer == .gpt2)
     #expect(!tokenizer.addBOS)
     #expect(tokenizer.vocabularySize == 49_152)
@@ -463,7 +469,8 @@ private final class ScratchFolder {
   let url: URL
 
   init() throws {
-    url = FileManager.default.temporaryDirectory.appendingPathComponent("tokenizer-tests-\(UUID().uuidString)")
+    url = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "tokenizer-tests-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
   }
 

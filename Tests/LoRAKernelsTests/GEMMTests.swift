@@ -66,7 +66,8 @@ func naiveProduct(
     let before = c.values
     GEMM.multiply(into: c, a, b, transposeA: transA, transposeB: transB, alpha: 2, beta: 0.5)
     let expected = naiveProduct(
-      a.values, a.shape[0], a.shape[1], transA == .transposed, b.values, b.shape[0], b.shape[1], transB == .transposed)
+      a.values, a.shape[0], a.shape[1], transA == .transposed, b.values, b.shape[0], b.shape[1],
+      transB == .transposed)
     for i in 0..<n {
       #expect(abs(Double(c[i]) - (2 * expected[i] + 0.5 * Double(before[i]))) < 1e-4, "element \(i)")
     }

@@ -47,7 +47,9 @@ import Testing
   @Test func unsupportedArchitectureInConfigJSON() throws {
     let copy = try Copy("tiny-tied")
     try copy.editConfig { $0["model_type"] = "gpt2" }
-    #expect(throws: ModelError.unsupportedArchitecture(file: copy.path + "/config.json", architecture: "gpt2")) {
+    #expect(
+      throws: ModelError.unsupportedArchitecture(file: copy.path + "/config.json", architecture: "gpt2")
+    ) {
       try LlamaModel.load(path: copy.path)
     }
   }
@@ -68,13 +70,15 @@ import Testing
     var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: file)))
     // general.architecture is the first "llama" string value: make it "bloom".
     let needle: [UInt8] = [5, 0, 0, 0, 0, 0, 0, 0] + Array("llama".utf8)
-    let at = try #require((0..<(bytes.count - needle.count)).first { Array(bytes[$0..<($0 + needle.count)]) == needle })
+    let at = try #require(
+      (0..<(bytes.count - needle.count)).first { Array(bytes[$0..<($0 + needle.count)]) == needle })
     bytes.replaceSubrange((at + 8)..<(at + 13), with: Array("bloom".utf8))
     try Data(bytes).write(to: URL(fileURLWithPath: file))
     #expect {
       try LlamaModel.load(path: file)
     } throws: { error in
-      "\(error)" == "\(file): architecture 'bloom' is not a Llama-family decoder (supported: llama, mistral, qwen2)"
+      "\(error)"
+        == "\(file): architecture 'bloom' is not a Llama-family decoder (supported: llama, mistral, qwen2)"
     }
   }
 
@@ -93,7 +97,10 @@ import Testing
   @Test func folderWithoutConfigIsNamed() throws {
     let copy = try Copy("tiny-tied")
     try FileManager.default.removeItem(atPath: copy.path + "/config.json")
-    #expect(throws: FormatError.invalid(file: copy.path, message: "is a folder without config.json; expected a Hugging Face model folder")) {
+    #expect(
+      throws: FormatError.invalid(
+        file: copy.path, message: "is a folder without config.json; expected a Hugging Face model folder")
+    ) {
       try LlamaModel.load(path: copy.path)
     }
   }

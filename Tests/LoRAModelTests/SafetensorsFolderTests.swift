@@ -11,12 +11,15 @@ import Testing
   func rewrite(shards: Int, dtype: SafetensorsWriter.DType) throws -> String {
     let folder = NSTemporaryDirectory() + "lora-shards-" + UUID().uuidString
     try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-    try FileManager.default.copyItem(atPath: Fixtures.path("tiny-tied/config.json"), toPath: folder + "/config.json")
+    try FileManager.default.copyItem(
+      atPath: Fixtures.path("tiny-tied/config.json"), toPath: folder + "/config.json")
     let source = try SafetensorsFile(path: Fixtures.path("tiny-tied/model.safetensors"))
     let names = source.tensors.keys.sorted()
     var weightMap: [String: String] = [:]
     for shard in 0..<shards {
-      let file = shards == 1 ? "model.safetensors" : String(format: "model-%05d-of-%05d.safetensors", shard + 1, shards)
+      let file =
+        shards == 1
+        ? "model.safetensors" : String(format: "model-%05d-of-%05d.safetensors", shard + 1, shards)
       let mine = names.enumerated().filter { $0.offset % shards == shard }.map(\.element)
       try SafetensorsWriter.write(mine.map { ($0, try source.tensor($0), dtype) }, to: folder + "/" + file)
       for name in mine { weightMap[name] = file }
@@ -56,7 +59,8 @@ import Testing
     try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: folder) }
     let t = Tensor(shape: [2, 3], values: [1.5, -2, 0, 3.25, 1e-3, -7])
-    try SafetensorsWriter.write([("a.weight", t, .f32)], metadata: ["format": "pt"], to: folder + "/x.safetensors")
+    try SafetensorsWriter.write(
+      [("a.weight", t, .f32)], metadata: ["format": "pt"], to: folder + "/x.safetensors")
     let file = try SafetensorsFile(path: folder + "/x.safetensors")
     #expect(file.metadata == ["format": "pt"])
     #expect(try file.tensor("a.weight").values == t.values)
@@ -75,6 +79,8 @@ import Testing
     try Data([0, 1, 0, 0, 0, 0, 0, 0]).write(to: URL(fileURLWithPath: path))
     #expect {
       try SafetensorsFile(path: path)
-    } throws: { "\($0)".contains("truncated: the file ends inside the safetensors header (256 bytes declared)") }
+    } throws: {
+      "\($0)".contains("truncated: the file ends inside the safetensors header (256 bytes declared)")
+    }
   }
 }

@@ -8,7 +8,9 @@ import Testing
 /// The default base model (SmolLM2-135M-Instruct, Q4_1 GGUF) against PyTorch + transformers
 /// in float64 on the same dequantized weights. Runs when the model is in the cache, which
 /// `launch/test` ensures; otherwise these tests are skipped and say why.
-@Suite(.serialized, .enabled(if: SmolLM2.available, "the default model is not at \(SmolLM2.path); run launch/setup"))
+@Suite(
+  .serialized,
+  .enabled(if: SmolLM2.available, "the default model is not at \(SmolLM2.path); run launch/setup"))
 struct SmolLM2Tests {
   @Test func dequantizedWeightsMatchTransformers() throws {
     let (model, _) = try SmolLM2.loaded()
@@ -18,7 +20,8 @@ struct SmolLM2Tests {
     func row(_ t: Tensor, _ r: Int) -> [Float] { Array(t.values[(r * hidden)..<(r * hidden + 8)]) }
     for (got, want) in [
       (row(w.q, 0), facts.q_proj_row0_first8), (row(w.q, 1), facts.q_proj_row1_first8),
-      (row(w.k, 1), facts.k_proj_row1_first8), (row(model.weights.embedding, 0), facts.embed_tokens_row0_first8),
+      (row(w.k, 1), facts.k_proj_row1_first8),
+      (row(model.weights.embedding, 0), facts.embed_tokens_row0_first8),
     ] {
       for (a, b) in zip(got, want) { #expect(abs(Double(a) - b) <= 1e-6 * max(1, abs(b))) }
     }
@@ -28,7 +31,9 @@ struct SmolLM2Tests {
   @Test func tokenizerFromGGUFMatchesTheReferenceIDs() throws {
     let reference = try SmolLM2.reference()
     let tokenizer = try SmolLM2.tokenizer()
-    for prompt in reference.prompts { #expect(tokenizer.encode(prompt.prompt) == prompt.ids, "\(prompt.prompt)") }
+    for prompt in reference.prompts {
+      #expect(tokenizer.encode(prompt.prompt) == prompt.ids, "\(prompt.prompt)")
+    }
     #expect(tokenizer.encode(reference.greedy.prompt) == reference.greedy.ids)
   }
 
@@ -36,7 +41,8 @@ struct SmolLM2Tests {
     let (model, _) = try SmolLM2.loaded()
     let vocabulary = model.config.vocabularySize
     for prompt in try SmolLM2.reference().prompts {
-      let activations = LlamaActivations(config: model.config, batch: 1, length: prompt.ids.count, keepForBackward: false)
+      let activations = LlamaActivations(
+        config: model.config, batch: 1, length: prompt.ids.count, keepForBackward: false)
       let hidden = model.forward(tokens: prompt.ids, activations: activations)
       let logits = Tensor(zeros: [prompt.ids.count, vocabulary])
       model.logits(into: logits, hidden: hidden)
@@ -49,7 +55,9 @@ struct SmolLM2Tests {
         }
         // The reference's most likely token is ours too.
         let row = logits.view(offset: position * vocabulary, shape: [vocabulary]).values
-        #expect(row.indices.max { row[$0] < row[$1] } == Int(top[0][0]), "position \(position) of '\(prompt.prompt)'")
+        #expect(
+          row.indices.max { row[$0] < row[$1] } == Int(top[0][0]),
+          "position \(position) of '\(prompt.prompt)'")
       }
       #expect(worst <= 1e-4, "'\(prompt.prompt)': worst difference \(worst) of the largest logit")
     }
@@ -61,7 +69,10 @@ struct SmolLM2Tests {
     let generator = Generator(model: model, capacity: 64)
     var sampler = Sampler()
     var produced: [Int32] = []
-    _ = try generator.generate(prompt: greedy.ids, maxTokens: 20, sampler: &sampler) { produced.append($0); return true }
+    _ = try generator.generate(prompt: greedy.ids, maxTokens: 20, sampler: &sampler) {
+      produced.append($0)
+      return true
+    }
     #expect(produced == greedy.continuation)
   }
 }
@@ -70,7 +81,7 @@ struct SmolLM2Tests {
 enum SmolLM2 {
   static let path =
     (ProcessInfo.processInfo.environment["SWIFT_LORA_DIST_CACHE"]
-    ?? (NSHomeDirectory() + "/.cache/swift-lora-dist")) + "/SmolLM2-135M-Instruct.Q4_1.gguf"
+      ?? (NSHomeDirectory() + "/.cache/swift-lora-dist")) + "/SmolLM2-135M-Instruct.Q4_1.gguf"
   static var available: Bool { FileManager.default.fileExists(atPath: path) }
 
   struct Reference: Decodable {
@@ -97,7 +108,8 @@ enum SmolLM2 {
   }
 
   static func reference() throws -> Reference {
-    try JSONDecoder().decode(Reference.self, from: Data(contentsOf: Fixtures.root.appendingPathComponent("smollm2-reference.json")))
+    try JSONDecoder().decode(
+      Reference.self, from: Data(contentsOf: Fixtures.root.appendingPathComponent("smollm2-reference.json")))
   }
 
   private static let shared = Result { try LlamaModel.load(path: path) }

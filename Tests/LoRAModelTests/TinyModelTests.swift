@@ -16,14 +16,16 @@ enum Fixtures {
   static let root = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!
   static func path(_ name: String) -> String { root.appendingPathComponent(name).path }
   static func reference(_ model: String, _ file: String = "reference.json") throws -> LogitsReference {
-    try JSONDecoder().decode(LogitsReference.self, from: Data(contentsOf: root.appendingPathComponent("\(model)/\(file)")))
+    try JSONDecoder().decode(
+      LogitsReference.self, from: Data(contentsOf: root.appendingPathComponent("\(model)/\(file)")))
   }
 }
 
 /// Runs `model` over the reference batch and returns the largest absolute logit difference.
 func maxLogitError(_ model: LlamaModel, _ reference: LogitsReference) -> Double {
   let (batch, length, vocabulary) = (reference.shape[0], reference.shape[1], reference.shape[2])
-  let activations = LlamaActivations(config: model.config, batch: batch, length: length, keepForBackward: true)
+  let activations = LlamaActivations(
+    config: model.config, batch: batch, length: length, keepForBackward: true)
   let hidden = model.forward(tokens: reference.tokens.flatMap { $0 }, activations: activations)
   let logits = Tensor(zeros: [batch * length, vocabulary])
   model.logits(into: logits, hidden: hidden)
@@ -44,7 +46,9 @@ func maxLogitError(_ model: LlamaModel, _ reference: LogitsReference) -> Double 
     #expect(maxLogitError(model, try Fixtures.reference(name)) <= 1e-4)
   }
 
-  @Test(arguments: [("tiny-tied", "reference.json"), ("tiny-untied", "reference-f16.json"), ("tiny-qwen2", "reference.json")])
+  @Test(arguments: [
+    ("tiny-tied", "reference.json"), ("tiny-untied", "reference-f16.json"), ("tiny-qwen2", "reference.json"),
+  ])
   func ggufMatchesPyTorch(model name: String, reference: String) throws {
     let (model, origin) = try LlamaModel.load(path: Fixtures.path("\(name)/model.gguf"))
     #expect(origin.format == "GGUF v3")
@@ -92,7 +96,8 @@ func maxLogitError(_ model: LlamaModel, _ reference: LogitsReference) -> Double 
     let step = LlamaActivations(config: model.config, batch: 1, length: 1, keepForBackward: false, keys: 16)
     for position in 4..<tokens.count {
       let h = model.forward(tokens: [tokens[position]], activations: step, cache: cache)
-      let expected = hidden.view(offset: position * model.config.hiddenSize, shape: [model.config.hiddenSize]).values
+      let expected = hidden.view(offset: position * model.config.hiddenSize, shape: [model.config.hiddenSize])
+        .values
       for (a, b) in zip(h.values, expected) { #expect(abs(a - b) <= 1e-5) }
     }
     #expect(cache.length == tokens.count)
