@@ -11,12 +11,15 @@ public final class LlamaModel: @unchecked Sendable {
     self.config = config
     self.weights = weights
     let scaling = config.ropeScaling
-    let frequencies = RoPETable.inverseFrequencies(
+    var frequencies = RoPETable.inverseFrequencies(
       headSize: config.headSize, theta: config.ropeTheta, scalingType: scaling?.type,
       factor: scaling?.factor ?? 1,
       lowFrequencyFactor: scaling?.lowFrequencyFactor ?? 1,
       highFrequencyFactor: scaling?.highFrequencyFactor ?? 4,
       originalContextLength: scaling?.originalContextLength ?? 8192)
+    if let factors = weights.ropeFrequencyFactors {
+      for i in frequencies.indices { frequencies[i] /= Double(factors[i]) }
+    }
     rope = RoPETable(
       headSize: config.headSize, maxPositions: min(config.contextLength, 1 << 16),
       inverseFrequencies: frequencies)

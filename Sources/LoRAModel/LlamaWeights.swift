@@ -31,6 +31,9 @@ public final class LlamaWeights: @unchecked Sendable {
   public let finalNorm: Tensor
   /// [V, D]; the embedding itself when tied.
   public let output: Tensor
+  /// Per-frequency divisors of RoPE (GGUF `rope_freqs.weight`, how llama.cpp stores
+  /// Llama-3.1-style scaling): [HS/2], or nil.
+  public let ropeFrequencyFactors: [Float]?
   /// The one allocation holding every converted tensor.
   let converted: Tensor
   /// How many tensors are used in place from the file.
@@ -99,6 +102,13 @@ public final class LlamaWeights: @unchecked Sendable {
       offset += view.count
     }
     inPlaceTensors = layout.count - pending.count
+    if source.shape(of: "rope_freqs.weight") == [config.headSize / 2] {
+      let factors = Tensor(zeros: [config.headSize / 2])
+      try source.load("rope_freqs.weight", into: factors)
+      ropeFrequencyFactors = factors.values
+    } else {
+      ropeFrequencyFactors = nil
+    }
     convertedTensors = pending.count
 
     func t(_ name: String) -> Tensor { tensors[name]! }

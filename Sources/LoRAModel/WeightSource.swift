@@ -28,6 +28,7 @@ struct GGUFWeightSource: WeightSource {
     case "model.embed_tokens.weight": return "token_embd.weight"
     case "model.norm.weight": return "output_norm.weight"
     case "lm_head.weight": return "output.weight"
+    case "rope_freqs.weight": return "rope_freqs.weight"
     default: break
     }
     let parts = name.split(separator: ".")
