@@ -8,7 +8,8 @@ let package = Package(
     .executable(name: "swift-lora-dist", targets: ["swift-lora-dist"])
   ],
   dependencies: [
-    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
   ],
   targets: [
     // System libraries: one module map and shim header each, found through pkg-config.
@@ -28,6 +29,8 @@ let package = Package(
     .target(name: "LoRAFormats", dependencies: ["LoRAKernels"]),
     // Llama-family configuration, frozen weights and the forward pass.
     .target(name: "LoRAModel", dependencies: ["LoRAKernels", "LoRAFormats"]),
+    // Data, batching, optimizer, schedules and the training loop.
+    .target(name: "LoRATraining", dependencies: ["LoRAKernels", "LoRAFormats", "LoRAModel"]),
     // Communicators: MPI, local thread-ranks, and the checks every backend must pass.
     .target(name: "LoRAComm", dependencies: ["LoRAKernels", "CMPI"]),
     // The LZ4 checkpoint format and its exports.
@@ -36,12 +39,14 @@ let package = Package(
     .executableTarget(
       name: "swift-lora-dist",
       dependencies: [
-        "LoRAKernels", "LoRAComm", "LoRACheckpoint", "LoRAFormats", "LoRAModel",
+        "LoRAKernels", "LoRAComm", "LoRACheckpoint", "LoRAFormats", "LoRAModel", "LoRATraining",
+        .product(name: "Yams", package: "Yams"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 
     .testTarget(name: "LoRAKernelsTests", dependencies: ["LoRAKernels"]),
     .testTarget(name: "LoRACommTests", dependencies: ["LoRAComm"]),
+    .testTarget(name: "LoRATrainingTests", dependencies: ["LoRATraining", "LoRAFormats", "LoRAModel"]),
     .testTarget(
       name: "LoRAFormatsTests", dependencies: ["LoRAFormats"], resources: [.copy("Fixtures")]),
     .testTarget(
