@@ -1,63 +1,145 @@
 import Foundation
 
 /// Causal grouped-query attention: each query head h reads key/value head h / (H / KVH).
+///
+/// Query i of a sequence sits at position `keyLength - queryLength + i` and attends to keys
+/// 0 through that position (training: queryLength == keyLength; generation with a KV cache:
+/// the new queries after the cached keys). Rows are processed in blocks of `blockRows`, and
+/// each block's products stop at the last key it can see, so the masked upper triangle is
+/// skipped instead of computed and thrown away. Probabilities are not kept: the backward pass
+/// recomputes them from q and k (the cost of one q·kᵀ product), which saves B·H·T² floats per
+/// layer.
 public enum Attention {
-  /// Softmax(q·kᵀ/√HS, causal) · v for every sequence and head.
-  ///
-  /// Query i of a sequence sits at position `keyLength - queryLength + i` and attends to keys
-  /// 0 through that position (training: queryLength == keyLength; generation with a KV cache:
-  /// the new queries after the cached keys).
-  /// - out: [B, Tq, H, HS]; probabilities: [B, H, Tq, Tk] (kept for the backward pass);
-  ///   q: [B, Tq, H, HS]; k, v: [B, S, KVH, HS] with S ≥ Tk rows per sequence (S = Tk for
-  ///   activations, the cache capacity for a KV cache).
+  /// Rows of queries handled per block.
+  static let blockRows = 64
+
+  /// The scratch size `forward` and `backward` need: `scratch` holds at least this many floats.
+  public static func scratchCount(queryLength: Int, keyLength: Int) -> Int {
+    2 * min(queryLength, blockRows) * keyLength
+  }
+
+  /// out = softmax(q·kᵀ/√HS, causal) · v for every sequence and head.
+  /// - out: [B, Tq, H, HS]; q: [B, Tq, H, HS]; k, v: [B, S, KVH, HS] with S = `keyStride` ≥ Tk
+  ///   rows per sequence (Tk for activations, the capacity of a KV cache); scratch: see
+  ///   `scratchCount`.
   public static func forward(
-    _ out: Tensor, probabilities: Tensor, q: Tensor, k: Tensor, v: Tensor,
+    _ out: Tensor, q: Tensor, k: Tensor, v: Tensor, scratch: Tensor,
     batch: Int, queryLength: Int, keyLength: Int, keyStride: Int, heads: Int, kvHeads: Int, headSize: Int
   ) {
-    precondition(
-      keyLength >= queryLength && keyStride >= keyLength,
-      "attention over \(keyLength) keys for \(queryLength) queries")
-    precondition(
-      probabilities.count >= batch * heads * queryLength * keyLength, "attention probabilities too small")
-    precondition(
-      q.count >= batch * queryLength * heads * headSize && out.count == q.count, "attention q/out shapes")
-    precondition(
-      k.count >= batch * keyStride * kvHeads * headSize && v.count == k.count, "attention k/v shapes")
-    let group = heads / kvHeads
-    let offset = keyLength - queryLength
-    let scale = 1 / Float(headSize).squareRoot()
-    let qRow = heads * headSize
-    let kvRow = kvHeads * headSize
+    let g = Geometry(
+      batch: batch, queryLength: queryLength, keyLength: keyLength, keyStride: keyStride, heads: heads,
+      kvHeads: kvHeads, headSize: headSize)
+    g.check(q: q, k: k, v: v, out: out, scratch: scratch)
+    let p = scratch.base
     for b in 0..<batch {
       for h in 0..<heads {
-        let kv = h / group
-        let p = probabilities.base + ((b * heads + h) * queryLength) * keyLength
-        let qh = q.base + b * queryLength * qRow + h * headSize
-        let kh = k.base + b * keyStride * kvRow + kv * headSize
-        let vh = v.base + b * keyStride * kvRow + kv * headSize
-        // scores [Tq, Tk] = q_h [Tq, HS] · k_h [Tk, HS]ᵀ · scale
-        GEMM.sgemm(
-          c: p, a: qh, .none, lda: qRow, b: kh, .transposed, ldb: kvRow, ldc: keyLength,
-          m: queryLength, n: keyLength, k: headSize, alpha: scale, beta: 0)
-        for i in 0..<queryLength {
-          let row = p + i * keyLength
-          let visible = offset + i + 1
-          var maximum = -Float.infinity
-          for j in 0..<visible { maximum = max(maximum, row[j]) }
-          var sum: Float = 0
-          for j in 0..<visible {
-            let e = exp(row[j] - maximum)
-            row[j] = e
-            sum += e
-          }
-          let inverse = 1 / sum
-          for j in 0..<visible { row[j] *= inverse }
-          for j in visible..<keyLength { row[j] = 0 }
+        for r0 in stride(from: 0, to: queryLength, by: blockRows) {
+          let rows = min(blockRows, queryLength - r0)
+          let visible = g.offset + r0 + rows
+          g.probabilities(p, q: q.base, k: k.base, b: b, h: h, r0: r0, rows: rows, visible: visible)
+          // out rows [rows, HS] = P [rows, visible] · v_h [visible, HS]
+          GEMM.sgemm(
+            c: out.base + g.qIndex(b, r0, h), a: p, .none, lda: visible, b: v.base + g.kvIndex(b, 0, h), .none,
+            ldb: g.kvRow, ldc: g.qRow, m: rows, n: headSize, k: visible, alpha: 1, beta: 0)
         }
-        // out_h [Tq, HS] = P [Tq, Tk] · v_h [Tk, HS]
-        GEMM.sgemm(
-          c: out.base + b * queryLength * qRow + h * headSize, a: p, .none, lda: keyLength, b: vh, .none,
-          ldb: kvRow, ldc: qRow, m: queryLength, n: headSize, k: keyLength, alpha: 1, beta: 0)
+      }
+    }
+  }
+
+  /// Gradients of `forward`: writes dq and adds into dk and dv (kv heads are shared by a
+  /// group of query heads, so the caller zeroes dk and dv first).
+  /// - dq, dOut: [B, Tq, H, HS]; dk, dv: [B, S, KVH, HS]; other arguments as in `forward`.
+  public static func backward(
+    dq: Tensor, dk: Tensor, dv: Tensor, dOut: Tensor, q: Tensor, k: Tensor, v: Tensor, scratch: Tensor,
+    batch: Int, queryLength: Int, keyLength: Int, keyStride: Int, heads: Int, kvHeads: Int, headSize: Int
+  ) {
+    let g = Geometry(
+      batch: batch, queryLength: queryLength, keyLength: keyLength, keyStride: keyStride, heads: heads,
+      kvHeads: kvHeads, headSize: headSize)
+    g.check(q: q, k: k, v: v, out: dOut, scratch: scratch)
+    precondition(dq.count == q.count && dk.count == k.count && dv.count == v.count, "attention gradient shapes")
+    let scale = 1 / Float(headSize).squareRoot()
+    let p = scratch.base
+    let dp = scratch.base + min(queryLength, blockRows) * keyLength
+    for b in 0..<batch {
+      for h in 0..<heads {
+        for r0 in stride(from: 0, to: queryLength, by: blockRows) {
+          let rows = min(blockRows, queryLength - r0)
+          let visible = g.offset + r0 + rows
+          g.probabilities(p, q: q.base, k: k.base, b: b, h: h, r0: r0, rows: rows, visible: visible)
+          let dOutRows = dOut.base + g.qIndex(b, r0, h)
+          let vh = v.base + g.kvIndex(b, 0, h)
+          let kh = k.base + g.kvIndex(b, 0, h)
+          // dP [rows, visible] = dOut [rows, HS] · v_hᵀ
+          GEMM.sgemm(
+            c: dp, a: dOutRows, .none, lda: g.qRow, b: vh, .transposed, ldb: g.kvRow, ldc: visible,
+            m: rows, n: visible, k: headSize, alpha: 1, beta: 0)
+          // dv_h [visible, HS] += Pᵀ · dOut
+          GEMM.sgemm(
+            c: dv.base + g.kvIndex(b, 0, h), a: p, .transposed, lda: visible, b: dOutRows, .none, ldb: g.qRow,
+            ldc: g.kvRow, m: visible, n: headSize, k: rows, alpha: 1, beta: 1)
+          // dS = P ⊙ (dP − Σ_j dP·P), row by row (masked entries of P are zero).
+          for i in 0..<rows {
+            let pr = p + i * visible
+            let dr = dp + i * visible
+            var dot: Float = 0
+            for j in 0..<visible { dot += pr[j] * dr[j] }
+            for j in 0..<visible { dr[j] = pr[j] * (dr[j] - dot) }
+          }
+          // dq rows = scale · dS · k_h ; dk_h += scale · dSᵀ · q rows
+          GEMM.sgemm(
+            c: dq.base + g.qIndex(b, r0, h), a: dp, .none, lda: visible, b: kh, .none, ldb: g.kvRow, ldc: g.qRow,
+            m: rows, n: headSize, k: visible, alpha: scale, beta: 0)
+          GEMM.sgemm(
+            c: dk.base + g.kvIndex(b, 0, h), a: dp, .transposed, lda: visible, b: q.base + g.qIndex(b, r0, h), .none,
+            ldb: g.qRow, ldc: g.kvRow, m: visible, n: headSize, k: rows, alpha: scale, beta: 1)
+        }
+      }
+    }
+  }
+
+  /// Index arithmetic shared by forward and backward.
+  private struct Geometry {
+    let batch, queryLength, keyLength, keyStride, heads, kvHeads, headSize: Int
+    var offset: Int { keyLength - queryLength }
+    var qRow: Int { heads * headSize }
+    var kvRow: Int { kvHeads * headSize }
+    var group: Int { heads / kvHeads }
+
+    func qIndex(_ b: Int, _ t: Int, _ h: Int) -> Int { (b * queryLength + t) * qRow + h * headSize }
+    func kvIndex(_ b: Int, _ t: Int, _ h: Int) -> Int { (b * keyStride + t) * kvRow + (h / group) * headSize }
+
+    func check(q: Tensor, k: Tensor, v: Tensor, out: Tensor, scratch: Tensor) {
+      precondition(keyLength >= queryLength && keyStride >= keyLength, "attention over \(keyLength) keys for \(queryLength) queries")
+      precondition(q.count >= batch * queryLength * qRow && out.count == q.count, "attention q/out shapes")
+      precondition(k.count >= batch * keyStride * kvRow && v.count == k.count, "attention k/v shapes")
+      precondition(
+        scratch.count >= Attention.scratchCount(queryLength: queryLength, keyLength: keyLength), "attention scratch too small")
+    }
+
+    /// Causal softmax probabilities of query rows [r0, r0 + rows) of head h over keys
+    /// [0, visible), into p [rows, visible]; entries past a row's own position are zero.
+    func probabilities(
+      _ p: UnsafeMutablePointer<Float>, q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>,
+      b: Int, h: Int, r0: Int, rows: Int, visible: Int
+    ) {
+      GEMM.sgemm(
+        c: p, a: q + qIndex(b, r0, h), .none, lda: qRow, b: k + kvIndex(b, 0, h), .transposed, ldb: kvRow,
+        ldc: visible, m: rows, n: visible, k: headSize, alpha: 1 / Float(headSize).squareRoot(), beta: 0)
+      for i in 0..<rows {
+        let row = p + i * visible
+        let own = offset + r0 + i + 1
+        var maximum = -Float.infinity
+        for j in 0..<own { maximum = max(maximum, row[j]) }
+        var sum: Float = 0
+        for j in 0..<own {
+          let e = exp(row[j] - maximum)
+          row[j] = e
+          sum += e
+        }
+        let inverse = 1 / sum
+        for j in 0..<own { row[j] *= inverse }
+        for j in own..<visible { row[j] = 0 }
       }
     }
   }

@@ -24,3 +24,43 @@ public enum RMSNorm {
     }
   }
 }
+
+extension RMSNorm {
+  /// Adds the input gradient of `forward` (the weight is frozen: no weight gradient).
+  ///
+  /// With r = 1/sqrt(mean(x²)+eps) and y = x·r·w:
+  /// dx = r·(w⊙dy) − (r³/D)·x·Σ(w⊙dy⊙x).
+  /// - dx: [N, D] (accumulated); dy: [N, D]; x: [N, D]; reciprocalRMS: [N] from the forward;
+  ///   weight: [D].
+  public static func backward(_ dx: Tensor, _ dy: Tensor, _ x: Tensor, reciprocalRMS: Tensor, weight: Tensor) {
+    let width = weight.count
+    let rows = x.count / width
+    precondition(dx.count == x.count && dy.count == x.count, "RMSNorm backward shapes")
+    let w = weight.base
+    for row in 0..<rows {
+      let xr = x.base + row * width
+      let gy = dy.base + row * width
+      let gx = dx.base + row * width
+      let r = reciprocalRMS.base[row]
+      var dot: Float = 0
+      for i in 0..<width { dot += w[i] * gy[i] * xr[i] }
+      let c = r * r * r * dot / Float(width)
+      for i in 0..<width { gx[i] += r * w[i] * gy[i] - c * xr[i] }
+    }
+  }
+
+  /// Recomputes the normalised rows from the input and the saved factors (cheaper than
+  /// keeping them): out = x·r·w.
+  /// - out, x: [N, D]; reciprocalRMS: [N]; weight: [D].
+  public static func recompute(_ out: Tensor, _ x: Tensor, reciprocalRMS: Tensor, weight: Tensor) {
+    let width = weight.count
+    let rows = x.count / width
+    let w = weight.base
+    for row in 0..<rows {
+      let xr = x.base + row * width
+      let yr = out.base + row * width
+      let r = reciprocalRMS.base[row]
+      for i in 0..<width { yr[i] = xr[i] * r * w[i] }
+    }
+  }
+}

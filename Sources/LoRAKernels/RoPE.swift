@@ -79,4 +79,25 @@ public final class RoPETable: @unchecked Sendable {
       }
     }
   }
+
+  /// The gradient of `forward`, in place: rotation by the opposite angle (the transpose of
+  /// a rotation is its inverse).
+  /// - dx: [N, heads, HS]; positions: N positions.
+  public func backward(_ dx: Tensor, heads: Int, positions: [Int]) {
+    let half = headSize / 2
+    precondition(dx.count == positions.count * heads * headSize, "RoPE gradient \(dx.shape) for \(positions.count) rows")
+    for (row, position) in positions.enumerated() {
+      let c = cosines.base + position * half
+      let s = sines.base + position * half
+      for h in 0..<heads {
+        let v = dx.base + (row * heads + h) * headSize
+        for i in 0..<half {
+          let a = v[i]
+          let b = v[i + half]
+          v[i] = a * c[i] + b * s[i]
+          v[i + half] = b * c[i] - a * s[i]
+        }
+      }
+    }
+  }
 }

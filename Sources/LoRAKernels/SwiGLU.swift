@@ -13,4 +13,24 @@ public enum SwiGLU {
       o[i] = x / (1 + exp(-x)) * u[i]
     }
   }
+
+  /// Gradients of `forward`, written (not added): dgate = dout·up·silu'(gate),
+  /// dup = dout·silu(gate), with silu'(x) = σ(x)·(1 + x·(1 − σ(x))).
+  /// `dgate` may be the same tensor as `dout`.
+  /// - dgate, dup, dout, gate, up: [N, F].
+  public static func backward(dgate: Tensor, dup: Tensor, dout: Tensor, gate: Tensor, up: Tensor) {
+    precondition(dgate.count == gate.count && dup.count == gate.count && dout.count == gate.count, "SwiGLU backward")
+    let dg = dgate.base
+    let du = dup.base
+    let d = dout.base
+    let g = gate.base
+    let u = up.base
+    for i in 0..<gate.count {
+      let x = g[i]
+      let s = 1 / (1 + exp(-x))
+      let grad = d[i]
+      du[i] = grad * x * s
+      dg[i] = grad * u[i] * s * (1 + x * (1 - s))
+    }
+  }
 }

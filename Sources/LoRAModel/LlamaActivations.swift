@@ -2,72 +2,92 @@ import LoRAKernels
 
 /// Buffers of one forward pass over B sequences of T tokens (N = B·T rows).
 ///
-/// With `keepForBackward` every layer has its own buffers, so the backward pass finds each
-/// layer's inputs, normalisation factors, attention probabilities and MLP pre-activations;
-/// without it one set is reused by all layers (inference).
+/// With `keepForBackward` every layer keeps what its backward pass needs: its input (the
+/// residual stream), the RMSNorm factors, q and k after RoPE, v, the attention output, the
+/// stream after attention, the MLP's gate and up, and each LoRA module's x·Aᵀ. Everything
+/// cheaper to recompute than to keep is shared scratch: normalised rows, the SwiGLU output,
+/// attention probabilities (recomputed from q and k), dropout masks (regenerated from a
+/// seed). Without `keepForBackward` one set serves every layer (inference).
 public final class LlamaActivations: @unchecked Sendable {
-  /// One layer's buffers. Shapes: input, attentionNormed, afterAttention, mlpNormed [N, D];
-  /// attentionRMS, mlpRMS [N]; q, attentionOut [N, H·HS]; k, v [N, KVH·HS];
-  /// probabilities [B, H, T, S] with S the keys visible (T, or the KV cache capacity);
-  /// gate, up, activation [N, F].
+  /// One layer's kept buffers. Shapes: attentionRMS, mlpRMS [N]; q, attentionOut [N, H·HS];
+  /// k, v [N, KVH·HS]; afterAttention [N, D]; gate, up [N, F]; lora[target] [N, R].
   public final class Layer: @unchecked Sendable {
     public let attentionRMS: Tensor
-    public let attentionNormed: Tensor
     public let q: Tensor
     public let k: Tensor
     public let v: Tensor
-    public let probabilities: Tensor
     public let attentionOut: Tensor
     public let afterAttention: Tensor
     public let mlpRMS: Tensor
-    public let mlpNormed: Tensor
     public let gate: Tensor
     public let up: Tensor
-    public let activation: Tensor
+    /// x·Aᵀ of each adapted linear of this layer.
+    public let lora: [LoRATarget: Tensor]
 
-    init(_ c: LlamaConfig, batch: Int, length: Int, keys: Int) {
-      let n = batch * length
+    init(_ c: LlamaConfig, rows n: Int, lora: [LoRATarget: Tensor]) {
       attentionRMS = Tensor(zeros: [n])
-      attentionNormed = Tensor(zeros: [n, c.hiddenSize])
       q = Tensor(zeros: [n, c.heads * c.headSize])
       k = Tensor(zeros: [n, c.kvHeads * c.headSize])
       v = Tensor(zeros: [n, c.kvHeads * c.headSize])
-      probabilities = Tensor(zeros: [batch, c.heads, length, keys])
       attentionOut = Tensor(zeros: [n, c.heads * c.headSize])
       afterAttention = Tensor(zeros: [n, c.hiddenSize])
       mlpRMS = Tensor(zeros: [n])
-      mlpNormed = Tensor(zeros: [n, c.hiddenSize])
       gate = Tensor(zeros: [n, c.intermediateSize])
       up = Tensor(zeros: [n, c.intermediateSize])
-      activation = Tensor(zeros: [n, c.intermediateSize])
+      self.lora = lora
     }
   }
 
   public let batch: Int
   public let length: Int
   public let keepForBackward: Bool
+  /// The adapter whose low-rank products these buffers hold, if any.
+  public let adapter: LoRAAdapter?
   let layerBuffers: [Layer]
   /// Residual stream: layer l reads `hidden(l)` and writes `hidden(l + 1)`. [N, D] each.
   let hiddenStates: [Tensor]
+  /// Shared scratch: normalised rows [N, D], SwiGLU output [N, F], attention probabilities,
+  /// dropped-out LoRA inputs [N, max IN].
+  let normed: Tensor
+  let activation: Tensor
+  let attentionScratch: Tensor
+  let dropped: Tensor
   /// Final RMSNorm output [N, D] and factors [N].
   public let finalNormed: Tensor
   public let finalRMS: Tensor
+  /// Seed of this pass's LoRA dropout masks (set by the trainer before each forward).
+  public var dropoutSeed: UInt64 = 0
 
   /// - keys: keys visible to attention per sequence; T without a KV cache, the cache capacity
   ///   with one.
-  public init(config c: LlamaConfig, batch: Int, length: Int, keepForBackward: Bool, keys: Int? = nil) {
+  public init(
+    config c: LlamaConfig, batch: Int, length: Int, keepForBackward: Bool, keys: Int? = nil,
+    adapter: LoRAAdapter? = nil
+  ) {
     self.batch = batch
     self.length = length
     self.keepForBackward = keepForBackward
-    let keyCount = keys ?? length
-    layerBuffers = (0..<(keepForBackward ? c.layers : 1)).map { _ in
-      Layer(c, batch: batch, length: length, keys: keyCount)
+    self.adapter = adapter
+    let n = batch * length
+    layerBuffers = (0..<(keepForBackward ? c.layers : 1)).map { l in
+      var lora: [LoRATarget: Tensor] = [:]
+      for target in LoRATarget.allCases {
+        // Without keepForBackward one buffer serves every layer: size it for the largest rank.
+        let ranks = (keepForBackward ? [l] : Array(0..<c.layers)).compactMap {
+          adapter?.module(layer: $0, target: target)?.rank
+        }
+        if let rank = ranks.max() { lora[target] = Tensor(zeros: [n, rank]) }
+      }
+      return Layer(c, rows: n, lora: lora)
     }
-    hiddenStates = (0..<(keepForBackward ? c.layers + 1 : 2)).map { _ in
-      Tensor(zeros: [batch * length, c.hiddenSize])
-    }
-    finalNormed = Tensor(zeros: [batch * length, c.hiddenSize])
-    finalRMS = Tensor(zeros: [batch * length])
+    hiddenStates = (0..<(keepForBackward ? c.layers + 1 : 2)).map { _ in Tensor(zeros: [n, c.hiddenSize]) }
+    normed = Tensor(zeros: [n, c.hiddenSize])
+    activation = Tensor(zeros: [n, c.intermediateSize])
+    attentionScratch = Tensor(zeros: [Attention.scratchCount(queryLength: length, keyLength: keys ?? length)])
+    let widest = max(c.hiddenSize, c.intermediateSize, c.heads * c.headSize)
+    dropped = Tensor(zeros: [(adapter?.config.loraDropout ?? 0) > 0 ? n * widest : 0])
+    finalNormed = Tensor(zeros: [n, c.hiddenSize])
+    finalRMS = Tensor(zeros: [n])
   }
 
   public func layer(_ l: Int) -> Layer { layerBuffers[keepForBackward ? l : 0] }

@@ -1,7 +1,8 @@
 import LoRAKernels
 
 /// A Llama-family decoder over frozen weights: embedding, L × (RMSNorm, GQA attention with
-/// RoPE, RMSNorm, SwiGLU MLP) with residuals, final RMSNorm, output head.
+/// RoPE, RMSNorm, SwiGLU MLP) with residuals, final RMSNorm, output head; optionally with a
+/// LoRA adapter on any of its linear layers.
 public final class LlamaModel: @unchecked Sendable {
   public let config: LlamaConfig
   public let weights: LlamaWeights
@@ -12,21 +13,19 @@ public final class LlamaModel: @unchecked Sendable {
     self.weights = weights
     let scaling = config.ropeScaling
     var frequencies = RoPETable.inverseFrequencies(
-      headSize: config.headSize, theta: config.ropeTheta, scalingType: scaling?.type,
-      factor: scaling?.factor ?? 1,
-      lowFrequencyFactor: scaling?.lowFrequencyFactor ?? 1,
-      highFrequencyFactor: scaling?.highFrequencyFactor ?? 4,
+      headSize: config.headSize, theta: config.ropeTheta, scalingType: scaling?.type, factor: scaling?.factor ?? 1,
+      lowFrequencyFactor: scaling?.lowFrequencyFactor ?? 1, highFrequencyFactor: scaling?.highFrequencyFactor ?? 4,
       originalContextLength: scaling?.originalContextLength ?? 8192)
     if let factors = weights.ropeFrequencyFactors {
       for i in frequencies.indices { frequencies[i] /= Double(factors[i]) }
     }
     rope = RoPETable(
-      headSize: config.headSize, maxPositions: min(config.contextLength, 1 << 16),
-      inverseFrequencies: frequencies)
+      headSize: config.headSize, maxPositions: min(config.contextLength, 1 << 16), inverseFrequencies: frequencies)
   }
 
   /// Runs the decoder over `tokens` (B sequences of T ids, sequence-major) and returns the
-  /// final normalised hidden states [B·T, D] (`activations.finalNormed`).
+  /// final normalised hidden states [B·T, D] (`activations.finalNormed`). The adapter, if
+  /// any, is the one `activations` was made for.
   ///
   /// With a `cache`, the tokens continue the cached positions: their keys and values are
   /// appended to it and attention reads the whole cache (generation). Without one, each
@@ -38,11 +37,9 @@ public final class LlamaModel: @unchecked Sendable {
     precondition(tokens.count == batch * length, "forward got \(tokens.count) tokens for \(batch)×\(length)")
     let start = cache?.length ?? 0
     if let cache {
-      precondition(
-        cache.batch == batch && start + length <= cache.capacity, "KV cache full or of another batch")
+      precondition(cache.batch == batch && start + length <= cache.capacity, "KV cache full or of another batch")
     }
-    let keyLength = start + length
-    let positions = (0..<batch).flatMap { _ in (start..<start + length).map { $0 } }
+    let positions = positionsOf(a, start: start)
     let eps = Float(c.rmsNormEps)
 
     Embedding.forward(a.hidden(0), table: weights.embedding, ids: tokens)
@@ -52,9 +49,8 @@ public final class LlamaModel: @unchecked Sendable {
       let act = a.layer(l)
 
       // Attention block.
-      RMSNorm.forward(
-        act.attentionNormed, reciprocalRMS: act.attentionRMS, x, weight: w.attentionNorm, eps: eps)
-      Linear.forward(act.q, act.attentionNormed, weight: w.q, bias: w.qBias)
+      RMSNorm.forward(a.normed, reciprocalRMS: act.attentionRMS, x, weight: w.attentionNorm, eps: eps)
+      project(act.q, a.normed, w.q, w.qBias, l, .q, a)
       rope.forward(act.q, heads: c.heads, positions: positions)
       let keys: Tensor
       let values: Tensor
@@ -65,40 +61,45 @@ public final class LlamaModel: @unchecked Sendable {
         keyStride = cache.capacity
         let rowWidth = c.kvHeads * c.headSize
         for b in 0..<batch {
-          let rows = act.attentionNormed.view(
-            offset: b * length * c.hiddenSize, shape: [length, c.hiddenSize])
+          let rows = a.normed.view(offset: b * length * c.hiddenSize, shape: [length, c.hiddenSize])
           let offset = (b * cache.capacity + start) * rowWidth
           let kRows = keys.view(offset: offset, shape: [length, rowWidth])
+          let vRows = values.view(offset: offset, shape: [length, rowWidth])
           Linear.forward(kRows, rows, weight: w.k, bias: w.kBias)
-          Linear.forward(
-            values.view(offset: offset, shape: [length, rowWidth]), rows, weight: w.v, bias: w.vBias)
+          Linear.forward(vRows, rows, weight: w.v, bias: w.vBias)
+          if let adapter = a.adapter {
+            for (target, destination) in [(LoRATarget.k, kRows), (.v, vRows)] {
+              guard let m = adapter.module(layer: l, target: target), let u = act.lora[target] else { continue }
+              let uRows = u.view(offset: b * length * m.rank, shape: [length, m.rank])
+              LowRank.forward(destination, u: uRows, x: rows, a: m.a, b: m.b, scale: m.scale)
+            }
+          }
           rope.forward(kRows, heads: c.kvHeads, positions: Array(start..<start + length))
         }
       } else {
-        Linear.forward(act.k, act.attentionNormed, weight: w.k, bias: w.kBias)
-        Linear.forward(act.v, act.attentionNormed, weight: w.v, bias: w.vBias)
+        project(act.k, a.normed, w.k, w.kBias, l, .k, a)
+        project(act.v, a.normed, w.v, w.vBias, l, .v, a)
         rope.forward(act.k, heads: c.kvHeads, positions: positions)
         keys = act.k
         values = act.v
         keyStride = length
       }
       Attention.forward(
-        act.attentionOut, probabilities: act.probabilities, q: act.q, k: keys, v: values, batch: batch,
-        queryLength: length, keyLength: keyLength, keyStride: keyStride, heads: c.heads, kvHeads: c.kvHeads,
+        act.attentionOut, q: act.q, k: keys, v: values, scratch: a.attentionScratch, batch: batch,
+        queryLength: length, keyLength: start + length, keyStride: keyStride, heads: c.heads, kvHeads: c.kvHeads,
         headSize: c.headSize)
-      // afterAttention = x + attentionOut · Woᵀ
+      // afterAttention = x + attentionOut · Woᵀ (+ LoRA)
       act.afterAttention.copy(from: x)
-      GEMM.multiply(into: act.afterAttention, act.attentionOut, w.o, transposeB: .transposed, beta: 1)
+      project(act.afterAttention, act.attentionOut, w.o, nil, l, .o, a, accumulate: true)
 
       // MLP block.
-      RMSNorm.forward(
-        act.mlpNormed, reciprocalRMS: act.mlpRMS, act.afterAttention, weight: w.mlpNorm, eps: eps)
-      Linear.forward(act.gate, act.mlpNormed, weight: w.gate)
-      Linear.forward(act.up, act.mlpNormed, weight: w.up)
-      SwiGLU.forward(act.activation, gate: act.gate, up: act.up)
-      // out = afterAttention + activation · Wdownᵀ
+      RMSNorm.forward(a.normed, reciprocalRMS: act.mlpRMS, act.afterAttention, weight: w.mlpNorm, eps: eps)
+      project(act.gate, a.normed, w.gate, nil, l, .gate, a)
+      project(act.up, a.normed, w.up, nil, l, .up, a)
+      SwiGLU.forward(a.activation, gate: act.gate, up: act.up)
+      // out = afterAttention + activation · Wdownᵀ (+ LoRA)
       out.copy(from: act.afterAttention)
-      GEMM.multiply(into: out, act.activation, w.down, transposeB: .transposed, beta: 1)
+      project(out, a.activation, w.down, nil, l, .down, a, accumulate: true)
     }
     if let cache { cache.length += length }
     RMSNorm.forward(
@@ -110,5 +111,41 @@ public final class LlamaModel: @unchecked Sendable {
   /// - out: [N, V]; hidden: [N, D].
   public func logits(into out: Tensor, hidden: Tensor) {
     GEMM.multiply(into: out, hidden, weights.output, transposeB: .transposed)
+  }
+
+  /// Positions of every row: each sequence counts from `start`.
+  func positionsOf(_ a: LlamaActivations, start: Int) -> [Int] {
+    (0..<a.batch).flatMap { _ in (start..<start + a.length).map { $0 } }
+  }
+
+  /// out (=|+=) x·Wᵀ (+ bias) (+ s·dropout(x)·Aᵀ·Bᵀ when the adapter covers this linear).
+  /// - out: [N, OUT]; x: [N, IN]; weight: [OUT, IN].
+  private func project(
+    _ out: Tensor, _ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ layer: Int, _ target: LoRATarget,
+    _ a: LlamaActivations, accumulate: Bool = false
+  ) {
+    if accumulate {
+      GEMM.multiply(into: out, x, weight, transposeB: .transposed, beta: 1)
+    } else {
+      Linear.forward(out, x, weight: weight, bias: bias)
+    }
+    guard let adapter = a.adapter, let m = adapter.module(layer: layer, target: target), let u = a.layer(layer).lora[target]
+    else { return }
+    let input = droppedInput(x, m, a)
+    LowRank.forward(out, u: u.view(offset: 0, shape: [x.shape[0], m.rank]), x: input, a: m.a, b: m.b, scale: m.scale)
+  }
+
+  /// x itself, or x after this module's dropout mask (regenerated from the pass's seed).
+  func droppedInput(_ x: Tensor, _ m: LoRAAdapter.Module, _ a: LlamaActivations) -> Tensor {
+    let p = Float(a.adapter?.config.loraDropout ?? 0)
+    guard p > 0 else { return x }
+    let out = a.dropped.view(offset: 0, shape: x.shape)
+    Dropout.apply(out, x, probability: p, seed: dropoutSeed(a, m))
+    return out
+  }
+
+  func dropoutSeed(_ a: LlamaActivations, _ m: LoRAAdapter.Module) -> UInt64 {
+    let module = UInt64(m.layer * LoRATarget.allCases.count + LoRATarget.allCases.firstIndex(of: m.target)!)
+    return a.dropoutSeed &+ (module &+ 1) &* 0x9E37_79B9_7F4A_7C15
   }
 }

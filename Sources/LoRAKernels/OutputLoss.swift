@@ -1,0 +1,67 @@
+import Foundation
+
+/// Causal-LM cross-entropy fused with the frozen output head, computed in chunks of trained
+/// rows only, so the [N, V] logits are never held whole and untrained positions cost nothing.
+public enum OutputLoss {
+  /// The sum of −log softmax(h·Eᵀ)[target] over rows whose target is ≥ 0, and, when `dHidden`
+  /// is given, its gradient times `gradientScale` written into dHidden (zero on untrained
+  /// rows). The head is frozen: no gradient for it.
+  /// - hidden, dHidden: [N, D]; head: [V, D]; targets: N ids or −1; scratch: see `scratchCount`.
+  /// - Returns: the loss summed over trained rows (Double) and their count.
+  public static func forwardBackward(
+    dHidden: Tensor?, hidden: Tensor, head: Tensor, targets: [Int32], gradientScale: Float, scratch: Tensor,
+    chunkRows: Int
+  ) -> (lossSum: Double, count: Int) {
+    let width = head.shape.last ?? 0
+    let vocabulary = head.count / max(width, 1)
+    precondition(hidden.count == targets.count * width, "loss over \(targets.count) targets of hidden \(hidden.shape)")
+    precondition(scratch.count >= scratchCount(chunkRows: chunkRows, width: width, vocabulary: vocabulary), "loss scratch too small")
+    dHidden?.zero()
+    let trained = targets.indices.filter { targets[$0] >= 0 }
+    let rowsBuffer = scratch.base
+    let logits = scratch.base + chunkRows * width
+    var lossSum = 0.0
+    for start in stride(from: 0, to: trained.count, by: chunkRows) {
+      let rows = Array(trained[start..<min(start + chunkRows, trained.count)])
+      for (i, row) in rows.enumerated() {
+        (rowsBuffer + i * width).update(from: hidden.base + row * width, count: width)
+      }
+      // logits [c, V] = rows [c, D] · headᵀ
+      GEMM.sgemm(
+        c: logits, a: rowsBuffer, .none, lda: width, b: head.base, .transposed, ldb: width, ldc: vocabulary,
+        m: rows.count, n: vocabulary, k: width, alpha: 1, beta: 0)
+      for (i, row) in rows.enumerated() {
+        let z = logits + i * vocabulary
+        let target = Int(targets[row])
+        precondition(target < vocabulary, "target \(target) outside the vocabulary of \(vocabulary)")
+        var maximum = -Float.infinity
+        for j in 0..<vocabulary { maximum = max(maximum, z[j]) }
+        var sum: Double = 0
+        for j in 0..<vocabulary { sum += Double(exp(z[j] - maximum)) }
+        let logSum = Double(maximum) + log(sum)
+        lossSum += logSum - Double(z[target])
+        if dHidden != nil {
+          // dlogits = (softmax − onehot)·scale, in place.
+          let inverse = Float(1 / sum)
+          for j in 0..<vocabulary { z[j] = exp(z[j] - maximum) * inverse * gradientScale }
+          z[target] -= gradientScale
+        }
+      }
+      if let dHidden {
+        // d rows [c, D] = dlogits [c, V] · head [V, D], then scattered back.
+        GEMM.sgemm(
+          c: rowsBuffer, a: logits, .none, lda: vocabulary, b: head.base, .none, ldb: width, ldc: width,
+          m: rows.count, n: width, k: vocabulary, alpha: 1, beta: 0)
+        for (i, row) in rows.enumerated() {
+          (dHidden.base + row * width).update(from: rowsBuffer + i * width, count: width)
+        }
+      }
+    }
+    return (lossSum, trained.count)
+  }
+
+  /// Floats of scratch `forwardBackward` needs.
+  public static func scratchCount(chunkRows: Int, width: Int, vocabulary: Int) -> Int {
+    chunkRows * (width + vocabulary)
+  }
+}

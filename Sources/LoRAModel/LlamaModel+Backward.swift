@@ -1,0 +1,146 @@
+import LoRAKernels
+
+/// Scratch for one backward pass over N = B·T rows, reused by every layer (one set, not one
+/// per layer). Shapes: stream, afterAttention, normedGradient, normed [N, D]; dq, attentionOut
+/// gradient [N, H·HS]; dk, dv [N, KVH·HS]; gate, up gradients and activation [N, F];
+/// du [N, max R]; wide [N, max IN]; loss scratch for `chunkRows` rows of logits.
+public final class LlamaGradients: @unchecked Sendable {
+  let stream: Tensor
+  let afterAttention: Tensor
+  let normedGradient: Tensor
+  let normed: Tensor
+  let dq: Tensor
+  let dk: Tensor
+  let dv: Tensor
+  let attentionOut: Tensor
+  let gate: Tensor
+  let up: Tensor
+  let activation: Tensor
+  let du: Tensor
+  let wide: Tensor
+  let attentionScratch: Tensor
+  let lossScratch: Tensor
+  let chunkRows: Int
+
+  public init(config c: LlamaConfig, batch: Int, length: Int, maxRank: Int, chunkRows: Int = 64) {
+    let n = batch * length
+    stream = Tensor(zeros: [n, c.hiddenSize])
+    afterAttention = Tensor(zeros: [n, c.hiddenSize])
+    normedGradient = Tensor(zeros: [n, c.hiddenSize])
+    normed = Tensor(zeros: [n, c.hiddenSize])
+    dq = Tensor(zeros: [n, c.heads * c.headSize])
+    dk = Tensor(zeros: [n, c.kvHeads * c.headSize])
+    dv = Tensor(zeros: [n, c.kvHeads * c.headSize])
+    attentionOut = Tensor(zeros: [n, c.heads * c.headSize])
+    gate = Tensor(zeros: [n, c.intermediateSize])
+    up = Tensor(zeros: [n, c.intermediateSize])
+    activation = Tensor(zeros: [n, c.intermediateSize])
+    du = Tensor(zeros: [n * max(maxRank, 1)])
+    wide = Tensor(zeros: [n * max(c.hiddenSize, c.intermediateSize, c.heads * c.headSize)])
+    attentionScratch = Tensor(zeros: [Attention.scratchCount(queryLength: length, keyLength: length)])
+    self.chunkRows = chunkRows
+    lossScratch = Tensor(
+      zeros: [OutputLoss.scratchCount(chunkRows: chunkRows, width: c.hiddenSize, vocabulary: c.vocabularySize)])
+  }
+}
+
+extension LlamaModel {
+  /// The summed loss of the trained positions of a forward pass, without gradients.
+  /// - targets: B·T next-token ids, −1 where untrained.
+  public func loss(targets: [Int32], activations a: LlamaActivations, gradients g: LlamaGradients) -> (
+    lossSum: Double, count: Int
+  ) {
+    OutputLoss.forwardBackward(
+      dHidden: nil, hidden: a.finalNormed, head: weights.output, targets: targets, gradientScale: 1,
+      scratch: g.lossScratch, chunkRows: g.chunkRows)
+  }
+
+  /// The loss of the trained positions after `forward(…activations: a)`, and the gradients of
+  /// `gradientScale` × that summed loss with respect to the adapter's A and B, added into
+  /// `a.adapter.gradients` (the frozen base gets none: only input gradients flow through it).
+  /// Pass 1 / (trained tokens of the whole global batch) as `gradientScale` for a mean loss.
+  /// - targets: B·T next-token ids, −1 where untrained.
+  public func backward(
+    targets: [Int32], activations a: LlamaActivations, gradients g: LlamaGradients, gradientScale: Float
+  ) -> (lossSum: Double, count: Int) {
+    precondition(a.keepForBackward, "backward needs activations made with keepForBackward")
+    let c = config
+    let result = OutputLoss.forwardBackward(
+      dHidden: g.normedGradient, hidden: a.finalNormed, head: weights.output, targets: targets,
+      gradientScale: gradientScale, scratch: g.lossScratch, chunkRows: g.chunkRows)
+    guard a.adapter != nil else { return result }
+    g.stream.zero()
+    RMSNorm.backward(g.stream, g.normedGradient, a.hidden(c.layers), reciprocalRMS: a.finalRMS, weight: weights.finalNorm)
+    let positions = positionsOf(a, start: 0)
+
+    for l in stride(from: c.layers - 1, through: 0, by: -1) {
+      let w = weights.layers[l]
+      let x = a.hidden(l)
+      let act = a.layer(l)
+      // g.stream holds d(out) of this layer.
+
+      // MLP block: out = h + SwiGLU(gate, up)·Wdownᵀ.
+      g.afterAttention.copy(from: g.stream)
+      GEMM.multiply(into: g.gate, g.stream, w.down)  // d activation [N, F]
+      if a.adapter?.module(layer: l, target: .down) != nil {
+        SwiGLU.forward(g.activation, gate: act.gate, up: act.up)
+        adapterBackward(dx: g.gate, dy: g.stream, x: g.activation, layer: l, target: .down, a, g)
+      }
+      SwiGLU.backward(dgate: g.gate, dup: g.up, dout: g.gate, gate: act.gate, up: act.up)
+      RMSNorm.recompute(g.normed, act.afterAttention, reciprocalRMS: act.mlpRMS, weight: w.mlpNorm)
+      GEMM.multiply(into: g.normedGradient, g.gate, w.gate)
+      GEMM.multiply(into: g.normedGradient, g.up, w.up, beta: 1)
+      adapterBackward(dx: g.normedGradient, dy: g.gate, x: g.normed, layer: l, target: .gate, a, g)
+      adapterBackward(dx: g.normedGradient, dy: g.up, x: g.normed, layer: l, target: .up, a, g)
+      RMSNorm.backward(g.afterAttention, g.normedGradient, act.afterAttention, reciprocalRMS: act.mlpRMS, weight: w.mlpNorm)
+
+      // Attention block: h = x + attention(RMSNorm(x))·Woᵀ.
+      g.stream.copy(from: g.afterAttention)
+      GEMM.multiply(into: g.attentionOut, g.afterAttention, w.o)
+      adapterBackward(dx: g.attentionOut, dy: g.afterAttention, x: act.attentionOut, layer: l, target: .o, a, g)
+      g.dk.zero()
+      g.dv.zero()
+      Attention.backward(
+        dq: g.dq, dk: g.dk, dv: g.dv, dOut: g.attentionOut, q: act.q, k: act.k, v: act.v, scratch: g.attentionScratch,
+        batch: a.batch, queryLength: a.length, keyLength: a.length, keyStride: a.length, heads: c.heads,
+        kvHeads: c.kvHeads, headSize: c.headSize)
+      rope.backward(g.dq, heads: c.heads, positions: positions)
+      rope.backward(g.dk, heads: c.kvHeads, positions: positions)
+      RMSNorm.recompute(g.normed, x, reciprocalRMS: act.attentionRMS, weight: w.attentionNorm)
+      GEMM.multiply(into: g.normedGradient, g.dq, w.q)
+      GEMM.multiply(into: g.normedGradient, g.dk, w.k, beta: 1)
+      GEMM.multiply(into: g.normedGradient, g.dv, w.v, beta: 1)
+      adapterBackward(dx: g.normedGradient, dy: g.dq, x: g.normed, layer: l, target: .q, a, g)
+      adapterBackward(dx: g.normedGradient, dy: g.dk, x: g.normed, layer: l, target: .k, a, g)
+      adapterBackward(dx: g.normedGradient, dy: g.dv, x: g.normed, layer: l, target: .v, a, g)
+      RMSNorm.backward(g.stream, g.normedGradient, x, reciprocalRMS: act.attentionRMS, weight: w.attentionNorm)
+      // g.stream now holds d(x), the previous layer's d(out). The embedding is frozen.
+    }
+    return result
+  }
+
+  /// Adds the LoRA gradients of one adapted linear (if `target` of `layer` is adapted) into
+  /// the adapter's gradient buffer, and its input gradient into dx.
+  /// - dx: [N, IN]; dy: [N, OUT]; x: the linear's input [N, IN] (before dropout).
+  private func adapterBackward(
+    dx: Tensor, dy: Tensor, x: Tensor, layer: Int, target: LoRATarget, _ a: LlamaActivations, _ g: LlamaGradients
+  ) {
+    guard let adapter = a.adapter, let m = adapter.module(layer: layer, target: target),
+      let u = a.layer(layer).lora[target]
+    else { return }
+    let rows = x.shape[0]
+    let du = g.du.view(offset: 0, shape: [rows, m.rank])
+    let dropout = Float(adapter.config.loraDropout)
+    if dropout == 0 {
+      LowRank.backward(dx: dx, gA: m.gradA, gB: m.gradB, dy: dy, x: x, u: u, a: m.a, b: m.b, scale: m.scale, du: du)
+      return
+    }
+    let input = droppedInput(x, m, a)
+    LowRank.backward(dx: nil, gA: m.gradA, gB: m.gradB, dy: dy, x: input, u: u, a: m.a, b: m.b, scale: m.scale, du: du)
+    // The input gradient of the low-rank path goes back through the same dropout mask.
+    let path = g.wide.view(offset: 0, shape: [rows, m.inFeatures])
+    GEMM.multiply(into: path, du, m.a)
+    Dropout.apply(path, path, probability: dropout, seed: dropoutSeed(a, m))
+    dx.add(path)
+  }
+}

@@ -1,0 +1,129 @@
+import LoRAKernels
+
+/// A LoRA adapter for one Llama model: for each adapted (layer, linear) an A [R, IN] and a
+/// B [OUT, R]. All parameters live in one contiguous buffer and all gradients in another
+/// (the views per matrix come from one layout), so an all-reduce or a checkpoint touches a
+/// single block of memory.
+public final class LoRAAdapter: @unchecked Sendable {
+  /// One adapted linear layer.
+  public struct Module: Sendable {
+    public let layer: Int
+    public let target: LoRATarget
+    public let rank: Int
+    public let alpha: Double
+    /// alpha/r, or alpha/√r with rsLoRA.
+    public let scale: Float
+    public let inFeatures: Int
+    public let outFeatures: Int
+    /// [R, IN] and [OUT, R], views into `parameters` / `gradients`.
+    public let a: Tensor
+    public let b: Tensor
+    public let gradA: Tensor
+    public let gradB: Tensor
+
+    /// The Hugging Face module name, e.g. "model.layers.3.self_attn.q_proj".
+    public var name: String { "model.layers.\(layer).\(target.block).\(target.rawValue)" }
+    /// PEFT's key of A or B in adapter_model.safetensors.
+    public var peftKeyA: String { "base_model.model.\(name).lora_A.weight" }
+    public var peftKeyB: String { "base_model.model.\(name).lora_B.weight" }
+  }
+
+  public let config: LoRAConfig
+  public let modules: [Module]
+  /// Every A and B, flat: [P].
+  public let parameters: Tensor
+  /// Their gradients: [P].
+  public let gradients: Tensor
+  /// modules index by layer, then by target.
+  private let lookup: [[LoRATarget: Int]]
+
+  /// Builds the adapter for `model` and initialises it from `seed` (PEFT's default: A
+  /// Kaiming-uniform with a = √5, i.e. U(−1/√IN, 1/√IN), and B zero; "gaussian": A ~ N(0, 1/r)).
+  public init(config: LoRAConfig, model: LlamaConfig, seed: UInt64) throws {
+    let targets = try config.targets()
+    let layers = config.layersToTransform ?? Array(0..<model.layers)
+    for layer in layers where !(0..<model.layers).contains(layer) {
+      throw LoRAConfigError("layers_to_transform names layer \(layer), but the model has layers 0 to \(model.layers - 1)")
+    }
+    guard config.loraAlpha.isFinite && config.loraAlpha > 0 else {
+      throw LoRAConfigError("lora_alpha must be a positive number, got \(config.loraAlpha)")
+    }
+    guard config.loraDropout.isFinite && config.loraDropout >= 0 && config.loraDropout < 1 else {
+      throw LoRAConfigError("lora_dropout must be in [0, 1), got \(config.loraDropout)")
+    }
+    guard ["default", "gaussian", "zero"].contains(config.initialization) else {
+      throw LoRAConfigError("init_lora_weights must be true, false or \"gaussian\", got \"\(config.initialization)\"")
+    }
+    // Layout: for each layer and target, A then B.
+    var plan: [(layer: Int, target: LoRATarget, rank: Int, alpha: Double, out: Int, in: Int, offset: Int)] = []
+    var total = 0
+    for layer in Set(layers).sorted() {
+      for target in targets {
+        let (out, input) = target.shape(model)
+        let name = "model.layers.\(layer).\(target.block).\(target.rawValue)"
+        let (rank, alpha) = config.rankAndAlpha(module: name)
+        guard rank > 0 && rank <= min(out, input) else {
+          throw LoRAConfigError(
+            "rank \(rank) of \(name) must be between 1 and \(min(out, input)) (its weight is \(out)×\(input))")
+        }
+        guard alpha.isFinite && alpha > 0 else { throw LoRAConfigError("lora_alpha of \(name) must be positive, got \(alpha)") }
+        plan.append((layer, target, rank, alpha, out, input, total))
+        total += rank * input + out * rank
+      }
+    }
+    let parameters = Tensor(zeros: [total])
+    let gradients = Tensor(zeros: [total])
+    self.parameters = parameters
+    self.gradients = gradients
+    var lookup = Array(repeating: [LoRATarget: Int](), count: model.layers)
+    modules = plan.enumerated().map { i, p in
+      lookup[p.layer][p.target] = i
+      let aCount = p.rank * p.in
+      return Module(
+        layer: p.layer, target: p.target, rank: p.rank, alpha: p.alpha,
+        scale: Float(config.scale(rank: p.rank, alpha: p.alpha)), inFeatures: p.in, outFeatures: p.out,
+        a: parameters.view(offset: p.offset, shape: [p.rank, p.in]),
+        b: parameters.view(offset: p.offset + aCount, shape: [p.out, p.rank]),
+        gradA: gradients.view(offset: p.offset, shape: [p.rank, p.in]),
+        gradB: gradients.view(offset: p.offset + aCount, shape: [p.out, p.rank]))
+    }
+    self.lookup = lookup
+    self.config = config
+    initialize(seed: seed)
+  }
+
+  /// The module adapting `target` of `layer`, if any.
+  public func module(layer: Int, target: LoRATarget) -> Module? {
+    lookup[layer][target].map { modules[$0] }
+  }
+
+  /// Trainable parameters.
+  public var parameterCount: Int { parameters.count }
+
+  /// Draws A (B stays zero) as PEFT does, from `seed`.
+  public func initialize(seed: UInt64) {
+    parameters.zero()
+    guard config.initialization != "zero" else { return }
+    var random = SeededRandom(seed: seed)
+    for m in modules {
+      if config.initialization == "gaussian" {
+        let std = 1 / Float(m.rank)
+        var i = 0
+        while i < m.a.count {
+          // Box–Muller: two normals per pair of uniforms.
+          let u1 = max(random.nextUnitFloat(), 1e-7)
+          let u2 = random.nextUnitFloat()
+          let radius = (-2 * Foundation.log(u1)).squareRoot()
+          m.a[i] = std * radius * Foundation.cos(2 * .pi * u2)
+          if i + 1 < m.a.count { m.a[i + 1] = std * radius * Foundation.sin(2 * .pi * u2) }
+          i += 2
+        }
+      } else {
+        let bound = 1 / Float(m.inFeatures).squareRoot()
+        for i in 0..<m.a.count { m.a[i] = (2 * random.nextUnitFloat() - 1) * bound }
+      }
+    }
+  }
+}
+
+import Foundation
