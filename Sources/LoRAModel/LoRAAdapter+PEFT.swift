@@ -1,0 +1,108 @@
+import Foundation
+import LoRAFormats
+import LoRAKernels
+
+/// PEFT's adapter folder: `adapter_config.json` + `adapter_model.safetensors`, with PEFT's
+/// key names (`base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight`) and shapes
+/// (A [R, IN], B [OUT, R]), so `PeftModel.from_pretrained` loads what we save and we load
+/// what PEFT saves.
+extension LoRAAdapter {
+  /// Why a PEFT folder cannot be written or read.
+  public struct PEFTError: Error, Equatable, CustomStringConvertible {
+    public var description: String
+    init(_ description: String) { self.description = description }
+  }
+
+  /// Writes the adapter as a PEFT folder at `path`. The folder is assembled under a temporary
+  /// name beside it and renamed into place when complete, so a failure leaves no half-written
+  /// folder. An existing `path` is refused unless `overwrite`.
+  public func savePEFT(to path: String, baseModel: String, overwrite: Bool = false) throws {
+    let files = FileManager.default
+    let target = URL(fileURLWithPath: path).standardizedFileURL
+    if files.fileExists(atPath: target.path) && !overwrite {
+      throw PEFTError("\(target.path) already exists; choose another output folder or pass --overwrite")
+    }
+    let parent = target.deletingLastPathComponent()
+    let staging = parent.appendingPathComponent(".\(target.lastPathComponent).partial-\(UUID().uuidString.prefix(8))")
+    do {
+      try files.createDirectory(at: parent, withIntermediateDirectories: true)
+      try files.createDirectory(at: staging, withIntermediateDirectories: false)
+      var json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(config)) as! [String: Any]
+      json["peft_type"] = "LORA"
+      json["task_type"] = "CAUSAL_LM"
+      json["bias"] = "none"
+      json["fan_in_fan_out"] = false
+      json["inference_mode"] = true
+      json["modules_to_save"] = NSNull()
+      json["base_model_name_or_path"] = baseModel
+      json["use_dora"] = false
+      if config.layersToTransform == nil { json["layers_to_transform"] = NSNull() }
+      // Every adapted module's rank and alpha, explicitly, so PEFT rebuilds exactly these.
+      json["rank_pattern"] = Dictionary(uniqueKeysWithValues: modules.map { ($0.name, $0.rank) })
+      json["alpha_pattern"] = Dictionary(uniqueKeysWithValues: modules.map { ($0.name, $0.alpha) })
+      json["target_modules"] = Array(Set(modules.map(\.target.rawValue))).sorted()
+      try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
+        .write(to: staging.appendingPathComponent("adapter_config.json"))
+      var tensors: [(name: String, tensor: Tensor, dtype: SafetensorsWriter.DType)] = []
+      for m in modules {
+        tensors.append((m.peftKeyA, m.a, .f32))
+        tensors.append((m.peftKeyB, m.b, .f32))
+      }
+      try SafetensorsWriter.write(
+        tensors, metadata: ["format": "pt"], to: staging.appendingPathComponent("adapter_model.safetensors").path)
+      if files.fileExists(atPath: target.path) { try files.removeItem(at: target) }
+      try files.moveItem(at: staging, to: target)
+    } catch {
+      try? files.removeItem(at: staging)
+      if let error = error as? PEFTError { throw error }
+      throw PEFTError("cannot write the adapter to \(target.path): \(error)")
+    }
+  }
+
+  /// Reads a PEFT LoRA folder for `model`. Features this trainer does not implement (DoRA,
+  /// biases, fan-in-fan-out, modules to save) are refused with the field named.
+  public static func loadPEFT(from path: String, model: LlamaConfig) throws -> LoRAAdapter {
+    let configURL = URL(fileURLWithPath: path).appendingPathComponent("adapter_config.json")
+    guard let data = try? Data(contentsOf: configURL) else {
+      throw PEFTError("\(path): no readable adapter_config.json; expected a PEFT adapter folder")
+    }
+    guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+      throw PEFTError("\(configURL.path): not a JSON object")
+    }
+    if let type = json["peft_type"] as? String, type != "LORA" {
+      throw PEFTError("\(configURL.path): peft_type is \(type); only LORA adapters are supported")
+    }
+    if json["use_dora"] as? Bool == true { throw PEFTError("\(configURL.path): use_dora is true; DoRA is not supported") }
+    if json["fan_in_fan_out"] as? Bool == true { throw PEFTError("\(configURL.path): fan_in_fan_out is true; not supported") }
+    if let bias = json["bias"] as? String, bias != "none" {
+      throw PEFTError("\(configURL.path): bias is \"\(bias)\"; only \"none\" is supported")
+    }
+    if let extra = json["modules_to_save"] as? [Any], !extra.isEmpty {
+      throw PEFTError("\(configURL.path): modules_to_save is not supported")
+    }
+    let config: LoRAConfig
+    do { config = try JSONDecoder().decode(LoRAConfig.self, from: data) } catch {
+      throw PEFTError("\(configURL.path): \(error)")
+    }
+    let adapter = try LoRAAdapter(config: LoRAConfig(
+      r: config.r, loraAlpha: config.loraAlpha, loraDropout: config.loraDropout, targetModules: config.targetModules,
+      layersToTransform: config.layersToTransform, useRslora: config.useRslora, rankPattern: config.rankPattern,
+      alphaPattern: config.alphaPattern, initialization: "zero"), model: model, seed: 0)
+    let weights = try SafetensorsFile(path: URL(fileURLWithPath: path).appendingPathComponent("adapter_model.safetensors").path)
+    var expected = Set<String>()
+    for m in adapter.modules {
+      for (key, destination) in [(m.peftKeyA, m.a), (m.peftKeyB, m.b)] {
+        expected.insert(key)
+        guard let info = weights.tensors[key] else { throw PEFTError("\(weights.path): has no tensor '\(key)'") }
+        guard info.shape == destination.shape else {
+          throw PEFTError("\(weights.path): tensor '\(key)' has shape \(info.shape), expected \(destination.shape)")
+        }
+        destination.copy(from: try weights.tensor(key))
+      }
+    }
+    if let stray = weights.tensors.keys.sorted().first(where: { !expected.contains($0) }) {
+      throw PEFTError("\(weights.path): tensor '\(stray)' belongs to no module of this configuration and model")
+    }
+    return adapter
+  }
+}

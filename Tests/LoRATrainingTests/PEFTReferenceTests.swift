@@ -1,0 +1,126 @@
+import Foundation
+import LoRAKernels
+import Testing
+
+@testable import LoRAModel
+@testable import LoRATraining
+
+/// Loss, every lora_A/lora_B gradient and five AdamW steps against PyTorch + PEFT in float64
+/// on the same tiny model, adapter and masked batch (scripts/make_reference.py).
+@Suite struct PEFTReferenceTests {
+  struct Reference: Decodable {
+    struct Steps: Decodable {
+      var lr: Double
+      var betas: [Double]
+      var eps: Double
+      var weight_decay: Double
+      var losses: [Double]
+    }
+    var input_ids: [[Int32]]
+    var labels: [[Int32]]
+    var loss: Double
+    var grads: [String: [Double]]
+    var steps: Steps?
+  }
+
+  static let fixtures = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!
+  static let tinyModel = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .appendingPathComponent("../LoRAModelTests/Fixtures/tiny-tied").standardized.path
+
+  struct Setup {
+    var model: LlamaModel
+    var adapter: LoRAAdapter
+    var reference: Reference
+    var activations: LlamaActivations
+    var gradients: LlamaGradients
+    var tokens: [Int32]
+    var targets: [Int32]
+  }
+
+  func setUp(_ name: String) throws -> Setup {
+    let (model, _) = try LlamaModel.load(path: Self.tinyModel)
+    let folder = Self.fixtures.appendingPathComponent(name)
+    let adapter = try LoRAAdapter.loadPEFT(from: folder.path, model: model.config)
+    let reference = try JSONDecoder().decode(
+      Reference.self, from: Data(contentsOf: folder.appendingPathComponent("reference.json")))
+    let (batch, length) = (reference.input_ids.count, reference.input_ids[0].count)
+    // Hugging Face labels: position t predicts labels[t + 1]; -100 is ignored.
+    var targets: [Int32] = []
+    for labels in reference.labels {
+      for t in 0..<length { targets.append(t + 1 < length && labels[t + 1] != -100 ? labels[t + 1] : -1) }
+    }
+    let maxRank = adapter.modules.map(\.rank).max() ?? 1
+    return Setup(
+      model: model, adapter: adapter, reference: reference,
+      activations: LlamaActivations(
+        config: model.config, batch: batch, length: length, keepForBackward: true, adapter: adapter),
+      gradients: LlamaGradients(config: model.config, batch: batch, length: length, maxRank: maxRank),
+      tokens: reference.input_ids.flatMap { $0 }, targets: targets)
+  }
+
+  /// Forward, loss and gradients of the mean loss; returns the mean loss.
+  func step(_ s: Setup) -> Double {
+    s.model.forward(tokens: s.tokens, activations: s.activations)
+    let trained = s.targets.filter { $0 >= 0 }.count
+    s.adapter.gradients.zero()
+    let (sum, count) = s.model.backward(
+      targets: s.targets, activations: s.activations, gradients: s.gradients, gradientScale: 1 / Float(trained))
+    return sum / Double(count)
+  }
+
+  func checkLossAndGradients(_ name: String) throws {
+    let s = try setUp(name)
+    let loss = step(s)
+    #expect(abs(loss - s.reference.loss) / s.reference.loss <= 1e-5, "loss \(loss) vs \(s.reference.loss)")
+    #expect(s.reference.grads.count == 2 * s.adapter.modules.count)
+    for m in s.adapter.modules {
+      for (key, gradient) in [(m.peftKeyA, m.gradA), (m.peftKeyB, m.gradB)] {
+        let expected = try #require(s.reference.grads[key], "no reference gradient for \(key)")
+        #expect(expected.count == gradient.count)
+        var difference = 0.0
+        var norm = 0.0
+        for (got, want) in zip(gradient.values, expected) {
+          difference += (Double(got) - want) * (Double(got) - want)
+          norm += want * want
+        }
+        let relative = (difference / norm).squareRoot()
+        #expect(relative <= 1e-4, "\(key): relative L2 error \(relative)")
+      }
+    }
+  }
+
+  @Test func lossAndEveryGradientMatchPEFT() throws { try checkLossAndGradients("peft-tiny") }
+
+  @Test func rsLoRAWithRankAndAlphaPatternsMatchesPEFT() throws { try checkLossAndGradients("peft-tiny-rslora") }
+
+  @Test func fiveAdamWStepsMatchPyTorch() throws {
+    let s = try setUp("peft-tiny")
+    let steps = try #require(s.reference.steps)
+    let optimizer = AdamW(
+      parameterCount: s.adapter.parameterCount,
+      options: .init(beta1: steps.betas[0], beta2: steps.betas[1], eps: steps.eps, weightDecay: steps.weight_decay))
+    var losses: [Double] = []
+    for _ in 0..<5 {
+      losses.append(step(s))
+      optimizer.update(parameters: s.adapter.parameters, gradients: s.adapter.gradients, lr: steps.lr)
+    }
+    losses.append(step(s))
+    for (k, (got, want)) in zip(losses, steps.losses).enumerated() {
+      #expect(abs(got - want) / want <= 1e-4, "loss after \(k) steps: \(got) vs \(want)")
+    }
+  }
+
+  @Test func savedPEFTFolderLoadsBackIdentically() throws {
+    let s = try setUp("peft-tiny")
+    let folder = NSTemporaryDirectory() + "peft-roundtrip-" + UUID().uuidString
+    defer { try? FileManager.default.removeItem(atPath: folder) }
+    try s.adapter.savePEFT(to: folder, baseModel: "tiny-tied")
+    let again = try LoRAAdapter.loadPEFT(from: folder, model: s.model.config)
+    #expect(again.parameters.values == s.adapter.parameters.values)
+    #expect(again.modules.map(\.scale) == s.adapter.modules.map(\.scale))
+    #expect(throws: LoRAAdapter.PEFTError.self) { try s.adapter.savePEFT(to: folder, baseModel: "tiny-tied") }
+    let leftovers = try FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory())
+      .filter { $0.contains(".partial-") && $0.contains((folder as NSString).lastPathComponent) }
+    #expect(leftovers.isEmpty)
+  }
+}
