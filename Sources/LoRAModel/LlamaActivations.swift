@@ -24,16 +24,16 @@ public final class LlamaActivations: @unchecked Sendable {
     /// x·Aᵀ of each adapted linear of this layer.
     public let lora: [LoRATarget: Tensor]
 
-    init(_ c: LlamaConfig, rows n: Int, lora: [LoRATarget: Tensor]) {
-      attentionRMS = Tensor(zeros: [n])
-      q = Tensor(zeros: [n, c.heads * c.headSize])
-      k = Tensor(zeros: [n, c.kvHeads * c.headSize])
-      v = Tensor(zeros: [n, c.kvHeads * c.headSize])
-      attentionOut = Tensor(zeros: [n, c.heads * c.headSize])
-      afterAttention = Tensor(zeros: [n, c.hiddenSize])
-      mlpRMS = Tensor(zeros: [n])
-      gate = Tensor(zeros: [n, c.intermediateSize])
-      up = Tensor(zeros: [n, c.intermediateSize])
+    init(_ c: LlamaConfig, rows n: Int, lora: [LoRATarget: Tensor], allocate: ([Int]) -> Tensor) {
+      attentionRMS = allocate([n])
+      q = allocate([n, c.heads * c.headSize])
+      k = allocate([n, c.kvHeads * c.headSize])
+      v = allocate([n, c.kvHeads * c.headSize])
+      attentionOut = allocate([n, c.heads * c.headSize])
+      afterAttention = allocate([n, c.hiddenSize])
+      mlpRMS = allocate([n])
+      gate = allocate([n, c.intermediateSize])
+      up = allocate([n, c.intermediateSize])
       self.lora = lora
     }
   }
@@ -60,10 +60,13 @@ public final class LlamaActivations: @unchecked Sendable {
 
   /// - keys: keys visible to attention per sequence; T without a KV cache, the cache capacity
   ///   with one.
+  /// - arena: where the buffers come from (shared with other sets never used at the same
+  ///   time); nil allocates them.
   public init(
     config c: LlamaConfig, batch: Int, length: Int, keepForBackward: Bool, keys: Int? = nil,
-    adapter: LoRAAdapter? = nil
+    adapter: LoRAAdapter? = nil, arena: TensorArena? = nil
   ) {
+    let allocate: ([Int]) -> Tensor = { shape in arena?.tensor(shape) ?? Tensor(zeros: shape) }
     self.batch = batch
     self.length = length
     self.keepForBackward = keepForBackward
@@ -76,18 +79,18 @@ public final class LlamaActivations: @unchecked Sendable {
         let ranks = (keepForBackward ? [l] : Array(0..<c.layers)).compactMap {
           adapter?.module(layer: $0, target: target)?.rank
         }
-        if let rank = ranks.max() { lora[target] = Tensor(zeros: [n, rank]) }
+        if let rank = ranks.max() { lora[target] = allocate([n, rank]) }
       }
-      return Layer(c, rows: n, lora: lora)
+      return Layer(c, rows: n, lora: lora, allocate: allocate)
     }
-    hiddenStates = (0..<(keepForBackward ? c.layers + 1 : 2)).map { _ in Tensor(zeros: [n, c.hiddenSize]) }
-    normed = Tensor(zeros: [n, c.hiddenSize])
-    activation = Tensor(zeros: [n, c.intermediateSize])
-    attentionScratch = Tensor(zeros: [Attention.scratchCount(queryLength: length, keyLength: keys ?? length)])
+    hiddenStates = (0..<(keepForBackward ? c.layers + 1 : 2)).map { _ in allocate([n, c.hiddenSize]) }
+    normed = allocate([n, c.hiddenSize])
+    activation = allocate([n, c.intermediateSize])
+    attentionScratch = allocate([Attention.scratchCount(queryLength: length, keyLength: keys ?? length)])
     let widest = max(c.hiddenSize, c.intermediateSize, c.heads * c.headSize)
-    dropped = Tensor(zeros: [(adapter?.config.loraDropout ?? 0) > 0 ? n * widest : 0])
-    finalNormed = Tensor(zeros: [n, c.hiddenSize])
-    finalRMS = Tensor(zeros: [n])
+    dropped = allocate([(adapter?.config.loraDropout ?? 0) > 0 ? n * widest : 0])
+    finalNormed = allocate([n, c.hiddenSize])
+    finalRMS = allocate([n])
   }
 
   public func layer(_ l: Int) -> Layer { layerBuffers[keepForBackward ? l : 0] }

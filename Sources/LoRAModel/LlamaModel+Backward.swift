@@ -22,25 +22,28 @@ public final class LlamaGradients: @unchecked Sendable {
   let lossScratch: Tensor
   let chunkRows: Int
 
-  public init(config c: LlamaConfig, batch: Int, length: Int, maxRank: Int, chunkRows: Int = 64) {
+  public init(
+    config c: LlamaConfig, batch: Int, length: Int, maxRank: Int, chunkRows: Int = 64, arena: TensorArena? = nil
+  ) {
+    let allocate: ([Int]) -> Tensor = { shape in arena?.tensor(shape) ?? Tensor(zeros: shape) }
     let n = batch * length
-    stream = Tensor(zeros: [n, c.hiddenSize])
-    afterAttention = Tensor(zeros: [n, c.hiddenSize])
-    normedGradient = Tensor(zeros: [n, c.hiddenSize])
-    normed = Tensor(zeros: [n, c.hiddenSize])
-    dq = Tensor(zeros: [n, c.heads * c.headSize])
-    dk = Tensor(zeros: [n, c.kvHeads * c.headSize])
-    dv = Tensor(zeros: [n, c.kvHeads * c.headSize])
-    attentionOut = Tensor(zeros: [n, c.heads * c.headSize])
-    gate = Tensor(zeros: [n, c.intermediateSize])
-    up = Tensor(zeros: [n, c.intermediateSize])
-    activation = Tensor(zeros: [n, c.intermediateSize])
-    du = Tensor(zeros: [n * max(maxRank, 1)])
-    wide = Tensor(zeros: [n * max(c.hiddenSize, c.intermediateSize, c.heads * c.headSize)])
-    attentionScratch = Tensor(zeros: [Attention.scratchCount(queryLength: length, keyLength: length)])
+    stream = allocate([n, c.hiddenSize])
+    afterAttention = allocate([n, c.hiddenSize])
+    normedGradient = allocate([n, c.hiddenSize])
+    normed = allocate([n, c.hiddenSize])
+    dq = allocate([n, c.heads * c.headSize])
+    dk = allocate([n, c.kvHeads * c.headSize])
+    dv = allocate([n, c.kvHeads * c.headSize])
+    attentionOut = allocate([n, c.heads * c.headSize])
+    gate = allocate([n, c.intermediateSize])
+    up = allocate([n, c.intermediateSize])
+    activation = allocate([n, c.intermediateSize])
+    du = allocate([n * max(maxRank, 1)])
+    wide = allocate([n * max(c.hiddenSize, c.intermediateSize, c.heads * c.headSize)])
+    attentionScratch = allocate([Attention.scratchCount(queryLength: length, keyLength: length)])
     self.chunkRows = chunkRows
-    lossScratch = Tensor(
-      zeros: [OutputLoss.scratchCount(chunkRows: chunkRows, width: c.hiddenSize, vocabulary: c.vocabularySize)])
+    lossScratch = allocate(
+      [OutputLoss.scratchCount(chunkRows: chunkRows, width: c.hiddenSize, vocabulary: c.vocabularySize)])
   }
 }
 

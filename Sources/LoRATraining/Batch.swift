@@ -1,0 +1,39 @@
+/// B examples laid out as one padded B×T block of inputs and next-token targets.
+public struct Batch: Sendable, Equatable {
+  /// B, the number of sequences.
+  public let batch: Int
+  /// T, the length of every row.
+  public let length: Int
+  /// B·T input ids, row b at b·T; rows shorter than T are padded with the pad id.
+  public let tokens: [Int32]
+  /// B·T targets: `targets[b·T + t]` is `tokens[b][t+1]` when that token is trained, else -1
+  /// (always -1 at t = T−1 and on padding), so position t's loss predicts token t+1.
+  public let targets: [Int32]
+  /// The number of targets that are not -1.
+  public let trainedCount: Int
+
+  /// Lays out `examples` as rows of `length` tokens (nil: the longest example's length);
+  /// longer examples are cut to `length`.
+  public init(examples: [Example], length: Int?, padID: Int32) {
+    let rowLength = max(0, length ?? examples.map(\.tokens.count).max() ?? 0)
+    var tokens = [Int32](repeating: padID, count: examples.count * rowLength)
+    var targets = [Int32](repeating: -1, count: examples.count * rowLength)
+    var trainedCount = 0
+    for (row, example) in examples.enumerated() {
+      let base = row * rowLength
+      let used = min(rowLength, example.tokens.count)
+      for t in 0..<used {
+        tokens[base + t] = example.tokens[t]
+        if t + 1 < used && example.trained[t + 1] {
+          targets[base + t] = example.tokens[t + 1]
+          trainedCount += 1
+        }
+      }
+    }
+    self.batch = examples.count
+    self.length = rowLength
+    self.tokens = tokens
+    self.targets = targets
+    self.trainedCount = trainedCount
+  }
+}

@@ -1,0 +1,58 @@
+/// How a run trains: batch geometry, optimizer, schedule, evaluation cadence.
+public struct TrainingOptions: Codable, Equatable, Sendable {
+  /// Updates to take.
+  public var steps: Int
+  /// Sequences per update, over all ranks (the global batch).
+  public var batchSize: Int
+  /// Sequences per forward/backward pass on one rank; the global batch is accumulated over
+  /// batchSize / (microBatch × ranks) passes.
+  public var microBatch: Int
+  public var learningRate: Double
+  public var schedule: LearningRateSchedule.Kind
+  public var warmupSteps: Int
+  public var adamW: AdamW.Options
+  /// Gradient-norm clipping (0: off).
+  public var maxGradientNorm: Double
+  public var seed: UInt64
+  /// Validation loss every this many updates (0: only at the end).
+  public var evaluateEvery: Int
+  public var shuffle: Bool
+
+  public init(
+    steps: Int = 100, batchSize: Int = 8, microBatch: Int = 4, learningRate: Double = 2e-4,
+    schedule: LearningRateSchedule.Kind = .cosine, warmupSteps: Int = 0, adamW: AdamW.Options = .init(),
+    maxGradientNorm: Double = 1, seed: UInt64 = 0, evaluateEvery: Int = 0, shuffle: Bool = true
+  ) {
+    self.steps = steps
+    self.batchSize = batchSize
+    self.microBatch = microBatch
+    self.learningRate = learningRate
+    self.schedule = schedule
+    self.warmupSteps = warmupSteps
+    self.adamW = adamW
+    self.maxGradientNorm = maxGradientNorm
+    self.seed = seed
+    self.evaluateEvery = evaluateEvery
+    self.shuffle = shuffle
+  }
+
+  /// Checks every value, naming the option and what was expected.
+  public func validate(ranks: Int = 1) throws {
+    func require(_ ok: Bool, _ message: String) throws { if !ok { throw DataError.invalidOption(message) } }
+    try require(steps >= 1, "steps must be at least 1, got \(steps)")
+    try require(batchSize >= 1, "batch size must be at least 1, got \(batchSize)")
+    try require(microBatch >= 1, "micro-batch must be at least 1, got \(microBatch)")
+    try require(
+      batchSize % (microBatch * ranks) == 0,
+      "batch size \(batchSize) must be a multiple of micro-batch \(microBatch) × \(ranks) rank(s)")
+    try require(learningRate.isFinite && learningRate > 0, "learning rate must be a positive number, got \(learningRate)")
+    try require(warmupSteps >= 0, "warmup steps must be 0 or more, got \(warmupSteps)")
+    try require(
+      adamW.weightDecay.isFinite && adamW.weightDecay >= 0, "weight decay must be 0 or more, got \(adamW.weightDecay)")
+    try require(adamW.beta1 >= 0 && adamW.beta1 < 1 && adamW.beta2 >= 0 && adamW.beta2 < 1, "AdamW betas must be in [0, 1)")
+    try require(adamW.eps.isFinite && adamW.eps > 0, "AdamW eps must be positive, got \(adamW.eps)")
+    try require(
+      maxGradientNorm.isFinite && maxGradientNorm >= 0, "max gradient norm must be 0 or more, got \(maxGradientNorm)")
+    try require(evaluateEvery >= 0, "evaluate-every must be 0 or more, got \(evaluateEvery)")
+  }
+}
