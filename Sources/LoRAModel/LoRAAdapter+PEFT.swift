@@ -13,35 +13,23 @@ extension LoRAAdapter {
     init(_ description: String) { self.description = description }
   }
 
-  /// Writes the adapter as a PEFT folder at `path`. The folder is assembled under a temporary
-  /// name beside it and renamed into place when complete, so a failure leaves no half-written
-  /// folder. An existing `path` is refused unless `overwrite`.
+  /// Writes the adapter as a PEFT folder at `path`. The files are written completely under a
+  /// temporary folder beside it and then renamed into place (each rename is atomic), so a
+  /// failure never leaves a half-written adapter. An existing adapter at `path` is refused
+  /// unless `overwrite`; other files in an existing folder (metrics, reports) are kept.
   public func savePEFT(to path: String, baseModel: String, overwrite: Bool = false) throws {
     let files = FileManager.default
     let target = URL(fileURLWithPath: path).standardizedFileURL
-    if files.fileExists(atPath: target.path) && !overwrite {
-      throw PEFTError("\(target.path) already exists; choose another output folder or pass --overwrite")
+    let names = ["adapter_config.json", "adapter_model.safetensors"]
+    if !overwrite && names.contains(where: { files.fileExists(atPath: target.appendingPathComponent($0).path) }) {
+      throw PEFTError("\(target.path) already holds an adapter; choose another output folder or pass --overwrite")
     }
     let parent = target.deletingLastPathComponent()
     let staging = parent.appendingPathComponent(".\(target.lastPathComponent).partial-\(UUID().uuidString.prefix(8))")
     do {
       try files.createDirectory(at: parent, withIntermediateDirectories: true)
       try files.createDirectory(at: staging, withIntermediateDirectories: false)
-      var json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(config)) as! [String: Any]
-      json["peft_type"] = "LORA"
-      json["task_type"] = "CAUSAL_LM"
-      json["bias"] = "none"
-      json["fan_in_fan_out"] = false
-      json["inference_mode"] = true
-      json["modules_to_save"] = NSNull()
-      json["base_model_name_or_path"] = baseModel
-      json["use_dora"] = false
-      if config.layersToTransform == nil { json["layers_to_transform"] = NSNull() }
-      // Every adapted module's rank and alpha, explicitly, so PEFT rebuilds exactly these.
-      json["rank_pattern"] = Dictionary(uniqueKeysWithValues: modules.map { ($0.name, $0.rank) })
-      json["alpha_pattern"] = Dictionary(uniqueKeysWithValues: modules.map { ($0.name, $0.alpha) })
-      json["target_modules"] = Array(Set(modules.map(\.target.rawValue))).sorted()
-      try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
+      try JSONSerialization.data(withJSONObject: peftConfig(baseModel: baseModel), options: [.prettyPrinted, .sortedKeys])
         .write(to: staging.appendingPathComponent("adapter_config.json"))
       var tensors: [(name: String, tensor: Tensor, dtype: SafetensorsWriter.DType)] = []
       for m in modules {
@@ -50,13 +38,43 @@ extension LoRAAdapter {
       }
       try SafetensorsWriter.write(
         tensors, metadata: ["format": "pt"], to: staging.appendingPathComponent("adapter_model.safetensors").path)
-      if files.fileExists(atPath: target.path) { try files.removeItem(at: target) }
-      try files.moveItem(at: staging, to: target)
+      if !files.fileExists(atPath: target.path) {
+        try files.moveItem(at: staging, to: target)
+        return
+      }
+      for name in names {
+        let destination = target.appendingPathComponent(name)
+        if files.fileExists(atPath: destination.path) {
+          _ = try files.replaceItemAt(destination, withItemAt: staging.appendingPathComponent(name))
+        } else {
+          try files.moveItem(at: staging.appendingPathComponent(name), to: destination)
+        }
+      }
+      try? files.removeItem(at: staging)
     } catch {
       try? files.removeItem(at: staging)
       if let error = error as? PEFTError { throw error }
       throw PEFTError("cannot write the adapter to \(target.path): \(error)")
     }
+  }
+
+  /// `adapter_config.json` as PEFT writes it, with every module's rank and alpha spelled out
+  /// so PEFT rebuilds exactly these modules.
+  func peftConfig(baseModel: String) throws -> [String: Any] {
+    var json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(config)) as! [String: Any]
+    json["peft_type"] = "LORA"
+    json["task_type"] = "CAUSAL_LM"
+    json["bias"] = "none"
+    json["fan_in_fan_out"] = false
+    json["inference_mode"] = true
+    json["modules_to_save"] = NSNull()
+    json["base_model_name_or_path"] = baseModel
+    json["use_dora"] = false
+    if config.layersToTransform == nil { json["layers_to_transform"] = NSNull() }
+    json["rank_pattern"] = Dictionary(uniqueKeysWithValues: modules.map { ($0.name, $0.rank) })
+    json["alpha_pattern"] = Dictionary(uniqueKeysWithValues: modules.map { ($0.name, $0.alpha) })
+    json["target_modules"] = Array(Set(modules.map(\.target.rawValue))).sorted()
+    return json
   }
 
   /// Reads a PEFT LoRA folder for `model`. Features this trainer does not implement (DoRA,

@@ -1,0 +1,111 @@
+import ArgumentParser
+import Foundation
+import LoRAFormats
+import LoRAKernels
+import LoRAModel
+import LoRATraining
+
+/// `swift-lora-dist train`: fine-tune one LoRA adapter in this process.
+struct Train: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Fine-tune a LoRA adapter on JSON Lines data and save it as a PEFT adapter folder.",
+    discussion: """
+      Data lines are {"text"}, {"prompt", "completion"}, {"messages": [{"role", "content"}]} \\
+      (ChatML, loss on assistant turns) or {"input_ids"}. Every flag also has a key in a YAML \\
+      --config file (the flag's name in snake_case; flags win). The output folder receives \\
+      adapter_config.json + adapter_model.safetensors (PEFT), metrics.jsonl and report.html.
+
+      Examples:
+        swift-lora-dist train --model model.gguf --data train.jsonl --output out/my-adapter
+        swift-lora-dist train --config run.yaml --steps 500
+        swift-lora-dist train --model model.gguf --data chat.jsonl --validation-fraction 0.05 \\
+          --targets all-linear --rank 16 --alpha 32 --lr 1e-4 --schedule cosine --warmup 20 --output out/chat
+      """)
+
+  @Option(help: "A YAML file of options (keys: the flags in snake_case).") var config: String?
+  @Option(help: "Base model: GGUF file or Hugging Face folder.") var model: String?
+  @Option(help: "Training data (JSON Lines).") var data: String?
+  @Option(name: .customLong("validation-data"), help: "Validation data (JSON Lines).") var validationData: String?
+  @Option(name: .customLong("validation-fraction"), help: "Hold out this fraction of --data for validation.")
+  var validationFraction: Double?
+  @Option(help: "Output folder for the adapter, metrics and report.") var output: String?
+  @Option(help: "Data format: auto, text, prompt_completion, messages, input_ids.") var format: String?
+  @Option(name: .customLong("max-seq-len"), help: "Longest sequence in tokens; longer ones are truncated (default 512).")
+  var maxSeqLen: Int?
+  @Flag(name: .customLong("train-on-prompt"), help: "Also train on prompt and user tokens.") var trainOnPrompt = false
+  @Flag(help: "Pack examples into full-length sequences.") var pack = false
+  @Flag(name: .customLong("skip-bad-lines"), help: "Count and skip malformed lines instead of stopping.")
+  var skipBadLines = false
+  @Flag(name: .customLong("no-eos"), help: "Do not append the end-of-sequence token to text and completions.")
+  var noEOS = false
+  @Option(help: "Comma-separated modules (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj) or all-linear (default q_proj,v_proj).")
+  var targets: String?
+  @Option(help: "LoRA rank r (default 8).") var rank: Int?
+  @Option(help: "LoRA alpha (default 16).") var alpha: Double?
+  @Option(help: "LoRA dropout (default 0).") var dropout: Double?
+  @Flag(help: "Scale by alpha/√r (rsLoRA) instead of alpha/r.") var rslora = false
+  @Option(help: "Comma-separated layer indices to adapt (default all).") var layers: String?
+  @Option(name: .customLong("init"), help: "A's initialisation: default (Kaiming-uniform) or gaussian.")
+  var initWeights: String?
+  @Option(help: "Peak learning rate (default 2e-4).") var lr: Double?
+  @Option(help: "Learning-rate schedule: constant, linear, cosine (default cosine).") var schedule: String?
+  @Option(help: "Warmup updates (default 0).") var warmup: Int?
+  @Option(help: "Updates to take (default 100, or from --epochs).") var steps: Int?
+  @Option(help: "Passes over the training data (sets --steps).") var epochs: Double?
+  @Option(name: .customLong("batch-size"), help: "Sequences per update (default 8).") var batchSize: Int?
+  @Option(name: .customLong("micro-batch"), help: "Sequences per forward/backward pass (default 4).")
+  var microBatch: Int?
+  @Option(name: .customLong("weight-decay"), help: "AdamW weight decay (default 0.01).") var weightDecay: Double?
+  @Option(name: .customLong("max-grad-norm"), help: "Clip the gradient norm to this (default 1; 0 disables).")
+  var maxGradNorm: Double?
+  @Option(help: "Seed of initialisation, shuffling and dropout (default 0).") var seed: UInt64?
+  @Option(name: .customLong("eval-every"), help: "Validation loss every N updates (default: at the end).")
+  var evalEvery: Int?
+  @Option(help: "BLAS threads (default: OPENBLAS_NUM_THREADS or all cores).") var threads: Int?
+  @Flag(help: "Replace an adapter already in the output folder.") var overwrite = false
+  @Flag(help: "Progress as JSON lines even on a terminal.") var json = false
+
+  /// The flags as a configuration (unset flags are nil).
+  func flagConfiguration() -> TrainConfiguration {
+    var c = TrainConfiguration()
+    c.model = model
+    c.data = data
+    c.validation_data = validationData
+    c.validation_fraction = validationFraction
+    c.output = output
+    c.format = format
+    c.max_seq_len = maxSeqLen
+    c.train_on_prompt = trainOnPrompt ? true : nil
+    c.pack = pack ? true : nil
+    c.skip_bad_lines = skipBadLines ? true : nil
+    c.add_eos = noEOS ? false : nil
+    c.targets = targets.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+    c.rank = rank
+    c.alpha = alpha
+    c.dropout = dropout
+    c.rslora = rslora ? true : nil
+    c.layers = layers.map { $0.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+    c.init_weights = initWeights
+    c.lr = lr
+    c.schedule = schedule
+    c.warmup = warmup
+    c.steps = steps
+    c.epochs = epochs
+    c.batch_size = batchSize
+    c.micro_batch = microBatch
+    c.weight_decay = weightDecay
+    c.max_grad_norm = maxGradNorm
+    c.seed = seed
+    c.eval_every = evalEvery
+    c.threads = threads
+    c.overwrite = overwrite ? true : nil
+    return c
+  }
+
+  func run() throws {
+    var settings = flagConfiguration()
+    if let config { settings = try TrainConfiguration.load(yamlFile: config).overridden(by: settings) }
+    var run = try TrainingRun(settings)
+    try run.execute(progress: Progress(forceJSON: json))
+  }
+}
