@@ -15,11 +15,18 @@ public enum BLAS {
     return String(cString: config)
   }
 
-  /// Threads OpenBLAS uses for one call. Setting it overrides `OPENBLAS_NUM_THREADS`.
+  /// Threads matrix products use: the width of the project's own kernel threads
+  /// (`Parallel.width`), OpenBLAS itself staying single-threaded. Defaults to
+  /// `OPENBLAS_NUM_THREADS` or the number of cores, as OpenBLAS would.
   public static var threads: Int {
-    get { Int(openblas_get_num_threads()) }
-    set { openblas_set_num_threads(Int32(max(1, newValue))) }
+    get { Parallel.width }
+    set { Parallel.width = newValue }
   }
+
+  /// The threads OpenBLAS would start by itself (before `threads` is set).
+  public static var defaultThreads: Int { Int(openblas_get_num_threads()) }
+
+  static func setInternalThreads(_ count: Int) { openblas_set_num_threads(Int32(count)) }
 
   /// Threading model of the build: "sequential", "pthreads" or "OpenMP".
   public static var threading: String {

@@ -39,13 +39,15 @@ public enum GEMM {
   }
 
   /// Pointer-level `cblas_sgemm` for kernels that work on sub-blocks with leading dimensions.
+  /// `split: false` keeps the product on the calling thread (for callers already running
+  /// on every kernel thread).
   ///
   /// - c: `[M, N]` with row stride `ldc`; a: `[M, K]` (or `[K, M]` transposed) with row stride
   ///   `lda`; b: `[K, N]` (or `[N, K]` transposed) with row stride `ldb`.
   package static func sgemm(
     c: UnsafeMutablePointer<Float>, a: UnsafePointer<Float>, _ opA: Transpose, lda: Int,
     b: UnsafePointer<Float>, _ opB: Transpose, ldb: Int, ldc: Int,
-    m: Int, n: Int, k: Int, alpha: Float, beta: Float
+    m: Int, n: Int, k: Int, alpha: Float, beta: Float, split: Bool = true
   ) {
     guard m > 0 && n > 0 else { return }
     if k == 0 {
@@ -57,6 +59,26 @@ public enum GEMM {
       // One row (a token during generation): a matrix-vector product reads the weights
       // once, where sgemm would first pack them.
       let incx = opA == .none ? 1 : lda
+      if split && Parallel.width > 1 && n * k >= 1 << 20 && n >= 256 {
+        // Split the output columns: each thread reads its own rows (or columns) of b.
+        let (aAddress, bAddress, cAddress) = (
+          UncheckedSendable(a), UncheckedSendable(b), UncheckedSendable(c)
+        )
+        Parallel.forRanges(n, grain: 128) { part, _ in
+          if opB == .transposed {
+            cblas_sgemv(
+              CblasRowMajor, CblasNoTrans, blasInt(part.count), blasInt(k), alpha,
+              bAddress.value + part.lowerBound * ldb, blasInt(ldb), aAddress.value, blasInt(incx), beta,
+              cAddress.value + part.lowerBound, 1)
+          } else {
+            cblas_sgemv(
+              CblasRowMajor, CblasTrans, blasInt(k), blasInt(part.count), alpha,
+              bAddress.value + part.lowerBound,
+              blasInt(ldb), aAddress.value, blasInt(incx), beta, cAddress.value + part.lowerBound, 1)
+          }
+        }
+        return
+      }
       if opB == .transposed {
         // c[1, N] = a · bᵀ with b [N, K]: c = b · a
         cblas_sgemv(
@@ -67,6 +89,31 @@ public enum GEMM {
         cblas_sgemv(
           CblasRowMajor, CblasTrans, blasInt(k), blasInt(n), alpha, b, blasInt(ldb), a, blasInt(incx), beta,
           c, 1)
+      }
+      return
+    }
+    // Large products are split across the kernel threads: by rows of C when it has enough,
+    // else by columns; each part is an independent single-threaded sgemm.
+    let work = m * n * k
+    if split && Parallel.width > 1 && work >= 1 << 21 && max(m, n) >= 64 {
+      let (aAddress, bAddress, cAddress) = (UncheckedSendable(a), UncheckedSendable(b), UncheckedSendable(c))
+      if m >= n || m >= 256 {
+        Parallel.forRanges(m, grain: 32) { rows, _ in
+          let aPart = opA == .none ? aAddress.value + rows.lowerBound * lda : aAddress.value + rows.lowerBound
+          cblas_sgemm(
+            CblasRowMajor, opA.cblas, opB.cblas, blasInt(rows.count), blasInt(n), blasInt(k), alpha,
+            aPart, blasInt(lda), bAddress.value, blasInt(ldb), beta, cAddress.value + rows.lowerBound * ldc,
+            blasInt(ldc))
+        }
+      } else {
+        Parallel.forRanges(n, grain: 32) { columns, _ in
+          let bPart =
+            opB == .none ? bAddress.value + columns.lowerBound : bAddress.value + columns.lowerBound * ldb
+          cblas_sgemm(
+            CblasRowMajor, opA.cblas, opB.cblas, blasInt(m), blasInt(columns.count), blasInt(k), alpha,
+            aAddress.value, blasInt(lda), bPart, blasInt(ldb), beta, cAddress.value + columns.lowerBound,
+            blasInt(ldc))
+        }
       }
       return
     }

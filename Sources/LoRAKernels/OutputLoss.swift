@@ -14,8 +14,11 @@ public enum OutputLoss {
   ) -> (lossSum: Double, count: Int) {
     let width = head.shape.last ?? 0
     let vocabulary = head.count / max(width, 1)
-    precondition(hidden.count == targets.count * width, "loss over \(targets.count) targets of hidden \(hidden.shape)")
-    precondition(scratch.count >= scratchCount(chunkRows: chunkRows, width: width, vocabulary: vocabulary), "loss scratch too small")
+    precondition(
+      hidden.count == targets.count * width, "loss over \(targets.count) targets of hidden \(hidden.shape)")
+    precondition(
+      scratch.count >= scratchCount(chunkRows: chunkRows, width: width, vocabulary: vocabulary),
+      "loss scratch too small")
     dHidden?.zero()
     let trained = targets.indices.filter { targets[$0] >= 0 }
     let rowsBuffer = scratch.base
@@ -30,23 +33,35 @@ public enum OutputLoss {
       GEMM.sgemm(
         c: logits, a: rowsBuffer, .none, lda: width, b: head.base, .transposed, ldb: width, ldc: vocabulary,
         m: rows.count, n: vocabulary, k: width, alpha: 1, beta: 0)
-      for (i, row) in rows.enumerated() {
-        let z = logits + i * vocabulary
-        let target = Int(targets[row])
-        precondition(target < vocabulary, "target \(target) outside the vocabulary of \(vocabulary)")
-        var maximum = -Float.infinity
-        for j in 0..<vocabulary { maximum = max(maximum, z[j]) }
-        var sum: Double = 0
-        for j in 0..<vocabulary { sum += Double(exp(z[j] - maximum)) }
-        let logSum = Double(maximum) + log(sum)
-        lossSum += logSum - Double(z[target])
-        if dHidden != nil {
-          // dlogits = (softmax − onehot)·scale, in place.
-          let inverse = Float(1 / sum)
-          for j in 0..<vocabulary { z[j] = exp(z[j] - maximum) * inverse * gradientScale }
-          z[target] -= gradientScale
+      var rowLosses = [Double](repeating: 0, count: rows.count)
+      let withGradient = dHidden != nil
+      rowLosses.withUnsafeMutableBufferPointer { losses in
+        let (lossList, logitBase) = (UncheckedSendable(losses), UncheckedSendable(logits))
+        Parallel.forRanges(rows.count, grain: 8) { range, _ in
+          for i in range {
+            let z = logitBase.value + i * vocabulary
+            let target = Int(targets[rows[i]])
+            precondition(target < vocabulary, "target \(target) outside the vocabulary of \(vocabulary)")
+            let targetLogit = z[target]
+            var maximum = -Float.infinity
+            for j in 0..<vocabulary { maximum = max(maximum, z[j]) }
+            var sum: Double = 0
+            for j in 0..<vocabulary {
+              let e = exp(z[j] - maximum)
+              sum += Double(e)
+              if withGradient { z[j] = e }
+            }
+            lossList.value[i] = Double(maximum) + log(sum) - Double(targetLogit)
+            if withGradient {
+              // dlogits = (softmax − onehot)·scale, in place.
+              let factor = Float(Double(gradientScale) / sum)
+              for j in 0..<vocabulary { z[j] *= factor }
+              z[target] -= gradientScale
+            }
+          }
         }
       }
+      lossSum += rowLosses.reduce(0, +)
       if let dHidden {
         // d rows [c, D] = dlogits [c, V] · head [V, D], then scattered back.
         GEMM.sgemm(

@@ -9,18 +9,19 @@ public enum RMSNorm {
     let rows = x.count / width
     precondition(
       out.count == x.count && reciprocalRMS.count >= rows, "RMSNorm shapes: out \(out.shape), x \(x.shape)")
-    let xs = x.base
-    let ys = out.base
-    let w = weight.base
-    let r = reciprocalRMS.base
-    for row in 0..<rows {
-      let xr = xs + row * width
-      let yr = ys + row * width
-      var sum: Float = 0
-      for i in 0..<width { sum += xr[i] * xr[i] }
-      let scale = 1 / (sum / Float(width) + eps).squareRoot()
-      r[row] = scale
-      for i in 0..<width { yr[i] = xr[i] * scale * w[i] }
+    let (xs, ys, w, r) = (
+      UncheckedSendable(x.base), UncheckedSendable(out.base), weight.base, reciprocalRMS.base
+    )
+    Parallel.forRanges(rows, grain: 64) { range, _ in
+      for row in range {
+        let xr = xs.value + row * width
+        let yr = ys.value + row * width
+        var sum: Float = 0
+        for i in 0..<width { sum += xr[i] * xr[i] }
+        let scale = 1 / (sum / Float(width) + eps).squareRoot()
+        r[row] = scale
+        for i in 0..<width { yr[i] = xr[i] * scale * w[i] }
+      }
     }
   }
 }
@@ -32,20 +33,23 @@ extension RMSNorm {
   /// dx = r·(w⊙dy) − (r³/D)·x·Σ(w⊙dy⊙x).
   /// - dx: [N, D] (accumulated); dy: [N, D]; x: [N, D]; reciprocalRMS: [N] from the forward;
   ///   weight: [D].
-  public static func backward(_ dx: Tensor, _ dy: Tensor, _ x: Tensor, reciprocalRMS: Tensor, weight: Tensor) {
+  public static func backward(_ dx: Tensor, _ dy: Tensor, _ x: Tensor, reciprocalRMS: Tensor, weight: Tensor)
+  {
     let width = weight.count
     let rows = x.count / width
     precondition(dx.count == x.count && dy.count == x.count, "RMSNorm backward shapes")
-    let w = weight.base
-    for row in 0..<rows {
-      let xr = x.base + row * width
-      let gy = dy.base + row * width
-      let gx = dx.base + row * width
-      let r = reciprocalRMS.base[row]
-      var dot: Float = 0
-      for i in 0..<width { dot += w[i] * gy[i] * xr[i] }
-      let c = r * r * r * dot / Float(width)
-      for i in 0..<width { gx[i] += r * w[i] * gy[i] - c * xr[i] }
+    let (w, xs, dys, dxs, rs) = (weight.base, x.base, dy.base, dx.base, reciprocalRMS.base)
+    Parallel.forRanges(rows, grain: 64) { range, _ in
+      for row in range {
+        let xr = xs + row * width
+        let gy = dys + row * width
+        let gx = dxs + row * width
+        let r = rs[row]
+        var dot: Float = 0
+        for i in 0..<width { dot += w[i] * gy[i] * xr[i] }
+        let c = r * r * r * dot / Float(width)
+        for i in 0..<width { gx[i] += r * w[i] * gy[i] - c * xr[i] }
+      }
     }
   }
 
@@ -55,12 +59,14 @@ extension RMSNorm {
   public static func recompute(_ out: Tensor, _ x: Tensor, reciprocalRMS: Tensor, weight: Tensor) {
     let width = weight.count
     let rows = x.count / width
-    let w = weight.base
-    for row in 0..<rows {
-      let xr = x.base + row * width
-      let yr = out.base + row * width
-      let r = reciprocalRMS.base[row]
-      for i in 0..<width { yr[i] = xr[i] * r * w[i] }
+    let (w, xs, ys, rs) = (weight.base, x.base, out.base, reciprocalRMS.base)
+    Parallel.forRanges(rows, grain: 64) { range, _ in
+      for row in range {
+        let xr = xs + row * width
+        let yr = ys + row * width
+        let r = rs[row]
+        for i in 0..<width { yr[i] = xr[i] * r * w[i] }
+      }
     }
   }
 }

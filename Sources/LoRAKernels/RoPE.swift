@@ -57,24 +57,33 @@ public final class RoPETable: @unchecked Sendable {
   /// Rotates every head of every row in place.
   /// - x: [N, heads, HS]; positions: N positions, each < maxPositions.
   public func forward(_ x: Tensor, heads: Int, positions: [Int]) {
-    let half = headSize / 2
     precondition(
       x.count == positions.count * heads * headSize, "RoPE input \(x.shape) for \(positions.count) rows")
-    let cosBase = cosines.base
-    let sinBase = sines.base
-    for (row, position) in positions.enumerated() {
-      precondition(
-        position >= 0 && position < maxPositions,
-        "position \(position) beyond the RoPE table of \(maxPositions)")
-      let c = cosBase + position * half
-      let s = sinBase + position * half
-      for h in 0..<heads {
-        let v = x.base + (row * heads + h) * headSize
-        for i in 0..<half {
-          let a = v[i]
-          let b = v[i + half]
-          v[i] = a * c[i] - b * s[i]
-          v[i + half] = b * c[i] + a * s[i]
+    precondition(
+      positions.allSatisfy { $0 >= 0 && $0 < maxPositions },
+      "a position beyond the RoPE table of \(maxPositions)")
+    rotate(x, heads: heads, positions: positions, sign: 1)
+  }
+
+  /// Rotates every head of row n by `sign` × the angles of its position.
+  private func rotate(_ x: Tensor, heads: Int, positions: [Int], sign: Float) {
+    let half = headSize / 2
+    let (cosBase, sinBase, xs, size) = (cosines.base, sines.base, x.base, headSize)
+    positions.withUnsafeBufferPointer { positionList in
+      let list = UncheckedSendable(positionList)
+      Parallel.forRanges(positions.count, grain: 32) { range, _ in
+        for row in range {
+          let c = cosBase + list.value[row] * half
+          let s = sinBase + list.value[row] * half
+          for h in 0..<heads {
+            let v = xs + (row * heads + h) * size
+            for i in 0..<half {
+              let a = v[i]
+              let b = v[i + half]
+              v[i] = a * c[i] - sign * b * s[i]
+              v[i + half] = b * c[i] + sign * a * s[i]
+            }
+          }
         }
       }
     }
@@ -84,20 +93,8 @@ public final class RoPETable: @unchecked Sendable {
   /// a rotation is its inverse).
   /// - dx: [N, heads, HS]; positions: N positions.
   public func backward(_ dx: Tensor, heads: Int, positions: [Int]) {
-    let half = headSize / 2
-    precondition(dx.count == positions.count * heads * headSize, "RoPE gradient \(dx.shape) for \(positions.count) rows")
-    for (row, position) in positions.enumerated() {
-      let c = cosines.base + position * half
-      let s = sines.base + position * half
-      for h in 0..<heads {
-        let v = dx.base + (row * heads + h) * headSize
-        for i in 0..<half {
-          let a = v[i]
-          let b = v[i + half]
-          v[i] = a * c[i] + b * s[i]
-          v[i + half] = b * c[i] - a * s[i]
-        }
-      }
-    }
+    precondition(
+      dx.count == positions.count * heads * headSize, "RoPE gradient \(dx.shape) for \(positions.count) rows")
+    rotate(dx, heads: heads, positions: positions, sign: -1)
   }
 }

@@ -5,12 +5,12 @@ public enum SwiGLU {
   /// - out, gate, up: [N, F].
   public static func forward(_ out: Tensor, gate: Tensor, up: Tensor) {
     precondition(out.count == gate.count && gate.count == up.count, "SwiGLU shapes differ")
-    let o = out.base
-    let g = gate.base
-    let u = up.base
-    for i in 0..<out.count {
-      let x = g[i]
-      o[i] = x / (1 + exp(-x)) * u[i]
+    let (o, g, u) = (out.base, gate.base, up.base)
+    Parallel.forRanges(out.count, grain: 4096) { range, _ in
+      for i in range {
+        let x = g[i]
+        o[i] = x / (1 + exp(-x)) * u[i]
+      }
     }
   }
 
@@ -19,18 +19,17 @@ public enum SwiGLU {
   /// `dgate` may be the same tensor as `dout`.
   /// - dgate, dup, dout, gate, up: [N, F].
   public static func backward(dgate: Tensor, dup: Tensor, dout: Tensor, gate: Tensor, up: Tensor) {
-    precondition(dgate.count == gate.count && dup.count == gate.count && dout.count == gate.count, "SwiGLU backward")
-    let dg = dgate.base
-    let du = dup.base
-    let d = dout.base
-    let g = gate.base
-    let u = up.base
-    for i in 0..<gate.count {
-      let x = g[i]
-      let s = 1 / (1 + exp(-x))
-      let grad = d[i]
-      du[i] = grad * x * s
-      dg[i] = grad * u[i] * s * (1 + x * (1 - s))
+    precondition(
+      dgate.count == gate.count && dup.count == gate.count && dout.count == gate.count, "SwiGLU backward")
+    let (dg, du, d, g, u) = (dgate.base, dup.base, dout.base, gate.base, up.base)
+    Parallel.forRanges(gate.count, grain: 4096) { range, _ in
+      for i in range {
+        let x = g[i]
+        let s = 1 / (1 + exp(-x))
+        let grad = d[i]
+        du[i] = grad * x * s
+        dg[i] = grad * u[i] * s * (1 + x * (1 - s))
+      }
     }
   }
 }

@@ -23,7 +23,8 @@ public final class LlamaGradients: @unchecked Sendable {
   let chunkRows: Int
 
   public init(
-    config c: LlamaConfig, batch: Int, length: Int, maxRank: Int, chunkRows: Int = 64, arena: TensorArena? = nil
+    config c: LlamaConfig, batch: Int, length: Int, maxRank: Int, chunkRows: Int = 64,
+    arena: TensorArena? = nil
   ) {
     let allocate: ([Int]) -> Tensor = { shape in arena?.tensor(shape) ?? Tensor(zeros: shape) }
     let n = batch * length
@@ -73,7 +74,8 @@ extension LlamaModel {
       gradientScale: gradientScale, scratch: g.lossScratch, chunkRows: g.chunkRows)
     guard a.adapter != nil else { return result }
     g.stream.zero()
-    RMSNorm.backward(g.stream, g.normedGradient, a.hidden(c.layers), reciprocalRMS: a.finalRMS, weight: weights.finalNorm)
+    RMSNorm.backward(
+      g.stream, g.normedGradient, a.hidden(c.layers), reciprocalRMS: a.finalRMS, weight: weights.finalNorm)
     let positions = positionsOf(a, start: 0)
 
     for l in stride(from: c.layers - 1, through: 0, by: -1) {
@@ -95,16 +97,19 @@ extension LlamaModel {
       GEMM.multiply(into: g.normedGradient, g.up, w.up, beta: 1)
       adapterBackward(dx: g.normedGradient, dy: g.gate, x: g.normed, layer: l, target: .gate, a, g)
       adapterBackward(dx: g.normedGradient, dy: g.up, x: g.normed, layer: l, target: .up, a, g)
-      RMSNorm.backward(g.afterAttention, g.normedGradient, act.afterAttention, reciprocalRMS: act.mlpRMS, weight: w.mlpNorm)
+      RMSNorm.backward(
+        g.afterAttention, g.normedGradient, act.afterAttention, reciprocalRMS: act.mlpRMS, weight: w.mlpNorm)
 
       // Attention block: h = x + attention(RMSNorm(x))·Woᵀ.
       g.stream.copy(from: g.afterAttention)
       GEMM.multiply(into: g.attentionOut, g.afterAttention, w.o)
-      adapterBackward(dx: g.attentionOut, dy: g.afterAttention, x: act.attentionOut, layer: l, target: .o, a, g)
+      adapterBackward(
+        dx: g.attentionOut, dy: g.afterAttention, x: act.attentionOut, layer: l, target: .o, a, g)
       g.dk.zero()
       g.dv.zero()
       Attention.backward(
-        dq: g.dq, dk: g.dk, dv: g.dv, dOut: g.attentionOut, q: act.q, k: act.k, v: act.v, scratch: g.attentionScratch,
+        dq: g.dq, dk: g.dk, dv: g.dv, dOut: g.attentionOut, q: act.q, k: act.k, v: act.v,
+        scratch: g.attentionScratch,
         batch: a.batch, queryLength: a.length, keyLength: a.length, keyStride: a.length, heads: c.heads,
         kvHeads: c.kvHeads, headSize: c.headSize)
       rope.backward(g.dq, heads: c.heads, positions: positions)
@@ -116,7 +121,8 @@ extension LlamaModel {
       adapterBackward(dx: g.normedGradient, dy: g.dq, x: g.normed, layer: l, target: .q, a, g)
       adapterBackward(dx: g.normedGradient, dy: g.dk, x: g.normed, layer: l, target: .k, a, g)
       adapterBackward(dx: g.normedGradient, dy: g.dv, x: g.normed, layer: l, target: .v, a, g)
-      RMSNorm.backward(g.stream, g.normedGradient, x, reciprocalRMS: act.attentionRMS, weight: w.attentionNorm)
+      RMSNorm.backward(
+        g.stream, g.normedGradient, x, reciprocalRMS: act.attentionRMS, weight: w.attentionNorm)
       // g.stream now holds d(x), the previous layer's d(out). The embedding is frozen.
     }
     return result
@@ -126,7 +132,8 @@ extension LlamaModel {
   /// the adapter's gradient buffer, and its input gradient into dx.
   /// - dx: [N, IN]; dy: [N, OUT]; x: the linear's input [N, IN] (before dropout).
   private func adapterBackward(
-    dx: Tensor, dy: Tensor, x: Tensor, layer: Int, target: LoRATarget, _ a: LlamaActivations, _ g: LlamaGradients
+    dx: Tensor, dy: Tensor, x: Tensor, layer: Int, target: LoRATarget, _ a: LlamaActivations,
+    _ g: LlamaGradients
   ) {
     guard let adapter = a.adapter, let m = adapter.module(layer: layer, target: target),
       let u = a.layer(layer).lora[target]
@@ -135,11 +142,13 @@ extension LlamaModel {
     let du = g.du.view(offset: 0, shape: [rows, m.rank])
     let dropout = Float(adapter.config.loraDropout)
     if dropout == 0 {
-      LowRank.backward(dx: dx, gA: m.gradA, gB: m.gradB, dy: dy, x: x, u: u, a: m.a, b: m.b, scale: m.scale, du: du)
+      LowRank.backward(
+        dx: dx, gA: m.gradA, gB: m.gradB, dy: dy, x: x, u: u, a: m.a, b: m.b, scale: m.scale, du: du)
       return
     }
     let input = droppedInput(x, m, a)
-    LowRank.backward(dx: nil, gA: m.gradA, gB: m.gradB, dy: dy, x: input, u: u, a: m.a, b: m.b, scale: m.scale, du: du)
+    LowRank.backward(
+      dx: nil, gA: m.gradA, gB: m.gradB, dy: dy, x: input, u: u, a: m.a, b: m.b, scale: m.scale, du: du)
     // The input gradient of the low-rank path goes back through the same dropout mask.
     let path = g.wide.view(offset: 0, shape: [rows, m.inFeatures])
     GEMM.multiply(into: path, du, m.a)

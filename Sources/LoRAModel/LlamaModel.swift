@@ -13,14 +13,17 @@ public final class LlamaModel: @unchecked Sendable {
     self.weights = weights
     let scaling = config.ropeScaling
     var frequencies = RoPETable.inverseFrequencies(
-      headSize: config.headSize, theta: config.ropeTheta, scalingType: scaling?.type, factor: scaling?.factor ?? 1,
-      lowFrequencyFactor: scaling?.lowFrequencyFactor ?? 1, highFrequencyFactor: scaling?.highFrequencyFactor ?? 4,
+      headSize: config.headSize, theta: config.ropeTheta, scalingType: scaling?.type,
+      factor: scaling?.factor ?? 1,
+      lowFrequencyFactor: scaling?.lowFrequencyFactor ?? 1,
+      highFrequencyFactor: scaling?.highFrequencyFactor ?? 4,
       originalContextLength: scaling?.originalContextLength ?? 8192)
     if let factors = weights.ropeFrequencyFactors {
       for i in frequencies.indices { frequencies[i] /= Double(factors[i]) }
     }
     rope = RoPETable(
-      headSize: config.headSize, maxPositions: min(config.contextLength, 1 << 16), inverseFrequencies: frequencies)
+      headSize: config.headSize, maxPositions: min(config.contextLength, 1 << 16),
+      inverseFrequencies: frequencies)
   }
 
   /// Runs the decoder over `tokens` (B sequences of T ids, sequence-major) and returns the
@@ -37,7 +40,8 @@ public final class LlamaModel: @unchecked Sendable {
     precondition(tokens.count == batch * length, "forward got \(tokens.count) tokens for \(batch)×\(length)")
     let start = cache?.length ?? 0
     if let cache {
-      precondition(cache.batch == batch && start + length <= cache.capacity, "KV cache full or of another batch")
+      precondition(
+        cache.batch == batch && start + length <= cache.capacity, "KV cache full or of another batch")
     }
     let positions = positionsOf(a, start: start)
     let eps = Float(c.rmsNormEps)
@@ -69,7 +73,9 @@ public final class LlamaModel: @unchecked Sendable {
           Linear.forward(vRows, rows, weight: w.v, bias: w.vBias)
           if let adapter = a.adapter {
             for (target, destination) in [(LoRATarget.k, kRows), (.v, vRows)] {
-              guard let m = adapter.module(layer: l, target: target), let u = act.lora[target] else { continue }
+              guard let m = adapter.module(layer: l, target: target), let u = act.lora[target] else {
+                continue
+              }
               let uRows = u.view(offset: b * length * m.rank, shape: [length, m.rank])
               LowRank.forward(destination, u: uRows, x: rows, a: m.a, b: m.b, scale: m.scale)
             }
@@ -86,7 +92,8 @@ public final class LlamaModel: @unchecked Sendable {
       }
       Attention.forward(
         act.attentionOut, q: act.q, k: keys, v: values, scratch: a.attentionScratch, batch: batch,
-        queryLength: length, keyLength: start + length, keyStride: keyStride, heads: c.heads, kvHeads: c.kvHeads,
+        queryLength: length, keyLength: start + length, keyStride: keyStride, heads: c.heads,
+        kvHeads: c.kvHeads,
         headSize: c.headSize)
       // afterAttention = x + attentionOut · Woᵀ (+ LoRA)
       act.afterAttention.copy(from: x)
@@ -129,10 +136,12 @@ public final class LlamaModel: @unchecked Sendable {
     } else {
       Linear.forward(out, x, weight: weight, bias: bias)
     }
-    guard let adapter = a.adapter, let m = adapter.module(layer: layer, target: target), let u = a.layer(layer).lora[target]
+    guard let adapter = a.adapter, let m = adapter.module(layer: layer, target: target),
+      let u = a.layer(layer).lora[target]
     else { return }
     let input = droppedInput(x, m, a)
-    LowRank.forward(out, u: u.view(offset: 0, shape: [x.shape[0], m.rank]), x: input, a: m.a, b: m.b, scale: m.scale)
+    LowRank.forward(
+      out, u: u.view(offset: 0, shape: [x.shape[0], m.rank]), x: input, a: m.a, b: m.b, scale: m.scale)
   }
 
   /// x itself, or x after this module's dropout mask (regenerated from the pass's seed).

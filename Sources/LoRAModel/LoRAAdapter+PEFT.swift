@@ -21,23 +21,30 @@ extension LoRAAdapter {
     let files = FileManager.default
     let target = URL(fileURLWithPath: path).standardizedFileURL
     let names = ["adapter_config.json", "adapter_model.safetensors"]
-    if !overwrite && names.contains(where: { files.fileExists(atPath: target.appendingPathComponent($0).path) }) {
-      throw PEFTError("\(target.path) already holds an adapter; choose another output folder or pass --overwrite")
+    if !overwrite
+      && names.contains(where: { files.fileExists(atPath: target.appendingPathComponent($0).path) })
+    {
+      throw PEFTError(
+        "\(target.path) already holds an adapter; choose another output folder or pass --overwrite")
     }
     let parent = target.deletingLastPathComponent()
-    let staging = parent.appendingPathComponent(".\(target.lastPathComponent).partial-\(UUID().uuidString.prefix(8))")
+    let staging = parent.appendingPathComponent(
+      ".\(target.lastPathComponent).partial-\(UUID().uuidString.prefix(8))")
     do {
       try files.createDirectory(at: parent, withIntermediateDirectories: true)
       try files.createDirectory(at: staging, withIntermediateDirectories: false)
-      try JSONSerialization.data(withJSONObject: peftConfig(baseModel: baseModel), options: [.prettyPrinted, .sortedKeys])
-        .write(to: staging.appendingPathComponent("adapter_config.json"))
+      try JSONSerialization.data(
+        withJSONObject: peftConfig(baseModel: baseModel), options: [.prettyPrinted, .sortedKeys]
+      )
+      .write(to: staging.appendingPathComponent("adapter_config.json"))
       var tensors: [(name: String, tensor: Tensor, dtype: SafetensorsWriter.DType)] = []
       for m in modules {
         tensors.append((m.peftKeyA, m.a, .f32))
         tensors.append((m.peftKeyB, m.b, .f32))
       }
       try SafetensorsWriter.write(
-        tensors, metadata: ["format": "pt"], to: staging.appendingPathComponent("adapter_model.safetensors").path)
+        tensors, metadata: ["format": "pt"],
+        to: staging.appendingPathComponent("adapter_model.safetensors").path)
       if !files.fileExists(atPath: target.path) {
         try files.moveItem(at: staging, to: target)
         return
@@ -90,8 +97,12 @@ extension LoRAAdapter {
     if let type = json["peft_type"] as? String, type != "LORA" {
       throw PEFTError("\(configURL.path): peft_type is \(type); only LORA adapters are supported")
     }
-    if json["use_dora"] as? Bool == true { throw PEFTError("\(configURL.path): use_dora is true; DoRA is not supported") }
-    if json["fan_in_fan_out"] as? Bool == true { throw PEFTError("\(configURL.path): fan_in_fan_out is true; not supported") }
+    if json["use_dora"] as? Bool == true {
+      throw PEFTError("\(configURL.path): use_dora is true; DoRA is not supported")
+    }
+    if json["fan_in_fan_out"] as? Bool == true {
+      throw PEFTError("\(configURL.path): fan_in_fan_out is true; not supported")
+    }
     if let bias = json["bias"] as? String, bias != "none" {
       throw PEFTError("\(configURL.path): bias is \"\(bias)\"; only \"none\" is supported")
     }
@@ -102,24 +113,32 @@ extension LoRAAdapter {
     do { config = try JSONDecoder().decode(LoRAConfig.self, from: data) } catch {
       throw PEFTError("\(configURL.path): \(error)")
     }
-    let adapter = try LoRAAdapter(config: LoRAConfig(
-      r: config.r, loraAlpha: config.loraAlpha, loraDropout: config.loraDropout, targetModules: config.targetModules,
-      layersToTransform: config.layersToTransform, useRslora: config.useRslora, rankPattern: config.rankPattern,
-      alphaPattern: config.alphaPattern, initialization: "zero"), model: model, seed: 0)
-    let weights = try SafetensorsFile(path: URL(fileURLWithPath: path).appendingPathComponent("adapter_model.safetensors").path)
+    let adapter = try LoRAAdapter(
+      config: LoRAConfig(
+        r: config.r, loraAlpha: config.loraAlpha, loraDropout: config.loraDropout,
+        targetModules: config.targetModules,
+        layersToTransform: config.layersToTransform, useRslora: config.useRslora,
+        rankPattern: config.rankPattern,
+        alphaPattern: config.alphaPattern, initialization: "zero"), model: model, seed: 0)
+    let weights = try SafetensorsFile(
+      path: URL(fileURLWithPath: path).appendingPathComponent("adapter_model.safetensors").path)
     var expected = Set<String>()
     for m in adapter.modules {
       for (key, destination) in [(m.peftKeyA, m.a), (m.peftKeyB, m.b)] {
         expected.insert(key)
-        guard let info = weights.tensors[key] else { throw PEFTError("\(weights.path): has no tensor '\(key)'") }
+        guard let info = weights.tensors[key] else {
+          throw PEFTError("\(weights.path): has no tensor '\(key)'")
+        }
         guard info.shape == destination.shape else {
-          throw PEFTError("\(weights.path): tensor '\(key)' has shape \(info.shape), expected \(destination.shape)")
+          throw PEFTError(
+            "\(weights.path): tensor '\(key)' has shape \(info.shape), expected \(destination.shape)")
         }
         destination.copy(from: try weights.tensor(key))
       }
     }
     if let stray = weights.tensors.keys.sorted().first(where: { !expected.contains($0) }) {
-      throw PEFTError("\(weights.path): tensor '\(stray)' belongs to no module of this configuration and model")
+      throw PEFTError(
+        "\(weights.path): tensor '\(stray)' belongs to no module of this configuration and model")
     }
     return adapter
   }

@@ -1,3 +1,4 @@
+import Foundation
 import LoRAKernels
 
 /// A LoRA adapter for one Llama model: for each adapted (layer, linear) an A [R, IN] and a
@@ -43,7 +44,8 @@ public final class LoRAAdapter: @unchecked Sendable {
     let targets = try config.targets()
     let layers = config.layersToTransform ?? Array(0..<model.layers)
     for layer in layers where !(0..<model.layers).contains(layer) {
-      throw LoRAConfigError("layers_to_transform names layer \(layer), but the model has layers 0 to \(model.layers - 1)")
+      throw LoRAConfigError(
+        "layers_to_transform names layer \(layer), but the model has layers 0 to \(model.layers - 1)")
     }
     guard config.loraAlpha.isFinite && config.loraAlpha > 0 else {
       throw LoRAConfigError("lora_alpha must be a positive number, got \(config.loraAlpha)")
@@ -52,10 +54,12 @@ public final class LoRAAdapter: @unchecked Sendable {
       throw LoRAConfigError("lora_dropout must be in [0, 1), got \(config.loraDropout)")
     }
     guard ["default", "gaussian", "zero"].contains(config.initialization) else {
-      throw LoRAConfigError("init_lora_weights must be true, false or \"gaussian\", got \"\(config.initialization)\"")
+      throw LoRAConfigError(
+        "init_lora_weights must be true, false or \"gaussian\", got \"\(config.initialization)\"")
     }
     // Layout: for each layer and target, A then B.
-    var plan: [(layer: Int, target: LoRATarget, rank: Int, alpha: Double, out: Int, in: Int, offset: Int)] = []
+    var plan: [(layer: Int, target: LoRATarget, rank: Int, alpha: Double, out: Int, in: Int, offset: Int)] =
+      []
     var total = 0
     for layer in Set(layers).sorted() {
       for target in targets {
@@ -64,9 +68,12 @@ public final class LoRAAdapter: @unchecked Sendable {
         let (rank, alpha) = config.rankAndAlpha(module: name)
         guard rank > 0 && rank <= min(out, input) else {
           throw LoRAConfigError(
-            "rank \(rank) of \(name) must be between 1 and \(min(out, input)) (its weight is \(out)×\(input))")
+            "rank \(rank) of \(name) must be between 1 and \(min(out, input)) (its weight is \(out)×\(input))"
+          )
         }
-        guard alpha.isFinite && alpha > 0 else { throw LoRAConfigError("lora_alpha of \(name) must be positive, got \(alpha)") }
+        guard alpha.isFinite && alpha > 0 else {
+          throw LoRAConfigError("lora_alpha of \(name) must be positive, got \(alpha)")
+        }
         plan.append((layer, target, rank, alpha, out, input, total))
         total += rank * input + out * rank
       }
@@ -125,5 +132,3 @@ public final class LoRAAdapter: @unchecked Sendable {
     }
   }
 }
-
-import Foundation

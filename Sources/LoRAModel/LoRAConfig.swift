@@ -51,7 +51,8 @@ public struct LoRAConfig: Codable, Equatable, Sendable {
   public var initialization: String
 
   public init(
-    r: Int = 8, loraAlpha: Double = 16, loraDropout: Double = 0, targetModules: [String] = ["q_proj", "v_proj"],
+    r: Int = 8, loraAlpha: Double = 16, loraDropout: Double = 0,
+    targetModules: [String] = ["q_proj", "v_proj"],
     layersToTransform: [Int]? = nil, useRslora: Bool = false, rankPattern: [String: Int] = [:],
     alphaPattern: [String: Double] = [:], initialization: String = "default"
   ) {
@@ -123,7 +124,9 @@ public struct LoRAConfig: Codable, Equatable, Sendable {
   /// The targets this configuration names (validated).
   public func targets() throws -> [LoRATarget] {
     if targetModules == ["all-linear"] { return LoRATarget.allCases }
-    guard !targetModules.isEmpty else { throw LoRAConfigError("target_modules is empty; name at least one module") }
+    guard !targetModules.isEmpty else {
+      throw LoRAConfigError("target_modules is empty; name at least one module")
+    }
     return try targetModules.map { name in
       guard let target = LoRATarget(rawValue: name) else {
         throw LoRAConfigError(

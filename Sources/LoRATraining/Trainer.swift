@@ -28,7 +28,8 @@ public final class Trainer {
   private var secondsSoFar = 0.0
 
   public init(
-    model: LlamaModel, adapter: LoRAAdapter, train: [Example], validation: [Example], options: TrainingOptions,
+    model: LlamaModel, adapter: LoRAAdapter, train: [Example], validation: [Example],
+    options: TrainingOptions,
     padID: Int32
   ) throws {
     try options.validate()
@@ -41,13 +42,15 @@ public final class Trainer {
     self.padID = padID
     optimizer = AdamW(parameterCount: adapter.parameterCount, options: options.adamW)
     schedule = LearningRateSchedule(
-      kind: options.schedule, peak: options.learningRate, warmupSteps: options.warmupSteps, totalSteps: options.steps)
+      kind: options.schedule, peak: options.learningRate, warmupSteps: options.warmupSteps,
+      totalSteps: options.steps)
     sampler = BatchSampler(
       exampleCount: train.count, globalBatch: options.batchSize, seed: options.seed, shuffle: options.shuffle)
     longest = (train + validation).map(\.tokens.count).max() ?? 1
     guard longest <= model.rope.maxPositions else {
       throw DataError.invalidOption(
-        "examples of \(longest) tokens exceed the model's context of \(model.rope.maxPositions); lower max_seq_len")
+        "examples of \(longest) tokens exceed the model's context of \(model.rope.maxPositions); lower max_seq_len"
+      )
     }
     // The largest buffers first: every smaller bucket then fits into the same arena blocks.
     _ = buffersFor(batch: options.microBatch, length: bucket(longest))
@@ -139,7 +142,8 @@ public final class Trainer {
     arena.reset()
     let made = (
       LlamaActivations(
-        config: model.config, batch: batch, length: length, keepForBackward: true, adapter: adapter, arena: arena),
+        config: model.config, batch: batch, length: length, keepForBackward: true, adapter: adapter,
+        arena: arena),
       LlamaGradients(
         config: model.config, batch: batch, length: length, maxRank: adapter.modules.map(\.rank).max() ?? 1,
         arena: arena)

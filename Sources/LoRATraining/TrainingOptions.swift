@@ -45,14 +45,20 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     try require(
       batchSize % (microBatch * ranks) == 0,
       "batch size \(batchSize) must be a multiple of micro-batch \(microBatch) × \(ranks) rank(s)")
-    try require(learningRate.isFinite && learningRate > 0, "learning rate must be a positive number, got \(learningRate)")
+    try require(
+      learningRate.isFinite && learningRate > 0,
+      "learning rate must be a positive number, got \(learningRate)")
     try require(warmupSteps >= 0, "warmup steps must be 0 or more, got \(warmupSteps)")
     try require(
-      adamW.weightDecay.isFinite && adamW.weightDecay >= 0, "weight decay must be 0 or more, got \(adamW.weightDecay)")
-    try require(adamW.beta1 >= 0 && adamW.beta1 < 1 && adamW.beta2 >= 0 && adamW.beta2 < 1, "AdamW betas must be in [0, 1)")
+      adamW.weightDecay.isFinite && adamW.weightDecay >= 0,
+      "weight decay must be 0 or more, got \(adamW.weightDecay)")
+    try require(
+      adamW.beta1 >= 0 && adamW.beta1 < 1 && adamW.beta2 >= 0 && adamW.beta2 < 1,
+      "AdamW betas must be in [0, 1)")
     try require(adamW.eps.isFinite && adamW.eps > 0, "AdamW eps must be positive, got \(adamW.eps)")
     try require(
-      maxGradientNorm.isFinite && maxGradientNorm >= 0, "max gradient norm must be 0 or more, got \(maxGradientNorm)")
+      maxGradientNorm.isFinite && maxGradientNorm >= 0,
+      "max gradient norm must be 0 or more, got \(maxGradientNorm)")
     try require(evaluateEvery >= 0, "evaluate-every must be 0 or more, got \(evaluateEvery)")
   }
 }

@@ -4,13 +4,15 @@ import Foundation
 /// configuration tables. One self-contained file, readable offline.
 public enum TrainingReport {
   public static func html(
-    title: String, steps: [StepMetrics], validations: [(step: Int, loss: Double)], summary: [(String, String)],
+    title: String, steps: [StepMetrics], validations: [(step: Int, loss: Double)],
+    summary: [(String, String)],
     configuration: [(String, String)]
   ) -> String {
     let chart = lossChart(steps: steps, validations: validations)
     let throughput = throughputChart(steps: steps)
     func table(_ rows: [(String, String)]) -> String {
-      "<table>" + rows.map { "<tr><th>\(escape($0.0))</th><td>\(escape($0.1))</td></tr>" }.joined() + "</table>"
+      "<table>" + rows.map { "<tr><th>\(escape($0.0))</th><td>\(escape($0.1))</td></tr>" }.joined()
+        + "</table>"
     }
     return """
       <!doctype html>
@@ -47,7 +49,8 @@ public enum TrainingReport {
   }
 
   /// A line (or dot) chart with axes and five ticks per axis.
-  static func svg(series: [(points: [(Double, Double)], color: String, dots: Bool)], yLabel: String) -> String {
+  static func svg(series: [(points: [(Double, Double)], color: String, dots: Bool)], yLabel: String) -> String
+  {
     let all = series.flatMap(\.points).filter { $0.1.isFinite }
     guard !all.isEmpty else { return "<p>(no data)</p>" }
     let (width, height, left, bottom, top, right) = (900.0, 320.0, 60.0, 40.0, 15.0, 20.0)
@@ -60,20 +63,27 @@ public enum TrainingReport {
     (y0, y1) = (y0 - pad, y1 + pad)
     func px(_ x: Double) -> Double { left + (x - x0) / (x1 - x0) * (width - left - right) }
     func py(_ y: Double) -> Double { height - bottom - (y - y0) / (y1 - y0) * (height - bottom - top) }
-    var out = "<svg viewBox=\"0 0 \(Int(width)) \(Int(height))\" width=\"100%\" role=\"img\" aria-label=\"\(yLabel)\">"
+    var out =
+      "<svg viewBox=\"0 0 \(Int(width)) \(Int(height))\" width=\"100%\" role=\"img\" aria-label=\"\(yLabel)\">"
     for i in 0...4 {
       let y = y0 + (y1 - y0) * Double(i) / 4
       let x = x0 + (x1 - x0) * Double(i) / 4
-      out += "<line x1=\"\(left)\" x2=\"\(width - right)\" y1=\"\(py(y))\" y2=\"\(py(y))\" stroke=\"#e4e4e4\"/>"
-      out += "<text x=\"\(left - 6)\" y=\"\(py(y) + 4)\" font-size=\"11\" text-anchor=\"end\">\(short(y))</text>"
-      out += "<text x=\"\(px(x))\" y=\"\(height - bottom + 16)\" font-size=\"11\" text-anchor=\"middle\">\(Int(x.rounded()))</text>"
+      out +=
+        "<line x1=\"\(left)\" x2=\"\(width - right)\" y1=\"\(py(y))\" y2=\"\(py(y))\" stroke=\"#e4e4e4\"/>"
+      out +=
+        "<text x=\"\(left - 6)\" y=\"\(py(y) + 4)\" font-size=\"11\" text-anchor=\"end\">\(short(y))</text>"
+      out +=
+        "<text x=\"\(px(x))\" y=\"\(height - bottom + 16)\" font-size=\"11\" text-anchor=\"middle\">\(Int(x.rounded()))</text>"
     }
-    out += "<text x=\"\((width + left) / 2)\" y=\"\(height - 6)\" font-size=\"12\" text-anchor=\"middle\">update</text>"
+    out +=
+      "<text x=\"\((width + left) / 2)\" y=\"\(height - 6)\" font-size=\"12\" text-anchor=\"middle\">update</text>"
     out += "<text x=\"14\" y=\"\(top + 10)\" font-size=\"12\">\(yLabel)</text>"
     for s in series where !s.points.isEmpty {
       let valid = s.points.filter { $0.1.isFinite }
       if s.dots {
-        for (x, y) in valid { out += "<circle cx=\"\(px(x))\" cy=\"\(py(y))\" r=\"3.5\" fill=\"\(s.color)\"/>" }
+        for (x, y) in valid {
+          out += "<circle cx=\"\(px(x))\" cy=\"\(py(y))\" r=\"3.5\" fill=\"\(s.color)\"/>"
+        }
       } else {
         let path = valid.map { "\(px($0.0)),\(py($0.1))" }.joined(separator: " ")
         out += "<polyline fill=\"none\" stroke=\"\(s.color)\" stroke-width=\"1.6\" points=\"\(path)\"/>"

@@ -17,9 +17,11 @@ struct Progress {
     switch event {
     case .step(let m):
       if jsonLines {
-        emit(["event": "step", "step": m.step, "steps": m.totalSteps, "loss": m.loss, "lr": m.learningRate,
+        emit([
+          "event": "step", "step": m.step, "steps": m.totalSteps, "loss": m.loss, "lr": m.learningRate,
           "grad_norm": m.gradientNorm, "tokens_per_second": m.tokensPerSecond, "eta_seconds": m.etaSeconds,
-          "epoch": m.epoch])
+          "epoch": m.epoch,
+        ])
       } else {
         let line =
           "step \(m.step)/\(m.totalSteps)  loss \(format(m.loss, 4))  lr \(String(format: "%.2e", m.learningRate))"
@@ -30,7 +32,9 @@ struct Progress {
       if jsonLines {
         emit(["event": "validation", "step": step, "loss": loss, "perplexity": exp(loss), "tokens": tokens])
       } else {
-        print("\r\u{1B}[Kstep \(step): validation loss \(format(loss, 4)) (perplexity \(format(exp(loss), 2)), \(tokens) tokens)")
+        print(
+          "\r\u{1B}[Kstep \(step): validation loss \(format(loss, 4)) (perplexity \(format(exp(loss), 2)), \(tokens) tokens)"
+        )
       }
     }
   }
@@ -39,7 +43,9 @@ struct Progress {
   func finish() { if !jsonLines { print("") } }
 
   func emit(_ object: [String: Any]) {
-    guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
+    guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else {
+      return
+    }
     print(String(decoding: data, as: UTF8.self))
   }
 }

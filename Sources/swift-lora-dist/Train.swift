@@ -25,20 +25,27 @@ struct Train: ParsableCommand {
   @Option(help: "A YAML file of options (keys: the flags in snake_case).") var config: String?
   @Option(help: "Base model: GGUF file or Hugging Face folder.") var model: String?
   @Option(help: "Training data (JSON Lines).") var data: String?
-  @Option(name: .customLong("validation-data"), help: "Validation data (JSON Lines).") var validationData: String?
+  @Option(name: .customLong("validation-data"), help: "Validation data (JSON Lines).") var validationData:
+    String?
   @Option(name: .customLong("validation-fraction"), help: "Hold out this fraction of --data for validation.")
   var validationFraction: Double?
   @Option(help: "Output folder for the adapter, metrics and report.") var output: String?
   @Option(help: "Data format: auto, text, prompt_completion, messages, input_ids.") var format: String?
-  @Option(name: .customLong("max-seq-len"), help: "Longest sequence in tokens; longer ones are truncated (default 512).")
+  @Option(
+    name: .customLong("max-seq-len"),
+    help: "Longest sequence in tokens; longer ones are truncated (default 512).")
   var maxSeqLen: Int?
-  @Flag(name: .customLong("train-on-prompt"), help: "Also train on prompt and user tokens.") var trainOnPrompt = false
+  @Flag(name: .customLong("train-on-prompt"), help: "Also train on prompt and user tokens.")
+  var trainOnPrompt = false
   @Flag(help: "Pack examples into full-length sequences.") var pack = false
   @Flag(name: .customLong("skip-bad-lines"), help: "Count and skip malformed lines instead of stopping.")
   var skipBadLines = false
   @Flag(name: .customLong("no-eos"), help: "Do not append the end-of-sequence token to text and completions.")
   var noEOS = false
-  @Option(help: "Comma-separated modules (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj) or all-linear (default q_proj,v_proj).")
+  @Option(
+    help:
+      "Comma-separated modules (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj) or all-linear (default q_proj,v_proj)."
+  )
   var targets: String?
   @Option(help: "LoRA rank r (default 8).") var rank: Int?
   @Option(help: "LoRA alpha (default 16).") var alpha: Double?
@@ -55,7 +62,8 @@ struct Train: ParsableCommand {
   @Option(name: .customLong("batch-size"), help: "Sequences per update (default 8).") var batchSize: Int?
   @Option(name: .customLong("micro-batch"), help: "Sequences per forward/backward pass (default 4).")
   var microBatch: Int?
-  @Option(name: .customLong("weight-decay"), help: "AdamW weight decay (default 0.01).") var weightDecay: Double?
+  @Option(name: .customLong("weight-decay"), help: "AdamW weight decay (default 0.01).") var weightDecay:
+    Double?
   @Option(name: .customLong("max-grad-norm"), help: "Clip the gradient norm to this (default 1; 0 disables).")
   var maxGradNorm: Double?
   @Option(help: "Seed of initialisation, shuffling and dropout (default 0).") var seed: UInt64?
@@ -84,7 +92,9 @@ struct Train: ParsableCommand {
     c.alpha = alpha
     c.dropout = dropout
     c.rslora = rslora ? true : nil
-    c.layers = layers.map { $0.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+    c.layers = layers.map {
+      $0.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+    }
     c.init_weights = initWeights
     c.lr = lr
     c.schedule = schedule

@@ -46,9 +46,12 @@ struct TrainConfiguration: Codable, Equatable {
 
   /// The keys a file may use.
   static let keys: Set<String> = [
-    "model", "data", "validation_data", "validation_fraction", "output", "format", "max_seq_len", "train_on_prompt",
-    "pack", "skip_bad_lines", "add_eos", "targets", "rank", "alpha", "dropout", "rslora", "layers", "rank_pattern",
-    "alpha_pattern", "init_weights", "lr", "schedule", "warmup", "steps", "epochs", "batch_size", "micro_batch",
+    "model", "data", "validation_data", "validation_fraction", "output", "format", "max_seq_len",
+    "train_on_prompt",
+    "pack", "skip_bad_lines", "add_eos", "targets", "rank", "alpha", "dropout", "rslora", "layers",
+    "rank_pattern",
+    "alpha_pattern", "init_weights", "lr", "schedule", "warmup", "steps", "epochs", "batch_size",
+    "micro_batch",
     "weight_decay", "beta1", "beta2", "eps", "max_grad_norm", "seed", "eval_every", "threads", "overwrite",
   ]
 
@@ -62,7 +65,9 @@ struct TrainConfiguration: Codable, Equatable {
       throw ConfigError("\(path): not valid YAML: \(error)")
     }
     guard let root = node else { return TrainConfiguration() }
-    guard let mapping = root.mapping else { throw ConfigError("\(path): expected a mapping of option: value") }
+    guard let mapping = root.mapping else {
+      throw ConfigError("\(path): expected a mapping of option: value")
+    }
     for (key, _) in mapping {
       guard let name = key.string, keys.contains(name) else {
         let line = (key.mark?.line).map { ":\($0)" } ?? ""
@@ -74,7 +79,8 @@ struct TrainConfiguration: Codable, Equatable {
     do {
       return try YAMLDecoder().decode(TrainConfiguration.self, from: text)
     } catch DecodingError.typeMismatch(let type, let context) {
-      throw ConfigError("\(path): key '\(context.codingPath.map(\.stringValue).joined(separator: "."))' must be \(type)")
+      throw ConfigError(
+        "\(path): key '\(context.codingPath.map(\.stringValue).joined(separator: "."))' must be \(type)")
     } catch {
       throw ConfigError("\(path): \(error)")
     }
@@ -85,7 +91,8 @@ struct TrainConfiguration: Codable, Equatable {
     let mine = try JSONSerialization.jsonObject(with: JSONEncoder().encode(self)) as! [String: Any]
     let theirs = try JSONSerialization.jsonObject(with: JSONEncoder().encode(other)) as! [String: Any]
     let merged = mine.merging(theirs) { _, new in new }
-    return try JSONDecoder().decode(TrainConfiguration.self, from: JSONSerialization.data(withJSONObject: merged))
+    return try JSONDecoder().decode(
+      TrainConfiguration.self, from: JSONSerialization.data(withJSONObject: merged))
   }
 }
 

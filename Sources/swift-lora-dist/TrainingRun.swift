@@ -20,22 +20,30 @@ struct TrainingRun {
 
   init(_ s: TrainConfiguration) throws {
     settings = s
-    guard let model = s.model else { throw ConfigError("no base model: pass --model or set 'model' in --config") }
-    guard let data = s.data else { throw ConfigError("no training data: pass --data or set 'data' in --config") }
-    guard let output = s.output else { throw ConfigError("no output folder: pass --output or set 'output' in --config") }
+    guard let model = s.model else {
+      throw ConfigError("no base model: pass --model or set 'model' in --config")
+    }
+    guard let data = s.data else {
+      throw ConfigError("no training data: pass --data or set 'data' in --config")
+    }
+    guard let output = s.output else {
+      throw ConfigError("no output folder: pass --output or set 'output' in --config")
+    }
     self.model = model
     self.data = data
     self.output = URL(fileURLWithPath: output).standardizedFileURL
     guard let format = DataFormat(rawValue: s.format ?? "auto") else {
       throw ConfigError(
-        "format '\(s.format ?? "")' is not one of \(DataFormat.allCases.map(\.rawValue).joined(separator: ", "))")
+        "format '\(s.format ?? "")' is not one of \(DataFormat.allCases.map(\.rawValue).joined(separator: ", "))"
+      )
     }
     datasetOptions = DatasetOptions(
       format: format, maxSequenceLength: s.max_seq_len ?? 512, trainOnPrompt: s.train_on_prompt ?? false,
       addEOS: s.add_eos ?? true, skipBadLines: s.skip_bad_lines ?? false, pack: s.pack ?? false)
     try datasetOptions.validate()
     lora = LoRAConfig(
-      r: s.rank ?? 8, loraAlpha: s.alpha ?? 16, loraDropout: s.dropout ?? 0, targetModules: s.targets ?? ["q_proj", "v_proj"],
+      r: s.rank ?? 8, loraAlpha: s.alpha ?? 16, loraDropout: s.dropout ?? 0,
+      targetModules: s.targets ?? ["q_proj", "v_proj"],
       layersToTransform: s.layers, useRslora: s.rslora ?? false, rankPattern: s.rank_pattern ?? [:],
       alphaPattern: s.alpha_pattern ?? [:], initialization: s.init_weights ?? "default")
     _ = try lora.targets()
@@ -48,21 +56,31 @@ struct TrainingRun {
     if s.validation_fraction != nil && s.validation_data != nil {
       throw ConfigError("give either validation data or a validation fraction, not both")
     }
-    if let epochs = s.epochs, !(epochs.isFinite && epochs > 0) { throw ConfigError("epochs must be positive, got \(epochs)") }
-    if let threads = s.threads, threads < 1 { throw ConfigError("threads must be at least 1, got \(threads)") }
+    if let epochs = s.epochs, !(epochs.isFinite && epochs > 0) {
+      throw ConfigError("epochs must be positive, got \(epochs)")
+    }
+    if let threads = s.threads, threads < 1 {
+      throw ConfigError("threads must be at least 1, got \(threads)")
+    }
     requestedSteps = s.steps
     epochs = s.epochs
     options = TrainingOptions(
-      steps: s.steps ?? 100, batchSize: s.batch_size ?? 8, microBatch: s.micro_batch ?? min(4, s.batch_size ?? 8),
+      steps: s.steps ?? 100, batchSize: s.batch_size ?? 8,
+      microBatch: s.micro_batch ?? min(4, s.batch_size ?? 8),
       learningRate: s.lr ?? 2e-4, schedule: schedule, warmupSteps: s.warmup ?? 0,
-      adamW: .init(beta1: s.beta1 ?? 0.9, beta2: s.beta2 ?? 0.999, eps: s.eps ?? 1e-8, weightDecay: s.weight_decay ?? 0.01),
+      adamW: .init(
+        beta1: s.beta1 ?? 0.9, beta2: s.beta2 ?? 0.999, eps: s.eps ?? 1e-8,
+        weightDecay: s.weight_decay ?? 0.01),
       maxGradientNorm: s.max_grad_norm ?? 1, seed: s.seed ?? 0, evaluateEvery: s.eval_every ?? 0)
     try options.validate()
     let names = ["adapter_config.json", "adapter_model.safetensors", "metrics.jsonl"]
     if !(s.overwrite ?? false),
-      names.contains(where: { FileManager.default.fileExists(atPath: self.output.appendingPathComponent($0).path) })
+      names.contains(where: {
+        FileManager.default.fileExists(atPath: self.output.appendingPathComponent($0).path)
+      })
     {
-      throw ConfigError("\(self.output.path) already holds a run; choose another --output or pass --overwrite")
+      throw ConfigError(
+        "\(self.output.path) already holds a run; choose another --output or pass --overwrite")
     }
   }
 
@@ -132,7 +150,9 @@ struct TrainingRun {
         ]
       case .validation(let step, let loss, let tokens):
         validations.append((step, loss))
-        record = ["event": "validation", "step": step, "loss": loss, "perplexity": exp(loss), "tokens": tokens]
+        record = [
+          "event": "validation", "step": step, "loss": loss, "perplexity": exp(loss), "tokens": tokens,
+        ]
       }
       if let line = try? JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]) {
         metrics.write(line + Data("\n".utf8))
@@ -149,30 +169,45 @@ struct TrainingRun {
       ("adapter", "\(output.path) (PEFT: adapter_config.json + adapter_model.safetensors)"),
       ("updates", "\(steps.count) of \(options.batchSize) sequences"),
       ("final training loss", steps.last.map { format($0.loss, 4) } ?? "-"),
-      ("throughput", "\(format(Double(tokens) / max(trainSeconds, 1e-9), 1)) tokens/s over \(grouped(tokens)) tokens"),
+      (
+        "throughput",
+        "\(format(Double(tokens) / max(trainSeconds, 1e-9), 1)) tokens/s over \(grouped(tokens)) tokens"
+      ),
       ("wall time", duration(elapsed)),
       ("peak resident memory", formatBytes(ResidentMemory.peakBytes())),
-      ("training data", "\(data): \(stats.examples) examples, \(stats.truncated) truncated, \(stats.skippedLines) skipped"),
+      (
+        "training data",
+        "\(data): \(stats.examples) examples, \(stats.truncated) truncated, \(stats.skippedLines) skipped"
+      ),
     ]
     if let first = validations.first, let last = validations.last {
-      summary.insert(("validation loss", "\(format(first.loss, 4)) → \(format(last.loss, 4)) (perplexity \(format(exp(last.loss), 2)))"), at: 4)
+      summary.insert(
+        (
+          "validation loss",
+          "\(format(first.loss, 4)) → \(format(last.loss, 4)) (perplexity \(format(exp(last.loss), 2)))"
+        ), at: 4)
     }
     if let validationStats {
-      summary.append(("validation data", "\(settings.validation_data ?? ""): \(validationStats.examples) examples"))
+      summary.append(
+        ("validation data", "\(settings.validation_data ?? ""): \(validationStats.examples) examples"))
     }
     let configuration = try configurationRows()
     let html = TrainingReport.html(
-      title: "LoRA training: \(output.lastPathComponent)", steps: steps, validations: validations, summary: summary,
+      title: "LoRA training: \(output.lastPathComponent)", steps: steps, validations: validations,
+      summary: summary,
       configuration: configuration)
     try Data(html.utf8).write(to: output.appendingPathComponent("report.html"), options: .atomic)
     let resolved = try JSONSerialization.data(
       withJSONObject: Dictionary(uniqueKeysWithValues: configuration), options: [.prettyPrinted, .sortedKeys])
     try resolved.write(to: output.appendingPathComponent("training_config.json"), options: .atomic)
 
-    let closing = summary.map { "\($0.0): \($0.1)" }.joined(separator: "\n") + "\nreport: \(output.path)/report.html"
+    let closing =
+      summary.map { "\($0.0): \($0.1)" }.joined(separator: "\n") + "\nreport: \(output.path)/report.html"
     if progress.jsonLines {
-      progress.emit(["event": "finished", "adapter": output.path, "report": output.path + "/report.html",
-        "final_loss": steps.last?.loss ?? Double.nan, "validation_loss": validations.last?.loss ?? Double.nan])
+      progress.emit([
+        "event": "finished", "adapter": output.path, "report": output.path + "/report.html",
+        "final_loss": steps.last?.loss ?? Double.nan, "validation_loss": validations.last?.loss ?? Double.nan,
+      ])
     } else {
       print(closing)
     }
@@ -182,7 +217,8 @@ struct TrainingRun {
   func configurationRows() throws -> [(String, String)] {
     let lora = try JSONSerialization.jsonObject(with: JSONEncoder().encode(self.lora)) as! [String: Any]
     let training = try JSONSerialization.jsonObject(with: JSONEncoder().encode(options)) as! [String: Any]
-    let dataset = try JSONSerialization.jsonObject(with: JSONEncoder().encode(datasetOptions)) as! [String: Any]
+    let dataset =
+      try JSONSerialization.jsonObject(with: JSONEncoder().encode(datasetOptions)) as! [String: Any]
     var rows: [(String, String)] = [("model", model), ("data", data)]
     for (prefix, dictionary) in [("lora", lora), ("training", training), ("data", dataset)] {
       for key in dictionary.keys.sorted() { rows.append(("\(prefix).\(key)", "\(dictionary[key]!)")) }

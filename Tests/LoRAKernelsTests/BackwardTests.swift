@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import LoRAKernels
@@ -43,7 +44,8 @@ import Testing
 
   @Test func rope() {
     let table = RoPETable(
-      headSize: 8, maxPositions: 16, inverseFrequencies: RoPETable.inverseFrequencies(headSize: 8, theta: 10_000))
+      headSize: 8, maxPositions: 16,
+      inverseFrequencies: RoPETable.inverseFrequencies(headSize: 8, theta: 10_000))
     let positions = [0, 3, 7, 15]
     let x = randomTensor([4, 2, 8], seed: 31)
     let upstream = randomTensor([4, 2, 8], seed: 32)
@@ -165,17 +167,21 @@ import Testing
     let scratch = Tensor(zeros: [OutputLoss.scratchCount(chunkRows: 2, width: d, vocabulary: vocabulary)])
     func loss() -> Double {
       OutputLoss.forwardBackward(
-        dHidden: nil, hidden: hidden, head: head, targets: targets, gradientScale: 1, scratch: scratch, chunkRows: 2
+        dHidden: nil, hidden: hidden, head: head, targets: targets, gradientScale: 1, scratch: scratch,
+        chunkRows: 2
       ).lossSum
     }
     let dHidden = Tensor(zeros: [n, d])
     let (sum, count) = OutputLoss.forwardBackward(
-      dHidden: dHidden, hidden: hidden, head: head, targets: targets, gradientScale: 1, scratch: scratch, chunkRows: 2)
+      dHidden: dHidden, hidden: hidden, head: head, targets: targets, gradientScale: 1, scratch: scratch,
+      chunkRows: 2)
     #expect(count == 3)
     // The loss equals a direct log-softmax.
     var direct = 0.0
     for (row, target) in targets.enumerated() where target >= 0 {
-      let logits = (0..<vocabulary).map { j in (0..<d).reduce(0.0) { $0 + Double(hidden[row * d + $1] * head[j * d + $1]) } }
+      let logits = (0..<vocabulary).map { j in
+        (0..<d).reduce(0.0) { $0 + Double(hidden[row * d + $1] * head[j * d + $1]) }
+      }
       let m = logits.max()!
       direct += m + Foundation.log(logits.reduce(0.0) { $0 + Foundation.exp($1 - m) }) - logits[Int(target)]
     }
@@ -184,5 +190,3 @@ import Testing
     for i in 0..<d { #expect(dHidden[1 * d + i] == 0 && dHidden[4 * d + i] == 0) }
   }
 }
-
-import Foundation

@@ -24,7 +24,9 @@ import Testing
     return (model, adapter, activations, gradients, tokens, targets)
   }
 
-  func meanLoss(_ model: LlamaModel, _ a: LlamaActivations, _ g: LlamaGradients, _ tokens: [Int32], _ targets: [Int32])
+  func meanLoss(
+    _ model: LlamaModel, _ a: LlamaActivations, _ g: LlamaGradients, _ tokens: [Int32], _ targets: [Int32]
+  )
     -> Double
   {
     model.forward(tokens: tokens, activations: a)
@@ -64,17 +66,21 @@ import Testing
     let (model, _, _, g, tokens, targets) = try setUp()
     let plain = LlamaActivations(config: model.config, batch: 2, length: 6, keepForBackward: false)
     let base = meanLoss(model, plain, g, tokens, targets)
-    let fresh = try LoRAAdapter(config: LoRAConfig(r: 2, targetModules: ["all-linear"]), model: model.config, seed: 1)
-    let adapted = LlamaActivations(config: model.config, batch: 2, length: 6, keepForBackward: true, adapter: fresh)
+    let fresh = try LoRAAdapter(
+      config: LoRAConfig(r: 2, targetModules: ["all-linear"]), model: model.config, seed: 1)
+    let adapted = LlamaActivations(
+      config: model.config, batch: 2, length: 6, keepForBackward: true, adapter: fresh)
     #expect(meanLoss(model, adapted, g, tokens, targets) == base)  // B = 0 at initialisation
   }
 
   @Test func adapterLayoutAndInitialisation() throws {
     let (model, _) = try LlamaModel.load(path: Fixtures.path("tiny-tied"))
     let adapter = try LoRAAdapter(
-      config: LoRAConfig(r: 4, targetModules: ["q_proj", "down_proj"], layersToTransform: [1]), model: model.config,
+      config: LoRAConfig(r: 4, targetModules: ["q_proj", "down_proj"], layersToTransform: [1]),
+      model: model.config,
       seed: 1)
-    #expect(adapter.modules.map(\.name) == ["model.layers.1.self_attn.q_proj", "model.layers.1.mlp.down_proj"])
+    #expect(
+      adapter.modules.map(\.name) == ["model.layers.1.self_attn.q_proj", "model.layers.1.mlp.down_proj"])
     #expect(adapter.parameterCount == 4 * 32 + 32 * 4 + 4 * 64 + 32 * 4)
     let q = try #require(adapter.module(layer: 1, target: .q))
     #expect(q.peftKeyA == "base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight")
@@ -94,16 +100,22 @@ import Testing
         return "accepted"
       } catch { return "\(error)" }
     }
-    #expect(message(LoRAConfig(r: 0)) == "rank 0 of model.layers.0.self_attn.q_proj must be between 1 and 32 (its weight is 32×32)")
+    #expect(
+      message(LoRAConfig(r: 0))
+        == "rank 0 of model.layers.0.self_attn.q_proj must be between 1 and 32 (its weight is 32×32)")
     #expect(message(LoRAConfig(r: 17, targetModules: ["k_proj"])).contains("must be between 1 and 16"))
-    #expect(message(LoRAConfig(targetModules: ["c_attn"])).hasPrefix("target module 'c_attn' is not a linear layer"))
+    #expect(
+      message(LoRAConfig(targetModules: ["c_attn"])).hasPrefix("target module 'c_attn' is not a linear layer")
+    )
     #expect(message(LoRAConfig(loraAlpha: .nan)) == "lora_alpha must be a positive number, got nan")
     #expect(message(LoRAConfig(loraDropout: -0.1)) == "lora_dropout must be in [0, 1), got -0.1")
     #expect(message(LoRAConfig(layersToTransform: [5])).contains("layer 5, but the model has layers 0 to 1"))
   }
 
   @Test func rankAndAlphaPatternsFollowPEFT() {
-    let config = LoRAConfig(r: 8, loraAlpha: 16, rankPattern: ["q_proj": 2, "layers\\.1\\.mlp\\.down_proj": 4], alphaPattern: ["down_proj": 32])
+    let config = LoRAConfig(
+      r: 8, loraAlpha: 16, rankPattern: ["q_proj": 2, "layers\\.1\\.mlp\\.down_proj": 4],
+      alphaPattern: ["down_proj": 32])
     #expect(config.rankAndAlpha(module: "model.layers.0.self_attn.q_proj") == (2, 16))
     #expect(config.rankAndAlpha(module: "model.layers.1.mlp.down_proj").rank == 4)
     #expect(config.rankAndAlpha(module: "model.layers.0.mlp.down_proj") == (8, 32))

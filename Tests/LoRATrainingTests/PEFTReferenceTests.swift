@@ -64,7 +64,8 @@ import Testing
     let trained = s.targets.filter { $0 >= 0 }.count
     s.adapter.gradients.zero()
     let (sum, count) = s.model.backward(
-      targets: s.targets, activations: s.activations, gradients: s.gradients, gradientScale: 1 / Float(trained))
+      targets: s.targets, activations: s.activations, gradients: s.gradients,
+      gradientScale: 1 / Float(trained))
     return sum / Double(count)
   }
 
@@ -91,14 +92,17 @@ import Testing
 
   @Test func lossAndEveryGradientMatchPEFT() throws { try checkLossAndGradients("peft-tiny") }
 
-  @Test func rsLoRAWithRankAndAlphaPatternsMatchesPEFT() throws { try checkLossAndGradients("peft-tiny-rslora") }
+  @Test func rsLoRAWithRankAndAlphaPatternsMatchesPEFT() throws {
+    try checkLossAndGradients("peft-tiny-rslora")
+  }
 
   @Test func fiveAdamWStepsMatchPyTorch() throws {
     let s = try setUp("peft-tiny")
     let steps = try #require(s.reference.steps)
     let optimizer = AdamW(
       parameterCount: s.adapter.parameterCount,
-      options: .init(beta1: steps.betas[0], beta2: steps.betas[1], eps: steps.eps, weightDecay: steps.weight_decay))
+      options: .init(
+        beta1: steps.betas[0], beta2: steps.betas[1], eps: steps.eps, weightDecay: steps.weight_decay))
     var losses: [Double] = []
     for _ in 0..<5 {
       losses.append(step(s))

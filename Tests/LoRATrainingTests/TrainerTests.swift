@@ -29,7 +29,8 @@ import Testing
     return try Trainer(
       model: model, adapter: adapter, train: counting(64, seed: 1), validation: counting(16, seed: 2),
       options: TrainingOptions(
-        steps: 60, batchSize: 8, microBatch: 4, learningRate: 1e-2, schedule: .cosine, warmupSteps: 5, seed: seed,
+        steps: 60, batchSize: 8, microBatch: 4, learningRate: 1e-2, schedule: .cosine, warmupSteps: 5,
+        seed: seed,
         evaluateEvery: 20),
       padID: 0)
   }
@@ -74,13 +75,16 @@ import Testing
       adapter: try LoRAAdapter(config: split.adapter.config, model: model.config, seed: 1),
       train: counting(64, seed: 1), validation: [],
       options: TrainingOptions(
-        steps: 60, batchSize: 8, microBatch: 8, learningRate: 1e-2, schedule: .cosine, warmupSteps: 5, seed: 1),
+        steps: 60, batchSize: 8, microBatch: 8, learningRate: 1e-2, schedule: .cosine, warmupSteps: 5, seed: 1
+      ),
       padID: 0)
     for _ in 0..<3 {
       _ = try split.update()
       _ = try whole.update()
     }
-    let difference = zip(split.adapter.parameters.values, whole.adapter.parameters.values).map { abs($0 - $1) }.max()!
+    let difference = zip(split.adapter.parameters.values, whole.adapter.parameters.values).map {
+      abs($0 - $1)
+    }.max()!
     #expect(difference < 1e-5)
   }
 
@@ -101,10 +105,14 @@ import Testing
       } catch { return "\(error)" }
     }
     #expect(message(TrainingOptions(learningRate: -1)) == "learning rate must be a positive number, got -1.0")
-    #expect(message(TrainingOptions(learningRate: .nan)) == "learning rate must be a positive number, got nan")
-    #expect(message(TrainingOptions(batchSize: 6, microBatch: 4)) == "batch size 6 must be a multiple of micro-batch 4 × 1 rank(s)")
+    #expect(
+      message(TrainingOptions(learningRate: .nan)) == "learning rate must be a positive number, got nan")
+    #expect(
+      message(TrainingOptions(batchSize: 6, microBatch: 4))
+        == "batch size 6 must be a multiple of micro-batch 4 × 1 rank(s)")
     #expect(message(TrainingOptions(steps: 0)) == "steps must be at least 1, got 0")
-    #expect(message(TrainingOptions(adamW: .init(weightDecay: -0.1))) == "weight decay must be 0 or more, got -0.1")
+    #expect(
+      message(TrainingOptions(adamW: .init(weightDecay: -0.1))) == "weight decay must be 0 or more, got -0.1")
   }
 
   @Test func clippingScalesToTheMaximumNorm() {

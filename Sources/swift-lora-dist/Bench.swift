@@ -1,0 +1,129 @@
+import ArgumentParser
+import Foundation
+import LoRAFormats
+import LoRAKernels
+import LoRAModel
+import LoRATraining
+
+/// `swift-lora-dist bench`: one training-step configuration, timed after warm-up.
+struct Bench: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Time LoRA training steps and report tokens/s, GFLOP/s against the sgemm peak, and memory.",
+    discussion: """
+      Runs --warmup untimed and --steps timed updates (forward, backward, AdamW) on random \\
+      tokens with every position trained, then measures sgemm on a model-sized product with \\
+      the same threads. Model FLOPs per token = 4·(linear parameters incl. the output head) \\
+      + 12·L·T·H·HS (attention) + 6·Σ r·(IN+OUT) (LoRA); see docs/benchmarks.md.
+
+      Examples:
+        swift-lora-dist bench --model model.gguf
+        swift-lora-dist bench --model model.gguf --targets all-linear --threads 1 --json
+      """)
+
+  @Option(help: "Base model: GGUF file or Hugging Face folder.") var model: String
+  @Option(help: "Sequences per step.") var batch = 4
+  @Option(help: "Tokens per sequence.") var seq = 256
+  @Option(help: "LoRA targets, comma-separated, or all-linear.") var targets = "q_proj,v_proj"
+  @Option(help: "LoRA rank.") var rank = 8
+  @Option(help: "LoRA alpha.") var alpha: Double = 16
+  @Option(help: "BLAS threads (default: OPENBLAS_NUM_THREADS or all cores).") var threads: Int?
+  @Option(help: "Timed steps.") var steps = 5
+  @Option(help: "Untimed warm-up steps.") var warmup = 1
+  @Flag(help: "Print one JSON object.") var json = false
+
+  func validate() throws {
+    guard batch >= 1, seq >= 2, steps >= 1, warmup >= 0 else {
+      throw ValidationError("--batch ≥ 1, --seq ≥ 2, --steps ≥ 1 and --warmup ≥ 0 are needed")
+    }
+    if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+  }
+
+  func run() throws {
+    if let threads { BLAS.threads = threads }
+    let (llama, _) = try LlamaModel.load(path: model)
+    let c = llama.config
+    let lora = LoRAConfig(
+      r: rank, loraAlpha: alpha, targetModules: targets.split(separator: ",").map(String.init))
+    let adapter = try LoRAAdapter(config: lora, model: c, seed: 0)
+    var random = SeededRandom(seed: 1)
+    let examples = (0..<batch).map { _ in
+      Example(
+        tokens: (0..<seq).map { _ in Int32(random.next() % UInt64(c.vocabularySize)) },
+        trained: [false] + Array(repeating: true, count: seq - 1))
+    }
+    let trainer = try Trainer(
+      model: llama, adapter: adapter, train: examples, validation: [],
+      options: TrainingOptions(
+        steps: warmup + steps, batchSize: batch, microBatch: batch, learningRate: 1e-4, schedule: .constant,
+        shuffle: false),
+      padID: 0)
+    for _ in 0..<warmup { _ = try trainer.update() }
+    var seconds = 0.0
+    for _ in 0..<steps { seconds += try trainer.update().seconds }
+    let perStep = seconds / Double(steps)
+    let tokensPerStep = batch * seq
+    let flops = Bench.flopsPerToken(c, adapter: adapter, length: seq)
+    let achieved = flops * Double(tokensPerStep) / perStep / 1e9
+    let peak = GEMM.measure(minimumSeconds: 1).gflops
+    let result = BenchResult(
+      model: model, batch: batch, seq: seq, targets: targets, rank: rank, threads: BLAS.threads,
+      blasCore: BLAS.coreName,
+      trainableParameters: adapter.parameterCount, secondsPerStep: perStep,
+      tokensPerSecond: Double(tokensPerStep) / perStep,
+      gflopPerToken: flops / 1e9, achievedGFLOPs: achieved, sgemmPeakGFLOPs: peak,
+      fractionOfPeak: achieved / peak,
+      peakResidentMB: Double(ResidentMemory.peakBytes()) / 1_048_576,
+      gradientBytes: adapter.parameterCount * 4,
+      bufferMB: Double(trainer.bufferFloats * 4) / 1_048_576)
+    if json {
+      let encoder = JSONEncoder()
+      encoder.outputFormatting = [.sortedKeys]
+      print(String(decoding: try encoder.encode(result), as: UTF8.self))
+    } else {
+      print(result.text)
+    }
+  }
+
+  /// Model FLOPs of one training token: frozen products forward and input-gradient backward
+  /// (2 + 2 per weight; no weight gradient), attention over T keys (forward q·kᵀ and p·v, 4·T·H·HS
+  /// per layer; backward twice that), and the LoRA products (forward 2·r·(IN+OUT), backward 4·r·(IN+OUT)).
+  static func flopsPerToken(_ c: LlamaConfig, adapter: LoRAAdapter, length: Int) -> Double {
+    let q = c.heads * c.headSize
+    let kv = c.kvHeads * c.headSize
+    let perLayer = c.hiddenSize * (2 * q + 2 * kv) + 3 * c.hiddenSize * c.intermediateSize
+    let linear = Double(c.layers * perLayer + c.vocabularySize * c.hiddenSize)
+    let attention = 12 * Double(c.layers * length * q)
+    let lora = adapter.modules.reduce(0.0) { $0 + 6 * Double($1.rank * ($1.inFeatures + $1.outFeatures)) }
+    return 4 * linear + attention + lora
+  }
+}
+
+struct BenchResult: Codable {
+  var model: String
+  var batch: Int
+  var seq: Int
+  var targets: String
+  var rank: Int
+  var threads: Int
+  var blasCore: String
+  var trainableParameters: Int
+  var secondsPerStep: Double
+  var tokensPerSecond: Double
+  var gflopPerToken: Double
+  var achievedGFLOPs: Double
+  var sgemmPeakGFLOPs: Double
+  var fractionOfPeak: Double
+  var peakResidentMB: Double
+  /// Bytes of gradients one data-parallel step all-reduces.
+  var gradientBytes: Int
+  var bufferMB: Double
+
+  var text: String {
+    """
+    bench: \(batch) × \(seq) tokens, LoRA r=\(rank) on \(targets) (\(grouped(trainableParameters)) trainable), \(threads) BLAS thread(s) (\(blasCore))
+    step: \(format(secondsPerStep, 3)) s, \(format(tokensPerSecond, 1)) tokens/s
+    model FLOPs: \(format(gflopPerToken, 3)) GFLOP/token → \(format(achievedGFLOPs, 1)) GFLOP/s = \(format(100 * fractionOfPeak, 1))% of the sgemm peak measured now (\(format(sgemmPeakGFLOPs, 1)) GFLOP/s)
+    memory: peak resident \(format(peakResidentMB, 0)) MB (activation and gradient buffers \(format(bufferMB, 0)) MB); gradients all-reduced per step: \(formatBytes(gradientBytes))
+    """
+  }
+}
