@@ -97,7 +97,7 @@ public enum GEMM {
     let work = m * n * k
     if split && Parallel.width > 1 && work >= 1 << 21 && max(m, n) >= 64 {
       let (aAddress, bAddress, cAddress) = (UncheckedSendable(a), UncheckedSendable(b), UncheckedSendable(c))
-      if m >= n || m >= 256 {
+      if m >= n {
         Parallel.forRanges(m, grain: 32) { rows, _ in
           let aPart = opA == .none ? aAddress.value + rows.lowerBound * lda : aAddress.value + rows.lowerBound
           cblas_sgemm(
