@@ -23,13 +23,17 @@ public final class Generator {
   let step: LlamaActivations
   let stepLogits: Tensor
 
+  /// The adapter applied on top of the base, if any.
+  public let adapter: LoRAAdapter?
+
   /// - capacity: the most positions (prompt plus generated tokens) a generation may use.
-  public init(model: LlamaModel, capacity: Int) {
+  public init(model: LlamaModel, capacity: Int, adapter: LoRAAdapter? = nil) {
     self.model = model
+    self.adapter = adapter
     self.capacity = min(capacity, model.rope.maxPositions)
     cache = KVCache(config: model.config, batch: 1, capacity: self.capacity)
     step = LlamaActivations(
-      config: model.config, batch: 1, length: 1, keepForBackward: false, keys: self.capacity)
+      config: model.config, batch: 1, length: 1, keepForBackward: false, keys: self.capacity, adapter: adapter)
     stepLogits = Tensor(zeros: [1, model.config.vocabularySize])
   }
 
@@ -46,7 +50,7 @@ public final class Generator {
     cache.reset()
     let started = DispatchTime.now().uptimeNanoseconds
     let promptPass = LlamaActivations(
-      config: model.config, batch: 1, length: prompt.count, keepForBackward: false, keys: capacity)
+      config: model.config, batch: 1, length: prompt.count, keepForBackward: false, keys: capacity, adapter: adapter)
     let hidden = model.forward(tokens: prompt, activations: promptPass, cache: cache)
     let last = hidden.view(
       offset: (prompt.count - 1) * model.config.hiddenSize, shape: [1, model.config.hiddenSize])

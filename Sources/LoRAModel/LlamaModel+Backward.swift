@@ -54,9 +54,16 @@ extension LlamaModel {
   public func loss(targets: [Int32], activations a: LlamaActivations, gradients g: LlamaGradients) -> (
     lossSum: Double, count: Int
   ) {
+    loss(targets: targets, activations: a, scratch: g.lossScratch, chunkRows: g.chunkRows)
+  }
+
+  /// The same, with a scratch of `OutputLoss.scratchCount(chunkRows:width:vocabulary:)` floats.
+  public func loss(targets: [Int32], activations a: LlamaActivations, scratch: Tensor, chunkRows: Int) -> (
+    lossSum: Double, count: Int
+  ) {
     OutputLoss.forwardBackward(
       dHidden: nil, hidden: a.finalNormed, head: weights.output, targets: targets, gradientScale: 1,
-      scratch: g.lossScratch, chunkRows: g.chunkRows)
+      scratch: scratch, chunkRows: chunkRows)
   }
 
   /// The loss of the trained positions after `forward(…activations: a)`, and the gradients of

@@ -22,6 +22,8 @@ public final class Trainer {
   let longest: Int
   /// One arena behind every bucket's buffers: only one bucket is in use at a time.
   private let arena = TensorArena()
+  /// Scores the validation set with inference buffers of its own.
+  private lazy var evaluator = Evaluator(model: model, adapter: adapter, microBatch: options.microBatch, padID: padID)
   private var buffers: [Int: (LlamaActivations, LlamaGradients)] = [:]
   /// Updates taken so far.
   public private(set) var step = 0
@@ -108,28 +110,7 @@ public final class Trainer {
 
   /// Mean loss over the validation set (no gradients), and its trained-token count.
   public func validationLoss() -> (loss: Double, tokens: Int) {
-    meanLoss(of: validation)
-  }
-
-  /// Mean loss of `examples` with the adapter as it is now.
-  public func meanLoss(of examples: [Example]) -> (loss: Double, tokens: Int) {
-    var lossSum = 0.0
-    var count = 0
-    for start in stride(from: 0, to: examples.count, by: options.microBatch) {
-      let chunk = Array(examples[start..<min(start + options.microBatch, examples.count)])
-      let batch = Batch(examples: chunk, length: bucket(chunk.map(\.tokens.count).max() ?? 1), padID: padID)
-      let (activations, gradients) = buffersFor(batch: options.microBatch, length: batch.length)
-      // A last, smaller chunk is padded with empty rows so the buffers fit.
-      let rows = options.microBatch - batch.batch
-      let tokens = batch.tokens + [Int32](repeating: padID, count: rows * batch.length)
-      let targets = batch.targets + [Int32](repeating: -1, count: rows * batch.length)
-      activations.dropoutSeed = 0
-      model.forward(tokens: tokens, activations: activations)
-      let (sum, n) = model.loss(targets: targets, activations: activations, gradients: gradients)
-      lossSum += sum
-      count += n
-    }
-    return (count > 0 ? lossSum / Double(count) : .nan, count)
+    evaluator.meanLoss(of: validation)
   }
 
   /// Sequence lengths round up to a multiple of 32 (at most the longest example), so few

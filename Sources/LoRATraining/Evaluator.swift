@@ -1,0 +1,98 @@
+import LoRAFormats
+import LoRAKernels
+import LoRAModel
+
+/// Scores a model, with or without an adapter, on examples: mean loss over their trained
+/// tokens (and so perplexity), and exact-match accuracy of greedy completions.
+public final class Evaluator {
+  public let model: LlamaModel
+  public let adapter: LoRAAdapter?
+  public let microBatch: Int
+  let padID: Int32
+  let chunkRows = 64
+  private let arena = TensorArena()
+  private var buffers: [Int: LlamaActivations] = [:]
+  private let lossScratch: Tensor
+
+  public init(model: LlamaModel, adapter: LoRAAdapter?, microBatch: Int, padID: Int32) {
+    self.model = model
+    self.adapter = adapter
+    self.microBatch = microBatch
+    self.padID = padID
+    lossScratch = Tensor(
+      zeros: [
+        OutputLoss.scratchCount(
+          chunkRows: chunkRows, width: model.config.hiddenSize, vocabulary: model.config.vocabularySize)
+      ])
+  }
+
+  /// Mean loss over every trained token of `examples` (NaN when none is trained) and the count.
+  public func meanLoss(of examples: [Example]) -> (loss: Double, tokens: Int) {
+    let longest = examples.map(\.tokens.count).max() ?? 1
+    _ = activations(length: bucket(longest, longest))  // largest first: the rest fit its arena
+    var lossSum = 0.0
+    var count = 0
+    for start in stride(from: 0, to: examples.count, by: microBatch) {
+      let chunk = Array(examples[start..<min(start + microBatch, examples.count)])
+      let batch = Batch(examples: chunk, length: bucket(chunk.map(\.tokens.count).max() ?? 1, longest), padID: padID)
+      let a = activations(length: batch.length)
+      // A last, smaller chunk is padded with empty rows so the buffers fit.
+      let rows = microBatch - batch.batch
+      let tokens = batch.tokens + [Int32](repeating: padID, count: rows * batch.length)
+      let targets = batch.targets + [Int32](repeating: -1, count: rows * batch.length)
+      model.forward(tokens: tokens, activations: a)
+      let (sum, n) = model.loss(targets: targets, activations: a, scratch: lossScratch, chunkRows: chunkRows)
+      lossSum += sum
+      count += n
+    }
+    return (count > 0 ? lossSum / Double(count) : .nan, count)
+  }
+
+  /// One greedy completion judged against its reference.
+  public struct Completion: Sendable, Codable {
+    public var prompt: String
+    public var expected: String
+    public var generated: String
+    public var correct: Bool
+  }
+
+  /// Greedy completions of each example's untrained prefix (the prompt), compared with its
+  /// trained rest (the completion, without the end-of-sequence token) after trimming
+  /// whitespace. Examples whose every token is trained have no prompt and are skipped.
+  public func exactMatch(_ examples: [Example], tokenizer: Tokenizer, maxNewTokens: Int) throws -> [Completion] {
+    var stop = Set<Int32>()
+    if let eos = tokenizer.eosID { stop.insert(Int32(eos)) }
+    let cases = examples.compactMap { example -> (prompt: [Int32], expected: [Int32])? in
+      guard let first = example.trained.firstIndex(of: true), first > 0 else { return nil }
+      return (Array(example.tokens[..<first]), Array(example.tokens[first...]).filter { !stop.contains($0) })
+    }
+    guard let longest = cases.map({ $0.prompt.count }).max() else { return [] }
+    let generator = Generator(model: model, capacity: longest + maxNewTokens, adapter: adapter)
+    return try cases.map { c in
+      var sampler = Sampler()
+      var produced: [Int32] = []
+      let budget = min(maxNewTokens, c.expected.count + 2)
+      _ = try generator.generate(prompt: c.prompt, maxTokens: max(1, budget), sampler: &sampler, stop: stop) { token in
+        if !stop.contains(token) { produced.append(token) }
+        return true
+      }
+      let expected = tokenizer.decode(c.expected).trimmingCharacters(in: .whitespacesAndNewlines)
+      let generated = tokenizer.decode(produced).trimmingCharacters(in: .whitespacesAndNewlines)
+      return Completion(
+        prompt: tokenizer.decode(c.prompt), expected: expected, generated: generated, correct: expected == generated)
+    }
+  }
+
+  func bucket(_ length: Int, _ longest: Int) -> Int { min(longest, (length + 31) / 32 * 32) }
+
+  private func activations(length: Int) -> LlamaActivations {
+    if let existing = buffers[length] { return existing }
+    arena.reset()
+    let made = LlamaActivations(
+      config: model.config, batch: microBatch, length: length, keepForBackward: false, adapter: adapter, arena: arena)
+    buffers[length] = made
+    return made
+  }
+}
+
+import Foundation
