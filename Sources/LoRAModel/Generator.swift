@@ -33,7 +33,8 @@ public final class Generator {
     self.capacity = min(capacity, model.rope.maxPositions)
     cache = KVCache(config: model.config, batch: 1, capacity: self.capacity)
     step = LlamaActivations(
-      config: model.config, batch: 1, length: 1, keepForBackward: false, keys: self.capacity, adapter: adapter)
+      config: model.config, batch: 1, length: 1, keepForBackward: false, keys: self.capacity, adapter: adapter
+    )
     stepLogits = Tensor(zeros: [1, model.config.vocabularySize])
   }
 
@@ -50,7 +51,8 @@ public final class Generator {
     cache.reset()
     let started = DispatchTime.now().uptimeNanoseconds
     let promptPass = LlamaActivations(
-      config: model.config, batch: 1, length: prompt.count, keepForBackward: false, keys: capacity, adapter: adapter)
+      config: model.config, batch: 1, length: prompt.count, keepForBackward: false, keys: capacity,
+      adapter: adapter)
     let hidden = model.forward(tokens: prompt, activations: promptPass, cache: cache)
     let last = hidden.view(
       offset: (prompt.count - 1) * model.config.hiddenSize, shape: [1, model.config.hiddenSize])

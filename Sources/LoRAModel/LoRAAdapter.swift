@@ -47,16 +47,7 @@ public final class LoRAAdapter: @unchecked Sendable {
       throw LoRAConfigError(
         "layers_to_transform names layer \(layer), but the model has layers 0 to \(model.layers - 1)")
     }
-    guard config.loraAlpha.isFinite && config.loraAlpha > 0 else {
-      throw LoRAConfigError("lora_alpha must be a positive number, got \(config.loraAlpha)")
-    }
-    guard config.loraDropout.isFinite && config.loraDropout >= 0 && config.loraDropout < 1 else {
-      throw LoRAConfigError("lora_dropout must be in [0, 1), got \(config.loraDropout)")
-    }
-    guard ["default", "gaussian", "zero"].contains(config.initialization) else {
-      throw LoRAConfigError(
-        "init_lora_weights must be true, false or \"gaussian\", got \"\(config.initialization)\"")
-    }
+    try config.validate()
     // Layout: for each layer and target, A then B.
     var plan: [(layer: Int, target: LoRATarget, rank: Int, alpha: Double, out: Int, in: Int, offset: Int)] =
       []

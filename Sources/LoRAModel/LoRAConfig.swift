@@ -121,6 +121,28 @@ public struct LoRAConfig: Codable, Equatable, Sendable {
     }
   }
 
+  /// Checks what can be checked without a model: targets, rank, alpha, dropout, init.
+  public func validate() throws {
+    _ = try targets()
+    guard r > 0 else { throw LoRAConfigError("rank must be at least 1, got \(r)") }
+    guard loraAlpha.isFinite && loraAlpha > 0 else {
+      throw LoRAConfigError("lora_alpha must be a positive number, got \(loraAlpha)")
+    }
+    guard loraDropout.isFinite && loraDropout >= 0 && loraDropout < 1 else {
+      throw LoRAConfigError("lora_dropout must be in [0, 1), got \(loraDropout)")
+    }
+    guard ["default", "gaussian", "zero"].contains(initialization) else {
+      throw LoRAConfigError(
+        "init_lora_weights must be true, false or \"gaussian\", got \"\(initialization)\"")
+    }
+    for (key, rank) in rankPattern where rank < 1 {
+      throw LoRAConfigError("rank_pattern['\(key)'] must be at least 1, got \(rank)")
+    }
+    for (key, alpha) in alphaPattern where !(alpha.isFinite && alpha > 0) {
+      throw LoRAConfigError("alpha_pattern['\(key)'] must be a positive number, got \(alpha)")
+    }
+  }
+
   /// The targets this configuration names (validated).
   public func targets() throws -> [LoRATarget] {
     if targetModules == ["all-linear"] { return LoRATarget.allCases }

@@ -1,3 +1,4 @@
+import Foundation
 import LoRAFormats
 import LoRAKernels
 import LoRAModel
@@ -34,7 +35,8 @@ public final class Evaluator {
     var count = 0
     for start in stride(from: 0, to: examples.count, by: microBatch) {
       let chunk = Array(examples[start..<min(start + microBatch, examples.count)])
-      let batch = Batch(examples: chunk, length: bucket(chunk.map(\.tokens.count).max() ?? 1, longest), padID: padID)
+      let batch = Batch(
+        examples: chunk, length: bucket(chunk.map(\.tokens.count).max() ?? 1, longest), padID: padID)
       let a = activations(length: batch.length)
       // A last, smaller chunk is padded with empty rows so the buffers fit.
       let rows = microBatch - batch.batch
@@ -59,7 +61,9 @@ public final class Evaluator {
   /// Greedy completions of each example's untrained prefix (the prompt), compared with its
   /// trained rest (the completion, without the end-of-sequence token) after trimming
   /// whitespace. Examples whose every token is trained have no prompt and are skipped.
-  public func exactMatch(_ examples: [Example], tokenizer: Tokenizer, maxNewTokens: Int) throws -> [Completion] {
+  public func exactMatch(_ examples: [Example], tokenizer: Tokenizer, maxNewTokens: Int) throws
+    -> [Completion]
+  {
     var stop = Set<Int32>()
     if let eos = tokenizer.eosID { stop.insert(Int32(eos)) }
     let cases = examples.compactMap { example -> (prompt: [Int32], expected: [Int32])? in
@@ -72,14 +76,16 @@ public final class Evaluator {
       var sampler = Sampler()
       var produced: [Int32] = []
       let budget = min(maxNewTokens, c.expected.count + 2)
-      _ = try generator.generate(prompt: c.prompt, maxTokens: max(1, budget), sampler: &sampler, stop: stop) { token in
+      _ = try generator.generate(prompt: c.prompt, maxTokens: max(1, budget), sampler: &sampler, stop: stop) {
+        token in
         if !stop.contains(token) { produced.append(token) }
         return true
       }
       let expected = tokenizer.decode(c.expected).trimmingCharacters(in: .whitespacesAndNewlines)
       let generated = tokenizer.decode(produced).trimmingCharacters(in: .whitespacesAndNewlines)
       return Completion(
-        prompt: tokenizer.decode(c.prompt), expected: expected, generated: generated, correct: expected == generated)
+        prompt: tokenizer.decode(c.prompt), expected: expected, generated: generated,
+        correct: expected == generated)
     }
   }
 
@@ -89,10 +95,9 @@ public final class Evaluator {
     if let existing = buffers[length] { return existing }
     arena.reset()
     let made = LlamaActivations(
-      config: model.config, batch: microBatch, length: length, keepForBackward: false, adapter: adapter, arena: arena)
+      config: model.config, batch: microBatch, length: length, keepForBackward: false, adapter: adapter,
+      arena: arena)
     buffers[length] = made
     return made
   }
 }
-
-import Foundation

@@ -23,7 +23,8 @@ public final class Trainer {
   /// One arena behind every bucket's buffers: only one bucket is in use at a time.
   private let arena = TensorArena()
   /// Scores the validation set with inference buffers of its own.
-  private lazy var evaluator = Evaluator(model: model, adapter: adapter, microBatch: options.microBatch, padID: padID)
+  private lazy var evaluator = Evaluator(
+    model: model, adapter: adapter, microBatch: options.microBatch, padID: padID)
   private var buffers: [Int: (LlamaActivations, LlamaGradients)] = [:]
   /// Updates taken so far.
   public private(set) var step = 0

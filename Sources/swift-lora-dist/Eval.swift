@@ -22,19 +22,23 @@ struct Eval: ParsableCommand {
   @Option(help: "Base model: GGUF file or Hugging Face folder.") var model: String
   @Option(help: "A PEFT adapter folder (from train or PEFT) to apply.") var adapter: String?
   @Option(help: "Data (JSON Lines).") var data: String
-  @Option(name: .customLong("format"), help: "Data format: auto, text, prompt_completion, messages, input_ids.")
+  @Option(
+    name: .customLong("format"), help: "Data format: auto, text, prompt_completion, messages, input_ids.")
   var dataFormat = "auto"
   @Option(name: .customLong("max-seq-len"), help: "Longest sequence in tokens.") var maxSeqLen = 512
   @Option(help: "Sequences per forward pass.") var batch = 4
   @Option(help: "Score only the first N examples.") var limit: Int?
   @Flag(name: .customLong("exact-match"), help: "Also measure exact-match accuracy of greedy completions.")
   var exactMatch = false
-  @Option(name: .customLong("max-new-tokens"), help: "Most tokens generated per completion.") var maxNewTokens = 64
+  @Option(name: .customLong("max-new-tokens"), help: "Most tokens generated per completion.")
+  var maxNewTokens = 64
   @Option(help: "BLAS threads (default: OPENBLAS_NUM_THREADS or all cores).") var threads: Int?
   @Flag(help: "Print one JSON object.") var json = false
 
   func validate() throws {
-    guard DataFormat(rawValue: dataFormat) != nil else { throw ValidationError("unknown --format '\(dataFormat)'") }
+    guard DataFormat(rawValue: dataFormat) != nil else {
+      throw ValidationError("unknown --format '\(dataFormat)'")
+    }
     guard batch >= 1, maxSeqLen >= 2, maxNewTokens >= 1 else {
       throw ValidationError("--batch ≥ 1, --max-seq-len ≥ 2 and --max-new-tokens ≥ 1 are needed")
     }
@@ -55,11 +59,13 @@ struct Eval: ParsableCommand {
     let evaluator = Evaluator(
       model: llama, adapter: lora, microBatch: batch, padID: Int32(tokenizer.padID ?? tokenizer.eosID ?? 0))
     let (loss, tokens) = evaluator.meanLoss(of: examples)
-    let completions = exactMatch ? try evaluator.exactMatch(examples, tokenizer: tokenizer, maxNewTokens: maxNewTokens) : []
+    let completions =
+      exactMatch ? try evaluator.exactMatch(examples, tokenizer: tokenizer, maxNewTokens: maxNewTokens) : []
     let correct = completions.filter(\.correct).count
     let result = EvalResult(
       model: model, adapter: adapter, data: data, examples: examples.count, tokens: tokens, loss: loss,
-      perplexity: exp(loss), exactMatch: completions.isEmpty ? nil : Double(correct) / Double(completions.count),
+      perplexity: exp(loss),
+      exactMatch: completions.isEmpty ? nil : Double(correct) / Double(completions.count),
       completions: completions.isEmpty ? nil : completions)
     if json {
       let encoder = JSONEncoder()
@@ -71,9 +77,13 @@ struct Eval: ParsableCommand {
     print("data \(data): \(examples.count) examples, \(tokens) scored tokens")
     print("loss \(format(loss, 4)), perplexity \(format(exp(loss), 3))")
     if !completions.isEmpty {
-      print("exact match \(correct)/\(completions.count) = \(format(100 * Double(correct) / Double(completions.count), 1))%")
+      print(
+        "exact match \(correct)/\(completions.count) = \(format(100 * Double(correct) / Double(completions.count), 1))%"
+      )
       for c in completions.prefix(5) {
-        print("  \(c.correct ? "✓" : "✗") \(c.prompt.debugDescription) → \(c.generated.debugDescription) (expected \(c.expected.debugDescription))")
+        print(
+          "  \(c.correct ? "✓" : "✗") \(c.prompt.debugDescription) → \(c.generated.debugDescription) (expected \(c.expected.debugDescription))"
+        )
       }
     }
   }

@@ -46,7 +46,7 @@ struct TrainingRun {
       targetModules: s.targets ?? ["q_proj", "v_proj"],
       layersToTransform: s.layers, useRslora: s.rslora ?? false, rankPattern: s.rank_pattern ?? [:],
       alphaPattern: s.alpha_pattern ?? [:], initialization: s.init_weights ?? "default")
-    _ = try lora.targets()
+    try lora.validate()
     guard let schedule = LearningRateSchedule.Kind(rawValue: s.schedule ?? "cosine") else {
       throw ConfigError("schedule '\(s.schedule ?? "")' is not one of constant, linear, cosine")
     }
