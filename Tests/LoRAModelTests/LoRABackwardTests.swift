@@ -101,8 +101,9 @@ import Testing
       } catch { return "\(error)" }
     }
     #expect(
-      message(LoRAConfig(r: 0))
-        == "rank 0 of model.layers.0.self_attn.q_proj must be between 1 and 32 (its weight is 32×32)")
+      message(LoRAConfig(r: 4, rankPattern: ["q_proj": 40]))
+        == "rank 40 of model.layers.0.self_attn.q_proj must be between 1 and 32 (its weight is 32×32)")
+    #expect(message(LoRAConfig(r: 0)) == "rank must be at least 1, got 0")
     #expect(message(LoRAConfig(r: 17, targetModules: ["k_proj"])).contains("must be between 1 and 16"))
     #expect(
       message(LoRAConfig(targetModules: ["c_attn"])).hasPrefix("target module 'c_attn' is not a linear layer")
