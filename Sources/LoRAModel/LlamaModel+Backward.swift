@@ -79,13 +79,15 @@ extension LlamaModel {
     let result = OutputLoss.forwardBackward(
       dHidden: g.normedGradient, hidden: a.finalNormed, head: weights.output, targets: targets,
       gradientScale: gradientScale, scratch: g.lossScratch, chunkRows: g.chunkRows)
-    guard a.adapter != nil else { return result }
+    guard let lowest = a.adapter?.modules.map(\.layer).min() else { return result }
     g.stream.zero()
     RMSNorm.backward(
       g.stream, g.normedGradient, a.hidden(c.layers), reciprocalRMS: a.finalRMS, weight: weights.finalNorm)
     let positions = positionsOf(a, start: 0)
 
-    for l in stride(from: c.layers - 1, through: 0, by: -1) {
+    // Gradients flow down only as far as the lowest adapted layer: nothing below it trains,
+    // and that layer's own input gradient would feed nothing.
+    for l in stride(from: c.layers - 1, through: lowest, by: -1) {
       let w = weights.layers[l]
       let x = a.hidden(l)
       let act = a.layer(l)
@@ -122,14 +124,18 @@ extension LlamaModel {
       rope.backward(g.dq, heads: c.heads, positions: positions)
       rope.backward(g.dk, heads: c.kvHeads, positions: positions)
       RMSNorm.recompute(g.normed, x, reciprocalRMS: act.attentionRMS, weight: w.attentionNorm)
-      GEMM.multiply(into: g.normedGradient, g.dq, w.q)
-      GEMM.multiply(into: g.normedGradient, g.dk, w.k, beta: 1)
-      GEMM.multiply(into: g.normedGradient, g.dv, w.v, beta: 1)
-      adapterBackward(dx: g.normedGradient, dy: g.dq, x: g.normed, layer: l, target: .q, a, g)
-      adapterBackward(dx: g.normedGradient, dy: g.dk, x: g.normed, layer: l, target: .k, a, g)
-      adapterBackward(dx: g.normedGradient, dy: g.dv, x: g.normed, layer: l, target: .v, a, g)
-      RMSNorm.backward(
-        g.stream, g.normedGradient, x, reciprocalRMS: act.attentionRMS, weight: w.attentionNorm)
+      let inputGradient = l > lowest ? g.normedGradient : nil
+      if let inputGradient {
+        GEMM.multiply(into: inputGradient, g.dq, w.q)
+        GEMM.multiply(into: inputGradient, g.dk, w.k, beta: 1)
+        GEMM.multiply(into: inputGradient, g.dv, w.v, beta: 1)
+      }
+      adapterBackward(dx: inputGradient, dy: g.dq, x: g.normed, layer: l, target: .q, a, g)
+      adapterBackward(dx: inputGradient, dy: g.dk, x: g.normed, layer: l, target: .k, a, g)
+      adapterBackward(dx: inputGradient, dy: g.dv, x: g.normed, layer: l, target: .v, a, g)
+      if let inputGradient {
+        RMSNorm.backward(g.stream, inputGradient, x, reciprocalRMS: act.attentionRMS, weight: w.attentionNorm)
+      }
       // g.stream now holds d(x), the previous layer's d(out). The embedding is frozen.
     }
     return result
@@ -139,7 +145,7 @@ extension LlamaModel {
   /// the adapter's gradient buffer, and its input gradient into dx.
   /// - dx: [N, IN]; dy: [N, OUT]; x: the linear's input [N, IN] (before dropout).
   private func adapterBackward(
-    dx: Tensor, dy: Tensor, x: Tensor, layer: Int, target: LoRATarget, _ a: LlamaActivations,
+    dx: Tensor?, dy: Tensor, x: Tensor, layer: Int, target: LoRATarget, _ a: LlamaActivations,
     _ g: LlamaGradients
   ) {
     guard let adapter = a.adapter, let m = adapter.module(layer: layer, target: target),
@@ -156,6 +162,7 @@ extension LlamaModel {
     let input = droppedInput(x, m, a)
     LowRank.backward(
       dx: nil, gA: m.gradA, gB: m.gradB, dy: dy, x: input, u: u, a: m.a, b: m.b, scale: m.scale, du: du)
+    guard let dx else { return }
     // The input gradient of the low-rank path goes back through the same dropout mask.
     let path = g.wide.view(offset: 0, shape: [rows, m.inFeatures])
     GEMM.multiply(into: path, du, m.a)

@@ -10,7 +10,7 @@ public final class Evaluator {
   public let adapter: LoRAAdapter?
   public let microBatch: Int
   let padID: Int32
-  let chunkRows = 64
+  let chunkRows = 256
   private let arena = TensorArena()
   private var buffers: [Int: LlamaActivations] = [:]
   private let lossScratch: Tensor

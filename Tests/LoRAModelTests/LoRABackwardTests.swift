@@ -6,11 +6,12 @@ import Testing
 
 /// The whole model's LoRA gradients against finite differences of its loss.
 @Suite struct LoRABackwardTests {
-  func setUp(dropout: Double = 0, targets: [String] = ["all-linear"]) throws -> (
+  func setUp(dropout: Double = 0, targets: [String] = ["all-linear"], layers: [Int]? = nil) throws -> (
     LlamaModel, LoRAAdapter, LlamaActivations, LlamaGradients, [Int32], [Int32]
   ) {
     let (model, _) = try LlamaModel.load(path: Fixtures.path("tiny-qwen2"))
-    let config = LoRAConfig(r: 2, loraAlpha: 4, loraDropout: dropout, targetModules: targets)
+    let config = LoRAConfig(
+      r: 2, loraAlpha: 4, loraDropout: dropout, targetModules: targets, layersToTransform: layers)
     let adapter = try LoRAAdapter(config: config, model: model.config, seed: 5)
     var random = SeededRandom(seed: 9)
     for m in adapter.modules { for i in 0..<m.b.count { m.b[i] = (random.nextUnitFloat() - 0.5) * 0.4 } }
@@ -34,9 +35,10 @@ import Testing
     return sum / Double(count)
   }
 
-  @Test(arguments: [0.0, 0.3])
-  func gradientsMatchFiniteDifferences(dropout: Double) throws {
-    let (model, adapter, a, g, tokens, targets) = try setUp(dropout: dropout)
+  @Test(arguments: [(0.0, nil), (0.3, nil), (0.0, [1])])
+  func gradientsMatchFiniteDifferences(dropout: Double, layers: [Int]?) throws {
+    // [1]: only the upper layer is adapted, so the backward pass stops there.
+    let (model, adapter, a, g, tokens, targets) = try setUp(dropout: dropout, layers: layers)
     a.dropoutSeed = 77
     model.forward(tokens: tokens, activations: a)
     let trained = targets.filter { $0 >= 0 }.count
