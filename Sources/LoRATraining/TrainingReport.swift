@@ -53,14 +53,14 @@ public enum TrainingReport {
   {
     let all = series.flatMap(\.points).filter { $0.1.isFinite }
     guard !all.isEmpty else { return "<p>(no data)</p>" }
-    let (width, height, left, bottom, top, right) = (900.0, 320.0, 60.0, 40.0, 15.0, 20.0)
+    let (width, height, left, bottom, top, right) = (900.0, 330.0, 60.0, 40.0, 30.0, 20.0)
     let xs = all.map(\.0)
     let ys = all.map(\.1)
     let (x0, x1) = (xs.min()!, max(xs.max()!, xs.min()! + 1))
     var (y0, y1) = (ys.min()!, ys.max()!)
     if y1 - y0 < 1e-9 { (y0, y1) = (y0 - 1, y1 + 1) }
     let pad = (y1 - y0) * 0.05
-    (y0, y1) = (y0 - pad, y1 + pad)
+    (y0, y1) = (ys.min()! >= 0 ? max(0, y0 - pad) : y0 - pad, y1 + pad)
     func px(_ x: Double) -> Double { left + (x - x0) / (x1 - x0) * (width - left - right) }
     func py(_ y: Double) -> Double { height - bottom - (y - y0) / (y1 - y0) * (height - bottom - top) }
     var out =
@@ -77,7 +77,7 @@ public enum TrainingReport {
     }
     out +=
       "<text x=\"\((width + left) / 2)\" y=\"\(height - 6)\" font-size=\"12\" text-anchor=\"middle\">update</text>"
-    out += "<text x=\"14\" y=\"\(top + 10)\" font-size=\"12\">\(yLabel)</text>"
+    out += "<text x=\"\(left)\" y=\"\(top - 12)\" font-size=\"12\">\(yLabel)</text>"
     for s in series where !s.points.isEmpty {
       let valid = s.points.filter { $0.1.isFinite }
       if s.dots {
