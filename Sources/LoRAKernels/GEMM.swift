@@ -59,26 +59,11 @@ public enum GEMM {
       // One row (a token during generation): a matrix-vector product reads the weights
       // once, where sgemm would first pack them.
       let incx = opA == .none ? 1 : lda
-      if split && Parallel.width > 1 && n * k >= 1 << 20 && n >= 256 {
-        // Split the output columns: each thread reads its own rows (or columns) of b.
-        let (aAddress, bAddress, cAddress) = (
-          UncheckedSendable(a), UncheckedSendable(b), UncheckedSendable(c)
-        )
-        Parallel.forRanges(n, grain: 128) { part, _ in
-          if opB == .transposed {
-            cblas_sgemv(
-              CblasRowMajor, CblasNoTrans, blasInt(part.count), blasInt(k), alpha,
-              bAddress.value + part.lowerBound * ldb, blasInt(ldb), aAddress.value, blasInt(incx), beta,
-              cAddress.value + part.lowerBound, 1)
-          } else {
-            cblas_sgemv(
-              CblasRowMajor, CblasTrans, blasInt(k), blasInt(part.count), alpha,
-              bAddress.value + part.lowerBound,
-              blasInt(ldb), aAddress.value, blasInt(incx), beta, cAddress.value + part.lowerBound, 1)
-          }
-        }
-        return
-      }
+      // A matrix-vector product is short and memory-bound: OpenBLAS's own threads (warm
+      // between the calls of one token) split it with less overhead than a dispatch would.
+      let threaded = split && Parallel.width > 1 && n * k >= 1 << 16
+      if threaded { BLAS.setInternalThreads(Parallel.width) }
+      defer { if threaded { BLAS.setInternalThreads(1) } }
       if opB == .transposed {
         // c[1, N] = a · bᵀ with b [N, K]: c = b · a
         cblas_sgemv(
