@@ -78,15 +78,15 @@ struct Train: ParsableCommand {
     var c = TrainConfiguration()
     c.model = model
     c.data = data
-    c.validation_data = validationData
-    c.validation_fraction = validationFraction
+    c.validationData = validationData
+    c.validationFraction = validationFraction
     c.output = output
     c.format = format
-    c.max_seq_len = maxSeqLen
-    c.train_on_prompt = trainOnPrompt ? true : nil
+    c.maxSeqLen = maxSeqLen
+    c.trainOnPrompt = trainOnPrompt ? true : nil
     c.pack = pack ? true : nil
-    c.skip_bad_lines = skipBadLines ? true : nil
-    c.add_eos = noEOS ? false : nil
+    c.skipBadLines = skipBadLines ? true : nil
+    c.addEos = noEOS ? false : nil
     c.targets = targets.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
     c.rank = rank
     c.alpha = alpha
@@ -95,18 +95,18 @@ struct Train: ParsableCommand {
     c.layers = layers.map {
       $0.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
     }
-    c.init_weights = initWeights
+    c.initWeights = initWeights
     c.lr = lr
     c.schedule = schedule
     c.warmup = warmup
     c.steps = steps
     c.epochs = epochs
-    c.batch_size = batchSize
-    c.micro_batch = microBatch
-    c.weight_decay = weightDecay
-    c.max_grad_norm = maxGradNorm
+    c.batchSize = batchSize
+    c.microBatch = microBatch
+    c.weightDecay = weightDecay
+    c.maxGradNorm = maxGradNorm
     c.seed = seed
-    c.eval_every = evalEvery
+    c.evalEvery = evalEvery
     c.threads = threads
     c.overwrite = overwrite ? true : nil
     return c

@@ -9,40 +9,61 @@ import Yams
 struct TrainConfiguration: Codable, Equatable {
   var model: String?
   var data: String?
-  var validation_data: String?
-  var validation_fraction: Double?
+  var validationData: String?
+  var validationFraction: Double?
   var output: String?
   var format: String?
-  var max_seq_len: Int?
-  var train_on_prompt: Bool?
+  var maxSeqLen: Int?
+  var trainOnPrompt: Bool?
   var pack: Bool?
-  var skip_bad_lines: Bool?
-  var add_eos: Bool?
+  var skipBadLines: Bool?
+  var addEos: Bool?
   var targets: [String]?
   var rank: Int?
   var alpha: Double?
   var dropout: Double?
   var rslora: Bool?
   var layers: [Int]?
-  var rank_pattern: [String: Int]?
-  var alpha_pattern: [String: Double]?
-  var init_weights: String?
+  var rankPattern: [String: Int]?
+  var alphaPattern: [String: Double]?
+  var initWeights: String?
   var lr: Double?
   var schedule: String?
   var warmup: Int?
   var steps: Int?
   var epochs: Double?
-  var batch_size: Int?
-  var micro_batch: Int?
-  var weight_decay: Double?
+  var batchSize: Int?
+  var microBatch: Int?
+  var weightDecay: Double?
   var beta1: Double?
   var beta2: Double?
   var eps: Double?
-  var max_grad_norm: Double?
+  var maxGradNorm: Double?
   var seed: UInt64?
-  var eval_every: Int?
+  var evalEvery: Int?
   var threads: Int?
   var overwrite: Bool?
+
+  /// The file's keys: the flags' names in snake_case.
+  enum CodingKeys: String, CodingKey {
+    case model, data, output, format, pack, targets, rank, alpha, dropout, rslora, layers, lr, schedule,
+      warmup
+    case steps, epochs, beta1, beta2, eps, seed, threads, overwrite
+    case validationData = "validation_data"
+    case validationFraction = "validation_fraction"
+    case maxSeqLen = "max_seq_len"
+    case trainOnPrompt = "train_on_prompt"
+    case skipBadLines = "skip_bad_lines"
+    case addEos = "add_eos"
+    case rankPattern = "rank_pattern"
+    case alphaPattern = "alpha_pattern"
+    case initWeights = "init_weights"
+    case batchSize = "batch_size"
+    case microBatch = "micro_batch"
+    case weightDecay = "weight_decay"
+    case maxGradNorm = "max_grad_norm"
+    case evalEvery = "eval_every"
+  }
 
   /// The keys a file may use.
   static let keys: Set<String> = [

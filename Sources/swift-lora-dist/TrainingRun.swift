@@ -38,22 +38,22 @@ struct TrainingRun {
       )
     }
     datasetOptions = DatasetOptions(
-      format: format, maxSequenceLength: s.max_seq_len ?? 512, trainOnPrompt: s.train_on_prompt ?? false,
-      addEOS: s.add_eos ?? true, skipBadLines: s.skip_bad_lines ?? false, pack: s.pack ?? false)
+      format: format, maxSequenceLength: s.maxSeqLen ?? 512, trainOnPrompt: s.trainOnPrompt ?? false,
+      addEOS: s.addEos ?? true, skipBadLines: s.skipBadLines ?? false, pack: s.pack ?? false)
     try datasetOptions.validate()
     lora = LoRAConfig(
       r: s.rank ?? 8, loraAlpha: s.alpha ?? 16, loraDropout: s.dropout ?? 0,
       targetModules: s.targets ?? ["q_proj", "v_proj"],
-      layersToTransform: s.layers, useRslora: s.rslora ?? false, rankPattern: s.rank_pattern ?? [:],
-      alphaPattern: s.alpha_pattern ?? [:], initialization: s.init_weights ?? "default")
+      layersToTransform: s.layers, useRslora: s.rslora ?? false, rankPattern: s.rankPattern ?? [:],
+      alphaPattern: s.alphaPattern ?? [:], initialization: s.initWeights ?? "default")
     try lora.validate()
     guard let schedule = LearningRateSchedule.Kind(rawValue: s.schedule ?? "cosine") else {
       throw ConfigError("schedule '\(s.schedule ?? "")' is not one of constant, linear, cosine")
     }
-    if let fraction = s.validation_fraction, !(fraction >= 0 && fraction < 1) {
+    if let fraction = s.validationFraction, !(fraction >= 0 && fraction < 1) {
       throw ConfigError("validation fraction must be in [0, 1), got \(fraction)")
     }
-    if s.validation_fraction != nil && s.validation_data != nil {
+    if s.validationFraction != nil && s.validationData != nil {
       throw ConfigError("give either validation data or a validation fraction, not both")
     }
     if let epochs = s.epochs, !(epochs.isFinite && epochs > 0) {
@@ -65,13 +65,13 @@ struct TrainingRun {
     requestedSteps = s.steps
     epochs = s.epochs
     options = TrainingOptions(
-      steps: s.steps ?? 100, batchSize: s.batch_size ?? 8,
-      microBatch: s.micro_batch ?? min(4, s.batch_size ?? 8),
+      steps: s.steps ?? 100, batchSize: s.batchSize ?? 8,
+      microBatch: s.microBatch ?? min(4, s.batchSize ?? 8),
       learningRate: s.lr ?? 2e-4, schedule: schedule, warmupSteps: s.warmup ?? 0,
       adamW: .init(
         beta1: s.beta1 ?? 0.9, beta2: s.beta2 ?? 0.999, eps: s.eps ?? 1e-8,
-        weightDecay: s.weight_decay ?? 0.01),
-      maxGradientNorm: s.max_grad_norm ?? 1, seed: s.seed ?? 0, evaluateEvery: s.eval_every ?? 0)
+        weightDecay: s.weightDecay ?? 0.01),
+      maxGradientNorm: s.maxGradNorm ?? 1, seed: s.seed ?? 0, evaluateEvery: s.evalEvery ?? 0)
     try options.validate()
     let names = ["adapter_config.json", "adapter_model.safetensors", "metrics.jsonl"]
     if !(s.overwrite ?? false),
@@ -94,11 +94,11 @@ struct TrainingRun {
     var train = loaded.examples
     var validation: [Example] = []
     var validationStats: DatasetStats?
-    if let path = settings.validation_data {
+    if let path = settings.validationData {
       let v = try DatasetLoader.load(path: path, tokenizer: tokenizer, options: datasetOptions)
       validation = v.examples
       validationStats = v.stats
-    } else if let fraction = settings.validation_fraction, fraction > 0 {
+    } else if let fraction = settings.validationFraction, fraction > 0 {
       (train, validation) = try Dataset.split(loaded, validationFraction: fraction, seed: options.seed)
     }
     if let epochs, requestedSteps == nil {
@@ -189,7 +189,7 @@ struct TrainingRun {
     }
     if let validationStats {
       summary.append(
-        ("validation data", "\(settings.validation_data ?? ""): \(validationStats.examples) examples"))
+        ("validation data", "\(settings.validationData ?? ""): \(validationStats.examples) examples"))
     }
     let configuration = try configurationRows()
     let html = TrainingReport.html(
