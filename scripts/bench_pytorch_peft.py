@@ -59,33 +59,11 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 # Bootstrap (the same as make_reference.py's): run inside a python with the packages.
 # --------------------------------------------------------------------------------------
 
-REQUIRED_MODULES = ["torch", "transformers", "safetensors", "numpy", "gguf", "accelerate", "peft"]
-PIP_PACKAGES = ["torch", "transformers", "safetensors", "numpy", "gguf", "accelerate", "peft"]
-
-
-def _has_modules(python: str | None = None) -> bool:
-    if python is None:
-        return all(importlib.util.find_spec(m) is not None for m in REQUIRED_MODULES)
-    code = "import " + ", ".join(REQUIRED_MODULES)
-    return subprocess.run([python, "-c", code], capture_output=True).returncode == 0
+import refvenv  # noqa: E402  (the shared reference virtualenv)
 
 
 def ensure_reference_env() -> None:
-    if _has_modules():
-        return
-    if os.environ.get("SLD_REF_REEXECED") == "1":
-        sys.exit("bench_pytorch_peft.py: the reference venv still lacks " + ", ".join(REQUIRED_MODULES))
-    venv = os.environ.get("SLD_REF_VENV", "/tmp/sld-ref-venv")
-    python = os.path.join(venv, "bin", "python")
-    if not os.path.exists(python):
-        print(f"creating the reference virtualenv {venv}", file=sys.stderr)
-        subprocess.check_call(["python3", "-m", "venv", venv])
-    if not _has_modules(python):
-        print(f"installing {' '.join(PIP_PACKAGES)} into {venv} (takes a few minutes)", file=sys.stderr)
-        subprocess.check_call([python, "-m", "pip", "install", "--upgrade", "pip"], stdout=sys.stderr)
-        subprocess.check_call([python, "-m", "pip", "install", *PIP_PACKAGES], stdout=sys.stderr)
-    env = dict(os.environ, SLD_REF_REEXECED="1")
-    os.execve(python, [python, os.path.abspath(__file__), *sys.argv[1:]], env)
+    refvenv.ensure(__file__)
 
 
 ensure_reference_env()

@@ -10,21 +10,12 @@ dependency.
 import argparse
 import json
 import os
-import subprocess
-import sys
 
-VENV = os.environ.get("SLD_REF_VENV", "/tmp/sld-ref-venv")
+import refvenv
 
 
 def main():
-    try:
-        import torch  # noqa: F401
-        import peft  # noqa: F401
-    except ImportError:
-        python = os.path.join(VENV, "bin", "python")
-        if not os.path.exists(python):
-            sys.exit(f"run scripts/make_reference.py once to create {VENV}, or set SLD_REF_VENV")
-        os.execv(python, [python] + sys.argv)
+    refvenv.ensure(__file__)
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
