@@ -107,12 +107,7 @@ enum Dequantize {
         var out = dst + b * 256
         var scaleIndex = 0
         for _ in 0..<4 {
-          let (sc1, m1) = scaleMinK4(scaleIndex, scales)
-          let (sc2, m2) = scaleMinK4(scaleIndex + 1, scales)
-          let d1 = d * Float(sc1)
-          let min1 = dmin * Float(m1)
-          let d2 = d * Float(sc2)
-          let min2 = dmin * Float(m2)
+          let (d1, min1, d2, min2) = subBlockScales(scaleIndex, scales, d: d, dmin: dmin)
           for l in 0..<32 { out[l] = d1 * Float(q.load(fromByteOffset: l, as: UInt8.self) & 0x0F) - min1 }
           for l in 0..<32 { out[32 + l] = d2 * Float(q.load(fromByteOffset: l, as: UInt8.self) >> 4) - min2 }
           q += 32
@@ -133,12 +128,7 @@ enum Dequantize {
         var u1: UInt8 = 1
         var u2: UInt8 = 2
         for _ in 0..<4 {
-          let (sc1, m1) = scaleMinK4(scaleIndex, scales)
-          let (sc2, m2) = scaleMinK4(scaleIndex + 1, scales)
-          let d1 = d * Float(sc1)
-          let min1 = dmin * Float(m1)
-          let d2 = d * Float(sc2)
-          let min2 = dmin * Float(m2)
+          let (d1, min1, d2, min2) = subBlockScales(scaleIndex, scales, d: d, dmin: dmin)
           for l in 0..<32 {
             let low = ql.load(fromByteOffset: l, as: UInt8.self) & 0x0F
             let high: UInt8 = qh.load(fromByteOffset: l, as: UInt8.self) & u1 != 0 ? 16 : 0
@@ -189,6 +179,16 @@ enum Dequantize {
         }
       }
     }
+  }
+
+  /// Scales and minimums of the two 32-element sub-blocks `j` and `j + 1` of a Q4_K/Q5_K block.
+  @inline(__always)
+  private static func subBlockScales(_ j: Int, _ scales: UnsafeRawPointer, d: Float, dmin: Float) -> (
+    Float, Float, Float, Float
+  ) {
+    let (sc1, m1) = scaleMinK4(j, scales)
+    let (sc2, m2) = scaleMinK4(j + 1, scales)
+    return (d * Float(sc1), dmin * Float(m1), d * Float(sc2), dmin * Float(m2))
   }
 
   /// ggml's `get_scale_min_k4`: the 6-bit scale and min of sub-block `j` of a Q4_K/Q5_K block.
