@@ -41,6 +41,10 @@ public final class LlamaActivations: @unchecked Sendable {
   public let batch: Int
   public let length: Int
   public let keepForBackward: Bool
+  /// Activation checkpointing: only each layer's input is kept; the backward pass reruns a
+  /// layer's forward into one shared set of buffers just before its backward (one more
+  /// forward pass of compute for a fraction of the memory).
+  public let checkpointed: Bool
   /// The adapter whose low-rank products these buffers hold, if any.
   public let adapter: LoRAAdapter?
   let layerBuffers: [Layer]
@@ -64,19 +68,21 @@ public final class LlamaActivations: @unchecked Sendable {
   ///   time); nil allocates them.
   public init(
     config c: LlamaConfig, batch: Int, length: Int, keepForBackward: Bool, keys: Int? = nil,
-    adapter: LoRAAdapter? = nil, arena: TensorArena? = nil
+    adapter: LoRAAdapter? = nil, arena: TensorArena? = nil, checkpointed: Bool = false
   ) {
+    self.checkpointed = keepForBackward && checkpointed
+    let perLayer = keepForBackward && !checkpointed
     let allocate: ([Int]) -> Tensor = { shape in arena?.tensor(shape) ?? Tensor(zeros: shape) }
     self.batch = batch
     self.length = length
     self.keepForBackward = keepForBackward
     self.adapter = adapter
     let n = batch * length
-    layerBuffers = (0..<(keepForBackward ? c.layers : 1)).map { l in
+    layerBuffers = (0..<(perLayer ? c.layers : 1)).map { l in
       var lora: [LoRATarget: Tensor] = [:]
       for target in LoRATarget.allCases {
         // Without keepForBackward one buffer serves every layer: size it for the largest rank.
-        let ranks = (keepForBackward ? [l] : Array(0..<c.layers)).compactMap {
+        let ranks = (perLayer ? [l] : Array(0..<c.layers)).compactMap {
           adapter?.module(layer: $0, target: target)?.rank
         }
         if let rank = ranks.max() { lora[target] = allocate([n, rank]) }
@@ -93,7 +99,7 @@ public final class LlamaActivations: @unchecked Sendable {
     finalRMS = allocate([n])
   }
 
-  public func layer(_ l: Int) -> Layer { layerBuffers[keepForBackward ? l : 0] }
+  public func layer(_ l: Int) -> Layer { layerBuffers[layerBuffers.count > 1 ? l : 0] }
   public func hidden(_ l: Int) -> Tensor { hiddenStates[keepForBackward ? l : l % 2] }
 }
 

@@ -88,6 +88,11 @@ extension LlamaModel {
     // Gradients flow down only as far as the lowest adapted layer: nothing below it trains,
     // and that layer's own input gradient would feed nothing.
     for l in stride(from: c.layers - 1, through: lowest, by: -1) {
+      if a.checkpointed {
+        // Rebuild this layer's buffers from its kept input (same ops, same dropout seeds, so
+        // the same values as the first pass; hidden(l + 1) is rewritten with what it held).
+        forwardLayer(l, a, cache: nil, start: 0, positions: positions)
+      }
       let w = weights.layers[l]
       let x = a.hidden(l)
       let act = a.layer(l)

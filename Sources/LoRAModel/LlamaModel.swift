@@ -47,71 +47,81 @@ public final class LlamaModel: @unchecked Sendable {
     let eps = Float(c.rmsNormEps)
 
     Embedding.forward(a.hidden(0), table: weights.embedding, ids: tokens)
-    for (l, w) in weights.layers.enumerated() {
-      let x = a.hidden(l)
-      let out = a.hidden(l + 1)
-      let act = a.layer(l)
-
-      // Attention block.
-      RMSNorm.forward(a.normed, reciprocalRMS: act.attentionRMS, x, weight: w.attentionNorm, eps: eps)
-      project(act.q, a.normed, w.q, w.qBias, l, .q, a)
-      rope.forward(act.q, heads: c.heads, positions: positions)
-      let keys: Tensor
-      let values: Tensor
-      let keyStride: Int
-      if let cache {
-        keys = cache.keys[l]
-        values = cache.values[l]
-        keyStride = cache.capacity
-        let rowWidth = c.kvHeads * c.headSize
-        for b in 0..<batch {
-          let rows = a.normed.view(offset: b * length * c.hiddenSize, shape: [length, c.hiddenSize])
-          let offset = (b * cache.capacity + start) * rowWidth
-          let kRows = keys.view(offset: offset, shape: [length, rowWidth])
-          let vRows = values.view(offset: offset, shape: [length, rowWidth])
-          Linear.forward(kRows, rows, weight: w.k, bias: w.kBias)
-          Linear.forward(vRows, rows, weight: w.v, bias: w.vBias)
-          if let adapter = a.adapter {
-            for (target, destination) in [(LoRATarget.k, kRows), (.v, vRows)] {
-              guard let m = adapter.module(layer: l, target: target), let u = act.lora[target] else {
-                continue
-              }
-              let uRows = u.view(offset: b * length * m.rank, shape: [length, m.rank])
-              LowRank.forward(destination, u: uRows, x: rows, a: m.a, b: m.b, scale: m.scale)
-            }
-          }
-          rope.forward(kRows, heads: c.kvHeads, positions: Array(start..<start + length))
-        }
-      } else {
-        project(act.k, a.normed, w.k, w.kBias, l, .k, a)
-        project(act.v, a.normed, w.v, w.vBias, l, .v, a)
-        rope.forward(act.k, heads: c.kvHeads, positions: positions)
-        keys = act.k
-        values = act.v
-        keyStride = length
-      }
-      Attention.forward(
-        act.attentionOut, q: act.q, k: keys, v: values, scratch: a.attentionScratch, batch: batch,
-        queryLength: length, keyLength: start + length, keyStride: keyStride, heads: c.heads,
-        kvHeads: c.kvHeads,
-        headSize: c.headSize)
-      // afterAttention = x + attentionOut · Woᵀ (+ LoRA)
-      act.afterAttention.copy(from: x)
-      project(act.afterAttention, act.attentionOut, w.o, nil, l, .o, a, accumulate: true)
-
-      // MLP block.
-      RMSNorm.forward(a.normed, reciprocalRMS: act.mlpRMS, act.afterAttention, weight: w.mlpNorm, eps: eps)
-      project(act.gate, a.normed, w.gate, nil, l, .gate, a)
-      project(act.up, a.normed, w.up, nil, l, .up, a)
-      SwiGLU.forward(a.activation, gate: act.gate, up: act.up)
-      // out = afterAttention + activation · Wdownᵀ (+ LoRA)
-      out.copy(from: act.afterAttention)
-      project(out, a.activation, w.down, nil, l, .down, a, accumulate: true)
+    for l in 0..<c.layers {
+      forwardLayer(l, a, cache: cache, start: start, positions: positions)
     }
     if let cache { cache.length += length }
     RMSNorm.forward(
       a.finalNormed, reciprocalRMS: a.finalRMS, a.hidden(c.layers), weight: weights.finalNorm, eps: eps)
     return a.finalNormed
+  }
+
+  /// Layer l of the forward pass: reads `a.hidden(l)`, writes `a.hidden(l + 1)` and the
+  /// layer's kept buffers. Also the recomputation step of activation checkpointing.
+  func forwardLayer(_ l: Int, _ a: LlamaActivations, cache: KVCache?, start: Int, positions: [Int]) {
+    let c = config
+    let (batch, length) = (a.batch, a.length)
+    let eps = Float(c.rmsNormEps)
+    let w = weights.layers[l]
+    let x = a.hidden(l)
+    let out = a.hidden(l + 1)
+    let act = a.layer(l)
+
+    // Attention block.
+    RMSNorm.forward(a.normed, reciprocalRMS: act.attentionRMS, x, weight: w.attentionNorm, eps: eps)
+    project(act.q, a.normed, w.q, w.qBias, l, .q, a)
+    rope.forward(act.q, heads: c.heads, positions: positions)
+    let keys: Tensor
+    let values: Tensor
+    let keyStride: Int
+    if let cache {
+      keys = cache.keys[l]
+      values = cache.values[l]
+      keyStride = cache.capacity
+      let rowWidth = c.kvHeads * c.headSize
+      for b in 0..<batch {
+        let rows = a.normed.view(offset: b * length * c.hiddenSize, shape: [length, c.hiddenSize])
+        let offset = (b * cache.capacity + start) * rowWidth
+        let kRows = keys.view(offset: offset, shape: [length, rowWidth])
+        let vRows = values.view(offset: offset, shape: [length, rowWidth])
+        Linear.forward(kRows, rows, weight: w.k, bias: w.kBias)
+        Linear.forward(vRows, rows, weight: w.v, bias: w.vBias)
+        if let adapter = a.adapter {
+          for (target, destination) in [(LoRATarget.k, kRows), (.v, vRows)] {
+            guard let m = adapter.module(layer: l, target: target), let u = act.lora[target] else {
+              continue
+            }
+            let uRows = u.view(offset: b * length * m.rank, shape: [length, m.rank])
+            LowRank.forward(destination, u: uRows, x: rows, a: m.a, b: m.b, scale: m.scale)
+          }
+        }
+        rope.forward(kRows, heads: c.kvHeads, positions: Array(start..<start + length))
+      }
+    } else {
+      project(act.k, a.normed, w.k, w.kBias, l, .k, a)
+      project(act.v, a.normed, w.v, w.vBias, l, .v, a)
+      rope.forward(act.k, heads: c.kvHeads, positions: positions)
+      keys = act.k
+      values = act.v
+      keyStride = length
+    }
+    Attention.forward(
+      act.attentionOut, q: act.q, k: keys, v: values, scratch: a.attentionScratch, batch: batch,
+      queryLength: length, keyLength: start + length, keyStride: keyStride, heads: c.heads,
+      kvHeads: c.kvHeads,
+      headSize: c.headSize)
+    // afterAttention = x + attentionOut · Woᵀ (+ LoRA)
+    act.afterAttention.copy(from: x)
+    project(act.afterAttention, act.attentionOut, w.o, nil, l, .o, a, accumulate: true)
+
+    // MLP block.
+    RMSNorm.forward(a.normed, reciprocalRMS: act.mlpRMS, act.afterAttention, weight: w.mlpNorm, eps: eps)
+    project(act.gate, a.normed, w.gate, nil, l, .gate, a)
+    project(act.up, a.normed, w.up, nil, l, .up, a)
+    SwiGLU.forward(a.activation, gate: act.gate, up: act.up)
+    // out = afterAttention + activation · Wdownᵀ (+ LoRA)
+    out.copy(from: act.afterAttention)
+    project(out, a.activation, w.down, nil, l, .down, a, accumulate: true)
   }
 
   /// Output-head logits of hidden rows.

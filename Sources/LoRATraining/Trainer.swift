@@ -125,7 +125,7 @@ public final class Trainer {
     let made = (
       LlamaActivations(
         config: model.config, batch: batch, length: length, keepForBackward: true, adapter: adapter,
-        arena: arena),
+        arena: arena, checkpointed: options.checkpointActivations),
       LlamaGradients(
         config: model.config, batch: batch, length: length, maxRank: adapter.modules.map(\.rank).max() ?? 1,
         arena: arena)

@@ -17,12 +17,16 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
   /// Validation loss every this many updates (0: only at the end).
   public var evaluateEvery: Int
   public var shuffle: Bool
+  /// Keep only each layer's input and recompute the rest during the backward pass.
+  public var checkpointActivations: Bool
 
   public init(
     steps: Int = 100, batchSize: Int = 8, microBatch: Int = 4, learningRate: Double = 2e-4,
     schedule: LearningRateSchedule.Kind = .cosine, warmupSteps: Int = 0, adamW: AdamW.Options = .init(),
-    maxGradientNorm: Double = 1, seed: UInt64 = 0, evaluateEvery: Int = 0, shuffle: Bool = true
+    maxGradientNorm: Double = 1, seed: UInt64 = 0, evaluateEvery: Int = 0, shuffle: Bool = true,
+    checkpointActivations: Bool = false
   ) {
+    self.checkpointActivations = checkpointActivations
     self.steps = steps
     self.batchSize = batchSize
     self.microBatch = microBatch

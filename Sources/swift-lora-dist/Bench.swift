@@ -29,6 +29,10 @@ struct Bench: ParsableCommand {
   @Option(help: "BLAS threads (default: OPENBLAS_NUM_THREADS or all cores).") var threads: Int?
   @Option(help: "Timed steps.") var steps = 5
   @Option(help: "Untimed warm-up steps.") var warmup = 1
+  @Flag(
+    name: .customLong("checkpoint-activations"),
+    help: "Recompute activations layer by layer in the backward pass.")
+  var checkpointActivations = false
   @Flag(help: "Print one JSON object.") var json = false
 
   func validate() throws {
@@ -55,7 +59,7 @@ struct Bench: ParsableCommand {
       model: llama, adapter: adapter, train: examples, validation: [],
       options: TrainingOptions(
         steps: warmup + steps, batchSize: batch, microBatch: batch, learningRate: 1e-4, schedule: .constant,
-        shuffle: false),
+        shuffle: false, checkpointActivations: checkpointActivations),
       padID: 0)
     for _ in 0..<warmup { _ = try trainer.update() }
     var seconds = 0.0

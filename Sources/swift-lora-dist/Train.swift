@@ -71,6 +71,12 @@ struct Train: ParsableCommand {
   var evalEvery: Int?
   @Option(help: "BLAS threads (default: OPENBLAS_NUM_THREADS or all cores).") var threads: Int?
   @Flag(help: "Replace an adapter already in the output folder.") var overwrite = false
+  @Flag(
+    name: .customLong("checkpoint-activations"),
+    help:
+      "Keep only each layer's input; recompute the rest in the backward pass (less memory, ~1/3 more compute)."
+  )
+  var checkpointActivations = false
   @Flag(help: "Progress as JSON lines even on a terminal.") var json = false
 
   /// The flags as a configuration (unset flags are nil).
@@ -109,6 +115,7 @@ struct Train: ParsableCommand {
     c.evalEvery = evalEvery
     c.threads = threads
     c.overwrite = overwrite ? true : nil
+    c.checkpointActivations = checkpointActivations ? true : nil
     return c
   }
 

@@ -43,6 +43,7 @@ struct TrainConfiguration: Codable, Equatable {
   var evalEvery: Int?
   var threads: Int?
   var overwrite: Bool?
+  var checkpointActivations: Bool?
 
   /// The file's keys: the flags' names in snake_case.
   enum CodingKeys: String, CodingKey {
@@ -63,6 +64,7 @@ struct TrainConfiguration: Codable, Equatable {
     case weightDecay = "weight_decay"
     case maxGradNorm = "max_grad_norm"
     case evalEvery = "eval_every"
+    case checkpointActivations = "checkpoint_activations"
   }
 
   /// The keys a file may use.
@@ -74,6 +76,7 @@ struct TrainConfiguration: Codable, Equatable {
     "alpha_pattern", "init_weights", "lr", "schedule", "warmup", "steps", "epochs", "batch_size",
     "micro_batch",
     "weight_decay", "beta1", "beta2", "eps", "max_grad_norm", "seed", "eval_every", "threads", "overwrite",
+    "checkpoint_activations",
   ]
 
   /// Reads a YAML file; unknown keys and wrong types fail with the file, line and key.

@@ -71,7 +71,8 @@ struct TrainingRun {
       adamW: .init(
         beta1: s.beta1 ?? 0.9, beta2: s.beta2 ?? 0.999, eps: s.eps ?? 1e-8,
         weightDecay: s.weightDecay ?? 0.01),
-      maxGradientNorm: s.maxGradNorm ?? 1, seed: s.seed ?? 0, evaluateEvery: s.evalEvery ?? 0)
+      maxGradientNorm: s.maxGradNorm ?? 1, seed: s.seed ?? 0, evaluateEvery: s.evalEvery ?? 0,
+      checkpointActivations: s.checkpointActivations ?? false)
     try options.validate()
     let names = ["adapter_config.json", "adapter_model.safetensors", "metrics.jsonl"]
     if !(s.overwrite ?? false),

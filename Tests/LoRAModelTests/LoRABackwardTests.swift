@@ -126,3 +126,34 @@ import Testing
     #expect(LoRAConfig(r: 4, loraAlpha: 8, useRslora: true).scale(rank: 4, alpha: 8) == 4)
   }
 }
+
+@Suite struct CheckpointingTests {
+  @Test(arguments: [0.0, 0.2])
+  func recomputedLayersGiveTheSameGradients(dropout: Double) throws {
+    let (model, _) = try LlamaModel.load(path: Fixtures.path("tiny-qwen2"))
+    let adapter = try LoRAAdapter(
+      config: LoRAConfig(r: 2, loraAlpha: 4, loraDropout: dropout, targetModules: ["all-linear"]),
+      model: model.config,
+      seed: 5)
+    var random = SeededRandom(seed: 9)
+    for m in adapter.modules { for i in 0..<m.b.count { m.b[i] = random.nextUnitFloat() - 0.5 } }
+    let tokens: [Int32] = (0..<14).map { _ in Int32(random.next() % 96) }
+    let targets: [Int32] = tokens.dropFirst().map { $0 } + [-1]
+    var results: [[Float]] = []
+    var losses: [Double] = []
+    for checkpointed in [false, true] {
+      let a = LlamaActivations(
+        config: model.config, batch: 2, length: 7, keepForBackward: true, adapter: adapter,
+        checkpointed: checkpointed)
+      a.dropoutSeed = 11
+      let g = LlamaGradients(config: model.config, batch: 2, length: 7, maxRank: 2)
+      model.forward(tokens: tokens, activations: a)
+      adapter.gradients.zero()
+      losses.append(
+        model.backward(targets: targets, activations: a, gradients: g, gradientScale: 0.1).lossSum)
+      results.append(adapter.gradients.values)
+    }
+    #expect(losses[0] == losses[1])
+    #expect(results[0] == results[1])
+  }
+}
