@@ -15,11 +15,15 @@ struct Generate: ParsableCommand {
       Examples:
         swift-lora-dist generate --model model.gguf --prompt "The capital of France is"
         swift-lora-dist generate --model model.gguf --chat "Name three rivers." --max-tokens 64
+        swift-lora-dist generate --model model.gguf --adapter out/arithmetic --prompt "What is 12 plus 30?"
         swift-lora-dist generate --model ./SmolLM2-folder --prompt "Once" --temperature 0.8 --top-p 0.9 --seed 7
       """)
 
   @Option(help: "A GGUF file or a Hugging Face folder.")
   var model: String
+
+  @Option(help: "A PEFT adapter folder (from train or PEFT) to apply on the base.")
+  var adapter: String?
 
   @Option(help: "Text to continue, as is.")
   var prompt: String?
@@ -85,7 +89,9 @@ struct Generate: ParsableCommand {
       text = prompt ?? ""
     }
     let ids = tokenizer.encode(text)
-    let generator = Generator(model: llama, capacity: min(llama.config.contextLength, ids.count + maxTokens))
+    let lora = try adapter.map { try LoRAAdapter.loadPEFT(from: $0, model: llama.config) }
+    let generator = Generator(
+      model: llama, capacity: min(llama.config.contextLength, ids.count + maxTokens), adapter: lora)
     var sampler = Sampler(temperature: temperature, topP: topP, seed: seed)
     var output: [Int32] = []
     var pending: [UInt8] = []

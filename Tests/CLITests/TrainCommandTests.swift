@@ -69,6 +69,14 @@ import Testing
     let result = try JSONDecoder().decode(EvalResult.self, from: Data(eval.output.utf8))
     #expect(result.examples == 8 && result.loss.isFinite && result.tokens > 0)
 
+    // generate applies it too.
+    let generated = try CommandRunner.run([
+      "generate", "--model", Self.model, "--adapter", folder.path + "/run", "--prompt", "What is 3 plus 3?",
+      "--max-tokens", "3", "--json",
+    ])
+    #expect(generated.status == 0, "\(generated.errors)")
+    #expect(try JSONDecoder().decode(GenerateResult.self, from: Data(generated.output.utf8)).ids.count >= 1)
+
     // A second run into the same folder is refused.
     let again = try train("run")
     #expect(
