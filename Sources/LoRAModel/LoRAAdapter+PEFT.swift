@@ -2,6 +2,10 @@ import Foundation
 import LoRAFormats
 import LoRAKernels
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// PEFT's adapter folder: `adapter_config.json` + `adapter_model.safetensors`, with PEFT's
 /// key names (`base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight`) and shapes
 /// (A [R, IN], B [OUT, R]), so `PeftModel.from_pretrained` loads what we save and we load
@@ -50,11 +54,11 @@ extension LoRAAdapter {
         return
       }
       for name in names {
-        let destination = target.appendingPathComponent(name)
-        if files.fileExists(atPath: destination.path) {
-          _ = try files.replaceItemAt(destination, withItemAt: staging.appendingPathComponent(name))
-        } else {
-          try files.moveItem(at: staging.appendingPathComponent(name), to: destination)
+        // rename(2) replaces an existing file atomically: readers see the old or the new one.
+        let from = staging.appendingPathComponent(name).path
+        let to = target.appendingPathComponent(name).path
+        guard rename(from, to) == 0 else {
+          throw PEFTError("cannot move \(name) into \(target.path): \(String(cString: strerror(errno)))")
         }
       }
       try? files.removeItem(at: staging)

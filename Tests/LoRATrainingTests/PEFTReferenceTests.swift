@@ -123,6 +123,14 @@ import Testing
     #expect(again.parameters.values == s.adapter.parameters.values)
     #expect(again.modules.map(\.scale) == s.adapter.modules.map(\.scale))
     #expect(throws: LoRAAdapter.PEFTError.self) { try s.adapter.savePEFT(to: folder, baseModel: "tiny-tied") }
+    // Overwriting replaces both files and keeps other files of the folder.
+    try Data("{}".utf8).write(to: URL(fileURLWithPath: folder + "/metrics.jsonl"))
+    s.adapter.parameters[0] += 1
+    try s.adapter.savePEFT(to: folder, baseModel: "tiny-tied", overwrite: true)
+    try s.adapter.savePEFT(to: folder, baseModel: "tiny-tied", overwrite: true)
+    let replaced = try LoRAAdapter.loadPEFT(from: folder, model: s.model.config)
+    #expect(replaced.parameters.values == s.adapter.parameters.values)
+    #expect(FileManager.default.fileExists(atPath: folder + "/metrics.jsonl"))
     let leftovers = try FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory())
       .filter { $0.contains(".partial-") && $0.contains((folder as NSString).lastPathComponent) }
     #expect(leftovers.isEmpty)
