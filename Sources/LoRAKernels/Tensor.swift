@@ -108,11 +108,6 @@ public final class Tensor: @unchecked Sendable {
     base.update(from: source.base, count: count)
   }
 
-  /// Read-only access to the elements (for kernels and the C-facing files).
-  package func withUnsafeBufferPointer<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
-    try body(UnsafeBufferPointer(start: base, count: count))
-  }
-
   /// Mutable access to the elements (for kernels and the C-facing files).
   package func withUnsafeMutableBufferPointer<R>(_ body: (UnsafeMutableBufferPointer<Float>) throws -> R)
     rethrows -> R

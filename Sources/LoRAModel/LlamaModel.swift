@@ -150,8 +150,10 @@ public final class LlamaModel: @unchecked Sendable {
       let u = a.layer(layer).lora[target]
     else { return }
     let input = droppedInput(x, m, a)
-    LowRank.forward(
-      out, u: u.view(offset: 0, shape: [x.shape[0], m.rank]), x: input, a: m.a, b: m.b, scale: m.scale)
+    // Kept activations hold exactly [N, R]; a shared inference buffer is sized for the largest rank.
+    let rows = x.shape[0]
+    let uRows = u.shape == [rows, m.rank] ? u : u.view(offset: 0, shape: [rows, m.rank])
+    LowRank.forward(out, u: uRows, x: input, a: m.a, b: m.b, scale: m.scale)
   }
 
   /// x itself, or x after this module's dropout mask (regenerated from the pass's seed).

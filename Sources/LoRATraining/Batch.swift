@@ -12,6 +12,13 @@ public struct Batch: Sendable, Equatable {
   /// The number of targets that are not -1.
   public let trainedCount: Int
 
+  /// The row length batches of examples up to `length` tokens are padded to: a multiple of
+  /// 32, at most `longest` (the longest example of the run), so a run needs few distinct
+  /// buffer shapes.
+  public static func bucketLength(_ length: Int, longest: Int) -> Int {
+    min(longest, (length + 31) / 32 * 32)
+  }
+
   /// Lays out `examples` as rows of `length` tokens (nil: the longest example's length);
   /// longer examples are cut to `length`.
   public init(examples: [Example], length: Int?, padID: Int32) {

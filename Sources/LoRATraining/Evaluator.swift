@@ -30,13 +30,14 @@ public final class Evaluator {
   /// Mean loss over every trained token of `examples` (NaN when none is trained) and the count.
   public func meanLoss(of examples: [Example]) -> (loss: Double, tokens: Int) {
     let longest = examples.map(\.tokens.count).max() ?? 1
-    _ = activations(length: bucket(longest, longest))  // largest first: the rest fit its arena
+    _ = activations(length: Batch.bucketLength(longest, longest: longest))  // largest first: the rest fit its arena
     var lossSum = 0.0
     var count = 0
     for start in stride(from: 0, to: examples.count, by: microBatch) {
       let chunk = Array(examples[start..<min(start + microBatch, examples.count)])
       let batch = Batch(
-        examples: chunk, length: bucket(chunk.map(\.tokens.count).max() ?? 1, longest), padID: padID)
+        examples: chunk, length: Batch.bucketLength(chunk.map(\.tokens.count).max() ?? 1, longest: longest),
+        padID: padID)
       let a = activations(length: batch.length)
       // A last, smaller chunk is padded with empty rows so the buffers fit.
       let rows = microBatch - batch.batch
@@ -88,8 +89,6 @@ public final class Evaluator {
         correct: expected == generated)
     }
   }
-
-  func bucket(_ length: Int, _ longest: Int) -> Int { min(longest, (length + 31) / 32 * 32) }
 
   private func activations(length: Int) -> LlamaActivations {
     if let existing = buffers[length] { return existing }

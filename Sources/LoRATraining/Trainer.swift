@@ -114,9 +114,7 @@ public final class Trainer {
     evaluator.meanLoss(of: validation)
   }
 
-  /// Sequence lengths round up to a multiple of 32 (at most the longest example), so few
-  /// buffer sets serve every batch.
-  func bucket(_ length: Int) -> Int { min(longest, (length + 31) / 32 * 32) }
+  func bucket(_ length: Int) -> Int { Batch.bucketLength(length, longest: longest) }
 
   private func buffersFor(batch: Int, length: Int) -> (LlamaActivations, LlamaGradients) {
     let key = batch << 32 | length
