@@ -10,6 +10,7 @@ let package = Package(
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
   ],
   targets: [
     // System libraries: one module map and shim header each, found through pkg-config.
@@ -30,11 +31,16 @@ let package = Package(
     // Llama-family configuration, frozen weights and the forward pass.
     .target(name: "LoRAModel", dependencies: ["LoRAKernels", "LoRAFormats"]),
     // Data, batching, optimizer, schedules and the training loop.
-    .target(name: "LoRATraining", dependencies: ["LoRAKernels", "LoRAFormats", "LoRAModel"]),
+    .target(
+      name: "LoRATraining", dependencies: ["LoRAKernels", "LoRAFormats", "LoRAModel", "LoRACheckpoint"]),
     // Communicators: MPI, local thread-ranks, and the checks every backend must pass.
     .target(name: "LoRAComm", dependencies: ["LoRAKernels", "CMPI"]),
-    // The LZ4 checkpoint format and its exports.
-    .target(name: "LoRACheckpoint", dependencies: ["CLZ4"]),
+    // The LZ4 checkpoint format, base fingerprints, and the ways out: PEFT, GGUF LoRA, merged models.
+    .target(
+      name: "LoRACheckpoint",
+      dependencies: [
+        "CLZ4", "LoRAKernels", "LoRAFormats", "LoRAModel", .product(name: "Crypto", package: "swift-crypto"),
+      ]),
 
     .executableTarget(
       name: "swift-lora-dist",
@@ -53,7 +59,8 @@ let package = Package(
       name: "LoRAFormatsTests", dependencies: ["LoRAFormats"], resources: [.copy("Fixtures")]),
     .testTarget(
       name: "LoRAModelTests", dependencies: ["LoRAModel", "LoRAFormats"], resources: [.copy("Fixtures")]),
-    .testTarget(name: "LoRACheckpointTests", dependencies: ["LoRACheckpoint"]),
+    .testTarget(
+      name: "LoRACheckpointTests", dependencies: ["LoRACheckpoint", "LoRAModel", "LoRAFormats", "LoRAKernels"]),
     .testTarget(name: "CLITests", dependencies: ["swift-lora-dist", "LoRAComm"]),
   ]
 )
