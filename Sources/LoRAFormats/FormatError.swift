@@ -8,6 +8,8 @@ public enum FormatError: Error, Equatable, CustomStringConvertible {
   case invalid(file: String, message: String)
   /// A valid file using something this reader does not support.
   case unsupported(file: String, message: String)
+  /// The file could not be written (`reason` is the system's, or what was refused).
+  case unwritable(file: String, reason: String)
 
   public var description: String {
     switch self {
@@ -16,6 +18,7 @@ public enum FormatError: Error, Equatable, CustomStringConvertible {
       return "\(file): truncated: the file ends inside \(what) (at byte \(offset))"
     case .invalid(let file, let message): return "\(file): \(message)"
     case .unsupported(let file, let message): return "\(file): unsupported: \(message)"
+    case .unwritable(let file, let reason): return "\(file): cannot write: \(reason)"
     }
   }
 }
