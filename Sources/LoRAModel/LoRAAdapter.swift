@@ -16,6 +16,8 @@ public final class LoRAAdapter: @unchecked Sendable {
     public let scale: Float
     public let inFeatures: Int
     public let outFeatures: Int
+    /// Where A starts in `parameters` (B follows it).
+    public let offset: Int
     /// [R, IN] and [OUT, R], views into `parameters` / `gradients`.
     public let a: Tensor
     public let b: Tensor
@@ -80,6 +82,7 @@ public final class LoRAAdapter: @unchecked Sendable {
       return Module(
         layer: p.layer, target: p.target, rank: p.rank, alpha: p.alpha,
         scale: Float(config.scale(rank: p.rank, alpha: p.alpha)), inFeatures: p.in, outFeatures: p.out,
+        offset: p.offset,
         a: parameters.view(offset: p.offset, shape: [p.rank, p.in]),
         b: parameters.view(offset: p.offset + aCount, shape: [p.out, p.rank]),
         gradA: gradients.view(offset: p.offset, shape: [p.rank, p.in]),

@@ -26,9 +26,16 @@ public final class Trainer {
   private lazy var evaluator = Evaluator(
     model: model, adapter: adapter, microBatch: options.microBatch, padID: padID)
   private var buffers: [Int: (LlamaActivations, LlamaGradients)] = [:]
-  /// Updates taken so far.
-  public private(set) var step = 0
+  /// Updates taken so far (counting those before a resume).
+  public internal(set) var step = 0
+  /// Tokens of all updates so far, and how many of them were trained on.
+  public internal(set) var tokensSeen = 0
+  public internal(set) var trainedTokensSeen = 0
+  /// The loss of the latest update.
+  public internal(set) var lastLoss: Double?
+  /// Time and count of the updates this process ran (for the ETA).
   private var secondsSoFar = 0.0
+  private var updatesTimed = 0
 
   public init(
     model: LlamaModel, adapter: LoRAAdapter, train: [Example], validation: [Example],
@@ -62,9 +69,15 @@ public final class Trainer {
   /// Floats of activation and gradient memory the run uses.
   public var bufferFloats: Int { arena.capacity }
 
-  /// Runs updates until `options.steps` (or `until`), reporting each, and the validation
-  /// loss every `options.evaluateEvery` updates and after the last.
-  public func run(until last: Int? = nil, onEvent: (TrainingEvent) -> Void) throws {
+  /// Runs updates until `options.steps` (or `until`), reporting each, the validation loss
+  /// every `options.evaluateEvery` updates and after the last, and — with `checkpoints` —
+  /// a checkpoint every `checkpoints.every` updates and after the last.
+  ///
+  /// - Throws: the first error of an update or of writing a checkpoint; training stops
+  ///   there and earlier checkpoints stay as they were.
+  public func run(
+    until last: Int? = nil, checkpoints: Checkpointing? = nil, onEvent: (TrainingEvent) -> Void
+  ) throws {
     let end = min(last ?? options.steps, options.steps)
     while step < end {
       onEvent(.step(try update()))
@@ -72,6 +85,9 @@ public final class Trainer {
       if !validation.isEmpty && (due || step == options.steps) {
         let (loss, tokens) = validationLoss()
         onEvent(.validation(step: step, loss: loss, tokens: tokens))
+      }
+      if let checkpoints, (checkpoints.every > 0 && step % checkpoints.every == 0) || step == end {
+        onEvent(.checkpoint(try saveCheckpoint(checkpoints)))
       }
     }
   }
@@ -100,13 +116,18 @@ public final class Trainer {
     let rate = schedule.rate(step: step)
     optimizer.update(parameters: adapter.parameters, gradients: adapter.gradients, lr: rate)
     step += 1
+    tokensSeen += tokens
+    trainedTokensSeen += trainedTotal
+    let loss = lossSum / Double(max(trainedTotal, 1))
+    lastLoss = loss
     let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
     secondsSoFar += seconds
+    updatesTimed += 1
     return StepMetrics(
-      step: step, totalSteps: options.steps, loss: lossSum / Double(max(trainedTotal, 1)), learningRate: rate,
+      step: step, totalSteps: options.steps, loss: loss, learningRate: rate,
       gradientNorm: norm, tokens: tokens, trainedTokens: trainedTotal, seconds: seconds,
       tokensPerSecond: Double(tokens) / seconds, epoch: sampler.epoch(step: step),
-      etaSeconds: secondsSoFar / Double(step) * Double(options.steps - step))
+      etaSeconds: secondsSoFar / Double(updatesTimed) * Double(options.steps - step))
   }
 
   /// Mean loss over the validation set (no gradients), and its trained-token count.

@@ -1,3 +1,5 @@
+import LoRACheckpoint
+
 /// One update's figures, as the metrics file records them.
 public struct StepMetrics: Codable, Equatable, Sendable {
   /// 1-based update number.
@@ -17,6 +19,23 @@ public struct StepMetrics: Codable, Equatable, Sendable {
   public var epoch: Double
   /// Seconds left at the average pace so far.
   public var etaSeconds: Double
+
+  public init(
+    step: Int, totalSteps: Int, loss: Double, learningRate: Double, gradientNorm: Double, tokens: Int,
+    trainedTokens: Int, seconds: Double, tokensPerSecond: Double, epoch: Double, etaSeconds: Double
+  ) {
+    self.step = step
+    self.totalSteps = totalSteps
+    self.loss = loss
+    self.learningRate = learningRate
+    self.gradientNorm = gradientNorm
+    self.tokens = tokens
+    self.trainedTokens = trainedTokens
+    self.seconds = seconds
+    self.tokensPerSecond = tokensPerSecond
+    self.epoch = epoch
+    self.etaSeconds = etaSeconds
+  }
 }
 
 /// What the trainer reports while it runs; the CLI renders these (progress on a terminal,
@@ -25,4 +44,6 @@ public enum TrainingEvent: Sendable {
   case step(StepMetrics)
   /// Mean loss over the validation set after `step` updates.
   case validation(step: Int, loss: Double, tokens: Int)
+  /// A checkpoint was written (and older ones pruned).
+  case checkpoint(CheckpointStore.Saved)
 }

@@ -36,6 +36,21 @@ struct Progress {
           "\r\u{1B}[Kstep \(step): validation loss \(format(loss, 4)) (perplexity \(format(exp(loss), 2)), \(tokens) tokens)"
         )
       }
+    case .checkpoint(let saved):
+      let ratio = Double(saved.rawBytes) / Double(max(saved.fileBytes, 1))
+      if jsonLines {
+        emit([
+          "event": "checkpoint", "step": saved.step, "path": saved.path, "bytes": saved.fileBytes,
+          "raw_bytes": saved.rawBytes, "delta_of": saved.deltaOf ?? NSNull(), "seconds": saved.seconds,
+          "removed": saved.removed,
+        ])
+      } else {
+        let kind = saved.deltaOf.map { "delta of \($0)" } ?? "full"
+        print(
+          "\r\u{1B}[Kstep \(saved.step): checkpoint \(URL(fileURLWithPath: saved.path).lastPathComponent) (\(kind), "
+            + "\(formatBytes(saved.fileBytes)), \(format(ratio, 2))× smaller than raw, \(format(saved.seconds * 1000, 0)) ms)"
+        )
+      }
     }
   }
 

@@ -13,11 +13,14 @@ struct Train: ParsableCommand {
       Data lines are {"text"}, {"prompt", "completion"}, {"messages": [{"role", "content"}]} \\
       (ChatML, loss on assistant turns) or {"input_ids"}. Every flag also has a key in a YAML \\
       --config file (the flag's name in snake_case; flags win). The output folder receives \\
-      adapter_config.json + adapter_model.safetensors (PEFT), metrics.jsonl and report.html.
+      adapter_config.json + adapter_model.safetensors (PEFT), metrics.jsonl, report.html and \
+      checkpoints/step-N.sldckpt (resumable, docs/checkpoint-format.md). A run that stopped \
+      continues with the same command plus --resume OUTPUT.
 
       Examples:
         swift-lora-dist train --model model.gguf --data train.jsonl --output out/my-adapter
         swift-lora-dist train --config run.yaml --steps 500
+        swift-lora-dist train --config run.yaml --resume out/my-adapter
         swift-lora-dist train --model model.gguf --data chat.jsonl --validation-fraction 0.05 \\
           --targets all-linear --rank 16 --alpha 32 --lr 1e-4 --schedule cosine --warmup 20 --output out/chat
       """)
@@ -77,6 +80,26 @@ struct Train: ParsableCommand {
       "Keep only each layer's input; recompute the rest in the backward pass (less memory, ~1/3 more compute)."
   )
   var checkpointActivations = false
+  @Option(
+    name: .customLong("checkpoint-every"),
+    help: "Write a resumable checkpoint every N updates, and after the last (default 50; 0: only at the end)."
+  )
+  var checkpointEvery: Int?
+  @Option(
+    help: "Checkpoints to keep, newest first (default 3; full checkpoints a kept delta needs stay too).")
+  var keep: Int?
+  @Option(
+    name: .customLong("full-every"),
+    help:
+      "Every Nth checkpoint is full, the others are stored as changes against it (default 4; 1: all full).")
+  var fullEvery: Int?
+  @Option(
+    help:
+      "Continue from a checkpoint file, or the newest valid one in a folder (the output folder or its checkpoints/)."
+  )
+  var resume: String?
+  @Flag(help: "Resume even if the checkpoint was trained on a base model with another fingerprint.")
+  var force = false
   @Flag(help: "Progress as JSON lines even on a terminal.") var json = false
 
   /// The flags as a configuration (unset flags are nil).
@@ -116,6 +139,11 @@ struct Train: ParsableCommand {
     c.threads = threads
     c.overwrite = overwrite ? true : nil
     c.checkpointActivations = checkpointActivations ? true : nil
+    c.checkpointEvery = checkpointEvery
+    c.keep = keep
+    c.fullEvery = fullEvery
+    c.resume = resume
+    c.force = force ? true : nil
     return c
   }
 

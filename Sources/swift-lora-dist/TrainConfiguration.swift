@@ -44,12 +44,17 @@ struct TrainConfiguration: Codable, Equatable {
   var threads: Int?
   var overwrite: Bool?
   var checkpointActivations: Bool?
+  var checkpointEvery: Int?
+  var keep: Int?
+  var fullEvery: Int?
+  var resume: String?
+  var force: Bool?
 
   /// The file's keys: the flags' names in snake_case.
   enum CodingKeys: String, CodingKey {
     case model, data, output, format, pack, targets, rank, alpha, dropout, rslora, layers, lr, schedule,
       warmup
-    case steps, epochs, beta1, beta2, eps, seed, threads, overwrite
+    case steps, epochs, beta1, beta2, eps, seed, threads, overwrite, keep, resume, force
     case validationData = "validation_data"
     case validationFraction = "validation_fraction"
     case maxSeqLen = "max_seq_len"
@@ -65,6 +70,8 @@ struct TrainConfiguration: Codable, Equatable {
     case maxGradNorm = "max_grad_norm"
     case evalEvery = "eval_every"
     case checkpointActivations = "checkpoint_activations"
+    case checkpointEvery = "checkpoint_every"
+    case fullEvery = "full_every"
   }
 
   /// The keys a file may use.
@@ -76,7 +83,7 @@ struct TrainConfiguration: Codable, Equatable {
     "alpha_pattern", "init_weights", "lr", "schedule", "warmup", "steps", "epochs", "batch_size",
     "micro_batch",
     "weight_decay", "beta1", "beta2", "eps", "max_grad_norm", "seed", "eval_every", "threads", "overwrite",
-    "checkpoint_activations",
+    "checkpoint_activations", "checkpoint_every", "keep", "full_every", "resume", "force",
   ]
 
   /// Reads a YAML file; unknown keys and wrong types fail with the file, line and key.

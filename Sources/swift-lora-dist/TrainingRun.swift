@@ -1,4 +1,5 @@
 import Foundation
+import LoRACheckpoint
 import LoRAFormats
 import LoRAKernels
 import LoRAModel
@@ -75,7 +76,16 @@ struct TrainingRun {
       checkpointActivations: s.checkpointActivations ?? false)
     try options.validate()
     let names = ["adapter_config.json", "adapter_model.safetensors", "metrics.jsonl"]
-    if !(s.overwrite ?? false),
+    if let every = s.checkpointEvery, every < 0 {
+      throw ConfigError("checkpoint-every must be 0 or more, got \(every)")
+    }
+    if let keep = s.keep, keep < 1 { throw ConfigError("keep must be at least 1, got \(keep)") }
+    if let full = s.fullEvery, full < 1 { throw ConfigError("full-every must be at least 1, got \(full)") }
+    if s.resume != nil && s.overwrite == true {
+      throw ConfigError(
+        "--resume continues the run in its output folder; it cannot be combined with --overwrite")
+    }
+    if s.resume == nil && !(s.overwrite ?? false),
       names.contains(where: {
         FileManager.default.fileExists(atPath: self.output.appendingPathComponent($0).path)
       })
@@ -109,6 +119,22 @@ struct TrainingRun {
     let padID = Int32(tokenizer.padID ?? tokenizer.eosID ?? 0)
     let trainer = try Trainer(
       model: llama, adapter: adapter, train: train, validation: validation, options: options, padID: padID)
+    let fingerprint = BaseFingerprint.of(llama, files: files)
+    var resumedFrom: String?
+    if let resume = settings.resume {
+      let (reader, skipped) = try CheckpointStore.newestValid(resume)
+      for (file, reason) in skipped {
+        FileHandle.standardError.write(Data("warning: skipping \(file): \(reason)\n".utf8))
+      }
+      try trainer.resume(from: reader, fingerprint: fingerprint, force: settings.force ?? false)
+      resumedFrom = "\(reader.path) (update \(trainer.step))"
+    }
+    let checkpoints = Trainer.Checkpointing(
+      store: try CheckpointStore(
+        folder: output.appendingPathComponent("checkpoints"), keep: settings.keep ?? 3,
+        fullEvery: settings.fullEvery ?? 4),
+      every: settings.checkpointEvery ?? 50,
+      base: .init(fingerprint: fingerprint, source: model, config: llama.config))
 
     let stats = loaded.stats
     let intro =
@@ -120,6 +146,7 @@ struct TrainingRun {
       + "adapter: r \(lora.r), alpha \(lora.loraAlpha), \(adapter.modules.count) modules, "
       + "\(grouped(adapter.parameterCount)) trainable parameters; \(options.steps) updates of \(options.batchSize) "
       + "sequences, \(BLAS.threads) BLAS thread(s) (\(BLAS.coreName))"
+      + (resumedFrom.map { "\nresuming from \($0)" } ?? "")
     if progress.jsonLines {
       progress.emit(["event": "start", "message": intro])
     } else {
@@ -128,17 +155,24 @@ struct TrainingRun {
 
     try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
     let metricsURL = output.appendingPathComponent("metrics.jsonl")
-    FileManager.default.createFile(atPath: metricsURL.path, contents: nil)
-    let metrics = try FileHandle(forWritingTo: metricsURL)
-    defer { try? metrics.close() }
     var steps: [StepMetrics] = []
     var validations: [(step: Int, loss: Double)] = []
-    let (initialLoss, _) = validation.isEmpty ? (Double.nan, 0) : trainer.validationLoss()
-    if !validation.isEmpty {
+    if resumedFrom != nil {
+      // Keep the history up to the checkpoint; what came after it is trained again.
+      (steps, validations) = try resumeMetrics(metricsURL, upTo: trainer.step)
+    } else {
+      _ = FileManager.default.createFile(atPath: metricsURL.path, contents: nil)
+    }
+    let metrics = try FileHandle(forWritingTo: metricsURL)
+    defer { try? metrics.close() }
+    try metrics.seekToEnd()
+    if !validation.isEmpty && resumedFrom == nil {
+      let (initialLoss, _) = trainer.validationLoss()
       validations.append((0, initialLoss))
       progress.show(.validation(step: 0, loss: initialLoss, tokens: 0))
     }
-    try trainer.run { event in
+    var lastCheckpoint: CheckpointStore.Saved?
+    try trainer.run(checkpoints: checkpoints) { event in
       progress.show(event)
       var record: [String: Any]
       switch event {
@@ -153,6 +187,12 @@ struct TrainingRun {
         validations.append((step, loss))
         record = [
           "event": "validation", "step": step, "loss": loss, "perplexity": exp(loss), "tokens": tokens,
+        ]
+      case .checkpoint(let saved):
+        lastCheckpoint = saved
+        record = [
+          "event": "checkpoint", "step": saved.step, "path": saved.path, "bytes": saved.fileBytes,
+          "raw_bytes": saved.rawBytes, "seconds": saved.seconds,
         ]
       }
       if let line = try? JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]) {
@@ -169,6 +209,12 @@ struct TrainingRun {
       ("base model", "\(model) (\(origin.format))"),
       ("adapter", "\(output.path) (PEFT: adapter_config.json + adapter_model.safetensors)"),
       ("updates", "\(steps.count) of \(options.batchSize) sequences"),
+      (
+        "checkpoint",
+        lastCheckpoint.map {
+          "\($0.path) (\(formatBytes($0.fileBytes)), \(format(Double($0.rawBytes) / Double(max($0.fileBytes, 1)), 2))× smaller than raw)"
+        } ?? "-"
+      ),
       ("final training loss", steps.last.map { format($0.loss, 4) } ?? "-"),
       (
         "throughput",
@@ -212,6 +258,34 @@ struct TrainingRun {
     } else {
       print(closing)
     }
+  }
+
+  /// The metrics of an earlier run up to update `step`, read back from its metrics file,
+  /// which is rewritten to hold just those lines.
+  func resumeMetrics(_ url: URL, upTo step: Int) throws -> ([StepMetrics], [(step: Int, loss: Double)]) {
+    let text = (try? String(contentsOf: url, encoding: .utf8)) ?? ""
+    var kept: [String] = []
+    var steps: [StepMetrics] = []
+    var validations: [(step: Int, loss: Double)] = []
+    for line in text.split(separator: "\n") {
+      guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+        let event = object["event"] as? String, let at = object["step"] as? Int, at <= step
+      else { continue }
+      kept.append(String(line))
+      func number(_ key: String) -> Double { (object[key] as? NSNumber)?.doubleValue ?? .nan }
+      if event == "step" {
+        steps.append(
+          StepMetrics(
+            step: at, totalSteps: options.steps, loss: number("loss"), learningRate: number("lr"),
+            gradientNorm: number("grad_norm"), tokens: object["tokens"] as? Int ?? 0,
+            trainedTokens: object["trained_tokens"] as? Int ?? 0, seconds: number("seconds"),
+            tokensPerSecond: number("tokens_per_second"), epoch: number("epoch"), etaSeconds: 0))
+      } else if event == "validation" {
+        validations.append((at, number("loss")))
+      }
+    }
+    try Data(kept.map { $0 + "\n" }.joined().utf8).write(to: url, options: .atomic)
+    return (steps, validations)
   }
 
   /// Every resolved setting, for the report and training_config.json.

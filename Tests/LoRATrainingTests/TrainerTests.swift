@@ -45,6 +45,7 @@ import Testing
       switch event {
       case .step(let metrics): steps.append(metrics)
       case .validation(_, let loss, _): validations.append(loss)
+      case .checkpoint: Issue.record("no checkpoints were asked for")
       }
     }
     #expect(steps.count == 60 && validations.count == 3)

@@ -1,0 +1,185 @@
+import Crypto
+import Foundation
+import LoRAKernels
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// One row of a checkpoint's tensor table.
+public struct CheckpointTensorEntry: Codable, Equatable, Sendable {
+  public var name: String
+  public var dtype: Tensor.ByteEncoding
+  public var shape: [Int]
+  /// From the start of the file.
+  public var offset: Int
+  public var storedSize: Int
+  /// Bytes of the tensor in `dtype`, before filters and compression.
+  public var rawSize: Int
+  /// Applied in this order when writing.
+  public var filters: [TensorFilter]
+  /// SHA-256 of the stored bytes, hex.
+  public var checksum: String
+
+  enum CodingKeys: String, CodingKey {
+    case name, dtype, shape, offset, filters, checksum
+    case storedSize = "stored_size"
+    case rawSize = "raw_size"
+  }
+}
+
+/// A tensor to write: its bytes are taken in `dtype`; `reference` (the same tensor's raw
+/// bytes in the delta base) allows the `xor` chains.
+public struct CheckpointTensorSource {
+  public var name: String
+  public var tensor: Tensor
+  public var dtype: Tensor.ByteEncoding
+  public var reference: [UInt8]?
+
+  public init(name: String, tensor: Tensor, dtype: Tensor.ByteEncoding = .f32, reference: [UInt8]? = nil) {
+    self.name = name
+    self.tensor = tensor
+    self.dtype = dtype
+    self.reference = reference
+  }
+}
+
+/// Encodes and writes checkpoint files (docs/checkpoint-format.md).
+public enum CheckpointWriter {
+  /// How the filter chain of each tensor is chosen.
+  public enum FilterPolicy: Sendable, Equatable {
+    /// Try every candidate chain and keep the smallest result.
+    case smallest
+    /// Use this chain for every tensor (`xor` is skipped where there is no reference).
+    case fixed([TensorFilter])
+  }
+
+  /// The complete bytes of a checkpoint file.
+  public static func encode(
+    header: CheckpointHeader, tensors: [CheckpointTensorSource], policy: FilterPolicy = .smallest
+  ) throws -> [UInt8] {
+    var file = [UInt8]()
+    let headerJSON = try jsonBytes(header)
+    file += CheckpointFormat.magic
+    file += littleEndian(CheckpointFormat.version)
+    file += littleEndian(UInt32(headerJSON.count))
+    file += headerJSON
+    var table: [CheckpointTensorEntry] = []
+    for source in tensors {
+      let raw = source.tensor.bytes(source.dtype)
+      if let reference = source.reference, reference.count != raw.count {
+        throw CheckpointError.mismatch(
+          file: source.name, reason: "delta reference has \(reference.count) bytes, the tensor \(raw.count)")
+      }
+      let (chain, stored) = try compress(
+        raw, elementSize: source.dtype.size, reference: source.reference, policy: policy)
+      table.append(
+        CheckpointTensorEntry(
+          name: source.name, dtype: source.dtype, shape: source.tensor.shape, offset: file.count,
+          storedSize: stored.count, rawSize: raw.count, filters: chain, checksum: sha256Hex(stored)))
+      file += stored
+    }
+    let tableOffset = file.count
+    let tableJSON = try jsonBytes(table)
+    file += tableJSON
+    var hash = SHA256()
+    hash.update(data: file[0..<(CheckpointFormat.preambleSize + headerJSON.count)])
+    hash.update(data: tableJSON)
+    file += littleEndian(UInt64(tableOffset))
+    file += littleEndian(UInt64(tableJSON.count))
+    file += Array(hash.finalize())
+    file += CheckpointFormat.endMagic
+    return file
+  }
+
+  /// Filters and compresses `raw` by `policy`; returns the chain used and the stored bytes.
+  static func compress(
+    _ raw: [UInt8], elementSize: Int, reference: [UInt8]?, policy: FilterPolicy
+  ) throws -> ([TensorFilter], [UInt8]) {
+    let chains: [[TensorFilter]]
+    switch policy {
+    case .smallest: chains = TensorFilter.candidates(delta: reference != nil)
+    case .fixed(let chain): chains = [reference == nil ? chain.filter { $0 != .xor } : chain]
+    }
+    var best: ([TensorFilter], [UInt8])?
+    for chain in chains {
+      let stored = try LZ4Frame.compress(
+        TensorFilter.encode(raw, chain: chain, elementSize: elementSize, reference: reference))
+      if best == nil || stored.count < best!.1.count { best = (chain, stored) }
+    }
+    return best!
+  }
+
+  /// The stored size of `raw` under every candidate chain, smallest first (what
+  /// `inspect --filters` reports).
+  public static func measureFilters(
+    _ raw: [UInt8], elementSize: Int, reference: [UInt8]?
+  ) throws -> [(chain: [TensorFilter], storedSize: Int)] {
+    try TensorFilter.candidates(delta: reference != nil).map { chain in
+      let stored = try LZ4Frame.compress(
+        TensorFilter.encode(raw, chain: chain, elementSize: elementSize, reference: reference))
+      return (chain, stored.count)
+    }.sorted { $0.storedSize < $1.storedSize }
+  }
+
+  /// Writes `bytes` to `url` safely: a temporary file in the same folder, fsync, rename over
+  /// `url`, fsync of the folder. On failure the temporary file is removed and `url` (and
+  /// everything else in the folder) is as it was.
+  public static func writeAtomically(_ bytes: [UInt8], to url: URL) throws {
+    let folder = url.deletingLastPathComponent()
+    let temporary = folder.appendingPathComponent(
+      ".\(url.lastPathComponent).tmp-\(UUID().uuidString.prefix(8))")
+    func fail(_ reason: String) -> CheckpointError {
+      try? FileManager.default.removeItem(at: temporary)
+      return .writeFailed(path: url.path, reason: reason)
+    }
+    guard FileManager.default.createFile(atPath: temporary.path, contents: nil) else {
+      throw fail("cannot create a file in \(folder.path)")
+    }
+    do {
+      let handle = try FileHandle(forWritingTo: temporary)
+      defer { try? handle.close() }
+      try handle.write(contentsOf: Data(bytes))
+      try handle.synchronize()  // fsync
+    } catch {
+      throw fail(error.localizedDescription)
+    }
+    guard rename(temporary.path, url.path) == 0 else {
+      throw fail("rename into place: \(String(cString: strerror(errno)))")
+    }
+    syncFolder(folder)
+  }
+
+  /// fsyncs a folder so a rename in it survives a crash (best effort: some file systems
+  /// refuse to fsync folders).
+  static func syncFolder(_ folder: URL) {
+    let fd = open(folder.path, O_RDONLY | O_DIRECTORY)
+    if fd >= 0 {
+      _ = fsync(fd)
+      close(fd)
+    }
+  }
+
+  static func jsonBytes(_ value: some Encodable) throws -> [UInt8] {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    return Array(try encoder.encode(value))
+  }
+
+  static func littleEndian<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
+    (0..<(T.bitWidth / 8)).map { UInt8(truncatingIfNeeded: value >> ($0 * 8)) }
+  }
+}
+
+/// Lower-case hex of a byte sequence.
+func hex(_ bytes: some Sequence<UInt8>) -> String {
+  let digits = Array("0123456789abcdef".utf8)
+  var out = [UInt8]()
+  for b in bytes {
+    out.append(digits[Int(b >> 4)])
+    out.append(digits[Int(b & 15)])
+  }
+  return String(decoding: out, as: UTF8.self)
+}
+
+func sha256Hex(_ bytes: [UInt8]) -> String { hex(SHA256.hash(data: bytes)) }
