@@ -1,5 +1,6 @@
 /// Tensors as little-endian bytes, for file formats (checkpoints, fingerprints).
 extension Tensor {
+  // The byte copies below assume a little-endian host (x86-64, arm64).
   /// The stored element types a tensor's values can be written as.
   public enum ByteEncoding: String, Codable, Sendable, CaseIterable {
     case f32
@@ -20,13 +21,8 @@ extension Tensor {
       let source = base + range.lowerBound
       switch encoding {
       case .f32:
-        for i in 0..<n {
-          let bits = source[i].bitPattern
-          buffer[4 * i] = UInt8(truncatingIfNeeded: bits)
-          buffer[4 * i + 1] = UInt8(truncatingIfNeeded: bits >> 8)
-          buffer[4 * i + 2] = UInt8(truncatingIfNeeded: bits >> 16)
-          buffer[4 * i + 3] = UInt8(truncatingIfNeeded: bits >> 24)
-        }
+        // Float32 in memory is already little-endian IEEE 754 on every platform we build for.
+        if n > 0 { UnsafeMutableRawPointer(buffer.baseAddress!).copyMemory(from: source, byteCount: 4 * n) }
       case .f16:
         for i in 0..<n {
           let bits = Float16(source[i]).bitPattern
