@@ -60,7 +60,8 @@ let package = Package(
     .testTarget(
       name: "LoRAModelTests", dependencies: ["LoRAModel", "LoRAFormats"], resources: [.copy("Fixtures")]),
     .testTarget(
-      name: "LoRACheckpointTests", dependencies: ["LoRACheckpoint", "LoRAModel", "LoRAFormats", "LoRAKernels"]),
+      name: "LoRACheckpointTests", dependencies: ["LoRACheckpoint", "LoRAModel", "LoRAFormats", "LoRAKernels"],
+      resources: [.copy("Fixtures")]),
     .testTarget(name: "CLITests", dependencies: ["swift-lora-dist", "LoRAComm"]),
   ]
 )
