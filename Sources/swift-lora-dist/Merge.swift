@@ -1,0 +1,109 @@
+import ArgumentParser
+import Foundation
+import LoRACheckpoint
+import LoRAFormats
+import LoRAKernels
+import LoRAModel
+
+/// `swift-lora-dist merge`: a base model with adapters merged in, written as a new model.
+struct Merge: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Merge LoRA adapters into a base model and write it as GGUF or a safetensors folder.",
+    discussion: """
+      Each adapted weight becomes W0 + Σ weight·scale·B·A (every --weight defaults to 1). \\
+      GGUF output needs a GGUF base: its tokenizer and metadata are copied and q/k rows are \\
+      stored as llama.cpp expects, so llama.cpp and this tool's generate read the result. \\
+      safetensors output needs a Hugging Face folder base: config.json and the tokenizer \\
+      files are copied beside model.safetensors. The output appears complete or not at all.
+
+      Examples:
+        swift-lora-dist merge --model model.gguf --adapter out/arithmetic --output merged.gguf
+        swift-lora-dist merge --model model.gguf --adapter out/a --adapter out/b --weight 0.5 --weight 0.5 \\
+          --output ab.gguf --dtype f16
+        swift-lora-dist merge --model ./SmolLM2-folder --adapter out/a --output ./merged --format safetensors
+      """)
+
+  @Option(help: "Base model: GGUF file or Hugging Face folder.")
+  var model: String
+
+  @Option(help: "A PEFT adapter folder (from train or PEFT); repeat to merge several.")
+  var adapter: [String] = []
+
+  @Option(help: "Weight of each adapter, in --adapter order (default 1 each); repeat once per adapter.")
+  var weight: [Double] = []
+
+  @Option(help: "The merged model: a .gguf file, or a folder for --format safetensors.")
+  var output: String
+
+  @Option(help: "Output format: gguf or safetensors.")
+  var format: String = "gguf"
+
+  @Option(help: "Weight type: f32, f16 or bf16 (GGUF keeps 1-D tensors such as norms in f32).")
+  var dtype: String = "f32"
+
+  @Flag(help: "Replace an existing output.")
+  var overwrite = false
+
+  @Option(help: "BLAS threads (default: OPENBLAS_NUM_THREADS or all cores).")
+  var threads: Int?
+
+  func validate() throws {
+    guard !adapter.isEmpty else { throw ValidationError("give at least one --adapter") }
+    guard weight.isEmpty || weight.count == adapter.count else {
+      throw ValidationError(
+        "\(weight.count) --weight value(s) for \(adapter.count) --adapter(s); give one --weight per --adapter, or none"
+      )
+    }
+    guard MergedModel.Format(rawValue: format) != nil else {
+      throw ValidationError("--format must be gguf or safetensors, not '\(format)'")
+    }
+    guard MergedModel.DType(rawValue: dtype) != nil else {
+      throw ValidationError("--dtype must be f32, f16 or bf16, not '\(dtype)'")
+    }
+    if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    if !overwrite && FileManager.default.fileExists(atPath: output) {
+      throw ValidationError("\(output) already exists; choose another --output or pass --overwrite")
+    }
+  }
+
+  func run() throws {
+    if let threads { BLAS.threads = threads }
+    let started = Date()
+    let format = MergedModel.Format(rawValue: format)!
+    let files = try ModelFiles.open(model)
+    try MergedModel.check(format: format, base: files)
+    let (llama, _) = try LlamaModel.load(files)
+    let adapters = try adapter.map { try Self.loadAdapter($0, model: llama.config) }
+    let merge = try MergedModel(
+      files: files, model: llama, adapters: adapters, weights: weight.isEmpty ? nil : weight)
+    try merge.write(
+      to: output, format: format, dtype: MergedModel.DType(rawValue: dtype)!, overwrite: overwrite)
+    let bytes = Self.size(of: output)
+    print(
+      "merged \(adapters.count) adapter(s) into \(output) (\(format.rawValue), \(dtype), \(formatBytes(bytes))) "
+        + "in \(Merge.seconds(Date().timeIntervalSince(started))) s")
+  }
+
+  /// Reads one --adapter: a PEFT folder (the one kind accepted so far).
+  static func loadAdapter(_ path: String, model: LlamaConfig) throws -> LoRAAdapter {
+    try LoRAAdapter.loadPEFT(from: path, model: model)
+  }
+
+  /// Bytes of a file, or of the files in a folder.
+  static func size(of path: String) -> Int {
+    let files = FileManager.default
+    var isFolder: ObjCBool = false
+    guard files.fileExists(atPath: path, isDirectory: &isFolder) else { return 0 }
+    let paths =
+      isFolder.boolValue
+      ? ((try? files.contentsOfDirectory(atPath: path)) ?? []).map {
+        (path as NSString).appendingPathComponent($0)
+      }
+      : [path]
+    return paths.reduce(0) { sum, p in
+      sum + (((try? files.attributesOfItem(atPath: p))?[.size] as? NSNumber)?.intValue ?? 0)
+    }
+  }
+
+  static func seconds(_ value: Double) -> String { String(format: "%.1f", value) }
+}
