@@ -71,3 +71,33 @@ extension LoRAAdapter {
     }
   }
 }
+
+extension LoRAAdapter {
+  /// Writes the adapter alone as a weights-only checkpoint at `path` (atomically), stored
+  /// in `precision` (bf16/f16 say so in the header and the table). `training` may carry the
+  /// source run's state for information. An existing file is refused unless `overwrite`.
+  public func saveWeightsCheckpoint(
+    to path: String, base: CheckpointHeader.Base, precision: Tensor.ByteEncoding = .f32,
+    training: CheckpointHeader.Training? = nil, overwrite: Bool = false
+  ) throws {
+    let url = URL(fileURLWithPath: path)
+    if FileManager.default.fileExists(atPath: url.path) && !overwrite {
+      throw CheckpointError.writeFailed(
+        path: url.path, reason: "the file exists; choose another output or pass --overwrite")
+    }
+    let header = CheckpointHeader(
+      kind: .weights, created: ISO8601DateFormatter().string(from: Date()), adapter: config,
+      scaleConvention: scaleConvention, modules: checkpointModules, base: base, precision: precision,
+      training: training)
+    let bytes = try CheckpointWriter.encode(
+      header: header, tensors: [CheckpointTensorSource(name: "lora", tensor: parameters, dtype: precision)])
+    do {
+      try FileManager.default.createDirectory(
+        at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+    } catch {
+      throw CheckpointError.writeFailed(
+        path: url.path, reason: "cannot create its folder: \(error.localizedDescription)")
+    }
+    try CheckpointWriter.writeAtomically(bytes, to: url)
+  }
+}

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LoRACheckpoint
 import LoRAFormats
 import LoRAKernels
 import LoRAModel
@@ -20,7 +21,13 @@ struct Eval: ParsableCommand {
       """)
 
   @Option(help: "Base model: GGUF file or Hugging Face folder.") var model: String
-  @Option(help: "A PEFT adapter folder (from train or PEFT) to apply.") var adapter: String?
+  @Option(
+    help:
+      "An adapter to apply: a training output folder, a .sldckpt checkpoint, a PEFT folder or a GGUF LoRA file."
+  )
+  var adapter: String?
+  @Flag(help: "Apply a checkpoint even if it was trained on a base with another fingerprint.")
+  var force = false
   @Option(help: "Data (JSON Lines).") var data: String
   @Option(
     name: .customLong("format"), help: "Data format: auto, text, prompt_completion, messages, input_ids.")
@@ -50,7 +57,7 @@ struct Eval: ParsableCommand {
     let files = try ModelFiles.open(model)
     let tokenizer = try Tokenizer.load(files)
     let (llama, _) = try LlamaModel.load(files)
-    let lora = try adapter.map { try LoRAAdapter.loadPEFT(from: $0, model: llama.config) }
+    let lora = try adapter.map { try AdapterFile.load($0, model: llama, files: files, force: force).adapter }
     var examples = try DatasetLoader.load(
       path: data, tokenizer: tokenizer,
       options: DatasetOptions(format: DataFormat(rawValue: dataFormat)!, maxSequenceLength: maxSeqLen)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LoRACheckpoint
 import LoRAFormats
 import LoRAKernels
 import LoRAModel
@@ -22,8 +23,13 @@ struct Generate: ParsableCommand {
   @Option(help: "A GGUF file or a Hugging Face folder.")
   var model: String
 
-  @Option(help: "A PEFT adapter folder (from train or PEFT) to apply on the base.")
+  @Option(
+    help:
+      "An adapter to apply: a training output folder, a .sldckpt checkpoint, a PEFT folder or a GGUF LoRA file."
+  )
   var adapter: String?
+  @Flag(help: "Apply a checkpoint even if it was trained on a base with another fingerprint.")
+  var force = false
 
   @Option(help: "Text to continue, as is.")
   var prompt: String?
@@ -89,7 +95,7 @@ struct Generate: ParsableCommand {
       text = prompt ?? ""
     }
     let ids = tokenizer.encode(text)
-    let lora = try adapter.map { try LoRAAdapter.loadPEFT(from: $0, model: llama.config) }
+    let lora = try adapter.map { try AdapterFile.load($0, model: llama, files: files, force: force).adapter }
     let generator = Generator(
       model: llama, capacity: min(llama.config.contextLength, ids.count + maxTokens), adapter: lora)
     var sampler = Sampler(temperature: temperature, topP: topP, seed: seed)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LoRACheckpoint
 import LoRAFormats
 import LoRAKernels
 import LoRAModel
@@ -7,18 +8,21 @@ import LoRAModel
 /// `swift-lora-dist inspect`: what a model file holds.
 struct Inspect: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Show a model's architecture, tensors, parameter count and tokenizer.",
+    abstract: "Show a model's architecture, tensors and tokenizer, or a checkpoint's contents.",
     discussion: """
       Reads the header of a GGUF file or a Hugging Face folder without loading the weights; \\
-      --load also builds the Float32 copy the trainer uses and reports its time and memory.
+      --load also builds the Float32 copy the trainer uses and reports its time and memory. \
+      Given a checkpoint (.sldckpt), shows its header, tensors and compression; --verify checks \
+      every checksum, --filters measures what each filter chain gives.
 
       Examples:
         swift-lora-dist inspect ~/.cache/swift-lora-dist/SmolLM2-135M-Instruct.Q4_1.gguf
         swift-lora-dist inspect ./my-model-folder --all-tensors
         swift-lora-dist inspect model.gguf --load
+        swift-lora-dist inspect out/my-adapter/checkpoints/step-00000100.sldckpt --verify --filters
       """)
 
-  @Argument(help: "A GGUF file or a Hugging Face folder.")
+  @Argument(help: "A GGUF file, a Hugging Face folder, or a checkpoint file.")
   var model: String
 
   @Flag(name: .customLong("all-tensors"), help: "List every tensor, not just the first layer's.")
@@ -27,7 +31,21 @@ struct Inspect: ParsableCommand {
   @Flag(help: "Load the weights as the trainer does and report load time and resident memory.")
   var load = false
 
+  @Flag(help: "Checkpoints: decode every tensor and check every checksum.")
+  var verify = false
+
+  @Flag(help: "Checkpoints: the stored size of each tensor under every filter chain.")
+  var filters = false
+
   func run() throws {
+    if AdapterFile.kind(of: model) == .checkpoint,
+      !FileManager.default.fileExists(atPath: model + "/config.json")
+    {
+      var isFolder: ObjCBool = false
+      FileManager.default.fileExists(atPath: model, isDirectory: &isFolder)
+      return try inspectCheckpoint(
+        isFolder.boolValue ? CheckpointStore.newestValid(model).reader.path : model)
+    }
     let files = try ModelFiles.open(model)
     var lines: [String] = []
     var tensors: [(name: String, type: String, shape: [Int])] = []

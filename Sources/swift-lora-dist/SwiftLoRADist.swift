@@ -18,7 +18,9 @@ struct SwiftLoRADist: ParsableCommand {
         mpirun -np 2 swift-lora-dist doctor --model model.gguf
       """,
     version: version,
-    subcommands: [Doctor.self, Inspect.self, Generate.self, Train.self, Eval.self, Bench.self, Merge.self]
+    subcommands: [
+      Doctor.self, Inspect.self, Generate.self, Train.self, Eval.self, Bench.self, Export.self, Import.self, Merge.self,
+    ]
   )
 
   /// Picks OpenBLAS's fast kernel where it failed to (see `BLAS.selectFasterCoreIfNeeded`),

@@ -73,4 +73,74 @@ struct CheckpointCommandTests {
     let missing = try train(folder.path + "/z", data: data, ["--resume", folder.path + "/nothing"])
     #expect(missing.status != 0 && missing.errors.contains("no such file or folder"))
   }
+
+  @Test func inspectExportAndImportRoundTrip() throws {
+    let folder = try TrainCommandTests.Folder()
+    let data = try folder.write("ids.jsonl", Self.data)
+    let run = folder.path + "/run"
+    #expect(try train(run, data: data).status == 0)
+    let checkpoint = run + "/checkpoints/step-00000004.sldckpt"
+
+    let inspect = try CommandRunner.run(["inspect", checkpoint, "--verify", "--filters"])
+    #expect(inspect.status == 0, "\(inspect.errors)")
+    for text in [
+      "kind: resumable", "training: update 4 of 4", "adamw.exp_avg_sq", "verified:", "bitshuffle",
+      "scale alpha/r",
+    ] {
+      #expect(inspect.output.contains(text), "missing \(text) in \(inspect.output)")
+    }
+    #expect(try CommandRunner.run(["inspect", run]).output.contains("step-00000004.sldckpt"))
+
+    // PEFT export equals the adapter train wrote; import brings it back unchanged.
+    let peft = folder.path + "/peft"
+    let exported = try CommandRunner.run(["export", run, "--format", "peft", "--output", peft])
+    #expect(exported.status == 0, "\(exported.errors)")
+    #expect(
+      try Data(contentsOf: URL(fileURLWithPath: peft + "/adapter_model.safetensors"))
+        == Data(contentsOf: URL(fileURLWithPath: run + "/adapter_model.safetensors")))
+    let again = try CommandRunner.run(["export", run, "--format", "peft", "--output", peft])
+    #expect(again.status != 0 && again.errors.contains("--overwrite"))
+    let imported = folder.path + "/imported.sldckpt"
+    let importing = try CommandRunner.run(["import", peft, "--model", Self.model, "--output", imported])
+    #expect(importing.status == 0, "\(importing.errors)")
+    let roundTrip = folder.path + "/peft2"
+    #expect(
+      try CommandRunner.run(["export", imported, "--format", "peft", "--output", roundTrip]).status == 0)
+    #expect(
+      try Data(contentsOf: URL(fileURLWithPath: roundTrip + "/adapter_model.safetensors"))
+        == Data(contentsOf: URL(fileURLWithPath: peft + "/adapter_model.safetensors")))
+
+    // bf16 weights-only export is about half the size and says so.
+    let half = folder.path + "/half.sldckpt"
+    #expect(
+      try CommandRunner.run([
+        "export", run, "--format", "checkpoint", "--precision", "bf16", "--output", half,
+      ])
+      .status == 0)
+    let halfInspect = try CommandRunner.run(["inspect", half, "--verify"])
+    #expect(halfInspect.output.contains("weights only (bf16)"), "\(halfInspect.output)")
+
+    // A GGUF LoRA export loads back through --adapter, as do the checkpoint and the folder.
+    let gguf = folder.path + "/adapter.gguf"
+    #expect(try CommandRunner.run(["export", run, "--format", "gguf", "--output", gguf]).status == 0)
+    var outputs: [String] = []
+    for adapter in [run, checkpoint, peft, gguf] {
+      let generated = try CommandRunner.run([
+        "generate", "--model", Self.model, "--adapter", adapter, "--prompt", "What is 3 plus 3?",
+        "--max-tokens", "4",
+        "--temperature", "0",
+      ])
+      #expect(generated.status == 0, "\(adapter): \(generated.errors)")
+      outputs.append(generated.output.components(separatedBy: "\n").filter { !$0.isEmpty }.last ?? "")
+    }
+    #expect(Set(outputs).count == 1, "\(outputs)")
+
+    // Damaged files are refused with what is wrong.
+    let damaged = folder.path + "/damaged.sldckpt"
+    var bytes = try Data(contentsOf: URL(fileURLWithPath: checkpoint))
+    bytes[bytes.count / 2] ^= 0xFF
+    try bytes.write(to: URL(fileURLWithPath: damaged))
+    let bad = try CommandRunner.run(["inspect", damaged, "--verify"])
+    #expect(bad.status != 0 && bad.errors.contains("corrupt"), "\(bad.errors)")
+  }
 }
