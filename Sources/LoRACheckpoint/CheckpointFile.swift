@@ -1,10 +1,7 @@
 import Crypto
 import Foundation
+import LoRAFormats
 import LoRAKernels
-
-#if canImport(Glibc)
-  import Glibc
-#endif
 
 /// One row of a checkpoint's tensor table.
 public struct CheckpointTensorEntry: Codable, Equatable, Sendable {
@@ -122,41 +119,22 @@ public enum CheckpointWriter {
     }.sorted { $0.storedSize < $1.storedSize }
   }
 
-  /// Writes `bytes` to `url` safely: a temporary file in the same folder, fsync, rename over
-  /// `url`, fsync of the folder. On failure the temporary file is removed and `url` (and
-  /// everything else in the folder) is as it was.
-  public static func writeAtomically(_ bytes: [UInt8], to url: URL) throws {
-    let folder = url.deletingLastPathComponent()
-    let temporary = folder.appendingPathComponent(
-      ".\(url.lastPathComponent).tmp-\(UUID().uuidString.prefix(8))")
-    func fail(_ reason: String) -> CheckpointError {
-      try? FileManager.default.removeItem(at: temporary)
-      return .writeFailed(path: url.path, reason: reason)
-    }
-    guard FileManager.default.createFile(atPath: temporary.path, contents: nil) else {
-      throw fail("cannot create a file in \(folder.path)")
-    }
-    do {
-      let handle = try FileHandle(forWritingTo: temporary)
-      defer { try? handle.close() }
-      try handle.write(contentsOf: Data(bytes))
-      try handle.synchronize()  // fsync
-    } catch {
-      throw fail(error.localizedDescription)
-    }
-    guard rename(temporary.path, url.path) == 0 else {
-      throw fail("rename into place: \(String(cString: strerror(errno)))")
-    }
-    syncFolder(folder)
+  /// Order-0 bit-plane entropy of `raw` (XORed with `reference` when given), in bits per
+  /// element: the best ratio a per-plane entropy coder could reach is elementSize·8 / this.
+  public static func bitPlaneEntropy(_ raw: [UInt8], elementSize: Int, reference: [UInt8]?) -> Double {
+    TensorFilter.bitPlaneEntropy(raw, elementSize: elementSize, reference: reference)
   }
 
-  /// fsyncs a folder so a rename in it survives a crash (best effort: some file systems
-  /// refuse to fsync folders).
-  static func syncFolder(_ folder: URL) {
-    let fd = open(folder.path, O_RDONLY | O_DIRECTORY)
-    if fd >= 0 {
-      _ = fsync(fd)
-      close(fd)
+  /// Writes `bytes` to `url` safely (`AtomicFile`): a temporary file in the same folder,
+  /// fsync, rename over `url`, fsync of the folder. On failure the temporary file is removed
+  /// and `url` (and everything else in the folder) is as it was.
+  public static func writeAtomically(_ bytes: [UInt8], to url: URL) throws {
+    do {
+      let file = try AtomicFile(path: url.path, overwrite: true)
+      try file.write(bytes)
+      try file.commit()
+    } catch let error as FormatError {
+      throw CheckpointError.writeFailed(path: url.path, reason: "\(error)")
     }
   }
 

@@ -121,7 +121,7 @@ public final class CheckpointStore {
       }
     }
     let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
-    for name in names where name.hasPrefix(".step-") && name.contains(".tmp-") {
+    for name in names where name.hasPrefix(".step-") && name.contains(".partial-") {
       try? FileManager.default.removeItem(at: folder.appendingPathComponent(name))
     }
     return removed

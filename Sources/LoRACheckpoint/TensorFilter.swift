@@ -1,3 +1,5 @@
+import Foundation
+
 /// Lossless byte transforms that give LZ4 something to find in float data
 /// (docs/checkpoint-format.md, "Filters"). Each works on the little-endian bytes of a tensor
 /// whose elements are `elementSize` (2 or 4) bytes.
@@ -135,6 +137,29 @@ public enum TensorFilter: String, Codable, Sendable, CaseIterable {
         }
       }
       count = rawSize
+    }
+  }
+
+  /// The order-0 entropy of `raw`'s bit planes, in bits per element: for each bit position
+  /// of the element (after XOR with `reference`, if given), the binary entropy of that bit
+  /// over all elements, summed. It bounds what a coder that treats each plane as independent
+  /// bits can reach (about elementSize·8 / this), and shows how far LZ4 is from that.
+  static func bitPlaneEntropy(_ raw: [UInt8], elementSize: Int, reference: [UInt8]?) -> Double {
+    let data = reference.map { xorBytes(raw, $0) } ?? raw
+    let n = data.count / elementSize
+    guard n > 0 else { return 0 }
+    var ones = [Int](repeating: 0, count: elementSize * 8)
+    for i in 0..<n {
+      for j in 0..<elementSize {
+        let byte = data[i * elementSize + j]
+        if byte == 0 { continue }
+        for k in 0..<8 where byte >> k & 1 == 1 { ones[j * 8 + k] += 1 }
+      }
+    }
+    return ones.reduce(0.0) { total, count in
+      let p = Double(count) / Double(n)
+      guard p > 0 && p < 1 else { return total }
+      return total - p * log2(p) - (1 - p) * log2(1 - p)
     }
   }
 }

@@ -26,8 +26,13 @@ struct Merge: ParsableCommand {
   @Option(help: "Base model: GGUF file or Hugging Face folder.")
   var model: String
 
-  @Option(help: "A PEFT adapter folder (from train or PEFT); repeat to merge several.")
+  @Option(
+    help:
+      "An adapter: a training output folder, a .sldckpt checkpoint, a PEFT folder or a GGUF LoRA; repeat to merge several."
+  )
   var adapter: [String] = []
+  @Flag(help: "Merge a checkpoint even if it was trained on a base with another fingerprint.")
+  var force = false
 
   @Option(help: "Weight of each adapter, in --adapter order (default 1 each); repeat once per adapter.")
   var weight: [Double] = []
@@ -73,36 +78,17 @@ struct Merge: ParsableCommand {
     let files = try ModelFiles.open(model)
     try MergedModel.check(format: format, base: files)
     let (llama, _) = try LlamaModel.load(files)
-    let adapters = try adapter.map { try Self.loadAdapter($0, model: llama.config) }
+    let adapters = try adapter.map {
+      try AdapterFile.load($0, model: llama, files: files, force: force).adapter
+    }
     let merge = try MergedModel(
       files: files, model: llama, adapters: adapters, weights: weight.isEmpty ? nil : weight)
     try merge.write(
       to: output, format: format, dtype: MergedModel.DType(rawValue: dtype)!, overwrite: overwrite)
-    let bytes = Self.size(of: output)
+    let bytes = fileSize(output)
     print(
       "merged \(adapters.count) adapter(s) into \(output) (\(format.rawValue), \(dtype), \(formatBytes(bytes))) "
         + "in \(Merge.seconds(Date().timeIntervalSince(started))) s")
-  }
-
-  /// Reads one --adapter: a PEFT folder (the one kind accepted so far).
-  static func loadAdapter(_ path: String, model: LlamaConfig) throws -> LoRAAdapter {
-    try LoRAAdapter.loadPEFT(from: path, model: model)
-  }
-
-  /// Bytes of a file, or of the files in a folder.
-  static func size(of path: String) -> Int {
-    let files = FileManager.default
-    var isFolder: ObjCBool = false
-    guard files.fileExists(atPath: path, isDirectory: &isFolder) else { return 0 }
-    let paths =
-      isFolder.boolValue
-      ? ((try? files.contentsOfDirectory(atPath: path)) ?? []).map {
-        (path as NSString).appendingPathComponent($0)
-      }
-      : [path]
-    return paths.reduce(0) { sum, p in
-      sum + (((try? files.attributesOfItem(atPath: p))?[.size] as? NSNumber)?.intValue ?? 0)
-    }
   }
 
   static func seconds(_ value: Double) -> String { String(format: "%.1f", value) }

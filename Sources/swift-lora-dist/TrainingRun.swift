@@ -122,12 +122,15 @@ struct TrainingRun {
     let fingerprint = BaseFingerprint.of(llama, files: files)
     var resumedFrom: String?
     if let resume = settings.resume {
+      let readStarted = Date()
       let (reader, skipped) = try CheckpointStore.newestValid(resume)
       for (file, reason) in skipped {
         FileHandle.standardError.write(Data("warning: skipping \(file): \(reason)\n".utf8))
       }
       try trainer.resume(from: reader, fingerprint: fingerprint, force: settings.force ?? false)
-      resumedFrom = "\(reader.path) (update \(trainer.step))"
+      resumedFrom =
+        "\(reader.path) (update \(trainer.step); read, verified and restored in "
+        + "\(format(Date().timeIntervalSince(readStarted) * 1000, 1)) ms)"
     }
     let checkpoints = Trainer.Checkpointing(
       store: try CheckpointStore(
