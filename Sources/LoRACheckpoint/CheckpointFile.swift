@@ -90,13 +90,24 @@ public enum CheckpointWriter {
   }
 
   /// Filters and compresses `raw` by `policy`; returns the chain used and the stored bytes.
+  /// For `.smallest`, a tensor over `sampleLimit` bytes is measured on four slices spread
+  /// over it (1 MiB in all), and only the winning chain is applied to the whole.
   static func compress(
     _ raw: [UInt8], elementSize: Int, reference: [UInt8]?, policy: FilterPolicy
   ) throws -> ([TensorFilter], [UInt8]) {
-    let chains: [[TensorFilter]]
+    var chains: [[TensorFilter]]
     switch policy {
     case .smallest: chains = TensorFilter.candidates(delta: reference != nil)
     case .fixed(let chain): chains = [reference == nil ? chain.filter { $0 != .xor } : chain]
+    }
+    if chains.count > 1 && raw.count > sampleLimit {
+      let (sample, sampleReference) = slices(raw, reference, elementSize: elementSize)
+      let sizes = try chains.map { chain in
+        try LZ4Frame.compress(
+          TensorFilter.encode(sample, chain: chain, elementSize: elementSize, reference: sampleReference)
+        ).count
+      }
+      chains = [chains[sizes.firstIndex(of: sizes.min()!)!]]
     }
     var best: ([TensorFilter], [UInt8])?
     for chain in chains {
@@ -105,6 +116,23 @@ public enum CheckpointWriter {
       if best == nil || stored.count < best!.1.count { best = (chain, stored) }
     }
     return best!
+  }
+
+  /// Tensors larger than this (bytes) choose their filters on a sample.
+  static let sampleLimit = 4 << 20
+
+  /// Four slices of 256 KiB spread evenly over `raw` (and the same of `reference`).
+  static func slices(_ raw: [UInt8], _ reference: [UInt8]?, elementSize: Int) -> ([UInt8], [UInt8]?) {
+    let slice = (256 << 10) / elementSize * elementSize
+    let stride = (raw.count - slice) / 3 / elementSize * elementSize
+    var sample: [UInt8] = []
+    var sampleReference: [UInt8]? = reference == nil ? nil : []
+    for k in 0..<4 {
+      let range = (k * stride)..<(k * stride + slice)
+      sample += raw[range]
+      if let reference { sampleReference! += reference[range] }
+    }
+    return (sample, sampleReference)
   }
 
   /// The stored size of `raw` under every candidate chain, smallest first (what

@@ -88,6 +88,20 @@ public final class CheckpointReader: @unchecked Sendable {
     }
   }
 
+  /// Only the header of the checkpoint at `path` (the preamble and header bytes, not the
+  /// rest, and without the checksum check): for decisions that must not read whole files,
+  /// like which full checkpoints the kept deltas need.
+  public static func peekHeader(path: String) -> CheckpointHeader? {
+    guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+    defer { try? handle.close() }
+    guard let preamble = try? handle.read(upToCount: CheckpointFormat.preambleSize),
+      preamble.count == CheckpointFormat.preambleSize, Array(preamble.prefix(8)) == CheckpointFormat.magic
+    else { return nil }
+    let length = Int(integer([UInt8](preamble), at: 12, as: UInt32.self))
+    guard let json = try? handle.read(upToCount: length), json.count == length else { return nil }
+    return try? JSONDecoder().decode(CheckpointHeader.self, from: json)
+  }
+
   /// The table entry of tensor `name`.
   public func entry(_ name: String) -> CheckpointTensorEntry? { table.first { $0.name == name } }
 

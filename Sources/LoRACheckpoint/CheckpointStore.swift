@@ -112,7 +112,7 @@ public final class CheckpointStore {
     let kept = Array(files.suffix(keep))
     var needed = Set(kept.map { $0.url.lastPathComponent })
     for file in kept {
-      if let base = try? CheckpointReader(path: file.url.path).header.deltaBase { needed.insert(base.file) }
+      if let base = CheckpointReader.peekHeader(path: file.url.path)?.deltaBase { needed.insert(base.file) }
     }
     var removed: [String] = []
     for file in files where !needed.contains(file.url.lastPathComponent) {
