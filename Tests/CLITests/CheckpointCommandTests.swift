@@ -70,6 +70,14 @@ struct CheckpointCommandTests {
     #expect(try Data(contentsOf: URL(fileURLWithPath: a + "/checkpoints/step-00000004.sldckpt")) == before)
     let conflicting = try train(a, data: data, ["--resume", a, "--overwrite"])
     #expect(conflicting.status != 0 && conflicting.errors.contains("--overwrite"))
+    // A checkpoint that cannot be written stops training with the reason and no adapter.
+    let blocked = folder.path + "/blocked"
+    try FileManager.default.createDirectory(atPath: blocked, withIntermediateDirectories: true)
+    try Data("not a folder".utf8).write(to: URL(fileURLWithPath: blocked + "/checkpoints"))
+    let stopped = try train(blocked, data: data)
+    #expect(stopped.status != 0)
+    #expect(stopped.errors.contains("cannot write checkpoint"), "\(stopped.errors)")
+    #expect(!folder.exists("blocked/adapter_model.safetensors"))
     let missing = try train(folder.path + "/z", data: data, ["--resume", folder.path + "/nothing"])
     #expect(missing.status != 0 && missing.errors.contains("no such file or folder"))
   }
