@@ -108,15 +108,22 @@ public struct GGUFWriter {
       var start = 0
       while start < tensor.count {
         let count = min(chunk, tensor.count - start)
-        var bytes = ByteWriter()
-        bytes.append(tensor.view(offset: start, shape: [count]).values, as: entry.type)
-        try out.write(bytes.bytes)
+        try out.write(tensor.bytes(Self.encoding(entry.type), range: start..<(start + count)))
         start += count
       }
       let padding = (size + alignment - 1) / alignment * alignment - size
       if padding > 0 { try out.write([UInt8](repeating: 0, count: padding)) }
     }
     try out.commit()
+  }
+
+  /// The byte encoding of a stored type (F32, F16 or BF16; BF16 rounds to nearest even).
+  static func encoding(_ type: GGMLType) -> Tensor.ByteEncoding {
+    switch type {
+    case .f16: return .f16
+    case .bf16: return .bf16
+    default: return .f32
+    }
   }
 
   /// Checks what can be checked before any byte is written.
@@ -223,26 +230,5 @@ struct ByteWriter {
 
   mutating func pad(to alignment: Int) {
     while bytes.count % alignment != 0 { bytes.append(0) }
-  }
-
-  /// `values` encoded as `type` (F32, F16 or BF16; BF16 rounds to nearest even).
-  mutating func append(_ values: [Float], as type: GGMLType) {
-    switch type {
-    case .f32:
-      bytes.reserveCapacity(bytes.count + 4 * values.count)
-      for v in values { append(v.bitPattern) }
-    case .f16:
-      bytes.reserveCapacity(bytes.count + 2 * values.count)
-      for v in values { append(Float16(v).bitPattern) }
-    case .bf16:
-      bytes.reserveCapacity(bytes.count + 2 * values.count)
-      for v in values {
-        let bits = v.bitPattern
-        let rounded = v.isNaN ? (bits | 0x0040_0000) : bits &+ 0x7FFF &+ ((bits >> 16) & 1)
-        append(UInt16(truncatingIfNeeded: rounded >> 16))
-      }
-    default:
-      preconditionFailure("GGUFWriter stores F32, F16 or BF16 only")
-    }
   }
 }

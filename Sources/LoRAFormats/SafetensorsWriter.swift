@@ -46,28 +46,10 @@ public enum SafetensorsWriter {
   }
 
   private static func encode(_ tensor: Tensor, _ dtype: DType) -> [UInt8] {
-    let values = tensor.values
-    var out: [UInt8] = []
     switch dtype {
-    case .f32:
-      out.reserveCapacity(values.count * 4)
-      for v in values { withUnsafeBytes(of: v.bitPattern.littleEndian) { out.append(contentsOf: $0) } }
-    case .f16:
-      out.reserveCapacity(values.count * 2)
-      for v in values {
-        withUnsafeBytes(of: Float16(v).bitPattern.littleEndian) { out.append(contentsOf: $0) }
-      }
-    case .bf16:
-      out.reserveCapacity(values.count * 2)
-      for v in values {
-        // Round to nearest even, as PyTorch's `to(torch.bfloat16)` does (NaN stays NaN).
-        let bits = v.bitPattern
-        let rounded = v.isNaN ? (bits | 0x0040_0000) : bits &+ 0x7FFF &+ ((bits >> 16) & 1)
-        withUnsafeBytes(of: UInt16(truncatingIfNeeded: rounded >> 16).littleEndian) {
-          out.append(contentsOf: $0)
-        }
-      }
+    case .f32: return tensor.bytes(.f32)
+    case .f16: return tensor.bytes(.f16)
+    case .bf16: return tensor.bytes(.bf16)  // round to nearest even, as PyTorch's `to(torch.bfloat16)`
     }
-    return out
   }
 }
