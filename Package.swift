@@ -32,7 +32,8 @@ let package = Package(
     .target(name: "LoRAModel", dependencies: ["LoRAKernels", "LoRAFormats"]),
     // Data, batching, optimizer, schedules and the training loop.
     .target(
-      name: "LoRATraining", dependencies: ["LoRAKernels", "LoRAFormats", "LoRAModel", "LoRACheckpoint"]),
+      name: "LoRATraining",
+      dependencies: ["LoRAKernels", "LoRAFormats", "LoRAModel", "LoRACheckpoint", "LoRAComm"]),
     // Communicators: MPI, local thread-ranks, and the checks every backend must pass.
     .target(name: "LoRAComm", dependencies: ["LoRAKernels", "CMPI"]),
     // The LZ4 checkpoint format, base fingerprints, and the ways out: PEFT, GGUF LoRA, merged models.
@@ -53,14 +54,15 @@ let package = Package(
     .testTarget(name: "LoRAKernelsTests", dependencies: ["LoRAKernels"]),
     .testTarget(name: "LoRACommTests", dependencies: ["LoRAComm"]),
     .testTarget(
-      name: "LoRATrainingTests", dependencies: ["LoRATraining", "LoRAFormats", "LoRAModel"],
+      name: "LoRATrainingTests", dependencies: ["LoRATraining", "LoRAFormats", "LoRAModel", "LoRAComm"],
       resources: [.copy("Fixtures")]),
     .testTarget(
       name: "LoRAFormatsTests", dependencies: ["LoRAFormats"], resources: [.copy("Fixtures")]),
     .testTarget(
       name: "LoRAModelTests", dependencies: ["LoRAModel", "LoRAFormats"], resources: [.copy("Fixtures")]),
     .testTarget(
-      name: "LoRACheckpointTests", dependencies: ["LoRACheckpoint", "LoRAModel", "LoRAFormats", "LoRAKernels"],
+      name: "LoRACheckpointTests",
+      dependencies: ["LoRACheckpoint", "LoRAModel", "LoRAFormats", "LoRAKernels"],
       resources: [.copy("Fixtures")]),
     .testTarget(name: "CLITests", dependencies: ["swift-lora-dist", "LoRAComm"]),
   ]

@@ -156,10 +156,11 @@ public final class LlamaModel: @unchecked Sendable {
     LowRank.forward(out, u: uRows, x: input, a: m.a, b: m.b, scale: m.scale)
   }
 
-  /// x itself, or x after this module's dropout mask (regenerated from the pass's seed).
+  /// x itself, or, in a training pass, x after this module's dropout mask (regenerated from
+  /// the pass's seed). Inference passes (evaluation, generation) never drop, as PEFT's eval mode.
   func droppedInput(_ x: Tensor, _ m: LoRAAdapter.Module, _ a: LlamaActivations) -> Tensor {
     let p = Float(a.adapter?.config.loraDropout ?? 0)
-    guard p > 0 else { return x }
+    guard p > 0 && a.keepForBackward else { return x }
     let out = a.dropped.view(offset: 0, shape: x.shape)
     Dropout.apply(out, x, probability: p, seed: dropoutSeed(a, m))
     return out

@@ -1,5 +1,6 @@
 import Foundation
 import LoRACheckpoint
+import LoRAComm
 import LoRAKernels
 import LoRAModel
 
@@ -34,7 +35,7 @@ extension Trainer {
       training: .init(
         step: step, totalSteps: options.steps, tokensSeen: tokensSeen, trainedTokensSeen: trainedTokensSeen,
         samplesSeen: sampler.globalPosition(step: step), globalBatch: options.batchSize,
-        exampleCount: train.count, shuffle: options.shuffle, ranks: 1, lastLoss: lastLoss),
+        exampleCount: train.count, shuffle: options.shuffle, ranks: communicator.size, lastLoss: lastLoss),
       schedule: resumable
         ? .init(
           kind: options.schedule.rawValue, peak: options.learningRate, warmupSteps: options.warmupSteps,
@@ -125,5 +126,31 @@ extension Trainer {
     tokensSeen = training.tokensSeen
     trainedTokensSeen = training.trainedTokensSeen
     lastLoss = training.lastLoss
+  }
+
+  /// Gives every rank `root`'s state: adapter, AdamW moments and step, counters. Called
+  /// after `root` alone resumed from a checkpoint (the others may not see the file).
+  public func synchronizeState(from root: Int = 0) throws {
+    guard communicator.size > 1 else { return }
+    try communicator.broadcast(adapter.parameters, root: root)
+    try communicator.broadcast(optimizer.firstMoment, root: root)
+    try communicator.broadcast(optimizer.secondMoment, root: root)
+    struct Counters: Codable {
+      var step, optimizerStep, tokensSeen, trainedTokensSeen: Int
+      var lastLoss: Double?
+    }
+    var bytes = [UInt8](
+      try JSONEncoder().encode(
+        Counters(
+          step: step, optimizerStep: optimizer.step, tokensSeen: tokensSeen,
+          trainedTokensSeen: trainedTokensSeen,
+          lastLoss: lastLoss)))
+    try communicator.broadcast(&bytes, root: root)
+    let counters = try JSONDecoder().decode(Counters.self, from: Data(bytes))
+    step = counters.step
+    optimizer.step = counters.optimizerStep
+    tokensSeen = counters.tokensSeen
+    trainedTokensSeen = counters.trainedTokensSeen
+    lastLoss = counters.lastLoss
   }
 }

@@ -1,11 +1,16 @@
 import Dispatch
+import Foundation
+import LoRAComm
 import LoRAKernels
 import LoRAModel
 
-/// The training loop, top to bottom: for each update, take the next global batch from the
-/// sampler, run forward and backward over its micro-batches (gradients accumulate in the
-/// adapter's one gradient buffer, scaled by 1 / the batch's trained tokens, so the result is
-/// the mean loss's gradient however the batch is split), clip, step AdamW, report.
+/// The training loop, top to bottom: for each update, take this rank's slice of the next
+/// global batch from the sampler, agree with the other ranks on the batch's trained tokens,
+/// run forward and backward over the slice's micro-batches (gradients accumulate in the
+/// adapter's one gradient buffer, scaled by 1 / the global batch's trained tokens), sum the
+/// gradient buffer over the ranks in one all-reduce (so it is the mean loss's gradient
+/// however the batch is split over ranks and micro-batches), clip, step AdamW — the same
+/// step on every rank — and report.
 ///
 /// Buffers are allocated once per sequence-length bucket (multiples of 32 tokens up to the
 /// longest example) and reused, so an update allocates no activation or gradient memory.
@@ -15,6 +20,8 @@ public final class Trainer {
   public let optimizer: AdamW
   public let options: TrainingOptions
   public let schedule: LearningRateSchedule
+  /// The ranks this run spans (one rank: `LocalCommunicator.single()`).
+  public let communicator: any Communicator
   let train: [Example]
   let validation: [Example]
   let sampler: BatchSampler
@@ -25,6 +32,12 @@ public final class Trainer {
   /// Scores the validation set with inference buffers of its own.
   private lazy var evaluator = Evaluator(
     model: model, adapter: adapter, microBatch: options.microBatch, padID: padID)
+  /// Set (from any thread, e.g. a SIGTERM handler) to stop after the current update with a
+  /// checkpoint; all ranks stop together when any rank's flag is set.
+  public let stopRequest = StopRequest()
+  /// Bytes the gradient all-reduce moves per update, and its time over this process's run.
+  public var allreduceBytes: Int { communicator.size > 1 ? adapter.parameterCount * 4 : 0 }
+  public private(set) var allreduceSeconds = 0.0
   private var buffers: [Int: (LlamaActivations, LlamaGradients)] = [:]
   /// Updates taken so far (counting those before a resume).
   public internal(set) var step = 0
@@ -40,9 +53,10 @@ public final class Trainer {
   public init(
     model: LlamaModel, adapter: LoRAAdapter, train: [Example], validation: [Example],
     options: TrainingOptions,
-    padID: Int32
+    padID: Int32, communicator: any Communicator = LocalCommunicator.single()
   ) throws {
-    try options.validate()
+    try options.validate(ranks: communicator.size)
+    self.communicator = communicator
     guard !train.isEmpty else { throw DataError.invalidOption("the training set is empty") }
     self.model = model
     self.adapter = adapter
@@ -64,75 +78,121 @@ public final class Trainer {
     }
     // The largest buffers first: every smaller bucket then fits into the same arena blocks.
     _ = buffersFor(batch: options.microBatch, length: bucket(longest))
+    // Every rank starts from rank 0's initialisation.
+    if communicator.size > 1 { try communicator.broadcast(adapter.parameters, root: 0) }
   }
 
   /// Floats of activation and gradient memory the run uses.
   public var bufferFloats: Int { arena.capacity }
 
+  /// How `run` ended.
+  public enum Ending: Equatable, Sendable {
+    /// All the asked-for updates were taken.
+    case finished
+    /// A stop was requested (on some rank); training stopped after this update, with a
+    /// checkpoint when checkpoints were asked for.
+    case stopped(step: Int)
+  }
+
   /// Runs updates until `options.steps` (or `until`), reporting each, the validation loss
-  /// every `options.evaluateEvery` updates and after the last, and — with `checkpoints` —
-  /// a checkpoint every `checkpoints.every` updates and after the last.
+  /// every `options.evaluateEvery` updates and after the last, and — with `checkpoints`
+  /// (given on rank 0 only: only rank 0 writes) — a checkpoint every `checkpoints.every`
+  /// updates, after the last, and when a stop was requested.
   ///
   /// - Throws: the first error of an update or of writing a checkpoint; training stops
   ///   there and earlier checkpoints stay as they were.
+  @discardableResult
   public func run(
     until last: Int? = nil, checkpoints: Checkpointing? = nil, onEvent: (TrainingEvent) -> Void
-  ) throws {
+  ) throws -> Ending {
     let end = min(last ?? options.steps, options.steps)
     while step < end {
-      onEvent(.step(try update()))
+      let (metrics, stop) = try update(stopFlag: stopRequest.isSet)
+      onEvent(.step(metrics))
       let due = options.evaluateEvery > 0 && step % options.evaluateEvery == 0
       if !validation.isEmpty && (due || step == options.steps) {
-        let (loss, tokens) = validationLoss()
+        let (loss, tokens) = try validationLoss()
         onEvent(.validation(step: step, loss: loss, tokens: tokens))
       }
-      if let checkpoints, (checkpoints.every > 0 && step % checkpoints.every == 0) || step == end {
+      if let checkpoints, (checkpoints.every > 0 && step % checkpoints.every == 0) || step == end || stop {
         onEvent(.checkpoint(try saveCheckpoint(checkpoints)))
       }
+      if stop { return .stopped(step: step) }
     }
+    return .finished
   }
 
   /// One update on the next global batch.
-  public func update() throws -> StepMetrics {
+  public func update() throws -> StepMetrics { try update(stopFlag: false).metrics }
+
+  /// One update; `stopFlag` is this rank's stop request, and `stop` whether any rank asked.
+  func update(stopFlag: Bool) throws -> (metrics: StepMetrics, stop: Bool) {
     let started = DispatchTime.now().uptimeNanoseconds
-    let examples = try sampler.indices(step: step, rank: 0, ranks: 1).map { train[$0] }
-    let trainedTotal = examples.reduce(0) { $0 + $1.trainedCount }
+    let ranks = communicator.size
+    let examples = try sampler.indices(step: step, rank: communicator.rank, ranks: ranks).map { train[$0] }
+    // The global batch's trained tokens scale every rank's gradients.
+    var counts = [
+      Double(examples.reduce(0) { $0 + $1.trainedCount }),
+      Double(examples.reduce(0) { $0 + $1.tokens.count }),
+    ]
+    if ranks > 1 { try communicator.allreduce(&counts, .sum) }
+    let trainedTotal = Int(counts[0])
     adapter.gradients.zero()
     var lossSum = 0.0
-    var tokens = 0
+    // Micro-batches are numbered globally, so a micro-batch's dropout masks do not depend
+    // on how the batch is split over ranks.
+    let firstMicro = communicator.rank * (options.batchSize / ranks) / options.microBatch
     for (micro, start) in stride(from: 0, to: examples.count, by: options.microBatch).enumerated() {
       let chunk = Array(examples[start..<min(start + options.microBatch, examples.count)])
-      tokens += chunk.reduce(0) { $0 + $1.tokens.count }
       let batch = Batch(examples: chunk, length: bucket(chunk.map(\.tokens.count).max() ?? 1), padID: padID)
       let (activations, gradients) = buffersFor(batch: batch.batch, length: batch.length)
-      activations.dropoutSeed = options.seed &+ UInt64(step) &* 1_000_003 &+ UInt64(micro) &* 7919
+      activations.dropoutSeed =
+        options.seed &+ UInt64(step) &* 1_000_003 &+ UInt64(firstMicro + micro) &* 7919
       model.forward(tokens: batch.tokens, activations: activations)
       let (sum, _) = model.backward(
         targets: batch.targets, activations: activations, gradients: gradients,
         gradientScale: 1 / Float(max(trainedTotal, 1)))
       lossSum += sum
     }
+    // One fused all-reduce of every A and B gradient; with the loss and the stop flags.
+    var totals = [lossSum, stopFlag ? 1 : 0]
+    if ranks > 1 {
+      let reduceStarted = DispatchTime.now().uptimeNanoseconds
+      try communicator.allreduce(adapter.gradients, .sum)
+      allreduceSeconds += Double(DispatchTime.now().uptimeNanoseconds - reduceStarted) / 1e9
+      try communicator.allreduce(&totals, .sum)
+    }
     let norm = AdamW.clipGradientNorm(adapter.gradients, maxNorm: options.maxGradientNorm)
     let rate = schedule.rate(step: step)
     optimizer.update(parameters: adapter.parameters, gradients: adapter.gradients, lr: rate)
     step += 1
+    let tokens = Int(counts[1])
     tokensSeen += tokens
     trainedTokensSeen += trainedTotal
-    let loss = lossSum / Double(max(trainedTotal, 1))
+    let loss = totals[0] / Double(max(trainedTotal, 1))
     lastLoss = loss
     let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
     secondsSoFar += seconds
     updatesTimed += 1
-    return StepMetrics(
+    let metrics = StepMetrics(
       step: step, totalSteps: options.steps, loss: loss, learningRate: rate,
       gradientNorm: norm, tokens: tokens, trainedTokens: trainedTotal, seconds: seconds,
       tokensPerSecond: Double(tokens) / seconds, epoch: sampler.epoch(step: step),
       etaSeconds: secondsSoFar / Double(updatesTimed) * Double(options.steps - step))
+    return (metrics, totals[1] > 0)
   }
 
-  /// Mean loss over the validation set (no gradients), and its trained-token count.
-  public func validationLoss() -> (loss: Double, tokens: Int) {
-    evaluator.meanLoss(of: validation)
+  /// Mean loss over the validation set (no gradients), and its trained-token count; each
+  /// rank scores every size-th example and the sums are combined.
+  public func validationLoss() throws -> (loss: Double, tokens: Int) {
+    let ranks = communicator.size
+    let mine =
+      ranks == 1
+      ? validation : validation.enumerated().filter { $0.offset % ranks == communicator.rank }.map(\.element)
+    let (loss, tokens) = mine.isEmpty ? (0, 0) : evaluator.meanLoss(of: mine)
+    var sums = [tokens > 0 ? loss * Double(tokens) : 0, Double(tokens)]
+    if ranks > 1 { try communicator.allreduce(&sums, .sum) }
+    return (sums[1] > 0 ? sums[0] / sums[1] : .nan, Int(sums[1]))
   }
 
   func bucket(_ length: Int) -> Int { Batch.bucketLength(length, longest: longest) }
@@ -152,4 +212,13 @@ public final class Trainer {
     buffers[key] = made
     return made
   }
+}
+
+/// A flag one thread sets and the training loop reads.
+public final class StopRequest: @unchecked Sendable {
+  private let lock = NSLock()
+  private var set = false
+  public init() {}
+  public func request() { lock.withLock { set = true } }
+  public var isSet: Bool { lock.withLock { set } }
 }

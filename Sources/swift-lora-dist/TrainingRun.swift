@@ -170,7 +170,7 @@ struct TrainingRun {
     defer { try? metrics.close() }
     try metrics.seekToEnd()
     if !validation.isEmpty && resumedFrom == nil {
-      let (initialLoss, _) = trainer.validationLoss()
+      let (initialLoss, _) = try trainer.validationLoss()
       validations.append((0, initialLoss))
       progress.show(.validation(step: 0, loss: initialLoss, tokens: 0))
     }

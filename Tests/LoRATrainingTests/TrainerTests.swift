@@ -38,7 +38,7 @@ import Testing
   @Test func lossFallsAndOnlyTheAdapterChanges() throws {
     let trainer = try makeTrainer()
     let baseBefore = trainer.model.weights.layers.map { $0.q.values + $0.down.values }
-    let (before, _) = trainer.validationLoss()
+    let (before, _) = try trainer.validationLoss()
     var validations: [Double] = []
     var steps: [StepMetrics] = []
     try trainer.run { event in
@@ -54,6 +54,20 @@ import Testing
     #expect(trainer.model.weights.layers.map { $0.q.values + $0.down.values } == baseBefore)
     #expect(steps.allSatisfy { $0.trainedTokens > 0 && $0.tokensPerSecond > 0 })
     #expect(steps[0].learningRate == 0 && abs(steps[5].learningRate - 1e-2) < 1e-12)  // warmup
+  }
+
+  @Test func evaluationNeverAppliesDropout() throws {
+    // The same weights with and without lora_dropout score the same: dropout is for training only.
+    let (model, _) = try LlamaModel.load(path: Self.tinyModel)
+    let with = try LoRAAdapter(
+      config: LoRAConfig(r: 4, loraAlpha: 8, loraDropout: 0.3), model: model.config, seed: 2)
+    let without = try LoRAAdapter(config: LoRAConfig(r: 4, loraAlpha: 8), model: model.config, seed: 2)
+    for i in 0..<with.parameterCount { with.parameters[i] = Float(i % 13) * 0.01 - 0.06 }
+    without.parameters.copy(from: with.parameters)
+    let examples = counting(6, seed: 4)
+    let a = Evaluator(model: model, adapter: with, microBatch: 3, padID: 0).meanLoss(of: examples)
+    let b = Evaluator(model: model, adapter: without, microBatch: 3, padID: 0).meanLoss(of: examples)
+    #expect(a.loss == b.loss)
   }
 
   @Test func sameSeedSameAdapterBitForBit() throws {
