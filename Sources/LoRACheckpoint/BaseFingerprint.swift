@@ -52,6 +52,9 @@ public enum BaseFingerprint {
     return value
   }
 
+  /// "sha256:" + the hex SHA-256 of `bytes` (for data files and settings).
+  public static func sha256(_ bytes: [UInt8]) -> String { "sha256:" + sha256Hex(bytes) }
+
   /// A short form for messages: the first 16 hex digits.
   public static func short(_ fingerprint: String) -> String {
     fingerprint.hasPrefix("sha256:") ? String(fingerprint.prefix(7 + 16)) : fingerprint

@@ -7,12 +7,15 @@ public enum CommunicatorError: Error, Equatable, CustomStringConvertible {
   case invalidArgument(String)
   /// Another rank failed, so this rank's collective cannot complete.
   case aborted(byRank: Int, reason: String)
+  /// The ranks were not given the same work (settings, data or model differ).
+  case disagreement(String)
 
   public var description: String {
     switch self {
     case .mpi(let call, let code, let message): return "\(call) failed with MPI error \(code): \(message)"
     case .invalidArgument(let message): return "invalid collective call: \(message)"
     case .aborted(let rank, let reason): return "rank \(rank) failed: \(reason)"
+    case .disagreement(let message): return message
     }
   }
 }

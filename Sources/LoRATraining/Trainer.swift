@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import LoRACheckpoint
 import LoRAComm
 import LoRAKernels
 import LoRAModel
@@ -34,10 +35,12 @@ public final class Trainer {
     model: model, adapter: adapter, microBatch: options.microBatch, padID: padID)
   /// Set (from any thread, e.g. a SIGTERM handler) to stop after the current update with a
   /// checkpoint; all ranks stop together when any rank's flag is set.
-  public let stopRequest = StopRequest()
+  public let stopRequest: StopRequest
   /// Bytes the gradient all-reduce moves per update, and its time over this process's run.
   public var allreduceBytes: Int { communicator.size > 1 ? adapter.parameterCount * 4 : 0 }
   public private(set) var allreduceSeconds = 0.0
+  /// Every this many updates (0: never), check that all ranks hold the same adapter.
+  public var checkEvery = 0
   private var buffers: [Int: (LlamaActivations, LlamaGradients)] = [:]
   /// Updates taken so far (counting those before a resume).
   public internal(set) var step = 0
@@ -53,8 +56,10 @@ public final class Trainer {
   public init(
     model: LlamaModel, adapter: LoRAAdapter, train: [Example], validation: [Example],
     options: TrainingOptions,
-    padID: Int32, communicator: any Communicator = LocalCommunicator.single()
+    padID: Int32, communicator: any Communicator = LocalCommunicator.single(),
+    stopRequest: StopRequest = StopRequest()
   ) throws {
+    self.stopRequest = stopRequest
     try options.validate(ranks: communicator.size)
     self.communicator = communicator
     guard !train.isEmpty else { throw DataError.invalidOption("the training set is empty") }
@@ -116,6 +121,11 @@ public final class Trainer {
       }
       if let checkpoints, (checkpoints.every > 0 && step % checkpoints.every == 0) || step == end || stop {
         onEvent(.checkpoint(try saveCheckpoint(checkpoints)))
+      }
+      if checkEvery > 0 && step % checkEvery == 0 && communicator.size > 1 {
+        try communicator.checkAgreement([
+          ("adapter parameters after update \(step)", BaseFingerprint.sha256(adapter.parameters.bytes()))
+        ])
       }
       if stop { return .stopped(step: step) }
     }

@@ -58,10 +58,7 @@ struct Progress {
   func finish() { if !jsonLines { print("") } }
 
   func emit(_ object: [String: Any]) {
-    guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else {
-      return
-    }
-    print(String(decoding: data, as: UTF8.self))
+    print(jsonLine(object))
   }
 }
 
@@ -72,4 +69,16 @@ func duration(_ seconds: Double) -> String {
   if s >= 3600 { return String(format: "%dh%02dm%02ds", s / 3600, s / 60 % 60, s % 60) }
   if s >= 60 { return String(format: "%dm%02ds", s / 60, s % 60) }
   return "\(s)s"
+}
+
+/// One JSON object as a line; numbers that JSON cannot hold (NaN, ±infinity) become null.
+func jsonLine(_ object: [String: Any]) -> String {
+  let safe = object.mapValues { value -> Any in
+    if let number = value as? Double, !number.isFinite { return NSNull() }
+    return value
+  }
+  guard let data = try? JSONSerialization.data(withJSONObject: safe, options: [.sortedKeys]) else {
+    return "{\"event\":\"error\",\"message\":\"unserialisable event\"}"
+  }
+  return String(decoding: data, as: UTF8.self)
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LoRAComm
 import LoRAFormats
 import LoRAKernels
 import LoRAModel
@@ -21,6 +22,7 @@ struct Train: ParsableCommand {
         swift-lora-dist train --model model.gguf --data train.jsonl --output out/my-adapter
         swift-lora-dist train --config run.yaml --steps 500
         swift-lora-dist train --config run.yaml --resume out/my-adapter
+        mpirun -np 4 swift-lora-dist train --config run.yaml --threads 1 --resume auto
         swift-lora-dist train --model model.gguf --data chat.jsonl --validation-fraction 0.05 \\
           --targets all-linear --rank 16 --alpha 32 --lr 1e-4 --schedule cosine --warmup 20 --output out/chat
       """)
@@ -95,11 +97,19 @@ struct Train: ParsableCommand {
   var fullEvery: Int?
   @Option(
     help:
-      "Continue from a checkpoint file, or the newest valid one in a folder (the output folder or its checkpoints/)."
+      "Continue from a checkpoint file, or the newest valid one in a folder (the output folder or its checkpoints/); 'auto': from the output folder's checkpoints if there are any, else start fresh (for requeued jobs)."
   )
   var resume: String?
   @Flag(help: "Resume even if the checkpoint was trained on a base model with another fingerprint.")
   var force = false
+  @Option(
+    name: .customLong("local-ranks"),
+    help: "Run N data-parallel ranks as threads of this process (without mpirun; for tests and laptops).")
+  var localRanks: Int?
+  @Option(
+    name: .customLong("check-every"),
+    help: "Every K updates, check that all ranks hold the same adapter (a hash compared across ranks).")
+  var checkEvery: Int?
   @Flag(help: "Progress as JSON lines even on a terminal.") var json = false
 
   /// The flags as a configuration (unset flags are nil).
@@ -144,13 +154,36 @@ struct Train: ParsableCommand {
     c.fullEvery = fullEvery
     c.resume = resume
     c.force = force ? true : nil
+    c.localRanks = localRanks
+    c.checkEvery = checkEvery
     return c
   }
 
   func run() throws {
     var settings = flagConfiguration()
     if let config { settings = try TrainConfiguration.load(yamlFile: config).overridden(by: settings) }
-    var run = try TrainingRun(settings)
-    try run.execute(progress: Progress(forceJSON: json))
+    let run = try TrainingRun(settings)
+    let progress = Progress(forceJSON: json)
+    // SIGTERM (what batch systems send before preempting): finish the update, checkpoint, exit 143.
+    let stop = StopRequest()
+    let signals = TerminationSignal.install { stop.request() }
+    defer { withExtendedLifetime(signals) {} }
+    let ending: Trainer.Ending
+    if let ranks = settings.localRanks, ranks > 1 {
+      if MPIEnvironment.launchedByMPI(environment: ProcessInfo.processInfo.environment) {
+        throw ValidationError("--local-ranks runs ranks as threads; do not combine it with mpirun")
+      }
+      let shared = UncheckedSendable((run, try TrainingRun.LoadedModel(path: run.model)))
+      ending = try LocalCommunicator.run(ranks: ranks) { comm in
+        var mine = shared.value.0
+        return try mine.execute(progress: progress, communicator: comm, loaded: shared.value.1, stop: stop)
+      }[0]
+    } else {
+      ending = try Ranks.run { comm in
+        var mine = run
+        return try mine.execute(progress: progress, communicator: comm, stop: stop)
+      }
+    }
+    if case .stopped = ending { throw ExitCode(143) }
   }
 }

@@ -49,6 +49,8 @@ struct TrainConfiguration: Codable, Equatable {
   var fullEvery: Int?
   var resume: String?
   var force: Bool?
+  var localRanks: Int?
+  var checkEvery: Int?
 
   /// The file's keys: the flags' names in snake_case.
   enum CodingKeys: String, CodingKey {
@@ -71,6 +73,8 @@ struct TrainConfiguration: Codable, Equatable {
     case evalEvery = "eval_every"
     case checkpointActivations = "checkpoint_activations"
     case checkpointEvery = "checkpoint_every"
+    case localRanks = "local_ranks"
+    case checkEvery = "check_every"
     case fullEvery = "full_every"
   }
 
@@ -84,6 +88,7 @@ struct TrainConfiguration: Codable, Equatable {
     "micro_batch",
     "weight_decay", "beta1", "beta2", "eps", "max_grad_norm", "seed", "eval_every", "threads", "overwrite",
     "checkpoint_activations", "checkpoint_every", "keep", "full_every", "resume", "force",
+    "local_ranks", "check_every",
   ]
 
   /// Reads a YAML file; unknown keys and wrong types fail with the file, line and key.

@@ -1,5 +1,6 @@
 import Foundation
 import LoRACheckpoint
+import LoRAComm
 import LoRAFormats
 import LoRAKernels
 import LoRAModel
@@ -85,7 +86,11 @@ struct TrainingRun {
       throw ConfigError(
         "--resume continues the run in its output folder; it cannot be combined with --overwrite")
     }
-    if s.resume == nil && !(s.overwrite ?? false),
+    if (s.resume == nil || s.resume == "auto") && !(s.overwrite ?? false)
+      && !(s.resume == "auto"
+        && !CheckpointStore.list(
+          URL(fileURLWithPath: output).standardizedFileURL.appendingPathComponent("checkpoints")
+        ).isEmpty),
       names.contains(where: {
         FileManager.default.fileExists(atPath: self.output.appendingPathComponent($0).path)
       })
@@ -95,12 +100,34 @@ struct TrainingRun {
     }
   }
 
-  mutating func execute(progress: Progress) throws {
+  /// A model loaded once and shared by thread-ranks (`--local-ranks`).
+  struct LoadedModel: @unchecked Sendable {
+    var files: ModelFiles
+    var tokenizer: Tokenizer
+    var model: LlamaModel
+    var origin: LlamaModel.Origin
+
+    init(path: String) throws {
+      files = try ModelFiles.open(path)
+      tokenizer = try Tokenizer.load(files)
+      (model, origin) = try LlamaModel.load(files)
+    }
+  }
+
+  /// Runs on one rank of `comm`: every rank loads, checks that all agree, and trains its
+  /// slice of each batch; rank 0 alone prints, writes metrics, checkpoints, the adapter and
+  /// the report.
+  mutating func execute(
+    progress: Progress, communicator comm: any Communicator = LocalCommunicator.single(),
+    loaded preloaded: LoadedModel? = nil, stop: StopRequest = StopRequest()
+  ) throws -> Trainer.Ending {
     if let threads = settings.threads { BLAS.threads = threads }
+    let leader = comm.rank == 0
     let started = Date()
-    let files = try ModelFiles.open(model)
-    let tokenizer = try Tokenizer.load(files)
-    let (llama, origin) = try LlamaModel.load(files)
+    let loadedModel = try preloaded ?? LoadedModel(path: model)
+    let (files, tokenizer, llama, origin) = (
+      loadedModel.files, loadedModel.tokenizer, loadedModel.model, loadedModel.origin
+    )
     let loaded = try DatasetLoader.load(path: data, tokenizer: tokenizer, options: datasetOptions)
     var train = loaded.examples
     var validation: [Example] = []
@@ -118,19 +145,30 @@ struct TrainingRun {
     let adapter = try LoRAAdapter(config: lora, model: llama.config, seed: options.seed)
     let padID = Int32(tokenizer.padID ?? tokenizer.eosID ?? 0)
     let trainer = try Trainer(
-      model: llama, adapter: adapter, train: train, validation: validation, options: options, padID: padID)
+      model: llama, adapter: adapter, train: train, validation: validation, options: options, padID: padID,
+      communicator: comm, stopRequest: stop)
+    trainer.checkEvery = settings.checkEvery ?? 0
     let fingerprint = BaseFingerprint.of(llama, files: files)
+    // Every rank must train the same thing: same settings, same data, same base.
+    try comm.checkAgreement([
+      ("settings", try settingsHash()),
+      ("training data", try dataHash()),
+      ("base model", fingerprint),
+    ])
     var resumedFrom: String?
-    if let resume = settings.resume {
-      let readStarted = Date()
-      let (reader, skipped) = try CheckpointStore.newestValid(resume)
-      for (file, reason) in skipped {
-        FileHandle.standardError.write(Data("warning: skipping \(file): \(reason)\n".utf8))
+    if let resume = resumeSource {
+      if leader {
+        let readStarted = Date()
+        let (reader, skipped) = try CheckpointStore.newestValid(resume)
+        for (file, reason) in skipped {
+          FileHandle.standardError.write(Data("warning: skipping \(file): \(reason)\n".utf8))
+        }
+        try trainer.resume(from: reader, fingerprint: fingerprint, force: settings.force ?? false)
+        resumedFrom =
+          "\(reader.path) (update \(trainer.step); read, verified and restored in "
+          + "\(format(Date().timeIntervalSince(readStarted) * 1000, 1)) ms)"
       }
-      try trainer.resume(from: reader, fingerprint: fingerprint, force: settings.force ?? false)
-      resumedFrom =
-        "\(reader.path) (update \(trainer.step); read, verified and restored in "
-        + "\(format(Date().timeIntervalSince(readStarted) * 1000, 1)) ms)"
+      try trainer.synchronizeState(from: 0)
     }
     let checkpoints = Trainer.Checkpointing(
       store: try CheckpointStore(
@@ -149,33 +187,42 @@ struct TrainingRun {
       + "adapter: r \(lora.r), alpha \(lora.loraAlpha), \(adapter.modules.count) modules, "
       + "\(grouped(adapter.parameterCount)) trainable parameters; \(options.steps) updates of \(options.batchSize) "
       + "sequences, \(BLAS.threads) BLAS thread(s) (\(BLAS.coreName))"
+      + (comm.size > 1
+        ? "\n\(comm.size) ranks (\(comm.backend)), \(options.batchSize / comm.size) sequences each per update; "
+          + "gradients all-reduced per update: \(formatBytes(trainer.allreduceBytes)) in one buffer" : "")
       + (resumedFrom.map { "\nresuming from \($0)" } ?? "")
-    if progress.jsonLines {
-      progress.emit(["event": "start", "message": intro])
-    } else {
-      print(intro)
+    if leader {
+      if progress.jsonLines {
+        progress.emit(["event": "start", "message": intro])
+      } else {
+        print(intro)
+      }
     }
 
-    try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
     let metricsURL = output.appendingPathComponent("metrics.jsonl")
     var steps: [StepMetrics] = []
     var validations: [(step: Int, loss: Double)] = []
-    if resumedFrom != nil {
-      // Keep the history up to the checkpoint; what came after it is trained again.
-      (steps, validations) = try resumeMetrics(metricsURL, upTo: trainer.step)
-    } else {
-      _ = FileManager.default.createFile(atPath: metricsURL.path, contents: nil)
+    var metrics: FileHandle?
+    if leader {
+      try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
+      if resumedFrom != nil {
+        // Keep the history up to the checkpoint; what came after it is trained again.
+        (steps, validations) = try resumeMetrics(metricsURL, upTo: trainer.step)
+      } else {
+        _ = FileManager.default.createFile(atPath: metricsURL.path, contents: nil)
+      }
+      metrics = try FileHandle(forWritingTo: metricsURL)
+      try metrics?.seekToEnd()
     }
-    let metrics = try FileHandle(forWritingTo: metricsURL)
-    defer { try? metrics.close() }
-    try metrics.seekToEnd()
-    if !validation.isEmpty && resumedFrom == nil {
+    defer { try? metrics?.close() }
+    if !validation.isEmpty && trainer.step == 0 {
       let (initialLoss, _) = try trainer.validationLoss()
       validations.append((0, initialLoss))
-      progress.show(.validation(step: 0, loss: initialLoss, tokens: 0))
+      if leader { progress.show(.validation(step: 0, loss: initialLoss, tokens: 0)) }
     }
     var lastCheckpoint: CheckpointStore.Saved?
-    try trainer.run(checkpoints: checkpoints) { event in
+    let ending = try trainer.run(checkpoints: leader ? checkpoints : nil) { event in
+      guard leader else { return }
       progress.show(event)
       var record: [String: Any]
       switch event {
@@ -198,11 +245,21 @@ struct TrainingRun {
           "raw_bytes": saved.rawBytes, "seconds": saved.seconds,
         ]
       }
-      if let line = try? JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]) {
-        metrics.write(line + Data("\n".utf8))
-      }
+      metrics?.write(Data((jsonLine(record) + "\n").utf8))
     }
+    guard leader else { return ending }
     progress.finish()
+    if case .stopped(let step) = ending {
+      let message =
+        "stopped on request after update \(step) of \(options.steps); checkpoint "
+        + "\(lastCheckpoint?.path ?? "-"); continue with the same command and --resume \(output.path)"
+      if progress.jsonLines {
+        progress.emit(["event": "stopped", "step": step, "checkpoint": lastCheckpoint?.path ?? NSNull()])
+      } else {
+        print(message)
+      }
+      return ending
+    }
 
     try adapter.savePEFT(to: output.path, baseModel: model, overwrite: true)
     let elapsed = Date().timeIntervalSince(started)
@@ -224,6 +281,13 @@ struct TrainingRun {
         "\(format(Double(tokens) / max(trainSeconds, 1e-9), 1)) tokens/s over \(grouped(tokens)) tokens"
       ),
       ("wall time", duration(elapsed)),
+      (
+        "ranks",
+        comm.size == 1
+          ? "1"
+          : "\(comm.size) (\(comm.backend)); gradients all-reduced per update: \(formatBytes(trainer.allreduceBytes)), "
+            + "\(format(100 * trainer.allreduceSeconds / max(trainSeconds, 1e-9), 2))% of the training time on rank 0"
+      ),
       ("peak resident memory", formatBytes(ResidentMemory.peakBytes())),
       (
         "training data",
@@ -261,6 +325,39 @@ struct TrainingRun {
     } else {
       print(closing)
     }
+    return ending
+  }
+
+  /// Where `--resume` points: `auto` means the output folder when it holds checkpoints.
+  var resumeSource: String? {
+    guard let resume = settings.resume else { return nil }
+    guard resume == "auto" else { return resume }
+    return CheckpointStore.list(output.appendingPathComponent("checkpoints")).isEmpty ? nil : output.path
+  }
+
+  /// SHA-256 of the settings that shape training (adapter, optimizer, schedule, batch, data
+  /// processing), as sorted-key JSON; paths are left out (the data and base hashes cover
+  /// what they point to, and they may differ between hosts).
+  func settingsHash() throws -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    var bytes = [UInt8]()
+    bytes += try encoder.encode(lora)
+    bytes += try encoder.encode(options)
+    bytes += try encoder.encode(datasetOptions)
+    return BaseFingerprint.sha256(bytes)
+  }
+
+  /// SHA-256 of the training and validation files' bytes.
+  func dataHash() throws -> String {
+    var bytes: [UInt8] = []
+    for path in [data] + (settings.validationData.map { [$0] } ?? []) {
+      guard let contents = FileManager.default.contents(atPath: path) else {
+        throw ConfigError("\(path): cannot read the data file")
+      }
+      bytes += Array(BaseFingerprint.sha256(Array(contents)).utf8)
+    }
+    return BaseFingerprint.sha256(bytes)
   }
 
   /// The metrics of an earlier run up to update `step`, read back from its metrics file,
