@@ -15,6 +15,11 @@ SIM_BRIDGE_IP="$SIM_NET.254"
 SIM_MAX_HOSTS=8
 SIM_STATE="/run/sld-sim"          # hostfile and the list of hosts that are up
 
+# Open MPI refuses to run as root unless told that it is meant.
+if [ "$(id -u)" = 0 ]; then
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+fi
+
 sim_die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 sim_ns() { printf '%s%s' "$SIM_PREFIX" "$1"; }          # host number -> namespace name
 sim_ip() { printf '%s.%s' "$SIM_NET" "$((10 + $1))"; }  # host number -> address
