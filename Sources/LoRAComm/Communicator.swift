@@ -39,6 +39,29 @@ public protocol Communicator: AnyObject, Sendable {
   /// Splits the group: ranks passing the same `colour` (≥ 0) form a new communicator, ordered
   /// by `key` and then by their rank here.
   func split(colour: Int, key: Int) throws -> any Communicator
+  /// One zeroed buffer of `count` floats per node, shared by this group's ranks on that node
+  /// (collective). Exactly one rank per node is its `filler`; the others must not read it
+  /// before `ready()` (a barrier of the node's ranks) returns.
+  func nodeSharedBuffer(count: Int) throws -> NodeSharedBuffer
+}
+
+/// Memory shared by the ranks of one node (see `Communicator.nodeSharedBuffer`).
+public struct NodeSharedBuffer: @unchecked Sendable {
+  /// [count]
+  public let tensor: Tensor
+  /// Whether this rank fills the buffer for its node.
+  public let filler: Bool
+  /// Ranks sharing it (on this node).
+  public let sharers: Int
+  /// Returns once every sharer called it (after the filler wrote the buffer).
+  public let ready: () throws -> Void
+
+  public init(tensor: Tensor, filler: Bool, sharers: Int, ready: @escaping () throws -> Void) {
+    self.tensor = tensor
+    self.filler = filler
+    self.sharers = sharers
+    self.ready = ready
+  }
 }
 
 extension Communicator {

@@ -52,6 +52,16 @@ public final class LocalCommunicator: Communicator, @unchecked Sendable {
     return try outcomes.results()
   }
 
+  /// Thread-ranks share the process, so rank 0's allocation serves all of them.
+  public func nodeSharedBuffer(count: Int) throws -> NodeSharedBuffer {
+    let mine: Tensor? = rank == 0 ? Tensor(zeros: [count]) : nil
+    let all = try group.exchange(rank: rank, mine)
+    guard let tensor = all[0], tensor.count == count else {
+      throw CommunicatorError.invalidArgument("node-shared buffers of different sizes")
+    }
+    return NodeSharedBuffer(tensor: tensor, filler: rank == 0, sharers: size) { [self] in try barrier() }
+  }
+
   public func allreduce(_ tensor: Tensor, _ operation: ReduceOperation) throws {
     let all = try group.exchange(rank: rank, tensor.clone())
     try requireSameCount(all.map(\.count), "allreduce")

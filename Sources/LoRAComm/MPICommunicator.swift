@@ -213,6 +213,28 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     return try MPICommunicator(owning: child)
   }
 
+  /// An MPI-3 shared-memory window on the node communicator (`MPI_Comm_split_type` with
+  /// `MPI_COMM_TYPE_SHARED`): the node's first rank allocates `count` floats, the others map
+  /// the same pages (`MPI_Win_shared_query`), so the node holds one copy.
+  public func nodeSharedBuffer(count: Int) throws -> NodeSharedBuffer {
+    var node: MPI_Comm? = cmpi_comm_null()
+    try MPIEnvironment.check(
+      MPI_Comm_split_type(handle, cmpi_comm_type_shared(), Int32(rank), cmpi_info_null(), &node),
+      "MPI_Comm_split_type")
+    let nodeComm = try MPICommunicator(owning: node)
+    let window = try SharedWindow(
+      bytes: nodeComm.rank == 0 ? max(count, 1) * MemoryLayout<Float>.size : 0, communicator: nodeComm)
+    let tensor = Tensor(
+      external: window.base.assumingMemoryBound(to: Float.self), shape: [count], owner: window)
+    if nodeComm.rank == 0 { tensor.zero() }
+    return NodeSharedBuffer(tensor: tensor, filler: nodeComm.rank == 0, sharers: nodeComm.size) {
+      try nodeComm.barrier()
+    }
+  }
+
+  /// The raw handle, for the shared window of the same file.
+  fileprivate var rawHandle: MPI_Comm? { handle }
+
   /// `MPI_Allreduce` with `MPI_IN_PLACE`, in chunks of at most 2³¹−1 elements.
   private func reduceInPlace(
     _ base: UnsafeMutableRawPointer?, count: Int, type: MPI_Datatype?, _ operation: ReduceOperation
@@ -243,5 +265,35 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
       try body(start, Int32(chunk))
       start += chunk
     }
+  }
+}
+
+/// An `MPI_Win_allocate_shared` window whose memory belongs to the node's rank 0; freed
+/// (collectively, as MPI requires) when the last tensor over it goes away.
+private final class SharedWindow: @unchecked Sendable {
+  private var window: MPI_Win? = cmpi_win_null()
+  let base: UnsafeMutableRawPointer
+  private let communicator: MPICommunicator
+
+  init(bytes: Int, communicator: MPICommunicator) throws {
+    self.communicator = communicator
+    var local: UnsafeMutableRawPointer?
+    try MPIEnvironment.check(
+      MPI_Win_allocate_shared(
+        MPI_Aint(bytes), Int32(MemoryLayout<Float>.size), cmpi_info_null(), communicator.rawHandle, &local,
+        &window),
+      "MPI_Win_allocate_shared")
+    var size: MPI_Aint = 0
+    var unit: Int32 = 0
+    var shared: UnsafeMutableRawPointer?
+    try MPIEnvironment.check(MPI_Win_shared_query(window, 0, &size, &unit, &shared), "MPI_Win_shared_query")
+    guard let shared else {
+      throw CommunicatorError.invalidArgument("MPI_Win_shared_query returned no memory for the node's rank 0")
+    }
+    base = shared
+  }
+
+  deinit {
+    if MPIEnvironment.isActive { _ = MPI_Win_free(&window) }
   }
 }

@@ -19,7 +19,11 @@ extension LlamaModel {
   }
 
   /// Loads the model of files already opened (so the tokenizer can share them).
-  public static func load(_ files: ModelFiles) throws -> (model: LlamaModel, origin: Origin) {
+  ///
+  /// - Parameter storage: where the converted weights go (default: this process's own memory).
+  public static func load(_ files: ModelFiles, storage: WeightStorage? = nil) throws -> (
+    model: LlamaModel, origin: Origin
+  ) {
     let started = Date()
     let config: LlamaConfig
     let weights: LlamaWeights
@@ -28,11 +32,13 @@ extension LlamaModel {
     case .huggingFace(let folder):
       config = try LlamaConfig(configJSON: URL(fileURLWithPath: folder).appendingPathComponent("config.json"))
       weights = try LlamaWeights(
-        config: config, source: SafetensorsWeightSource(collection: SafetensorsCollection(folder: folder)))
+        config: config, source: SafetensorsWeightSource(collection: SafetensorsCollection(folder: folder)),
+        storage: storage)
       format = "Hugging Face folder"
     case .gguf(let gguf):
       config = try LlamaConfig(gguf: gguf)
-      weights = try LlamaWeights(config: config, source: GGUFWeightSource(gguf: gguf, config: config))
+      weights = try LlamaWeights(
+        config: config, source: GGUFWeightSource(gguf: gguf, config: config), storage: storage)
       format = "GGUF v\(gguf.version)"
     }
     let model = LlamaModel(config: config, weights: weights)

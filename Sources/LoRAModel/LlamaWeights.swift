@@ -71,7 +71,7 @@ public final class LlamaWeights: @unchecked Sendable {
     return entries
   }
 
-  init(config: LlamaConfig, source: some WeightSource) throws {
+  init(config: LlamaConfig, source: some WeightSource, storage: WeightStorage? = nil) throws {
     let tied = config.tiedEmbeddings || source.shape(of: "lm_head.weight") == nil
     let layout = LlamaWeights.layout(config, tied: tied)
     for (name, expected) in layout {
@@ -96,14 +96,21 @@ public final class LlamaWeights: @unchecked Sendable {
       }
     }
     let total = pending.reduce(0) { $0 + Tensor.elementCount($1.1) }
-    converted = Tensor(zeros: [total])
+    let fill: Bool
+    if let storage {
+      (converted, fill) = try storage.allocate(total)
+      precondition(converted.count == total, "weight storage of \(converted.count) floats for \(total)")
+    } else {
+      (converted, fill) = (Tensor(zeros: [total]), true)
+    }
     var offset = 0
     for (name, shape) in pending {
       let view = converted.view(offset: offset, shape: shape)
-      try source.load(name, into: view)
+      if fill { try source.load(name, into: view) }
       tensors[name] = view
       offset += view.count
     }
+    try storage?.ready()
     inPlaceTensors = layout.count - pending.count
     if source.shape(of: "rope_freqs.weight") == [config.headSize / 2] {
       let factors = Tensor(zeros: [config.headSize / 2])
@@ -170,5 +177,21 @@ public final class LlamaWeights: @unchecked Sendable {
         }
       }
     }
+  }
+}
+
+/// Where the converted Float32 weights live. By default each process allocates its own;
+/// ranks on one node can instead share one copy (an MPI shared-memory window): `allocate`
+/// returns the buffer and whether this process fills it, and `ready` returns once the
+/// filling process has finished (a barrier among the sharers).
+public struct WeightStorage {
+  public var allocate: (Int) throws -> (tensor: Tensor, fill: Bool)
+  public var ready: () throws -> Void
+
+  public init(
+    allocate: @escaping (Int) throws -> (tensor: Tensor, fill: Bool), ready: @escaping () throws -> Void
+  ) {
+    self.allocate = allocate
+    self.ready = ready
   }
 }

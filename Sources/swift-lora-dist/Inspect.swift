@@ -147,6 +147,23 @@ func grouped(_ value: Int) -> String {
 
 /// The process's peak resident memory (Linux `VmHWM`).
 enum ResidentMemory {
+  /// The process's current proportional set size (Linux `Pss` in smaps_rollup): pages shared
+  /// with other processes count as their share, so the ranks' values add up to the node's use.
+  static func proportionalBytes() -> Int {
+    guard let text = try? String(contentsOfFile: "/proc/self/smaps_rollup", encoding: .utf8),
+      let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Pss:") })
+    else { return 0 }
+    return (line.split(separator: " ").compactMap { Int($0) }.first ?? 0) * 1024
+  }
+
+  /// The current resident set size (Linux `VmRSS`), shared pages counted in full.
+  static func currentBytes() -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+      let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") })
+    else { return 0 }
+    return (line.split(separator: " ").compactMap { Int($0) }.first ?? 0) * 1024
+  }
+
   static func peakBytes() -> Int {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
       let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })

@@ -107,10 +107,23 @@ struct TrainingRun {
     var model: LlamaModel
     var origin: LlamaModel.Origin
 
-    init(path: String) throws {
+    /// Loads `path`; with a multi-rank `communicator`, the ranks of each node share one copy
+    /// of the converted weights (the node's first rank fills it).
+    init(path: String, communicator: (any Communicator)? = nil) throws {
       files = try ModelFiles.open(path)
       tokenizer = try Tokenizer.load(files)
-      (model, origin) = try LlamaModel.load(files)
+      var storage: WeightStorage?
+      if let communicator, communicator.size > 1 {
+        let shared = SharedBox()
+        storage = WeightStorage(
+          allocate: { count in
+            let buffer = try communicator.nodeSharedBuffer(count: count)
+            shared.buffer = buffer
+            return (buffer.tensor, buffer.filler)
+          },
+          ready: { try shared.buffer?.ready() })
+      }
+      (model, origin) = try LlamaModel.load(files, storage: storage)
     }
   }
 
@@ -124,7 +137,7 @@ struct TrainingRun {
     if let threads = settings.threads { BLAS.threads = threads }
     let leader = comm.rank == 0
     let started = Date()
-    let loadedModel = try preloaded ?? LoadedModel(path: model)
+    let loadedModel = try preloaded ?? LoadedModel(path: model, communicator: comm)
     let (files, tokenizer, llama, origin) = (
       loadedModel.files, loadedModel.tokenizer, loadedModel.model, loadedModel.origin
     )
@@ -247,6 +260,11 @@ struct TrainingRun {
       }
       metrics?.write(Data((jsonLine(record) + "\n").utf8))
     }
+    // Every rank's memory, for the summary: peak RSS and the proportional share (PSS).
+    var memory = [Double](repeating: 0, count: 2 * comm.size)
+    memory[2 * comm.rank] = Double(ResidentMemory.peakBytes())
+    memory[2 * comm.rank + 1] = Double(ResidentMemory.proportionalBytes())
+    if comm.size > 1 { try comm.allreduce(&memory, .sum) }
     guard leader else { return ending }
     progress.finish()
     if case .stopped(let step) = ending {
@@ -288,7 +306,15 @@ struct TrainingRun {
           : "\(comm.size) (\(comm.backend)); gradients all-reduced per update: \(formatBytes(trainer.allreduceBytes)), "
             + "\(format(100 * trainer.allreduceSeconds / max(trainSeconds, 1e-9), 2))% of the training time on rank 0"
       ),
-      ("peak resident memory", formatBytes(ResidentMemory.peakBytes())),
+      (
+        "memory",
+        comm.size == 1
+          ? "peak resident \(formatBytes(ResidentMemory.peakBytes()))"
+          : (0..<comm.size).map {
+            "rank \($0): peak resident \(formatBytes(Int(memory[2 * $0]))), proportional \(formatBytes(Int(memory[2 * $0 + 1])))"
+          }.joined(separator: "; ")
+            + " (the base is shared by the ranks of a node; proportional counts each shared page once)"
+      ),
       (
         "training data",
         "\(data): \(stats.examples) examples, \(stats.truncated) truncated, \(stats.skippedLines) skipped"
@@ -400,4 +426,9 @@ struct TrainingRun {
     }
     return rows
   }
+}
+
+/// Holds the node-shared buffer between its allocation and the barrier after filling it.
+private final class SharedBox: @unchecked Sendable {
+  var buffer: NodeSharedBuffer?
 }
