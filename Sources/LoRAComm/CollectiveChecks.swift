@@ -33,6 +33,7 @@ public enum CollectiveChecks {
       ("broadcast tensor", broadcastTensor),
       ("broadcast bytes of root's length", broadcastBytes),
       ("allgather bytes of differing lengths", allgatherBytes),
+      ("node-shared buffer seen by every rank of a node", nodeShared),
       (
         "barrier",
         {
@@ -158,6 +159,28 @@ public enum CollectiveChecks {
     try child.allreduce(&sum, .sum)
     let expected = Double(members.reduce(0, +))
     return sum[0] == expected ? nil : "group sum \(sum[0]), expected \(expected)"
+  }
+
+  /// The filler of each node writes a pattern; after `ready` every sharer reads it, and the
+  /// sharer counts add up to the group.
+  private static func nodeShared(_ comm: any Communicator) throws -> String? {
+    let count = 100_003
+    let buffer = try comm.nodeSharedBuffer(count: count)
+    if buffer.filler {
+      for i in 0..<count { buffer.tensor[i] = Float(i % 251) - 125 }
+    }
+    try buffer.ready()
+    for i in 0..<count where buffer.tensor[i] != Float(i % 251) - 125 {
+      return "element \(i) is \(buffer.tensor[i]), expected \(Float(i % 251) - 125)"
+    }
+    var fillers = [buffer.filler ? 1.0 : 0.0, buffer.filler ? Double(buffer.sharers) : 0]
+    try comm.allreduce(&fillers, .sum)
+    if Int(fillers[1]) != comm.size {
+      return
+        "the nodes' sharers add up to \(Int(fillers[1])) ranks of \(comm.size) (\(Int(fillers[0])) node(s))"
+    }
+    try buffer.ready()  // no rank frees the window while another still reads it
+    return nil
   }
 
   private static func invalidRoot(_ comm: any Communicator) throws -> String? {
