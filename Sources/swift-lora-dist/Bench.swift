@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LoRAComm
 import LoRAFormats
 import LoRAKernels
 import LoRAModel
@@ -13,15 +14,18 @@ struct Bench: ParsableCommand {
       Runs --warmup untimed and --steps timed updates (forward, backward, AdamW) on random \\
       tokens with every position trained, then measures sgemm on a model-sized product with \\
       the same threads. Model FLOPs per token = 4·(linear parameters incl. the output head) \\
-      + 12·L·T·H·HS (attention) + 6·Σ r·(IN+OUT) (LoRA); see docs/benchmarks.md.
+      + 12·L·T·H·HS (attention) + 6·Σ r·(IN+OUT) (LoRA); see docs/benchmarks.md. Under \
+      mpirun the batch is the global one, split over the ranks; the figures then include \
+      the gradient all-reduce (bytes and share of the step) and every rank's memory.
 
       Examples:
         swift-lora-dist bench --model model.gguf
         swift-lora-dist bench --model model.gguf --targets all-linear --threads 1 --json
+        mpirun -np 2 swift-lora-dist bench --model model.gguf --threads 1
       """)
 
   @Option(help: "Base model: GGUF file or Hugging Face folder.") var model: String
-  @Option(help: "Sequences per step.") var batch = 4
+  @Option(help: "Sequences per step (over all ranks).") var batch = 4
   @Option(help: "Tokens per sequence.") var seq = 256
   @Option(help: "LoRA targets, comma-separated, or all-linear.") var targets = "q_proj,v_proj"
   @Option(help: "LoRA rank.") var rank = 8
@@ -43,8 +47,24 @@ struct Bench: ParsableCommand {
   }
 
   func run() throws {
+    let result = try Ranks.run { comm in try measure(comm) }
+    guard let result else { return }
+    if json {
+      let encoder = JSONEncoder()
+      encoder.outputFormatting = [.sortedKeys]
+      print(String(decoding: try encoder.encode(result), as: UTF8.self))
+    } else {
+      print(result.text)
+    }
+  }
+
+  /// The measurement on one rank; the result on rank 0, nil elsewhere.
+  func measure(_ comm: any Communicator) throws -> BenchResult? {
     if let threads { BLAS.threads = threads }
-    let (llama, _) = try LlamaModel.load(path: model)
+    guard batch % comm.size == 0 else {
+      throw ValidationError("--batch \(batch) must be divisible by the \(comm.size) ranks")
+    }
+    let llama = try TrainingRun.LoadedModel(path: model, communicator: comm).model
     let c = llama.config
     let lora = LoRAConfig(
       r: rank, loraAlpha: alpha, targetModules: targets.split(separator: ",").map(String.init))
@@ -58,34 +78,39 @@ struct Bench: ParsableCommand {
     let trainer = try Trainer(
       model: llama, adapter: adapter, train: examples, validation: [],
       options: TrainingOptions(
-        steps: warmup + steps, batchSize: batch, microBatch: batch, learningRate: 1e-4, schedule: .constant,
-        shuffle: false, checkpointActivations: checkpointActivations),
-      padID: 0)
+        steps: warmup + steps, batchSize: batch, microBatch: batch / comm.size, learningRate: 1e-4,
+        schedule: .constant, shuffle: false, checkpointActivations: checkpointActivations),
+      padID: 0, communicator: comm)
     for _ in 0..<warmup { _ = try trainer.update() }
+    let reduceBefore = trainer.allreduceSeconds
     var seconds = 0.0
     for _ in 0..<steps { seconds += try trainer.update().seconds }
     let perStep = seconds / Double(steps)
     let tokensPerStep = batch * seq
     let flops = Bench.flopsPerToken(c, adapter: adapter, length: seq)
     let achieved = flops * Double(tokensPerStep) / perStep / 1e9
-    let peak = GEMM.measure(minimumSeconds: 1).gflops
-    let result = BenchResult(
+    // The machine's peak in this configuration: every rank's sgemm at once, summed.
+    try comm.barrier()
+    var figures = [GEMM.measure(minimumSeconds: 1).gflops]
+    figures += [Double](repeating: 0, count: 2 * comm.size)
+    figures[1 + 2 * comm.rank] = Double(ResidentMemory.peakBytes())
+    figures[2 + 2 * comm.rank] = Double(ResidentMemory.proportionalBytes())
+    try comm.allreduce(&figures, .sum)
+    guard comm.rank == 0 else { return nil }
+    let peak = figures[0]
+    return BenchResult(
       model: model, batch: batch, seq: seq, targets: targets, rank: rank, threads: BLAS.threads,
-      blasCore: BLAS.coreName,
+      ranks: comm.size, blasCore: BLAS.coreName,
       trainableParameters: adapter.parameterCount, secondsPerStep: perStep,
       tokensPerSecond: Double(tokensPerStep) / perStep,
       gflopPerToken: flops / 1e9, achievedGFLOPs: achieved, sgemmPeakGFLOPs: peak,
       fractionOfPeak: achieved / peak,
       peakResidentMB: Double(ResidentMemory.peakBytes()) / 1_048_576,
       gradientBytes: adapter.parameterCount * 4,
-      bufferMB: Double(trainer.bufferFloats * 4) / 1_048_576)
-    if json {
-      let encoder = JSONEncoder()
-      encoder.outputFormatting = [.sortedKeys]
-      print(String(decoding: try encoder.encode(result), as: UTF8.self))
-    } else {
-      print(result.text)
-    }
+      bufferMB: Double(trainer.bufferFloats * 4) / 1_048_576,
+      allreduceFraction: (trainer.allreduceSeconds - reduceBefore) / seconds,
+      rankPeakResidentMB: (0..<comm.size).map { figures[1 + 2 * $0] / 1_048_576 },
+      rankProportionalMB: (0..<comm.size).map { figures[2 + 2 * $0] / 1_048_576 })
   }
 
   /// Model FLOPs of one training token: frozen products forward and input-gradient backward
@@ -109,6 +134,7 @@ struct BenchResult: Codable {
   var targets: String
   var rank: Int
   var threads: Int
+  var ranks: Int
   var blasCore: String
   var trainableParameters: Int
   var secondsPerStep: Double
@@ -121,13 +147,26 @@ struct BenchResult: Codable {
   /// Bytes of gradients one data-parallel step all-reduces.
   var gradientBytes: Int
   var bufferMB: Double
+  /// Share of the timed steps spent in the gradient all-reduce (0 on one rank).
+  var allreduceFraction: Double
+  /// Per rank: peak resident memory and proportional memory (shared pages split).
+  var rankPeakResidentMB: [Double]
+  var rankProportionalMB: [Double]
 
   var text: String {
-    """
-    bench: \(batch) × \(seq) tokens, LoRA r=\(rank) on \(targets) (\(grouped(trainableParameters)) trainable), \(threads) BLAS thread(s) (\(blasCore))
-    step: \(format(secondsPerStep, 3)) s, \(format(tokensPerSecond, 1)) tokens/s
-    model FLOPs: \(format(gflopPerToken, 3)) GFLOP/token → \(format(achievedGFLOPs, 1)) GFLOP/s = \(format(100 * fractionOfPeak, 1))% of the sgemm peak measured now (\(format(sgemmPeakGFLOPs, 1)) GFLOP/s)
-    memory: peak resident \(format(peakResidentMB, 0)) MB (activation and gradient buffers \(format(bufferMB, 0)) MB); gradients all-reduced per step: \(formatBytes(gradientBytes))
-    """
+    let distributed =
+      ranks == 1
+      ? ""
+      : "\nranks: \(ranks); gradient all-reduce \(formatBytes(gradientBytes)) per step = \(format(100 * allreduceFraction, 2))% of the step; "
+        + "memory per rank (peak resident / proportional): "
+        + zip(rankPeakResidentMB, rankProportionalMB).map { "\(format($0, 0))/\(format($1, 0)) MB" }.joined(
+          separator: ", ")
+        + " = \(format(rankProportionalMB.reduce(0, +), 0)) MB in all"
+    return """
+      bench: \(batch) × \(seq) tokens over \(ranks) rank(s), LoRA r=\(rank) on \(targets) (\(grouped(trainableParameters)) trainable), \(threads) BLAS thread(s) per rank (\(blasCore))
+      step: \(format(secondsPerStep, 3)) s, \(format(tokensPerSecond, 1)) tokens/s
+      model FLOPs: \(format(gflopPerToken, 3)) GFLOP/token → \(format(achievedGFLOPs, 1)) GFLOP/s = \(format(100 * fractionOfPeak, 1))% of the sgemm peak measured now (\(format(sgemmPeakGFLOPs, 1)) GFLOP/s)
+      memory: peak resident \(format(peakResidentMB, 0)) MB (activation and gradient buffers \(format(bufferMB, 0)) MB); gradients all-reduced per step: \(formatBytes(gradientBytes))
+      """ + distributed
   }
 }
