@@ -64,6 +64,6 @@ let package = Package(
       name: "LoRACheckpointTests",
       dependencies: ["LoRACheckpoint", "LoRAModel", "LoRAFormats", "LoRAKernels"],
       resources: [.copy("Fixtures")]),
-    .testTarget(name: "CLITests", dependencies: ["swift-lora-dist", "LoRAComm"]),
+    .testTarget(name: "CLITests", dependencies: ["swift-lora-dist", "LoRAComm", "LoRAFormats", "LoRACheckpoint"]),
   ]
 )
