@@ -39,6 +39,10 @@ public final class Trainer {
   /// Bytes the gradient all-reduce moves per update, and its time over this process's run.
   public var allreduceBytes: Int { communicator.size > 1 ? adapter.parameterCount * 4 : 0 }
   public private(set) var allreduceSeconds = 0.0
+  /// With `separateWaiting`, a barrier before the all-reduce takes the time ranks wait for
+  /// the slowest one (load imbalance), so `allreduceSeconds` is the transfer alone.
+  public var separateWaiting = false
+  public private(set) var waitingSeconds = 0.0
   /// Every this many updates (0: never), check that all ranks hold the same adapter.
   public var checkEvery = 0
   private var buffers: [Int: (LlamaActivations, LlamaGradients)] = [:]
@@ -167,6 +171,11 @@ public final class Trainer {
     // One fused all-reduce of every A and B gradient; with the loss and the stop flags.
     var totals = [lossSum, stopFlag ? 1 : 0]
     if ranks > 1 {
+      if separateWaiting {
+        let waitStarted = DispatchTime.now().uptimeNanoseconds
+        try communicator.barrier()
+        waitingSeconds += Double(DispatchTime.now().uptimeNanoseconds - waitStarted) / 1e9
+      }
       let reduceStarted = DispatchTime.now().uptimeNanoseconds
       try communicator.allreduce(adapter.gradients, .sum)
       allreduceSeconds += Double(DispatchTime.now().uptimeNanoseconds - reduceStarted) / 1e9

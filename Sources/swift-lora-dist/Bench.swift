@@ -81,8 +81,10 @@ struct Bench: ParsableCommand {
         steps: warmup + steps, batchSize: batch, microBatch: batch / comm.size, learningRate: 1e-4,
         schedule: .constant, shuffle: false, checkpointActivations: checkpointActivations),
       padID: 0, communicator: comm)
+    trainer.separateWaiting = true
     for _ in 0..<warmup { _ = try trainer.update() }
     let reduceBefore = trainer.allreduceSeconds
+    let waitBefore = trainer.waitingSeconds
     var seconds = 0.0
     for _ in 0..<steps { seconds += try trainer.update().seconds }
     let perStep = seconds / Double(steps)
@@ -109,6 +111,7 @@ struct Bench: ParsableCommand {
       gradientBytes: adapter.parameterCount * 4,
       bufferMB: Double(trainer.bufferFloats * 4) / 1_048_576,
       allreduceFraction: (trainer.allreduceSeconds - reduceBefore) / seconds,
+      waitingFraction: (trainer.waitingSeconds - waitBefore) / seconds,
       rankPeakResidentMB: (0..<comm.size).map { figures[1 + 2 * $0] / 1_048_576 },
       rankProportionalMB: (0..<comm.size).map { figures[2 + 2 * $0] / 1_048_576 })
   }
@@ -149,6 +152,8 @@ struct BenchResult: Codable {
   var bufferMB: Double
   /// Share of the timed steps spent in the gradient all-reduce (0 on one rank).
   var allreduceFraction: Double
+  /// Share of the timed steps rank 0 waited for slower ranks before the all-reduce.
+  var waitingFraction: Double
   /// Per rank: peak resident memory and proportional memory (shared pages split).
   var rankPeakResidentMB: [Double]
   var rankProportionalMB: [Double]
@@ -157,7 +162,8 @@ struct BenchResult: Codable {
     let distributed =
       ranks == 1
       ? ""
-      : "\nranks: \(ranks); gradient all-reduce \(formatBytes(gradientBytes)) per step = \(format(100 * allreduceFraction, 2))% of the step; "
+      : "\nranks: \(ranks); gradient all-reduce \(formatBytes(gradientBytes)) per step = \(format(100 * allreduceFraction, 2))% of the step "
+        + "(and \(format(100 * waitingFraction, 2))% waiting for the slowest rank); "
         + "memory per rank (peak resident / proportional): "
         + zip(rankPeakResidentMB, rankProportionalMB).map { "\(format($0, 0))/\(format($1, 0)) MB" }.joined(
           separator: ", ")
