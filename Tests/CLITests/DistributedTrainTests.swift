@@ -41,7 +41,7 @@ struct DistributedTrainTests {
     return (difference / norm).squareRoot()
   }
 
-  @Test func twoRanksEqualOneRankOverSharedMemoryTCPAndThreads() throws {
+  @Test func nRanksEqualOneRankOverSharedMemoryTCPAndThreads() throws {
     let folder = try TrainCommandTests.Folder()
     let data = try folder.write("train.jsonl", TrainCommandTests.arithmetic)
     let one = try CommandRunner.run(arguments(folder.path + "/one", data: data))
@@ -58,10 +58,11 @@ struct DistributedTrainTests {
         "threads",
         try CommandRunner.run(arguments(folder.path + "/threads", data: data, ["--local-ranks", "2"]))
       ),
+      ("mpi4", try CommandRunner.run(arguments(folder.path + "/mpi4", data: data), mpiRanks: 4)),
     ]
     for (name, outcome) in runs {
       #expect(outcome.status == 0, "\(name): \(outcome.errors)")
-      #expect(outcome.output.contains("2 ranks"), "\(name)")
+      #expect(outcome.output.contains(name == "mpi4" ? "4 ranks" : "2 ranks"), "\(name)")
       let losses = Self.losses(outcome.output)
       #expect(losses.count == 3)
       for (a, b) in zip(losses, Self.losses(one.output)) { #expect(abs(a - b) <= 1e-5 * abs(b), "\(name)") }
@@ -81,6 +82,11 @@ struct DistributedTrainTests {
     #expect(differing.status != 0)
     #expect(differing.errors.contains("rank 1: training data"), "\(differing.errors)")
     #expect(!folder.exists("a/adapter_model.safetensors"))
+
+    let otherRate = try CommandRunner.runMPMD([
+      arguments(folder.path + "/c", data: data), arguments(folder.path + "/c", data: data, ["--lr", "2e-3"]),
+    ])
+    #expect(otherRate.status != 0 && otherRate.errors.contains("rank 1: settings"), "\(otherRate.errors)")
 
     var noModel = arguments(folder.path + "/b", data: data)
     noModel[2] = folder.path + "/missing.gguf"
