@@ -21,10 +21,12 @@ public final class LlamaActivations: @unchecked Sendable {
     public let mlpRMS: Tensor
     public let gate: Tensor
     public let up: Tensor
-    /// x·Aᵀ of each adapted linear of this layer.
-    public let lora: [LoRATarget: Tensor]
+    /// x·Aᵀ of each adapted linear of this layer, per slot: [rows of the slot, R].
+    public let loras: [[LoRATarget: Tensor]]
+    /// The first slot's (the only one without fusing).
+    public var lora: [LoRATarget: Tensor] { loras.first ?? [:] }
 
-    init(_ c: LlamaConfig, rows n: Int, lora: [LoRATarget: Tensor], allocate: ([Int]) -> Tensor) {
+    init(_ c: LlamaConfig, rows n: Int, loras: [[LoRATarget: Tensor]], allocate: ([Int]) -> Tensor) {
       attentionRMS = allocate([n])
       q = allocate([n, c.heads * c.headSize])
       k = allocate([n, c.kvHeads * c.headSize])
@@ -34,7 +36,21 @@ public final class LlamaActivations: @unchecked Sendable {
       mlpRMS = allocate([n])
       gate = allocate([n, c.intermediateSize])
       up = allocate([n, c.intermediateSize])
-      self.lora = lora
+      self.loras = loras
+    }
+  }
+
+  /// An adapter and the sequences of the batch it applies to (fused training stacks several
+  /// adapters' micro-batches into one batch: every frozen product runs once over all rows,
+  /// each low-rank path only over its slot's rows).
+  public struct Slot: Sendable {
+    public let adapter: LoRAAdapter
+    /// Sequences b of the batch (rows b·T ..< (b+1)·T each).
+    public let sequences: Range<Int>
+
+    public init(adapter: LoRAAdapter, sequences: Range<Int>) {
+      self.adapter = adapter
+      self.sequences = sequences
     }
   }
 
@@ -45,8 +61,10 @@ public final class LlamaActivations: @unchecked Sendable {
   /// layer's forward into one shared set of buffers just before its backward (one more
   /// forward pass of compute for a fraction of the memory).
   public let checkpointed: Bool
-  /// The adapter whose low-rank products these buffers hold, if any.
-  public let adapter: LoRAAdapter?
+  /// The adapters whose low-rank products these buffers hold, each on its sequences.
+  public let slots: [Slot]
+  /// The adapter when there is exactly one slot.
+  public var adapter: LoRAAdapter? { slots.count == 1 ? slots[0].adapter : nil }
   let layerBuffers: [Layer]
   /// Residual stream: layer l reads `hidden(l)` and writes `hidden(l + 1)`. [N, D] each.
   let hiddenStates: [Tensor]
@@ -59,42 +77,63 @@ public final class LlamaActivations: @unchecked Sendable {
   /// Final RMSNorm output [N, D] and factors [N].
   public let finalNormed: Tensor
   public let finalRMS: Tensor
-  /// Seed of this pass's LoRA dropout masks (set by the trainer before each forward).
-  public var dropoutSeed: UInt64 = 0
+  /// Seeds of this pass's LoRA dropout masks, per slot (set by the trainer before each forward).
+  public var dropoutSeeds: [UInt64]
+  /// The first slot's dropout seed.
+  public var dropoutSeed: UInt64 {
+    get { dropoutSeeds.first ?? 0 }
+    set { if dropoutSeeds.isEmpty { dropoutSeeds = [newValue] } else { dropoutSeeds[0] = newValue } }
+  }
 
   /// - keys: keys visible to attention per sequence; T without a KV cache, the cache capacity
   ///   with one.
   /// - arena: where the buffers come from (shared with other sets never used at the same
   ///   time); nil allocates them.
-  public init(
+  public convenience init(
     config c: LlamaConfig, batch: Int, length: Int, keepForBackward: Bool, keys: Int? = nil,
     adapter: LoRAAdapter? = nil, arena: TensorArena? = nil, checkpointed: Bool = false
   ) {
+    self.init(
+      config: c, batch: batch, length: length, keepForBackward: keepForBackward, keys: keys,
+      slots: adapter.map { [Slot(adapter: $0, sequences: 0..<batch)] } ?? [], arena: arena,
+      checkpointed: checkpointed)
+  }
+
+  /// Buffers for several adapters, each on its slot of the batch's sequences.
+  public init(
+    config c: LlamaConfig, batch: Int, length: Int, keepForBackward: Bool, keys: Int? = nil,
+    slots: [Slot], arena: TensorArena? = nil, checkpointed: Bool = false
+  ) {
+    precondition(slots.allSatisfy { $0.sequences.lowerBound >= 0 && $0.sequences.upperBound <= batch })
     self.checkpointed = keepForBackward && checkpointed
     let perLayer = keepForBackward && !checkpointed
     let allocate: ([Int]) -> Tensor = { shape in arena?.tensor(shape) ?? Tensor(zeros: shape) }
     self.batch = batch
     self.length = length
     self.keepForBackward = keepForBackward
-    self.adapter = adapter
+    self.slots = slots
+    dropoutSeeds = Array(repeating: 0, count: max(slots.count, 1))
     let n = batch * length
     layerBuffers = (0..<(perLayer ? c.layers : 1)).map { l in
-      var lora: [LoRATarget: Tensor] = [:]
-      for target in LoRATarget.allCases {
-        // Without keepForBackward one buffer serves every layer: size it for the largest rank.
-        let ranks = (perLayer ? [l] : Array(0..<c.layers)).compactMap {
-          adapter?.module(layer: $0, target: target)?.rank
+      let loras = slots.map { slot in
+        var lora: [LoRATarget: Tensor] = [:]
+        for target in LoRATarget.allCases {
+          // Without keepForBackward one buffer serves every layer: size it for the largest rank.
+          let ranks = (perLayer ? [l] : Array(0..<c.layers)).compactMap {
+            slot.adapter.module(layer: $0, target: target)?.rank
+          }
+          if let rank = ranks.max() { lora[target] = allocate([slot.sequences.count * length, rank]) }
         }
-        if let rank = ranks.max() { lora[target] = allocate([n, rank]) }
+        return lora
       }
-      return Layer(c, rows: n, lora: lora, allocate: allocate)
+      return Layer(c, rows: n, loras: loras, allocate: allocate)
     }
     hiddenStates = (0..<(keepForBackward ? c.layers + 1 : 2)).map { _ in allocate([n, c.hiddenSize]) }
     normed = allocate([n, c.hiddenSize])
     activation = allocate([n, c.intermediateSize])
     attentionScratch = allocate([Attention.scratchCount(queryLength: length, keyLength: keys ?? length)])
     let widest = max(c.hiddenSize, c.intermediateSize, c.heads * c.headSize)
-    dropped = allocate([(adapter?.config.loraDropout ?? 0) > 0 ? n * widest : 0])
+    dropped = allocate([slots.contains { $0.adapter.config.loraDropout > 0 } ? n * widest : 0])
     finalNormed = allocate([n, c.hiddenSize])
     finalRMS = allocate([n])
   }

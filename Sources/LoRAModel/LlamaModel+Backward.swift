@@ -74,12 +74,39 @@ extension LlamaModel {
   public func backward(
     targets: [Int32], activations a: LlamaActivations, gradients g: LlamaGradients, gradientScale: Float
   ) -> (lossSum: Double, count: Int) {
+    let results = backward(targets: targets, activations: a, gradients: g, gradientScales: [gradientScale])
+    return (results.reduce(0) { $0 + $1.lossSum }, results.reduce(0) { $0 + $1.count })
+  }
+
+  /// The same for a fused batch: each slot's loss (on its sequences' rows) and the gradients
+  /// of `gradientScales[k]` × slot k's summed loss, added into slot k's adapter. With one
+  /// scale and no slots (or one), it is the single-adapter backward.
+  /// - targets: B·T next-token ids, −1 where untrained; gradientScales: one per slot.
+  public func backward(
+    targets: [Int32], activations a: LlamaActivations, gradients g: LlamaGradients, gradientScales: [Float]
+  ) -> [(lossSum: Double, count: Int)] {
     precondition(a.keepForBackward, "backward needs activations made with keepForBackward")
+    precondition(gradientScales.count == max(a.slots.count, 1), "one gradient scale per slot")
     let c = config
-    let result = OutputLoss.forwardBackward(
-      dHidden: g.normedGradient, hidden: a.finalNormed, head: weights.output, targets: targets,
-      gradientScale: gradientScale, scratch: g.lossScratch, chunkRows: g.chunkRows)
-    guard let lowest = a.adapter?.modules.map(\.layer).min() else { return result }
+    var results: [(lossSum: Double, count: Int)] = []
+    if a.slots.count <= 1 {
+      results.append(
+        OutputLoss.forwardBackward(
+          dHidden: g.normedGradient, hidden: a.finalNormed, head: weights.output, targets: targets,
+          gradientScale: gradientScales[0], scratch: g.lossScratch, chunkRows: g.chunkRows))
+    } else {
+      // Rows outside every slot get no gradient.
+      g.normedGradient.zero()
+      for (k, slot) in a.slots.enumerated() {
+        let rows = slot.sequences.lowerBound * a.length..<slot.sequences.upperBound * a.length
+        results.append(
+          OutputLoss.forwardBackward(
+            dHidden: slotRows(g.normedGradient, k, a), hidden: slotRows(a.finalNormed, k, a),
+            head: weights.output, targets: Array(targets[rows]), gradientScale: gradientScales[k],
+            scratch: g.lossScratch, chunkRows: g.chunkRows))
+      }
+    }
+    guard let lowest = a.slots.flatMap({ $0.adapter.modules.map(\.layer) }).min() else { return results }
     g.stream.zero()
     RMSNorm.backward(
       g.stream, g.normedGradient, a.hidden(c.layers), reciprocalRMS: a.finalRMS, weight: weights.finalNorm)
@@ -101,7 +128,7 @@ extension LlamaModel {
       // MLP block: out = h + SwiGLU(gate, up)·Wdownᵀ.
       g.afterAttention.copy(from: g.stream)
       GEMM.multiply(into: g.gate, g.stream, w.down)  // d activation [N, F]
-      if a.adapter?.module(layer: l, target: .down) != nil {
+      if a.slots.contains(where: { $0.adapter.module(layer: l, target: .down) != nil }) {
         SwiGLU.forward(g.activation, gate: act.gate, up: act.up)
         adapterBackward(dx: g.gate, dy: g.stream, x: g.activation, layer: l, target: .down, a, g)
       }
@@ -143,35 +170,41 @@ extension LlamaModel {
       }
       // g.stream now holds d(x), the previous layer's d(out). The embedding is frozen.
     }
-    return result
+    return results
   }
 
-  /// Adds the LoRA gradients of one adapted linear (if `target` of `layer` is adapted) into
-  /// the adapter's gradient buffer, and its input gradient into dx.
+  /// Adds the LoRA gradients of one adapted linear (for each slot whose adapter adapts
+  /// `target` of `layer`, on that slot's rows) into the slot adapter's gradient buffer, and
+  /// its input gradient into dx.
   /// - dx: [N, IN]; dy: [N, OUT]; x: the linear's input [N, IN] (before dropout).
   private func adapterBackward(
     dx: Tensor?, dy: Tensor, x: Tensor, layer: Int, target: LoRATarget, _ a: LlamaActivations,
     _ g: LlamaGradients
   ) {
-    guard let adapter = a.adapter, let m = adapter.module(layer: layer, target: target),
-      let u = a.layer(layer).lora[target]
-    else { return }
-    let rows = x.shape[0]
-    let du = g.du.view(offset: 0, shape: [rows, m.rank])
-    let dropout = Float(adapter.config.loraDropout)
-    if dropout == 0 {
+    for k in a.slots.indices {
+      let adapter = a.slots[k].adapter
+      guard let m = adapter.module(layer: layer, target: target), let u = a.layer(layer).loras[k][target]
+      else { continue }
+      let (xRows, dyRows) = (slotRows(x, k, a), slotRows(dy, k, a))
+      let dxRows = dx.map { slotRows($0, k, a) }
+      let rows = xRows.shape[0]
+      let du = g.du.view(offset: 0, shape: [rows, m.rank])
+      let dropout = Float(adapter.config.loraDropout)
+      if dropout == 0 {
+        LowRank.backward(
+          dx: dxRows, gA: m.gradA, gB: m.gradB, dy: dyRows, x: xRows, u: u, a: m.a, b: m.b, scale: m.scale,
+          du: du)
+        continue
+      }
+      let input = droppedInput(xRows, m, a, slot: k)
       LowRank.backward(
-        dx: dx, gA: m.gradA, gB: m.gradB, dy: dy, x: x, u: u, a: m.a, b: m.b, scale: m.scale, du: du)
-      return
+        dx: nil, gA: m.gradA, gB: m.gradB, dy: dyRows, x: input, u: u, a: m.a, b: m.b, scale: m.scale, du: du)
+      guard let dxRows else { continue }
+      // The input gradient of the low-rank path goes back through the same dropout mask.
+      let path = g.wide.view(offset: 0, shape: [rows, m.inFeatures])
+      GEMM.multiply(into: path, du, m.a)
+      Dropout.apply(path, path, probability: dropout, seed: dropoutSeed(a, m, slot: k))
+      dxRows.add(path)
     }
-    let input = droppedInput(x, m, a)
-    LowRank.backward(
-      dx: nil, gA: m.gradA, gB: m.gradB, dy: dy, x: input, u: u, a: m.a, b: m.b, scale: m.scale, du: du)
-    guard let dx else { return }
-    // The input gradient of the low-rank path goes back through the same dropout mask.
-    let path = g.wide.view(offset: 0, shape: [rows, m.inFeatures])
-    GEMM.multiply(into: path, du, m.a)
-    Dropout.apply(path, path, probability: dropout, seed: dropoutSeed(a, m))
-    dx.add(path)
   }
 }

@@ -86,12 +86,13 @@ public final class LlamaModel: @unchecked Sendable {
         let vRows = values.view(offset: offset, shape: [length, rowWidth])
         Linear.forward(kRows, rows, weight: w.k, bias: w.kBias)
         Linear.forward(vRows, rows, weight: w.v, bias: w.vBias)
-        if let adapter = a.adapter {
+        for (k, slot) in a.slots.enumerated() where slot.sequences.contains(b) {
           for (target, destination) in [(LoRATarget.k, kRows), (.v, vRows)] {
-            guard let m = adapter.module(layer: l, target: target), let u = act.lora[target] else {
+            guard let m = slot.adapter.module(layer: l, target: target), let u = act.loras[k][target] else {
               continue
             }
-            let uRows = u.view(offset: b * length * m.rank, shape: [length, m.rank])
+            let offset = (b - slot.sequences.lowerBound) * length * m.rank
+            let uRows = u.view(offset: offset, shape: [length, m.rank])
             LowRank.forward(destination, u: uRows, x: rows, a: m.a, b: m.b, scale: m.scale)
           }
         }
@@ -135,7 +136,8 @@ public final class LlamaModel: @unchecked Sendable {
     (0..<a.batch).flatMap { _ in (start..<start + a.length).map { $0 } }
   }
 
-  /// out (=|+=) x·Wᵀ (+ bias) (+ s·dropout(x)·Aᵀ·Bᵀ when the adapter covers this linear).
+  /// out (=|+=) x·Wᵀ (+ bias) (+ s·dropout(x)·Aᵀ·Bᵀ on each slot's rows whose adapter
+  /// covers this linear).
   /// - out: [N, OUT]; x: [N, IN]; weight: [OUT, IN].
   private func project(
     _ out: Tensor, _ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ layer: Int, _ target: LoRATarget,
@@ -146,28 +148,40 @@ public final class LlamaModel: @unchecked Sendable {
     } else {
       Linear.forward(out, x, weight: weight, bias: bias)
     }
-    guard let adapter = a.adapter, let m = adapter.module(layer: layer, target: target),
-      let u = a.layer(layer).lora[target]
-    else { return }
-    let input = droppedInput(x, m, a)
-    // Kept activations hold exactly [N, R]; a shared inference buffer is sized for the largest rank.
-    let rows = x.shape[0]
-    let uRows = u.shape == [rows, m.rank] ? u : u.view(offset: 0, shape: [rows, m.rank])
-    LowRank.forward(out, u: uRows, x: input, a: m.a, b: m.b, scale: m.scale)
+    for k in a.slots.indices {
+      guard let m = a.slots[k].adapter.module(layer: layer, target: target),
+        let u = a.layer(layer).loras[k][target]
+      else { continue }
+      let (xRows, outRows) = (slotRows(x, k, a), slotRows(out, k, a))
+      let input = droppedInput(xRows, m, a, slot: k)
+      // Kept activations hold exactly [rows, R]; a shared inference buffer is sized for the largest rank.
+      let rows = xRows.shape[0]
+      let uRows = u.shape == [rows, m.rank] ? u : u.view(offset: 0, shape: [rows, m.rank])
+      LowRank.forward(outRows, u: uRows, x: input, a: m.a, b: m.b, scale: m.scale)
+    }
+  }
+
+  /// The rows of `t` ([N, W]) that slot `k` covers: `t` itself when the slot is the whole batch.
+  func slotRows(_ t: Tensor, _ k: Int, _ a: LlamaActivations) -> Tensor {
+    let sequences = a.slots[k].sequences
+    if sequences.count == a.batch { return t }
+    let width = t.shape[1]
+    return t.view(
+      offset: sequences.lowerBound * a.length * width, shape: [sequences.count * a.length, width])
   }
 
   /// x itself, or, in a training pass, x after this module's dropout mask (regenerated from
-  /// the pass's seed). Inference passes (evaluation, generation) never drop, as PEFT's eval mode.
-  func droppedInput(_ x: Tensor, _ m: LoRAAdapter.Module, _ a: LlamaActivations) -> Tensor {
-    let p = Float(a.adapter?.config.loraDropout ?? 0)
+  /// slot k's seed). Inference passes (evaluation, generation) never drop, as PEFT's eval mode.
+  func droppedInput(_ x: Tensor, _ m: LoRAAdapter.Module, _ a: LlamaActivations, slot k: Int) -> Tensor {
+    let p = Float(a.slots[k].adapter.config.loraDropout)
     guard p > 0 && a.keepForBackward else { return x }
     let out = a.dropped.view(offset: 0, shape: x.shape)
-    Dropout.apply(out, x, probability: p, seed: dropoutSeed(a, m))
+    Dropout.apply(out, x, probability: p, seed: dropoutSeed(a, m, slot: k))
     return out
   }
 
-  func dropoutSeed(_ a: LlamaActivations, _ m: LoRAAdapter.Module) -> UInt64 {
+  func dropoutSeed(_ a: LlamaActivations, _ m: LoRAAdapter.Module, slot k: Int) -> UInt64 {
     let module = UInt64(m.layer * LoRATarget.allCases.count + LoRATarget.allCases.firstIndex(of: m.target)!)
-    return a.dropoutSeed &+ (module &+ 1) &* 0x9E37_79B9_7F4A_7C15
+    return a.dropoutSeeds[k] &+ (module &+ 1) &* 0x9E37_79B9_7F4A_7C15
   }
 }
