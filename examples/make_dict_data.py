@@ -153,55 +153,74 @@ def devil_examples(dictd):
 # FreeDict English -> German
 
 # Grammar tags a clean translation may carry: nouns, plurals, adjectives, adverbs, verbs.
-GOOD_TAGS = re.compile(r"^<(masc|fem|neut|pl|adj|adv|adj, adv|v|v, intr|v, trans|v, refl)>")
+GOOD_TAGS = {"masc", "fem", "neut", "pl", "adj", "adv", "adj, adv", "v", "v, intr", "v, trans", "v, refl"}
 GERMAN_WORD = re.compile(r"^[A-Za-zÄÖÜäöüß]+(-[A-Za-zÄÖÜäöüß]+)?$")
 
 
+def strip_annotations(text):
+    """'sich (mit jdm.) unterhalten <v, refl> [ugs.]' -> 'sich unterhalten'."""
+    previous = None
+    while previous != text:  # nested brackets: "in ([wohin?+ acc])"
+        previous = text
+        text = re.sub(r"<[^<>]*>|\[[^\[\]]*\]|\([^()]*\)|\{[^{}]*\}|/[^/]*/", " ", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
 def first_translation(line):
-    """The first translation on an entry's second line without its annotations, and whether
-    it carried a part-of-speech tag we accept: ' [Am.] Auto <neut> [geh.], Wagen' -> 'Auto'."""
-    text = line.strip()
-    while True:  # leading labels: "[Am.]", "(sth.)"
-        m = re.match(r"^(\[[^\]]*\]|\([^)]*\))\s*", text)
-        if not m:
-            break
-        text = text[m.end():]
-    m = re.match(r"^([^<\[\(,/{]*)", text)
-    word = m.group(1).strip()
-    rest = text[m.end():].lstrip()
-    return word, bool(GOOD_TAGS.match(rest))
+    """The first translation on an entry's second line without its annotations, and whether it
+    is a clean word: ' [Am.] Auto <neut> [geh.], Wagen <masc>' -> ('Auto', True); past
+    participles ('gelaufen'), articles and pronouns ('der <art>') and phrases are not clean."""
+    text = strip_annotations(line)
+    word = text.split(",")[0].strip()
+    tag = re.search(r"<([^<>]*)>", line)  # the list's part of speech: "gewinnen, siegen <v, intr>"
+    clean = bool(tag) and tag.group(1) in GOOD_TAGS and bool(GERMAN_WORD.match(word)) and len(word) >= 2
+    return word, clean
 
 
-def freedict_examples(dictd, count):
+def freedict_examples(dictd, count, margin=1.5, min_support=2):
     index = os.path.join(dictd, "freedict-eng-deu.index")
     english = collections.Counter()   # how often a word occurs in headwords: a frequency proxy
-    german = collections.Counter()    # how often a word occurs in translations and examples
-    candidates = collections.defaultdict(list)  # headword -> [(word, examples in entry)]
+    senses = collections.defaultdict(dict)  # headword -> {first translation: [examples, clean]}
+    phrases = []  # (words of a longer headword, its translations in lower case)
     for headword, entry in dictd_entries(index, os.path.join(dictd, "freedict-eng-deu.dict.dz")):
-        english.update(re.findall(r"[a-z]+", headword))
-        lines = entry.split("\n")
+        tokens = re.findall(r"[a-z]+", headword)
+        english.update(tokens)
+        lines = entry.split("\n", 2)
         if len(lines) < 2:
             continue
-        german_text = [lines[1]] + [l.split('"  - ', 1)[1] for l in lines[2:] if '"  - ' in l]
-        german.update(re.findall(r"\w+", " ".join(german_text)))
-        if not re.fullmatch(r"[a-z]{3,10}", headword):
+        if len(tokens) > 1:
+            phrases.append((tokens, lines[1].lower()))
+            continue
+        if not (3 <= len(headword) <= 10 and headword.isalpha() and headword.isascii() and headword.islower()):
             continue
         if not re.match(re.escape(headword) + r" /[^/]*/( <[^>]*>)?( \(.*\))?( <[^>]*>)?$", lines[0].strip()):
             continue  # abbreviations ("computed axial tomography (CAT)") and other headword forms
-        word, tagged = first_translation(lines[1])
-        if not tagged or not GERMAN_WORD.match(word) or len(word) < 2:
-            continue
-        examples_in_entry = sum(1 for l in lines[2:] if l.startswith('      "'))
-        candidates[headword].append((word, examples_in_entry))
-    # The commonest headwords; for each, the translation most used elsewhere in the
-    # dictionary (the main sense: "air" -> "Luft", not "Grubenluft"), then the entry
-    # with the most examples.
-    words = sorted(candidates, key=lambda w: (-english[w], w))[:count]
-    examples = []
-    for w in words:
-        best = max(candidates[w], key=lambda c: (german[c[0]], c[1], -len(c[0])))
-        examples.append({"prompt": f"English: {w}\nGerman:", "completion": " " + best[0]})
-    return examples
+        word, clean = first_translation(lines[1])
+        sense = senses[headword].setdefault(word, [0, False])
+        sense[0] += entry.count('\n      "')  # example sentences
+        sense[1] = sense[1] or clean
+    # Each headword's main sense is the translation that its phrases use most: "line" is
+    # "Linie" because "straight line" is "gerade Linie" and "line of sight" "Sichtlinie"; then
+    # the one with the most examples. Words whose main sense is no clean single word ("come":
+    # "gekommen"), too rare or not clearly ahead are left out; of the rest, the commonest.
+    pool = sorted((w for w, o in senses.items() if any(c for _, c in o.values())),
+                  key=lambda w: (-english[w], w))[:3 * count]
+    support = {w: collections.Counter() for w in pool}
+    options = {w: [(t, t.lower()) for t in senses[w] if len(t) >= 3] for w in pool}
+    for tokens, german in phrases:
+        for token in set(tokens):
+            if token in support:
+                for t, lower in options[token]:
+                    if lower in german:
+                        support[token][t] += 1
+    chosen = {}
+    for w in pool:
+        scored = sorted((support[w][t], ex, t, clean) for t, (ex, clean) in senses[w].items())
+        n, _, best, clean = scored[-1]
+        if clean and n >= min_support and (len(scored) == 1 or n >= margin * scored[-2][0]):
+            chosen[w] = best
+    words = sorted(chosen, key=lambda w: (-english[w], w))[:count]
+    return [{"prompt": f"English: {w}\nGerman:", "completion": " " + chosen[w]} for w in words]
 
 
 # ---------------------------------------------------------------------------------------
