@@ -43,10 +43,16 @@ let package = Package(
         "CLZ4", "LoRAKernels", "LoRAFormats", "LoRAModel", .product(name: "Crypto", package: "swift-crypto"),
       ]),
 
+    // Job files and the plan: ranks -> rank groups -> adapters, with estimated times.
+    .target(
+      name: "LoRACoordinator",
+      dependencies: ["LoRATraining", "LoRAModel", "LoRAComm", "LoRACheckpoint", .product(name: "Yams", package: "Yams")]),
+
     .executableTarget(
       name: "swift-lora-dist",
       dependencies: [
         "LoRAKernels", "LoRAComm", "LoRACheckpoint", "LoRAFormats", "LoRAModel", "LoRATraining",
+        "LoRACoordinator",
         .product(name: "Yams", package: "Yams"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
@@ -64,6 +70,7 @@ let package = Package(
       name: "LoRACheckpointTests",
       dependencies: ["LoRACheckpoint", "LoRAModel", "LoRAFormats", "LoRAKernels"],
       resources: [.copy("Fixtures")]),
+    .testTarget(name: "LoRACoordinatorTests", dependencies: ["LoRACoordinator", "LoRAModel"]),
     .testTarget(name: "CLITests", dependencies: ["swift-lora-dist", "LoRAComm", "LoRAFormats", "LoRACheckpoint"]),
   ]
 )

@@ -1,0 +1,69 @@
+import Foundation
+import LoRAModel
+
+/// What a token costs: the seconds one rank takes to train one token of an adapter, plus
+/// how much fusing adapters gains.
+///
+/// The default is built from FLOPs per token (``flopsPerToken(_:lora:length:)``, the formula
+/// `bench` reports against) and an achieved GFLOP/s per rank: 60, i.e. 120 GFLOP/s measured
+/// by `bench` on this project's 2-core machine, one core per rank. Give another figure for
+/// other machines or ranks with more threads (`plan --gflops`).
+public struct CostModel: Sendable {
+  /// GFLOP/s one rank achieves in training (the default model's figure; 0 for a custom one).
+  public var gflopsPerRank: Double
+  /// Throughput factor of a fused group of two or more adapters over training them one
+  /// after another (1: no gain; above 1: faster).
+  public var fusedEfficiency: Double
+  /// Cost of a validation token relative to a training token (forward pass only).
+  public var evaluationShare: Double
+  /// Seconds one rank takes per trained token of `adapter` with sequences of `length` tokens.
+  public var secondsPerToken: @Sendable (_ adapter: AdapterJob, _ length: Int) -> Double
+
+  /// GFLOP/s per rank the default assumes: 120 measured on 2 cores, one core per rank.
+  public static let defaultGFLOPsPerRank = 60.0
+
+  /// The FLOP-based model for `model`'s shape.
+  public init(model: LlamaConfig, gflopsPerRank: Double = defaultGFLOPsPerRank, fusedEfficiency: Double = 1) {
+    self.gflopsPerRank = gflopsPerRank
+    self.fusedEfficiency = fusedEfficiency
+    evaluationShare = 1.0 / 3
+    secondsPerToken = { adapter, length in
+      CostModel.flopsPerToken(model, lora: adapter.settings.loraConfig, length: length)
+        / (gflopsPerRank * 1e9)
+    }
+  }
+
+  /// A model with its own seconds per token (measured ones, or a constant in tests).
+  public init(
+    fusedEfficiency: Double = 1, evaluationShare: Double = 1.0 / 3,
+    secondsPerToken: @escaping @Sendable (_ adapter: AdapterJob, _ length: Int) -> Double
+  ) {
+    gflopsPerRank = 0
+    self.fusedEfficiency = fusedEfficiency
+    self.evaluationShare = evaluationShare
+    self.secondsPerToken = secondsPerToken
+  }
+
+  /// FLOPs to train one token (forward, and a backward that computes input gradients
+  /// only for the frozen weights): 4 × the linear layers' multiply-adds, attention's
+  /// 12 × L × length × H·HS, and 6 × r × (in + out) for every adapted module. The formula of
+  /// `Bench.flopsPerToken`, from the configuration instead of a built adapter.
+  public static func flopsPerToken(_ c: LlamaConfig, lora: LoRAConfig, length: Int) -> Double {
+    let q = c.heads * c.headSize
+    let kv = c.kvHeads * c.headSize
+    let perLayer = c.hiddenSize * (2 * q + 2 * kv) + 3 * c.hiddenSize * c.intermediateSize
+    let linear = Double(c.layers * perLayer + c.vocabularySize * c.hiddenSize)
+    let attention = 12 * Double(c.layers * length * q)
+    let targets = (try? lora.targets()) ?? []
+    let layers = lora.layersToTransform ?? Array(0..<c.layers)
+    var adapterFLOPs = 0.0
+    for layer in layers where layer < c.layers {
+      for target in targets {
+        let (out, inFeatures) = target.shape(c)
+        let rank = lora.rankAndAlpha(module: "model.layers.\(layer).\(target.block).\(target.rawValue)").rank
+        adapterFLOPs += 6 * Double(rank * (inFeatures + out))
+      }
+    }
+    return 4 * linear + attention + adapterFLOPs
+  }
+}

@@ -1,0 +1,130 @@
+import Foundation
+import Yams
+
+/// One YAML node with its key path, read with typed accessors whose errors name the file,
+/// line and key path.
+struct YAMLField {
+  let node: Node
+  let file: String
+  let path: String
+
+  var origin: Origin { Origin(file: file, line: node.mark?.line, keyPath: path) }
+
+  func error(_ kind: JobFileError.Kind, _ message: String) -> JobFileError {
+    origin.error(kind, message)
+  }
+
+  private var isNull: Bool {
+    guard let scalar = node.scalar else { return false }
+    return scalar.style == .plain && ["", "~", "null", "Null", "NULL"].contains(scalar.string)
+  }
+
+  private func scalarText(_ expected: String) throws -> String {
+    guard let scalar = node.scalar, !isNull else {
+      throw error(.wrongType, "expected \(expected), got \(describe())")
+    }
+    return scalar.string
+  }
+
+  private func describe() -> String {
+    if isNull { return "nothing" }
+    switch node {
+    case .scalar(let s): return "'\(s.string)'"
+    case .mapping: return "a mapping"
+    case .sequence: return "a list"
+    case .alias: return "an alias"
+    }
+  }
+
+  func string() throws -> String { try scalarText("a string") }
+
+  func int() throws -> Int {
+    let text = try scalarText("an integer")
+    guard let value = node.int ?? Int(text) else {
+      throw error(.wrongType, "expected an integer, got '\(text)'")
+    }
+    return value
+  }
+
+  func uint64() throws -> UInt64 {
+    let text = try scalarText("a non-negative integer")
+    guard let value = UInt64(text) else {
+      throw error(.wrongType, "expected a non-negative integer, got '\(text)'")
+    }
+    return value
+  }
+
+  func double() throws -> Double {
+    let text = try scalarText("a number")
+    guard let value = node.float ?? Double(text), value.isFinite else {
+      throw error(.wrongType, "expected a number, got '\(text)'")
+    }
+    return value
+  }
+
+  func bool() throws -> Bool {
+    let text = try scalarText("true or false")
+    guard let value = node.bool else { throw error(.wrongType, "expected true or false, got '\(text)'") }
+    return value
+  }
+
+  /// The elements of a list.
+  func list() throws -> [YAMLField] {
+    guard let sequence = node.sequence else { throw error(.wrongType, "expected a list, got \(describe())") }
+    return sequence.enumerated().map { YAMLField(node: $1, file: file, path: "\(path)[\($0)]") }
+  }
+
+  /// A list of strings; a single string is a list of one (`targets: all-linear`).
+  func strings() throws -> [String] {
+    if node.scalar != nil && !isNull { return [try string()] }
+    return try list().map { try $0.string() }
+  }
+
+  func ints() throws -> [Int] {
+    if node.scalar != nil && !isNull { return [try int()] }
+    return try list().map { try $0.int() }
+  }
+
+  /// The entries of a mapping in file order; a key given twice is an error.
+  func entries() throws -> [(key: String, field: YAMLField)] {
+    guard let mapping = node.mapping else { throw error(.wrongType, "expected a mapping, got \(describe())") }
+    var seen: Set<String> = []
+    var result: [(key: String, field: YAMLField)] = []
+    for (keyNode, value) in mapping {
+      let key = keyNode.string ?? "?"
+      let keyPath = path.isEmpty ? key : "\(path).\(key)"
+      guard seen.insert(key).inserted else {
+        throw Origin(file: file, line: keyNode.mark?.line, keyPath: keyPath).error(
+          .duplicateKey, "key given twice")
+      }
+      // Errors about the key itself (unknown, duplicate) point at the key's line.
+      result.append((key, YAMLField(node: value, file: file, path: keyPath, keyLine: keyNode.mark?.line)))
+    }
+    return result
+  }
+
+  /// Line of the key this value belongs to (for unknown-key errors).
+  var keyLine: Int?
+
+  init(node: Node, file: String, path: String, keyLine: Int? = nil) {
+    self.node = node
+    self.file = file
+    self.path = path
+    self.keyLine = keyLine
+  }
+
+  /// An error about the key (not the value): reported at the key's line.
+  func keyError(_ kind: JobFileError.Kind, _ message: String) -> JobFileError {
+    JobFileError(kind, file: file, line: keyLine ?? node.mark?.line, keyPath: path, message)
+  }
+
+  /// Fails on a key outside `allowed`, naming the allowed keys.
+  static func checkKeys(
+    _ entries: [(key: String, field: YAMLField)], allowed: [String], what: String
+  ) throws {
+    let set = Set(allowed)
+    for (key, field) in entries where !set.contains(key) {
+      throw field.keyError(.unknownKey, "unknown key; the \(what) are \(allowed.joined(separator: ", "))")
+    }
+  }
+}

@@ -1,0 +1,1 @@
+// The coordinator tests: JobFileTests.swift and PlannerTests.swift.
