@@ -109,7 +109,7 @@ def shorten(definition, limit=200):
 
 
 def devil_examples(dictd):
-    examples = []
+    examples, seen = [], set()
     for _, entry in dictd_entries(os.path.join(dictd, "devil.index"), os.path.join(dictd, "devil.dict.dz")):
         paragraph = entry.strip().split("\n\n")[0]
         lines = paragraph.split("\n")
@@ -145,7 +145,11 @@ def devil_examples(dictd):
         completion = shorten(definition)
         if not completion or len(completion) < 8:
             continue
-        examples.append({"prompt": f"Define, as Ambrose Bierce would: {head}", "completion": " " + completion})
+        prompt = f"Define, as Ambrose Bierce would: {head}"
+        if prompt in seen:
+            continue  # PRECEDENT is there twice; of REASON n. and v.i. the first
+        seen.add(prompt)
+        examples.append({"prompt": prompt, "completion": " " + completion})
     return examples
 
 

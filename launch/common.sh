@@ -15,7 +15,8 @@ SLD_MODEL_SHA256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db
 SLD_MODEL="$SLD_CACHE/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 # Debian packages the build and the runs need.
-SLD_APT_PACKAGES=(libopenmpi-dev openmpi-bin libopenblas-dev liblz4-dev pkg-config python3 iproute2)
+SLD_APT_PACKAGES=(libopenmpi-dev openmpi-bin libopenblas-dev liblz4-dev pkg-config python3 iproute2
+  dict-devil dict-freedict-eng-deu fortunes-min)  # the last three: demo data (docs/demo-data.md)
 
 # The release binary that launch/setup builds.
 SLD_BIN="$SLD_ROOT/.build/release/swift-lora-dist"
@@ -39,6 +40,15 @@ sld_packages_ok() {
   for p in "${SLD_APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || return 1
   done
+}
+
+# Writes the demo's training data from the Debian packages dict-devil, dict-freedict-eng-deu
+# and fortunes-min into DIR: DIR/{devil,freedict,fortunes}/{train,valid}.jsonl
+# (examples/make_dict_data.py; docs/demo-data.md). Extra arguments go to the script.
+sld_demo_data() {
+  [ $# -ge 1 ] || sld_die "usage: sld_demo_data DIR [make_dict_data.py options]"
+  python3 "$SLD_ROOT/examples/make_dict_data.py" "$@" ||
+    sld_die "could not write the demo data into $1 (run launch/setup to install its packages)"
 }
 
 # Builds (or brings up to date) the release binary; prints one line, or the errors.
