@@ -40,9 +40,14 @@ public final class LoRAAdapter: @unchecked Sendable {
   /// modules index by layer, then by target.
   private let lookup: [[LoRATarget: Int]]
 
-  /// Builds the adapter for `model` and initialises it from `seed` (PEFT's default: A
-  /// Kaiming-uniform with a = √5, i.e. U(−1/√IN, 1/√IN), and B zero; "gaussian": A ~ N(0, 1/r)).
-  public init(config: LoRAConfig, model: LlamaConfig, seed: UInt64) throws {
+  /// One module's place in the flat buffers.
+  typealias Placement = (
+    layer: Int, target: LoRATarget, rank: Int, alpha: Double, out: Int, in: Int, offset: Int
+  )
+
+  /// The modules of `config` on `model`, each with its offset (for each layer and target, A
+  /// then B), and the total parameter count.
+  static func layout(config: LoRAConfig, model: LlamaConfig) throws -> (plan: [Placement], total: Int) {
     let targets = try config.targets()
     let layers = config.layersToTransform ?? Array(0..<model.layers)
     for layer in layers where !(0..<model.layers).contains(layer) {
@@ -50,9 +55,7 @@ public final class LoRAAdapter: @unchecked Sendable {
         "layers_to_transform names layer \(layer), but the model has layers 0 to \(model.layers - 1)")
     }
     try config.validate()
-    // Layout: for each layer and target, A then B.
-    var plan: [(layer: Int, target: LoRATarget, rank: Int, alpha: Double, out: Int, in: Int, offset: Int)] =
-      []
+    var plan: [Placement] = []
     var total = 0
     for layer in Set(layers).sorted() {
       for target in targets {
@@ -71,8 +74,36 @@ public final class LoRAAdapter: @unchecked Sendable {
         total += rank * input + out * rank
       }
     }
-    let parameters = Tensor(zeros: [total])
-    let gradients = Tensor(zeros: [total])
+    return (plan, total)
+  }
+
+  /// Trainable parameters of an adapter of `config` on `model` (the length of its buffers).
+  public static func parameterCount(config: LoRAConfig, model: LlamaConfig) throws -> Int {
+    try layout(config: config, model: model).total
+  }
+
+  /// Builds the adapter for `model` and initialises it from `seed` (PEFT's default: A
+  /// Kaiming-uniform with a = √5, i.e. U(−1/√IN, 1/√IN), and B zero; "gaussian": A ~ N(0, 1/r)).
+  /// With `parameters` and `gradients` (views of exactly `parameterCount` floats each) the
+  /// adapter lives in them, so adapters trained together share one gradient allocation and
+  /// one all-reduce.
+  public init(
+    config: LoRAConfig, model: LlamaConfig, seed: UInt64, parameters storedParameters: Tensor? = nil,
+    gradients storedGradients: Tensor? = nil
+  ) throws {
+    let (plan, total) = try LoRAAdapter.layout(config: config, model: model)
+    let parameters: Tensor
+    let gradients: Tensor
+    if let storedParameters, let storedGradients {
+      guard storedParameters.count == total && storedGradients.count == total else {
+        throw LoRAConfigError(
+          "adapter storage holds \(storedParameters.count)/\(storedGradients.count) floats; the adapter needs \(total)"
+        )
+      }
+      (parameters, gradients) = (storedParameters.reshaped([total]), storedGradients.reshaped([total]))
+    } else {
+      (parameters, gradients) = (Tensor(zeros: [total]), Tensor(zeros: [total]))
+    }
     self.parameters = parameters
     self.gradients = gradients
     var lookup = Array(repeating: [LoRATarget: Int](), count: model.layers)

@@ -61,7 +61,7 @@ public final class Trainer {
     model: LlamaModel, adapter: LoRAAdapter, train: [Example], validation: [Example],
     options: TrainingOptions,
     padID: Int32, communicator: any Communicator = LocalCommunicator.single(),
-    stopRequest: StopRequest = StopRequest()
+    stopRequest: StopRequest = StopRequest(), allocateBuffers: Bool = true
   ) throws {
     self.stopRequest = stopRequest
     try options.validate(ranks: communicator.size)
@@ -86,7 +86,8 @@ public final class Trainer {
       )
     }
     // The largest buffers first: every smaller bucket then fits into the same arena blocks.
-    _ = buffersFor(batch: options.microBatch, length: bucket(longest))
+    // (A fused trainer drives this trainer with buffers of its own.)
+    if allocateBuffers { _ = buffersFor(batch: options.microBatch, length: bucket(longest)) }
     // Every rank starts from rank 0's initialisation.
     if communicator.size > 1 { try communicator.broadcast(adapter.parameters, root: 0) }
   }
@@ -143,25 +144,17 @@ public final class Trainer {
   func update(stopFlag: Bool) throws -> (metrics: StepMetrics, stop: Bool) {
     let started = DispatchTime.now().uptimeNanoseconds
     let ranks = communicator.size
-    let examples = try sampler.indices(step: step, rank: communicator.rank, ranks: ranks).map { train[$0] }
+    let examples = try currentSlice()
     // The global batch's trained tokens scale every rank's gradients.
-    var counts = [
-      Double(examples.reduce(0) { $0 + $1.trainedCount }),
-      Double(examples.reduce(0) { $0 + $1.tokens.count }),
-    ]
+    var counts = Self.counts(examples)
     if ranks > 1 { try communicator.allreduce(&counts, .sum) }
     let trainedTotal = Int(counts[0])
     adapter.gradients.zero()
     var lossSum = 0.0
-    // Micro-batches are numbered globally, so a micro-batch's dropout masks do not depend
-    // on how the batch is split over ranks.
-    let firstMicro = communicator.rank * (options.batchSize / ranks) / options.microBatch
-    for (micro, start) in stride(from: 0, to: examples.count, by: options.microBatch).enumerated() {
-      let chunk = Array(examples[start..<min(start + options.microBatch, examples.count)])
+    for (micro, chunk) in microBatches(examples).enumerated() {
       let batch = Batch(examples: chunk, length: bucket(chunk.map(\.tokens.count).max() ?? 1), padID: padID)
       let (activations, gradients) = buffersFor(batch: batch.batch, length: batch.length)
-      activations.dropoutSeed =
-        options.seed &+ UInt64(step) &* 1_000_003 &+ UInt64(firstMicro + micro) &* 7919
+      activations.dropoutSeed = dropoutSeed(micro: micro)
       model.forward(tokens: batch.tokens, activations: activations)
       let (sum, _) = model.backward(
         targets: batch.targets, activations: activations, gradients: gradients,
@@ -171,34 +164,72 @@ public final class Trainer {
     // One fused all-reduce of every A and B gradient; with the loss and the stop flags.
     var totals = [lossSum, stopFlag ? 1 : 0]
     if ranks > 1 {
-      if separateWaiting {
-        let waitStarted = DispatchTime.now().uptimeNanoseconds
-        try communicator.barrier()
-        waitingSeconds += Double(DispatchTime.now().uptimeNanoseconds - waitStarted) / 1e9
-      }
-      let reduceStarted = DispatchTime.now().uptimeNanoseconds
-      try communicator.allreduce(adapter.gradients, .sum)
-      allreduceSeconds += Double(DispatchTime.now().uptimeNanoseconds - reduceStarted) / 1e9
+      try allreduceGradients(adapter.gradients)
       try communicator.allreduce(&totals, .sum)
     }
+    let metrics = finishUpdate(
+      lossSum: totals[0], trainedTotal: trainedTotal, tokens: Int(counts[1]),
+      seconds: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9)
+    return (metrics, totals[1] > 0)
+  }
+
+  /// This rank's examples of the current update's global batch.
+  func currentSlice() throws -> [Example] {
+    try sampler.indices(step: step, rank: communicator.rank, ranks: communicator.size).map { train[$0] }
+  }
+
+  /// [trained tokens, tokens] of `examples`.
+  static func counts(_ examples: [Example]) -> [Double] {
+    [
+      Double(examples.reduce(0) { $0 + $1.trainedCount }),
+      Double(examples.reduce(0) { $0 + $1.tokens.count }),
+    ]
+  }
+
+  /// `examples` in micro-batches of `options.microBatch`.
+  func microBatches(_ examples: [Example]) -> [[Example]] {
+    stride(from: 0, to: examples.count, by: options.microBatch).map {
+      Array(examples[$0..<min($0 + options.microBatch, examples.count)])
+    }
+  }
+
+  /// The dropout seed of micro-batch `micro` of this rank's slice. Micro-batches are
+  /// numbered globally, so a micro-batch's masks do not depend on how the batch is split
+  /// over ranks, nor on whether it is trained alone or fused with other adapters.
+  func dropoutSeed(micro: Int) -> UInt64 {
+    let firstMicro = communicator.rank * (options.batchSize / communicator.size) / options.microBatch
+    return options.seed &+ UInt64(step) &* 1_000_003 &+ UInt64(firstMicro + micro) &* 7919
+  }
+
+  /// The gradient all-reduce (sum, in place), timed; with `separateWaiting`, after a barrier.
+  func allreduceGradients(_ gradients: Tensor) throws {
+    if separateWaiting {
+      let waitStarted = DispatchTime.now().uptimeNanoseconds
+      try communicator.barrier()
+      waitingSeconds += Double(DispatchTime.now().uptimeNanoseconds - waitStarted) / 1e9
+    }
+    let reduceStarted = DispatchTime.now().uptimeNanoseconds
+    try communicator.allreduce(gradients, .sum)
+    allreduceSeconds += Double(DispatchTime.now().uptimeNanoseconds - reduceStarted) / 1e9
+  }
+
+  /// Clips the (all-reduced) gradients, steps AdamW, advances the counters and reports.
+  func finishUpdate(lossSum: Double, trainedTotal: Int, tokens: Int, seconds: Double) -> StepMetrics {
     let norm = AdamW.clipGradientNorm(adapter.gradients, maxNorm: options.maxGradientNorm)
     let rate = schedule.rate(step: step)
     optimizer.update(parameters: adapter.parameters, gradients: adapter.gradients, lr: rate)
     step += 1
-    let tokens = Int(counts[1])
     tokensSeen += tokens
     trainedTokensSeen += trainedTotal
-    let loss = totals[0] / Double(max(trainedTotal, 1))
+    let loss = lossSum / Double(max(trainedTotal, 1))
     lastLoss = loss
-    let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
     secondsSoFar += seconds
     updatesTimed += 1
-    let metrics = StepMetrics(
+    return StepMetrics(
       step: step, totalSteps: options.steps, loss: loss, learningRate: rate,
       gradientNorm: norm, tokens: tokens, trainedTokens: trainedTotal, seconds: seconds,
       tokensPerSecond: Double(tokens) / seconds, epoch: sampler.epoch(step: step),
       etaSeconds: secondsSoFar / Double(updatesTimed) * Double(options.steps - step))
-    return (metrics, totals[1] > 0)
   }
 
   /// Mean loss over the validation set (no gradients), and its trained-token count; each

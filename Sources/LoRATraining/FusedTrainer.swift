@@ -1,0 +1,162 @@
+import Dispatch
+import LoRAComm
+import LoRAKernels
+import LoRAModel
+
+/// Several adapters trained at once on the same ranks and the same frozen base (mLoRA's
+/// BatchLoRA): at every update each adapter takes its own next batch, and micro-batch i of
+/// every adapter is stacked into one batch, so every frozen product (the bulk of the work)
+/// runs once over all their rows while each adapter's low-rank path and loss run on its own
+/// rows. All adapters' parameters and gradients live in one allocation, so their gradients
+/// leave in one all-reduce; each is scaled by its own batch's trained tokens.
+///
+/// Every adapter keeps its own data, options (rank, learning rate, schedule, batch,
+/// steps), AdamW state, counters, checkpoints and validation: each member is a `Trainer`
+/// whose update this class drives, so an adapter trained fused equals the same adapter
+/// trained alone (same data, same seed) up to float rounding.
+public final class FusedTrainer {
+  /// One adapter of a fused group.
+  public struct Member {
+    public var config: LoRAConfig
+    /// Seed of the adapter's initialisation (the options' seed drives data order and dropout).
+    public var initialisationSeed: UInt64
+    public var train: [Example]
+    public var validation: [Example]
+    public var options: TrainingOptions
+
+    public init(
+      config: LoRAConfig, initialisationSeed: UInt64, train: [Example], validation: [Example],
+      options: TrainingOptions
+    ) {
+      self.config = config
+      self.initialisationSeed = initialisationSeed
+      self.train = train
+      self.validation = validation
+      self.options = options
+    }
+  }
+
+  public let model: LlamaModel
+  /// The members' trainers, in member order (adapter k is `trainers[k].adapter`).
+  public let trainers: [Trainer]
+  /// Every member's parameters and gradients: [Σ P_k] each, member k at `offsets[k]`.
+  public let parameters: Tensor
+  public let gradients: Tensor
+  public let communicator: any Communicator
+  let padID: Int32
+  let longest: Int
+  private let arena = TensorArena()
+  private var buffers: [String: (LlamaActivations, LlamaGradients)] = [:]
+  private let maxRank: Int
+
+  public init(
+    model: LlamaModel, members: [Member], padID: Int32,
+    communicator: any Communicator = LocalCommunicator.single()
+  ) throws {
+    guard !members.isEmpty else { throw DataError.invalidOption("a fused group needs at least one adapter") }
+    self.model = model
+    self.padID = padID
+    self.communicator = communicator
+    let counts = try members.map { try LoRAAdapter.parameterCount(config: $0.config, model: model.config) }
+    let total = counts.reduce(0, +)
+    parameters = Tensor(zeros: [total])
+    gradients = Tensor(zeros: [total])
+    var offset = 0
+    var trainers: [Trainer] = []
+    for (member, count) in zip(members, counts) {
+      let adapter = try LoRAAdapter(
+        config: member.config, model: model.config, seed: member.initialisationSeed,
+        parameters: parameters.view(offset: offset, shape: [count]),
+        gradients: gradients.view(offset: offset, shape: [count]))
+      trainers.append(
+        try Trainer(
+          model: model, adapter: adapter, train: member.train, validation: member.validation,
+          options: member.options, padID: padID, communicator: communicator, allocateBuffers: false))
+      offset += count
+    }
+    self.trainers = trainers
+    longest = trainers.map(\.longest).max() ?? 1
+    maxRank = trainers.flatMap { $0.adapter.modules.map(\.rank) }.max() ?? 1
+    // The largest stack first: every smaller one fits into the same arena blocks.
+    _ = buffersFor(
+      trainers.indices.map { ($0, trainers[$0].options.microBatch) },
+      length: Batch.bucketLength(longest, longest: longest))
+  }
+
+  /// Whether member k still has updates to take.
+  public func isActive(_ k: Int) -> Bool { trainers[k].step < trainers[k].options.steps }
+
+  /// Whether every member has finished.
+  public var finished: Bool { !trainers.indices.contains(where: isActive) }
+
+  /// One update of every active member; their metrics by member index.
+  public func update() throws -> [(member: Int, metrics: StepMetrics)] {
+    let started = DispatchTime.now().uptimeNanoseconds
+    let active = trainers.indices.filter(isActive)
+    let slices = try active.map { try trainers[$0].currentSlice() }
+    // Every member's global trained tokens (and tokens), in one small all-reduce.
+    var counts = slices.flatMap(Trainer.counts)
+    if communicator.size > 1 { try communicator.allreduce(&counts, .sum) }
+    let scales = active.indices.map { 1 / Float(max(counts[2 * $0], 1)) }
+    gradients.zero()
+    var lossSums = [Double](repeating: 0, count: active.count)
+    let chunks = active.indices.map { trainers[active[$0]].microBatches(slices[$0]) }
+    let rounds = chunks.map(\.count).max() ?? 0
+    for round in 0..<rounds {
+      // The members with a micro-batch in this round, stacked in member order.
+      let present = active.indices.filter { round < chunks[$0].count }
+      let stacked = present.flatMap { chunks[$0][round] }
+      let length = Batch.bucketLength(stacked.map(\.tokens.count).max() ?? 1, longest: longest)
+      let (activations, grads) = buffersFor(
+        present.map { (active[$0], chunks[$0][round].count) }, length: length)
+      let batch = Batch(examples: stacked, length: length, padID: padID)
+      activations.dropoutSeeds = present.map { trainers[active[$0]].dropoutSeed(micro: round) }
+      model.forward(tokens: batch.tokens, activations: activations)
+      let results = model.backward(
+        targets: batch.targets, activations: activations, gradients: grads,
+        gradientScales: present.map { scales[$0] })
+      for (i, k) in present.enumerated() { lossSums[k] += results[i].lossSum }
+    }
+    // One all-reduce of every member's gradients, then one of the losses.
+    if communicator.size > 1 {
+      try trainers[0].allreduceGradients(gradients)
+      try communicator.allreduce(&lossSums, .sum)
+    }
+    let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+    return active.indices.map { i in
+      let k = active[i]
+      return (
+        k,
+        trainers[k].finishUpdate(
+          lossSum: lossSums[i], trainedTotal: Int(counts[2 * i]), tokens: Int(counts[2 * i + 1]),
+          seconds: seconds)
+      )
+    }
+  }
+
+  /// Floats of activation and gradient memory the fused stacks use.
+  public var bufferFloats: Int { arena.capacity }
+
+  /// Buffers for a stack of (member, sequences) slots at `length`.
+  private func buffersFor(_ composition: [(member: Int, sequences: Int)], length: Int) -> (
+    LlamaActivations, LlamaGradients
+  ) {
+    let key = composition.map { "\($0.member):\($0.sequences)" }.joined(separator: ",") + "@\(length)"
+    if let existing = buffers[key] { return existing }
+    arena.reset()
+    var slots: [LlamaActivations.Slot] = []
+    var start = 0
+    for (member, sequences) in composition {
+      slots.append(.init(adapter: trainers[member].adapter, sequences: start..<start + sequences))
+      start += sequences
+    }
+    let made = (
+      LlamaActivations(
+        config: model.config, batch: start, length: length, keepForBackward: true, slots: slots, arena: arena,
+        checkpointed: trainers[composition[0].member].options.checkpointActivations),
+      LlamaGradients(config: model.config, batch: start, length: length, maxRank: maxRank, arena: arena)
+    )
+    buffers[key] = made
+    return made
+  }
+}
