@@ -55,7 +55,9 @@ public struct JobFile: Sendable {
   /// Parses job-file text; `path` names it in errors, `folder` resolves relative paths.
   public static func parse(_ text: String, path: String, folder: String) throws -> JobFile {
     let node: Node?
-    do { node = try Yams.compose(yaml: text) } catch {
+    do { node = try Yams.compose(yaml: text) } catch let error as YamlError {
+      throw yamlError(error, text: text, path: path)
+    } catch {
       throw JobFileError(.unreadable, file: path, line: nil, keyPath: nil, "not valid YAML: \(error)")
     }
     guard let node else {
@@ -112,6 +114,31 @@ public struct JobFile: Sendable {
       adapters: adapters)
     try job.checkNamesOutputsAndGroups()
     return job
+  }
+
+  /// A YAML syntax error with its line; a key given twice with the line of its second use.
+  static func yamlError(_ error: YamlError, text: String, path: String) -> JobFileError {
+    switch error {
+    case .duplicatedKeysInMapping(let duplicates, let context):
+      let key = duplicates.sorted().first ?? "?"
+      let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+      let uses = lines.indices.filter { i in
+        i + 1 >= context.mark.line
+          && lines[i].range(
+            of: "(^|[\\s{,-])\(NSRegularExpression.escapedPattern(for: key))\\s*:",
+            options: .regularExpression)
+            != nil
+      }
+      return JobFileError(
+        .duplicateKey, file: path, line: uses.count > 1 ? uses[1] + 1 : context.mark.line, keyPath: key,
+        "key given twice in one mapping")
+    case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _),
+      .composer(_, let problem, let mark, _):
+      return JobFileError(
+        .unreadable, file: path, line: mark.line, keyPath: nil, "not valid YAML: \(problem)")
+    default:
+      return JobFileError(.unreadable, file: path, line: nil, keyPath: nil, "not valid YAML: \(error)")
+    }
   }
 
   static func placement(_ field: YAMLField) throws -> Placement {

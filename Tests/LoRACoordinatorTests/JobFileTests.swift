@@ -1,0 +1,468 @@
+import Foundation
+import Testing
+
+@testable import LoRACoordinator
+
+/// A temporary folder with a job file and the data files it names.
+final class JobFolder {
+  let path: String
+
+  init(data: [String] = ["a.jsonl", "b.jsonl", "c.jsonl", "valid.jsonl"]) throws {
+    path = NSTemporaryDirectory() + "coordinator-" + UUID().uuidString
+    try FileManager.default.createDirectory(atPath: path + "/data", withIntermediateDirectories: true)
+    for name in data {
+      try write(
+        "data/" + name,
+        (1...10).map { #"{"prompt": "What is \#($0) plus \#($0)?", "completion": " \#(2 * $0)"}"# }
+          .joined(separator: "\n") + "\n")
+    }
+    try write("model.gguf", "not a real model; the job file checks only that it exists")
+  }
+
+  deinit { try? FileManager.default.removeItem(atPath: path) }
+
+  func write(_ name: String, _ text: String) throws {
+    try text.write(toFile: path + "/" + name, atomically: true, encoding: .utf8)
+  }
+
+  /// Writes `jobs.yaml` and loads it.
+  func load(_ yaml: String) throws -> JobFile {
+    try write("jobs.yaml", yaml)
+    return try JobFile.load(path: path + "/jobs.yaml")
+  }
+}
+
+/// The failure `body` throws, checked for kind, line, key path and words of the message.
+func expectFailure(
+  _ kind: JobFileError.Kind, line: Int?, keyPath: String?, mentions words: [String] = [],
+  sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void
+) {
+  do {
+    try body()
+    Issue.record("expected a \(kind) error, got none", sourceLocation: sourceLocation)
+  } catch let error as JobFileError {
+    #expect(error.kind == kind, "\(error)", sourceLocation: sourceLocation)
+    #expect(error.line == line, "\(error)", sourceLocation: sourceLocation)
+    #expect(error.keyPath == keyPath, "\(error)", sourceLocation: sourceLocation)
+    #expect(
+      error.description.hasPrefix(error.file + (line.map { ":\($0)" } ?? "") + ": "),
+      sourceLocation: sourceLocation)
+    for word in words {
+      #expect(error.description.contains(word), "'\(word)' not in: \(error)", sourceLocation: sourceLocation)
+    }
+  } catch {
+    Issue.record("expected a JobFileError, got \(error)", sourceLocation: sourceLocation)
+  }
+}
+
+@Suite struct JobFileTests {
+  static let demo = """
+    model: model.gguf
+    output: out/demo
+    placement: auto
+    defaults: { steps: 60, batch_size: 8, micro_batch: 4, lr: 2.0e-4, targets: [q_proj, v_proj], rank: 8, alpha: 16 }
+    adapters:
+      - name: devil
+        data: data/a.jsonl
+        validation_data: data/valid.jsonl
+        format: prompt_completion
+        rank: 16
+        lr: 3.0e-4
+        placement: fused
+        group: g1
+        ranks: 2
+        priority: 1
+        output: out/demo/devil
+      - name: fortunes
+        data: data/b.jsonl
+        group: g1
+      - name: arith
+        data: data/c.jsonl
+        validation_fraction: 0.1
+        sweep: { rank: [2, 8, 32], lr: [1.0e-4, 3.0e-4] }
+        successive_halving: { rungs: [20, 40], keep: 0.5 }
+
+    """
+
+  @Test func demoResolvesDefaultsGroupsSweepsAndPaths() throws {
+    let folder = try JobFolder()
+    let job = try folder.load(Self.demo)
+    let root = URL(fileURLWithPath: folder.path).standardizedFileURL.path
+    #expect(job.model == root + "/model.gguf")
+    #expect(
+      job.adapters.map(\.name) == [
+        "devil", "fortunes", "arith-r2-lr0.0001", "arith-r2-lr0.0003", "arith-r8-lr0.0001",
+        "arith-r8-lr0.0003",
+        "arith-r32-lr0.0001", "arith-r32-lr0.0003",
+      ])
+    #expect(job.adapters.map(\.order) == Array(0..<8))
+    let devil = job.adapters[0]
+    #expect(devil.settings.rank == 16 && devil.settings.lr == 3e-4 && devil.settings.steps == 60)
+    #expect(devil.settings.targets == ["q_proj", "v_proj"] && devil.settings.alpha == 16)
+    #expect(devil.data == root + "/data/a.jsonl")
+    #expect(devil.settings.validationData == root + "/data/valid.jsonl")
+    #expect(devil.output == root + "/out/demo/devil")
+    #expect(devil.group == "g1" && devil.placement == .fused && devil.ranks == 2 && devil.priority == 1)
+    let fortunes = job.adapters[1]
+    #expect(fortunes.settings.rank == 8 && fortunes.output == root + "/out/demo/fortunes")
+    #expect(fortunes.group == "g1" && fortunes.placement == .fused && fortunes.priority == 0)
+    let member = job.adapters[5]
+    #expect(member.settings.rank == 8 && member.settings.lr == 3e-4 && member.settings.steps == 60)
+    #expect(member.group == "arith" && member.placement == .fused)
+    #expect(member.output == root + "/out/demo/arith-r8-lr0.0003")
+    #expect(member.sweep?.sweep == "arith" && member.sweep?.index == 3 && member.sweep?.count == 6)
+    #expect(member.sweep?.values == [["rank", "8"], ["lr", "0.0003"]])
+    #expect(member.sweep?.successiveHalving == SuccessiveHalving(rungs: [20, 40], keep: 0.5))
+    #expect(job.groups.map(\.name) == ["g1", "arith"])
+    #expect(job.groups[1].adapters.count == 6)
+    // Where values came from: the sweep's value, the defaults, the entry.
+    #expect(member.origin(of: "lr").keyPath == "adapters[2].sweep.lr[1]")
+    #expect(member.origin(of: "steps").keyPath == "defaults.steps" && member.origin(of: "steps").line == 4)
+    #expect(devil.origin.line == 6)
+    // g1 asks for 2 ranks and the sweep needs one more.
+    expectFailure(.tooFewRanks, line: 20, keyPath: "adapters[2]", mentions: ["only 0 rank(s) left"]) {
+      try job.validate(ranks: 2)
+    }
+    try job.validate(ranks: 3)
+  }
+
+  @Test func tildeIsExpandedAndAbsolutePathsKept() throws {
+    let folder = try JobFolder()
+    let job = try folder.load(
+      """
+      model: ~/some/model.gguf
+      adapters:
+        - { name: a, data: \(folder.path)/data/a.jsonl, output: ~/out/a }
+      """)
+    let home = NSHomeDirectory()
+    #expect(job.model == URL(fileURLWithPath: home + "/some/model.gguf").standardizedFileURL.path)
+    #expect(job.adapters[0].output == URL(fileURLWithPath: home + "/out/a").standardizedFileURL.path)
+    #expect(job.adapters[0].data.hasSuffix("/data/a.jsonl") && job.adapters[0].data.hasPrefix("/"))
+  }
+
+  @Test func trainConfigurationJSONHasTrainKeys() throws {
+    let folder = try JobFolder()
+    let job = try folder.load(Self.demo)
+    let data = try job.adapters[0].trainConfigurationJSON(model: job.model)
+    let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+    #expect(object["model"] as? String == job.model)
+    #expect(object["rank"] as? Int == 16 && object["batch_size"] as? Int == 8)
+    #expect(object["validation_data"] as? String == job.adapters[0].settings.validationData)
+    #expect(object["output"] as? String == job.adapters[0].output)
+    let trainKeys = Set(AdapterSettings.keys).union(["model"]).subtracting(["tokens_per_batch"])
+    #expect(Set(object.keys).isSubset(of: trainKeys), "\(object.keys)")
+  }
+
+  @Test func tokensPerBatchReplacesAnInheritedBatchSize() throws {
+    let folder = try JobFolder()
+    let job = try folder.load(
+      """
+      model: model.gguf
+      output: out
+      defaults: { batch_size: 16 }
+      adapters:
+        - { name: a, data: data/a.jsonl, tokens_per_batch: 4096 }
+        - { name: b, data: data/b.jsonl }
+      """)
+    #expect(job.adapters[0].settings.tokensPerBatch == 4096 && job.adapters[0].settings.batchSize == nil)
+    #expect(job.adapters[0].batchSize == nil)
+    #expect(job.adapters[1].settings.batchSize == 16)
+  }
+
+  // MARK: - Unknown keys, wrong types, duplicates
+
+  @Test func unknownAdapterKeyNamesLineAndKeyPath() throws {
+    let folder = try JobFolder()
+    expectFailure(
+      .unknownKey, line: 8, keyPath: "adapters[2].lerning_rate", mentions: ["the adapter keys are", "lr"]
+    ) {
+      _ = try folder.load(
+        """
+        model: model.gguf
+        output: out
+        adapters:
+          - { name: a, data: data/a.jsonl }
+          - { name: b, data: data/b.jsonl }
+          - name: c
+            data: data/c.jsonl
+            lerning_rate: 0.1
+        """)
+    }
+    let error = try #require(throws: JobFileError.self) {
+      _ = try folder.load("model: m\nadapters: []\nmodle: x\n")
+    }
+    #expect(
+      error.description.hasSuffix(
+        "jobs.yaml:3: modle: unknown key; the top-level keys are model, output, placement, defaults, adapters"
+      ))
+  }
+
+  @Test func unknownDefaultsAndSweepKeys() throws {
+    let folder = try JobFolder()
+    expectFailure(.unknownKey, line: 2, keyPath: "defaults.output", mentions: ["defaults keys"]) {
+      _ = try folder.load("model: m\ndefaults: { output: x }\nadapters: [{ name: a, data: data/a.jsonl }]\n")
+    }
+    expectFailure(.unknownKey, line: 5, keyPath: "adapters[0].sweep.rnak", mentions: ["sweepable keys are"]) {
+      _ = try folder.load(
+        """
+        model: m
+        output: out
+        adapters:
+          - name: a
+            sweep: { rnak: [1, 2] }
+            data: data/a.jsonl
+        """)
+    }
+    expectFailure(.unknownKey, line: 3, keyPath: "adapters[0].successive_halving.rung") {
+      _ = try folder.load(
+        """
+        model: m
+        output: out
+        adapters: [{ name: a, data: data/a.jsonl, sweep: { lr: [0.1, 0.2] }, successive_halving: { rung: [1] } }]
+        """)
+    }
+  }
+
+  @Test func wrongTypesAndDuplicateKeys() throws {
+    let folder = try JobFolder()
+    expectFailure(.wrongType, line: 5, keyPath: "adapters[0].rank", mentions: ["integer", "eight"]) {
+      _ = try folder.load(
+        "model: m\noutput: o\nadapters:\n  - name: a\n    rank: eight\n    data: data/a.jsonl\n")
+    }
+    expectFailure(.wrongType, line: 3, keyPath: "adapters[0].targets", mentions: ["a list"]) {
+      _ = try folder.load(
+        "model: m\noutput: o\nadapters: [{ name: a, data: data/a.jsonl, targets: { q: 1 } }]\n")
+    }
+    expectFailure(.duplicateKey, line: 6, keyPath: "rank", mentions: ["given twice"]) {
+      _ = try folder.load(
+        "model: m\noutput: o\nadapters:\n  - name: a\n    rank: 4\n    rank: 8\n    data: data/a.jsonl\n")
+    }
+    expectFailure(.missingKey, line: 3, keyPath: "adapters[0]", mentions: ["'data' is required"]) {
+      _ = try folder.load("model: m\noutput: o\nadapters: [{ name: a }]\n")
+    }
+    expectFailure(.missingKey, line: 3, keyPath: "adapters[0]", mentions: ["output"]) {
+      _ = try folder.load("model: m\nadapters:\n  - { name: a, data: data/a.jsonl }\n")
+    }
+    expectFailure(.missingKey, line: 1, keyPath: "", mentions: ["'model' is required"]) {
+      _ = try folder.load("output: o\nadapters: [{ name: a, data: data/a.jsonl }]\n")
+    }
+    expectFailure(.unreadable, line: 2, keyPath: nil, mentions: ["not valid YAML"]) {
+      _ = try folder.load("model: [unclosed\noutput: o\n")
+    }
+  }
+
+  @Test func duplicateNamesAlsoAfterSweepExpansion() throws {
+    let folder = try JobFolder()
+    expectFailure(
+      .duplicateName, line: 5, keyPath: "adapters[1].name", mentions: ["'a' is used twice", "adapters[0]"]
+    ) {
+      _ = try folder.load(
+        """
+        model: m
+        output: o
+        adapters:
+          - { name: a, data: data/a.jsonl }
+          - { name: a, data: data/b.jsonl }
+        """)
+    }
+    expectFailure(.duplicateName, line: 6, keyPath: "adapters[1].sweep", mentions: ["'x-r2' is used twice"]) {
+      _ = try folder.load(
+        """
+        model: m
+        output: o
+        adapters:
+          - { name: x-r2, data: data/a.jsonl }
+          - name: x
+            sweep: { rank: [2, 4] }
+            data: data/b.jsonl
+        """)
+    }
+    expectFailure(.invalidValue, line: 3, keyPath: "adapters[0].name", mentions: ["letters, digits"]) {
+      _ = try folder.load("model: m\noutput: o\nadapters: [{ name: a b, data: data/a.jsonl }]\n")
+    }
+  }
+
+  // MARK: - Files and outputs
+
+  @Test func missingDataAndValidationFilesFailValidation() throws {
+    let folder = try JobFolder()
+    let job = try folder.load(
+      "model: model.gguf\noutput: o\nadapters:\n  - { name: a, data: data/a.jsonl }\n  - { name: b, data: data/none.jsonl }\n"
+    )
+    expectFailure(.missingFile, line: 5, keyPath: "adapters[1].data", mentions: ["none.jsonl"]) {
+      try job.validate(ranks: 2)
+    }
+    let validation = try folder.load(
+      "model: model.gguf\noutput: o\ndefaults:\n  validation_data: data/gone.jsonl\nadapters: [{ name: a, data: data/a.jsonl }]\n"
+    )
+    expectFailure(.missingFile, line: 4, keyPath: "defaults.validation_data", mentions: ["gone.jsonl"]) {
+      try validation.validate(ranks: 1)
+    }
+    let model = try folder.load(
+      "model: nothing.gguf\noutput: o\nadapters: [{ name: a, data: data/a.jsonl }]\n")
+    expectFailure(.missingFile, line: nil, keyPath: "model", mentions: ["nothing.gguf"]) {
+      try model.validate(ranks: 1)
+    }
+  }
+
+  @Test func outputFolderSharedOrNested() throws {
+    let folder = try JobFolder()
+    expectFailure(
+      .sharedOutput, line: 5, keyPath: "adapters[1].output", mentions: ["'a' and 'b' would both write"]
+    ) {
+      _ = try folder.load(
+        """
+        model: m
+        output: o
+        adapters:
+          - { name: a, data: data/a.jsonl, output: same }
+          - { name: b, data: data/b.jsonl, output: ./same/ }
+        """)
+    }
+    expectFailure(.sharedOutput, line: 2, keyPath: "output", mentions: ["one inside the other"]) {
+      _ = try folder.load(
+        """
+        model: m
+        output: o
+        adapters:
+          - { name: a, data: data/a.jsonl, output: o }
+          - { name: b, data: data/b.jsonl }
+        """)
+    }
+  }
+
+  // MARK: - Ranks
+
+  @Test func moreGroupsThanRanks() throws {
+    let folder = try JobFolder()
+    let job = try folder.load(
+      """
+      model: model.gguf
+      output: o
+      adapters:
+        - { name: a, data: data/a.jsonl, placement: separate }
+        - { name: b, data: data/b.jsonl, group: g }
+        - { name: c, data: data/c.jsonl, placement: separate }
+      """)
+    expectFailure(
+      .tooFewRanks, line: 6, keyPath: "adapters[2]", mentions: ["needs 3 groups", "on 2 rank(s)"]
+    ) {
+      try job.validate(ranks: 2)
+    }
+    try job.validate(ranks: 3)
+    let asking = try folder.load(
+      "model: model.gguf\noutput: o\nadapters:\n  - { name: a, data: data/a.jsonl, ranks: 2, placement: separate }\n"
+        + "  - { name: b, data: data/b.jsonl, ranks: 2, placement: separate }\n")
+    expectFailure(.tooFewRanks, line: 5, keyPath: "adapters[1].ranks", mentions: ["ask for 4 ranks"]) {
+      try asking.validate(ranks: 3)
+    }
+    expectFailure(.tooFewRanks, line: nil, keyPath: nil, mentions: ["at least 1 rank"]) {
+      try job.validate(ranks: 0)
+    }
+  }
+
+  // MARK: - Values
+
+  @Test func invalidValues() throws {
+    let folder = try JobFolder()
+    func entry(_ extra: String) throws -> JobFile {
+      try folder.load("model: m\noutput: o\nadapters:\n  - name: a\n    data: data/a.jsonl\n    \(extra)\n")
+    }
+    expectFailure(.invalidValue, line: 6, keyPath: "adapters[0].rank", mentions: ["at least 1, got 0"]) {
+      _ = try entry("rank: 0")
+    }
+    expectFailure(.invalidValue, line: 6, keyPath: "adapters[0].lr", mentions: ["positive"]) {
+      _ = try entry("lr: 0")
+    }
+    expectFailure(.invalidValue, line: 6, keyPath: "adapters[0].lr") { _ = try entry("lr: -1.0e-4") }
+    expectFailure(
+      .invalidValue, line: 6, keyPath: "adapters[0].placement", mentions: ["sideways", "auto, shared"]
+    ) {
+      _ = try entry("placement: sideways")
+    }
+    expectFailure(.invalidValue, line: 6, keyPath: "adapters[0].format", mentions: ["prompt_completion"]) {
+      _ = try entry("format: csv")
+    }
+    expectFailure(.invalidValue, line: 6, keyPath: "adapters[0].targets", mentions: ["xx_proj"]) {
+      _ = try entry("targets: [q_proj, xx_proj]")
+    }
+    expectFailure(.invalidValue, line: 6, keyPath: "adapters[0].micro_batch", mentions: ["not a multiple"]) {
+      _ = try entry("micro_batch: 3")
+    }
+    expectFailure(.conflict, line: 6, keyPath: "adapters[0].tokens_per_batch", mentions: ["not both"]) {
+      _ = try entry("tokens_per_batch: 100\n    batch_size: 8")
+    }
+    expectFailure(.invalidValue, line: 1, keyPath: "placement") {
+      _ = try folder.load(
+        "placement: everywhere\nmodel: m\noutput: o\nadapters: [{ name: a, data: data/a.jsonl }]\n")
+    }
+  }
+
+  @Test func invalidSweepsAndHalving() throws {
+    let folder = try JobFolder()
+    func entry(_ extra: String) throws -> JobFile {
+      try folder.load(
+        "model: m\noutput: o\ndefaults: { steps: 60 }\nadapters:\n  - name: a\n    data: data/a.jsonl\n"
+          + "    validation_fraction: 0.1\n    \(extra)\n")
+    }
+    expectFailure(.invalidValue, line: 8, keyPath: "adapters[0].sweep.data", mentions: ["cannot be swept"]) {
+      _ = try entry("sweep: { data: [x.jsonl] }")
+    }
+    expectFailure(.invalidValue, line: 8, keyPath: "adapters[0].sweep.rank", mentions: ["empty list"]) {
+      _ = try entry("sweep: { rank: [] }")
+    }
+    expectFailure(.invalidValue, line: 8, keyPath: "adapters[0].sweep", mentions: ["empty sweep"]) {
+      _ = try entry("sweep: {}")
+    }
+    expectFailure(.invalidValue, line: 8, keyPath: "adapters[0].sweep.rank[1]", mentions: ["at least 1"]) {
+      _ = try entry("sweep: { rank: [4, 0] }")
+    }
+    expectFailure(.conflict, line: 8, keyPath: "adapters[0].successive_halving", mentions: ["needs a sweep"])
+    {
+      _ = try entry("successive_halving: { rungs: [10] }")
+    }
+    expectFailure(
+      .invalidValue, line: 9, keyPath: "adapters[0].successive_halving.rungs[1]", mentions: ["must increase"]
+    ) {
+      _ = try entry("sweep: { lr: [0.1, 0.2] }\n    successive_halving: { rungs: [20, 20] }")
+    }
+    expectFailure(
+      .invalidValue, line: 9, keyPath: "adapters[0].successive_halving", mentions: ["not below", "60 steps"]
+    ) {
+      _ = try entry("sweep: { lr: [0.1, 0.2] }\n    successive_halving: { rungs: [20, 60] }")
+    }
+    expectFailure(.invalidValue, line: 9, keyPath: "adapters[0].successive_halving.keep") {
+      _ = try entry("sweep: { lr: [0.1, 0.2] }\n    successive_halving: { rungs: [20], keep: 1.0 }")
+    }
+    expectFailure(.conflict, line: 8, keyPath: "adapters[0].sweep.rank", mentions: ["both set and swept"]) {
+      _ = try entry("sweep: { rank: [1, 2] }\n    rank: 4")
+    }
+    // Halving compares validation losses, so it needs validation data.
+    expectFailure(
+      .conflict, line: 5, keyPath: "adapters[0].successive_halving", mentions: ["validation_data"]
+    ) {
+      _ = try folder.load(
+        "model: m\noutput: o\nadapters:\n  - { name: a, data: data/a.jsonl, sweep: { lr: [0.1, 0.2] },\n"
+          + "      successive_halving: { rungs: [20] } }\n")
+    }
+  }
+
+  @Test func placementConflicts() throws {
+    let folder = try JobFolder()
+    expectFailure(.conflict, line: 3, keyPath: "adapters[0].placement", mentions: ["contradicts group 'g'"]) {
+      _ = try folder.load(
+        "model: m\noutput: o\nadapters: [{ name: a, data: data/a.jsonl, group: g, placement: separate }]\n")
+    }
+    expectFailure(.conflict, line: 5, keyPath: "adapters[1].ranks", mentions: ["group 'g' is given 2 ranks"])
+    {
+      _ = try folder.load(
+        """
+        model: m
+        output: o
+        adapters:
+          - { name: a, data: data/a.jsonl, group: g, ranks: 2 }
+          - { name: b, data: data/b.jsonl, group: g, ranks: 4 }
+        """)
+    }
+  }
+}

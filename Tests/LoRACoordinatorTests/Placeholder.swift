@@ -1,1 +1,0 @@
-// The coordinator tests: JobFileTests.swift and PlannerTests.swift.
