@@ -21,6 +21,7 @@ struct Bench: ParsableCommand {
       Examples:
         swift-lora-dist bench --model model.gguf
         swift-lora-dist bench --model model.gguf --targets all-linear --threads 1 --json
+        swift-lora-dist bench --model model.gguf --adapters 4 --batch 1 --seq 256
         mpirun -np 2 swift-lora-dist bench --model model.gguf --threads 1
       """)
 
@@ -37,6 +38,11 @@ struct Bench: ParsableCommand {
     name: .customLong("checkpoint-activations"),
     help: "Recompute activations layer by layer in the backward pass.")
   var checkpointActivations = false
+  @Option(
+    help:
+      "Train K adapters: fused (micro-batches stacked into one pass) against sequential (one after another); --batch is per adapter."
+  )
+  var adapters: Int?
   @Flag(help: "Print one JSON object.") var json = false
 
   func validate() throws {
@@ -47,6 +53,18 @@ struct Bench: ParsableCommand {
   }
 
   func run() throws {
+    if let adapters {
+      guard adapters >= 1 else { throw ValidationError("--adapters must be at least 1") }
+      let result = try measureFused(adapters)
+      if json {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        print(String(decoding: try encoder.encode(result), as: UTF8.self))
+      } else {
+        print(result.text)
+      }
+      return
+    }
     let result = try Ranks.run { comm in try measure(comm) }
     guard let result else { return }
     if json {
@@ -174,5 +192,84 @@ struct BenchResult: Codable {
       model FLOPs: \(format(gflopPerToken, 3)) GFLOP/token → \(format(achievedGFLOPs, 1)) GFLOP/s = \(format(100 * fractionOfPeak, 1))% of the sgemm peak measured now (\(format(sgemmPeakGFLOPs, 1)) GFLOP/s)
       memory: peak resident \(format(peakResidentMB, 0)) MB (activation and gradient buffers \(format(bufferMB, 0)) MB); gradients all-reduced per step: \(formatBytes(gradientBytes))
       """ + distributed
+  }
+}
+
+extension Bench {
+  /// K adapters (ranks 4, 8, 16, … cycling, different seeds) on the same random tokens:
+  /// trained one after another, then fused; tokens/s of each and their ratio.
+  func measureFused(_ adapters: Int) throws -> FusedBenchResult {
+    if let threads { BLAS.threads = threads }
+    let (llama, _) = try LlamaModel.load(path: model)
+    let c = llama.config
+    var random = SeededRandom(seed: 1)
+    let examples = (0..<batch).map { _ in
+      Example(
+        tokens: (0..<seq).map { _ in Int32(random.next() % UInt64(c.vocabularySize)) },
+        trained: [false] + Array(repeating: true, count: seq - 1))
+    }
+    let options = TrainingOptions(
+      steps: warmup + steps, batchSize: batch, microBatch: batch, learningRate: 1e-4, schedule: .constant,
+      shuffle: false, checkpointActivations: checkpointActivations)
+    let members = (0..<adapters).map { k in
+      FusedTrainer.Member(
+        config: LoRAConfig(
+          r: rank, loraAlpha: alpha, targetModules: targets.split(separator: ",").map(String.init)),
+        initialisationSeed: UInt64(k), train: examples, validation: [], options: options)
+    }
+    // Sequential: one adapter after another, each with the usual single-adapter trainer.
+    var sequentialSeconds = 0.0
+    var sequentialBuffers = 0
+    for member in members {
+      let trainer = try Trainer(
+        model: llama,
+        adapter: try LoRAAdapter(config: member.config, model: c, seed: member.initialisationSeed),
+        train: examples, validation: [], options: options, padID: 0)
+      for _ in 0..<warmup { _ = try trainer.update() }
+      for _ in 0..<steps { sequentialSeconds += try trainer.update().seconds }
+      sequentialBuffers = max(sequentialBuffers, trainer.bufferFloats)
+    }
+    let fused = try FusedTrainer(model: llama, members: members, padID: 0)
+    for _ in 0..<warmup { _ = try fused.update() }
+    var fusedSeconds = 0.0
+    for _ in 0..<steps {
+      let started = Date()
+      _ = try fused.update()
+      fusedSeconds += Date().timeIntervalSince(started)
+    }
+    let tokens = Double(adapters * steps * batch * seq)
+    return FusedBenchResult(
+      model: model, adapters: adapters, batch: batch, seq: seq, targets: targets, rank: rank,
+      threads: BLAS.threads, sequentialTokensPerSecond: tokens / sequentialSeconds,
+      fusedTokensPerSecond: tokens / fusedSeconds, fusedOverSequential: sequentialSeconds / fusedSeconds,
+      sequentialBufferMB: Double(sequentialBuffers * 4) / 1_048_576,
+      fusedBufferMB: Double(fused.bufferFloats * 4) / 1_048_576,
+      peakResidentMB: Double(ResidentMemory.peakBytes()) / 1_048_576)
+  }
+}
+
+struct FusedBenchResult: Codable {
+  var model: String
+  var adapters: Int
+  var batch: Int
+  var seq: Int
+  var targets: String
+  var rank: Int
+  var threads: Int
+  var sequentialTokensPerSecond: Double
+  var fusedTokensPerSecond: Double
+  var fusedOverSequential: Double
+  /// Activation and gradient buffers: one adapter's (reused in turn) and the fused stack's.
+  var sequentialBufferMB: Double
+  var fusedBufferMB: Double
+  var peakResidentMB: Double
+
+  var text: String {
+    """
+    bench: \(adapters) adapters × \(batch) × \(seq) tokens, LoRA r=\(rank) on \(targets), \(threads) BLAS thread(s)
+    sequential: \(format(sequentialTokensPerSecond, 1)) tokens/s (buffers \(format(sequentialBufferMB, 0)) MB, reused by each adapter in turn)
+    fused:      \(format(fusedTokensPerSecond, 1)) tokens/s (buffers \(format(fusedBufferMB, 0)) MB)
+    fused / sequential: \(format(fusedOverSequential, 2))×; peak resident \(format(peakResidentMB, 0)) MB
+    """
   }
 }
