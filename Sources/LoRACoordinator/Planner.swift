@@ -11,7 +11,7 @@ import Foundation
 ///    than ranks is an error. `auto` adapters each get a group of their own when the ranks
 ///    suffice; otherwise they are queued on as many one-rank-or-more groups as the ranks
 ///    left allow (or, with none left, on the groups there are), and a group that finishes
-///    takes the next queued adapter.
+///    takes the next queued adapter. An `auto` adapter with `ranks` is placed `separate`.
 /// 3. Sizes: a group's `ranks` is honoured; the other groups split the remaining ranks
 ///    equally (⌊free / groups⌋), each shrunk to the largest size whose rank count divides
 ///    its adapters' `batch_size / micro_batch`; ranks left over stay idle.
@@ -76,7 +76,8 @@ public enum Planner {
         switch adapter.placement {
         case .separate: .separate
         case .shared: .shared
-        case .auto, .fused: .auto
+        // An adapter that asks for ranks gets its own group of that size.
+        case .auto, .fused: adapter.ranks == nil ? .auto : .separate
         }
       units.append(
         Unit(
