@@ -1,0 +1,136 @@
+import ArgumentParser
+import Foundation
+import LoRACoordinator
+import LoRAFormats
+import LoRAModel
+
+/// `swift-lora-dist plan`: how a job file would run on N ranks, before anything is loaded.
+struct Plan: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Check a job file and show how its adapters would run on N ranks, with estimated times.",
+    discussion: """
+      Validates the job file (keys, values, sweeps, data files, output folders, rank groups), \
+      reads only the model's configuration (not its weights) and prints the plan: the rank \
+      groups (contiguous ranks that train together), the adapters on each and their placement \
+      (fused, separate, shared), tokens and estimated start and end times. Times come from \
+      FLOPs per token and --gflops per rank (default 60: 120 GFLOP/s measured by `bench` on a \
+      2-core machine, one core per rank); token counts are guessed from the data files (about \
+      4 characters per token). docs/job-file.md describes the file and the planner.
+
+      Examples:
+        swift-lora-dist plan --jobs examples/jobs/demo.yaml -np 2
+        swift-lora-dist plan --jobs jobs.yaml -np 8 --gflops 110 --json > plan.json
+        swift-lora-dist plan --jobs jobs.yaml -np 4 --fused-efficiency 1.2
+      """)
+
+  @Option(help: "The job file (YAML; docs/job-file.md).") var jobs: String
+
+  @Option(
+    name: [.customLong("np", withSingleDash: true), .customLong("ranks")],
+    help: "Ranks the job will run on (as mpirun -np).")
+  var ranks: Int
+
+  @Option(help: "Achieved training GFLOP/s per rank (default 60).") var gflops: Double =
+    CostModel.defaultGFLOPsPerRank
+
+  @Option(
+    name: .customLong("fused-efficiency"),
+    help: "Throughput factor of fused adapters over one after another (default 1).")
+  var fusedEfficiency: Double = 1
+
+  @Flag(help: "Print the plan as one JSON document.") var json = false
+
+  func validate() throws {
+    guard ranks >= 1 else { throw ValidationError("-np must be at least 1, got \(ranks)") }
+    guard gflops.isFinite && gflops > 0 else {
+      throw ValidationError("--gflops must be positive, got \(gflops)")
+    }
+    guard fusedEfficiency.isFinite && fusedEfficiency > 0 else {
+      throw ValidationError("--fused-efficiency must be positive, got \(fusedEfficiency)")
+    }
+  }
+
+  func run() throws {
+    let job = try JobFile.load(path: jobs)
+    try job.validate(ranks: ranks)
+    let config: LlamaConfig
+    switch try ModelFiles.open(job.model) {
+    case .gguf(let gguf): config = try LlamaConfig(gguf: gguf)
+    case .huggingFace(let folder):
+      config = try LlamaConfig(configJSON: URL(fileURLWithPath: folder).appendingPathComponent("config.json"))
+    }
+    var data: [String: DataEstimate] = [:]
+    for adapter in job.adapters {
+      for file in [adapter.settings.data, adapter.settings.validationData].compactMap({ $0 })
+      where data[file] == nil {
+        data[file] = try DataEstimate.measure(path: file)
+      }
+    }
+    let cost = CostModel(model: config, gflopsPerRank: gflops, fusedEfficiency: fusedEfficiency)
+    let plan = try Planner.plan(job.adapters, ranks: ranks, cost: cost, data: data)
+
+    if json {
+      let document = PlanDocument(jobs: jobs, model: job.model, plan: plan)
+      let encoder = JSONEncoder()
+      encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+      print(String(decoding: try encoder.encode(document), as: UTF8.self))
+      return
+    }
+    print(Self.render(plan, job: job, config: config))
+  }
+
+  /// The plan as a table: one row per adapter, grouped by rank group.
+  static func render(_ plan: LoRACoordinator.Plan, job: JobFile, config: LlamaConfig) -> String {
+    var lines: [String] = []
+    lines.append(
+      "plan for \(job.path): \(job.adapters.count) adapter(s) on \(plan.ranks) rank(s) in \(plan.groups.count) rank group(s)"
+    )
+    lines.append(
+      "model: \(job.model) (\(config.architecture), \(config.layers) layers, width \(config.hiddenSize)); "
+        + "\(format(plan.gflopsPerRank, 0)) GFLOP/s per rank, fused efficiency \(format(plan.fusedEfficiency, 2))"
+    )
+    lines.append("")
+    var rows: [[String]] = [["group", "ranks", "adapter", "placement", "steps", "tokens", "start", "end"]]
+    let byName = Dictionary(uniqueKeysWithValues: plan.adapters.map { ($0.name, $0) })
+    for group in plan.groups {
+      let ranks =
+        group.rankCount == 1
+        ? "\(group.firstRank)" : "\(group.firstRank)-\(group.firstRank + group.rankCount - 1)"
+      var first = true
+      for run in group.runs {
+        for name in run.adapters {
+          guard let a = byName[name] else { continue }
+          let placement =
+            run.fusedGroup.map { "fused (\($0))" } ?? run.placement.rawValue + (run.queued ? ", queued" : "")
+          rows.append([
+            first ? "\(group.index)" : "", first ? ranks : "", name, placement,
+            a.plannedSteps == a.steps ? "\(a.steps)" : "\(a.plannedSteps) of \(a.steps)",
+            grouped(Int(a.tokens.rounded())), duration(a.start), duration(a.end),
+          ])
+          first = false
+        }
+      }
+    }
+    lines += renderTable(rows, rightAligned: [4, 5, 6, 7])
+    lines.append("")
+    if !plan.idleRanks.isEmpty {
+      lines.append(
+        "idle ranks: \(plan.idleRanks.map(String.init).joined(separator: ", ")) (no group's batch splits over more ranks)"
+      )
+    }
+    if plan.adapters.contains(where: { $0.plannedSteps != $0.steps }) {
+      lines.append(
+        "successive halving: 'N of M' steps assume members stop in expansion order; the total is the same")
+    }
+    lines.append("queue: \(plan.queue.joined(separator: ", "))")
+    lines.append("estimated total time: \(duration(plan.estimatedSeconds))")
+    return lines.joined(separator: "\n")
+  }
+}
+
+/// What `plan --json` prints.
+struct PlanDocument: Codable {
+  var jobs: String
+  var model: String
+  var plan: LoRACoordinator.Plan
+}

@@ -1,0 +1,89 @@
+import Foundation
+import Testing
+
+/// `plan` through the built binary, on the tiny fixture model and temporary data.
+@Suite struct PlanCommandTests {
+  static let model = ModelCommandTests.fixtures + "/tiny-tied/model.gguf"
+
+  final class Folder {
+    let path: String
+    init() throws {
+      path = NSTemporaryDirectory() + "plan-cli-" + UUID().uuidString
+      try FileManager.default.createDirectory(atPath: path + "/data", withIntermediateDirectories: true)
+      let lines = (1...20).map { #"{"prompt": "What is \#($0) plus \#($0)?", "completion": " \#(2 * $0)"}"# }
+      for name in ["a", "b", "c"] {
+        try (lines.joined(separator: "\n") + "\n").write(
+          toFile: path + "/data/\(name).jsonl", atomically: true, encoding: .utf8)
+      }
+    }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+    func jobs(_ text: String) throws -> String {
+      try text.write(toFile: path + "/jobs.yaml", atomically: true, encoding: .utf8)
+      return path + "/jobs.yaml"
+    }
+  }
+
+  var job: String {
+    """
+    model: \(Self.model)
+    output: out
+    defaults: { steps: 10, batch_size: 4, micro_batch: 2, max_seq_len: 32 }
+    adapters:
+      - { name: one, data: data/a.jsonl, placement: separate }
+      - { name: two, data: data/b.jsonl, group: g }
+      - name: sw
+        data: data/c.jsonl
+        validation_fraction: 0.2
+        sweep: { rank: [2, 4], lr: [1.0e-4, 3.0e-4] }
+        successive_halving: { rungs: [5] }
+
+    """
+  }
+
+  @Test func printsATableAndJSON() throws {
+    let folder = try Folder()
+    let jobs = try folder.jobs(job)
+    let outcome = try CommandRunner.run(["plan", "--jobs", jobs, "-np", "4"])
+    #expect(outcome.status == 0, "\(outcome.errors)")
+    for text in [
+      "6 adapter(s) on 4 rank(s) in 3 rank group(s)", "group  ranks  adapter", "fused (g)", "sw-r2-lr0.0001",
+      "sw-r4-lr0.0003", "separate", "5 of 10", "estimated total time:", "idle ranks: 3",
+    ] {
+      #expect(outcome.output.contains(text), "'\(text)' not in:\n\(outcome.output)")
+    }
+    let json = try CommandRunner.run(["plan", "--jobs", jobs, "--ranks", "3", "--gflops", "10", "--json"])
+    #expect(json.status == 0, "\(json.errors)")
+    let document = try #require(
+      try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any])
+    let plan = try #require(document["plan"] as? [String: Any])
+    #expect(plan["ranks"] as? Int == 3 && plan["gflopsPerRank"] as? Double == 10)
+    let groups = try #require(plan["groups"] as? [[String: Any]])
+    #expect(groups.map { $0["firstRank"] as? Int } == [0, 1, 2])
+    let adapters = try #require(plan["adapters"] as? [[String: Any]])
+    #expect(adapters.count == 6 && (plan["estimatedSeconds"] as? Double ?? 0) > 0)
+  }
+
+  @Test func failsBeforeLoadingWithFileLineAndKey() throws {
+    let folder = try Folder()
+    let jobs = try folder.jobs(job)
+    let tooFew = try CommandRunner.run(["plan", "--jobs", jobs, "-np", "2"])
+    #expect(tooFew.status != 0)
+    #expect(
+      tooFew.errors.contains("jobs.yaml:7: adapters[2]: more rank groups than ranks"), "\(tooFew.errors)")
+
+    let typo = try folder.jobs(
+      job.replacingOccurrences(of: "group: g }", with: "group: g, lerning_rate: 1 }"))
+    let unknown = try CommandRunner.run(["plan", "--jobs", typo, "-np", "4"])
+    #expect(unknown.status != 0)
+    #expect(
+      unknown.errors.contains("jobs.yaml:6: adapters[1].lerning_rate: unknown key; the adapter keys are"))
+
+    let missing = try folder.jobs(job.replacingOccurrences(of: "data/b.jsonl", with: "data/nothing.jsonl"))
+    let noData = try CommandRunner.run(["plan", "--jobs", missing, "-np", "4"])
+    #expect(
+      noData.status != 0 && noData.errors.contains("adapters[1].data: no such file"), "\(noData.errors)")
+
+    let badRanks = try CommandRunner.run(["plan", "--jobs", jobs, "-np", "0"])
+    #expect(badRanks.status != 0 && badRanks.errors.contains("-np must be at least 1"))
+  }
+}
