@@ -219,7 +219,7 @@ public enum Planner {
         let (run, plans) = schedule(
           unit, ranks: size, group: index, start: t, queued: false, cost: cost, data: data)
         group.runs.append(run)
-        plans.forEach { adapterPlans[$0.name] = $0 }
+        for p in plans { adapterPlans[p.name] = p }
         t = run.end
       }
       groups.append(group)
@@ -236,7 +236,7 @@ public enum Planner {
         unit, ranks: groups[index].rankCount, group: index, start: cursors[index], queued: true, cost: cost,
         data: data)
       groups[index].runs.append(run)
-      plans.forEach { adapterPlans[$0.name] = $0 }
+      for p in plans { adapterPlans[p.name] = p }
       cursors[index] = run.end
     }
     return Plan(
