@@ -83,8 +83,16 @@ public final class FusedTrainer {
       length: Batch.bucketLength(longest, longest: longest))
   }
 
+  /// Members stopped before their last update (successive halving).
+  public private(set) var retired: Set<Int> = []
+
   /// Whether member k still has updates to take.
-  public func isActive(_ k: Int) -> Bool { trainers[k].step < trainers[k].options.steps }
+  public func isActive(_ k: Int) -> Bool {
+    !retired.contains(k) && trainers[k].step < trainers[k].options.steps
+  }
+
+  /// Stops member k where it is: it takes no more updates (every rank must retire the same).
+  public func retire(_ k: Int) { retired.insert(k) }
 
   /// Whether every member has finished.
   public var finished: Bool { !trainers.indices.contains(where: isActive) }

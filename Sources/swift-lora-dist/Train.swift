@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LoRAComm
+import LoRACoordinator
 import LoRAFormats
 import LoRAKernels
 import LoRAModel
@@ -22,12 +23,17 @@ struct Train: ParsableCommand {
         swift-lora-dist train --model model.gguf --data train.jsonl --output out/my-adapter
         swift-lora-dist train --config run.yaml --steps 500
         swift-lora-dist train --config run.yaml --resume out/my-adapter
+        mpirun -np 2 swift-lora-dist train --jobs examples/jobs/demo.yaml
         mpirun -np 4 swift-lora-dist train --config run.yaml --threads 1 --resume auto
         swift-lora-dist train --model model.gguf --data chat.jsonl --validation-fraction 0.05 \\
           --targets all-linear --rank 16 --alpha 32 --lr 1e-4 --schedule cosine --warmup 20 --output out/chat
       """)
 
   @Option(help: "A YAML file of options (keys: the flags in snake_case).") var config: String?
+  @Option(
+    help:
+      "A job file of several adapters (docs/job-file.md): trained shared, separate or fused as `plan` shows.")
+  var jobs: String?
   @Option(help: "Base model: GGUF file or Hugging Face folder.") var model: String?
   @Option(help: "Training data (JSON Lines).") var data: String?
   @Option(name: .customLong("validation-data"), help: "Validation data (JSON Lines).") var validationData:
@@ -160,6 +166,22 @@ struct Train: ParsableCommand {
   }
 
   func run() throws {
+    if let jobs {
+      let job = try JobFile.load(path: jobs)
+      let progress = Progress(forceJSON: json)
+      let stop = StopRequest()
+      let signals = TerminationSignal.install { stop.request() }
+      defer { withExtendedLifetime(signals) {} }
+      let runner = JobRun(job: job, progress: progress, stop: stop)
+      let stopped: Bool
+      if let ranks = localRanks, ranks > 1 {
+        stopped = try LocalCommunicator.run(ranks: ranks) { comm in try runner.execute(world: comm) }[0]
+      } else {
+        stopped = try Ranks.run { world in try runner.execute(world: world) }
+      }
+      if stopped { throw ExitCode(143) }
+      return
+    }
     var settings = flagConfiguration()
     if let config { settings = try TrainConfiguration.load(yamlFile: config).overridden(by: settings) }
     let run = try TrainingRun(settings)

@@ -141,20 +141,7 @@ struct TrainingRun {
     let (files, tokenizer, llama, origin) = (
       loadedModel.files, loadedModel.tokenizer, loadedModel.model, loadedModel.origin
     )
-    let loaded = try DatasetLoader.load(path: data, tokenizer: tokenizer, options: datasetOptions)
-    var train = loaded.examples
-    var validation: [Example] = []
-    var validationStats: DatasetStats?
-    if let path = settings.validationData {
-      let v = try DatasetLoader.load(path: path, tokenizer: tokenizer, options: datasetOptions)
-      validation = v.examples
-      validationStats = v.stats
-    } else if let fraction = settings.validationFraction, fraction > 0 {
-      (train, validation) = try Dataset.split(loaded, validationFraction: fraction, seed: options.seed)
-    }
-    if let epochs, requestedSteps == nil {
-      options.steps = max(1, Int((epochs * Double(train.count) / Double(options.batchSize)).rounded(.up)))
-    }
+    let (loaded, train, validation, validationStats) = try loadData(tokenizer: tokenizer)
     let adapter = try LoRAAdapter(config: lora, model: llama.config, seed: options.seed)
     let padID = Int32(tokenizer.padID ?? tokenizer.eosID ?? 0)
     let trainer = try Trainer(
@@ -352,6 +339,28 @@ struct TrainingRun {
       print(closing)
     }
     return ending
+  }
+
+  /// The training and validation examples (a validation file, a held-out fraction, or
+  /// none); with `epochs` and no `steps`, sets the number of updates.
+  mutating func loadData(tokenizer: Tokenizer) throws -> (
+    loaded: Dataset, train: [Example], validation: [Example], validationStats: DatasetStats?
+  ) {
+    let loaded = try DatasetLoader.load(path: data, tokenizer: tokenizer, options: datasetOptions)
+    var train = loaded.examples
+    var validation: [Example] = []
+    var validationStats: DatasetStats?
+    if let path = settings.validationData {
+      let v = try DatasetLoader.load(path: path, tokenizer: tokenizer, options: datasetOptions)
+      validation = v.examples
+      validationStats = v.stats
+    } else if let fraction = settings.validationFraction, fraction > 0 {
+      (train, validation) = try Dataset.split(loaded, validationFraction: fraction, seed: options.seed)
+    }
+    if let epochs, requestedSteps == nil {
+      options.steps = max(1, Int((epochs * Double(train.count) / Double(options.batchSize)).rounded(.up)))
+    }
+    return (loaded, train, validation, validationStats)
   }
 
   /// Where `--resume` points: `auto` means the output folder when it holds checkpoints.

@@ -1,0 +1,314 @@
+import Foundation
+import LoRACheckpoint
+import LoRAComm
+import LoRACoordinator
+import LoRAFormats
+import LoRAKernels
+import LoRAModel
+import LoRATraining
+
+/// `train --jobs FILE`: every adapter of a job file, on the plan's rank groups.
+///
+/// All ranks load the base once (shared per node), then split into the plan's groups; each
+/// group works through its runs in order: a single adapter trains data-parallel on the
+/// group (the usual `train`), several adapters train fused (`FusedTrainer`), each with its
+/// own outputs — checkpoints, metrics, PEFT folder, report — in its output folder. A run
+/// that stopped resumes every unfinished adapter from its own checkpoints.
+struct JobRun {
+  let job: JobFile
+  let progress: Progress
+  let stop: StopRequest
+
+  /// Runs the job on this rank of `world`; returns whether the job stopped on request.
+  func execute(world: any Communicator) throws -> Bool {
+    try job.validate(ranks: world.size)
+    let loaded = try TrainingRun.LoadedModel(path: job.model, communicator: world)
+    let plan = try Planner.plan(job.adapters, ranks: world.size, cost: CostModel(model: loaded.model.config))
+    let mine = plan.group(ofRank: world.rank)
+    let comm = try world.split(colour: mine?.index ?? plan.groups.count, key: world.rank)
+    if world.rank == 0 {
+      print(
+        "job \(job.path): \(job.adapters.count) adapter(s) on \(world.size) rank(s) in \(plan.groups.count) group(s)"
+          + ", estimated \(duration(plan.estimatedSeconds))")
+    }
+    var stopped = false
+    if let group = mine { stopped = try runGroup(group, comm: comm, loaded: loaded) }
+    // One report over every adapter, once all groups are done.
+    var anyStopped = [stopped ? 1.0 : 0]
+    try world.allreduce(&anyStopped, .max)
+    if world.rank == 0 && anyStopped[0] == 0 {
+      try writeCombinedReport(
+        job.adapters.map { AdapterSummary(name: $0.name, output: $0.output) }.filter {
+          FileManager.default.fileExists(atPath: $0.output + "/report.html")
+        })
+    }
+    return anyStopped[0] > 0
+  }
+
+  /// Works through `group`'s runs in order on its communicator.
+  func runGroup(_ group: RankGroup, comm: any Communicator, loaded: TrainingRun.LoadedModel) throws -> Bool {
+    var stopped = false
+    var summaries: [AdapterSummary] = []
+    for run in group.runs where !stopped {
+      let adapters = run.adapters.map { name in job.adapters.first { $0.name == name }! }
+      if comm.rank == 0 {
+        print(
+          "group \(group.index) (ranks \(group.ranks.lowerBound)–\(group.ranks.upperBound - 1)): "
+            + "\(run.placement.rawValue) \(run.adapters.joined(separator: ", "))")
+      }
+      if adapters.count == 1 && run.placement != .fused {
+        var training = try TrainingRun(settings(adapters[0]))
+        let ending = try training.execute(progress: progress, communicator: comm, loaded: loaded, stop: stop)
+        if case .stopped = ending { stopped = true }
+        summaries.append(AdapterSummary(name: adapters[0].name, output: training.output.path))
+      } else {
+        let (ending, fusedSummaries) = try runFused(adapters, comm: comm, loaded: loaded)
+        stopped = ending
+        summaries += fusedSummaries
+      }
+    }
+    _ = summaries
+    return stopped
+  }
+
+  /// The per-run settings of one adapter of the job.
+  func settings(_ adapter: AdapterJob) throws -> TrainConfiguration {
+    var settings = try JSONDecoder().decode(
+      TrainConfiguration.self, from: adapter.trainConfigurationJSON(model: job.model))
+    settings.resume = "auto"
+    return settings
+  }
+
+  struct AdapterSummary {
+    var name: String
+    var output: String
+  }
+
+  /// Trains `adapters` fused on `comm`: data, resume, updates, validation, checkpoints and
+  /// outputs per adapter.
+  func runFused(_ adapters: [AdapterJob], comm: any Communicator, loaded: TrainingRun.LoadedModel) throws -> (
+    stopped: Bool, summaries: [AdapterSummary]
+  ) {
+    let leader = comm.rank == 0
+    var runs = try adapters.map { try TrainingRun(settings($0)) }
+    var members: [FusedTrainer.Member] = []
+    for i in runs.indices {
+      let (_, train, validation, _) = try runs[i].loadData(tokenizer: loaded.tokenizer)
+      members.append(
+        .init(
+          config: runs[i].lora, initialisationSeed: runs[i].options.seed, train: train,
+          validation: validation,
+          options: runs[i].options))
+    }
+    let padID = Int32(loaded.tokenizer.padID ?? loaded.tokenizer.eosID ?? 0)
+    let fused = try FusedTrainer(model: loaded.model, members: members, padID: padID, communicator: comm)
+    let fingerprint = BaseFingerprint.of(loaded.model, files: loaded.files)
+    var stores: [Trainer.Checkpointing] = []
+    for (k, run) in runs.enumerated() {
+      let trainer = fused.trainers[k]
+      if let source = run.resumeSource {
+        if leader {
+          let (reader, _) = try CheckpointStore.newestValid(source)
+          try trainer.resume(from: reader, fingerprint: fingerprint)
+        }
+        try trainer.synchronizeState(from: 0)
+      }
+      stores.append(
+        Trainer.Checkpointing(
+          store: try CheckpointStore(
+            folder: run.output.appendingPathComponent("checkpoints"), keep: run.settings.keep ?? 3,
+            fullEvery: run.settings.fullEvery ?? 4),
+          every: run.settings.checkpointEvery ?? 50,
+          base: .init(fingerprint: fingerprint, source: job.model, config: loaded.model.config)))
+    }
+    var steps = [[StepMetrics]](repeating: [], count: runs.count)
+    var validations = [[(step: Int, loss: Double)]](repeating: [], count: runs.count)
+    var metrics: [FileHandle?] = []
+    for run in runs {
+      guard leader else {
+        metrics.append(nil)
+        continue
+      }
+      try FileManager.default.createDirectory(at: run.output, withIntermediateDirectories: true)
+      let url = run.output.appendingPathComponent("metrics.jsonl")
+      if run.resumeSource == nil { _ = FileManager.default.createFile(atPath: url.path, contents: nil) }
+      let handle = try FileHandle(forWritingTo: url)
+      try handle.seekToEnd()
+      metrics.append(handle)
+    }
+    defer { for handle in metrics { try? handle?.close() } }
+    func record(_ k: Int, _ object: [String: Any]) {
+      var object = object
+      object["adapter"] = adapters[k].name
+      metrics[k]?.write(Data((jsonLine(object) + "\n").utf8))
+      if leader {
+        if progress.jsonLines {
+          progress.emit(object)
+        } else if object["event"] as? String == "step" {
+          print(
+            "\(adapters[k].name): step \(object["step"]!)/\(fused.trainers[k].options.steps)  loss "
+              + "\(format(object["loss"] as? Double ?? .nan, 4))  \(format(object["tokens_per_second"] as? Double ?? 0, 0)) tok/s"
+          )
+        } else if object["event"] as? String == "validation" {
+          print(
+            "\(adapters[k].name): step \(object["step"]!): validation loss \(format(object["loss"] as? Double ?? .nan, 4))"
+          )
+        }
+      }
+    }
+    // Successive halving: each sweep's members, and its rungs still ahead.
+    var sweeps: [String: (members: [Int], halving: SuccessiveHalving, survivors: [Int], next: Int)] = [:]
+    for (k, adapter) in adapters.enumerated() {
+      guard let member = adapter.sweep, let halving = member.successiveHalving else { continue }
+      var entry = sweeps[member.sweep] ?? ([], halving, halving.survivors(of: member.count), 0)
+      entry.members.append(k)
+      sweeps[member.sweep] = entry
+    }
+    var rungLosses: [Int: [(step: Int, loss: Double)]] = [:]
+    var stopped = false
+    while !fused.finished && !stopped {
+      let results = try fused.update()
+      for name in sweeps.keys.sorted() {
+        guard var entry = sweeps[name], entry.next < entry.halving.rungs.count else { continue }
+        let rung = entry.halving.rungs[entry.next]
+        let alive = entry.members.filter(fused.isActive)
+        guard !alive.isEmpty, alive.allSatisfy({ fused.trainers[$0].step == rung }) else { continue }
+        // Every rank scores the same members, so every rank retires the same ones.
+        var scored: [(member: Int, loss: Double)] = []
+        for k in alive {
+          let loss = try fused.trainers[k].validationLoss().loss
+          scored.append((k, loss))
+          rungLosses[k, default: []].append((rung, loss))
+        }
+        scored.sort { ($0.loss, $0.member) < ($1.loss, $1.member) }
+        let keep = entry.survivors[entry.next]
+        for (k, loss) in scored.dropFirst(keep) {
+          fused.retire(k)
+          if leader {
+            let saved = try fused.trainers[k].saveCheckpoint(stores[k])
+            record(
+              k, ["event": "checkpoint", "step": saved.step, "path": saved.path, "bytes": saved.fileBytes])
+          }
+          record(k, ["event": "halved", "step": rung, "validation_loss": loss, "kept": false])
+        }
+        for (k, loss) in scored.prefix(keep) {
+          record(k, ["event": "halved", "step": rung, "validation_loss": loss, "kept": true])
+        }
+        if leader && !progress.jsonLines {
+          print(
+            "\(name): rung at update \(rung): "
+              + scored.enumerated().map { i, s in
+                "\(adapters[s.member].name) \(format(s.loss, 4))\(i < keep ? "" : " (stopped)")"
+              }.joined(separator: ", "))
+        }
+        entry.next += 1
+        sweeps[name] = entry
+      }
+      var flag = [stop.isSet ? 1.0 : 0]
+      if comm.size > 1 { try comm.allreduce(&flag, .max) }
+      stopped = flag[0] > 0
+      for (k, m) in results {
+        steps[k].append(m)
+        record(
+          k,
+          [
+            "event": "step", "step": m.step, "loss": m.loss, "lr": m.learningRate,
+            "grad_norm": m.gradientNorm,
+            "tokens": m.tokens, "trained_tokens": m.trainedTokens, "seconds": m.seconds,
+            "tokens_per_second": m.tokensPerSecond, "epoch": m.epoch,
+          ])
+        let trainer = fused.trainers[k]
+        let options = trainer.options
+        let done = trainer.step == options.steps
+        if !members[k].validation.isEmpty
+          && ((options.evaluateEvery > 0 && trainer.step % options.evaluateEvery == 0) || done)
+        {
+          let (loss, tokens) = try trainer.validationLoss()
+          validations[k].append((trainer.step, loss))
+          record(k, ["event": "validation", "step": trainer.step, "loss": loss, "tokens": tokens])
+        }
+        let every = stores[k].every
+        if leader && ((every > 0 && trainer.step % every == 0) || done || stopped) {
+          let saved = try trainer.saveCheckpoint(stores[k])
+          record(
+            k, ["event": "checkpoint", "step": saved.step, "path": saved.path, "bytes": saved.fileBytes])
+        }
+      }
+    }
+    guard leader, !stopped else { return (stopped, []) }
+    for name in sweeps.keys.sorted() {
+      guard let entry = sweeps[name] else { continue }
+      print(
+        sweepSummary(name, members: entry.members, adapters: adapters, fused: fused, validations: validations)
+      )
+    }
+    var summaries: [AdapterSummary] = []
+    for (k, run) in runs.enumerated() {
+      let trainer = fused.trainers[k]
+      try trainer.adapter.savePEFT(to: run.output.path, baseModel: job.model, overwrite: true)
+      let html = TrainingReport.html(
+        title: "LoRA training (fused): \(adapters[k].name)", steps: steps[k], validations: validations[k],
+        summary: [
+          (
+            "adapter",
+            "\(run.output.path) (PEFT), trained fused with "
+              + adapters.map(\.name).filter { $0 != adapters[k].name }.joined(separator: ", ")
+          ),
+          ("updates", "\(trainer.step) of \(trainer.options.batchSize) sequences"),
+          ("final training loss", steps[k].last.map { format($0.loss, 4) } ?? "-"),
+          ("validation loss", validations[k].map { format($0.loss, 4) }.joined(separator: " → ")),
+        ],
+        configuration: try run.configurationRows())
+      try Data(html.utf8).write(to: run.output.appendingPathComponent("report.html"), options: .atomic)
+      summaries.append(AdapterSummary(name: adapters[k].name, output: run.output.path))
+      print("\(adapters[k].name): adapter \(run.output.path), report \(run.output.path)/report.html")
+    }
+    return (false, summaries)
+  }
+
+  /// One page with every adapter's report side by side (each report in a frame).
+  func writeCombinedReport(_ summaries: [AdapterSummary]) throws {
+    guard !summaries.isEmpty else { return }
+    let folder = URL(
+      fileURLWithPath: job.output
+        ?? URL(fileURLWithPath: summaries[0].output).deletingLastPathComponent().path)
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    let frames = summaries.map { summary -> String in
+      let relative = URL(fileURLWithPath: summary.output).appendingPathComponent("report.html").path
+      return
+        "<section><h2>\(summary.name)</h2><iframe src=\"file://\(relative)\" loading=\"lazy\"></iframe></section>"
+    }.joined(separator: "\n")
+    let html = """
+      <!doctype html><html lang="en"><head><meta charset="utf-8"><title>Job \(job.path)</title>
+      <style>body { font: 15px/1.45 system-ui, sans-serif; margin: 1.5em; }
+      main { display: grid; grid-template-columns: repeat(auto-fill, minmax(560px, 1fr)); gap: 1em; }
+      iframe { width: 100%; height: 900px; border: 1px solid #ddd; }</style></head><body>
+      <h1>Job \(job.path)</h1><main>
+      \(frames)
+      </main></body></html>
+      """
+    let name = "report.html"
+    try Data(html.utf8).write(to: folder.appendingPathComponent(name), options: .atomic)
+    print("combined report: \(folder.path)/\(name)")
+  }
+
+  /// Which member of a sweep won, and the lowest rank that came within 2% of its final
+  /// validation loss: the advice "start with a low rank and raise it if needed", measured.
+  func sweepSummary(
+    _ name: String, members: [Int], adapters: [AdapterJob], fused: FusedTrainer,
+    validations: [[(step: Int, loss: Double)]]
+  ) -> String {
+    let finals = members.compactMap { k -> (member: Int, loss: Double, rank: Int)? in
+      guard !fused.retired.contains(k), let loss = validations[k].last?.loss else { return nil }
+      return (k, loss, fused.trainers[k].adapter.config.r)
+    }
+    guard let best = finals.min(by: { $0.loss < $1.loss }) else {
+      return "\(name): no member finished with a validation loss"
+    }
+    let enough = finals.filter { $0.loss <= best.loss * 1.02 }.min {
+      ($0.rank, $0.loss) < ($1.rank, $1.loss)
+    }!
+    return "\(name): best \(adapters[best.member].name) (validation loss \(format(best.loss, 4))); "
+      + "rank \(enough.rank) was enough (\(adapters[enough.member].name) within 2% of the best)"
+  }
+}
