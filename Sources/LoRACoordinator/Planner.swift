@@ -150,8 +150,11 @@ public enum Planner {
       if autoUnits.count <= spare {
         groups += autoUnits.map { (nil, [$0], false) }
       } else if spare > 0 {
+        // Pool groups for the queue; every group takes queued work once it is free, so no
+        // rank idles while adapters wait.
         groups += (0..<spare).map { _ in (nil, [], true) }
         queued = autoUnits
+        queueOverAll = true
       } else {
         queued = autoUnits
         queueOverAll = true

@@ -23,7 +23,15 @@ struct JobRun {
   func execute(world: any Communicator) throws -> Bool {
     try job.validate(ranks: world.size)
     let loaded = try TrainingRun.LoadedModel(path: job.model, communicator: world)
-    let plan = try Planner.plan(job.adapters, ranks: world.size, cost: CostModel(model: loaded.model.config))
+    var data: [String: DataEstimate] = [:]
+    for adapter in job.adapters {
+      for file in [adapter.settings.data, adapter.settings.validationData].compactMap({ $0 })
+      where data[file] == nil {
+        data[file] = try DataEstimate.measure(path: file)
+      }
+    }
+    let plan = try Planner.plan(
+      job.adapters, ranks: world.size, cost: CostModel(model: loaded.model.config), data: data)
     let mine = plan.group(ofRank: world.rank)
     let comm = try world.split(colour: mine?.index ?? plan.groups.count, key: world.rank)
     if world.rank == 0 {
