@@ -217,22 +217,25 @@ extension Bench {
           r: rank, loraAlpha: alpha, targetModules: targets.split(separator: ",").map(String.init)),
         initialisationSeed: UInt64(k), train: examples, validation: [], options: options)
     }
-    // Sequential: one adapter after another, each with the usual single-adapter trainer.
-    var sequentialSeconds = 0.0
-    var sequentialBuffers = 0
-    for member in members {
-      let trainer = try Trainer(
+    // Sequential: one adapter after another, each with the usual single-adapter trainer;
+    // fused: one FusedTrainer. The two are timed in alternation, step by step, so a drift of
+    // the machine's speed (this VM's is ±20% within minutes) affects both alike.
+    let sequential = try members.map { member in
+      try Trainer(
         model: llama,
         adapter: try LoRAAdapter(config: member.config, model: c, seed: member.initialisationSeed),
         train: examples, validation: [], options: options, padID: 0)
-      for _ in 0..<warmup { _ = try trainer.update() }
-      for _ in 0..<steps { sequentialSeconds += try trainer.update().seconds }
-      sequentialBuffers = max(sequentialBuffers, trainer.bufferFloats)
     }
+    let sequentialBuffers = sequential.map(\.bufferFloats).max() ?? 0
     let fused = try FusedTrainer(model: llama, members: members, padID: 0)
-    for _ in 0..<warmup { _ = try fused.update() }
+    for _ in 0..<warmup {
+      for trainer in sequential { _ = try trainer.update() }
+      _ = try fused.update()
+    }
+    var sequentialSeconds = 0.0
     var fusedSeconds = 0.0
     for _ in 0..<steps {
+      for trainer in sequential { sequentialSeconds += try trainer.update().seconds }
       let started = Date()
       _ = try fused.update()
       fusedSeconds += Date().timeIntervalSince(started)
@@ -267,7 +270,7 @@ struct FusedBenchResult: Codable {
   var text: String {
     """
     bench: \(adapters) adapters × \(batch) × \(seq) tokens, LoRA r=\(rank) on \(targets), \(threads) BLAS thread(s)
-    sequential: \(format(sequentialTokensPerSecond, 1)) tokens/s (buffers \(format(sequentialBufferMB, 0)) MB, reused by each adapter in turn)
+    sequential: \(format(sequentialTokensPerSecond, 1)) tokens/s (buffers \(format(sequentialBufferMB, 0)) MB per adapter; one set suffices when they run one after another)
     fused:      \(format(fusedTokensPerSecond, 1)) tokens/s (buffers \(format(fusedBufferMB, 0)) MB)
     fused / sequential: \(format(fusedOverSequential, 2))×; peak resident \(format(peakResidentMB, 0)) MB
     """

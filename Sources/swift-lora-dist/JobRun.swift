@@ -66,6 +66,7 @@ struct JobRun {
       }
       if adapters.count == 1 && run.placement != .fused {
         var training = try TrainingRun(settings(adapters[0]))
+        training.tokensPerBatch = adapters[0].settings.tokensPerBatch
         let ending = try training.execute(progress: progress, communicator: comm, loaded: loaded, stop: stop)
         if case .stopped = ending { stopped = true }
         summaries.append(AdapterSummary(name: adapters[0].name, output: training.output.path))
@@ -98,10 +99,14 @@ struct JobRun {
     stopped: Bool, summaries: [AdapterSummary]
   ) {
     let leader = comm.rank == 0
-    var runs = try adapters.map { try TrainingRun(settings($0)) }
+    var runs = try adapters.map { adapter in
+      var run = try TrainingRun(settings(adapter))
+      run.tokensPerBatch = adapter.settings.tokensPerBatch
+      return run
+    }
     var members: [FusedTrainer.Member] = []
     for i in runs.indices {
-      let (_, train, validation, _) = try runs[i].loadData(tokenizer: loaded.tokenizer)
+      let (_, train, validation, _) = try runs[i].loadData(tokenizer: loaded.tokenizer, ranks: comm.size)
       members.append(
         .init(
           config: runs[i].lora, initialisationSeed: runs[i].options.seed, train: train,

@@ -19,6 +19,9 @@ struct TrainingRun {
   let requestedSteps: Int?
   let epochs: Double?
   var options: TrainingOptions
+  /// Batch size in tokens (job files' `tokens_per_batch`): sets the batch once the data's
+  /// mean length is known.
+  var tokensPerBatch: Int?
 
   init(_ s: TrainConfiguration) throws {
     settings = s
@@ -141,7 +144,7 @@ struct TrainingRun {
     let (files, tokenizer, llama, origin) = (
       loadedModel.files, loadedModel.tokenizer, loadedModel.model, loadedModel.origin
     )
-    let (loaded, train, validation, validationStats) = try loadData(tokenizer: tokenizer)
+    let (loaded, train, validation, validationStats) = try loadData(tokenizer: tokenizer, ranks: comm.size)
     let adapter = try LoRAAdapter(config: lora, model: llama.config, seed: options.seed)
     let padID = Int32(tokenizer.padID ?? tokenizer.eosID ?? 0)
     let trainer = try Trainer(
@@ -343,7 +346,7 @@ struct TrainingRun {
 
   /// The training and validation examples (a validation file, a held-out fraction, or
   /// none); with `epochs` and no `steps`, sets the number of updates.
-  mutating func loadData(tokenizer: Tokenizer) throws -> (
+  mutating func loadData(tokenizer: Tokenizer, ranks: Int = 1) throws -> (
     loaded: Dataset, train: [Example], validation: [Example], validationStats: DatasetStats?
   ) {
     let loaded = try DatasetLoader.load(path: data, tokenizer: tokenizer, options: datasetOptions)
@@ -356,6 +359,13 @@ struct TrainingRun {
       validationStats = v.stats
     } else if let fraction = settings.validationFraction, fraction > 0 {
       (train, validation) = try Dataset.split(loaded, validationFraction: fraction, seed: options.seed)
+    }
+    if let tokens = tokensPerBatch {
+      // A batch of about `tokens` tokens: whole micro-batches on every rank.
+      let mean = Double(train.reduce(0) { $0 + $1.tokens.count }) / Double(max(train.count, 1))
+      let unit = options.microBatch * ranks
+      options.batchSize = max(1, Int((Double(tokens) / max(mean, 1) / Double(unit)).rounded())) * unit
+      try options.validate(ranks: ranks)
     }
     if let epochs, requestedSteps == nil {
       options.steps = max(1, Int((epochs * Double(train.count) / Double(options.batchSize)).rounded(.up)))

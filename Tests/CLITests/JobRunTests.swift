@@ -21,7 +21,7 @@ struct JobRunTests {
       adapters:
         - { name: sums, data: sums.jsonl, format: prompt_completion, group: pair, validation_data: sums.jsonl }
         - { name: words, data: words.jsonl, format: prompt_completion, group: pair, rank: 4 }
-        - { name: alone, data: sums.jsonl, format: prompt_completion }
+        - { name: alone, data: sums.jsonl, format: prompt_completion, tokens_per_batch: 40 }
       """)
     let outcome = try CommandRunner.run(["train", "--jobs", job, "--threads", "1"])
     #expect(outcome.status == 0, "\(outcome.errors)")
@@ -33,6 +33,9 @@ struct JobRunTests {
       #expect(folder.exists("out/\(name)/checkpoints/step-00000002.sldckpt"), "\(name) checkpoint")
     }
     #expect(folder.exists("out/report.html"))
+    // tokens_per_batch 40 over examples of 13 tokens on average: batches of 3 sequences.
+    let alone = try String(contentsOfFile: folder.path + "/out/alone/training_config.json", encoding: .utf8)
+    #expect(alone.contains("\"training.batchSize\" : \"3\""), "\(alone)")
     let words = try String(contentsOfFile: folder.path + "/out/words/adapter_config.json", encoding: .utf8)
     #expect(words.contains("\"r\" : 4"))
     let metrics = try String(contentsOfFile: folder.path + "/out/sums/metrics.jsonl", encoding: .utf8)
