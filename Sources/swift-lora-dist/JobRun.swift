@@ -178,6 +178,21 @@ struct JobRun {
       sweeps[member.sweep] = entry
     }
     var rungLosses: [Int: [(step: Int, loss: Double)]] = [:]
+    // Members a halving rung stopped before an interruption stay stopped, and the rungs they
+    // went through are not run again.
+    for (k, run) in runs.enumerated()
+    where FileManager.default.fileExists(atPath: run.output.appendingPathComponent("retired.json").path) {
+      fused.retire(k)
+    }
+    for name in sweeps.keys {
+      guard var entry = sweeps[name] else { continue }
+      let reached = entry.members.map { fused.trainers[$0].step }.max() ?? 0
+      let halvedHere = entry.members.contains {
+        fused.retired.contains($0) && fused.trainers[$0].step == reached
+      }
+      entry.next = entry.halving.rungs.filter { $0 < reached || ($0 == reached && halvedHere) }.count
+      sweeps[name] = entry
+    }
     var stopped = false
     while !fused.finished && !stopped {
       let results = try fused.update()
@@ -198,6 +213,10 @@ struct JobRun {
         for (k, loss) in scored.dropFirst(keep) {
           fused.retire(k)
           if leader {
+            // Remembered across a resume: this member trains no further.
+            let marker = try JSONSerialization.data(
+              withJSONObject: ["step": rung, "validation_loss": loss, "sweep": name], options: [.sortedKeys])
+            try marker.write(to: runs[k].output.appendingPathComponent("retired.json"), options: .atomic)
             let saved = try fused.trainers[k].saveCheckpoint(stores[k])
             record(
               k, ["event": "checkpoint", "step": saved.step, "path": saved.path, "bytes": saved.fileBytes])

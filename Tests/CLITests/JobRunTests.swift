@@ -42,6 +42,36 @@ struct JobRunTests {
     #expect(metrics.contains("\"adapter\":\"sums\"") && metrics.contains("\"event\":\"validation\""))
   }
 
+  @Test func successiveHalvingRetiresTheWorseMemberAndRemembersIt() throws {
+    let folder = try TrainCommandTests.Folder()
+    _ = try folder.write("sums.jsonl", TrainCommandTests.arithmetic)
+    let job = try folder.write(
+      "jobs.yaml",
+      """
+      model: \(TrainCommandTests.model)
+      output: out
+      defaults: { steps: 4, batch_size: 2, micro_batch: 1, max_seq_len: 32, lr: 1.0e-3, checkpoint_every: 0 }
+      adapters:
+        - name: s
+          data: sums.jsonl
+          validation_data: sums.jsonl
+          format: prompt_completion
+          sweep: { rank: [2, 4] }
+          successive_halving: { rungs: [2] }
+      """)
+    let first = try CommandRunner.run(["train", "--jobs", job, "--threads", "1"])
+    #expect(first.status == 0, "\(first.errors)")
+    #expect(first.output.contains("rank") && first.output.contains("was enough"), "\(first.output)")
+    let retired = ["s-r2", "s-r4"].filter { folder.exists("out/\($0)/retired.json") }
+    #expect(retired.count == 1, "\(retired)")
+    let survivor = retired == ["s-r2"] ? "s-r4" : "s-r2"
+    #expect(folder.exists("out/\(retired[0])/checkpoints/step-00000002.sldckpt"))
+    #expect(folder.exists("out/\(survivor)/checkpoints/step-00000004.sldckpt"))
+    // Run again: the retired member stays where it stopped.
+    #expect(try CommandRunner.run(["train", "--jobs", job, "--threads", "1"]).status == 0)
+    #expect(!folder.exists("out/\(retired[0])/checkpoints/step-00000004.sldckpt"))
+  }
+
   @Test func aBadJobFileFailsBeforeLoadingTheModel() throws {
     let folder = try TrainCommandTests.Folder()
     _ = try folder.write("sums.jsonl", TrainCommandTests.arithmetic)
