@@ -56,7 +56,6 @@ struct JobRun {
   /// Works through `group`'s runs in order on its communicator.
   func runGroup(_ group: RankGroup, comm: any Communicator, loaded: TrainingRun.LoadedModel) throws -> Bool {
     var stopped = false
-    var summaries: [AdapterSummary] = []
     for run in group.runs where !stopped {
       let adapters = run.adapters.map { name in job.adapters.first { $0.name == name }! }
       if comm.rank == 0 {
@@ -69,14 +68,10 @@ struct JobRun {
         training.tokensPerBatch = adapters[0].settings.tokensPerBatch
         let ending = try training.execute(progress: progress, communicator: comm, loaded: loaded, stop: stop)
         if case .stopped = ending { stopped = true }
-        summaries.append(AdapterSummary(name: adapters[0].name, output: training.output.path))
       } else {
-        let (ending, fusedSummaries) = try runFused(adapters, comm: comm, loaded: loaded)
-        stopped = ending
-        summaries += fusedSummaries
+        stopped = try runFused(adapters, comm: comm, loaded: loaded)
       }
     }
-    _ = summaries
     return stopped
   }
 
@@ -95,9 +90,9 @@ struct JobRun {
 
   /// Trains `adapters` fused on `comm`: data, resume, updates, validation, checkpoints and
   /// outputs per adapter.
-  func runFused(_ adapters: [AdapterJob], comm: any Communicator, loaded: TrainingRun.LoadedModel) throws -> (
-    stopped: Bool, summaries: [AdapterSummary]
-  ) {
+  func runFused(_ adapters: [AdapterJob], comm: any Communicator, loaded: TrainingRun.LoadedModel) throws
+    -> Bool
+  {
     let leader = comm.rank == 0
     var runs = try adapters.map { adapter in
       var run = try TrainingRun(settings(adapter))
@@ -267,14 +262,13 @@ struct JobRun {
         }
       }
     }
-    guard leader, !stopped else { return (stopped, []) }
+    guard leader, !stopped else { return stopped }
     for name in sweeps.keys.sorted() {
       guard let entry = sweeps[name] else { continue }
       print(
         sweepSummary(name, members: entry.members, adapters: adapters, fused: fused, validations: validations)
       )
     }
-    var summaries: [AdapterSummary] = []
     for (k, run) in runs.enumerated() {
       let trainer = fused.trainers[k]
       try trainer.adapter.savePEFT(to: run.output.path, baseModel: job.model, overwrite: true)
@@ -292,10 +286,9 @@ struct JobRun {
         ],
         configuration: try run.configurationRows())
       try Data(html.utf8).write(to: run.output.appendingPathComponent("report.html"), options: .atomic)
-      summaries.append(AdapterSummary(name: adapters[k].name, output: run.output.path))
       print("\(adapters[k].name): adapter \(run.output.path), report \(run.output.path)/report.html")
     }
-    return (false, summaries)
+    return false
   }
 
   /// One page with every adapter's report side by side (each report in a frame).
