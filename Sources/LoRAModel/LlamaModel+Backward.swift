@@ -23,7 +23,7 @@ public final class LlamaGradients: @unchecked Sendable {
   let chunkRows: Int
 
   public init(
-    config c: LlamaConfig, batch: Int, length: Int, maxRank: Int, chunkRows: Int = 64,
+    config c: LlamaConfig, batch: Int, length: Int, maxRank: Int, chunkRows: Int = 256,
     arena: TensorArena? = nil
   ) {
     let allocate: ([Int]) -> Tensor = { shape in arena?.tensor(shape) ?? Tensor(zeros: shape) }
