@@ -44,10 +44,11 @@ public struct CostModel: Sendable {
     self.secondsPerToken = secondsPerToken
   }
 
-  /// FLOPs to train one token (forward, and a backward that computes input gradients
-  /// only for the frozen weights): 4 × the linear layers' multiply-adds, attention's
-  /// 12 × L × length × H·HS, and 6 × r × (in + out) for every adapted module. The formula of
-  /// `Bench.flopsPerToken`, from the configuration instead of a built adapter.
+  /// Model FLOPs to train one token, the formula `bench` and the planner share
+  /// (docs/benchmarks.md): frozen products forward and input-gradient backward (2 + 2 per
+  /// weight; no weight gradient), attention over `length` keys (forward q·kᵀ and p·v,
+  /// 4·T·H·HS per layer; backward twice that), and the LoRA products of every adapted
+  /// module (forward 2·r·(IN+OUT), backward 4·r·(IN+OUT)).
   public static func flopsPerToken(_ c: LlamaConfig, lora: LoRAConfig, length: Int) -> Double {
     let q = c.heads * c.headSize
     let kv = c.kvHeads * c.headSize
@@ -55,7 +56,7 @@ public struct CostModel: Sendable {
     let linear = Double(c.layers * perLayer + c.vocabularySize * c.hiddenSize)
     let attention = 12 * Double(c.layers * length * q)
     let targets = (try? lora.targets()) ?? []
-    let layers = lora.layersToTransform ?? Array(0..<c.layers)
+    let layers = Set(lora.layersToTransform ?? Array(0..<c.layers)).sorted()  // each module once, as LoRAAdapter
     var adapterFLOPs = 0.0
     for layer in layers where layer < c.layers {
       for target in targets {

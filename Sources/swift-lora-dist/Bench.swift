@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LoRAComm
+import LoRACoordinator
 import LoRAFormats
 import LoRAKernels
 import LoRAModel
@@ -107,17 +108,15 @@ struct Bench: ParsableCommand {
     for _ in 0..<steps { seconds += try trainer.update().seconds }
     let perStep = seconds / Double(steps)
     let tokensPerStep = batch * seq
-    let flops = Bench.flopsPerToken(c, adapter: adapter, length: seq)
+    let flops = CostModel.flopsPerToken(c, lora: adapter.config, length: seq)
     let achieved = flops * Double(tokensPerStep) / perStep / 1e9
     // The machine's peak in this configuration: every rank's sgemm at once, summed.
     try comm.barrier()
-    var figures = [GEMM.measure(minimumSeconds: 1).gflops]
-    figures += [Double](repeating: 0, count: 2 * comm.size)
-    figures[1 + 2 * comm.rank] = Double(ResidentMemory.peakBytes())
-    figures[2 + 2 * comm.rank] = Double(ResidentMemory.proportionalBytes())
-    try comm.allreduce(&figures, .sum)
+    var peaks = [GEMM.measure(minimumSeconds: 1).gflops]
+    try comm.allreduce(&peaks, .sum)
+    let memory = try ResidentMemory.perRank(comm)
     guard comm.rank == 0 else { return nil }
-    let peak = figures[0]
+    let peak = peaks[0]
     return BenchResult(
       model: model, batch: batch, seq: seq, targets: targets, rank: rank, threads: BLAS.threads,
       ranks: comm.size, blasCore: BLAS.coreName,
@@ -130,21 +129,8 @@ struct Bench: ParsableCommand {
       bufferMB: Double(trainer.bufferFloats * 4) / 1_048_576,
       allreduceFraction: (trainer.allreduceSeconds - reduceBefore) / seconds,
       waitingFraction: (trainer.waitingSeconds - waitBefore) / seconds,
-      rankPeakResidentMB: (0..<comm.size).map { figures[1 + 2 * $0] / 1_048_576 },
-      rankProportionalMB: (0..<comm.size).map { figures[2 + 2 * $0] / 1_048_576 })
-  }
-
-  /// Model FLOPs of one training token: frozen products forward and input-gradient backward
-  /// (2 + 2 per weight; no weight gradient), attention over T keys (forward q·kᵀ and p·v, 4·T·H·HS
-  /// per layer; backward twice that), and the LoRA products (forward 2·r·(IN+OUT), backward 4·r·(IN+OUT)).
-  static func flopsPerToken(_ c: LlamaConfig, adapter: LoRAAdapter, length: Int) -> Double {
-    let q = c.heads * c.headSize
-    let kv = c.kvHeads * c.headSize
-    let perLayer = c.hiddenSize * (2 * q + 2 * kv) + 3 * c.hiddenSize * c.intermediateSize
-    let linear = Double(c.layers * perLayer + c.vocabularySize * c.hiddenSize)
-    let attention = 12 * Double(c.layers * length * q)
-    let lora = adapter.modules.reduce(0.0) { $0 + 6 * Double($1.rank * ($1.inFeatures + $1.outFeatures)) }
-    return 4 * linear + attention + lora
+      rankPeakResidentMB: memory.map { Double($0.peak) / 1_048_576 },
+      rankProportionalMB: memory.map { Double($0.proportional) / 1_048_576 })
   }
 }
 

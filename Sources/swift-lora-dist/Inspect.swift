@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LoRACheckpoint
+import LoRAComm
 import LoRAFormats
 import LoRAKernels
 import LoRAModel
@@ -147,19 +148,21 @@ func grouped(_ value: Int) -> String {
 
 /// The process's peak resident memory (Linux `VmHWM`).
 enum ResidentMemory {
+  /// Every rank's peak resident memory and current proportional memory, in rank order, on
+  /// every rank (collective).
+  static func perRank(_ comm: any Communicator) throws -> [(peak: Int, proportional: Int)] {
+    var memory = [Double](repeating: 0, count: 2 * comm.size)
+    memory[2 * comm.rank] = Double(peakBytes())
+    memory[2 * comm.rank + 1] = Double(proportionalBytes())
+    if comm.size > 1 { try comm.allreduce(&memory, .sum) }
+    return (0..<comm.size).map { (Int(memory[2 * $0]), Int(memory[2 * $0 + 1])) }
+  }
+
   /// The process's current proportional set size (Linux `Pss` in smaps_rollup): pages shared
   /// with other processes count as their share, so the ranks' values add up to the node's use.
   static func proportionalBytes() -> Int {
     guard let text = try? String(contentsOfFile: "/proc/self/smaps_rollup", encoding: .utf8),
       let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Pss:") })
-    else { return 0 }
-    return (line.split(separator: " ").compactMap { Int($0) }.first ?? 0) * 1024
-  }
-
-  /// The current resident set size (Linux `VmRSS`), shared pages counted in full.
-  static func currentBytes() -> Int {
-    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-      let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") })
     else { return 0 }
     return (line.split(separator: " ").compactMap { Int($0) }.first ?? 0) * 1024
   }

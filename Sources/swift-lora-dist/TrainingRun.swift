@@ -251,10 +251,7 @@ struct TrainingRun {
       metrics?.write(Data((jsonLine(record) + "\n").utf8))
     }
     // Every rank's memory, for the summary: peak RSS and the proportional share (PSS).
-    var memory = [Double](repeating: 0, count: 2 * comm.size)
-    memory[2 * comm.rank] = Double(ResidentMemory.peakBytes())
-    memory[2 * comm.rank + 1] = Double(ResidentMemory.proportionalBytes())
-    if comm.size > 1 { try comm.allreduce(&memory, .sum) }
+    let memory = try ResidentMemory.perRank(comm)
     guard leader else { return ending }
     progress.finish()
     if case .stopped(let step) = ending {
@@ -301,7 +298,7 @@ struct TrainingRun {
         comm.size == 1
           ? "peak resident \(formatBytes(ResidentMemory.peakBytes()))"
           : (0..<comm.size).map {
-            "rank \($0): peak resident \(formatBytes(Int(memory[2 * $0]))), proportional \(formatBytes(Int(memory[2 * $0 + 1])))"
+            "rank \($0): peak resident \(formatBytes(memory[$0].peak)), proportional \(formatBytes(memory[$0].proportional))"
           }.joined(separator: "; ")
             + " (the base is shared by the ranks of a node; proportional counts each shared page once)"
       ),

@@ -61,7 +61,7 @@ import Testing
     let one = try FusedTrainer(model: model, members: members(), padID: 0)
     while !one.finished { _ = try one.update() }
     let shared = UncheckedModel(model: model)
-    let members = UncheckedSendableMembers(value: members())
+    let members = UncheckedSendable(members())
     let many = try LocalCommunicator.run(ranks: 2) { comm in
       let fused = try FusedTrainer(model: shared.model, members: members.value, padID: 0, communicator: comm)
       while !fused.finished { _ = try fused.update() }
@@ -72,5 +72,3 @@ import Testing
     #expect(difference <= 1e-5, "relative difference \(difference)")
   }
 }
-
-struct UncheckedSendableMembers: @unchecked Sendable { let value: [FusedTrainer.Member] }
