@@ -31,5 +31,8 @@ static inline int cmpi_thread_serialized(void) { return MPI_THREAD_SERIALIZED; }
 static inline int cmpi_comm_type_shared(void) { return MPI_COMM_TYPE_SHARED; }
 static inline MPI_Info cmpi_info_null(void) { return MPI_INFO_NULL; }
 static inline MPI_Win cmpi_win_null(void) { return MPI_WIN_NULL; }
+static inline int cmpi_lock_shared(void) { return MPI_LOCK_SHARED; }
+static inline int cmpi_lock_exclusive(void) { return MPI_LOCK_EXCLUSIVE; }
+static inline MPI_Op cmpi_op_no_op(void) { return MPI_NO_OP; }
 
 #endif

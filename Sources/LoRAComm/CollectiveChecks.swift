@@ -42,6 +42,7 @@ public enum CollectiveChecks {
         }
       ),
       ("split by colour and key", splitByParity),
+      ("shared counters hand out every number once", sharedCounters),
       ("invalid root is a typed error", invalidRoot),
     ]
     return checks.map { name, check in
@@ -181,6 +182,38 @@ public enum CollectiveChecks {
     }
     try buffer.ready()  // no rank frees the window while another still reads it
     return nil
+  }
+
+  /// Every rank claims 5 numbers from each of two counters, interleaved; over all ranks the
+  /// claims are distinct and cover 0..<5·size. A third counter is never touched, and an index
+  /// past the last is a typed error.
+  private static func sharedCounters(_ comm: any Communicator) throws -> String? {
+    let claims = 5
+    let counters = try comm.makeCounters(3)
+    return try withExtendedLifetime(counters) {
+      var mine: [Int64] = []
+      for _ in 0..<claims {
+        mine.append(Int64(try counters.next(0)))
+        mine.append(Int64(try counters.next(1)) + 1_000_000)
+      }
+      do {
+        _ = try counters.next(3)
+        return "counter 3 of 3 did not throw"
+      } catch CommunicatorError.invalidArgument {}
+      let bytes = mine.withUnsafeBytes { Array($0) }
+      let all = try comm.allgather(bytes).flatMap { part in
+        part.withUnsafeBytes { Array($0.bindMemory(to: Int64.self)) }
+      }
+      // Every rank has added its claims before anyone reads the untouched counter.
+      let untouched = try counters.next(2)
+      try comm.barrier()
+      let total = claims * comm.size
+      let expected = Set((0..<total).map(Int64.init) + (0..<total).map { Int64($0) + 1_000_000 })
+      guard all.count == 2 * total, Set(all) == expected else {
+        return "claims \(all.sorted()) are not 0..<\(total) on each counter, each once"
+      }
+      return untouched < comm.size ? nil : "the untouched counter stood at \(untouched)"
+    }
   }
 
   private static func invalidRoot(_ comm: any Communicator) throws -> String? {

@@ -43,6 +43,32 @@ public protocol Communicator: AnyObject, Sendable {
   /// (collective). Exactly one rank per node is its `filler`; the others must not read it
   /// before `ready()` (a barrier of the node's ranks) returns.
   func nodeSharedBuffer(count: Int) throws -> NodeSharedBuffer
+  /// `count` counters, all starting at 0, that every rank of this group can increment
+  /// atomically at any time, without the others taking part (collective to create; create
+  /// them before splitting, so ranks of different groups share them). Dynamic load
+  /// balancing: a rank claims work item i when `next(i)` returns 0.
+  func makeCounters(_ count: Int) throws -> any SharedCounters
+}
+
+/// Counters shared by the ranks of a communicator (see `Communicator.makeCounters`).
+public protocol SharedCounters: AnyObject, Sendable {
+  /// How many counters there are.
+  var count: Int { get }
+  /// Adds 1 to counter `index` and returns its value before: an atomic fetch-and-add that
+  /// every rank sees in one order, whichever rank calls it and when.
+  func next(_ index: Int) throws -> Int
+}
+
+extension SharedCounters {
+  /// Adds 1 to the first counter and returns its value before.
+  public func next() throws -> Int { try next(0) }
+
+  /// Checks that `index` names a counter.
+  func validateIndex(_ index: Int) throws {
+    guard index >= 0 && index < count else {
+      throw CommunicatorError.invalidArgument("counter \(index) is not in 0..<\(count)")
+    }
+  }
 }
 
 /// Memory shared by the ranks of one node (see `Communicator.nodeSharedBuffer`).

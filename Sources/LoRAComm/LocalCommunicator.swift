@@ -1,5 +1,6 @@
 import Foundation
 import LoRAKernels
+import Synchronization
 
 /// Ranks as threads of one process: the communicator tests and laptops use.
 ///
@@ -60,6 +61,16 @@ public final class LocalCommunicator: Communicator, @unchecked Sendable {
       throw CommunicatorError.invalidArgument("node-shared buffers of different sizes")
     }
     return NodeSharedBuffer(tensor: tensor, filler: rank == 0, sharers: size) { [self] in try barrier() }
+  }
+
+  /// Thread-ranks share rank 0's counters, guarded by a mutex.
+  public func makeCounters(_ count: Int) throws -> any SharedCounters {
+    guard count >= 0 else { throw CommunicatorError.invalidArgument("counter count \(count) is negative") }
+    let all = try group.exchange(rank: rank, rank == 0 ? LocalCounters(count: count) : nil)
+    guard let counters = all[0], counters.count == count else {
+      throw CommunicatorError.invalidArgument("counters of different counts")
+    }
+    return counters
   }
 
   public func allreduce(_ tensor: Tensor, _ operation: ReduceOperation) throws {
@@ -144,6 +155,25 @@ public final class LocalCommunicator: Communicator, @unchecked Sendable {
       for i in result.indices { result[i] *= scale }
     }
     return result
+  }
+}
+
+/// Counters of thread-ranks: one array behind a mutex.
+private final class LocalCounters: SharedCounters, Sendable {
+  let count: Int
+  private let values: Mutex<[Int]>
+
+  init(count: Int) {
+    self.count = count
+    values = Mutex([Int](repeating: 0, count: count))
+  }
+
+  func next(_ index: Int) throws -> Int {
+    try validateIndex(index)
+    return values.withLock { values in
+      defer { values[index] += 1 }
+      return values[index]
+    }
   }
 }
 

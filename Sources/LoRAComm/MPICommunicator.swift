@@ -232,7 +232,13 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     }
   }
 
-  /// The raw handle, for the shared window of the same file.
+  /// An RMA window of `count` 64-bit integers on rank 0 (`MPI_Win_allocate`; the other
+  /// ranks expose none); `next` is `MPI_Fetch_and_op` with `MPI_SUM` under a shared lock.
+  public func makeCounters(_ count: Int) throws -> any SharedCounters {
+    try MPICounters(count: count, communicator: self)
+  }
+
+  /// The raw handle, for the windows of the same file.
   fileprivate var rawHandle: MPI_Comm? { handle }
 
   /// `MPI_Allreduce` with `MPI_IN_PLACE`, in chunks of at most 2³¹−1 elements.
@@ -295,5 +301,53 @@ private final class SharedWindow: @unchecked Sendable {
 
   deinit {
     if MPIEnvironment.isActive { _ = MPI_Win_free(&window) }
+  }
+}
+
+/// Counters in an `MPI_Win_allocate` window on rank 0 of a communicator: any rank adds to
+/// one with `MPI_Fetch_and_op` in a passive-target epoch, without rank 0 taking part. The
+/// window is freed (collectively, as MPI requires) when the object goes away, so every rank
+/// must release it at the same point of the program.
+private final class MPICounters: SharedCounters, @unchecked Sendable {
+  private var window: MPI_Win? = cmpi_win_null()
+  let count: Int
+  private let communicator: MPICommunicator
+
+  init(count: Int, communicator: MPICommunicator) throws {
+    guard count >= 0 else { throw CommunicatorError.invalidArgument("counter count \(count) is negative") }
+    self.count = count
+    self.communicator = communicator
+    let size = MemoryLayout<Int64>.size
+    var base: UnsafeMutableRawPointer?
+    try MPIEnvironment.check(
+      MPI_Win_allocate(
+        MPI_Aint(communicator.rank == 0 ? max(count, 1) * size : 0), Int32(size), cmpi_info_null(),
+        communicator.rawHandle, &base, &window),
+      "MPI_Win_allocate")
+    if communicator.rank == 0 {
+      // Local stores to window memory belong in an exclusive epoch on the own rank.
+      try MPIEnvironment.check(MPI_Win_lock(cmpi_lock_exclusive(), 0, 0, window), "MPI_Win_lock")
+      if let base { base.initializeMemory(as: Int64.self, repeating: 0, count: max(count, 1)) }
+      try MPIEnvironment.check(MPI_Win_unlock(0, window), "MPI_Win_unlock")
+    }
+    // No rank adds before rank 0 has zeroed the counters.
+    try communicator.barrier()
+  }
+
+  deinit {
+    if MPIEnvironment.isActive && window != cmpi_win_null() { _ = MPI_Win_free(&window) }
+  }
+
+  func next(_ index: Int) throws -> Int {
+    try validateIndex(index)
+    var one: Int64 = 1
+    var before: Int64 = 0
+    try MPIEnvironment.check(MPI_Win_lock(cmpi_lock_shared(), 0, 0, window), "MPI_Win_lock")
+    let added = MPI_Fetch_and_op(&one, &before, cmpi_int64(), 0, MPI_Aint(index), cmpi_op_sum(), window)
+    // The epoch is closed even when the operation failed, so the window stays usable.
+    let unlocked = MPI_Win_unlock(0, window)
+    try MPIEnvironment.check(added, "MPI_Fetch_and_op")
+    try MPIEnvironment.check(unlocked, "MPI_Win_unlock")
+    return Int(before)
   }
 }

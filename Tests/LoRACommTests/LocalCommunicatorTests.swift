@@ -78,6 +78,22 @@ struct Failure: Error, Equatable {}
     }
     #expect(sums == [[1], [1], [5], [5]])
   }
+
+  /// N thread-ranks claim K numbers each from one counter made before a split, from their
+  /// split groups at their own pace: every number of 0..<N·K goes to exactly one claim.
+  @Test(arguments: [1, 3, 4])
+  func counterClaimsAreDistinctAndCoverEveryNumber(ranks: Int) throws {
+    let claims = 25
+    let all = try LocalCommunicator.run(ranks: ranks) { comm -> [Int] in
+      let counters = try comm.makeCounters(1)
+      _ = try comm.split(colour: comm.rank % 2, key: 0)
+      return try (0..<claims).map { _ in try counters.next() }
+    }
+    #expect(all.flatMap { $0 }.sorted() == Array(0..<(ranks * claims)))
+    for mine in all { #expect(mine == mine.sorted(), "one rank's claims only grow") }
+    #expect(throws: CommunicatorError.self) { try LocalCommunicator.single().makeCounters(2).next(2) }
+    #expect(try LocalCommunicator.single().makeCounters(2).next(1) == 0)
+  }
 }
 
 @Suite struct MPIEnvironmentTests {
