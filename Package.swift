@@ -46,7 +46,9 @@ let package = Package(
     // Job files and the plan: ranks -> rank groups -> adapters, with estimated times.
     .target(
       name: "LoRACoordinator",
-      dependencies: ["LoRATraining", "LoRAModel", "LoRAComm", "LoRACheckpoint", .product(name: "Yams", package: "Yams")]),
+      dependencies: [
+        "LoRATraining", "LoRAModel", "LoRAComm", "LoRACheckpoint", .product(name: "Yams", package: "Yams"),
+      ]),
 
     .executableTarget(
       name: "swift-lora-dist",
@@ -71,6 +73,10 @@ let package = Package(
       dependencies: ["LoRACheckpoint", "LoRAModel", "LoRAFormats", "LoRAKernels"],
       resources: [.copy("Fixtures")]),
     .testTarget(name: "LoRACoordinatorTests", dependencies: ["LoRACoordinator", "LoRAModel"]),
-    .testTarget(name: "CLITests", dependencies: ["swift-lora-dist", "LoRAComm", "LoRAFormats", "LoRACheckpoint"]),
+    .testTarget(
+      name: "CLITests",
+      dependencies: [
+        "swift-lora-dist", "LoRAComm", "LoRAFormats", "LoRACheckpoint", "LoRACoordinator", "LoRATraining",
+      ]),
   ]
 )

@@ -9,6 +9,10 @@ public struct Plan: Codable, Equatable, Sendable {
   public var idleRanks: [Int]
   /// Adapter names in queue order: priority (higher first), then file order.
   public var queue: [String]
+  /// The units not placed up front, in queue order: rank groups claim them at run time as
+  /// they become free (``QueuedUnit``). The groups' `queued` runs are the estimate of which
+  /// group takes which, from the cost model; the run follows the actual finishing times.
+  public var queuedUnits: [QueuedUnit]
   /// Every adapter's plan, in file order.
   public var adapters: [AdapterPlan]
   /// When the last group finishes, in estimated seconds from the start.
@@ -40,6 +44,15 @@ public struct RankGroup: Codable, Equatable, Sendable {
   public var estimatedSeconds: Double { runs.last?.end ?? 0 }
 }
 
+/// Adapters that wait in the queue and train together once a group claims them.
+public struct QueuedUnit: Codable, Equatable, Sendable {
+  /// The adapters (one, for the `auto` adapters the queue holds).
+  public var adapters: [String]
+  /// The groups that may claim it: those that take queued work and whose rank count splits
+  /// its adapters' batches.
+  public var groups: [Int]
+}
+
 /// One thing a rank group trains: a fused set of adapters or a single adapter.
 public struct GroupRun: Codable, Equatable, Sendable {
   /// `fused` (several adapters through one base pass), `separate` (one adapter on its own
@@ -50,7 +63,8 @@ public struct GroupRun: Codable, Equatable, Sendable {
   public var fusedGroup: String?
   /// The adapters, in the group's order (a sweep's members in expansion order).
   public var adapters: [String]
-  /// Taken from the queue when a group became free (rather than placed up front).
+  /// Taken from the queue when a group became free (rather than placed up front); in a plan,
+  /// the estimate of which group takes it (at run time the first group free claims it).
   public var queued: Bool
   /// Estimated seconds from the job's start.
   public var start: Double

@@ -11,7 +11,8 @@ import Foundation
 ///    than ranks is an error. `auto` adapters each get a group of their own when the ranks
 ///    suffice; otherwise they are queued on as many one-rank-or-more groups as the ranks
 ///    left allow (or, with none left, on the groups there are), and a group that finishes
-///    takes the next queued adapter. An `auto` adapter with `ranks` is placed `separate`.
+///    its up-front work takes the next queued adapter it can train, at run time. An `auto`
+///    adapter with `ranks` is placed `separate`.
 /// 3. Sizes: a group's `ranks` is honoured; the other groups split the remaining ranks
 ///    equally (⌊free / groups⌋), each shrunk to the largest size whose rank count divides
 ///    its adapters' `batch_size / micro_batch`; ranks left over stay idle.
@@ -228,12 +229,15 @@ public enum Planner {
       groups.append(group)
       cursors.append(t)
     }
-    // The queue: each unit goes to the group that is free first (the lowest index on a tie).
+    // The queue, as estimated: each unit goes to the group expected free first (the lowest
+    // index on a tie). At run time groups claim queued units as they become free.
+    var queuedUnits: [QueuedUnit] = []
     for unit in layout.queuedUnits {
       let candidates = groups.indices.filter { i in
         (layout.queueOverAll || layout.units[i].isEmpty)
           && unit.adapters.allSatisfy { fits($0, ranks: groups[i].rankCount) }
       }
+      queuedUnits.append(QueuedUnit(adapters: unit.names, groups: candidates))
       guard let index = candidates.min(by: { (cursors[$0], $0) < (cursors[$1], $1) }) else { continue }
       let (run, plans) = schedule(
         unit, ranks: groups[index].rankCount, group: index, start: cursors[index], queued: true, cost: cost,
@@ -244,6 +248,7 @@ public enum Planner {
     }
     return Plan(
       ranks: ranks, groups: groups, idleRanks: layout.idleRanks, queue: units(adapters).flatMap(\.names),
+      queuedUnits: queuedUnits,
       adapters: adapters.sorted { $0.order < $1.order }.compactMap { adapterPlans[$0.name] },
       estimatedSeconds: cursors.max() ?? 0, gflopsPerRank: cost.gflopsPerRank,
       fusedEfficiency: cost.fusedEfficiency)

@@ -9,11 +9,16 @@ import LoRATraining
 
 /// `train --jobs FILE`: every adapter of a job file, on the plan's rank groups.
 ///
-/// All ranks load the base once (shared per node), then split into the plan's groups; each
-/// group works through its runs in order: a single adapter trains data-parallel on the
-/// group (the usual `train`), several adapters train fused (`FusedTrainer`), each with its
-/// own outputs — checkpoints, metrics, PEFT folder, report — in its output folder. A run
-/// that stopped resumes every unfinished adapter from its own checkpoints.
+/// All ranks load the base once (shared per node), make the queue's claim counters (one per
+/// queued unit, on the world communicator), then split into the plan's groups. Each group
+/// first trains what the plan placed on it up front, in order; then its rank 0 claims the
+/// next queued unit it can train (the first in queue order whose counter it finds at 0),
+/// tells its ranks, trains it, and claims again until the queue is empty. So the queue
+/// follows the groups' actual finishing times, not the plan's estimate. A single adapter
+/// trains data-parallel on the group (the usual `train`), several adapters train fused
+/// (`FusedTrainer`), each with its own outputs — checkpoints, metrics, PEFT folder, report —
+/// in its output folder. A run that stopped resumes every unfinished adapter from its own
+/// checkpoints; finished adapters are skipped without loading their data.
 struct JobRun {
   let job: JobFile
   let progress: Progress
@@ -32,18 +37,25 @@ struct JobRun {
     }
     let plan = try Planner.plan(
       job.adapters, ranks: world.size, cost: CostModel(model: loaded.model.config), data: data)
+    // Made on the world before the split, so every group's leader claims from the same ones.
+    let counters = try world.makeCounters(plan.queuedUnits.count)
     let mine = plan.group(ofRank: world.rank)
     let comm = try world.split(colour: mine?.index ?? plan.groups.count, key: world.rank)
     if world.rank == 0 {
       print(
         "job \(job.path): \(job.adapters.count) adapter(s) on \(world.size) rank(s) in \(plan.groups.count) group(s)"
-          + ", estimated \(duration(plan.estimatedSeconds))")
+          + ", estimated \(duration(plan.estimatedSeconds))"
+          + (plan.queuedUnits.isEmpty
+            ? "" : "; \(plan.queuedUnits.count) queued, taken by the groups as they become free"))
     }
+    let context = GroupContext(plan: plan, counters: counters, labelled: plan.groups.count > 1)
     var stopped = false
-    if let group = mine { stopped = try runGroup(group, comm: comm, loaded: loaded) }
+    if let group = mine { stopped = try runGroup(group, comm: comm, loaded: loaded, context: context) }
     // One report over every adapter, once all groups are done.
     var anyStopped = [stopped ? 1.0 : 0]
     try world.allreduce(&anyStopped, .max)
+    // Every rank frees the counters' window here, together (MPI frees it collectively).
+    withExtendedLifetime(counters) {}
     if world.rank == 0 && anyStopped[0] == 0 {
       try writeCombinedReport(
         job.adapters.map { AdapterSummary(name: $0.name, output: $0.output) }.filter {
@@ -53,26 +65,120 @@ struct JobRun {
     return anyStopped[0] > 0
   }
 
-  /// Works through `group`'s runs in order on its communicator.
-  func runGroup(_ group: RankGroup, comm: any Communicator, loaded: TrainingRun.LoadedModel) throws -> Bool {
+  /// What every group of a run shares: the plan, the queue's counters, and whether progress
+  /// lines carry the adapter's name (more than one group prints at a time).
+  struct GroupContext {
+    var plan: LoRACoordinator.Plan
+    var counters: any SharedCounters
+    var labelled: Bool
+  }
+
+  /// Works through `group`'s up-front runs in order on its communicator, then takes queued
+  /// units until none is left.
+  func runGroup(
+    _ group: RankGroup, comm: any Communicator, loaded: TrainingRun.LoadedModel, context: GroupContext
+  ) throws -> Bool {
     var stopped = false
-    for run in group.runs where !stopped {
-      let adapters = run.adapters.map { name in job.adapters.first { $0.name == name }! }
+    for run in group.runs where !run.queued && !stopped {
       if comm.rank == 0 {
         print(
           "group \(group.index) (ranks \(group.ranks.lowerBound)–\(group.ranks.upperBound - 1)): "
             + "\(run.placement.rawValue) \(run.adapters.joined(separator: ", "))")
       }
-      if adapters.count == 1 && run.placement != .fused {
-        var training = try TrainingRun(settings(adapters[0]))
-        training.tokensPerBatch = adapters[0].settings.tokensPerBatch
-        let ending = try training.execute(progress: progress, communicator: comm, loaded: loaded, stop: stop)
-        if case .stopped = ending { stopped = true }
-      } else {
-        stopped = try runFused(adapters, comm: comm, loaded: loaded)
+      stopped = try train(
+        run.adapters, placement: run.placement, comm: comm, loaded: loaded, context: context)
+    }
+    let queue = context.plan.queuedUnits
+    var position = 0
+    while !stopped {
+      // Rank 0 claims the next unit this group can train; its ranks learn which (or none).
+      var claimed = -1
+      if comm.rank == 0 && !stop.isSet {
+        while position < queue.count && claimed < 0 {
+          let i = position
+          position += 1
+          if queue[i].groups.contains(group.index), try context.counters.next(i) == 0 { claimed = i }
+        }
       }
+      var decision = [Double(claimed), stop.isSet ? 1 : 0]
+      if comm.size > 1 { try comm.allreduce(&decision, .max) }
+      if decision[1] > 0 { return true }
+      guard decision[0] >= 0 else { break }
+      let unit = queue[Int(decision[0])]
+      if comm.rank == 0 {
+        if progress.jsonLines {
+          progress.emit([
+            "event": "queued", "group": group.index, "adapters": unit.adapters,
+            "position": Int(decision[0]) + 1, "queued": queue.count,
+          ])
+        } else {
+          print(
+            "group \(group.index) takes queued adapter \(unit.adapters.joined(separator: ", ")) "
+              + "(queue position \(Int(decision[0]) + 1)/\(queue.count))")
+        }
+      }
+      stopped = try train(
+        unit.adapters, placement: unit.adapters.count > 1 ? .fused : .shared, comm: comm, loaded: loaded,
+        context: context)
     }
     return stopped
+  }
+
+  /// Trains the adapters `names` on `comm` (one alone, several fused), or skips them when all
+  /// already finished in an earlier run; returns whether training stopped on request.
+  func train(
+    _ names: [String], placement: Placement, comm: any Communicator, loaded: TrainingRun.LoadedModel,
+    context: GroupContext
+  ) throws -> Bool {
+    let adapters = names.map { name in job.adapters.first { $0.name == name }! }
+    // Rank 0 alone may see the outputs (only it writes them); its ranks follow its verdict.
+    var finished = [comm.rank == 0 && adapters.allSatisfy(Self.isFinished) ? 1.0 : 0]
+    if comm.size > 1 { try comm.allreduce(&finished, .max) }
+    if finished[0] > 0 {
+      if comm.rank == 0 {
+        for adapter in adapters {
+          let shown = progress(adapter.name, context)
+          if shown.jsonLines {
+            shown.emit(["event": "skipped", "reason": "finished", "output": adapter.output])
+          } else {
+            shown.say("already finished: \(adapter.output) (skipped)")
+          }
+        }
+      }
+      return false
+    }
+    if adapters.count == 1 && placement != .fused {
+      var training = try TrainingRun(settings(adapters[0]))
+      training.tokensPerBatch = adapters[0].settings.tokensPerBatch
+      let ending = try training.execute(
+        progress: progress(adapters[0].name, context), communicator: comm, loaded: loaded, stop: stop)
+      if case .stopped = ending { return true }
+      return false
+    }
+    return try runFused(adapters, comm: comm, loaded: loaded, labelled: context.labelled)
+  }
+
+  /// The progress of adapter `name`: labelled in JSON lines (every object names its adapter)
+  /// and in text when several groups print at once.
+  func progress(_ name: String, _ context: GroupContext) -> Progress {
+    progress.jsonLines || context.labelled ? progress.labelled(name) : progress
+  }
+
+  /// Whether `adapter` finished in an earlier run: its PEFT adapter and report are written,
+  /// and its newest checkpoint is at its last update (or successive halving retired it).
+  /// Reads one checkpoint header at most; nothing is loaded or rewritten.
+  static func isFinished(_ adapter: AdapterJob) -> Bool {
+    let output = URL(fileURLWithPath: adapter.output)
+    let files = FileManager.default
+    guard files.fileExists(atPath: output.appendingPathComponent("adapter_model.safetensors").path),
+      files.fileExists(atPath: output.appendingPathComponent("report.html").path)
+    else { return false }
+    if files.fileExists(atPath: output.appendingPathComponent("retired.json").path) { return true }
+    guard let newest = CheckpointStore.list(output.appendingPathComponent("checkpoints")).last,
+      let training = try? CheckpointReader(path: newest.url.path).header.training
+    else { return false }
+    // More steps asked for than the checkpoint was written for: train on.
+    return training.step == training.totalSteps && (adapter.settings.steps ?? training.step) == training.step
   }
 
   /// The per-run settings of one adapter of the job.
@@ -90,10 +196,15 @@ struct JobRun {
 
   /// Trains `adapters` fused on `comm`: data, resume, updates, validation, checkpoints and
   /// outputs per adapter.
-  func runFused(_ adapters: [AdapterJob], comm: any Communicator, loaded: TrainingRun.LoadedModel) throws
-    -> Bool
-  {
+  func runFused(
+    _ adapters: [AdapterJob], comm: any Communicator, loaded: TrainingRun.LoadedModel, labelled: Bool
+  ) throws -> Bool {
     let leader = comm.rank == 0
+    // A line about adapter (or sweep) `name`: "[name] text" when several groups print at
+    // once, else "name: text".
+    func say(_ name: String, _ text: String) {
+      print(labelled ? "[\(name)] \(text)" : "\(name): \(text)")
+    }
     var runs = try adapters.map { adapter in
       var run = try TrainingRun(settings(adapter))
       run.tokensPerBatch = adapter.settings.tokensPerBatch
@@ -132,14 +243,23 @@ struct JobRun {
     var steps = [[StepMetrics]](repeating: [], count: runs.count)
     var validations = [[(step: Int, loss: Double)]](repeating: [], count: runs.count)
     var metrics: [FileHandle?] = []
-    for run in runs {
+    // Members whose outputs an earlier run completed keep them as they are.
+    let alreadyFinished = Set(adapters.indices.filter { leader && Self.isFinished(adapters[$0]) })
+    for (k, run) in runs.enumerated() {
       guard leader else {
         metrics.append(nil)
         continue
       }
       try FileManager.default.createDirectory(at: run.output, withIntermediateDirectories: true)
       let url = run.output.appendingPathComponent("metrics.jsonl")
-      if run.resumeSource == nil { _ = FileManager.default.createFile(atPath: url.path, contents: nil) }
+      if run.resumeSource == nil {
+        _ = FileManager.default.createFile(atPath: url.path, contents: nil)
+      } else if !alreadyFinished.contains(k) {
+        // The history up to the checkpoint, for the report; what came after it is trained again.
+        (steps[k], validations[k]) = try run.resumeMetrics(url, upTo: fused.trainers[k].step)
+      } else {
+        (steps[k], validations[k]) = try run.history(url)
+      }
       let handle = try FileHandle(forWritingTo: url)
       try handle.seekToEnd()
       metrics.append(handle)
@@ -153,14 +273,15 @@ struct JobRun {
         if progress.jsonLines {
           progress.emit(object)
         } else if object["event"] as? String == "step" {
-          print(
-            "\(adapters[k].name): step \(object["step"]!)/\(fused.trainers[k].options.steps)  loss "
+          say(
+            adapters[k].name,
+            "step \(object["step"]!)/\(fused.trainers[k].options.steps)  loss "
               + "\(format(object["loss"] as? Double ?? .nan, 4))  \(format(object["tokens_per_second"] as? Double ?? 0, 0)) tok/s"
           )
         } else if object["event"] as? String == "validation" {
-          print(
-            "\(adapters[k].name): step \(object["step"]!): validation loss \(format(object["loss"] as? Double ?? .nan, 4))"
-          )
+          say(
+            adapters[k].name,
+            "step \(object["step"]!): validation loss \(format(object["loss"] as? Double ?? .nan, 4))")
         }
       }
     }
@@ -222,8 +343,9 @@ struct JobRun {
           record(k, ["event": "halved", "step": rung, "validation_loss": loss, "kept": true])
         }
         if leader && !progress.jsonLines {
-          print(
-            "\(name): rung at update \(rung): "
+          say(
+            name,
+            "rung at update \(rung): "
               + scored.enumerated().map { i, s in
                 "\(adapters[s.member].name) \(format(s.loss, 4))\(i < keep ? "" : " (stopped)")"
               }.joined(separator: ", "))
@@ -265,11 +387,12 @@ struct JobRun {
     guard leader, !stopped else { return stopped }
     for name in sweeps.keys.sorted() {
       guard let entry = sweeps[name] else { continue }
-      print(
+      say(
+        name,
         sweepSummary(name, members: entry.members, adapters: adapters, fused: fused, validations: validations)
       )
     }
-    for (k, run) in runs.enumerated() {
+    for (k, run) in runs.enumerated() where !alreadyFinished.contains(k) {
       let trainer = fused.trainers[k]
       try trainer.adapter.savePEFT(to: run.output.path, baseModel: job.model, overwrite: true)
       let html = TrainingReport.html(
@@ -286,7 +409,7 @@ struct JobRun {
         ],
         configuration: try run.configurationRows())
       try Data(html.utf8).write(to: run.output.appendingPathComponent("report.html"), options: .atomic)
-      print("\(adapters[k].name): adapter \(run.output.path), report \(run.output.path)/report.html")
+      say(adapters[k].name, "adapter \(run.output.path), report \(run.output.path)/report.html")
     }
     return false
   }
@@ -328,12 +451,12 @@ struct JobRun {
       return (k, loss, fused.trainers[k].adapter.config.r)
     }
     guard let best = finals.min(by: { $0.loss < $1.loss }) else {
-      return "\(name): no member finished with a validation loss"
+      return "no member finished with a validation loss"
     }
     let enough = finals.filter { $0.loss <= best.loss * 1.02 }.min {
       ($0.rank, $0.loss) < ($1.rank, $1.loss)
     }!
-    return "\(name): best \(adapters[best.member].name) (validation loss \(format(best.loss, 4))); "
+    return "best \(adapters[best.member].name) (validation loss \(format(best.loss, 4))); "
       + "rank \(enough.rank) was enough (\(adapters[enough.member].name) within 2% of the best)"
   }
 }

@@ -12,7 +12,9 @@ struct Plan: ParsableCommand {
       Validates the job file (keys, values, sweeps, data files, output folders, rank groups), \
       reads only the model's configuration (not its weights) and prints the plan: the rank \
       groups (contiguous ranks that train together), the adapters on each and their placement \
-      (fused, separate, shared), tokens and estimated start and end times. Times come from \
+      (fused, separate, shared), tokens and estimated start and end times. Adapters waiting in \
+      the queue are taken at run time by whichever group becomes free first; the plan shows \
+      where the estimate puts them. Times come from \
       FLOPs per token and --gflops per rank (default 60: 120 GFLOP/s measured by `bench` on a \
       2-core machine, one core per rank); token counts are guessed from the data files (about \
       4 characters per token). docs/job-file.md describes the file and the planner.
@@ -123,6 +125,11 @@ struct Plan: ParsableCommand {
         "successive halving: 'N of M' steps assume members stop in expansion order; the total is the same")
     }
     lines.append("queue: \(plan.queue.joined(separator: ", "))")
+    if !plan.queuedUnits.isEmpty {
+      lines.append(
+        "queued adapters (\(plan.queuedUnits.flatMap(\.adapters).joined(separator: ", "))) are taken at run time, "
+          + "in queue order, by whichever group is free first; 'queued' rows show the estimate")
+    }
     lines.append("estimated total time: \(duration(plan.estimatedSeconds))")
     return lines.joined(separator: "\n")
   }

@@ -198,7 +198,7 @@ struct TrainingRun {
       if progress.jsonLines {
         progress.emit(["event": "start", "message": intro])
       } else {
-        print(intro)
+        progress.say(intro)
       }
     }
 
@@ -261,7 +261,7 @@ struct TrainingRun {
       if progress.jsonLines {
         progress.emit(["event": "stopped", "step": step, "checkpoint": lastCheckpoint?.path ?? NSNull()])
       } else {
-        print(message)
+        progress.say(message)
       }
       return ending
     }
@@ -332,11 +332,12 @@ struct TrainingRun {
       summary.map { "\($0.0): \($0.1)" }.joined(separator: "\n") + "\nreport: \(output.path)/report.html"
     if progress.jsonLines {
       progress.emit([
-        "event": "finished", "adapter": output.path, "report": output.path + "/report.html",
+        "event": "finished", "adapter": output.path, "output": output.path,
+        "report": output.path + "/report.html",
         "final_loss": steps.last?.loss ?? Double.nan, "validation_loss": validations.last?.loss ?? Double.nan,
       ])
     } else {
-      print(closing)
+      progress.say(closing)
     }
     return ending
   }
@@ -405,6 +406,22 @@ struct TrainingRun {
   /// The metrics of an earlier run up to update `step`, read back from its metrics file,
   /// which is rewritten to hold just those lines.
   func resumeMetrics(_ url: URL, upTo step: Int) throws -> ([StepMetrics], [(step: Int, loss: Double)]) {
+    let (steps, validations, kept) = history(url, upTo: step)
+    try Data(kept.map { $0 + "\n" }.joined().utf8).write(to: url, options: .atomic)
+    return (steps, validations)
+  }
+
+  /// The metrics of an earlier run, read back from its metrics file (left as it is).
+  func history(_ url: URL) throws -> ([StepMetrics], [(step: Int, loss: Double)]) {
+    let (steps, validations, _) = history(url, upTo: .max)
+    return (steps, validations)
+  }
+
+  /// The steps and validations up to update `step` in a metrics file, and its lines that
+  /// belong to them.
+  private func history(_ url: URL, upTo step: Int) -> (
+    [StepMetrics], [(step: Int, loss: Double)], [String]
+  ) {
     let text = (try? String(contentsOf: url, encoding: .utf8)) ?? ""
     var kept: [String] = []
     var steps: [StepMetrics] = []
@@ -426,8 +443,7 @@ struct TrainingRun {
         validations.append((at, number("loss")))
       }
     }
-    try Data(kept.map { $0 + "\n" }.joined().utf8).write(to: url, options: .atomic)
-    return (steps, validations)
+    return (steps, validations, kept)
   }
 
   /// Every resolved setting, for the report and training_config.json.

@@ -1,4 +1,7 @@
 import Foundation
+import LoRAComm
+import LoRACoordinator
+import LoRATraining
 import Testing
 
 @testable import swift_lora_dist
@@ -70,6 +73,170 @@ struct JobRunTests {
     // Run again: the retired member stays where it stopped.
     #expect(try CommandRunner.run(["train", "--jobs", job, "--threads", "1"]).status == 0)
     #expect(!folder.exists("out/\(retired[0])/checkpoints/step-00000004.sldckpt"))
+  }
+
+  /// Lines of 60 characters outside the Basic Multilingual Plane: the planner guesses 4
+  /// characters per token (16 tokens), the byte-level tokenizer makes several tokens of each
+  /// (cut at 64). `heavy` is estimated lighter than `light` but is far heavier.
+  static let heavyData =
+    (0..<40).map { #"{"text": "\#(String(repeating: "\u{1D518}", count: 60)) \#($0)"}"# }
+    .joined(separator: "\n") + "\n"
+  static let lightData =
+    (0..<40).map {
+      #"{"text": "the cat sat on the mat and the dog sat on the log, then the bird flew over the tree and sang \#($0)"}"#
+    }.joined(separator: "\n") + "\n"
+
+  /// Name → SHA-256 of every file under `folder`/`subfolder`.
+  static func digests(_ folder: TrainCommandTests.Folder, _ subfolder: String) throws -> [String: Data] {
+    let root = folder.path + "/" + subfolder
+    var result: [String: Data] = [:]
+    for name in FileManager.default.enumerator(atPath: root)?.compactMap({ $0 as? String }) ?? [] {
+      var directory: ObjCBool = false
+      guard FileManager.default.fileExists(atPath: root + "/" + name, isDirectory: &directory),
+        !directory.boolValue
+      else { continue }
+      result[name] = try Data(contentsOf: URL(fileURLWithPath: root + "/" + name))
+    }
+    return result
+  }
+
+  static func jsonLines(_ output: String) -> [[String: Any]] {
+    output.split(separator: "\n").compactMap {
+      try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+    }
+  }
+
+  @Test func queuedAdaptersGoToTheGroupThatIsFreeFirstNotTheEstimatedOne() throws {
+    let folder = try TrainCommandTests.Folder()
+    _ = try folder.write("heavy.jsonl", Self.heavyData)
+    _ = try folder.write("light.jsonl", Self.lightData)
+    _ = try folder.write("sums.jsonl", TrainCommandTests.arithmetic)
+    let job = try folder.write(
+      "jobs.yaml",
+      """
+      model: \(TrainCommandTests.model)
+      output: out
+      defaults: { steps: 6, batch_size: 2, micro_batch: 1, max_seq_len: 64, lr: 1.0e-3, checkpoint_every: 0, format: text }
+      adapters:
+        - { name: heavy, data: heavy.jsonl, placement: separate }
+        - { name: light, data: light.jsonl, placement: separate }
+        - { name: c, data: sums.jsonl, format: prompt_completion, steps: 2 }
+        - { name: d, data: sums.jsonl, format: prompt_completion, steps: 2 }
+      """)
+    // The estimate: heavy (group 0) ends first, so both queued adapters go there.
+    let planned = try CommandRunner.run(["plan", "--jobs", job, "-np", "2", "--json"])
+    #expect(planned.status == 0, "\(planned.errors)")
+    let document = try JSONDecoder().decode(PlanDocument.self, from: Data(planned.output.utf8))
+    #expect(
+      document.plan.groups.map { $0.runs.map(\.adapters) } == [[["heavy"], ["c"], ["d"]], [["light"]]])
+    #expect(document.plan.queuedUnits.map(\.adapters) == [["c"], ["d"]])
+    let text = try CommandRunner.run(["plan", "--jobs", job, "-np", "2"])
+    #expect(text.output.contains("are taken at run time"), "\(text.output)")
+
+    // The run: light (group 1) is done long before heavy, and its group takes c.
+    let outcome = try CommandRunner.run(["train", "--jobs", job, "--local-ranks", "2", "--threads", "1"])
+    #expect(outcome.status == 0, "\(outcome.errors)")
+    let lines = Self.jsonLines(outcome.output)
+    let claims = lines.filter { $0["event"] as? String == "queued" }
+    #expect(claims.map { $0["adapters"] as? [String] ?? [] }.sorted { $0[0] < $1[0] } == [["c"], ["d"]])
+    #expect(
+      claims.first { ($0["adapters"] as? [String]) == ["c"] }?["group"] as? Int == 1,
+      "c went to group \(claims.map { "\($0)" })")
+    #expect(claims.map { $0["position"] as? Int ?? 0 }.sorted() == [1, 2])
+    // Several groups at once: every adapter's JSON object names its adapter.
+    for line in lines
+    where ["step", "start", "checkpoint", "finished"].contains(line["event"] as? String ?? "") {
+      #expect(["heavy", "light", "c", "d"].contains(line["adapter"] as? String ?? ""), "\(line)")
+    }
+    for name in ["heavy", "light", "c", "d"] {
+      for file in ["adapter_model.safetensors", "metrics.jsonl", "report.html"] {
+        #expect(folder.exists("out/\(name)/\(file)"), "\(name)/\(file)")
+      }
+    }
+
+    // Again: every adapter is finished, so nothing is trained or rewritten.
+    let before = try Self.digests(folder, "out")
+    let again = try CommandRunner.run(["train", "--jobs", job, "--local-ranks", "2", "--threads", "1"])
+    #expect(again.status == 0, "\(again.errors)")
+    let skipped = Self.jsonLines(again.output).filter { $0["event"] as? String == "skipped" }
+    #expect(Set(skipped.compactMap { $0["adapter"] as? String }) == ["heavy", "light", "c", "d"])
+    #expect(!again.output.contains("\"event\":\"step\""))
+    let after = try Self.digests(folder, "out")
+    #expect(after.keys.sorted() == before.keys.sorted())
+    for (name, bytes) in before where name != "report.html" {
+      #expect(after[name] == bytes, "\(name) was rewritten")
+    }
+  }
+
+  /// A job stopped while its second adapter trains, run again: the finished adapter is not
+  /// touched, the stopped one continues from its checkpoint, the one not started trains.
+  @Test func aStoppedJobResumesEveryUnfinishedAdapterAndLeavesFinishedOnes() throws {
+    let folder = try TrainCommandTests.Folder()
+    _ = try folder.write("sums.jsonl", TrainCommandTests.arithmetic)
+    let path = try folder.write(
+      "jobs.yaml",
+      """
+      model: \(TrainCommandTests.model)
+      output: out
+      defaults: { steps: 2, batch_size: 2, micro_batch: 1, max_seq_len: 32, lr: 1.0e-3, format: prompt_completion }
+      adapters:
+        - { name: a, data: sums.jsonl, checkpoint_every: 0 }
+        - { name: b, data: sums.jsonl, steps: 8, checkpoint_every: 1, keep: 20 }
+        - { name: c, data: sums.jsonl, checkpoint_every: 0 }
+      """)
+    let job = try JobFile.load(path: path)
+    let stop = StopRequest()
+    // Stop once b has written its second checkpoint.
+    let second = folder.path + "/out/b/checkpoints/step-00000002.sldckpt"
+    let watcher = Thread {
+      let deadline = Date().addingTimeInterval(300)
+      while !FileManager.default.fileExists(atPath: second) && Date() < deadline {
+        Thread.sleep(forTimeInterval: 0.005)
+      }
+      stop.request()
+    }
+    watcher.start()
+    let progress = Progress(forceJSON: true)
+    let stopped = try JobRun(job: job, progress: progress, stop: stop).execute(
+      world: LocalCommunicator.single())
+    #expect(stopped)
+    #expect(folder.exists("out/a/report.html") && !folder.exists("out/b/report.html"))
+    #expect(!folder.exists("out/c"))
+    let a = try Self.digests(folder, "out/a")
+    let bBefore = try Self.digests(folder, "out/b/checkpoints")
+    let stoppedAt = bBefore.keys.sorted().last!
+    #expect(bBefore.count >= 2 && bBefore.count < 8, "\(bBefore.keys.sorted())")
+
+    let again = try JobRun(job: job, progress: progress, stop: StopRequest()).execute(
+      world: LocalCommunicator.single())
+    #expect(!again)
+    #expect(try Self.digests(folder, "out/a") == a, "the finished adapter was rewritten")
+    let bAfter = try Self.digests(folder, "out/b/checkpoints")
+    #expect(bAfter.keys.sorted().last == "step-00000008.sldckpt")
+    for (name, bytes) in bBefore {
+      #expect(bAfter[name] == bytes, "b's \(name) was written again: b restarted instead of resuming")
+    }
+    let metrics = try String(contentsOfFile: folder.path + "/out/b/metrics.jsonl", encoding: .utf8)
+    let steps = Self.jsonLines(metrics).filter { $0["event"] as? String == "step" }.compactMap {
+      $0["step"] as? Int
+    }
+    #expect(steps == Array(1...8), "\(stoppedAt): \(steps)")
+    for name in ["b", "c"] { #expect(folder.exists("out/\(name)/report.html")) }
+  }
+
+  @Test func progressLinesOfSeveralGroupsNameTheirAdapter() {
+    let labelled = Progress(forceJSON: false).labelled("devil")
+    #expect(!labelled.live)
+    #expect(
+      labelled.lines("step 12/40  loss 3.91\nsecond") == "[devil] step 12/40  loss 3.91\n[devil] second")
+    let step = StepMetrics(
+      step: 12, totalSteps: 40, loss: 3.91, learningRate: 1e-3, gradientNorm: 1, tokens: 10, trainedTokens: 8,
+      seconds: 0.5, tokensPerSecond: 20, epoch: 0.5, etaSeconds: 14)
+    let line = labelled.lines(Progress.text(.step(step)))
+    #expect(line.hasPrefix("[devil] step 12/40  loss 3.9100") && !line.contains("\r"), "\(line)")
+    // One group keeps today's display: no label, the step line rewritten in place on a terminal.
+    #expect(Progress(forceJSON: true).labelled("devil").jsonLines)
+    #expect(Progress(forceJSON: false).lines("x").hasSuffix("x"))
   }
 
   @Test func aBadJobFileFailsBeforeLoadingTheModel() throws {

@@ -49,6 +49,9 @@ import Testing
     #expect(plan.groups[0].runs.allSatisfy { $0.queued })
     #expect(close(plan.estimatedSeconds, 12))
     #expect(plan.queue == ["a", "b", "c"])
+    // At run time both groups claim from the queue; the runs above are the estimate.
+    #expect(plan.queuedUnits.map(\.adapters) == [["a"], ["b"], ["c"]])
+    #expect(plan.queuedUnits.allSatisfy { $0.groups == [0, 1] })
   }
 
   @Test func priorityOrdersTheQueue() throws {
@@ -137,6 +140,8 @@ import Testing
       ranks: 2)
     #expect(plan.groups.map { $0.runs.flatMap(\.adapters) } == [["a"], ["b", "c"]])
     #expect(close(plan.adapter(named: "c")!.start, 8) && plan.adapter(named: "c")!.placement == .shared)
+    #expect(plan.queuedUnits.map(\.adapters) == [["c"]] && plan.queuedUnits[0].groups == [0, 1])
+    #expect(plan.groups.map { $0.runs.map(\.queued) } == [[false], [false, true]])
   }
 
   @Test func plansAreDeterministic() throws {
