@@ -102,8 +102,7 @@ public enum Attention {
             for i in 0..<rows {
               let pr = p + i * visible
               let dr = dp + i * visible
-              var dot: Float = 0
-              for j in 0..<visible { dot += pr[j] * dr[j] }
+              let dot = VectorMath.dot(pr, dr, count: visible)
               for j in 0..<visible { dr[j] = pr[j] * (dr[j] - dot) }
             }
             // dq rows = scale · dS · k_h ; dk_h += scale · dSᵀ · q rows
@@ -157,17 +156,10 @@ public enum Attention {
       for i in 0..<rows {
         let row = p + i * visible
         let own = offset + r0 + i + 1
-        var maximum = -Float.infinity
-        for j in 0..<own { maximum = max(maximum, row[j]) }
-        var sum: Float = 0
-        for j in 0..<own {
-          let e = exp(row[j] - maximum)
-          row[j] = e
-          sum += e
-        }
-        let inverse = 1 / sum
-        for j in 0..<own { row[j] *= inverse }
-        for j in own..<visible { row[j] = 0 }
+        let maximum = VectorMath.maximum(row, count: own)
+        let sum = VectorMath.exponentiate(row, count: own, shift: maximum)
+        VectorMath.scale(row, count: own, by: Float(1 / sum))
+        (row + own).update(repeating: 0, count: visible - own)
       }
     }
   }

@@ -24,8 +24,9 @@ public enum OutputLoss {
     let rowsBuffer = scratch.base
     let logits = scratch.base + chunkRows * width
     var lossSum = 0.0
+    var rowLosses = [Double](repeating: 0, count: chunkRows)
     for start in stride(from: 0, to: trained.count, by: chunkRows) {
-      let rows = Array(trained[start..<min(start + chunkRows, trained.count)])
+      let rows = trained[start..<min(start + chunkRows, trained.count)]
       for (i, row) in rows.enumerated() {
         (rowsBuffer + i * width).update(from: hidden.base + row * width, count: width)
       }
@@ -33,35 +34,28 @@ public enum OutputLoss {
       GEMM.sgemm(
         c: logits, a: rowsBuffer, .none, lda: width, b: head.base, .transposed, ldb: width, ldc: vocabulary,
         m: rows.count, n: vocabulary, k: width, alpha: 1, beta: 0)
-      var rowLosses = [Double](repeating: 0, count: rows.count)
       let withGradient = dHidden != nil
       rowLosses.withUnsafeMutableBufferPointer { losses in
         let (lossList, logitBase) = (UncheckedSendable(losses), UncheckedSendable(logits))
         Parallel.forRanges(rows.count, grain: 8) { range, _ in
           for i in range {
             let z = logitBase.value + i * vocabulary
-            let target = Int(targets[rows[i]])
+            let target = Int(targets[rows[start + i]])
             precondition(target < vocabulary, "target \(target) outside the vocabulary of \(vocabulary)")
             let targetLogit = z[target]
-            var maximum = -Float.infinity
-            for j in 0..<vocabulary { maximum = max(maximum, z[j]) }
-            var sum: Double = 0
-            for j in 0..<vocabulary {
-              let e = exp(z[j] - maximum)
-              sum += Double(e)
-              if withGradient { z[j] = e }
-            }
+            let maximum = VectorMath.maximum(z, count: vocabulary)
+            // z becomes exp(z − max): the logits are not needed after this row's loss.
+            let sum = VectorMath.exponentiate(z, count: vocabulary, shift: maximum)
             lossList.value[i] = Double(maximum) + log(sum) - Double(targetLogit)
             if withGradient {
               // dlogits = (softmax − onehot)·scale, in place.
-              let factor = Float(Double(gradientScale) / sum)
-              for j in 0..<vocabulary { z[j] *= factor }
+              VectorMath.scale(z, count: vocabulary, by: Float(Double(gradientScale) / sum))
               z[target] -= gradientScale
             }
           }
         }
       }
-      lossSum += rowLosses.reduce(0, +)
+      lossSum += rowLosses[0..<rows.count].reduce(0, +)
       if let dHidden {
         // d rows [c, D] = dlogits [c, V] · head [V, D], then scattered back.
         GEMM.sgemm(

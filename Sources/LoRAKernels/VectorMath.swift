@@ -1,0 +1,132 @@
+import Foundation
+
+/// Vectorized float math for the element-wise ops: exp and the passes of a softmax.
+///
+/// `exp` of glibc is a scalar call per element; softmax over 49,152 logits per trained
+/// token, attention's softmax and SwiGLU's sigmoid made it about 6% of a training step.
+/// These work on eight floats at a time with plain SIMD arithmetic (what every x86-64 CPU
+/// has, no CPU-specific build), with the Cephes single-precision exp: range reduction by
+/// ln 2 in two parts and a degree-5 polynomial, relative error below 2 ulp over the range.
+package enum VectorMath {
+  package typealias Vector = SIMD8<Float>
+  package static let width = Vector.scalarCount
+
+  /// exp of every lane: 0 below −87.3 (where float exp nears the subnormals), +∞ past
+  /// 88.72, NaN stays NaN.
+  @inline(__always)
+  package static func exp(_ x: Vector) -> Vector {
+    // Round-to-nearest by adding and subtracting 1.5·2²³ (no rounding instruction needed).
+    let magic = Vector(repeating: 12_582_912)
+    // (Compare-and-select: the generic pointwiseMin/Max/clamped run lane by lane.)
+    var clamped = x
+    clamped.replace(with: -87.3, where: x .< -87.3)
+    clamped.replace(with: 88.3, where: x .> 88.3)
+    let n = (clamped * 1.442_695_04 + magic) - magic
+    // r = x − n·ln 2, with ln 2 split so that n·0.693359375 is exact.
+    var r = clamped - n * 0.693_359_375
+    r = r + n * 2.121_944_4e-4
+    var p = Vector(repeating: 1.987_569_15e-4)
+    p = p * r + 1.398_199_95e-3
+    p = p * r + 8.333_451_9e-3
+    p = p * r + 4.166_579_59e-2
+    p = p * r + 1.666_666_55e-1
+    p = p * r + 5.000_000_12e-1
+    p = p * (r * r) + r + 1
+    // 2ⁿ from n's bits: (n + 1.5·2²³) holds n in its low mantissa bits.
+    let integer = unsafeBitCast(n + magic, to: SIMD8<Int32>.self) &- 0x4B40_0000
+    let scale = unsafeBitCast((integer &+ 127) &<< 23, to: Vector.self)
+    var result = p * scale
+    result.replace(with: 0, where: x .< -87.3)
+    result.replace(with: x, where: x .!= x)
+    let large = x .> 88.3
+    if any(large) {
+      // Rare (softmax never gets here): the last float octave before overflow, per element.
+      for i in 0..<width where large[i] { result[i] = Foundation.exp(x[i]) }
+    }
+    return result
+  }
+
+  /// The largest of p[0..<count] (−∞ for none).
+  package static func maximum(_ p: UnsafePointer<Float>, count: Int) -> Float {
+    var best = Vector(repeating: -.infinity)
+    var i = 0
+    while i + width <= count {
+      let v = load(p + i)
+      best.replace(with: v, where: v .> best)
+      i += width
+    }
+    var result = best.max()
+    while i < count {
+      result = Swift.max(result, p[i])
+      i += 1
+    }
+    return result
+  }
+
+  /// p[i] = exp(p[i] − shift) for i in 0..<count; returns the sum of the new values
+  /// (added in float per 256 elements, then in double).
+  @discardableResult
+  package static func exponentiate(_ p: UnsafeMutablePointer<Float>, count: Int, shift: Float) -> Double {
+    let s = Vector(repeating: shift)
+    var total = 0.0
+    var i = 0
+    while i + width <= count {
+      var partial = Vector()
+      let end = Swift.min(count - width, i + 256 - width)
+      while i <= end {
+        let e = exp(load(p + i) - s)
+        store(e, p + i)
+        partial += e
+        i += width
+      }
+      total += Double(partial.sum())
+    }
+    if i < count {
+      var tail = Vector(repeating: -.infinity)
+      for j in 0..<(count - i) { tail[j] = p[i + j] - shift }
+      let e = exp(tail)
+      for j in 0..<(count - i) { p[i + j] = e[j] }
+      total += Double(e.sum())
+    }
+    return total
+  }
+
+  /// Σ a[i]·b[i] for i in 0..<count, added in eight float lanes.
+  package static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int) -> Float {
+    var lanes = Vector()
+    var i = 0
+    while i + width <= count {
+      lanes += load(a + i) * load(b + i)
+      i += width
+    }
+    var result = lanes.sum()
+    while i < count {
+      result += a[i] * b[i]
+      i += 1
+    }
+    return result
+  }
+
+  /// p[i] *= factor for i in 0..<count.
+  package static func scale(_ p: UnsafeMutablePointer<Float>, count: Int, by factor: Float) {
+    var i = 0
+    while i + width <= count {
+      store(load(p + i) * factor, p + i)
+      i += width
+    }
+    while i < count {
+      p[i] *= factor
+      i += 1
+    }
+  }
+
+  @inline(__always)
+  package static func load(_ p: UnsafePointer<Float>) -> Vector {
+    UnsafeRawPointer(p).loadUnaligned(as: Vector.self)
+  }
+
+  @inline(__always)
+  package static func store(_ v: Vector, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: Vector.self)
+  }
+}
