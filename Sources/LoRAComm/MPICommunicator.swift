@@ -1,12 +1,18 @@
 import CMPI
+import Glibc
 import LoRAKernels
 import Synchronization
 
 /// Process-wide MPI state: initialisation, finalisation, abort and library facts.
 ///
-/// MPI is initialised once, on first use, with `MPI_THREAD_SERIALIZED` (any thread may call
-/// MPI, one at a time). Every MPI return code is checked and turned into a
-/// `CommunicatorError.mpi` carrying MPI's error string.
+/// MPI is initialised once, on first use, with `MPI_THREAD_MULTIPLE`: the project calls MPI
+/// from one thread at a time, but Open MPI's one-sided `pt2pt` component — the one that
+/// serves the job queue's counters (`makeCounters`) between hosts over TCP — works only at
+/// that level. Before that, `OMPI_MCA_osc` is set to `^rdma` unless the user set it: Open MPI
+/// 4.1's `rdma` component takes windows it cannot serve without RDMA hardware and fails
+/// `MPI_Win_allocate` with MPI_ERR_WIN; without it, `sm` (one node), `ucx` or `pt2pt` serve
+/// them. (Other MPI implementations ignore the variable.) Every MPI return code is checked
+/// and turned into a `CommunicatorError.mpi` carrying MPI's error string.
 public enum MPIEnvironment {
   private struct State {
     var initialized = false
@@ -32,7 +38,8 @@ public enum MPIEnvironment {
       try check(MPI_Initialized(&already), "MPI_Initialized")
       if already == 0 {
         var provided: Int32 = 0
-        try check(MPI_Init_thread(nil, nil, cmpi_thread_serialized(), &provided), "MPI_Init_thread")
+        setenv("OMPI_MCA_osc", "^rdma", 0)
+        try check(MPI_Init_thread(nil, nil, cmpi_thread_multiple(), &provided), "MPI_Init_thread")
       }
       // Errors on the predefined communicators return codes too, instead of aborting.
       try check(MPI_Comm_set_errhandler(cmpi_comm_world(), cmpi_errors_return()), "MPI_Comm_set_errhandler")
