@@ -182,11 +182,9 @@ struct JobRun {
   }
 
   /// The per-run settings of one adapter of the job.
-  func settings(_ adapter: AdapterJob) throws -> TrainConfiguration {
-    var settings = try JSONDecoder().decode(
-      TrainConfiguration.self, from: adapter.trainConfigurationJSON(model: job.model))
-    settings.resume = "auto"
-    return settings
+  /// `tokens_per_batch`, which `train` has no key for, is applied by the caller.
+  func settings(_ adapter: AdapterJob) -> TrainConfiguration {
+    TrainConfiguration(training: adapter.settings.training, model: job.model, resume: "auto")
   }
 
   struct AdapterSummary {

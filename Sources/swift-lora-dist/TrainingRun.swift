@@ -43,14 +43,11 @@ struct TrainingRun {
       )
     }
     datasetOptions = DatasetOptions(
-      format: format, maxSequenceLength: s.maxSeqLen ?? 512, trainOnPrompt: s.trainOnPrompt ?? false,
+      format: format, maxSequenceLength: s.maxSeqLen ?? TrainingSettings.Defaults.maxSeqLen,
+      trainOnPrompt: s.trainOnPrompt ?? false,
       addEOS: s.addEos ?? true, skipBadLines: s.skipBadLines ?? false, pack: s.pack ?? false)
     try datasetOptions.validate()
-    lora = LoRAConfig(
-      r: s.rank ?? 8, loraAlpha: s.alpha ?? 16, loraDropout: s.dropout ?? 0,
-      targetModules: s.targets ?? ["q_proj", "v_proj"],
-      layersToTransform: s.layers, useRslora: s.rslora ?? false, rankPattern: s.rankPattern ?? [:],
-      alphaPattern: s.alphaPattern ?? [:], initialization: s.initWeights ?? "default")
+    lora = s.loraConfig
     try lora.validate()
     guard let schedule = LearningRateSchedule.Kind(rawValue: s.schedule ?? "cosine") else {
       throw ConfigError("schedule '\(s.schedule ?? "")' is not one of constant, linear, cosine")
@@ -70,9 +67,11 @@ struct TrainingRun {
     requestedSteps = s.steps
     epochs = s.epochs
     options = TrainingOptions(
-      steps: s.steps ?? 100, batchSize: s.batchSize ?? 8,
-      microBatch: s.microBatch ?? min(4, s.batchSize ?? 8),
-      learningRate: s.lr ?? 2e-4, schedule: schedule, warmupSteps: s.warmup ?? 0,
+      steps: s.steps ?? TrainingSettings.Defaults.steps,
+      batchSize: s.batchSize ?? TrainingSettings.Defaults.batchSize,
+      microBatch: s.microBatch
+        ?? min(TrainingSettings.Defaults.microBatch, s.batchSize ?? TrainingSettings.Defaults.batchSize),
+      learningRate: s.lr ?? TrainingSettings.Defaults.lr, schedule: schedule, warmupSteps: s.warmup ?? 0,
       adamW: .init(
         beta1: s.beta1 ?? 0.9, beta2: s.beta2 ?? 0.999, eps: s.eps ?? 1e-8,
         weightDecay: s.weightDecay ?? 0.01),
