@@ -1,5 +1,6 @@
 import Foundation
 import LoRAModel
+import LoRATraining
 
 /// Where an adapter trains, as the job file asks (the planner turns `auto` into one of the others).
 public enum Placement: String, Codable, CaseIterable, Sendable {
@@ -86,19 +87,8 @@ public struct AdapterJob: Codable, Equatable, Sendable {
 
   /// Sequences per update (`train`'s default 8); nil when `tokens_per_batch` sets the batch.
   public var batchSize: Int? {
-    settings.tokensPerBatch == nil ? settings.batchSize ?? AdapterSettings.TrainDefaults.batchSize : nil
+    settings.tokensPerBatch == nil ? settings.batchSize ?? TrainingSettings.Defaults.batchSize : nil
   }
-  public var microBatch: Int { settings.microBatch ?? AdapterSettings.TrainDefaults.microBatch }
-  public var maxSeqLen: Int { settings.maxSeqLen ?? AdapterSettings.TrainDefaults.maxSeqLen }
-
-  /// The settings as a JSON object with `train`'s YAML keys (snake_case) plus `model`:
-  /// decode the CLI's `TrainConfiguration` from it. `tokens_per_batch` is left out (`train`
-  /// has no such key); the run loop applies it.
-  public func trainConfigurationJSON(model: String) throws -> Data {
-    var object =
-      try JSONSerialization.jsonObject(with: JSONEncoder().encode(settings)) as? [String: Any] ?? [:]
-    object["tokens_per_batch"] = nil
-    object["model"] = model
-    return try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-  }
+  public var microBatch: Int { settings.microBatch ?? TrainingSettings.Defaults.microBatch }
+  public var maxSeqLen: Int { settings.maxSeqLen ?? TrainingSettings.Defaults.maxSeqLen }
 }

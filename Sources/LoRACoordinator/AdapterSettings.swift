@@ -2,87 +2,52 @@ import Foundation
 import LoRAModel
 import LoRATraining
 
-/// The training settings of one adapter: the per-adapter keys of `train`'s YAML file, with
-/// the same snake_case names (docs/training.md), plus `tokens_per_batch`. Unset values are
-/// nil and take `train`'s documented defaults (see ``AdapterSettings/TrainDefaults``).
-///
-/// Encoded as JSON, the keys are exactly `TrainConfiguration`'s, so the CLI can decode a
-/// `TrainConfiguration` from it (`tokens_per_batch` aside, which `train` does not know).
+/// The training settings of one adapter of a job file: `train`'s per-adapter settings
+/// (``TrainingSettings``, read as `settings.rank`, `settings.data`, …) plus
+/// `tokens_per_batch`. Encoded flat, with the snake_case keys of docs/job-file.md.
+@dynamicMemberLookup
 public struct AdapterSettings: Codable, Equatable, Sendable {
-  public var data: String?
-  public var validationData: String?
-  public var validationFraction: Double?
-  public var format: String?
-  public var maxSeqLen: Int?
-  public var trainOnPrompt: Bool?
-  public var pack: Bool?
-  public var skipBadLines: Bool?
-  public var addEos: Bool?
-  public var targets: [String]?
-  public var rank: Int?
-  public var alpha: Double?
-  public var dropout: Double?
-  public var rslora: Bool?
-  public var layers: [Int]?
-  public var rankPattern: [String: Int]?
-  public var alphaPattern: [String: Double]?
-  public var initWeights: String?
-  public var lr: Double?
-  public var schedule: String?
-  public var warmup: Int?
-  public var steps: Int?
-  public var epochs: Double?
-  public var batchSize: Int?
-  public var microBatch: Int?
-  public var weightDecay: Double?
-  public var beta1: Double?
-  public var beta2: Double?
-  public var eps: Double?
-  public var maxGradNorm: Double?
-  public var seed: UInt64?
-  public var evalEvery: Int?
-  public var checkpointEvery: Int?
-  public var keep: Int?
-  public var fullEvery: Int?
+  /// The settings `train` knows.
+  public var training: TrainingSettings
   /// Batch size in tokens, an alternative to `batch_size` (the run loop fills each update
   /// with sequences until it holds this many tokens).
   public var tokensPerBatch: Int?
-  public var output: String?
 
-  public init() {}
+  public init(training: TrainingSettings = TrainingSettings(), tokensPerBatch: Int? = nil) {
+    self.training = training
+    self.tokensPerBatch = tokensPerBatch
+  }
 
-  enum CodingKeys: String, CodingKey, CaseIterable {
-    case data, format, pack, targets, rank, alpha, dropout, rslora, layers, lr, schedule, warmup, steps,
-      epochs
-    case beta1, beta2, eps, seed, keep, output
-    case validationData = "validation_data"
-    case validationFraction = "validation_fraction"
-    case maxSeqLen = "max_seq_len"
-    case trainOnPrompt = "train_on_prompt"
-    case skipBadLines = "skip_bad_lines"
-    case addEos = "add_eos"
-    case rankPattern = "rank_pattern"
-    case alphaPattern = "alpha_pattern"
-    case initWeights = "init_weights"
-    case batchSize = "batch_size"
-    case microBatch = "micro_batch"
-    case weightDecay = "weight_decay"
-    case maxGradNorm = "max_grad_norm"
-    case evalEvery = "eval_every"
-    case checkpointEvery = "checkpoint_every"
-    case fullEvery = "full_every"
+  public subscript<Value>(dynamicMember key: KeyPath<TrainingSettings, Value>) -> Value {
+    training[keyPath: key]
+  }
+
+  public subscript<Value>(dynamicMember key: WritableKeyPath<TrainingSettings, Value>) -> Value {
+    get { training[keyPath: key] }
+    set { training[keyPath: key] = newValue }
+  }
+
+  enum CodingKeys: String, CodingKey {
     case tokensPerBatch = "tokens_per_batch"
   }
 
-  /// The keys, in the order docs/job-file.md lists them.
-  public static let keys: [String] = [
-    "data", "validation_data", "validation_fraction", "format", "max_seq_len", "train_on_prompt", "pack",
-    "skip_bad_lines", "add_eos", "targets", "rank", "alpha", "dropout", "rslora", "layers", "rank_pattern",
-    "alpha_pattern", "init_weights", "lr", "schedule", "warmup", "steps", "epochs", "batch_size",
-    "micro_batch",
-    "tokens_per_batch", "weight_decay", "beta1", "beta2", "eps", "max_grad_norm", "seed", "eval_every",
-    "checkpoint_every", "keep", "full_every", "output",
-  ]
+  public init(from decoder: any Decoder) throws {
+    training = try TrainingSettings(from: decoder)
+    tokensPerBatch = try decoder.container(keyedBy: CodingKeys.self).decodeIfPresent(
+      Int.self, forKey: .tokensPerBatch)
+  }
+
+  public func encode(to encoder: any Encoder) throws {
+    try training.encode(to: encoder)
+    var container = encoder.container(keyedBy: CodingKeys.self)
+    try container.encodeIfPresent(tokensPerBatch, forKey: .tokensPerBatch)
+  }
+
+  /// The keys, in the order docs/job-file.md lists them (`tokens_per_batch` after `micro_batch`).
+  public static let keys: [String] = TrainingSettings.keys.flatMap {
+    $0 == TrainingSettings.CodingKeys.microBatch.stringValue
+      ? [$0, CodingKeys.tokensPerBatch.stringValue] : [$0]
+  }
 
   /// Keys a sweep may vary: single values that change how an adapter trains.
   public static let sweepableKeys: [String] = [
@@ -91,18 +56,35 @@ public struct AdapterSettings: Codable, Equatable, Sendable {
     "seed", "max_seq_len", "train_on_prompt", "pack",
   ]
 
-  /// `train`'s defaults for the keys the planner needs (docs/training.md).
-  public enum TrainDefaults {
-    public static let rank = 8
-    public static let alpha = 16.0
-    public static let lr = 2e-4
-    public static let steps = 100
-    public static let batchSize = 8
-    public static let microBatch = 4
-    public static let maxSeqLen = 512
-    public static let targets = ["q_proj", "v_proj"]
+  /// Sets `key` from a YAML value, checking its type and range; the error names the value's
+  /// file, line and key path.
+  mutating func set(_ key: String, from field: YAMLField) throws {
+    guard key == CodingKeys.tokensPerBatch.stringValue else { return try training.set(key, from: field) }
+    let v = try field.int()
+    if v < 1 { throw field.error(.invalidValue, "must be at least 1, got \(v)") }
+    tokensPerBatch = v
   }
+  /// `self` with every value `other` sets replacing ours. Setting `batch_size` clears an
+  /// inherited `tokens_per_batch` and the other way round: they are alternatives.
+  public func overridden(by other: AdapterSettings) -> AdapterSettings {
+    var merged = self
+    let encoder = JSONEncoder()
+    guard let mine = try? JSONSerialization.jsonObject(with: encoder.encode(self)) as? [String: Any],
+      let theirs = try? JSONSerialization.jsonObject(with: encoder.encode(other)) as? [String: Any]
+    else { return other }
+    var dictionary = mine.merging(theirs) { _, new in new }
+    if other.batchSize != nil && other.tokensPerBatch == nil { dictionary["tokens_per_batch"] = nil }
+    if other.tokensPerBatch != nil && other.batchSize == nil { dictionary["batch_size"] = nil }
+    if let data = try? JSONSerialization.data(withJSONObject: dictionary),
+      let decoded = try? JSONDecoder().decode(AdapterSettings.self, from: data)
+    {
+      merged = decoded
+    }
+    return merged
+  }
+}
 
+extension TrainingSettings {
   /// Sets `key` from a YAML value, checking its type and range; the error names the value's
   /// file, line and key path.
   mutating func set(_ key: String, from field: YAMLField) throws {
@@ -205,10 +187,6 @@ public struct AdapterSettings: Codable, Equatable, Sendable {
       let v = try field.int()
       try check(v >= 1, "must be at least 1, got \(v)")
       microBatch = v
-    case "tokens_per_batch":
-      let v = try field.int()
-      try check(v >= 1, "must be at least 1, got \(v)")
-      tokensPerBatch = v
     case "weight_decay":
       let v = try field.double()
       try check(v >= 0, "must be 0 or more, got \(v)")
@@ -245,33 +223,5 @@ public struct AdapterSettings: Codable, Equatable, Sendable {
     default:
       throw field.keyError(.unknownKey, "unknown key")
     }
-  }
-
-  /// `self` with every value `other` sets replacing ours. Setting `batch_size` clears an
-  /// inherited `tokens_per_batch` and the other way round: they are alternatives.
-  public func overridden(by other: AdapterSettings) -> AdapterSettings {
-    var merged = self
-    let encoder = JSONEncoder()
-    guard let mine = try? JSONSerialization.jsonObject(with: encoder.encode(self)) as? [String: Any],
-      let theirs = try? JSONSerialization.jsonObject(with: encoder.encode(other)) as? [String: Any]
-    else { return other }
-    var dictionary = mine.merging(theirs) { _, new in new }
-    if other.batchSize != nil && other.tokensPerBatch == nil { dictionary["tokens_per_batch"] = nil }
-    if other.tokensPerBatch != nil && other.batchSize == nil { dictionary["batch_size"] = nil }
-    if let data = try? JSONSerialization.data(withJSONObject: dictionary),
-      let decoded = try? JSONDecoder().decode(AdapterSettings.self, from: data)
-    {
-      merged = decoded
-    }
-    return merged
-  }
-
-  /// The LoRA configuration these settings describe (train's defaults where unset).
-  public var loraConfig: LoRAConfig {
-    LoRAConfig(
-      r: rank ?? TrainDefaults.rank, loraAlpha: alpha ?? TrainDefaults.alpha, loraDropout: dropout ?? 0,
-      targetModules: targets ?? TrainDefaults.targets, layersToTransform: layers, useRslora: rslora ?? false,
-      rankPattern: rankPattern ?? [:], alphaPattern: alphaPattern ?? [:],
-      initialization: initWeights ?? "default")
   }
 }

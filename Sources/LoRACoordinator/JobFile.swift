@@ -1,4 +1,5 @@
 import Foundation
+import LoRATraining
 import Yams
 
 /// A job file: one base model and many adapters to train on it (docs/job-file.md).
@@ -453,7 +454,7 @@ struct AdapterEntry {
       memberOrigins["name"] = sweepOrigin
       settings.output = try outputFolder(memberName)
       if let halving {
-        let steps = settings.steps ?? (settings.epochs == nil ? AdapterSettings.TrainDefaults.steps : nil)
+        let steps = settings.steps ?? (settings.epochs == nil ? TrainingSettings.Defaults.steps : nil)
         if let steps, let last = halving.rungs.last, last >= steps {
           throw (halvingOrigin ?? entryOrigin).error(
             .invalidValue, "rung \(last) is not below \(memberName)'s \(steps) steps")
@@ -479,8 +480,8 @@ struct AdapterEntry {
   /// `batch_size` must be a multiple of `micro_batch`.
   static func checkBatch(_ settings: AdapterSettings, origins: [String: Origin]) throws {
     guard settings.tokensPerBatch == nil else { return }
-    let batch = settings.batchSize ?? AdapterSettings.TrainDefaults.batchSize
-    let micro = settings.microBatch ?? AdapterSettings.TrainDefaults.microBatch
+    let batch = settings.batchSize ?? TrainingSettings.Defaults.batchSize
+    let micro = settings.microBatch ?? TrainingSettings.Defaults.microBatch
     if batch % micro != 0 {
       let origin = origins["micro_batch"] ?? origins["batch_size"] ?? origins["name"]!
       throw origin.error(.invalidValue, "batch_size \(batch) is not a multiple of micro_batch \(micro)")

@@ -1,4 +1,5 @@
 import Foundation
+import LoRATraining
 
 /// Turns a job's adapters into a ``Plan`` for N ranks. Deterministic: the same adapters,
 /// ranks, cost model and data estimates give the same plan.
@@ -272,7 +273,7 @@ public enum Planner {
     let batch = adapter.batchSize.map(Double.init) ?? Double(s.tokensPerBatch ?? 0) / max(mean, 1)
     let tokensPerStep = s.tokensPerBatch.map(Double.init) ?? batch * mean
     let fraction = s.validationFraction ?? 0
-    var steps = s.steps ?? AdapterSettings.TrainDefaults.steps
+    var steps = s.steps ?? TrainingSettings.Defaults.steps
     if s.steps == nil, let epochs = s.epochs, let train {
       let examples = Double(train.examples) * (1 - fraction)
       steps = max(1, Int((epochs * examples / max(batch, 1)).rounded(.up)))

@@ -20,6 +20,12 @@ extension Trainer {
       self.every = every
       self.base = base
     }
+
+    /// Whether a checkpoint is due after update `step`: every `every` updates, after the
+    /// `last`, and when training stops on request.
+    public func isDue(after step: Int, last: Int, stopping: Bool) -> Bool {
+      (every > 0 && step % every == 0) || step == last || stopping
+    }
   }
 
   /// The header of a checkpoint of the current state.

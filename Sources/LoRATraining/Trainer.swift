@@ -119,12 +119,11 @@ public final class Trainer {
     while step < end {
       let (metrics, stop) = try update(stopFlag: stopRequest.isSet)
       onEvent(.step(metrics))
-      let due = options.evaluateEvery > 0 && step % options.evaluateEvery == 0
-      if !validation.isEmpty && (due || step == options.steps) {
+      if validationIsDue {
         let (loss, tokens) = try validationLoss()
         onEvent(.validation(step: step, loss: loss, tokens: tokens))
       }
-      if let checkpoints, (checkpoints.every > 0 && step % checkpoints.every == 0) || step == end || stop {
+      if let checkpoints, checkpoints.isDue(after: step, last: end, stopping: stop) {
         onEvent(.checkpoint(try saveCheckpoint(checkpoints)))
       }
       if checkEvery > 0 && step % checkEvery == 0 && communicator.size > 1 {
@@ -135,6 +134,13 @@ public final class Trainer {
       if stop { return .stopped(step: step) }
     }
     return .finished
+  }
+
+  /// Whether the validation loss is due after the current update: every
+  /// `options.evaluateEvery` updates and after the last, when there is validation data.
+  public var validationIsDue: Bool {
+    !validation.isEmpty
+      && ((options.evaluateEvery > 0 && step % options.evaluateEvery == 0) || step == options.steps)
   }
 
   /// One update on the next global batch.

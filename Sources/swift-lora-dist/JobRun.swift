@@ -182,11 +182,9 @@ struct JobRun {
   }
 
   /// The per-run settings of one adapter of the job.
-  func settings(_ adapter: AdapterJob) throws -> TrainConfiguration {
-    var settings = try JSONDecoder().decode(
-      TrainConfiguration.self, from: adapter.trainConfigurationJSON(model: job.model))
-    settings.resume = "auto"
-    return settings
+  /// `tokens_per_batch`, which `train` has no key for, is applied by the caller.
+  func settings(_ adapter: AdapterJob) -> TrainConfiguration {
+    TrainConfiguration(training: adapter.settings.training, model: job.model, resume: "auto")
   }
 
   struct AdapterSummary {
@@ -233,42 +231,19 @@ struct JobRun {
         try trainer.synchronizeState(from: 0)
       }
       stores.append(
-        Trainer.Checkpointing(
-          store: try CheckpointStore(
-            folder: run.output.appendingPathComponent("checkpoints"), keep: run.settings.keep ?? 3,
-            fullEvery: run.settings.fullEvery ?? 4),
-          every: run.settings.checkpointEvery ?? 50,
+        try run.checkpointing(
           base: .init(fingerprint: fingerprint, source: job.model, config: loaded.model.config)))
     }
-    var steps = [[StepMetrics]](repeating: [], count: runs.count)
-    var validations = [[(step: Int, loss: Double)]](repeating: [], count: runs.count)
-    var metrics: [FileHandle?] = []
     // Members whose outputs an earlier run completed keep them as they are.
     let alreadyFinished = Set(adapters.indices.filter { leader && Self.isFinished(adapters[$0]) })
-    for (k, run) in runs.enumerated() {
-      guard leader else {
-        metrics.append(nil)
-        continue
-      }
-      try FileManager.default.createDirectory(at: run.output, withIntermediateDirectories: true)
-      let url = run.output.appendingPathComponent("metrics.jsonl")
-      if run.resumeSource == nil {
-        _ = FileManager.default.createFile(atPath: url.path, contents: nil)
-      } else if !alreadyFinished.contains(k) {
-        // The history up to the checkpoint, for the report; what came after it is trained again.
-        (steps[k], validations[k]) = try run.resumeMetrics(url, upTo: fused.trainers[k].step)
-      } else {
-        (steps[k], validations[k]) = try run.history(url)
-      }
-      let handle = try FileHandle(forWritingTo: url)
-      try handle.seekToEnd()
-      metrics.append(handle)
+    let outputs = try runs.enumerated().map { k, run in
+      try AdapterOutput(
+        folder: run.output, totalSteps: run.options.steps, adapterName: adapters[k].name, leader: leader,
+        start: run.resumeSource == nil
+          ? .fresh : alreadyFinished.contains(k) ? .finished : .resumed(step: fused.trainers[k].step))
     }
-    defer { for handle in metrics { try? handle?.close() } }
-    func record(_ k: Int, _ object: [String: Any]) {
-      var object = object
-      object["adapter"] = adapters[k].name
-      metrics[k]?.write(Data((jsonLine(object) + "\n").utf8))
+    // Shows a metrics line of member k (written by `outputs[k]`) on rank 0.
+    func show(_ k: Int, _ object: [String: Any]) {
       if leader {
         if progress.jsonLines {
           progress.emit(object)
@@ -333,14 +308,14 @@ struct JobRun {
             let marker = try JSONSerialization.data(
               withJSONObject: ["step": rung, "validation_loss": loss, "sweep": name], options: [.sortedKeys])
             try marker.write(to: runs[k].output.appendingPathComponent("retired.json"), options: .atomic)
-            let saved = try fused.trainers[k].saveCheckpoint(stores[k])
-            record(
-              k, ["event": "checkpoint", "step": saved.step, "path": saved.path, "bytes": saved.fileBytes])
+            show(k, outputs[k].checkpoint(try fused.trainers[k].saveCheckpoint(stores[k])))
           }
-          record(k, ["event": "halved", "step": rung, "validation_loss": loss, "kept": false])
+          show(
+            k, outputs[k].record(["event": "halved", "step": rung, "validation_loss": loss, "kept": false]))
         }
         for (k, loss) in scored.prefix(keep) {
-          record(k, ["event": "halved", "step": rung, "validation_loss": loss, "kept": true])
+          show(
+            k, outputs[k].record(["event": "halved", "step": rung, "validation_loss": loss, "kept": true]))
         }
         if leader && !progress.jsonLines {
           say(
@@ -357,30 +332,14 @@ struct JobRun {
       if comm.size > 1 { try comm.allreduce(&flag, .max) }
       stopped = flag[0] > 0
       for (k, m) in results {
-        steps[k].append(m)
-        record(
-          k,
-          [
-            "event": "step", "step": m.step, "loss": m.loss, "lr": m.learningRate,
-            "grad_norm": m.gradientNorm,
-            "tokens": m.tokens, "trained_tokens": m.trainedTokens, "seconds": m.seconds,
-            "tokens_per_second": m.tokensPerSecond, "epoch": m.epoch,
-          ])
+        show(k, outputs[k].step(m))
         let trainer = fused.trainers[k]
-        let options = trainer.options
-        let done = trainer.step == options.steps
-        if !members[k].validation.isEmpty
-          && ((options.evaluateEvery > 0 && trainer.step % options.evaluateEvery == 0) || done)
-        {
+        if trainer.validationIsDue {
           let (loss, tokens) = try trainer.validationLoss()
-          validations[k].append((trainer.step, loss))
-          record(k, ["event": "validation", "step": trainer.step, "loss": loss, "tokens": tokens])
+          show(k, outputs[k].validation(step: trainer.step, loss: loss, tokens: tokens))
         }
-        let every = stores[k].every
-        if leader && ((every > 0 && trainer.step % every == 0) || done || stopped) {
-          let saved = try trainer.saveCheckpoint(stores[k])
-          record(
-            k, ["event": "checkpoint", "step": saved.step, "path": saved.path, "bytes": saved.fileBytes])
+        if leader && stores[k].isDue(after: trainer.step, last: trainer.options.steps, stopping: stopped) {
+          show(k, outputs[k].checkpoint(try trainer.saveCheckpoint(stores[k])))
         }
       }
     }
@@ -389,14 +348,16 @@ struct JobRun {
       guard let entry = sweeps[name] else { continue }
       say(
         name,
-        sweepSummary(name, members: entry.members, adapters: adapters, fused: fused, validations: validations)
+        sweepSummary(
+          name, members: entry.members, adapters: adapters, fused: fused,
+          validations: outputs.map(\.validations))
       )
     }
     for (k, run) in runs.enumerated() where !alreadyFinished.contains(k) {
       let trainer = fused.trainers[k]
-      try trainer.adapter.savePEFT(to: run.output.path, baseModel: job.model, overwrite: true)
-      let html = TrainingReport.html(
-        title: "LoRA training (fused): \(adapters[k].name)", steps: steps[k], validations: validations[k],
+      let (steps, validations) = (outputs[k].steps, outputs[k].validations)
+      try outputs[k].finish(
+        adapter: trainer.adapter, baseModel: job.model, title: "LoRA training (fused): \(adapters[k].name)",
         summary: [
           (
             "adapter",
@@ -404,11 +365,10 @@ struct JobRun {
               + adapters.map(\.name).filter { $0 != adapters[k].name }.joined(separator: ", ")
           ),
           ("updates", "\(trainer.step) of \(trainer.options.batchSize) sequences"),
-          ("final training loss", steps[k].last.map { format($0.loss, 4) } ?? "-"),
-          ("validation loss", validations[k].map { format($0.loss, 4) }.joined(separator: " → ")),
+          ("final training loss", steps.last.map { format($0.loss, 4) } ?? "-"),
+          ("validation loss", validations.map { format($0.loss, 4) }.joined(separator: " → ")),
         ],
         configuration: try run.configurationRows())
-      try Data(html.utf8).write(to: run.output.appendingPathComponent("report.html"), options: .atomic)
       say(adapters[k].name, "adapter \(run.output.path), report \(run.output.path)/report.html")
     }
     return false

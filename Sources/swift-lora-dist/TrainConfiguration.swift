@@ -4,92 +4,42 @@ import LoRATraining
 import Yams
 
 /// Everything `train` can be told, by flags or by a YAML file whose keys are the flags'
-/// names in snake_case (docs/train-config.md). Flags win over the file; unset values take
-/// the documented defaults.
-struct TrainConfiguration: Codable, Equatable {
+/// names in snake_case (docs/training.md). Flags win over the file; unset values take
+/// the documented defaults. The per-adapter settings (``TrainingSettings``, read as
+/// `settings.rank`, `settings.data`, …) are the ones a job file's adapters have; the rest
+/// concern the process. Encoded flat.
+@dynamicMemberLookup
+struct TrainConfiguration: Equatable {
+  var training = TrainingSettings()
   var model: String?
-  var data: String?
-  var validationData: String?
-  var validationFraction: Double?
-  var output: String?
-  var format: String?
-  var maxSeqLen: Int?
-  var trainOnPrompt: Bool?
-  var pack: Bool?
-  var skipBadLines: Bool?
-  var addEos: Bool?
-  var targets: [String]?
-  var rank: Int?
-  var alpha: Double?
-  var dropout: Double?
-  var rslora: Bool?
-  var layers: [Int]?
-  var rankPattern: [String: Int]?
-  var alphaPattern: [String: Double]?
-  var initWeights: String?
-  var lr: Double?
-  var schedule: String?
-  var warmup: Int?
-  var steps: Int?
-  var epochs: Double?
-  var batchSize: Int?
-  var microBatch: Int?
-  var weightDecay: Double?
-  var beta1: Double?
-  var beta2: Double?
-  var eps: Double?
-  var maxGradNorm: Double?
-  var seed: UInt64?
-  var evalEvery: Int?
   var threads: Int?
   var overwrite: Bool?
   var checkpointActivations: Bool?
-  var checkpointEvery: Int?
-  var keep: Int?
-  var fullEvery: Int?
   var resume: String?
   var force: Bool?
   var localRanks: Int?
   var checkEvery: Int?
 
-  /// The file's keys: the flags' names in snake_case.
-  enum CodingKeys: String, CodingKey {
-    case model, data, output, format, pack, targets, rank, alpha, dropout, rslora, layers, lr, schedule,
-      warmup
-    case steps, epochs, beta1, beta2, eps, seed, threads, overwrite, keep, resume, force
-    case validationData = "validation_data"
-    case validationFraction = "validation_fraction"
-    case maxSeqLen = "max_seq_len"
-    case trainOnPrompt = "train_on_prompt"
-    case skipBadLines = "skip_bad_lines"
-    case addEos = "add_eos"
-    case rankPattern = "rank_pattern"
-    case alphaPattern = "alpha_pattern"
-    case initWeights = "init_weights"
-    case batchSize = "batch_size"
-    case microBatch = "micro_batch"
-    case weightDecay = "weight_decay"
-    case maxGradNorm = "max_grad_norm"
-    case evalEvery = "eval_every"
+  subscript<Value>(dynamicMember key: KeyPath<TrainingSettings, Value>) -> Value {
+    training[keyPath: key]
+  }
+
+  subscript<Value>(dynamicMember key: WritableKeyPath<TrainingSettings, Value>) -> Value {
+    get { training[keyPath: key] }
+    set { training[keyPath: key] = newValue }
+  }
+
+  /// The keys of `train` alone (besides the training settings' keys).
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case model, threads, overwrite
     case checkpointActivations = "checkpoint_activations"
-    case checkpointEvery = "checkpoint_every"
+    case resume, force
     case localRanks = "local_ranks"
     case checkEvery = "check_every"
-    case fullEvery = "full_every"
   }
 
   /// The keys a file may use.
-  static let keys: Set<String> = [
-    "model", "data", "validation_data", "validation_fraction", "output", "format", "max_seq_len",
-    "train_on_prompt",
-    "pack", "skip_bad_lines", "add_eos", "targets", "rank", "alpha", "dropout", "rslora", "layers",
-    "rank_pattern",
-    "alpha_pattern", "init_weights", "lr", "schedule", "warmup", "steps", "epochs", "batch_size",
-    "micro_batch",
-    "weight_decay", "beta1", "beta2", "eps", "max_grad_norm", "seed", "eval_every", "threads", "overwrite",
-    "checkpoint_activations", "checkpoint_every", "keep", "full_every", "resume", "force",
-    "local_ranks", "check_every",
-  ]
+  static let keys = Set(TrainingSettings.keys + CodingKeys.allCases.map(\.stringValue))
 
   /// Reads a YAML file; unknown keys and wrong types fail with the file, line and key.
   static func load(yamlFile path: String) throws -> TrainConfiguration {
@@ -129,6 +79,34 @@ struct TrainConfiguration: Codable, Equatable {
     let merged = mine.merging(theirs) { _, new in new }
     return try JSONDecoder().decode(
       TrainConfiguration.self, from: JSONSerialization.data(withJSONObject: merged))
+  }
+}
+
+extension TrainConfiguration: Codable {
+  init(from decoder: any Decoder) throws {
+    let container = try decoder.container(keyedBy: CodingKeys.self)
+    model = try container.decodeIfPresent(String.self, forKey: .model)
+    training = try TrainingSettings(from: decoder)
+    threads = try container.decodeIfPresent(Int.self, forKey: .threads)
+    overwrite = try container.decodeIfPresent(Bool.self, forKey: .overwrite)
+    checkpointActivations = try container.decodeIfPresent(Bool.self, forKey: .checkpointActivations)
+    resume = try container.decodeIfPresent(String.self, forKey: .resume)
+    force = try container.decodeIfPresent(Bool.self, forKey: .force)
+    localRanks = try container.decodeIfPresent(Int.self, forKey: .localRanks)
+    checkEvery = try container.decodeIfPresent(Int.self, forKey: .checkEvery)
+  }
+
+  func encode(to encoder: any Encoder) throws {
+    try training.encode(to: encoder)
+    var container = encoder.container(keyedBy: CodingKeys.self)
+    try container.encodeIfPresent(model, forKey: .model)
+    try container.encodeIfPresent(threads, forKey: .threads)
+    try container.encodeIfPresent(overwrite, forKey: .overwrite)
+    try container.encodeIfPresent(checkpointActivations, forKey: .checkpointActivations)
+    try container.encodeIfPresent(resume, forKey: .resume)
+    try container.encodeIfPresent(force, forKey: .force)
+    try container.encodeIfPresent(localRanks, forKey: .localRanks)
+    try container.encodeIfPresent(checkEvery, forKey: .checkEvery)
   }
 }
 

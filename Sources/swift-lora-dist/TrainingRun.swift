@@ -43,14 +43,11 @@ struct TrainingRun {
       )
     }
     datasetOptions = DatasetOptions(
-      format: format, maxSequenceLength: s.maxSeqLen ?? 512, trainOnPrompt: s.trainOnPrompt ?? false,
+      format: format, maxSequenceLength: s.maxSeqLen ?? TrainingSettings.Defaults.maxSeqLen,
+      trainOnPrompt: s.trainOnPrompt ?? false,
       addEOS: s.addEos ?? true, skipBadLines: s.skipBadLines ?? false, pack: s.pack ?? false)
     try datasetOptions.validate()
-    lora = LoRAConfig(
-      r: s.rank ?? 8, loraAlpha: s.alpha ?? 16, loraDropout: s.dropout ?? 0,
-      targetModules: s.targets ?? ["q_proj", "v_proj"],
-      layersToTransform: s.layers, useRslora: s.rslora ?? false, rankPattern: s.rankPattern ?? [:],
-      alphaPattern: s.alphaPattern ?? [:], initialization: s.initWeights ?? "default")
+    lora = s.loraConfig
     try lora.validate()
     guard let schedule = LearningRateSchedule.Kind(rawValue: s.schedule ?? "cosine") else {
       throw ConfigError("schedule '\(s.schedule ?? "")' is not one of constant, linear, cosine")
@@ -70,9 +67,11 @@ struct TrainingRun {
     requestedSteps = s.steps
     epochs = s.epochs
     options = TrainingOptions(
-      steps: s.steps ?? 100, batchSize: s.batchSize ?? 8,
-      microBatch: s.microBatch ?? min(4, s.batchSize ?? 8),
-      learningRate: s.lr ?? 2e-4, schedule: schedule, warmupSteps: s.warmup ?? 0,
+      steps: s.steps ?? TrainingSettings.Defaults.steps,
+      batchSize: s.batchSize ?? TrainingSettings.Defaults.batchSize,
+      microBatch: s.microBatch
+        ?? min(TrainingSettings.Defaults.microBatch, s.batchSize ?? TrainingSettings.Defaults.batchSize),
+      learningRate: s.lr ?? TrainingSettings.Defaults.lr, schedule: schedule, warmupSteps: s.warmup ?? 0,
       adamW: .init(
         beta1: s.beta1 ?? 0.9, beta2: s.beta2 ?? 0.999, eps: s.eps ?? 1e-8,
         weightDecay: s.weightDecay ?? 0.01),
@@ -173,11 +172,7 @@ struct TrainingRun {
       }
       try trainer.synchronizeState(from: 0)
     }
-    let checkpoints = Trainer.Checkpointing(
-      store: try CheckpointStore(
-        folder: output.appendingPathComponent("checkpoints"), keep: settings.keep ?? 3,
-        fullEvery: settings.fullEvery ?? 4),
-      every: settings.checkpointEvery ?? 50,
+    let checkpoints = try checkpointing(
       base: .init(fingerprint: fingerprint, source: model, config: llama.config))
 
     let stats = loaded.stats
@@ -202,54 +197,27 @@ struct TrainingRun {
       }
     }
 
-    let metricsURL = output.appendingPathComponent("metrics.jsonl")
-    var steps: [StepMetrics] = []
-    var validations: [(step: Int, loss: Double)] = []
-    var metrics: FileHandle?
-    if leader {
-      try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
-      if resumedFrom != nil {
-        // Keep the history up to the checkpoint; what came after it is trained again.
-        (steps, validations) = try resumeMetrics(metricsURL, upTo: trainer.step)
-      } else {
-        _ = FileManager.default.createFile(atPath: metricsURL.path, contents: nil)
-      }
-      metrics = try FileHandle(forWritingTo: metricsURL)
-      try metrics?.seekToEnd()
-    }
-    defer { try? metrics?.close() }
+    let out = try AdapterOutput(
+      folder: output, totalSteps: options.steps, leader: leader,
+      start: resumedFrom != nil ? .resumed(step: trainer.step) : .fresh)
     if !validation.isEmpty && trainer.step == 0 {
       let (initialLoss, _) = try trainer.validationLoss()
-      validations.append((0, initialLoss))
+      out.validations.append((0, initialLoss))
       if leader { progress.show(.validation(step: 0, loss: initialLoss, tokens: 0)) }
     }
     var lastCheckpoint: CheckpointStore.Saved?
     let ending = try trainer.run(checkpoints: leader ? checkpoints : nil) { event in
       guard leader else { return }
       progress.show(event)
-      var record: [String: Any]
       switch event {
-      case .step(let m):
-        steps.append(m)
-        record = [
-          "event": "step", "step": m.step, "loss": m.loss, "lr": m.learningRate, "grad_norm": m.gradientNorm,
-          "tokens": m.tokens, "trained_tokens": m.trainedTokens, "seconds": m.seconds,
-          "tokens_per_second": m.tokensPerSecond, "epoch": m.epoch,
-        ]
-      case .validation(let step, let loss, let tokens):
-        validations.append((step, loss))
-        record = [
-          "event": "validation", "step": step, "loss": loss, "perplexity": exp(loss), "tokens": tokens,
-        ]
+      case .step(let m): out.step(m)
+      case .validation(let step, let loss, let tokens): out.validation(step: step, loss: loss, tokens: tokens)
       case .checkpoint(let saved):
         lastCheckpoint = saved
-        record = [
-          "event": "checkpoint", "step": saved.step, "path": saved.path, "bytes": saved.fileBytes,
-          "raw_bytes": saved.rawBytes, "seconds": saved.seconds,
-        ]
+        out.checkpoint(saved)
       }
-      metrics?.write(Data((jsonLine(record) + "\n").utf8))
     }
+    let (steps, validations) = (out.steps, out.validations)
     // Every rank's memory, for the summary: peak RSS and the proportional share (PSS).
     let memory = try ResidentMemory.perRank(comm)
     guard leader else { return ending }
@@ -266,7 +234,6 @@ struct TrainingRun {
       return ending
     }
 
-    try adapter.savePEFT(to: output.path, baseModel: model, overwrite: true)
     let elapsed = Date().timeIntervalSince(started)
     let tokens = steps.reduce(0) { $0 + $1.tokens }
     let trainSeconds = steps.reduce(0) { $0 + $1.seconds }
@@ -318,15 +285,10 @@ struct TrainingRun {
       summary.append(
         ("validation data", "\(settings.validationData ?? ""): \(validationStats.examples) examples"))
     }
-    let configuration = try configurationRows()
-    let html = TrainingReport.html(
-      title: "LoRA training: \(output.lastPathComponent)", steps: steps, validations: validations,
+    try out.finish(
+      adapter: adapter, baseModel: model, title: "LoRA training: \(output.lastPathComponent)",
       summary: summary,
-      configuration: configuration)
-    try Data(html.utf8).write(to: output.appendingPathComponent("report.html"), options: .atomic)
-    let resolved = try JSONSerialization.data(
-      withJSONObject: Dictionary(uniqueKeysWithValues: configuration), options: [.prettyPrinted, .sortedKeys])
-    try resolved.write(to: output.appendingPathComponent("training_config.json"), options: .atomic)
+      configuration: try configurationRows())
 
     let closing =
       summary.map { "\($0.0): \($0.1)" }.joined(separator: "\n") + "\nreport: \(output.path)/report.html"
@@ -403,47 +365,13 @@ struct TrainingRun {
     return BaseFingerprint.sha256(bytes)
   }
 
-  /// The metrics of an earlier run up to update `step`, read back from its metrics file,
-  /// which is rewritten to hold just those lines.
-  func resumeMetrics(_ url: URL, upTo step: Int) throws -> ([StepMetrics], [(step: Int, loss: Double)]) {
-    let (steps, validations, kept) = history(url, upTo: step)
-    try Data(kept.map { $0 + "\n" }.joined().utf8).write(to: url, options: .atomic)
-    return (steps, validations)
-  }
-
-  /// The metrics of an earlier run, read back from its metrics file (left as it is).
-  func history(_ url: URL) throws -> ([StepMetrics], [(step: Int, loss: Double)]) {
-    let (steps, validations, _) = history(url, upTo: .max)
-    return (steps, validations)
-  }
-
-  /// The steps and validations up to update `step` in a metrics file, and its lines that
-  /// belong to them.
-  private func history(_ url: URL, upTo step: Int) -> (
-    [StepMetrics], [(step: Int, loss: Double)], [String]
-  ) {
-    let text = (try? String(contentsOf: url, encoding: .utf8)) ?? ""
-    var kept: [String] = []
-    var steps: [StepMetrics] = []
-    var validations: [(step: Int, loss: Double)] = []
-    for line in text.split(separator: "\n") {
-      guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-        let event = object["event"] as? String, let at = object["step"] as? Int, at <= step
-      else { continue }
-      kept.append(String(line))
-      func number(_ key: String) -> Double { (object[key] as? NSNumber)?.doubleValue ?? .nan }
-      if event == "step" {
-        steps.append(
-          StepMetrics(
-            step: at, totalSteps: options.steps, loss: number("loss"), learningRate: number("lr"),
-            gradientNorm: number("grad_norm"), tokens: object["tokens"] as? Int ?? 0,
-            trainedTokens: object["trained_tokens"] as? Int ?? 0, seconds: number("seconds"),
-            tokensPerSecond: number("tokens_per_second"), epoch: number("epoch"), etaSeconds: 0))
-      } else if event == "validation" {
-        validations.append((at, number("loss")))
-      }
-    }
-    return (steps, validations, kept)
+  /// Where and how often this run writes checkpoints (`checkpoints/` in the output folder).
+  func checkpointing(base: CheckpointHeader.Base) throws -> Trainer.Checkpointing {
+    Trainer.Checkpointing(
+      store: try CheckpointStore(
+        folder: output.appendingPathComponent("checkpoints"), keep: settings.keep ?? 3,
+        fullEvery: settings.fullEvery ?? 4),
+      every: settings.checkpointEvery ?? 50, base: base)
   }
 
   /// Every resolved setting, for the report and training_config.json.

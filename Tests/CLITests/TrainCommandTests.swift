@@ -1,4 +1,6 @@
 import Foundation
+import LoRACoordinator
+import LoRATraining
 import Testing
 
 @testable import swift_lora_dist
@@ -122,6 +124,61 @@ import Testing
     let outcome = try CommandRunner.run(["train", "--config", config, "--output", folder.path + "/o"])
     #expect(outcome.status != 0)
     #expect(outcome.errors.contains("\(config):3: unknown key 'learning_rate'"), "\(outcome.errors)")
+  }
+
+  @Test func configFileFillsTheTrainingSettingsAndTrainsOwnKeys() throws {
+    let folder = try Folder()
+    let config = try folder.write(
+      "run.yaml",
+      """
+      model: m.gguf
+      data: d.jsonl
+      rank: 4
+      targets: [q_proj, k_proj]
+      batch_size: 16
+      threads: 2
+      checkpoint_activations: true
+      resume: auto
+      """)
+    let file = try TrainConfiguration.load(yamlFile: config)
+    #expect(file.model == "m.gguf" && file.data == "d.jsonl" && file.rank == 4 && file.batchSize == 16)
+    #expect(file.targets == ["q_proj", "k_proj"] && file.threads == 2)
+    #expect(file.checkpointActivations == true && file.resume == "auto" && file.lr == nil)
+    var flags = TrainConfiguration()
+    flags.rank = 8
+    flags.threads = 1
+    let merged = try file.overridden(by: flags)
+    #expect(merged.rank == 8 && merged.threads == 1 && merged.batchSize == 16 && merged.model == "m.gguf")
+    let bad = try folder.write("bad.yaml", "model: m.gguf\nrank: many\n")
+    #expect {
+      try TrainConfiguration.load(yamlFile: bad)
+    } throws: { error in
+      "\(error)" == "\(bad): key 'rank' must be Int"
+    }
+  }
+
+  @Test func aJobAdapterTrainsWithItsSettingsTheJobsModelAndResumeAuto() throws {
+    let folder = try Folder()
+    _ = try folder.write("m.gguf", "")
+    _ = try folder.write("d.jsonl", "{\"text\": \"a\"}\n")
+    let jobs = try folder.write(
+      "jobs.yaml",
+      """
+      model: m.gguf
+      output: out
+      defaults: { rank: 4, lr: 0.001 }
+      adapters:
+        - { name: a, data: d.jsonl, batch_size: 2, micro_batch: 1 }
+      """)
+    let job = try JobFile.load(path: jobs)
+    let run = JobRun(job: job, progress: Progress(forceJSON: true), stop: StopRequest())
+    let settings = run.settings(job.adapters[0])
+    #expect(settings.training == job.adapters[0].settings.training)
+    #expect(settings.model == job.model && settings.resume == "auto")
+    #expect(
+      settings.rank == 4 && settings.lr == 0.001 && settings.batchSize == 2
+        && settings.output == job.adapters[0].output)
+    #expect(settings.threads == nil && settings.overwrite == nil && settings.force == nil)
   }
 
   @Test func missingRequiredSettingsAreNamed() throws {

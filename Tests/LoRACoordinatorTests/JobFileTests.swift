@@ -140,17 +140,23 @@ func expectFailure(
     #expect(job.adapters[0].data.hasSuffix("/data/a.jsonl") && job.adapters[0].data.hasPrefix("/"))
   }
 
-  @Test func trainConfigurationJSONHasTrainKeys() throws {
+  @Test func adapterSettingsEncodeFlatWithTrainKeysAndTokensPerBatch() throws {
     let folder = try JobFolder()
     let job = try folder.load(Self.demo)
-    let data = try job.adapters[0].trainConfigurationJSON(model: job.model)
-    let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
-    #expect(object["model"] as? String == job.model)
+    let settings = job.adapters[0].settings
+    #expect(settings.training.rank == 16 && settings.training.batchSize == 8)
+    #expect(
+      settings.training.validationData == settings.validationData && settings.output == job.adapters[0].output
+    )
+    let object = try #require(
+      try JSONSerialization.jsonObject(with: JSONEncoder().encode(settings)) as? [String: Any])
     #expect(object["rank"] as? Int == 16 && object["batch_size"] as? Int == 8)
-    #expect(object["validation_data"] as? String == job.adapters[0].settings.validationData)
-    #expect(object["output"] as? String == job.adapters[0].output)
-    let trainKeys = Set(AdapterSettings.keys).union(["model"]).subtracting(["tokens_per_batch"])
-    #expect(Set(object.keys).isSubset(of: trainKeys), "\(object.keys)")
+    #expect(Set(object.keys).isSubset(of: Set(AdapterSettings.keys)), "\(object.keys)")
+    #expect(try JSONDecoder().decode(AdapterSettings.self, from: JSONEncoder().encode(settings)) == settings)
+    #expect(AdapterSettings.keys.count == Set(AdapterSettings.keys).count)
+    #expect(
+      AdapterSettings.keys.firstIndex(of: "tokens_per_batch")
+        == AdapterSettings.keys.firstIndex(of: "micro_batch").map { $0 + 1 })
   }
 
   @Test func tokensPerBatchReplacesAnInheritedBatchSize() throws {

@@ -1,0 +1,103 @@
+import LoRAModel
+
+/// The training settings of one adapter, as a user writes them: data, data processing, the
+/// LoRA configuration, optimizer, schedule, batch, validation and checkpoints, with the
+/// snake_case keys of `train`'s YAML file and of a job file's adapter entries
+/// (docs/training.md, docs/job-file.md). Unset values are nil and take the documented
+/// defaults (``Defaults``).
+///
+/// `train`'s configuration adds its process-wide keys (model, threads, resume, …) and a job
+/// file's adapter settings add `tokens_per_batch`; both encode flat, with these keys.
+public struct TrainingSettings: Codable, Equatable, Sendable {
+  public var data: String?
+  public var validationData: String?
+  public var validationFraction: Double?
+  public var format: String?
+  public var maxSeqLen: Int?
+  public var trainOnPrompt: Bool?
+  public var pack: Bool?
+  public var skipBadLines: Bool?
+  public var addEos: Bool?
+  public var targets: [String]?
+  public var rank: Int?
+  public var alpha: Double?
+  public var dropout: Double?
+  public var rslora: Bool?
+  public var layers: [Int]?
+  public var rankPattern: [String: Int]?
+  public var alphaPattern: [String: Double]?
+  public var initWeights: String?
+  public var lr: Double?
+  public var schedule: String?
+  public var warmup: Int?
+  public var steps: Int?
+  public var epochs: Double?
+  public var batchSize: Int?
+  public var microBatch: Int?
+  public var weightDecay: Double?
+  public var beta1: Double?
+  public var beta2: Double?
+  public var eps: Double?
+  public var maxGradNorm: Double?
+  public var seed: UInt64?
+  public var evalEvery: Int?
+  public var checkpointEvery: Int?
+  public var keep: Int?
+  public var fullEvery: Int?
+  public var output: String?
+
+  public init() {}
+
+  /// The keys, in the order the docs list them.
+  public enum CodingKeys: String, CodingKey, CaseIterable {
+    case data
+    case validationData = "validation_data"
+    case validationFraction = "validation_fraction"
+    case format
+    case maxSeqLen = "max_seq_len"
+    case trainOnPrompt = "train_on_prompt"
+    case pack
+    case skipBadLines = "skip_bad_lines"
+    case addEos = "add_eos"
+    case targets, rank, alpha, dropout, rslora, layers
+    case rankPattern = "rank_pattern"
+    case alphaPattern = "alpha_pattern"
+    case initWeights = "init_weights"
+    case lr, schedule, warmup, steps, epochs
+    case batchSize = "batch_size"
+    case microBatch = "micro_batch"
+    case weightDecay = "weight_decay"
+    case beta1, beta2, eps
+    case maxGradNorm = "max_grad_norm"
+    case seed
+    case evalEvery = "eval_every"
+    case checkpointEvery = "checkpoint_every"
+    case keep
+    case fullEvery = "full_every"
+    case output
+  }
+
+  /// The keys, in the order the docs list them.
+  public static let keys: [String] = CodingKeys.allCases.map(\.stringValue)
+
+  /// The documented defaults of unset values (docs/training.md).
+  public enum Defaults {
+    public static let rank = 8
+    public static let alpha = 16.0
+    public static let lr = 2e-4
+    public static let steps = 100
+    public static let batchSize = 8
+    public static let microBatch = 4
+    public static let maxSeqLen = 512
+    public static let targets = ["q_proj", "v_proj"]
+  }
+
+  /// The LoRA configuration these settings describe (the defaults where unset).
+  public var loraConfig: LoRAConfig {
+    LoRAConfig(
+      r: rank ?? Defaults.rank, loraAlpha: alpha ?? Defaults.alpha, loraDropout: dropout ?? 0,
+      targetModules: targets ?? Defaults.targets, layersToTransform: layers, useRslora: rslora ?? false,
+      rankPattern: rankPattern ?? [:], alphaPattern: alphaPattern ?? [:],
+      initialization: initWeights ?? "default")
+  }
+}

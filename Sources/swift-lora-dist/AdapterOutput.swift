@@ -1,0 +1,142 @@
+import Foundation
+import LoRACheckpoint
+import LoRAModel
+import LoRATraining
+
+/// What one adapter's run leaves in its output folder, for `train` and for every adapter of
+/// `train --jobs` (alone or fused): `metrics.jsonl` — started empty, or cut back to the
+/// checkpoint a run resumes from — with a line per update, validation and checkpoint; the
+/// history those lines make (for the report); and at the end the PEFT adapter, `report.html`
+/// and `training_config.json`.
+///
+/// Only rank 0 writes: on the other ranks (`leader` false) the lines go nowhere, and the
+/// history is kept as on rank 0.
+final class AdapterOutput {
+  let folder: URL
+  /// Updates of the run, for the history read back from an earlier run's metrics.
+  let totalSteps: Int
+  /// Added to every line as `"adapter"` (the lines of a job's adapters name it).
+  let adapterName: String?
+  private(set) var steps: [StepMetrics] = []
+  /// Validation losses by update; the initial loss (update 0) is not a metrics line.
+  var validations: [(step: Int, loss: Double)] = []
+  private var metrics: FileHandle?
+
+  var metricsURL: URL { folder.appendingPathComponent("metrics.jsonl") }
+
+  /// How the metrics file starts.
+  enum Start {
+    /// An empty file (a run from the beginning).
+    case fresh
+    /// The earlier run's lines up to update `step`, the checkpoint resumed from; what came
+    /// after it is trained again.
+    case resumed(step: Int)
+    /// The earlier run's lines as they are (the adapter finished; only its history is needed).
+    case finished
+  }
+
+  init(folder: URL, totalSteps: Int, adapterName: String? = nil, leader: Bool, start: Start) throws {
+    self.folder = folder
+    self.totalSteps = totalSteps
+    self.adapterName = adapterName
+    guard leader else { return }
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    let url = metricsURL
+    switch start {
+    case .fresh:
+      _ = FileManager.default.createFile(atPath: url.path, contents: nil)
+    case .resumed(let step):
+      let kept: [String]
+      (steps, validations, kept) = Self.history(url, upTo: step, totalSteps: totalSteps)
+      try Data(kept.map { $0 + "\n" }.joined().utf8).write(to: url, options: .atomic)
+    case .finished:
+      (steps, validations, _) = Self.history(url, upTo: .max, totalSteps: totalSteps)
+    }
+    metrics = try FileHandle(forWritingTo: url)
+    try metrics?.seekToEnd()
+  }
+
+  deinit { try? metrics?.close() }
+
+  /// Records an update; returns the line's object.
+  @discardableResult
+  func step(_ m: StepMetrics) -> [String: Any] {
+    steps.append(m)
+    return record([
+      "event": "step", "step": m.step, "loss": m.loss, "lr": m.learningRate, "grad_norm": m.gradientNorm,
+      "tokens": m.tokens, "trained_tokens": m.trainedTokens, "seconds": m.seconds,
+      "tokens_per_second": m.tokensPerSecond, "epoch": m.epoch,
+    ])
+  }
+
+  /// Records a validation loss after update `step`; returns the line's object.
+  @discardableResult
+  func validation(step: Int, loss: Double, tokens: Int) -> [String: Any] {
+    validations.append((step, loss))
+    return record([
+      "event": "validation", "step": step, "loss": loss, "perplexity": exp(loss), "tokens": tokens,
+    ])
+  }
+
+  /// Records a checkpoint written; returns the line's object.
+  @discardableResult
+  func checkpoint(_ saved: CheckpointStore.Saved) -> [String: Any] {
+    record([
+      "event": "checkpoint", "step": saved.step, "path": saved.path, "bytes": saved.fileBytes,
+      "raw_bytes": saved.rawBytes, "seconds": saved.seconds,
+    ])
+  }
+
+  /// Writes one metrics line (with the adapter's name, if any); returns its object.
+  @discardableResult
+  func record(_ object: [String: Any]) -> [String: Any] {
+    var object = object
+    if let adapterName { object["adapter"] = adapterName }
+    metrics?.write(Data((jsonLine(object) + "\n").utf8))
+    return object
+  }
+
+  /// Writes the adapter as a PEFT folder, the report (`summary` rows, then the history's
+  /// charts and the `configuration` rows) and the configuration as `training_config.json`.
+  func finish(
+    adapter: LoRAAdapter, baseModel: String, title: String, summary: [(String, String)],
+    configuration: [(String, String)]
+  ) throws {
+    try adapter.savePEFT(to: folder.path, baseModel: baseModel, overwrite: true)
+    let html = TrainingReport.html(
+      title: title, steps: steps, validations: validations, summary: summary, configuration: configuration)
+    try Data(html.utf8).write(to: folder.appendingPathComponent("report.html"), options: .atomic)
+    let resolved = try JSONSerialization.data(
+      withJSONObject: Dictionary(uniqueKeysWithValues: configuration), options: [.prettyPrinted, .sortedKeys])
+    try resolved.write(to: folder.appendingPathComponent("training_config.json"), options: .atomic)
+  }
+
+  /// The steps and validations up to update `step` in a metrics file, and its lines that
+  /// belong to them.
+  static func history(_ url: URL, upTo step: Int, totalSteps: Int) -> (
+    [StepMetrics], [(step: Int, loss: Double)], [String]
+  ) {
+    let text = (try? String(contentsOf: url, encoding: .utf8)) ?? ""
+    var kept: [String] = []
+    var steps: [StepMetrics] = []
+    var validations: [(step: Int, loss: Double)] = []
+    for line in text.split(separator: "\n") {
+      guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+        let event = object["event"] as? String, let at = object["step"] as? Int, at <= step
+      else { continue }
+      kept.append(String(line))
+      func number(_ key: String) -> Double { (object[key] as? NSNumber)?.doubleValue ?? .nan }
+      if event == "step" {
+        steps.append(
+          StepMetrics(
+            step: at, totalSteps: totalSteps, loss: number("loss"), learningRate: number("lr"),
+            gradientNorm: number("grad_norm"), tokens: object["tokens"] as? Int ?? 0,
+            trainedTokens: object["trained_tokens"] as? Int ?? 0, seconds: number("seconds"),
+            tokensPerSecond: number("tokens_per_second"), epoch: number("epoch"), etaSeconds: 0))
+      } else if event == "validation" {
+        validations.append((at, number("loss")))
+      }
+    }
+    return (steps, validations, kept)
+  }
+}
