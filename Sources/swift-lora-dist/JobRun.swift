@@ -41,7 +41,13 @@ struct JobRun {
     let counters = try world.makeCounters(plan.queuedUnits.count)
     let mine = plan.group(ofRank: world.rank)
     let comm = try world.split(colour: mine?.index ?? plan.groups.count, key: world.rank)
-    if world.rank == 0 {
+    if world.rank == 0 && progress.jsonLines {
+      progress.emit([
+        "event": "job", "path": job.path, "adapters": job.adapters.count, "ranks": world.size,
+        "groups": plan.groups.count, "estimated_seconds": plan.estimatedSeconds,
+        "queued": plan.queuedUnits.count,
+      ])
+    } else if world.rank == 0 {
       print(
         "job \(job.path): \(job.adapters.count) adapter(s) on \(world.size) rank(s) in \(plan.groups.count) group(s)"
           + ", estimated \(duration(plan.estimatedSeconds))"
@@ -80,7 +86,13 @@ struct JobRun {
   ) throws -> Bool {
     var stopped = false
     for run in group.runs where !run.queued && !stopped {
-      if comm.rank == 0 {
+      if comm.rank == 0 && progress.jsonLines {
+        progress.emit([
+          "event": "group", "group": group.index,
+          "ranks": [group.ranks.lowerBound, group.ranks.upperBound - 1],
+          "placement": run.placement.rawValue, "adapters": run.adapters,
+        ])
+      } else if comm.rank == 0 {
         print(
           "group \(group.index) (ranks \(group.ranks.lowerBound)–\(group.ranks.upperBound - 1)): "
             + "\(run.placement.rawValue) \(run.adapters.joined(separator: ", "))")
@@ -397,7 +409,11 @@ struct JobRun {
       """
     let name = "report.html"
     try Data(html.utf8).write(to: folder.appendingPathComponent(name), options: .atomic)
-    print("combined report: \(folder.path)/\(name)")
+    if progress.jsonLines {
+      progress.emit(["event": "combined_report", "path": "\(folder.path)/\(name)"])
+    } else {
+      print("combined report: \(folder.path)/\(name)")
+    }
   }
 
   /// Which member of a sweep won, and the lowest rank that came within 2% of its final

@@ -137,6 +137,13 @@ struct JobRunTests {
     let outcome = try CommandRunner.run(["train", "--jobs", job, "--local-ranks", "2", "--threads", "1"])
     #expect(outcome.status == 0, "\(outcome.errors)")
     let lines = Self.jsonLines(outcome.output)
+    // Not a terminal: every line of the output is a JSON object, the job's and groups' too.
+    let plain = outcome.output.split(separator: "\n").filter {
+      (try? JSONSerialization.jsonObject(with: Data($0.utf8))) == nil
+    }
+    #expect(plain.isEmpty, "lines that are not JSON: \(plain)")
+    #expect(lines.contains { $0["event"] as? String == "job" && $0["groups"] as? Int == 2 })
+    #expect(lines.filter { $0["event"] as? String == "group" }.count == 2)
     let claims = lines.filter { $0["event"] as? String == "queued" }
     #expect(claims.map { $0["adapters"] as? [String] ?? [] }.sorted { $0[0] < $1[0] } == [["c"], ["d"]])
     #expect(
