@@ -237,7 +237,11 @@ struct JobRun {
       let trainer = fused.trainers[k]
       if let source = run.resumeSource {
         if leader {
-          let (reader, _) = try CheckpointStore.newestValid(source)
+          let (reader, skipped) = try CheckpointStore.newestValid(source)
+          for (file, reason) in skipped {
+            FileHandle.standardError.write(
+              Data("warning: \(adapters[k].name): skipping \(file): \(reason)\n".utf8))
+          }
           try trainer.resume(from: reader, fingerprint: fingerprint)
         }
         try trainer.synchronizeState(from: 0)
