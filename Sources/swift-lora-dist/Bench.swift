@@ -24,6 +24,7 @@ struct Bench: ParsableCommand {
         swift-lora-dist bench --model model.gguf --targets all-linear --threads 1 --json
         swift-lora-dist bench --model model.gguf --adapters 4 --batch 1 --seq 256
         mpirun -np 2 swift-lora-dist bench --model model.gguf --threads 1
+        swift-lora-dist bench --model model.gguf --local-ranks 2 --threads 1
       """)
 
   @Option(help: "Base model: GGUF file or Hugging Face folder.") var model: String
@@ -44,6 +45,12 @@ struct Bench: ParsableCommand {
       "Train K adapters: fused (micro-batches stacked into one pass) against sequential (one after another); --batch is per adapter."
   )
   var adapters: Int?
+  @Option(
+    name: .customLong("local-ranks"),
+    help:
+      "Data-parallel ranks as threads of this process (as train --local-ranks), each with --threads kernel threads; the base is held once."
+  )
+  var localRanks: Int?
   @Flag(help: "Print one JSON object.") var json = false
 
   func validate() throws {
@@ -51,6 +58,10 @@ struct Bench: ParsableCommand {
       throw ValidationError("--batch ≥ 1, --seq ≥ 2, --steps ≥ 1 and --warmup ≥ 0 are needed")
     }
     if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    if let localRanks {
+      guard localRanks >= 1 else { throw ValidationError("--local-ranks must be at least 1") }
+      guard adapters == nil else { throw ValidationError("--local-ranks does not combine with --adapters") }
+    }
   }
 
   func run() throws {
@@ -66,7 +77,16 @@ struct Bench: ParsableCommand {
       }
       return
     }
-    let result = try Ranks.run { comm in try measure(comm) }
+    let result: BenchResult?
+    if let localRanks, localRanks > 1 {
+      if MPIEnvironment.launchedByMPI(environment: ProcessInfo.processInfo.environment) {
+        throw ValidationError("--local-ranks runs ranks as threads; do not combine it with mpirun")
+      }
+      let command = UncheckedSendable(self)
+      result = try LocalCommunicator.run(ranks: localRanks) { comm in try command.value.measure(comm) }[0]
+    } else {
+      result = try Ranks.run { comm in try measure(comm) }
+    }
     guard let result else { return }
     if json {
       let encoder = JSONEncoder()
@@ -114,12 +134,17 @@ struct Bench: ParsableCommand {
     try comm.barrier()
     var peaks = [GEMM.measure(minimumSeconds: 1).gflops]
     try comm.allreduce(&peaks, .sum)
-    let memory = try ResidentMemory.perRank(comm)
+    // Thread-ranks are one process: its memory once, not once per rank.
+    let threadRanks = comm.backend == "local" && comm.size > 1
+    let memory =
+      threadRanks
+      ? [(peak: ResidentMemory.peakBytes(), proportional: ResidentMemory.proportionalBytes())]
+      : try ResidentMemory.perRank(comm)
     guard comm.rank == 0 else { return nil }
     let peak = peaks[0]
     return BenchResult(
       model: model, batch: batch, seq: seq, targets: targets, rank: rank, threads: BLAS.threads,
-      ranks: comm.size, blasCore: BLAS.coreName,
+      ranks: comm.size, threadRanks: threadRanks, blasCore: BLAS.coreName,
       trainableParameters: adapter.parameterCount, secondsPerStep: perStep,
       tokensPerSecond: Double(tokensPerStep) / perStep,
       gflopPerToken: flops / 1e9, achievedGFLOPs: achieved, sgemmPeakGFLOPs: peak,
@@ -134,7 +159,7 @@ struct Bench: ParsableCommand {
   }
 }
 
-struct BenchResult: Codable {
+struct BenchResult: Codable, Sendable {
   var model: String
   var batch: Int
   var seq: Int
@@ -142,6 +167,8 @@ struct BenchResult: Codable {
   var rank: Int
   var threads: Int
   var ranks: Int
+  /// Whether the ranks are threads of one process (`--local-ranks`); memory is then the process's.
+  var threadRanks: Bool
   var blasCore: String
   var trainableParameters: Int
   var secondsPerStep: Double
@@ -168,10 +195,13 @@ struct BenchResult: Codable {
       ? ""
       : "\nranks: \(ranks); gradient all-reduce \(formatBytes(gradientBytes)) per step = \(format(100 * allreduceFraction, 2))% of the step "
         + "(and \(format(100 * waitingFraction, 2))% waiting for the slowest rank); "
-        + "memory per rank (peak resident / proportional): "
-        + zip(rankPeakResidentMB, rankProportionalMB).map { "\(format($0, 0))/\(format($1, 0)) MB" }.joined(
-          separator: ", ")
-        + " = \(format(rankProportionalMB.reduce(0, +), 0)) MB in all"
+        + (threadRanks
+          ? "ranks are threads of one process sharing one base (memory above is the process's)"
+          : "memory per rank (peak resident / proportional): "
+            + zip(rankPeakResidentMB, rankProportionalMB).map { "\(format($0, 0))/\(format($1, 0)) MB" }
+            .joined(
+              separator: ", ")
+            + " = \(format(rankProportionalMB.reduce(0, +), 0)) MB in all")
     return """
       bench: \(batch) × \(seq) tokens over \(ranks) rank(s), LoRA r=\(rank) on \(targets) (\(grouped(trainableParameters)) trainable), \(threads) BLAS thread(s) per rank (\(blasCore))
       step: \(format(secondsPerStep, 3)) s, \(format(tokensPerSecond, 1)) tokens/s

@@ -28,7 +28,11 @@ struct JobRunTests {
       """)
     let outcome = try CommandRunner.run(["train", "--jobs", job, "--threads", "1"])
     #expect(outcome.status == 0, "\(outcome.errors)")
-    #expect(outcome.output.contains("fused sums, words"), "\(outcome.output)")
+    #expect(
+      Self.jsonLines(outcome.output).contains {
+        $0["event"] as? String == "group" && $0["placement"] as? String == "fused"
+          && $0["adapters"] as? [String] == ["sums", "words"]
+      }, "\(outcome.output)")
     for name in ["sums", "words", "alone"] {
       for file in ["adapter_config.json", "adapter_model.safetensors", "metrics.jsonl", "report.html"] {
         #expect(folder.exists("out/\(name)/\(file)"), "\(name)/\(file)")
