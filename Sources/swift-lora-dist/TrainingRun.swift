@@ -171,6 +171,26 @@ struct TrainingRun {
           + "\(format(Date().timeIntervalSince(readStarted) * 1000, 1)) ms)"
       }
       try trainer.synchronizeState(from: 0)
+      // Resumed at its last update with the outputs in place: a finished run, left as it is.
+      let files = FileManager.default
+      var complete = [
+        leader && trainer.step >= options.steps
+          && files.fileExists(atPath: output.appendingPathComponent("adapter_model.safetensors").path)
+          && files.fileExists(atPath: output.appendingPathComponent("report.html").path) ? 1.0 : 0
+      ]
+      if comm.size > 1 { try comm.allreduce(&complete, .max) }
+      if complete[0] > 0 {
+        if leader && progress.jsonLines {
+          progress.emit([
+            "event": "skipped", "reason": "finished", "step": trainer.step, "output": output.path,
+          ])
+        } else if leader {
+          progress.say(
+            "already finished: update \(trainer.step) of \(options.steps) in \(resumedFrom ?? "-"); "
+              + "\(output.path) holds the adapter and report (nothing to train, nothing rewritten)")
+        }
+        return .finished
+      }
     }
     let checkpoints = try checkpointing(
       base: .init(fingerprint: fingerprint, source: model, config: llama.config))

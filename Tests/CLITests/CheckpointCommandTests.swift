@@ -31,6 +31,20 @@ struct CheckpointCommandTests {
     #expect(checkpoints == ["step-00000002.sldckpt", "step-00000004.sldckpt"])
     #expect(whole.output.contains("\"event\":\"checkpoint\""))
 
+    // The same command again on the finished run: nothing trained, nothing rewritten.
+    func contents(_ root: String) throws -> [String: Data] {
+      let names = FileManager.default.enumerator(atPath: root)?.compactMap { $0 as? String } ?? []
+      return try Dictionary(
+        uniqueKeysWithValues: names.filter { !$0.hasSuffix("/") && !$0.hasSuffix("checkpoints") }.map {
+          ($0, try Data(contentsOf: URL(fileURLWithPath: root + "/" + $0)))
+        })
+    }
+    let finished = try contents(a)
+    let again = try train(a, data: data, ["--resume", "auto"])
+    #expect(again.status == 0, "\(again.errors)")
+    #expect(again.output.contains("\"event\":\"skipped\"") && !again.output.contains("\"event\":\"step\""))
+    #expect(try contents(a) == finished, "a finished run's outputs were rewritten")
+
     // A run stopped after update 2: its folder as the full run left it at that point.
     let b = folder.path + "/b"
     try FileManager.default.copyItem(atPath: a, toPath: b)
