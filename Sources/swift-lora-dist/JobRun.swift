@@ -211,9 +211,13 @@ struct JobRun {
   ) throws -> Bool {
     let leader = comm.rank == 0
     // A line about adapter (or sweep) `name`: "[name] text" when several groups print at
-    // once, else "name: text".
+    // once, else "name: text"; with JSON output a "message" object naming it.
     func say(_ name: String, _ text: String) {
-      print(labelled ? "[\(name)] \(text)" : "\(name): \(text)")
+      if progress.jsonLines {
+        progress.emit(["event": "message", "adapter": name, "message": text])
+      } else {
+        print(labelled ? "[\(name)] \(text)" : "\(name): \(text)")
+      }
     }
     var runs = try adapters.map { adapter in
       var run = try TrainingRun(settings(adapter))

@@ -28,6 +28,11 @@ struct JobRunTests {
       """)
     let outcome = try CommandRunner.run(["train", "--jobs", job, "--threads", "1"])
     #expect(outcome.status == 0, "\(outcome.errors)")
+    // Not a terminal: JSON lines only, the fused run's own messages too.
+    let plain = outcome.output.split(separator: "\n").filter {
+      (try? JSONSerialization.jsonObject(with: Data($0.utf8))) == nil
+    }
+    #expect(plain.isEmpty, "lines that are not JSON: \(plain)")
     #expect(
       Self.jsonLines(outcome.output).contains {
         $0["event"] as? String == "group" && $0["placement"] as? String == "fused"
