@@ -96,6 +96,14 @@ final class AdapterOutput {
     return object
   }
 
+  /// Whether `folder` holds what `finish` writes last in a finished run: the PEFT weights
+  /// and the report.
+  static func isComplete(_ folder: URL) -> Bool {
+    ["adapter_model.safetensors", "report.html"].allSatisfy {
+      FileManager.default.fileExists(atPath: folder.appendingPathComponent($0).path)
+    }
+  }
+
   /// Writes the adapter as a PEFT folder, the report (`summary` rows, then the history's
   /// charts and the `configuration` rows) and the configuration as `training_config.json`.
   func finish(

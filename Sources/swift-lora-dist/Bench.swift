@@ -68,32 +68,28 @@ struct Bench: ParsableCommand {
     if let adapters {
       guard adapters >= 1 else { throw ValidationError("--adapters must be at least 1") }
       let result = try measureFused(adapters)
-      if json {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        print(String(decoding: try encoder.encode(result), as: UTF8.self))
-      } else {
-        print(result.text)
-      }
+      try show(result, text: result.text)
       return
     }
     let result: BenchResult?
     if let localRanks, localRanks > 1 {
-      if MPIEnvironment.launchedByMPI(environment: ProcessInfo.processInfo.environment) {
-        throw ValidationError("--local-ranks runs ranks as threads; do not combine it with mpirun")
-      }
       let command = UncheckedSendable(self)
-      result = try LocalCommunicator.run(ranks: localRanks) { comm in try command.value.measure(comm) }[0]
+      result = try Ranks.threads(localRanks) { comm in try command.value.measure(comm) }[0]
     } else {
       result = try Ranks.run { comm in try measure(comm) }
     }
     guard let result else { return }
+    try show(result, text: result.text)
+  }
+
+  /// One JSON object with `--json`, else the result's text.
+  func show(_ result: some Encodable, text: String) throws {
     if json {
       let encoder = JSONEncoder()
       encoder.outputFormatting = [.sortedKeys]
       print(String(decoding: try encoder.encode(result), as: UTF8.self))
     } else {
-      print(result.text)
+      print(text)
     }
   }
 

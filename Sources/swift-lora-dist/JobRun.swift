@@ -182,9 +182,7 @@ struct JobRun {
   static func isFinished(_ adapter: AdapterJob) -> Bool {
     let output = URL(fileURLWithPath: adapter.output)
     let files = FileManager.default
-    guard files.fileExists(atPath: output.appendingPathComponent("adapter_model.safetensors").path),
-      files.fileExists(atPath: output.appendingPathComponent("report.html").path)
-    else { return false }
+    guard AdapterOutput.isComplete(output) else { return false }
     if files.fileExists(atPath: output.appendingPathComponent("retired.json").path) { return true }
     guard let newest = CheckpointStore.list(output.appendingPathComponent("checkpoints")).last,
       let training = try? CheckpointReader(path: newest.url.path).header.training

@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 import LoRAComm
 
@@ -28,5 +29,16 @@ enum Ranks {
       try? MPIEnvironment.finalize()
       throw error
     }
+  }
+
+  /// Runs `body` on `ranks` data-parallel ranks as threads of this process (`--local-ranks`);
+  /// their results in rank order. Refused under an MPI launcher, where ranks are processes.
+  static func threads<Result: Sendable>(
+    _ ranks: Int, _ body: @escaping @Sendable (LocalCommunicator) throws -> Result
+  ) throws -> [Result] {
+    if MPIEnvironment.launchedByMPI(environment: ProcessInfo.processInfo.environment) {
+      throw ValidationError("--local-ranks runs ranks as threads; do not combine it with mpirun")
+    }
+    return try LocalCommunicator.run(ranks: ranks, body)
   }
 }

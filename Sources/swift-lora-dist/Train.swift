@@ -192,11 +192,8 @@ struct Train: ParsableCommand {
     defer { withExtendedLifetime(signals) {} }
     let ending: Trainer.Ending
     if let ranks = settings.localRanks, ranks > 1 {
-      if MPIEnvironment.launchedByMPI(environment: ProcessInfo.processInfo.environment) {
-        throw ValidationError("--local-ranks runs ranks as threads; do not combine it with mpirun")
-      }
       let shared = UncheckedSendable((run, try TrainingRun.LoadedModel(path: run.model)))
-      ending = try LocalCommunicator.run(ranks: ranks) { comm in
+      ending = try Ranks.threads(ranks) { comm in
         var mine = shared.value.0
         return try mine.execute(progress: progress, communicator: comm, loaded: shared.value.1, stop: stop)
       }[0]

@@ -172,12 +172,7 @@ struct TrainingRun {
       }
       try trainer.synchronizeState(from: 0)
       // Resumed at its last update with the outputs in place: a finished run, left as it is.
-      let files = FileManager.default
-      var complete = [
-        leader && trainer.step >= options.steps
-          && files.fileExists(atPath: output.appendingPathComponent("adapter_model.safetensors").path)
-          && files.fileExists(atPath: output.appendingPathComponent("report.html").path) ? 1.0 : 0
-      ]
+      var complete = [leader && trainer.step >= options.steps && AdapterOutput.isComplete(output) ? 1.0 : 0]
       if comm.size > 1 { try comm.allreduce(&complete, .max) }
       if complete[0] > 0 {
         if leader && progress.jsonLines {

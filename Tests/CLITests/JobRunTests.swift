@@ -29,9 +29,7 @@ struct JobRunTests {
     let outcome = try CommandRunner.run(["train", "--jobs", job, "--threads", "1"])
     #expect(outcome.status == 0, "\(outcome.errors)")
     // Not a terminal: JSON lines only, the fused run's own messages too.
-    let plain = outcome.output.split(separator: "\n").filter {
-      (try? JSONSerialization.jsonObject(with: Data($0.utf8))) == nil
-    }
+    let plain = Self.nonJSONLines(outcome.output)
     #expect(plain.isEmpty, "lines that are not JSON: \(plain)")
     #expect(
       Self.jsonLines(outcome.output).contains {
@@ -109,6 +107,11 @@ struct JobRunTests {
     return result
   }
 
+  /// The lines of `output` that do not parse as JSON.
+  static func nonJSONLines(_ output: String) -> [Substring] {
+    output.split(separator: "\n").filter { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) == nil }
+  }
+
   static func jsonLines(_ output: String) -> [[String: Any]] {
     output.split(separator: "\n").compactMap {
       try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
@@ -147,9 +150,7 @@ struct JobRunTests {
     #expect(outcome.status == 0, "\(outcome.errors)")
     let lines = Self.jsonLines(outcome.output)
     // Not a terminal: every line of the output is a JSON object, the job's and groups' too.
-    let plain = outcome.output.split(separator: "\n").filter {
-      (try? JSONSerialization.jsonObject(with: Data($0.utf8))) == nil
-    }
+    let plain = Self.nonJSONLines(outcome.output)
     #expect(plain.isEmpty, "lines that are not JSON: \(plain)")
     #expect(lines.contains { $0["event"] as? String == "job" && $0["groups"] as? Int == 2 })
     #expect(lines.filter { $0["event"] as? String == "group" }.count == 2)
