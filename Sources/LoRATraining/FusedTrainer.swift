@@ -10,6 +10,12 @@ import LoRAModel
 /// rows. All adapters' parameters and gradients live in one allocation, so their gradients
 /// leave in one all-reduce; each is scaled by its own batch's trained tokens.
 ///
+/// On several ranks a member whose batch splits into whole micro-batches per rank is split
+/// (each rank trains its slice, as data-parallel training does); any other member trains
+/// whole on one rank (``shares(batches:ranks:)``), and the other ranks add zeros for it to
+/// the all-reduce. So K adapters of one sequence each spread over the ranks: every rank
+/// runs one pass over the rows it holds, and no rank splits a product it could run whole.
+///
 /// Every adapter keeps its own data, options (rank, learning rate, schedule, batch,
 /// steps), AdamW state, counters, checkpoints and validation: each member is a `Trainer`
 /// whose update this class drives, so an adapter trained fused equals the same adapter
@@ -63,7 +69,9 @@ public final class FusedTrainer {
     gradients = Tensor(zeros: [total])
     var offset = 0
     var trainers: [Trainer] = []
-    for (member, count) in zip(members, counts) {
+    let shares = Self.shares(
+      batches: members.map { ($0.options.batchSize, $0.options.microBatch) }, ranks: communicator.size)
+    for (member, (count, share)) in zip(members, zip(counts, shares)) {
       let adapter = try LoRAAdapter(
         config: member.config, model: model.config, seed: member.initialisationSeed,
         parameters: parameters.view(offset: offset, shape: [count]),
@@ -71,16 +79,48 @@ public final class FusedTrainer {
       trainers.append(
         try Trainer(
           model: model, adapter: adapter, train: member.train, validation: member.validation,
-          options: member.options, padID: padID, communicator: communicator, allocateBuffers: false))
+          options: member.options, padID: padID, communicator: communicator, allocateBuffers: false,
+          share: share))
       offset += count
     }
     self.trainers = trainers
     longest = trainers.map(\.longest).max() ?? 1
     maxRank = trainers.flatMap { $0.adapter.modules.map(\.rank) }.max() ?? 1
-    // The largest stack first: every smaller one fits into the same arena blocks.
-    _ = buffersFor(
-      trainers.indices.map { ($0, trainers[$0].options.microBatch) },
-      length: Batch.bucketLength(longest, longest: longest))
+    // The largest stack this rank holds first: every smaller one fits into the same arena blocks.
+    let largest = trainers.indices.filter {
+      trainers[$0].share == .split || trainers[$0].share == .whole(owner: communicator.rank)
+    }
+    if !largest.isEmpty {
+      _ = buffersFor(
+        largest.map { ($0, trainers[$0].options.microBatch) },
+        length: Batch.bucketLength(longest, longest: longest))
+    }
+  }
+
+  /// Where each member's batch goes on `ranks` ranks, given its (batch, micro-batch):
+  /// split over every rank when it divides into whole micro-batches per rank, else whole on
+  /// one rank — the one holding the fewest sequences so far, members with larger batches
+  /// placed first (ties: the earlier member, the lower rank). The same on every rank.
+  public static func shares(batches: [(batch: Int, micro: Int)], ranks: Int) -> [Trainer.Share] {
+    var load = [Int](repeating: 0, count: max(ranks, 1))
+    var result = [Trainer.Share](repeating: .split, count: batches.count)
+    var whole: [Int] = []
+    for (k, b) in batches.enumerated() {
+      if ranks > 1 && b.batch % (b.micro * ranks) != 0 {
+        whole.append(k)
+      } else {
+        for r in load.indices { load[r] += b.batch / max(ranks, 1) }
+      }
+    }
+    let largestFirst = whole.sorted { a, b in
+      batches[a].batch != batches[b].batch ? batches[a].batch > batches[b].batch : a < b
+    }
+    for k in largestFirst {
+      let owner = load.indices.min { (load[$0], $0) < (load[$1], $1) }!
+      result[k] = .whole(owner: owner)
+      load[owner] += batches[k].batch
+    }
+    return result
   }
 
   /// Members stopped before their last update (successive halving).

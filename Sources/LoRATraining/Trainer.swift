@@ -26,6 +26,8 @@ public final class Trainer {
   let train: [Example]
   let validation: [Example]
   let sampler: BatchSampler
+  /// Which part of each global batch this rank trains on.
+  public let share: Share
   let padID: Int32
   let longest: Int
   /// One arena behind every bucket's buffers: only one bucket is in use at a time.
@@ -61,10 +63,16 @@ public final class Trainer {
     model: LlamaModel, adapter: LoRAAdapter, train: [Example], validation: [Example],
     options: TrainingOptions,
     padID: Int32, communicator: any Communicator = LocalCommunicator.single(),
-    stopRequest: StopRequest = StopRequest(), allocateBuffers: Bool = true
+    stopRequest: StopRequest = StopRequest(), allocateBuffers: Bool = true, share: Share = .split
   ) throws {
     self.stopRequest = stopRequest
-    try options.validate(ranks: communicator.size)
+    if case .whole(let owner) = share {
+      guard (0..<communicator.size).contains(owner) else {
+        throw DataError.invalidOption("owner rank \(owner) is not in 0..<\(communicator.size)")
+      }
+    }
+    try options.validate(ranks: share == .split ? communicator.size : 1)
+    self.share = share
     self.communicator = communicator
     guard !train.isEmpty else { throw DataError.invalidOption("the training set is empty") }
     self.model = model
@@ -179,9 +187,27 @@ public final class Trainer {
     return (metrics, totals[1] > 0)
   }
 
+  /// Which part of each global batch a rank trains on.
+  public enum Share: Equatable, Sendable {
+    /// Every rank its contiguous slice (the batch divides into whole micro-batches per rank).
+    case split
+    /// All of it on rank `owner`, none on the others: a member of a fused group whose batch
+    /// does not split over the group's ranks. Its data order, micro-batches and dropout
+    /// masks are those of the same adapter trained on one rank.
+    case whole(owner: Int)
+  }
+
   /// This rank's examples of the current update's global batch.
   func currentSlice() throws -> [Example] {
-    try sampler.indices(step: step, rank: communicator.rank, ranks: communicator.size).map { train[$0] }
+    switch share {
+    case .split:
+      return try sampler.indices(step: step, rank: communicator.rank, ranks: communicator.size).map {
+        train[$0]
+      }
+    case .whole(let owner):
+      guard owner == communicator.rank else { return [] }
+      return try sampler.indices(step: step, rank: 0, ranks: 1).map { train[$0] }
+    }
   }
 
   /// [trained tokens, tokens] of `examples`.
@@ -203,7 +229,8 @@ public final class Trainer {
   /// numbered globally, so a micro-batch's masks do not depend on how the batch is split
   /// over ranks, nor on whether it is trained alone or fused with other adapters.
   func dropoutSeed(micro: Int) -> UInt64 {
-    let firstMicro = communicator.rank * (options.batchSize / communicator.size) / options.microBatch
+    let firstMicro =
+      share == .split ? communicator.rank * (options.batchSize / communicator.size) / options.microBatch : 0
     return options.seed &+ UInt64(step) &* 1_000_003 &+ UInt64(firstMicro + micro) &* 7919
   }
 

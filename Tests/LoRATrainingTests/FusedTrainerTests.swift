@@ -56,6 +56,58 @@ import Testing
     }
   }
 
+  /// The members plus one of a single sequence per update (with dropout), which no number
+  /// of ranks splits.
+  func membersWithSingle() -> [FusedTrainer.Member] {
+    members() + [
+      .init(
+        config: LoRAConfig(r: 4, loraAlpha: 4, loraDropout: 0.2, targetModules: ["o_proj", "up_proj"]),
+        initialisationSeed: 4, train: base.counting(12, seed: 4), validation: [],
+        options: TrainingOptions(steps: 7, batchSize: 1, microBatch: 1, learningRate: 4e-3, seed: 4))
+    ]
+  }
+
+  /// On 2 ranks the first three members split and the single one trains whole on rank 0; on
+  /// 3 ranks none splits (each trains whole on one rank), on 4 ranks one does. Each way the
+  /// result is that of one rank, and every rank holds the same.
+  @Test(arguments: [2, 3, 4]) func fusedOnSeveralRanksEqualsFusedOnOne(ranks: Int) throws {
+    let (model, _) = try LlamaModel.load(path: TrainerTests.tinyModel)
+    let one = try FusedTrainer(model: model, members: membersWithSingle(), padID: 0)
+    while !one.finished { _ = try one.update() }
+    let shared = UncheckedModel(model: model)
+    let members = UncheckedSendable(membersWithSingle())
+    let many = try LocalCommunicator.run(ranks: ranks) { comm in
+      let fused = try FusedTrainer(model: shared.model, members: members.value, padID: 0, communicator: comm)
+      let expected: [Int: [Trainer.Share]] = [
+        2: [.split, .split, .split, .whole(owner: 0)],
+        3: [.whole(owner: 0), .whole(owner: 2), .whole(owner: 1), .whole(owner: 2)],
+        4: [.whole(owner: 0), .split, .whole(owner: 1), .whole(owner: 2)],
+      ]
+      #expect(fused.trainers.map(\.share) == expected[ranks])
+      while !fused.finished { _ = try fused.update() }
+      return fused.parameters.values
+    }
+    for r in 1..<ranks { #expect(many[r] == many[0]) }
+    let difference = DataParallelTests.relative(many[0], one.parameters.values)
+    #expect(difference <= 1e-5, "relative difference \(difference)")
+  }
+
+  @Test func sharesSplitWhatDividesAndPlaceTheRestOnTheLeastLoadedRank() {
+    // (batch, micro): 8/4 and 4/1 split over 2 ranks (6 sequences each); 6/2 and 1/1 do
+    // not: 6 goes to rank 0 (the lower of two equal loads), then 1 to rank 1.
+    #expect(
+      FusedTrainer.shares(batches: [(8, 4), (4, 1), (6, 2), (1, 1)], ranks: 2) == [
+        .split, .split, .whole(owner: 0), .whole(owner: 1),
+      ])
+    // Four single sequences on two ranks: two each, alternating.
+    #expect(
+      FusedTrainer.shares(batches: Array(repeating: (1, 1), count: 4), ranks: 2) == [
+        .whole(owner: 0), .whole(owner: 1), .whole(owner: 0), .whole(owner: 1),
+      ])
+    // One rank: everything splits (trivially).
+    #expect(FusedTrainer.shares(batches: [(3, 1), (1, 1)], ranks: 1) == [.split, .split])
+  }
+
   @Test func fusedOnTwoRanksEqualsFusedOnOne() throws {
     let (model, _) = try LlamaModel.load(path: TrainerTests.tinyModel)
     let one = try FusedTrainer(model: model, members: members(), padID: 0)
