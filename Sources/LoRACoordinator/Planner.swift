@@ -15,8 +15,10 @@ import LoRATraining
 ///    its up-front work takes the next queued adapter it can train, at run time. An `auto`
 ///    adapter with `ranks` is placed `separate`.
 /// 3. Sizes: a group's `ranks` is honoured; the other groups split the remaining ranks
-///    equally (⌊free / groups⌋), each shrunk to the largest size whose rank count divides
-///    its adapters' `batch_size / micro_batch`; ranks left over stay idle.
+///    equally (⌊free / groups⌋), each shrunk to the largest size it keeps busy: one whose
+///    rank count divides its adapters' `batch_size / micro_batch`, or for a fused group one
+///    where each rank has sequences (adapters whose batch does not split train whole on
+///    one rank each, see `FusedTrainer.shares`); ranks left over stay idle.
 /// 4. Times: a unit on r ranks takes its tokens × seconds per token / r (plus validation
 ///    passes); a fused unit adds its adapters' costs and divides by the fused efficiency,
 ///    adapters leaving as they finish or as successive halving stops them.
@@ -171,18 +173,26 @@ public enum Planner {
       queueOverAll: queueOverAll)
     var next = 0
     for group in groups {
-      let members = group.units.flatMap(\.adapters) + (group.pool ? queued.flatMap(\.adapters) : [])
+      let units = group.units + (group.pool ? queued : [])
       let size: Int
       if let r = group.requested {
         size = r
-        for adapter in members where !fits(adapter, ranks: r) {
+        for unit in units where !fits(unit, ranks: r) {
+          if case .fused(let name) = unit.kind {
+            throw unit.adapters[0].origin(of: "ranks").error(
+              .invalidValue,
+              "group '\(name)' cannot keep \(r) ranks busy: of its \(unit.adapters.count) adapter(s) none has a "
+                + "batch_size that splits into micro_batch × \(r) ranks, and fewer than \(r) train whole on a rank"
+            )
+          }
+          let adapter = unit.adapters.first { !fits($0, ranks: r) } ?? unit.adapters[0]
           throw adapter.origin(of: adapter.ranks != nil ? "ranks" : "batch_size").error(
             .invalidValue,
             "batch_size \(adapter.batchSize!) of '\(adapter.name)' is not a multiple of micro_batch "
               + "\(adapter.microBatch) × \(r) ranks")
         }
       } else {
-        size = (1...max(share, 1)).reversed().first { r in members.allSatisfy { fits($0, ranks: r) } } ?? 1
+        size = (1...max(share, 1)).reversed().first { r in units.allSatisfy { fits($0, ranks: r) } } ?? 1
       }
       layout.groups.append((next, size, group.units.map(\.names)))
       layout.units.append(group.units)
@@ -191,8 +201,7 @@ public enum Planner {
     layout.idleRanks = Array(next..<ranks)
     if queueOverAll {
       for unit in queued
-      where !layout.groups.contains(where: { g in unit.adapters.allSatisfy { fits($0, ranks: g.rankCount) } })
-      {
+      where !layout.groups.contains(where: { g in fits(unit, ranks: g.rankCount) }) {
         throw unit.adapters[0].origin(of: "batch_size").error(
           .invalidValue,
           "no rank group can train \(unit.label): its batch_size is not a multiple of micro_batch × any group's ranks"
@@ -200,6 +209,21 @@ public enum Planner {
       }
     }
     return layout
+  }
+
+  /// Whether `unit` keeps `ranks` ranks busy. An adapter trained alone must split its batch
+  /// over them in whole micro-batches; a fused group is placed as `FusedTrainer` places it
+  /// (each adapter split when its batch allows, else whole on one rank) and fits when no
+  /// rank is left without sequences.
+  static func fits(_ unit: Unit, ranks: Int) -> Bool {
+    guard case .fused = unit.kind else { return unit.adapters.allSatisfy { fits($0, ranks: ranks) } }
+    // A batch set by tokens_per_batch is rounded to whole micro-batches on every rank.
+    let shares = FusedTrainer.shares(
+      batches: unit.adapters.map { ($0.batchSize ?? $0.microBatch * ranks, $0.microBatch) }, ranks: ranks)
+    if shares.contains(.split) { return true }
+    let owners = Set(
+      shares.compactMap { share -> Int? in if case .whole(let owner) = share { owner } else { nil } })
+    return owners.count == ranks
   }
 
   /// Whether `adapter`'s batch splits over `ranks` ranks in whole micro-batches.
@@ -236,7 +260,7 @@ public enum Planner {
     for unit in layout.queuedUnits {
       let candidates = groups.indices.filter { i in
         (layout.queueOverAll || layout.units[i].isEmpty)
-          && unit.adapters.allSatisfy { fits($0, ranks: groups[i].rankCount) }
+          && fits(unit, ranks: groups[i].rankCount)
       }
       queuedUnits.append(QueuedUnit(adapters: unit.names, groups: candidates))
       guard let index = candidates.min(by: { (cursors[$0], $0) < (cursors[$1], $1) }) else { continue }

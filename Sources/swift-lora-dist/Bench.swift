@@ -25,6 +25,7 @@ struct Bench: ParsableCommand {
         swift-lora-dist bench --model model.gguf --adapters 4 --batch 1 --seq 256
         mpirun -np 2 swift-lora-dist bench --model model.gguf --threads 1
         swift-lora-dist bench --model model.gguf --local-ranks 2 --threads 1
+        swift-lora-dist bench --model model.gguf --adapters 4 --batch 1 --local-ranks 2 --threads 1
       """)
 
   @Option(help: "Base model: GGUF file or Hugging Face folder.") var model: String
@@ -42,7 +43,7 @@ struct Bench: ParsableCommand {
   var checkpointActivations = false
   @Option(
     help:
-      "Train K adapters: fused (micro-batches stacked into one pass) against sequential (one after another); --batch is per adapter."
+      "Train K adapters: fused (micro-batches stacked into one pass) against sequential (one after another); --batch is per adapter. With --local-ranks the fused group spreads over the ranks, and each adapter alone runs on the same cores."
   )
   var adapters: Int?
   @Option(
@@ -60,15 +61,20 @@ struct Bench: ParsableCommand {
     if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     if let localRanks {
       guard localRanks >= 1 else { throw ValidationError("--local-ranks must be at least 1") }
-      guard adapters == nil else { throw ValidationError("--local-ranks does not combine with --adapters") }
     }
   }
 
   func run() throws {
     if let adapters {
       guard adapters >= 1 else { throw ValidationError("--adapters must be at least 1") }
-      let result = try measureFused(adapters)
-      try show(result, text: result.text)
+      let results: [FusedBenchResult?]
+      if let localRanks, localRanks > 1 {
+        let command = UncheckedSendable(self)
+        results = try Ranks.threads(localRanks) { comm in try command.value.measureFused(adapters, comm) }
+      } else {
+        results = [try measureFused(adapters, LocalCommunicator.single())]
+      }
+      if let result = results[0] { try show(result, text: result.text) }
       return
     }
     let result: BenchResult?
@@ -208,11 +214,15 @@ struct BenchResult: Codable, Sendable {
 }
 
 extension Bench {
-  /// K adapters (ranks 4, 8, 16, … cycling, different seeds) on the same random tokens:
-  /// trained one after another, then fused; tokens/s of each and their ratio.
-  func measureFused(_ adapters: Int) throws -> FusedBenchResult {
-    if let threads { BLAS.threads = threads }
-    let (llama, _) = try LlamaModel.load(path: model)
+  /// K adapters (different seeds) on the same random tokens: trained one after another,
+  /// then fused; tokens/s of each and their ratio. On `comm`'s ranks (thread-ranks with
+  /// `--local-ranks`) the fused group spreads as `FusedTrainer` places it; each adapter
+  /// trained alone gets the same cores: data-parallel over the ranks when its batch splits
+  /// over them, else on rank 0 alone with every rank's kernel threads. The result on rank 0.
+  func measureFused(_ adapters: Int, _ comm: any Communicator) throws -> FusedBenchResult? {
+    let perRank = threads ?? BLAS.threads
+    BLAS.threads = perRank
+    let llama = try TrainingRun.LoadedModel(path: model, communicator: comm).model
     let c = llama.config
     var random = SeededRandom(seed: 1)
     let examples = (0..<batch).map { _ in
@@ -220,9 +230,10 @@ extension Bench {
         tokens: (0..<seq).map { _ in Int32(random.next() % UInt64(c.vocabularySize)) },
         trained: [false] + Array(repeating: true, count: seq - 1))
     }
+    let splits = batch % comm.size == 0
     let options = TrainingOptions(
-      steps: warmup + steps, batchSize: batch, microBatch: batch, learningRate: 1e-4, schedule: .constant,
-      shuffle: false, checkpointActivations: checkpointActivations)
+      steps: warmup + steps, batchSize: batch, microBatch: splits ? batch / comm.size : batch,
+      learningRate: 1e-4, schedule: .constant, shuffle: false, checkpointActivations: checkpointActivations)
     let members = (0..<adapters).map { k in
       FusedTrainer.Member(
         config: LoRAConfig(
@@ -232,30 +243,49 @@ extension Bench {
     // Sequential: one adapter after another, each with the usual single-adapter trainer;
     // fused: one FusedTrainer. The two are timed in alternation, step by step, so a drift of
     // the machine's speed (this VM's is ±20% within minutes) affects both alike.
-    let sequential = try members.map { member in
-      try Trainer(
-        model: llama,
-        adapter: try LoRAAdapter(config: member.config, model: c, seed: member.initialisationSeed),
-        train: examples, validation: [], options: options, padID: 0)
-    }
+    let sequentialComm: any Communicator = splits ? comm : LocalCommunicator.single()
+    let sequential =
+      splits || comm.rank == 0
+      ? try members.map { member in
+        try Trainer(
+          model: llama,
+          adapter: try LoRAAdapter(config: member.config, model: c, seed: member.initialisationSeed),
+          train: examples, validation: [], options: options, padID: 0, communicator: sequentialComm)
+      } : []
     let sequentialBuffers = sequential.map(\.bufferFloats).max() ?? 0
-    let fused = try FusedTrainer(model: llama, members: members, padID: 0)
-    for _ in 0..<warmup {
-      for trainer in sequential { _ = try trainer.update() }
+    let fused = try FusedTrainer(model: llama, members: members, padID: 0, communicator: comm)
+    /// Every adapter alone, one after another; its seconds (on rank 0).
+    func runSequential() throws -> Double {
+      var seconds = 0.0
+      if !splits && comm.rank == 0 { BLAS.threads = perRank * comm.size }
+      for trainer in sequential { seconds += try trainer.update().seconds }
+      if !splits && comm.rank == 0 { BLAS.threads = perRank }
+      try comm.barrier()
+      return seconds
+    }
+    func runFused() throws -> Double {
+      try comm.barrier()
+      let started = Date()
       _ = try fused.update()
+      return Date().timeIntervalSince(started)
+    }
+    for _ in 0..<warmup {
+      _ = try runSequential()
+      _ = try runFused()
     }
     var sequentialSeconds = 0.0
     var fusedSeconds = 0.0
     for _ in 0..<steps {
-      for trainer in sequential { sequentialSeconds += try trainer.update().seconds }
-      let started = Date()
-      _ = try fused.update()
-      fusedSeconds += Date().timeIntervalSince(started)
+      sequentialSeconds += try runSequential()
+      fusedSeconds += try runFused()
     }
+    guard comm.rank == 0 else { return nil }
     let tokens = Double(adapters * steps * batch * seq)
     return FusedBenchResult(
       model: model, adapters: adapters, batch: batch, seq: seq, targets: targets, rank: rank,
-      threads: BLAS.threads, sequentialTokensPerSecond: tokens / sequentialSeconds,
+      threads: perRank, ranks: comm.size, sequentialRanks: splits ? comm.size : 1,
+      sequentialThreads: splits ? perRank : perRank * comm.size,
+      sequentialTokensPerSecond: tokens / sequentialSeconds,
       fusedTokensPerSecond: tokens / fusedSeconds, fusedOverSequential: sequentialSeconds / fusedSeconds,
       sequentialBufferMB: Double(sequentialBuffers * 4) / 1_048_576,
       fusedBufferMB: Double(fused.bufferFloats * 4) / 1_048_576,
@@ -270,7 +300,12 @@ struct FusedBenchResult: Codable {
   var seq: Int
   var targets: String
   var rank: Int
+  /// BLAS threads per rank of the fused run, and its ranks (thread-ranks of one process).
   var threads: Int
+  var ranks: Int
+  /// How the adapters trained alone used the same cores: ranks × BLAS threads each.
+  var sequentialRanks: Int
+  var sequentialThreads: Int
   var sequentialTokensPerSecond: Double
   var fusedTokensPerSecond: Double
   var fusedOverSequential: Double
@@ -281,9 +316,9 @@ struct FusedBenchResult: Codable {
 
   var text: String {
     """
-    bench: \(adapters) adapters × \(batch) × \(seq) tokens, LoRA r=\(rank) on \(targets), \(threads) BLAS thread(s)
-    sequential: \(format(sequentialTokensPerSecond, 1)) tokens/s (buffers \(format(sequentialBufferMB, 0)) MB per adapter; one set suffices when they run one after another)
-    fused:      \(format(fusedTokensPerSecond, 1)) tokens/s (buffers \(format(fusedBufferMB, 0)) MB)
+    bench: \(adapters) adapters × \(batch) × \(seq) tokens, LoRA r=\(rank) on \(targets), \(threads) BLAS thread(s) × \(ranks) rank(s)
+    sequential: \(format(sequentialTokensPerSecond, 1)) tokens/s on \(sequentialRanks) rank(s) × \(sequentialThreads) thread(s) (buffers \(format(sequentialBufferMB, 0)) MB per adapter; one set suffices when they run one after another)
+    fused:      \(format(fusedTokensPerSecond, 1)) tokens/s on \(ranks) rank(s) × \(threads) thread(s) (buffers \(format(fusedBufferMB, 0)) MB\(ranks > 1 ? " on rank 0" : ""))
     fused / sequential: \(format(fusedOverSequential, 2))×; peak resident \(format(peakResidentMB, 0)) MB
     """
   }

@@ -36,9 +36,15 @@ enum Ranks {
   static func threads<Result: Sendable>(
     _ ranks: Int, _ body: @escaping @Sendable (LocalCommunicator) throws -> Result
   ) throws -> [Result] {
+    try refuseUnderMPI()
+    return try LocalCommunicator.run(ranks: ranks, body)
+  }
+
+  /// Thread-ranks (`--local-ranks`) are refused under an MPI launcher, where ranks are
+  /// processes; call it before loading what the thread-ranks would share.
+  static func refuseUnderMPI() throws {
     if MPIEnvironment.launchedByMPI(environment: ProcessInfo.processInfo.environment) {
       throw ValidationError("--local-ranks runs ranks as threads; do not combine it with mpirun")
     }
-    return try LocalCommunicator.run(ranks: ranks, body)
   }
 }

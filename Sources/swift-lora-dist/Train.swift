@@ -175,7 +175,7 @@ struct Train: ParsableCommand {
       let runner = JobRun(job: job, progress: progress, stop: stop)
       let stopped: Bool
       if let ranks = localRanks, ranks > 1 {
-        stopped = try LocalCommunicator.run(ranks: ranks) { comm in try runner.execute(world: comm) }[0]
+        stopped = try Ranks.threads(ranks) { comm in try runner.execute(world: comm) }[0]
       } else {
         stopped = try Ranks.run { world in try runner.execute(world: world) }
       }
@@ -192,6 +192,7 @@ struct Train: ParsableCommand {
     defer { withExtendedLifetime(signals) {} }
     let ending: Trainer.Ending
     if let ranks = settings.localRanks, ranks > 1 {
+      try Ranks.refuseUnderMPI()
       let shared = UncheckedSendable((run, try TrainingRun.LoadedModel(path: run.model)))
       ending = try Ranks.threads(ranks) { comm in
         var mine = shared.value.0

@@ -84,6 +84,29 @@ import Testing
     }
   }
 
+  @Test func fusedGroupOfSingleSequencesSpreadsOverItsRanks() throws {
+    // Four adapters of one sequence per update, fused: none splits over 2 ranks, but each
+    // trains whole on one, so the group keeps both ranks (two adapters each).
+    let single = (0..<4).map {
+      "  - { name: a\($0), data: data/a.jsonl, group: g, batch_size: 1, micro_batch: 1 }\n"
+    }
+    let (_, spread) = try plan(single.joined(), ranks: 2)
+    #expect(spread.groups.map(\.ranks) == [0..<2] && spread.idleRanks.isEmpty)
+    // Three ranks for two such adapters would leave one idle: asked for, it is an error.
+    let two = (0..<2).map {
+      "  - { name: b\($0), data: data/a.jsonl, group: h, batch_size: 1, micro_batch: 1, ranks: 3 }\n"
+    }
+    expectFailure(
+      .invalidValue, line: 5, keyPath: "adapters[0].ranks", mentions: ["cannot keep 3 ranks busy"]
+    ) {
+      _ = try self.plan(two.joined(), ranks: 3)
+    }
+    // Not asked for, the group shrinks to the 2 ranks it keeps busy.
+    let (_, shrunk) = try plan(
+      two.map { $0.replacingOccurrences(of: ", ranks: 3", with: "") }.joined(), ranks: 3)
+    #expect(shrunk.groups.map(\.ranks) == [0..<2] && shrunk.idleRanks == [2])
+  }
+
   @Test func fusedGroupsAndSweepsWithSuccessiveHalving() throws {
     let adapters = """
         - { name: a, data: data/a.jsonl, group: g }
