@@ -24,8 +24,10 @@ let package = Package(
       name: "CLZ4", pkgConfig: "liblz4",
       providers: [.apt(["liblz4-dev", "pkg-config"])]),
 
-    // Flat Float buffers, the GEMM wrapper and (later) every op's forward and backward.
-    .target(name: "LoRAKernels", dependencies: ["CBLAS"]),
+    // glibc's libmvec vector exp behind a run-time CPU check (AVX-512, AVX2); one C file.
+    .target(name: "CVectorMath", linkerSettings: [.linkedLibrary("mvec")]),
+    // Flat Float buffers, the GEMM wrapper and every op's forward and backward.
+    .target(name: "LoRAKernels", dependencies: ["CBLAS", "CVectorMath"]),
     // Model files (GGUF, safetensors, Hugging Face folders) and tokenizers.
     .target(name: "LoRAFormats", dependencies: ["LoRAKernels"]),
     // Llama-family configuration, frozen weights and the forward pass.

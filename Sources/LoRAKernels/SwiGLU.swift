@@ -2,9 +2,9 @@ import Foundation
 
 /// The gated MLP activation of Llama: out = silu(gate) · up, silu(x) = x · σ(x).
 ///
-/// Eight elements at a time (`VectorMath`); the last partial group of a range goes through
-/// the same vector code, zero-padded, so every element gets the same float result
-/// whatever the split over threads.
+/// Eight elements at a time (`VectorMath`, e^−gate from libmvec where the CPU allows); the
+/// last partial group of a range goes through the same vector code, zero-padded, so every
+/// element gets the same float result whatever the split over threads.
 public enum SwiGLU {
   typealias Vector = VectorMath.Vector
 
@@ -13,15 +13,11 @@ public enum SwiGLU {
     precondition(out.count == gate.count && gate.count == up.count, "SwiGLU shapes differ")
     let (o, g, u) = (out.base, gate.base, up.base)
     Parallel.forRanges(out.count, grain: 4096) { range, _ in
-      var i = range.lowerBound
-      while i + VectorMath.width <= range.upperBound {
-        VectorMath.store(silu(VectorMath.load(g + i)) * VectorMath.load(u + i), o + i)
-        i += VectorMath.width
-      }
-      if i < range.upperBound {
-        let n = range.upperBound - i
-        let result = silu(padded(g + i, n)) * padded(u + i, n)
-        for j in 0..<n { o[i + j] = result[j] }
+      let start = range.lowerBound
+      VectorMath.withNegatedExp(g + start, count: range.count) { j, lanes, e in
+        let i = start + j
+        let result = silu(load(g + i, lanes), negatedExp: e) * load(u + i, lanes)
+        store(result, o + i, lanes)
       }
     }
   }
@@ -35,43 +31,43 @@ public enum SwiGLU {
       dgate.count == gate.count && dup.count == gate.count && dout.count == gate.count, "SwiGLU backward")
     let (dg, du, d, g, u) = (dgate.base, dup.base, dout.base, gate.base, up.base)
     Parallel.forRanges(gate.count, grain: 4096) { range, _ in
-      var i = range.lowerBound
-      while i + VectorMath.width <= range.upperBound {
+      let start = range.lowerBound
+      VectorMath.withNegatedExp(g + start, count: range.count) { j, lanes, e in
+        let i = start + j
         let (dgi, dui) = gradients(
-          dout: VectorMath.load(d + i), gate: VectorMath.load(g + i), up: VectorMath.load(u + i))
-        VectorMath.store(dui, du + i)
-        VectorMath.store(dgi, dg + i)
-        i += VectorMath.width
-      }
-      if i < range.upperBound {
-        let n = range.upperBound - i
-        let (dgi, dui) = gradients(dout: padded(d + i, n), gate: padded(g + i, n), up: padded(u + i, n))
-        for j in 0..<n {
-          du[i + j] = dui[j]
-          dg[i + j] = dgi[j]
-        }
+          dout: load(d + i, lanes), gate: load(g + i, lanes), up: load(u + i, lanes), negatedExp: e)
+        store(dui, du + i, lanes)
+        store(dgi, dg + i, lanes)
       }
     }
   }
 
-  /// silu(x) = x / (1 + e^−x)
+  /// silu(x) = x / (1 + e^−x), given e^−x.
   @inline(__always)
-  static func silu(_ x: Vector) -> Vector {
-    x / (1 + VectorMath.exp(-x))
+  static func silu(_ x: Vector, negatedExp e: Vector) -> Vector {
+    x / (1 + e)
   }
 
-  /// (dgate, dup) for eight elements.
+  /// (dgate, dup) for eight elements, given e^−gate.
   @inline(__always)
-  static func gradients(dout: Vector, gate x: Vector, up: Vector) -> (Vector, Vector) {
-    let s = 1 / (1 + VectorMath.exp(-x))
+  static func gradients(dout: Vector, gate x: Vector, up: Vector, negatedExp e: Vector) -> (Vector, Vector) {
+    let s = 1 / (1 + e)
     return (dout * up * s * (1 + x * (1 - s)), dout * x * s)
   }
 
-  /// p[0..<n] in the first lanes, zeros after.
+  /// p[0..<lanes] in the first lanes, zeros after.
   @inline(__always)
-  static func padded(_ p: UnsafeMutablePointer<Float>, _ n: Int) -> Vector {
-    var v = Vector()
-    for j in 0..<n { v[j] = p[j] }
-    return v
+  static func load(_ p: UnsafeMutablePointer<Float>, _ lanes: Int) -> Vector {
+    lanes == VectorMath.width ? VectorMath.load(p) : VectorMath.padded(p, lanes)
+  }
+
+  /// The first `lanes` lanes of v to p[0..<lanes].
+  @inline(__always)
+  static func store(_ v: Vector, _ p: UnsafeMutablePointer<Float>, _ lanes: Int) {
+    if lanes == VectorMath.width {
+      VectorMath.store(v, p)
+    } else {
+      for j in 0..<lanes { p[j] = v[j] }
+    }
   }
 }

@@ -1,3 +1,4 @@
+import CVectorMath
 import Foundation
 
 /// Vectorized float math for the element-wise ops: exp and the passes of a softmax.
@@ -7,9 +8,66 @@ import Foundation
 /// These work on eight floats at a time with plain SIMD arithmetic (what every x86-64 CPU
 /// has, no CPU-specific build), with the Cephes single-precision exp: range reduction by
 /// ln 2 in two parts and a degree-5 polynomial, relative error below 2 ulp over the range.
+///
+/// Arrays of exps (`exponentiate`, `withNegatedExp`) go through glibc's libmvec instead when
+/// the CPU has AVX2 or AVX-512 (`libraryWidth`): 8 or 16 lanes in the CPU's own registers,
+/// which this portable build cannot use from Swift.
 package enum VectorMath {
   package typealias Vector = SIMD8<Float>
   package static let width = Vector.scalarCount
+
+  /// Lanes of libmvec's exp on this CPU: 16 (AVX-512), 8 (AVX2), or 0 (the Swift exp is
+  /// used). `SWIFT_LORA_DIST_VECTOR_EXP=portable` selects the Swift exp everywhere.
+  package static let libraryWidth: Int =
+    ProcessInfo.processInfo.environment["SWIFT_LORA_DIST_VECTOR_EXP"] == "portable"
+    ? 0 : Int(sld_vector_exp_width())
+
+  /// Elements per libmvec call in `withNegatedExp` (a multiple of `width`).
+  static let chunk = 256
+
+  /// Calls `body(i, lanes, e)` for each group of eight elements of x[0..<count] in order,
+  /// with e = exp(−x[i..<i+lanes]) (lanes < 8 only for the last group; its other lanes
+  /// hold exp(−0) = 1). Elements get the same value whatever `count` is.
+  @inline(__always)
+  package static func withNegatedExp(
+    _ x: UnsafePointer<Float>, count: Int, library: Bool = libraryWidth > 0,
+    _ body: (_ i: Int, _ lanes: Int, _ e: Vector) -> Void
+  ) {
+    guard library else {
+      var i = 0
+      while i < count {
+        let lanes = Swift.min(width, count - i)
+        body(i, lanes, exp(-(lanes == width ? load(x + i) : padded(x + i, lanes))))
+        i += width
+      }
+      return
+    }
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: chunk) { buffer in
+      let e = buffer.baseAddress!
+      var start = 0
+      while start < count {
+        let n = Swift.min(chunk, count - start)
+        sld_vector_exp(e, x + start, n, -1, 0)
+        var j = 0
+        while j < n {
+          let lanes = Swift.min(width, n - j)
+          var v = lanes == width ? load(e + j) : Vector(repeating: 1)
+          if lanes < width { for l in 0..<lanes { v[l] = e[j + l] } }
+          body(start + j, lanes, v)
+          j += width
+        }
+        start += n
+      }
+    }
+  }
+
+  /// p[0..<n] in the first lanes, zeros after.
+  @inline(__always)
+  package static func padded(_ p: UnsafePointer<Float>, _ n: Int) -> Vector {
+    var v = Vector()
+    for j in 0..<n { v[j] = p[j] }
+    return v
+  }
 
   /// exp of every lane: 0 below −87.3 (where float exp nears the subnormals), +∞ past
   /// 88.72, NaN stays NaN.
@@ -64,9 +122,16 @@ package enum VectorMath {
   }
 
   /// p[i] = exp(p[i] − shift) for i in 0..<count; returns the sum of the new values
-  /// (added in float per 256 elements, then in double).
+  /// (added in float per 256 elements, then in double). `library`: through libmvec (only
+  /// when `libraryWidth > 0`), else the Swift exp.
   @discardableResult
-  package static func exponentiate(_ p: UnsafeMutablePointer<Float>, count: Int, shift: Float) -> Double {
+  package static func exponentiate(
+    _ p: UnsafeMutablePointer<Float>, count: Int, shift: Float, library: Bool = libraryWidth > 0
+  ) -> Double {
+    if library {
+      sld_vector_exp(p, p, count, 1, -shift)
+      return sum(p, count: count)
+    }
     let s = Vector(repeating: shift)
     var total = 0.0
     var i = 0
@@ -87,6 +152,26 @@ package enum VectorMath {
       let e = exp(tail)
       for j in 0..<(count - i) { p[i + j] = e[j] }
       total += Double(e.sum())
+    }
+    return total
+  }
+
+  /// Σ p[i] for i in 0..<count: eight float lanes per 256 elements, then in double.
+  package static func sum(_ p: UnsafePointer<Float>, count: Int) -> Double {
+    var total = 0.0
+    var i = 0
+    while i + width <= count {
+      var partial = Vector()
+      let end = Swift.min(count - width, i + 256 - width)
+      while i <= end {
+        partial += load(p + i)
+        i += width
+      }
+      total += Double(partial.sum())
+    }
+    while i < count {
+      total += Double(p[i])
+      i += 1
     }
     return total
   }

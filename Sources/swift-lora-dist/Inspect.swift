@@ -43,7 +43,7 @@ struct Inspect: ParsableCommand {
       !FileManager.default.fileExists(atPath: model + "/config.json")
     {
       var isFolder: ObjCBool = false
-      FileManager.default.fileExists(atPath: model, isDirectory: &isFolder)
+      _ = FileManager.default.fileExists(atPath: model, isDirectory: &isFolder)
       return try inspectCheckpoint(
         isFolder.boolValue ? CheckpointStore.newestValid(model).reader.path : model)
     }

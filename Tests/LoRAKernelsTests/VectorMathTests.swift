@@ -31,15 +31,65 @@ import Testing
     #expect(e[7].isNaN)
   }
 
+  /// The paths of the array exps this machine can run: the Swift exp, and libmvec's when
+  /// the CPU has AVX2 or AVX-512.
+  static let paths = VectorMath.libraryWidth > 0 ? [false, true] : [false]
+
+  /// libmvec's exp (through `exponentiate`) over the same range as the Swift one, and its
+  /// edges: within 2 ulp of Double exp, 0 for −∞, +∞ past the float range, NaN kept.
+  @Test(.enabled(if: VectorMath.libraryWidth > 0, "the CPU has neither AVX2 nor AVX-512"))
+  func libraryExpIsWithinTwoUlp() {
+    let xs = stride(from: Float(-87.25), to: 88.7, by: 0.000_93).map { $0 }
+    var values = xs
+    values.withUnsafeMutableBufferPointer { p in
+      _ = VectorMath.exponentiate(p.baseAddress!, count: p.count, shift: 0, library: true)
+    }
+    var worst = 0.0
+    for (x, e) in zip(xs, values) {
+      let exact = Foundation.exp(Double(x))
+      worst = max(worst, abs(Double(e) - exact) / exact)
+    }
+    #expect(worst < 2.5e-7)
+    var edges: [Float] = [-.infinity, -200, 0, 89, .infinity, .nan]
+    edges.withUnsafeMutableBufferPointer { p in
+      _ = VectorMath.exponentiate(p.baseAddress!, count: p.count, shift: 0, library: true)
+    }
+    #expect(edges[0] == 0 && edges[1] == 0 && edges[2] == 1)
+    #expect(edges[3] == .infinity && edges[4] == .infinity && edges[5].isNaN)
+  }
+
+  /// withNegatedExp visits every element once, in groups of eight (the last partial), with
+  /// e^−x on either path, on lengths around the vector width and libmvec's chunk.
+  @Test(arguments: [1, 7, 8, 9, 255, 256, 257, 600])
+  func negatedExpGroups(count: Int) {
+    let t = randomTensor([count], seed: UInt64(count) + 100)
+    for i in 0..<count { t[i] *= 20 }
+    for library in Self.paths {
+      var seen = [Int](repeating: 0, count: count)
+      var worst = 0.0
+      VectorMath.withNegatedExp(t.base, count: count, library: library) { i, lanes, e in
+        #expect(i % VectorMath.width == 0 && lanes == min(VectorMath.width, count - i))
+        for l in 0..<lanes {
+          seen[i + l] += 1
+          let exact = Foundation.exp(-Double(t[i + l]))
+          worst = max(worst, abs(Double(e[l]) - exact) / exact)
+        }
+      }
+      #expect(seen.allSatisfy { $0 == 1 }, "library \(library)")
+      #expect(worst < 2.5e-7, "library \(library)")
+    }
+  }
+
   /// maximum, exponentiate and scale on lengths around the vector width: a softmax.
-  @Test(arguments: [1, 7, 8, 9, 300, 517])
-  func softmaxPasses(count: Int) {
+  @Test(arguments: [1, 7, 8, 9, 300, 517], [false, true])
+  func softmaxPasses(count: Int, library: Bool) {
+    guard Self.paths.contains(library) else { return }
     let t = randomTensor([count], seed: UInt64(count))
     for i in 0..<count { t[i] *= 30 }
     let values = t.values
     let maximum = VectorMath.maximum(t.base, count: count)
     #expect(maximum == values.max()!)
-    let sum = VectorMath.exponentiate(t.base, count: count, shift: maximum)
+    let sum = VectorMath.exponentiate(t.base, count: count, shift: maximum, library: library)
     let exact = values.map { Foundation.exp(Double($0 - maximum)) }
     #expect(abs(sum / exact.reduce(0, +) - 1) < 1e-6)
     VectorMath.scale(t.base, count: count, by: Float(1 / sum))
