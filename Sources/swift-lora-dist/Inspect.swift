@@ -164,14 +164,19 @@ enum ResidentMemory {
     guard let text = try? String(contentsOfFile: "/proc/self/smaps_rollup", encoding: .utf8),
       let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Pss:") })
     else { return 0 }
-    return (line.split(separator: " ").compactMap { Int($0) }.first ?? 0) * 1024
+    return kilobytes(line) * 1024
   }
 
   static func peakBytes() -> Int {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
       let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
     else { return 0 }
-    let kilobytes = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
-    return kilobytes * 1024
+    return kilobytes(line) * 1024
+  }
+
+  /// The number of a /proc line such as "VmHWM:\t  812345 kB" or, from 10 GB on,
+  /// "VmHWM:\t10234567 kB" (no space: the field is tab-separated and space-padded).
+  static func kilobytes(_ line: Substring) -> Int {
+    line.split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { Int($0) }.first ?? 0
   }
 }

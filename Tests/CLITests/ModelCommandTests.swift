@@ -23,6 +23,14 @@ import Testing
     #expect(outcome.output.contains("loaded in"))
   }
 
+  /// /proc's memory lines are tab-separated and space-padded: from 10 GB on there is no space.
+  @Test func residentMemoryReadsProcLinesOfAnyWidth() {
+    #expect(ResidentMemory.kilobytes("VmHWM:\t  812345 kB") == 812_345)
+    #expect(ResidentMemory.kilobytes("VmHWM:\t10234567 kB") == 10_234_567)
+    #expect(ResidentMemory.kilobytes("Pss:              123456 kB") == 123_456)
+    #expect(ResidentMemory.peakBytes() > 0)
+  }
+
   @Test func inspectOfAMissingFileNamesIt() throws {
     let outcome = try CommandRunner.run(["inspect", "/nonexistent/model.gguf"])
     #expect(outcome.status != 0)
