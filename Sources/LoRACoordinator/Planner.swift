@@ -20,8 +20,9 @@ import LoRATraining
 ///    where each rank has sequences (adapters whose batch does not split train whole on
 ///    one rank each, see `FusedTrainer.shares`); ranks left over stay idle.
 /// 4. Times: a unit on r ranks takes its tokens × seconds per token / r (plus validation
-///    passes); a fused unit adds its adapters' costs and divides by the fused efficiency,
-///    adapters leaving as they finish or as successive halving stops them.
+///    passes); a fused unit adds its adapters' costs per rank as they are placed (an update
+///    takes as long as its busiest rank) and divides by the fused efficiency, adapters
+///    leaving as they finish or as successive halving stops them.
 public enum Planner {
   /// Rank groups and what starts on them, without times: what ``JobFile/validate(ranks:)`` checks.
   public struct Layout: Sendable {
@@ -333,12 +334,27 @@ public enum Planner {
       return works[i].steps
     }
     let efficiency = unit.adapters.count > 1 ? cost.fusedEfficiency : 1
+    // Where each adapter's sequences go: a fused group places them as FusedTrainer does
+    // (once, for the whole run); an adapter alone splits over the ranks.
+    var shares = [Trainer.Share](repeating: .split, count: unit.adapters.count)
+    if case .fused = unit.kind {
+      shares = FusedTrainer.shares(
+        batches: unit.adapters.map { ($0.batchSize ?? $0.microBatch * ranks, $0.microBatch) }, ranks: ranks)
+    }
     var ends = Array(repeating: start, count: unit.adapters.count)
     var t = start
     var previous = 0
     for stop in Set(stops).sorted() {
       let alive = stops.indices.filter { stops[$0] > previous }
-      let perStep = alive.reduce(0.0) { $0 + works[$1].secondsPerStep } / (Double(ranks) * efficiency)
+      // An update takes as long as its busiest rank.
+      var load = [Double](repeating: 0, count: ranks)
+      for i in alive {
+        switch shares[i] {
+        case .split: for r in load.indices { load[r] += works[i].secondsPerStep / Double(ranks) }
+        case .whole(let owner): load[owner] += works[i].secondsPerStep
+        }
+      }
+      let perStep = (load.max() ?? 0) / efficiency
       t += Double(stop - previous) * perStep
       for i in stops.indices where stops[i] == stop { ends[i] = t }
       previous = stop

@@ -86,12 +86,20 @@ import Testing
 
   @Test func fusedGroupOfSingleSequencesSpreadsOverItsRanks() throws {
     // Four adapters of one sequence per update, fused: none splits over 2 ranks, but each
-    // trains whole on one, so the group keeps both ranks (two adapters each).
+    // trains whole on one, so the group keeps both ranks (two adapters each). One update of
+    // one adapter (100 tokens) costs 1 s here.
+    let oneSecondPerUpdate = CostModel(evaluationShare: 0) { _, _ in 0.01 }
     let single = (0..<4).map {
       "  - { name: a\($0), data: data/a.jsonl, group: g, batch_size: 1, micro_batch: 1 }\n"
     }
-    let (_, spread) = try plan(single.joined(), ranks: 2)
+    let (_, spread) = try plan(single.joined(), ranks: 2, cost: oneSecondPerUpdate)
     #expect(spread.groups.map(\.ranks) == [0..<2] && spread.idleRanks.isEmpty)
+    // Each rank trains two of them: an update takes two adapters' time; with three, the
+    // busier rank still has two.
+    let steps = Double(spread.adapter(named: "a0")!.steps)
+    #expect(close(spread.adapter(named: "a0")!.end, 2 * steps))
+    let (_, three) = try plan(single.dropLast().joined(), ranks: 2, cost: oneSecondPerUpdate)
+    #expect(close(three.adapter(named: "a0")!.end, 2 * steps))
     // Three ranks for two such adapters would leave one idle: asked for, it is an error.
     let two = (0..<2).map {
       "  - { name: b\($0), data: data/a.jsonl, group: h, batch_size: 1, micro_batch: 1, ranks: 3 }\n"
