@@ -96,4 +96,7 @@ public struct AdapterPlan: Codable, Equatable, Sendable {
   /// Estimated seconds from the job's start.
   public var start: Double
   public var end: Double
+  /// In a fused group whose ranks it does not split over: the rank of the group (0-based
+  /// within it) that trains it whole; nil when its batch is split over the group's ranks.
+  public var groupRank: Int?
 }

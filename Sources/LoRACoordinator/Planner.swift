@@ -372,7 +372,8 @@ public enum Planner {
       AdapterPlan(
         name: adapter.name, group: group, rankCount: ranks, placement: placement, steps: works[i].steps,
         plannedSteps: stops[i], batchSize: works[i].batch, tokensPerSequence: works[i].tokensPerSequence,
-        tokens: Double(stops[i]) * works[i].tokensPerStep, start: start, end: ends[i])
+        tokens: Double(stops[i]) * works[i].tokensPerStep, start: start, end: ends[i],
+        groupRank: { if case .whole(let owner) = shares[i], ranks > 1 { owner } else { nil } }())
     }
     let run = GroupRun(
       placement: placement, fusedGroup: fusedGroup, adapters: unit.names, queued: queued, start: start,

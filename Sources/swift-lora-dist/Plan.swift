@@ -103,7 +103,10 @@ struct Plan: ParsableCommand {
         for name in run.adapters {
           guard let a = byName[name] else { continue }
           let placement =
-            run.fusedGroup.map { "fused (\($0))" } ?? run.placement.rawValue + (run.queued ? ", queued" : "")
+            run.fusedGroup.map {
+              "fused (\($0))" + (a.groupRank.map { ", rank \(group.firstRank + $0)" } ?? "")
+            }
+            ?? run.placement.rawValue + (run.queued ? ", queued" : "")
           rows.append([
             first ? "\(group.index)" : "", first ? ranks : "", name, placement,
             a.plannedSteps == a.steps ? "\(a.steps)" : "\(a.plannedSteps) of \(a.steps)",

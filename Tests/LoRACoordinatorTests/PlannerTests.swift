@@ -96,6 +96,7 @@ import Testing
     #expect(spread.groups.map(\.ranks) == [0..<2] && spread.idleRanks.isEmpty)
     // Each rank trains two of them: an update takes two adapters' time; with three, the
     // busier rank still has two.
+    #expect(spread.adapters.map(\.groupRank) == [0, 1, 0, 1])
     let steps = Double(spread.adapter(named: "a0")!.steps)
     #expect(close(spread.adapter(named: "a0")!.end, 2 * steps))
     let (_, three) = try plan(single.dropLast().joined(), ranks: 2, cost: oneSecondPerUpdate)
