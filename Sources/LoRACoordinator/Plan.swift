@@ -97,6 +97,7 @@ public struct AdapterPlan: Codable, Equatable, Sendable {
   public var start: Double
   public var end: Double
   /// In a fused group whose ranks it does not split over: the rank of the group (0-based
-  /// within it) that trains it whole; nil when its batch is split over the group's ranks.
+  /// within it) that trains it whole, at the start (members are placed again as others
+  /// finish); nil when its batch is split over the group's ranks.
   public var groupRank: Int?
 }

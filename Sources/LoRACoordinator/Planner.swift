@@ -334,18 +334,26 @@ public enum Planner {
       return works[i].steps
     }
     let efficiency = unit.adapters.count > 1 ? cost.fusedEfficiency : 1
-    // Where each adapter's sequences go: a fused group places them as FusedTrainer does
-    // (once, for the whole run); an adapter alone splits over the ranks.
+    // Where each adapter's sequences go: a fused group places the adapters still training
+    // as FusedTrainer does; an adapter alone splits over the ranks.
+    var isFused = false
+    if case .fused = unit.kind { isFused = true }
     var shares = [Trainer.Share](repeating: .split, count: unit.adapters.count)
-    if case .fused = unit.kind {
-      shares = FusedTrainer.shares(
-        batches: unit.adapters.map { ($0.batchSize ?? $0.microBatch * ranks, $0.microBatch) }, ranks: ranks)
-    }
+    var firstShares = shares
     var ends = Array(repeating: start, count: unit.adapters.count)
     var t = start
     var previous = 0
     for stop in Set(stops).sorted() {
       let alive = stops.indices.filter { stops[$0] > previous }
+      if isFused {
+        let placed = FusedTrainer.shares(
+          batches: alive.map { i in
+            let adapter = unit.adapters[i]
+            return (adapter.batchSize ?? adapter.microBatch * ranks, adapter.microBatch)
+          }, ranks: ranks)
+        for (i, share) in zip(alive, placed) { shares[i] = share }
+        if previous == 0 { firstShares = shares }
+      }
       // An update takes as long as its busiest rank.
       var load = [Double](repeating: 0, count: ranks)
       for i in alive {
@@ -373,7 +381,7 @@ public enum Planner {
         name: adapter.name, group: group, rankCount: ranks, placement: placement, steps: works[i].steps,
         plannedSteps: stops[i], batchSize: works[i].batch, tokensPerSequence: works[i].tokensPerSequence,
         tokens: Double(stops[i]) * works[i].tokensPerStep, start: start, end: ends[i],
-        groupRank: { if case .whole(let owner) = shares[i], ranks > 1 { owner } else { nil } }())
+        groupRank: { if case .whole(let owner) = firstShares[i], ranks > 1 { owner } else { nil } }())
     }
     let run = GroupRun(
       placement: placement, fusedGroup: fusedGroup, adapters: unit.names, queued: queued, start: start,

@@ -15,6 +15,7 @@ import LoRAModel
 /// whole on one rank (``shares(batches:ranks:)``), and the other ranks add zeros for it to
 /// the all-reduce. So K adapters of one sequence each spread over the ranks: every rank
 /// runs one pass over the rows it holds, and no rank splits a product it could run whole.
+/// When members finish or retire, the rest are placed again.
 ///
 /// Every adapter keeps its own data, options (rank, learning rate, schedule, batch,
 /// steps), AdamW state, counters, checkpoints and validation: each member is a `Trainer`
@@ -84,6 +85,7 @@ public final class FusedTrainer {
       offset += count
     }
     self.trainers = trainers
+    placed = Array(trainers.indices)
     longest = trainers.map(\.longest).max() ?? 1
     maxRank = trainers.flatMap { $0.adapter.modules.map(\.rank) }.max() ?? 1
     // The largest stack this rank holds first: every smaller one fits into the same arena blocks.
@@ -137,10 +139,26 @@ public final class FusedTrainer {
   /// Whether every member has finished.
   public var finished: Bool { !trainers.indices.contains(where: isActive) }
 
+  /// The members the current shares were computed for.
+  private var placed: [Int] = []
+
+  /// Places the `active` members over the ranks (``shares(batches:ranks:)``), so members
+  /// that finish or retire leave no rank idle while others train. Moving a member between
+  /// ranks changes none of its math: its data, micro-batches and dropout masks depend on
+  /// the update alone, and every rank holds the same parameters and optimizer state.
+  private func place(_ active: [Int]) {
+    let shares = Self.shares(
+      batches: active.map { (trainers[$0].options.batchSize, trainers[$0].options.microBatch) },
+      ranks: communicator.size)
+    for (k, share) in zip(active, shares) { trainers[k].share = share }
+    placed = active
+  }
+
   /// One update of every active member; their metrics by member index.
   public func update() throws -> [(member: Int, metrics: StepMetrics)] {
     let started = DispatchTime.now().uptimeNanoseconds
     let active = trainers.indices.filter(isActive)
+    if active != placed { place(active) }
     let slices = try active.map { try trainers[$0].currentSlice() }
     // Every member's global trained tokens (and tokens), in one small all-reduce.
     var counts = slices.flatMap(Trainer.counts)

@@ -26,8 +26,9 @@ public final class Trainer {
   let train: [Example]
   let validation: [Example]
   let sampler: BatchSampler
-  /// Which part of each global batch this rank trains on.
-  public let share: Share
+  /// Which part of each global batch this rank trains on. A fused group may move a member
+  /// between updates: the result does not depend on it (see `Share`).
+  public internal(set) var share: Share
   let padID: Int32
   let longest: Int
   /// One arena behind every bucket's buffers: only one bucket is in use at a time.
@@ -193,7 +194,8 @@ public final class Trainer {
     case split
     /// All of it on rank `owner`, none on the others: a member of a fused group whose batch
     /// does not split over the group's ranks. Its data order, micro-batches and dropout
-    /// masks are those of the same adapter trained on one rank.
+    /// masks are those of the same adapter trained on one rank — and, when the batch does
+    /// split, those of `split` too (micro-batches are numbered over the whole batch).
     case whole(owner: Int)
   }
 

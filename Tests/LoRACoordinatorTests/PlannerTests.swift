@@ -101,6 +101,14 @@ import Testing
     #expect(close(spread.adapter(named: "a0")!.end, 2 * steps))
     let (_, three) = try plan(single.dropLast().joined(), ranks: 2, cost: oneSecondPerUpdate)
     #expect(close(three.adapter(named: "a0")!.end, 2 * steps))
+    // When one finishes the others are placed again: a0 and a2 (20 updates) start together
+    // on rank 0 beside a1 (10 updates) on rank 1, then take a rank each: 10 × 2 s + 10 × 1 s.
+    let uneven = [(0, 20), (1, 10), (2, 20)].map { i, steps in
+      "  - { name: a\(i), data: data/a.jsonl, group: g, batch_size: 1, micro_batch: 1, steps: \(steps) }\n"
+    }
+    let (_, moved) = try plan(uneven.joined(), ranks: 2, cost: oneSecondPerUpdate)
+    #expect(moved.adapters.map(\.groupRank) == [0, 1, 0])
+    #expect(close(moved.adapter(named: "a1")!.end, 20) && close(moved.adapter(named: "a0")!.end, 30))
     // Three ranks for two such adapters would leave one idle: asked for, it is an error.
     let two = (0..<2).map {
       "  - { name: b\($0), data: data/a.jsonl, group: h, batch_size: 1, micro_batch: 1, ranks: 3 }\n"
