@@ -130,30 +130,17 @@ package enum VectorMath {
   ) -> Double {
     if library {
       sld_vector_exp(p, p, count, 1, -shift)
-      return sum(p, count: count)
-    }
-    let s = Vector(repeating: shift)
-    var total = 0.0
-    var i = 0
-    while i + width <= count {
-      var partial = Vector()
-      let end = Swift.min(count - width, i + 256 - width)
-      while i <= end {
-        let e = exp(load(p + i) - s)
-        store(e, p + i)
-        partial += e
+    } else {
+      let s = Vector(repeating: shift)
+      var i = 0
+      while i < count {
+        let lanes = Swift.min(width, count - i)
+        let e = exp((lanes == width ? load(p + i) : padded(p + i, lanes)) - s)
+        if lanes == width { store(e, p + i) } else { for j in 0..<lanes { p[i + j] = e[j] } }
         i += width
       }
-      total += Double(partial.sum())
     }
-    if i < count {
-      var tail = Vector(repeating: -.infinity)
-      for j in 0..<(count - i) { tail[j] = p[i + j] - shift }
-      let e = exp(tail)
-      for j in 0..<(count - i) { p[i + j] = e[j] }
-      total += Double(e.sum())
-    }
-    return total
+    return sum(p, count: count)
   }
 
   /// Σ p[i] for i in 0..<count: eight float lanes per 256 elements, then in double.
