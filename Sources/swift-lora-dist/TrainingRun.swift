@@ -114,6 +114,14 @@ struct TrainingRun {
     init(path: String, communicator: (any Communicator)? = nil) throws {
       files = try ModelFiles.open(path)
       tokenizer = try Tokenizer.load(files)
+      (model, origin) = try Self.weights(files, communicator: communicator)
+    }
+
+    /// The model alone, without its tokenizer (`bench` trains on random ids, so it runs on
+    /// weights that come without one), shared per node as above.
+    static func weights(_ files: ModelFiles, communicator: (any Communicator)? = nil) throws -> (
+      LlamaModel, LlamaModel.Origin
+    ) {
       var storage: WeightStorage?
       if let communicator, communicator.size > 1 {
         let shared = SharedBox()
@@ -125,7 +133,7 @@ struct TrainingRun {
           },
           ready: { try shared.buffer?.ready() })
       }
-      (model, origin) = try LlamaModel.load(files, storage: storage)
+      return try LlamaModel.load(files, storage: storage)
     }
   }
 

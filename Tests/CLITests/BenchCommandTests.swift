@@ -85,3 +85,16 @@ struct BenchCommandTests {
     }
   }
 }
+
+/// `bench` trains on random token ids, so it needs weights but no tokenizer.
+struct BenchTinyModelTests {
+  @Test func benchRunsOnWeightsWithoutATokenizer() throws {
+    let outcome = try CommandRunner.run([
+      "bench", "--model", ModelCommandTests.fixtures + "/tiny-tied/model.gguf", "--batch", "2", "--seq", "8",
+      "--steps", "1", "--warmup", "0", "--threads", "1", "--json",
+    ])
+    #expect(outcome.status == 0, "\(outcome.errors)")
+    let result = try JSONDecoder().decode(BenchCommandTests.Result.self, from: Data(outcome.output.utf8))
+    #expect(result.ranks == 1 && result.tokensPerSecond > 0)
+  }
+}
