@@ -86,8 +86,9 @@ public struct AdapterSettings: Codable, Equatable, Sendable {
 
 extension TrainingSettings {
   /// Sets `key` from a YAML value, checking its type and range; the error names the value's
-  /// file, line and key path.
-  mutating func set(_ key: String, from field: YAMLField) throws {
+  /// file, line and key path. Job files and `train --config` files both read their training
+  /// keys through this.
+  package mutating func set(_ key: String, from field: YAMLField) throws {
     func check(_ ok: Bool, _ message: String) throws {
       if !ok { throw field.error(.invalidValue, message) }
     }

@@ -55,17 +55,10 @@ public struct JobFile: Sendable {
 
   /// Parses job-file text; `path` names it in errors, `folder` resolves relative paths.
   public static func parse(_ text: String, path: String, folder: String) throws -> JobFile {
-    let node: Node?
-    do { node = try Yams.compose(yaml: text) } catch let error as YamlError {
-      throw yamlError(error, text: text, path: path)
-    } catch {
-      throw JobFileError(.unreadable, file: path, line: nil, keyPath: nil, "not valid YAML: \(error)")
-    }
-    guard let node else {
+    guard let root = try YAMLField.document(text, path: path) else {
       throw JobFileError(.missingKey, file: path, line: nil, keyPath: "model", "the job file is empty")
     }
-    let root = YAMLField(node: node, file: path, path: "")
-    guard node.mapping != nil else {
+    guard root.node.mapping != nil else {
       throw root.error(.wrongType, "expected a mapping with model, adapters and the other job keys")
     }
     let entries = try root.entries()

@@ -2,15 +2,15 @@ import Foundation
 import Yams
 
 /// One YAML node with its key path, read with typed accessors whose errors name the file,
-/// line and key path.
-struct YAMLField {
+/// line and key path. Job files and `train --config` files are read through it.
+package struct YAMLField {
   let node: Node
   let file: String
   let path: String
 
   var origin: Origin { Origin(file: file, line: node.mark?.line, keyPath: path) }
 
-  func error(_ kind: JobFileError.Kind, _ message: String) -> JobFileError {
+  package func error(_ kind: JobFileError.Kind, _ message: String) -> JobFileError {
     origin.error(kind, message)
   }
 
@@ -36,9 +36,9 @@ struct YAMLField {
     }
   }
 
-  func string() throws -> String { try scalarText("a string") }
+  package func string() throws -> String { try scalarText("a string") }
 
-  func int() throws -> Int {
+  package func int() throws -> Int {
     let text = try scalarText("an integer")
     guard let value = node.int ?? Int(text) else {
       throw error(.wrongType, "expected an integer, got '\(text)'")
@@ -62,7 +62,7 @@ struct YAMLField {
     return value
   }
 
-  func bool() throws -> Bool {
+  package func bool() throws -> Bool {
     let text = try scalarText("true or false")
     guard let value = node.bool else { throw error(.wrongType, "expected true or false, got '\(text)'") }
     return value
@@ -86,7 +86,7 @@ struct YAMLField {
   }
 
   /// The entries of a mapping in file order; a key given twice is an error.
-  func entries() throws -> [(key: String, field: YAMLField)] {
+  package func entries() throws -> [(key: String, field: YAMLField)] {
     guard let mapping = node.mapping else { throw error(.wrongType, "expected a mapping, got \(describe())") }
     var seen: Set<String> = []
     var result: [(key: String, field: YAMLField)] = []
@@ -106,6 +106,18 @@ struct YAMLField {
   /// Line of the key this value belongs to (for unknown-key errors).
   var keyLine: Int?
 
+  /// The root of a YAML document, nil when the text holds none; syntax errors and keys given
+  /// twice name the file and line.
+  package static func document(_ text: String, path: String) throws -> YAMLField? {
+    let node: Node?
+    do { node = try Yams.compose(yaml: text) } catch let error as YamlError {
+      throw JobFile.yamlError(error, text: text, path: path)
+    } catch {
+      throw JobFileError(.unreadable, file: path, line: nil, keyPath: nil, "not valid YAML: \(error)")
+    }
+    return node.map { YAMLField(node: $0, file: path, path: "") }
+  }
+
   init(node: Node, file: String, path: String, keyLine: Int? = nil) {
     self.node = node
     self.file = file
@@ -114,7 +126,7 @@ struct YAMLField {
   }
 
   /// An error about the key (not the value): reported at the key's line.
-  func keyError(_ kind: JobFileError.Kind, _ message: String) -> JobFileError {
+  package func keyError(_ kind: JobFileError.Kind, _ message: String) -> JobFileError {
     JobFileError(kind, file: file, line: keyLine ?? node.mark?.line, keyPath: path, message)
   }
 

@@ -1,7 +1,7 @@
 import Foundation
+import LoRACoordinator
 import LoRAModel
 import LoRATraining
-import Yams
 
 /// Everything `train` can be told, by flags or by a YAML file whose keys are the flags'
 /// names in snake_case (docs/training.md). Flags win over the file; unset values take
@@ -41,35 +41,39 @@ struct TrainConfiguration: Equatable {
   /// The keys a file may use.
   static let keys = Set(TrainingSettings.keys + CodingKeys.allCases.map(\.stringValue))
 
-  /// Reads a YAML file; unknown keys and wrong types fail with the file, line and key.
+  /// Reads a YAML file. The training keys are read and checked as a job file's adapter keys
+  /// are (`TrainingSettings.set`); unknown keys, wrong types and values out of range fail with
+  /// the file, line and key.
   static func load(yamlFile path: String) throws -> TrainConfiguration {
     guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
       throw ConfigError("\(path): cannot read the configuration file")
     }
-    let node: Node?
-    do { node = try Yams.compose(yaml: text) } catch {
-      throw ConfigError("\(path): not valid YAML: \(error)")
-    }
-    guard let root = node else { return TrainConfiguration() }
-    guard let mapping = root.mapping else {
+    var c = TrainConfiguration()
+    guard let root = try YAMLField.document(text, path: path) else { return c }
+    let entries: [(key: String, field: YAMLField)]
+    do { entries = try root.entries() } catch {
       throw ConfigError("\(path): expected a mapping of option: value")
     }
-    for (key, _) in mapping {
-      guard let name = key.string, keys.contains(name) else {
-        let line = (key.mark?.line).map { ":\($0)" } ?? ""
-        throw ConfigError(
-          "\(path)\(line): unknown key '\(key.string ?? "?")'; the keys are the train flags in snake_case "
-            + "(see swift-lora-dist train --help)")
+    for (key, field) in entries {
+      switch CodingKeys(rawValue: key) {
+      case .model: c.model = try field.string()
+      case .threads: c.threads = try field.int()
+      case .overwrite: c.overwrite = try field.bool()
+      case .checkpointActivations: c.checkpointActivations = try field.bool()
+      case .resume: c.resume = try field.string()
+      case .force: c.force = try field.bool()
+      case .localRanks: c.localRanks = try field.int()
+      case .checkEvery: c.checkEvery = try field.int()
+      case nil:
+        guard TrainingSettings.keys.contains(key) else {
+          throw field.keyError(
+            .unknownKey,
+            "unknown key; the keys are the train flags in snake_case (see swift-lora-dist train --help)")
+        }
+        try c.training.set(key, from: field)
       }
     }
-    do {
-      return try YAMLDecoder().decode(TrainConfiguration.self, from: text)
-    } catch DecodingError.typeMismatch(let type, let context) {
-      throw ConfigError(
-        "\(path): key '\(context.codingPath.map(\.stringValue).joined(separator: "."))' must be \(type)")
-    } catch {
-      throw ConfigError("\(path): \(error)")
-    }
+    return c
   }
 
   /// `self` with every value `other` sets replacing ours.

@@ -123,7 +123,9 @@ import Testing
     let config = try folder.write("run.yaml", "model: m.gguf\ndata: d.jsonl\nlearning_rate: 0.1\n")
     let outcome = try CommandRunner.run(["train", "--config", config, "--output", folder.path + "/o"])
     #expect(outcome.status != 0)
-    #expect(outcome.errors.contains("\(config):3: unknown key 'learning_rate'"), "\(outcome.errors)")
+    #expect(
+      outcome.errors.contains("\(config):3: learning_rate: unknown key; the keys are the train flags"),
+      "\(outcome.errors)")
   }
 
   @Test func configFileFillsTheTrainingSettingsAndTrainsOwnKeys() throws {
@@ -149,11 +151,19 @@ import Testing
     flags.threads = 1
     let merged = try file.overridden(by: flags)
     #expect(merged.rank == 8 && merged.threads == 1 && merged.batchSize == 16 && merged.model == "m.gguf")
-    let bad = try folder.write("bad.yaml", "model: m.gguf\nrank: many\n")
-    #expect {
-      try TrainConfiguration.load(yamlFile: bad)
-    } throws: { error in
-      "\(error)" == "\(bad): key 'rank' must be Int"
+    // Types and ranges are checked as in job files, with the line and key.
+    for (text, message) in [
+      ("model: m.gguf\nrank: many\n", ":2: rank: expected an integer, got 'many'"),
+      ("model: m.gguf\ndata: d.jsonl\nrank: 0\n", ":3: rank: LoRA rank must be at least 1, got 0"),
+      ("threads: [1]\n", ":1: threads: expected an integer, got a list"),
+      ("dropout: 1.5\n", ":1: dropout: must be in [0, 1), got 1.5"),
+    ] {
+      let bad = try folder.write("bad.yaml", text)
+      #expect {
+        try TrainConfiguration.load(yamlFile: bad)
+      } throws: { error in
+        "\(error)" == bad + message
+      }
     }
   }
 
