@@ -15,8 +15,9 @@ extension BLAS {
   public static var replacedCore: String? { ProcessInfo.processInfo.environment[detectedCoreVariable] }
 
   /// When OpenBLAS fell back to a generic pre-AVX2 kernel on a CPU that has AVX2 or
-  /// AVX-512 (it does not recognise every CPU model), restarts this process with
-  /// `OPENBLAS_CORETYPE` set to the matching kernel (the kernel is chosen when the library
+  /// AVX-512 (it does not recognise every CPU model), or chose a kernel that is slower on
+  /// this CPU than another of its own (`preferredCoreType`), restarts this process with
+  /// `OPENBLAS_CORETYPE` set to the better kernel (the kernel is chosen when the library
   /// loads, so it cannot change later). After the restart the new kernel's products are
   /// checked against double precision; a kernel that gets them wrong is dropped with one
   /// more restart. Does nothing when `OPENBLAS_CORETYPE` is set by the user or
@@ -38,7 +39,7 @@ extension BLAS {
       return
     }
     guard environment["OPENBLAS_CORETYPE"] == nil,
-      let better = suggestedCoreType(current: coreName, features: cpuVectorFeatures())
+      let better = preferredCoreType(current: coreName, features: cpuVectorFeatures(), cpu: cpuFamily())
     else { return }
     setenv("OPENBLAS_CORETYPE", better, 1)
     setenv(detectedCoreVariable, coreName, 1)

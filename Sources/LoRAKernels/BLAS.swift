@@ -60,6 +60,40 @@ extension BLAS {
     return "sse"
   }
 
+  /// The kernels OpenBLAS chooses for AVX-512 CPUs.
+  static let avx512Cores: Set<String> = ["SkylakeX", "Cooperlake", "SapphireRapids"]
+
+  /// The CPU's vendor and family as /proc/cpuinfo gives them ("AuthenticAMD", 25), nil
+  /// when it does not.
+  public static func cpuFamily(cpuinfo: String? = nil) -> (vendor: String, family: Int)? {
+    let text = cpuinfo ?? (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+    func value(_ key: String) -> String? {
+      guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(key) }),
+        let colon = line.firstIndex(of: ":")
+      else { return nil }
+      return line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+    }
+    guard let vendor = value("vendor_id"), let family = value("cpu family").flatMap({ Int($0) }) else {
+      return nil
+    }
+    return (vendor, family)
+  }
+
+  /// The `OPENBLAS_CORETYPE` to run with instead of OpenBLAS's own choice, nil to keep it.
+  /// A fallback kernel is replaced as `suggestedCoreType` says. On AMD Zen 4 (family 25 with
+  /// AVX-512; its cores run each 512-bit operation as two 256-bit halves) OpenBLAS's AVX-512
+  /// kernels give way to its AVX2 kernel `Haswell`, which ran training steps 3–10% faster
+  /// there (docs/benchmarks.md). Zen 5 (family 26) has full 512-bit units and keeps them.
+  public static func preferredCoreType(
+    current: String, features: String, cpu: (vendor: String, family: Int)?
+  ) -> String? {
+    if let suggestion = suggestedCoreType(current: current, features: features) { return suggestion }
+    if let cpu, cpu.vendor == "AuthenticAMD", cpu.family == 25, avx512Cores.contains(current) {
+      return "Haswell"
+    }
+    return nil
+  }
+
   /// The `OPENBLAS_CORETYPE` to try when OpenBLAS chose a fallback kernel for a CPU that
   /// supports a faster one; nil when the chosen kernel already fits.
   public static func suggestedCoreType(current: String, features: String) -> String? {

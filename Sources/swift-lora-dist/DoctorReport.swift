@@ -166,8 +166,8 @@ extension DoctorReport {
     lines += renderTable(table, rightAligned: [0, 2, 3, 6, 7])
     if let replaced = ranks.first(where: { $0.blasCoreReplaced != nil }) {
       lines.append(
-        "* chosen by swift-lora-dist: OpenBLAS picked its generic '\(replaced.blasCoreReplaced ?? "")' kernel for this "
-          + "CPU; \(BLAS.coreSelectionVariable)=keep keeps OpenBLAS's choice")
+        "* chosen by swift-lora-dist: OpenBLAS picked its '\(replaced.blasCoreReplaced ?? "")' kernel, which is "
+          + "slower on this CPU (docs/models.md); \(BLAS.coreSelectionVariable)=keep keeps OpenBLAS's choice")
     }
     lines.append("")
     let checks = ranks.first?.checks ?? []

@@ -110,6 +110,26 @@ func naiveProduct(
   @Test func verificationFindsNoError() {
     #expect(GEMM.verify() < 1e-5)
   }
+
+  /// Which OpenBLAS kernel replaces OpenBLAS's own choice: fallbacks on AVX2/AVX-512 CPUs,
+  /// and the AVX-512 kernels on AMD Zen 4 only.
+  @Test func preferredKernelByCPU() throws {
+    let zen4 = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n"
+    let cpu = try #require(BLAS.cpuFamily(cpuinfo: zen4))
+    #expect(cpu.vendor == "AuthenticAMD" && cpu.family == 25)
+    #expect(BLAS.cpuFamily(cpuinfo: "flags\t: fpu\n") == nil)
+    let amd25 = (vendor: "AuthenticAMD", family: 25)
+    #expect(BLAS.preferredCoreType(current: "Cooperlake", features: "avx512", cpu: amd25) == "Haswell")
+    #expect(BLAS.preferredCoreType(current: "SkylakeX", features: "avx512", cpu: amd25) == "Haswell")
+    #expect(BLAS.preferredCoreType(current: "Zen", features: "avx2+fma", cpu: amd25) == nil)
+    #expect(BLAS.preferredCoreType(current: "Haswell", features: "avx512", cpu: amd25) == nil)
+    #expect(
+      BLAS.preferredCoreType(current: "Cooperlake", features: "avx512", cpu: ("AuthenticAMD", 26)) == nil)
+    #expect(BLAS.preferredCoreType(current: "SkylakeX", features: "avx512", cpu: ("GenuineIntel", 6)) == nil)
+    #expect(
+      BLAS.preferredCoreType(current: "Prescott", features: "avx512", cpu: ("GenuineIntel", 6)) == "SkylakeX")
+    #expect(BLAS.preferredCoreType(current: "Prescott", features: "avx2+fma", cpu: nil) == "Haswell")
+  }
 }
 
 @Suite struct TensorTests {
