@@ -38,9 +38,6 @@ struct TrainConfiguration: Equatable {
     case checkEvery = "check_every"
   }
 
-  /// The keys a file may use.
-  static let keys = Set(TrainingSettings.keys + CodingKeys.allCases.map(\.stringValue))
-
   /// Reads a YAML file. The training keys are read and checked as a job file's adapter keys
   /// are (`TrainingSettings.set`); unknown keys, wrong types and values out of range fail with
   /// the file, line and key.

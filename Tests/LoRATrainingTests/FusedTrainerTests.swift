@@ -49,9 +49,13 @@ import Testing
       for (a, b) in zip(losses[k], aloneLosses) {
         #expect(abs(a - b) <= 1e-5 * abs(b), "adapter \(k): \(a) vs \(b)")
       }
+      // Stacked and lone products add in different orders, and Adam (lr 1e-2 here) enlarges
+      // the rounding in small gradient entries over 6 steps: 1.1e-5 for adapter 0 with
+      // OpenBLAS's Cooperlake kernel on the Zen 4 machine, 0.85e-5 with Haswell, below 2e-7
+      // for the others. A slot wired to the wrong rows or dropout mask differs by 1e-2 and more.
       let difference = DataParallelTests.relative(
         fused.trainers[k].adapter.parameters.values, adapter.parameters.values)
-      #expect(difference <= 1e-5, "adapter \(k): relative difference \(difference)")
+      #expect(difference <= 3e-5, "adapter \(k): relative difference \(difference)")
       #expect(fused.trainers[k].optimizer.step == member.options.steps)
     }
   }
