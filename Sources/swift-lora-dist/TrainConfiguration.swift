@@ -48,7 +48,7 @@ struct TrainConfiguration: Equatable {
     var c = TrainConfiguration()
     guard let root = try YAMLField.document(text, path: path) else { return c }
     let entries: [(key: String, field: YAMLField)]
-    do { entries = try root.entries() } catch {
+    do { entries = try root.entries() } catch let error as JobFileError where error.kind == .wrongType {
       throw ConfigError("\(path): expected a mapping of option: value")
     }
     for (key, field) in entries {

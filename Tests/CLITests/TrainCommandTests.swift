@@ -157,6 +157,7 @@ import Testing
       ("model: m.gguf\ndata: d.jsonl\nrank: 0\n", ":3: rank: LoRA rank must be at least 1, got 0"),
       ("threads: [1]\n", ":1: threads: expected an integer, got a list"),
       ("dropout: 1.5\n", ":1: dropout: must be in [0, 1), got 1.5"),
+      ("- rank\n- 4\n", ": expected a mapping of option: value"),
     ] {
       let bad = try folder.write("bad.yaml", text)
       #expect {
