@@ -120,7 +120,7 @@ struct TrainingRun {
     /// The model alone, without its tokenizer (`bench` trains on random ids, so it runs on
     /// weights that come without one), shared per node as above.
     static func weights(_ files: ModelFiles, communicator: (any Communicator)? = nil) throws -> (
-      LlamaModel, LlamaModel.Origin
+      model: LlamaModel, origin: LlamaModel.Origin
     ) {
       var storage: WeightStorage?
       if let communicator, communicator.size > 1 {
