@@ -38,8 +38,11 @@ extension BLAS {
       }
       return
     }
-    guard environment["OPENBLAS_CORETYPE"] == nil,
-      let better = preferredCoreType(current: coreName, features: cpuVectorFeatures(), cpu: cpuFamily())
+    guard environment["OPENBLAS_CORETYPE"] == nil else { return }
+    let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+    guard
+      let better = preferredCoreType(
+        current: coreName, features: cpuVectorFeatures(cpuinfo: cpuinfo), cpu: cpuFamily(cpuinfo: cpuinfo))
     else { return }
     setenv("OPENBLAS_CORETYPE", better, 1)
     setenv(detectedCoreVariable, coreName, 1)
