@@ -121,16 +121,7 @@ public struct MergedModel {
 
   /// The frozen base weight of `target` in `layer`, Hugging Face layout: [OUT, IN].
   func baseWeight(layer: Int, target: LoRATarget) -> Tensor {
-    let w = model.weights.layers[layer]
-    switch target {
-    case .q: return w.q
-    case .k: return w.k
-    case .v: return w.v
-    case .o: return w.o
-    case .gate: return w.gate
-    case .up: return w.up
-    case .down: return w.down
-    }
+    model.weights.layers[layer].matrix(target)
   }
 
   /// Whether any adapter adapts `target` of `layer`.

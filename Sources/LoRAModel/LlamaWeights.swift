@@ -22,6 +22,19 @@ public final class LlamaWeights: @unchecked Sendable {
     public let gate: Tensor
     public let up: Tensor
     public let down: Tensor
+
+    /// The frozen linear `target` adapts: [OUT, IN].
+    public func matrix(_ target: LoRATarget) -> Tensor {
+      switch target {
+      case .q: return q
+      case .k: return k
+      case .v: return v
+      case .o: return o
+      case .gate: return gate
+      case .up: return up
+      case .down: return down
+      }
+    }
   }
 
   /// [V, D]
@@ -136,6 +149,42 @@ public final class LlamaWeights: @unchecked Sendable {
         mlpNorm: t(p + "post_attention_layernorm.weight"), gate: t(p + "mlp.gate_proj.weight"),
         up: t(p + "mlp.up_proj.weight"), down: t(p + "mlp.down_proj.weight"))
     }
+  }
+
+  /// The same weights with private, writable copies of the matrices `targets` name in every
+  /// layer (for merging adapters into them while `base` stays as it is); every other tensor
+  /// is shared with `base`.
+  public init(copying base: LlamaWeights, writable targets: Set<LoRATarget>) {
+    func copy(_ t: Tensor, _ target: LoRATarget) -> Tensor {
+      guard targets.contains(target) else { return t }
+      let c = Tensor(zeros: t.shape)
+      c.copy(from: t)
+      return c
+    }
+    embedding = base.embedding
+    finalNorm = base.finalNorm
+    output = base.output
+    ropeFrequencyFactors = base.ropeFrequencyFactors
+    converted = base.converted
+    inPlaceTensors = base.inPlaceTensors
+    convertedTensors = base.convertedTensors
+    layers = base.layers.map { w in
+      Layer(
+        attentionNorm: w.attentionNorm, q: copy(w.q, .q), k: copy(w.k, .k), v: copy(w.v, .v),
+        o: copy(w.o, .o),
+        qBias: w.qBias, kBias: w.kBias, vBias: w.vBias, mlpNorm: w.mlpNorm, gate: copy(w.gate, .gate),
+        up: copy(w.up, .up), down: copy(w.down, .down))
+    }
+    var byIdentity: [ObjectIdentifier: Tensor] = [:]
+    for (old, new) in zip(base.layers, layers) {
+      for (a, b) in [
+        (old.q, new.q), (old.k, new.k), (old.v, new.v), (old.o, new.o), (old.gate, new.gate),
+        (old.up, new.up), (old.down, new.down),
+      ] {
+        byIdentity[ObjectIdentifier(a)] = b
+      }
+    }
+    named = base.named.map { ($0.name, byIdentity[ObjectIdentifier($0.tensor)] ?? $0.tensor) }
   }
 
   /// Undoes llama.cpp's q/k row permutation: within each head of HS rows, file row 2i + j
