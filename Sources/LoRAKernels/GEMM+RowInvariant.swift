@@ -50,6 +50,10 @@ public final class RowInvariantGEMM: @unchecked Sendable {
       paddedInput.base.update(from: x.base + (blocks - 1) * mb * k, count: tail * k)
     }
     let beta: Float = accumulate ? 1 : 0
+    if mb == 1 {
+      rowByRow(into: out, x, w, rows: rows, n: n, k: k, chunks: chunks, beta: beta)
+      return
+    }
     let (xs, ws, outs, pin, pout) = (
       UncheckedSendable(x.base), UncheckedSendable(w.base), UncheckedSendable(out.base),
       UncheckedSendable(paddedInput.base), UncheckedSendable(paddedOutput.base)
@@ -88,6 +92,33 @@ public final class RowInvariantGEMM: @unchecked Sendable {
       }
     }
   }
+
+  /// One matrix-vector product per row and column chunk, the rows inner, so a chunk of
+  /// weights is read from memory once and from cache for the other rows.
+  private func rowByRow(
+    into out: Tensor, _ x: Tensor, _ w: Tensor, rows: Int, n: Int, k: Int, chunks _: Int, beta: Float
+  ) {
+    let (xs, ws, outs) = (UncheckedSendable(x.base), UncheckedSendable(w.base), UncheckedSendable(out.base))
+    let size = Self.rowChunk
+    let chunks = (n + size - 1) / size
+    // Small products stay on this thread (a dispatch costs more than they do); the split
+    // never changes a value: each chunk is one call whichever thread makes it.
+    let body: (Range<Int>, Int) -> Void = { range, _ in
+      for chunk in range {
+        let c0 = chunk * size
+        let width = min(size, n - c0)
+        for r in 0..<rows {
+          cblas_sgemv(
+            CblasRowMajor, CblasNoTrans, blasint(width), blasint(k), 1, ws.value + c0 * k, blasint(k),
+            xs.value + r * k, 1, beta, outs.value + r * n + c0, 1)
+        }
+      }
+    }
+    if rows * n * k >= 1 << 16 { Parallel.forRanges(chunks, body) } else { body(0..<chunks, 0) }
+  }
+
+  /// Output columns per matrix-vector call with one row per call.
+  public static let rowChunk = 128
 
   /// The largest block (of `candidates`, tried in order) for which sgemm gives a row the same
   /// bits at every position of the block, for every product shape (N, K) in `shapes` (N is

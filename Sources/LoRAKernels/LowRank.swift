@@ -29,3 +29,25 @@ public enum LowRank {
     GEMM.multiply(into: weight, b, a, alpha: sign * scale, beta: 1)
   }
 }
+
+extension LowRank {
+  /// Rows `rows` of weight = pristine + s·B·A (or of pristine alone without a module): the
+  /// copy and the product over a block that stays in cache, so a task switch reads the base
+  /// once and writes the merged weight once.
+  /// - weight, pristine: [OUT, IN]; a: [R, IN]; b: [OUT, R].
+  public static func restore(
+    _ weight: Tensor, from pristine: Tensor, rows: Range<Int>,
+    merging module: (a: Tensor, b: Tensor, scale: Float)?
+  ) {
+    let input = weight.shape[1]
+    let block = weight.view(offset: rows.lowerBound * input, shape: [rows.count, input])
+    block.copy(from: pristine.view(offset: rows.lowerBound * input, shape: [rows.count, input]))
+    guard let (a, b, scale) = module else { return }
+    let rank = a.shape[0]
+    let bRows = b.view(offset: rows.lowerBound * rank, shape: [rows.count, rank])
+    GEMM.multiply(into: block, bRows, a, alpha: scale, beta: 1)
+  }
+
+  /// Calls `body(i)` for each i in 0..<count on the kernel threads.
+  public static func inParallel(_ count: Int, _ body: (Int) -> Void) { Parallel.forEach(count, body) }
+}

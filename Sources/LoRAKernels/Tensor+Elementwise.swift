@@ -37,22 +37,3 @@ extension Tensor {
     for i in 0..<count { x[i] *= factor }
   }
 }
-
-extension Tensor {
-  /// out[:, offset ..< offset + C] = scale · source (the columns of a wider matrix).
-  /// - out: [R, W]; source: [R, C] with offset + C ≤ W.
-  public static func scaledColumns(
-    into out: Tensor, columnOffset offset: Int, from source: Tensor, scale: Float
-  ) {
-    let (rows, width) = (out.shape[0], out.shape[1])
-    let columns = source.shape[1]
-    precondition(
-      source.shape[0] == rows && offset + columns <= width,
-      "columns \(source.shape) into \(out.shape) at \(offset)")
-    for r in 0..<rows {
-      let to = out.base + r * width + offset
-      let from = source.base + r * columns
-      for c in 0..<columns { to[c] = scale * from[c] }
-    }
-  }
-}

@@ -45,8 +45,8 @@ public final class BatchDecoder: @unchecked Sendable {
   let prefillLogits: Tensor  // [1, V]
 
   /// - maxRows: the most sequences one step may hold; `maxRank`: the largest adapter rank;
-  ///   `blockRows`: rows per frozen product call (nil: the largest the BLAS kernel keeps
-  ///   row-invariant, see `RowInvariantGEMM.probeBlockRows`).
+  ///   `blockRows`: rows per frozen product call (nil: `SWIFT_LORA_DIST_DECODE_BLOCK`, else 1;
+  ///   see `RowInvariantGEMM`).
   public init(model: LlamaModel, maxRows: Int, maxRank: Int = 256, blockRows: Int? = nil) {
     let c = model.config
     self.model = model
@@ -56,7 +56,11 @@ public final class BatchDecoder: @unchecked Sendable {
       (qw, c.hiddenSize), (kvw, c.hiddenSize), (c.hiddenSize, qw), (c.intermediateSize, c.hiddenSize),
       (c.hiddenSize, c.intermediateSize), (c.vocabularySize, c.hiddenSize),
     ]
-    let block = blockRows ?? BatchDecoder.probedBlockRows(shapes: shapes)
+    let block: Int
+    switch blockRows.map(String.init) ?? BatchDecoder.blockRowsSetting {
+    case "auto": block = BatchDecoder.probedBlockRows(shapes: shapes)
+    case let value: block = Int(value).flatMap { $0 >= 1 ? $0 : nil } ?? 1
+    }
     products = RowInvariantGEMM(blockRows: block, maxInput: max(c.hiddenSize, c.intermediateSize, qw))
     x = Tensor(zeros: [maxRows, c.hiddenSize])
     normed = Tensor(zeros: [maxRows, c.hiddenSize])
@@ -80,6 +84,12 @@ public final class BatchDecoder: @unchecked Sendable {
 
   /// Rows per frozen product call the decoder uses.
   public var blockRows: Int { products.blockRows }
+
+  /// Rows per frozen product call when the caller gives none: `SWIFT_LORA_DIST_DECODE_BLOCK`
+  /// (a number, or "auto" for the largest block the BLAS kernel keeps row-invariant), else 1
+  /// (one matrix-vector product per row and column chunk: invariant on every CPU, and the
+  /// fastest below about 16 rows; docs/serving.md has the figures).
+  static let blockRowsSetting = ProcessInfo.processInfo.environment["SWIFT_LORA_DIST_DECODE_BLOCK"] ?? "1"
 
   nonisolated(unsafe) private static var probed: [String: Int] = [:]
   private static let probeLock = NSLock()

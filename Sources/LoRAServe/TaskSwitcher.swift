@@ -5,107 +5,60 @@ import LoRAModel
 /// so generation runs at the base's speed with no low-rank terms (zero added latency).
 ///
 /// `model` shares every tensor with the base except the matrices of `targets`, of which it
-/// holds private copies; the base (`pristine`) is never written. Switching from adapter P
-/// to N changes only the matrices either adapts:
-/// - `.exact` (the default): W ← W0 (a copy from the base), then W += s·B_N·A_N. Bit-exact:
-///   the weights for N are the same bits whatever was merged before.
-/// - `.incremental`: W += [s·B_N | −s·B_P] · [A_N ; A_P], one product over W (half the memory
-///   traffic), restoring from the base every `restoreEvery` switches so rounding never drifts
-///   further than that many switches' worth.
+/// holds private copies; the base (`pristine`) is never written. Switching to adapter N
+/// rewrites only the matrices that N adapts or that differ from the base: each becomes
+/// W0 + s·B_N·A_N, in blocks of rows that are copied from the base and merged while they
+/// are in cache, on all kernel threads. Restoring from the base instead of subtracting the
+/// old update makes every switch bit-exact: the weights for N are the same bits whatever
+/// was merged before, and switching back to the base gives the base's own bits. (Subtracting
+/// s·B_P·A_P and adding s·B_N·A_N in one product over W reads and writes W just as often and
+/// drifts by rounding: after 1,000 switches among 4 adapters by more than 1e-6 relative.)
 public final class TaskSwitcher: @unchecked Sendable {
-  public enum Method: String, Codable, Sendable {
-    case exact
-    case incremental
-  }
-
   public let pristine: LlamaModel
   /// The base with the current adapter merged in.
   public let model: LlamaModel
   public let targets: Set<LoRATarget>
-  public let method: Method
-  public let restoreEvery: Int
   /// The adapter merged now (nil: the base itself).
   public private(set) var current: LoRAAdapter?
-  /// Incremental switches since the matrices were last restored from the base.
-  public private(set) var sinceRestore = 0
-  /// Matrices (layer, target) that differ from the base: written since their last restore.
+  /// Matrices (layer, target) that differ from the base.
   private var dirty: Set<[Int]> = []
-  /// Concatenated factors: [OUT max, 2·R max] and [2·R max, IN max].
-  private let bScratch: Tensor
-  private let aScratch: Tensor
-  public let maxRank: Int
+  /// Rows restored and merged together (a block of a 576-wide matrix is 144 KiB: in cache).
+  static let blockRows = 64
 
   /// - targets: the linears adapters may adapt (each gets a private copy: its memory once more).
-  public init(
-    base: LlamaModel, targets: Set<LoRATarget>, maxRank: Int = 64, method: Method = .exact,
-    restoreEvery: Int = 32
-  ) {
+  public init(base: LlamaModel, targets: Set<LoRATarget>) {
     pristine = base
     self.targets = targets
-    self.method = method
-    self.restoreEvery = max(restoreEvery, 1)
-    self.maxRank = maxRank
     model = LlamaModel(config: base.config, weights: LlamaWeights(copying: base.weights, writable: targets))
-    let shapes = targets.map { $0.shape(base.config) }
-    let widest = shapes.map(\.in).max() ?? 0
-    let tallest = shapes.map(\.out).max() ?? 0
-    bScratch = Tensor(zeros: [tallest * 2 * maxRank])
-    aScratch = Tensor(zeros: [2 * maxRank * widest])
   }
 
   /// Merges `adapter` (nil: back to the base) in place of the current one.
   public func activate(_ adapter: LoRAAdapter?) throws(ServeError) {
-    if let adapter {
-      for m in adapter.modules {
-        guard targets.contains(m.target) else {
-          throw .incompatible(
-            name: "adapter",
-            reason: "it adapts \(m.target.rawValue), which this switcher does not hold writable")
-        }
-        guard m.rank <= maxRank else {
-          throw .incompatible(
-            name: "adapter", reason: "rank \(m.rank) exceeds the switcher's largest rank \(maxRank)")
-        }
-      }
+    if let adapter, let m = adapter.modules.first(where: { !targets.contains($0.target) }) {
+      throw .incompatible(
+        name: "adapter",
+        reason: "it adapts \(m.target.rawValue), which the merged model does not hold writable")
     }
     if adapter === current { return }
-    let restore = method == .exact || adapter == nil || sinceRestore + 1 >= restoreEvery
+    var blocks: [(w: Tensor, base: Tensor, rows: Range<Int>, module: LoRAAdapter.Module?)] = []
     for l in 0..<model.config.layers {
       for (t, target) in targets.sorted().enumerated() {
-        let old = current?.module(layer: l, target: target)
         let new = adapter?.module(layer: l, target: target)
         let key = [l, t]
+        guard dirty.contains(key) || new != nil else { continue }
         let w = model.weights.layers[l].matrix(target)
-        if restore {
-          // Every matrix written since its last restore (older adapters' rounding included).
-          guard dirty.contains(key) || new != nil else { continue }
-          w.copy(from: pristine.weights.layers[l].matrix(target))
-          dirty.remove(key)
-          if let new { LowRank.merge(into: w, a: new.a, b: new.b, scale: new.scale) }
-        } else {
-          guard old != nil || new != nil else { continue }
-          incrementalSwitch(w, from: old, to: new)
+        for start in stride(from: 0, to: w.shape[0], by: Self.blockRows) {
+          let rows = start..<min(start + Self.blockRows, w.shape[0])
+          blocks.append((w, pristine.weights.layers[l].matrix(target), rows, new))
         }
-        if new != nil || (!restore && old != nil) { dirty.insert(key) }
+        if new != nil { dirty.insert(key) } else { dirty.remove(key) }
       }
     }
-    sinceRestore = restore ? 0 : sinceRestore + 1
-    current = adapter
-  }
-
-  /// W += [s_N·B_N | −s_P·B_P] · [A_N ; A_P].
-  private func incrementalSwitch(_ w: Tensor, from old: LoRAAdapter.Module?, to new: LoRAAdapter.Module?) {
-    let (out, input) = (w.shape[0], w.shape[1])
-    let parts = [new.map { ($0, $0.scale) }, old.map { ($0, -$0.scale) }].compactMap { $0 }
-    let rank = parts.reduce(0) { $0 + $1.0.rank }
-    let b = bScratch.view(offset: 0, shape: [out, rank])
-    let a = aScratch.view(offset: 0, shape: [rank, input])
-    var column = 0
-    for (m, scale) in parts {
-      a.view(offset: column * input, shape: [m.rank, input]).copy(from: m.a)
-      Tensor.scaledColumns(into: b, columnOffset: column, from: m.b, scale: scale)
-      column += m.rank
+    LowRank.inParallel(blocks.count) { i in
+      let job = blocks[i]
+      LowRank.restore(
+        job.w, from: job.base, rows: job.rows, merging: job.module.map { ($0.a, $0.b, $0.scale) })
     }
-    GEMM.multiply(into: w, b, a, beta: 1)
+    current = adapter
   }
 }

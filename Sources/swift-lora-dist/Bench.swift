@@ -12,9 +12,9 @@ struct Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Time LoRA training steps and report tokens/s, GFLOP/s against the sgemm peak, and memory.",
     discussion: """
-      Runs --warmup untimed and --steps timed updates (forward, backward, AdamW) on random \\
-      tokens with every position trained, then measures sgemm on a model-sized product with \\
-      the same threads. Model FLOPs per token = 4·(linear parameters incl. the output head) \\
+      Runs --warmup untimed and --steps timed updates (forward, backward, AdamW) on random \
+      tokens with every position trained, then measures sgemm on a model-sized product with \
+      the same threads. Model FLOPs per token = 4·(linear parameters incl. the output head) \
       + 12·L·T·H·HS (attention) + 6·Σ r·(IN+OUT) (LoRA); see docs/benchmarks.md. Under \
       mpirun the batch is the global one, split over the ranks; the figures then include \
       the gradient all-reduce (bytes and share of the step) and every rank's memory.

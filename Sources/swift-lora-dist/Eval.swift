@@ -11,8 +11,8 @@ struct Eval: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Score a base model, or base + adapter, on JSON Lines data: loss, perplexity, exact match.",
     discussion: """
-      The loss is the mean over the tokens the data format trains (completions, assistant \\
-      turns, or all text). --exact-match also generates greedy completions of each prompt \\
+      The loss is the mean over the tokens the data format trains (completions, assistant \
+      turns, or all text). --exact-match also generates greedy completions of each prompt \
       and counts those equal to the reference (whitespace trimmed).
 
       Examples:

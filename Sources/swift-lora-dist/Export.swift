@@ -10,9 +10,9 @@ struct Export: ParsableCommand {
     abstract:
       "Write a checkpoint's adapter as a PEFT folder, a GGUF LoRA for llama.cpp, or a weights-only checkpoint.",
     discussion: """
-      SOURCE is a checkpoint file or a training output folder (its newest valid checkpoint). \\
-      The adapter's scale (alpha/r, or alpha/√r with rsLoRA, per-module rank and alpha) is carried \\
-      into each format so the exported adapter changes the model exactly as in training \\
+      SOURCE is a checkpoint file or a training output folder (its newest valid checkpoint). \
+      The adapter's scale (alpha/r, or alpha/√r with rsLoRA, per-module rank and alpha) is carried \
+      into each format so the exported adapter changes the model exactly as in training \
       (docs/exports.md). No base model is needed: the checkpoint records the base's shape.
 
       Examples:

@@ -10,7 +10,7 @@ struct Generate: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Generate text from a base model (GGUF file or Hugging Face folder).",
     discussion: """
-      The prompt runs through the model in one batched pass; then tokens are generated one \\
+      The prompt runs through the model in one batched pass; then tokens are generated one \
       at a time with a KV cache and printed as they come. Timings go to standard error.
 
       Examples:

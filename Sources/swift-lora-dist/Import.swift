@@ -11,8 +11,8 @@ struct Import: ParsableCommand {
     commandName: "import",
     abstract: "Convert a PEFT adapter folder or a GGUF LoRA into a weights-only checkpoint for a base model.",
     discussion: """
-      The base model is loaded to check that the adapter fits it (every target module exists \\
-      with the adapter's shapes) and to record its fingerprint, so later commands refuse to \\
+      The base model is loaded to check that the adapter fits it (every target module exists \
+      with the adapter's shapes) and to record its fingerprint, so later commands refuse to \
       apply the checkpoint to another base.
 
       Examples:

@@ -11,7 +11,7 @@ struct Inspect: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Show a model's architecture, tensors and tokenizer, or a checkpoint's contents.",
     discussion: """
-      Reads the header of a GGUF file or a Hugging Face folder without loading the weights; \\
+      Reads the header of a GGUF file or a Hugging Face folder without loading the weights; \
       --load also builds the Float32 copy the trainer uses and reports its time and memory. \
       Given a checkpoint (.sldckpt), shows its header, tensors and compression; --verify checks \
       every checksum, --filters measures what each filter chain gives.

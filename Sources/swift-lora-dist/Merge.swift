@@ -10,15 +10,15 @@ struct Merge: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Merge LoRA adapters into a base model and write it as GGUF or a safetensors folder.",
     discussion: """
-      Each adapted weight becomes W0 + Σ weight·scale·B·A (every --weight defaults to 1). \\
-      GGUF output needs a GGUF base: its tokenizer and metadata are copied and q/k rows are \\
-      stored as llama.cpp expects, so llama.cpp and this tool's generate read the result. \\
-      safetensors output needs a Hugging Face folder base: config.json and the tokenizer \\
+      Each adapted weight becomes W0 + Σ weight·scale·B·A (every --weight defaults to 1). \
+      GGUF output needs a GGUF base: its tokenizer and metadata are copied and q/k rows are \
+      stored as llama.cpp expects, so llama.cpp and this tool's generate read the result. \
+      safetensors output needs a Hugging Face folder base: config.json and the tokenizer \
       files are copied beside model.safetensors. The output appears complete or not at all.
 
       Examples:
         swift-lora-dist merge --model model.gguf --adapter out/arithmetic --output merged.gguf
-        swift-lora-dist merge --model model.gguf --adapter out/a --adapter out/b --weight 0.5 --weight 0.5 \\
+        swift-lora-dist merge --model model.gguf --adapter out/a --adapter out/b --weight 0.5 --weight 0.5 \
           --output ab.gguf --dtype f16
         swift-lora-dist merge --model ./SmolLM2-folder --adapter out/a --output ./merged --format safetensors
       """)

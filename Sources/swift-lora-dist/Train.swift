@@ -12,9 +12,9 @@ struct Train: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Fine-tune a LoRA adapter on JSON Lines data and save it as a PEFT adapter folder.",
     discussion: """
-      Data lines are {"text"}, {"prompt", "completion"}, {"messages": [{"role", "content"}]} \\
-      (ChatML, loss on assistant turns) or {"input_ids"}. Every flag also has a key in a YAML \\
-      --config file (the flag's name in snake_case; flags win). The output folder receives \\
+      Data lines are {"text"}, {"prompt", "completion"}, {"messages": [{"role", "content"}]} \
+      (ChatML, loss on assistant turns) or {"input_ids"}. Every flag also has a key in a YAML \
+      --config file (the flag's name in snake_case; flags win). The output folder receives \
       adapter_config.json + adapter_model.safetensors (PEFT), metrics.jsonl, report.html and \
       checkpoints/step-N.sldckpt (resumable, docs/checkpoint-format.md). A run that stopped \
       continues with the same command plus --resume OUTPUT.
@@ -25,7 +25,7 @@ struct Train: ParsableCommand {
         swift-lora-dist train --config run.yaml --resume out/my-adapter
         mpirun -np 2 swift-lora-dist train --jobs examples/jobs/demo.yaml
         mpirun -np 4 swift-lora-dist train --config run.yaml --threads 1 --resume auto
-        swift-lora-dist train --model model.gguf --data chat.jsonl --validation-fraction 0.05 \\
+        swift-lora-dist train --model model.gguf --data chat.jsonl --validation-fraction 0.05 \
           --targets all-linear --rank 16 --alpha 32 --lr 1e-4 --schedule cosine --warmup 20 --output out/chat
       """)
 
