@@ -7,6 +7,13 @@ public struct GenerationStats: Sendable, Codable, Equatable {
   public var generatedTokens: Int
   public var promptSeconds: Double
   public var generationSeconds: Double
+
+  public init(promptTokens: Int, generatedTokens: Int, promptSeconds: Double, generationSeconds: Double) {
+    self.promptTokens = promptTokens
+    self.generatedTokens = generatedTokens
+    self.promptSeconds = promptSeconds
+    self.generationSeconds = generationSeconds
+  }
   public var promptTokensPerSecond: Double { Double(promptTokens) / max(promptSeconds, 1e-9) }
   /// Tokens after the first (the first comes from the prompt pass) per second of decoding.
   public var generationTokensPerSecond: Double {

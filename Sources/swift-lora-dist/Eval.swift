@@ -1,9 +1,11 @@
 import ArgumentParser
+import Dispatch
 import Foundation
 import LoRACheckpoint
 import LoRAFormats
 import LoRAKernels
 import LoRAModel
+import LoRAServe
 import LoRATraining
 
 /// `swift-lora-dist eval`: loss, perplexity and exact match of a model, with or without an adapter.
@@ -15,17 +17,25 @@ struct Eval: ParsableCommand {
       turns, or all text). --exact-match also generates greedy completions of each prompt \
       and counts those equal to the reference (whitespace trimmed).
 
+      Several --adapter options score each adapter on the data from one loaded base, and \
+      print a table with one row per adapter. With --merged each adapter is merged into \
+      the base's weights in turn (the task switch of the LoRA paper: restore the adapted \
+      matrices, add s·B·A; the switch time is reported) instead of applied as low-rank terms.
+
       Examples:
         swift-lora-dist eval --model model.gguf --data valid.jsonl
         swift-lora-dist eval --model model.gguf --adapter out/my-adapter --data valid.jsonl --exact-match
+        swift-lora-dist eval --model model.gguf --adapter out/a --adapter out/b --data valid.jsonl --merged
       """)
 
   @Option(help: "Base model: GGUF file or Hugging Face folder.") var model: String
   @Option(
     help:
-      "An adapter to apply: a training output folder, a .sldckpt checkpoint, a PEFT folder or a GGUF LoRA file."
+      "An adapter to apply: a training output folder, a .sldckpt checkpoint, a PEFT folder or a GGUF LoRA file; repeat to score several from one loaded base."
   )
-  var adapter: String?
+  var adapter: [String] = []
+  @Flag(help: "Merge each adapter into the base's weights in turn instead of applying it as low-rank terms.")
+  var merged = false
   @Flag(help: "Apply a checkpoint even if it was trained on a base with another fingerprint.")
   var force = false
   @Option(help: "Data (JSON Lines).") var data: String
@@ -57,33 +67,65 @@ struct Eval: ParsableCommand {
     let files = try ModelFiles.open(model)
     let tokenizer = try Tokenizer.load(files)
     let (llama, _) = try LlamaModel.load(files)
-    let lora = try adapter.map { try AdapterFile.load($0, model: llama, files: files, force: force).adapter }
+    let loras = try adapter.map { try AdapterFile.load($0, model: llama, files: files, force: force).adapter }
     var examples = try DatasetLoader.load(
       path: data, tokenizer: tokenizer,
       options: DatasetOptions(format: DataFormat(rawValue: dataFormat)!, maxSequenceLength: maxSeqLen)
     ).examples
     if let limit { examples = Array(examples.prefix(limit)) }
+    let switcher =
+      merged ? TaskSwitcher(base: llama, targets: Set(loras.flatMap { $0.modules.map(\.target) })) : nil
+    var results: [EvalResult] = []
+    for (path, lora) in zip(
+      adapter.isEmpty ? [nil] : adapter.map { Optional($0) },
+      loras.isEmpty ? [nil] : loras.map { Optional($0) })
+    {
+      var switchSeconds: Double?
+      var scored = (model: llama, adapter: lora)
+      if let switcher {
+        let start = DispatchTime.now().uptimeNanoseconds
+        try switcher.activate(lora)
+        switchSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        scored = (switcher.model, nil)
+      }
+      var result = try score(examples, model: scored.model, adapter: scored.adapter, tokenizer: tokenizer)
+      result.adapter = path
+      result.switchSeconds = switchSeconds
+      results.append(result)
+    }
+    if json {
+      let encoder = JSONEncoder()
+      encoder.outputFormatting = [.sortedKeys]
+      for result in results { print(String(decoding: try encoder.encode(result), as: UTF8.self)) }
+      return
+    }
+    for result in results { show(result) }
+    if results.count > 1 { table(results) }
+  }
+
+  /// Loss, perplexity and exact match of one model (with or without low-rank terms).
+  func score(_ examples: [Example], model llama: LlamaModel, adapter lora: LoRAAdapter?, tokenizer: Tokenizer)
+    throws -> EvalResult
+  {
     let evaluator = Evaluator(
       model: llama, adapter: lora, microBatch: batch, padID: Int32(tokenizer.padID ?? tokenizer.eosID ?? 0))
     let (loss, tokens) = evaluator.meanLoss(of: examples)
     let completions =
       exactMatch ? try evaluator.exactMatch(examples, tokenizer: tokenizer, maxNewTokens: maxNewTokens) : []
     let correct = completions.filter(\.correct).count
-    let result = EvalResult(
-      model: model, adapter: adapter, data: data, examples: examples.count, tokens: tokens, loss: loss,
+    return EvalResult(
+      model: model, adapter: nil, data: data, examples: examples.count, tokens: tokens, loss: loss,
       perplexity: exp(loss),
       exactMatch: completions.isEmpty ? nil : Double(correct) / Double(completions.count),
       completions: completions.isEmpty ? nil : completions)
-    if json {
-      let encoder = JSONEncoder()
-      encoder.outputFormatting = [.sortedKeys]
-      print(String(decoding: try encoder.encode(result), as: UTF8.self))
-      return
-    }
-    print("\(adapter.map { "adapter \($0) on " } ?? "")\(model)")
-    print("data \(data): \(examples.count) examples, \(tokens) scored tokens")
-    print("loss \(format(loss, 4)), perplexity \(format(exp(loss), 3))")
-    if !completions.isEmpty {
+  }
+
+  func show(_ result: EvalResult) {
+    print("\(result.adapter.map { "adapter \($0) on " } ?? "")\(model)")
+    print("data \(data): \(result.examples) examples, \(result.tokens) scored tokens")
+    print("loss \(format(result.loss, 4)), perplexity \(format(result.perplexity, 3))")
+    if let completions = result.completions {
+      let correct = completions.filter(\.correct).count
       print(
         "exact match \(correct)/\(completions.count) = \(format(100 * Double(correct) / Double(completions.count), 1))%"
       )
@@ -92,6 +134,23 @@ struct Eval: ParsableCommand {
           "  \(c.correct ? "✓" : "✗") \(c.prompt.debugDescription) → \(c.generated.debugDescription) (expected \(c.expected.debugDescription))"
         )
       }
+    }
+    if let switchSeconds = result.switchSeconds { print("merged in \(format(switchSeconds * 1e3, 2)) ms") }
+  }
+
+  /// One row per adapter.
+  func table(_ results: [EvalResult]) {
+    let width = max(7, results.map { ($0.adapter ?? "base").count }.max() ?? 0)
+    func pad(_ s: String) -> String { s.padding(toLength: width, withPad: " ", startingAt: 0) }
+    print("")
+    print("\(pad("adapter"))  loss     perplexity  exact match\(merged ? "  switch ms" : "")")
+    for r in results {
+      let em = r.exactMatch.map { format(100 * $0, 1) + "%" } ?? "-"
+      let sw = r.switchSeconds.map { "  " + format($0 * 1e3, 2) } ?? ""
+      print(
+        "\(pad(r.adapter ?? "base"))  \(format(r.loss, 4).padding(toLength: 7, withPad: " ", startingAt: 0))  "
+          + "\(format(r.perplexity, 3).padding(toLength: 10, withPad: " ", startingAt: 0))  \(em.padding(toLength: 11, withPad: " ", startingAt: 0))\(sw)"
+      )
     }
   }
 }
@@ -106,4 +165,6 @@ struct EvalResult: Codable {
   var perplexity: Double
   var exactMatch: Double?
   var completions: [Evaluator.Completion]?
+  /// With --merged: how long merging this adapter took.
+  var switchSeconds: Double?
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Dispatch
 import Foundation
 import LoRACheckpoint
 import LoRAFormats
@@ -18,6 +19,11 @@ struct Generate: ParsableCommand {
         swift-lora-dist generate --model model.gguf --chat "Name three rivers." --max-tokens 64
         swift-lora-dist generate --model model.gguf --adapter out/arithmetic --prompt "What is 12 plus 30?"
         swift-lora-dist generate --model ./SmolLM2-folder --prompt "Once" --temperature 0.8 --top-p 0.9 --seed 7
+        swift-lora-dist generate --model model.gguf --adapter out/a --adapter out/b --prompt "Define: LAWYER"
+
+      Several --adapter options answer the prompt with each adapter from one loaded base, \
+      all in one batch (each row with its own adapter and KV cache, the same decode step \
+      `serve` batches requests with); each answer equals that adapter's alone.
       """)
 
   @Option(help: "A GGUF file or a Hugging Face folder.")
@@ -25,9 +31,9 @@ struct Generate: ParsableCommand {
 
   @Option(
     help:
-      "An adapter to apply: a training output folder, a .sldckpt checkpoint, a PEFT folder or a GGUF LoRA file."
+      "An adapter to apply: a training output folder, a .sldckpt checkpoint, a PEFT folder or a GGUF LoRA file; repeat to answer with several."
   )
-  var adapter: String?
+  var adapter: [String] = []
   @Flag(help: "Apply a checkpoint even if it was trained on a base with another fingerprint.")
   var force = false
 
@@ -95,7 +101,12 @@ struct Generate: ParsableCommand {
       text = prompt ?? ""
     }
     let ids = tokenizer.encode(text)
-    let lora = try adapter.map { try AdapterFile.load($0, model: llama, files: files, force: force).adapter }
+    let loras = try adapter.map { try AdapterFile.load($0, model: llama, files: files, force: force).adapter }
+    if loras.count > 1 {
+      try generateSeveral(llama, loras, prompt: ids, stop: stop, tokenizer: tokenizer)
+      return
+    }
+    let lora = loras.first
     let generator = Generator(
       model: llama, capacity: min(llama.config.contextLength, ids.count + maxTokens), adapter: lora)
     var sampler = Sampler(temperature: temperature, topP: topP, seed: seed)
@@ -134,6 +145,64 @@ struct Generate: ParsableCommand {
   }
 }
 
+extension Generate {
+  /// One answer per adapter, decoded together in one batch; printed once all are done.
+  func generateSeveral(
+    _ llama: LlamaModel, _ loras: [LoRAAdapter], prompt: [Int32], stop: Set<Int32>, tokenizer: Tokenizer
+  ) throws {
+    guard !prompt.isEmpty else { throw GenerationError.emptyPrompt }
+    let capacity = min(llama.config.contextLength, llama.rope.maxPositions)
+    guard prompt.count + maxTokens <= capacity else {
+      throw GenerationError.tooLong(prompt: prompt.count, maxTokens: maxTokens, capacity: capacity)
+    }
+    let decoder = BatchDecoder(
+      model: llama, maxRows: loras.count, maxRank: loras.flatMap { $0.modules.map(\.rank) }.max() ?? 1)
+    let sequences = loras.map {
+      DecodeSequence(config: llama.config, adapter: $0, capacity: prompt.count + maxTokens)
+    }
+    var samplers = loras.map { _ in Sampler(temperature: temperature, topP: topP, seed: seed) }
+    let started = DispatchTime.now().uptimeNanoseconds
+    var outputs: [[Int32]] = sequences.indices.map { i in
+      [samplers[i].next(decoder.prefill(sequences[i], prompt: prompt))]
+    }
+    let promptDone = DispatchTime.now().uptimeNanoseconds
+    var active = sequences.indices.filter { !stop.contains(outputs[$0][0]) && maxTokens > 1 }
+    var steps = 0
+    while !active.isEmpty {
+      let logits = decoder.step(active.map { sequences[$0] }, tokens: active.map { outputs[$0].last! })
+      let v = llama.config.vocabularySize
+      for (row, i) in active.enumerated() {
+        outputs[i].append(samplers[i].next(logits.view(offset: row * v, shape: [v])))
+      }
+      steps += 1
+      active = active.filter { !stop.contains(outputs[$0].last!) && outputs[$0].count < maxTokens }
+    }
+    let seconds = Double(DispatchTime.now().uptimeNanoseconds - promptDone) / 1e9
+    for (path, output) in zip(adapter, outputs) {
+      let text = tokenizer.decode(output.filter { !stop.contains($0) })
+      if json {
+        let stats = GenerationStats(
+          promptTokens: prompt.count, generatedTokens: output.count,
+          promptSeconds: Double(promptDone - started) / 1e9, generationSeconds: seconds)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let result = GenerateResult(
+          text: text, promptIDs: prompt, ids: output, loadSeconds: 0, blasThreads: BLAS.threads, stats: stats,
+          adapter: path)
+        print(String(decoding: try encoder.encode(result), as: UTF8.self))
+      } else {
+        print("== \(path)")
+        print(text)
+      }
+    }
+    let tokens = outputs.map(\.count).reduce(0, +)
+    FileHandle.standardError.write(
+      Data(
+        ("\(loras.count) adapters in one batch: \(tokens) tokens in \(steps) steps, "
+          + "\(format(Double(max(tokens - loras.count, 0)) / max(seconds, 1e-9), 1)) tokens/s\n").utf8))
+  }
+}
+
 /// What `generate --json` prints.
 struct GenerateResult: Codable {
   var text: String
@@ -142,6 +211,8 @@ struct GenerateResult: Codable {
   var loadSeconds: Double
   var blasThreads: Int
   var stats: GenerationStats
+  /// With several --adapter options: which one answered.
+  var adapter: String?
 }
 
 /// Streaming output: how many leading bytes form complete UTF-8 characters.
