@@ -88,6 +88,8 @@ let package = Package(
       name: "CLITests",
       dependencies: [
         "swift-lora-dist", "LoRAComm", "LoRAFormats", "LoRACheckpoint", "LoRACoordinator", "LoRATraining",
+        "LoRAServe",
+        "LoRAModel", "LoRAKernels",
       ]),
   ]
 )

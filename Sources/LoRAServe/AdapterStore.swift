@@ -54,7 +54,10 @@ public final class AdapterStore: @unchecked Sendable {
     }
     if contains(name) { throw .duplicateName(name) }
     let (adapter, info) = try read(name: name, path: path, pin: pin)
-    let signature = RouteSignature.load(near: path)
+    // A signature made on another base says nothing about this one.
+    let signature = RouteSignature.load(near: path).flatMap {
+      $0.baseFingerprint == baseFingerprint ? $0 : nil
+    }
     return try withLock { () throws(ServeError) -> AdapterInfo in
       guard entries[name] == nil else { throw .duplicateName(name) }
       clock += 1

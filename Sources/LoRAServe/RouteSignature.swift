@@ -71,29 +71,45 @@ public struct RouteSignature: Codable, Sendable, Equatable {
 
   /// Writes the signature into `folder` atomically.
   public func save(in folder: String) throws {
+    try save(to: URL(fileURLWithPath: folder).appendingPathComponent(RouteSignature.fileName).path)
+  }
+
+  /// Where the signature of the adapter at `path` is kept: `route-signature.json` in its
+  /// folder, or `FILE.route-signature.json` beside an adapter file.
+  public static func location(for path: String) -> String {
+    var isFolder: ObjCBool = false
+    _ = FileManager.default.fileExists(atPath: path, isDirectory: &isFolder)
+    return isFolder.boolValue
+      ? URL(fileURLWithPath: path).appendingPathComponent(fileName).path : path + "." + fileName
+  }
+
+  /// Writes the signature to `path` atomically.
+  public func save(to path: String) throws {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]
-    let url = URL(fileURLWithPath: folder).appendingPathComponent(RouteSignature.fileName)
-    let file = try AtomicFile(path: url.path, overwrite: true)
+    let file = try AtomicFile(path: path, overwrite: true)
     try file.write(Array(try encoder.encode(self)))
     try file.commit()
   }
 
-  /// The signature stored with the adapter at `path`: in the folder itself, or beside the
-  /// file, or in the run folder above `checkpoints/`. Nil when there is none (or it is unreadable).
+  /// The signature stored with the adapter at `path`: in the folder itself; for a file,
+  /// `FILE.route-signature.json` beside it, or the run folder's above a checkpoint in
+  /// `checkpoints/`. Nil when there is none (or it is unreadable).
   public static func load(near path: String) -> RouteSignature? {
     var isFolder: ObjCBool = false
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else { return nil }
     let url = URL(fileURLWithPath: path)
-    let folder = isFolder.boolValue ? url : url.deletingLastPathComponent()
-    for candidate in [folder, folder.deletingLastPathComponent()] {
-      let file = candidate.appendingPathComponent(fileName)
-      if let data = try? Data(contentsOf: file),
+    var candidates = [location(for: path)]
+    if !isFolder.boolValue && url.deletingLastPathComponent().lastPathComponent == "checkpoints" {
+      candidates.append(
+        url.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent(fileName).path)
+    }
+    for file in candidates {
+      if let data = FileManager.default.contents(atPath: file),
         let signature = try? JSONDecoder().decode(RouteSignature.self, from: data)
       {
         return signature
       }
-      if isFolder.boolValue { break }
     }
     return nil
   }

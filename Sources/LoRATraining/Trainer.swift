@@ -24,6 +24,8 @@ public final class Trainer {
   /// The ranks this run spans (one rank: `LocalCommunicator.single()`).
   public let communicator: any Communicator
   let train: [Example]
+  /// The training examples (route signatures sample their prompts).
+  public var trainingExamples: [Example] { train }
   let validation: [Example]
   let sampler: BatchSampler
   /// Which part of each global batch this rank trains on. A fused group may move a member

@@ -1,6 +1,7 @@
 import Foundation
 import LoRACheckpoint
 import LoRAModel
+import LoRAServe
 import LoRATraining
 
 /// What one adapter's run leaves in its output folder, for `train` and for every adapter of
@@ -104,13 +105,16 @@ final class AdapterOutput {
     }
   }
 
-  /// Writes the adapter as a PEFT folder, the report (`summary` rows, then the history's
-  /// charts and the `configuration` rows) and the configuration as `training_config.json`.
+  /// Writes the adapter as a PEFT folder, its route signature (the base's mean last hidden
+  /// state over a sample of the training prompts, for `serve`'s "auto" routing), the report
+  /// (`summary` rows, then the history's charts and the `configuration` rows) and the
+  /// configuration as `training_config.json`.
   func finish(
     adapter: LoRAAdapter, baseModel: String, title: String, summary: [(String, String)],
-    configuration: [(String, String)]
+    configuration: [(String, String)], signature: RouteSignature
   ) throws {
     try adapter.savePEFT(to: folder.path, baseModel: baseModel, overwrite: true)
+    try signature.save(in: folder.path)
     let html = TrainingReport.html(
       title: title, steps: steps, validations: validations, summary: summary, configuration: configuration)
     try Data(html.utf8).write(to: folder.appendingPathComponent("report.html"), options: .atomic)

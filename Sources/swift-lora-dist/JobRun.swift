@@ -5,6 +5,7 @@ import LoRACoordinator
 import LoRAFormats
 import LoRAKernels
 import LoRAModel
+import LoRAServe
 import LoRATraining
 
 /// `train --jobs FILE`: every adapter of a job file, on the plan's rank groups.
@@ -386,7 +387,9 @@ struct JobRun {
           ("final training loss", steps.last.map { format($0.loss, 4) } ?? "-"),
           ("validation loss", validations.map { format($0.loss, 4) }.joined(separator: " → ")),
         ],
-        configuration: try run.configurationRows())
+        configuration: try run.configurationRows(),
+        signature: RouteSignature.of(
+          trainer.trainingExamples, model: loaded.model, baseFingerprint: fingerprint))
       say(adapters[k].name, "adapter \(run.output.path), report \(run.output.path)/report.html")
     }
     return false

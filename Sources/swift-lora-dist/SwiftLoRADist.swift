@@ -21,7 +21,7 @@ struct SwiftLoRADist: ParsableCommand {
     subcommands: [
       Doctor.self, Inspect.self, Generate.self, Train.self, Eval.self, Bench.self, BenchServe.self,
       Export.self,
-      Import.self, Merge.self,
+      Import.self, Merge.self, Route.self,
       Plan.self,
     ]
   )

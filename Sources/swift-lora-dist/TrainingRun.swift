@@ -4,6 +4,7 @@ import LoRAComm
 import LoRAFormats
 import LoRAKernels
 import LoRAModel
+import LoRAServe
 import LoRATraining
 
 /// One `train` invocation, from resolved settings: checks everything that can be checked
@@ -311,7 +312,8 @@ struct TrainingRun {
     try out.finish(
       adapter: adapter, baseModel: model, title: "LoRA training: \(output.lastPathComponent)",
       summary: summary,
-      configuration: try configurationRows())
+      configuration: try configurationRows(),
+      signature: RouteSignature.of(trainer.trainingExamples, model: llama, baseFingerprint: fingerprint))
 
     let closing =
       summary.map { "\($0.0): \($0.1)" }.joined(separator: "\n") + "\nreport: \(output.path)/report.html"

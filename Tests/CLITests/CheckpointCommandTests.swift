@@ -1,4 +1,5 @@
 import Foundation
+import LoRAServe
 import Testing
 
 @testable import swift_lora_dist
@@ -30,6 +31,10 @@ struct CheckpointCommandTests {
     let checkpoints = try FileManager.default.contentsOfDirectory(atPath: a + "/checkpoints").sorted()
     #expect(checkpoints == ["step-00000002.sldckpt", "step-00000004.sldckpt"])
     #expect(whole.output.contains("\"event\":\"checkpoint\""))
+    // The route signature for serve's "auto": the base's mean last hidden state of sampled prompts.
+    let signature = try JSONDecoder().decode(
+      RouteSignature.self, from: Data(contentsOf: URL(fileURLWithPath: a + "/route-signature.json")))
+    #expect(signature.prompts > 0 && signature.mean.count > 0 && signature.mean.contains { $0 != 0 })
 
     // The same command again on the finished run: nothing trained, nothing rewritten.
     func contents(_ root: String) throws -> [String: Data] {
