@@ -11,6 +11,17 @@ public struct ServeSettings: Codable, Sendable, Equatable {
   public var blockRows: Int?
   /// Largest adapter rank the decoder takes.
   public var maxRank: Int = 256
+  /// How requests share the batch.
+  public var schedule: Schedule = .mixed
+
+  public enum Schedule: String, Codable, Sendable, CaseIterable {
+    /// Sequences of every adapter advance together (one base pass per step).
+    case mixed
+    /// Only requests of one model at a time share the batch; the next model's wait until
+    /// the batch is empty (what llama.cpp's server does with different LoRA settings; kept
+    /// for comparison).
+    case oneAdapter = "one-adapter"
+  }
 
   public init() {}
 

@@ -186,9 +186,8 @@ public final class ServingEngine: @unchecked Sendable {
       }
       let stop = cancelled
       cancelled = []
-      let room = settings.maxBatch - active.count
-      let admitted = Array(pending.prefix(max(room, 0)))
-      pending.removeFirst(admitted.count)
+      let admitted = takeAdmissible(
+        room: settings.maxBatch - active.count, running: active.first?.request.model)
       counters.queueDepth = pending.count
       condition.unlock()
 
@@ -224,6 +223,25 @@ public final class ServingEngine: @unchecked Sendable {
       }
       active = active.enumerated().filter { !finished.contains($0.offset) }.map(\.element)
     }
+  }
+
+  /// Pending requests that may join the batch now, oldest first (the lock is held). With
+  /// the one-adapter schedule only those of the running model, or of the oldest request's
+  /// model when the batch is empty.
+  private func takeAdmissible(room: Int, running: String?) -> [Pending] {
+    guard room > 0 else { return [] }
+    guard settings.schedule == .oneAdapter, let model = running ?? pending.first?.request.model else {
+      let taken = Array(pending.prefix(room))
+      pending.removeFirst(taken.count)
+      return taken
+    }
+    var taken: [Pending] = []
+    var rest: [Pending] = []
+    for p in pending {
+      if taken.count < room && p.request.model == model { taken.append(p) } else { rest.append(p) }
+    }
+    pending = rest
+    return taken
   }
 
   private let baseKey = NSObject()

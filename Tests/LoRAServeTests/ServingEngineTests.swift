@@ -29,13 +29,15 @@ import Testing
     return (0..<length).map { _ in Int32(random.next() % 96) }
   }
 
-  @Test func concurrentRequestsOfDifferentAdaptersEqualEachAlone() async throws {
+  @Test(arguments: ServeSettings.Schedule.allCases)
+  func concurrentRequestsOfDifferentAdaptersEqualEachAlone(schedule: ServeSettings.Schedule) async throws {
     let f = try ServeFixture()
     let adapters = try ServeFixture.configs.enumerated().map { try f.adapter($1, seed: UInt64(5 + $0)) }
     let store = f.store()
     for (i, a) in adapters.enumerated() { try store.load(name: "a\(i)", path: f.checkpoint(a, "a\(i)")) }
     var settings = ServeSettings()
     settings.maxBatch = 4  // fewer rows than requests: some wait and join later
+    settings.schedule = schedule
     let engine = try ServingEngine(store: store, settings: settings)
     engine.start()
     let names = ["a0", "tiny", "a1", "a2", "a0", "a1", "tiny"]
