@@ -52,11 +52,17 @@ let package = Package(
         "LoRATraining", "LoRAModel", "LoRAComm", "LoRACheckpoint", .product(name: "Yams", package: "Yams"),
       ]),
 
+    // Many adapters on one base in one process: the adapter store, merged task switching,
+    // mixed-adapter decoding with continuous batching, routing.
+    .target(
+      name: "LoRAServe",
+      dependencies: ["LoRAKernels", "LoRAFormats", "LoRAModel", "LoRACheckpoint"]),
+
     .executableTarget(
       name: "swift-lora-dist",
       dependencies: [
         "LoRAKernels", "LoRAComm", "LoRACheckpoint", "LoRAFormats", "LoRAModel", "LoRATraining",
-        "LoRACoordinator",
+        "LoRACoordinator", "LoRAServe",
         .product(name: "Yams", package: "Yams"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
@@ -74,6 +80,8 @@ let package = Package(
       name: "LoRACheckpointTests",
       dependencies: ["LoRACheckpoint", "LoRAModel", "LoRAFormats", "LoRAKernels"],
       resources: [.copy("Fixtures")]),
+    .testTarget(
+      name: "LoRAServeTests", dependencies: ["LoRAServe", "LoRAModel", "LoRACheckpoint", "LoRAFormats", "LoRAKernels"]),
     .testTarget(name: "LoRACoordinatorTests", dependencies: ["LoRACoordinator", "LoRAModel"]),
     .testTarget(
       name: "CLITests",

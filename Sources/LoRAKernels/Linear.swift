@@ -3,7 +3,12 @@ public enum Linear {
   /// - out: [N, OUT]; x: [N, IN]; weight: [OUT, IN]; bias: [OUT] or nil.
   public static func forward(_ out: Tensor, _ x: Tensor, weight: Tensor, bias: Tensor? = nil) {
     GEMM.multiply(into: out, x, weight, transposeB: .transposed)
-    guard let bias else { return }
+    if let bias { addBias(out, bias) }
+  }
+
+  /// out[n, :] += bias for every row.
+  /// - out: [N, OUT]; bias: [OUT].
+  public static func addBias(_ out: Tensor, _ bias: Tensor) {
     let width = bias.count
     let rows = out.count / width
     let o = out.base

@@ -15,13 +15,14 @@ public struct GenerationStats: Sendable, Codable, Equatable {
 }
 
 /// Autoregressive generation with a KV cache: the prompt goes through the model in one
-/// batched pass (matrix products over all its tokens), then one token at a time.
+/// batched pass (matrix products over all its tokens), then one token at a time through the
+/// same `BatchDecoder` step the server batches many requests with, so a prompt gives the same
+/// tokens here and under load.
 public final class Generator {
   public let model: LlamaModel
   public let capacity: Int
-  let cache: KVCache
-  let step: LlamaActivations
-  let stepLogits: Tensor
+  let decoder: BatchDecoder
+  let sequence: DecodeSequence
 
   /// The adapter applied on top of the base, if any.
   public let adapter: LoRAAdapter?
@@ -31,11 +32,9 @@ public final class Generator {
     self.model = model
     self.adapter = adapter
     self.capacity = min(capacity, model.rope.maxPositions)
-    cache = KVCache(config: model.config, batch: 1, capacity: self.capacity)
-    step = LlamaActivations(
-      config: model.config, batch: 1, length: 1, keepForBackward: false, keys: self.capacity, adapter: adapter
-    )
-    stepLogits = Tensor(zeros: [1, model.config.vocabularySize])
+    decoder = BatchDecoder(
+      model: model, maxRows: 1, maxRank: max(1, adapter?.modules.map(\.rank).max() ?? 1))
+    sequence = DecodeSequence(config: model.config, adapter: adapter, capacity: self.capacity)
   }
 
   /// Generates up to `maxTokens` tokens after `prompt`, calling `onToken` with each; stops
@@ -48,23 +47,13 @@ public final class Generator {
     guard prompt.count + maxTokens <= capacity else {
       throw GenerationError.tooLong(prompt: prompt.count, maxTokens: maxTokens, capacity: capacity)
     }
-    cache.reset()
     let started = DispatchTime.now().uptimeNanoseconds
-    let promptPass = LlamaActivations(
-      config: model.config, batch: 1, length: prompt.count, keepForBackward: false, keys: capacity,
-      adapter: adapter)
-    let hidden = model.forward(tokens: prompt, activations: promptPass, cache: cache)
-    let last = hidden.view(
-      offset: (prompt.count - 1) * model.config.hiddenSize, shape: [1, model.config.hiddenSize])
-    model.logits(into: stepLogits, hidden: last)
-    var token = sampler.next(stepLogits)
+    var token = sampler.next(decoder.prefill(sequence, prompt: prompt))
     let promptDone = DispatchTime.now().uptimeNanoseconds
     var generated = 1
     var going = onToken(token) && !stop.contains(token)
     while going && generated < maxTokens {
-      let h = model.forward(tokens: [token], activations: step, cache: cache)
-      model.logits(into: stepLogits, hidden: h)
-      token = sampler.next(stepLogits)
+      token = sampler.next(decoder.step([sequence], tokens: [token]))
       generated += 1
       going = onToken(token) && !stop.contains(token)
     }
