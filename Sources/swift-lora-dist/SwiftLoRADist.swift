@@ -19,8 +19,9 @@ struct SwiftLoRADist: ParsableCommand {
       """,
     version: version,
     subcommands: [
-      Doctor.self, Inspect.self, Generate.self, Train.self, Eval.self, Bench.self, Export.self, Import.self, Merge.self,
-      Plan.self,
+      Doctor.self, Inspect.self, Generate.self, Train.self, Eval.self, Bench.self, Export.self, Import.self,
+      Merge.self,
+      Plan.self, Serve.self,
     ]
   )
 
