@@ -99,13 +99,16 @@ struct RequestDecodingTests {
     #expect(noParam?["error"]?["param"] is NSNull)
   }
 
-  @Test func metricsAreValidExposition() {
-    var stats = EngineStats()
-    stats.perModel["a\"b"] = .init(requests: 2, promptTokens: 10, generatedTokens: 5, cancelled: 1)
-    stats.steps = 3
-    let text = PrometheusText.render(
-      engine: stats, store: StoreStats(hits: 1, misses: 2, evictions: 0, residentBytes: 64, budgetBytes: nil),
-      adapters: [])
+  @Test func metricsAreValidExposition() throws {
+    // The stats types have no public memberwise initializers: decode them.
+    let stats = try JSONDecoder().decode(
+      EngineStats.self,
+      from: Data(
+        #"{"perModel": {"a\"b": {"requests": 2, "promptTokens": 10, "generatedTokens": 5, "cancelled": 1}}, "queueDepth": 0, "active": 0, "steps": 3, "stepRows": 3, "routed": 0, "routedToBase": 0}"#
+          .utf8))
+    let store = try JSONDecoder().decode(
+      StoreStats.self, from: Data(#"{"hits": 1, "misses": 2, "evictions": 0, "residentBytes": 64}"#.utf8))
+    let text = PrometheusText.render(engine: stats, store: store, adapters: [])
     #expect(text.contains(#"sld_requests_total{model="a\"b"} 2"#))
     #expect(
       text.contains("sld_decode_steps_total 3\n") && text.contains("sld_adapter_cache_misses_total 2\n"))
