@@ -13,27 +13,28 @@ struct Serve: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Serve the base model and many adapters over an OpenAI-compatible HTTP API.",
     discussion: """
-      One process holds the frozen base and every adapter; requests for different adapters \\
-      are decoded together in one batch (continuous batching). A request's "model" is an \\
-      adapter's name, the base's name (--served-model-name) or "auto" (the router picks the \\
+      One process holds the frozen base and every adapter; requests for different adapters \
+      are decoded together in one batch (continuous batching). A request's "model" is an \
+      adapter's name, the base's name (--served-model-name) or "auto" (the router picks the \
       adapter whose training prompts look most like the request, or the base).
 
       Endpoints:
-        POST   /v1/completions        prompt, max_tokens (16), temperature (1; 0 is greedy),
-                                      top_p, stop (string or list of up to 4), seed, stream
-        POST   /v1/chat/completions   messages (ChatML); max_tokens defaults to the rest of the context
-        GET    /v1/models             the base (parent null) and every adapter (parent: the base)
-        POST   /v1/adapters           {"name": "sql", "path": "out/sql", "pin": false} loads one (201)
-        DELETE /v1/adapters/NAME      unloads one
-        GET    /health                {"status": "ok"}
-        GET    /metrics               Prometheus text format
+        POST   /v1/completions       prompt, max_tokens (16), temperature (1, 0 greedy),
+                                     top_p, stop (up to 4 strings), seed, stream
+        POST   /v1/chat/completions  messages (ChatML); max_tokens: rest of context
+        GET    /v1/models            the base (parent null) and every adapter
+        POST   /v1/adapters          {"name", "path", "pin"?}: loads one (201)
+        DELETE /v1/adapters/NAME     unloads one
+        GET    /health               {"status": "ok"}
+        GET    /metrics              Prometheus text format
 
-      Prints "listening on http://HOST:PORT" once it accepts connections (with --port 0, the \\
+      Prints "listening on http://HOST:PORT" once it accepts connections (with --port 0, the \
       port chosen). SIGTERM or SIGINT: stops accepting, finishes the requests in flight, exits 0.
 
       Examples:
-        swift-lora-dist serve --model model.gguf --adapter sql=out/sql --adapter chat=out/chat
-        swift-lora-dist serve --model model.gguf --adapters-dir out --adapter-cache-mb 512 --pin sql
+        swift-lora-dist serve --model model.gguf --adapter sql=out/sql --adapter qa=out/qa
+        swift-lora-dist serve --model model.gguf --adapters-dir out --adapter-cache-mb 512 \\
+          --pin sql
         swift-lora-dist serve --model ./SmolLM2-folder --host 0.0.0.0 --port 8000 --max-batch 8
         curl http://127.0.0.1:8000/v1/completions -H 'Content-Type: application/json' \\
           -d '{"model": "sql", "prompt": "SELECT", "max_tokens": 16, "temperature": 0}'
