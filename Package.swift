@@ -11,6 +11,10 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+    .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.8.0"),
+    .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
   ],
   targets: [
     // System libraries: one module map and shim header each, found through pkg-config.
@@ -58,11 +62,22 @@ let package = Package(
       name: "LoRAServe",
       dependencies: ["LoRAKernels", "LoRAFormats", "LoRAModel", "LoRACheckpoint"]),
 
+    // The OpenAI-compatible HTTP server over the serving engine: request and response types,
+    // validation, routes, server-sent events, Prometheus metrics.
+    .target(
+      name: "LoRAServeHTTP",
+      dependencies: [
+        "LoRAServe", "LoRAFormats", "LoRAModel", .product(name: "Hummingbird", package: "hummingbird"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "Logging", package: "swift-log"), .product(name: "NIOCore", package: "swift-nio"),
+      ]),
+
     .executableTarget(
       name: "swift-lora-dist",
       dependencies: [
         "LoRAKernels", "LoRAComm", "LoRACheckpoint", "LoRAFormats", "LoRAModel", "LoRATraining",
-        "LoRACoordinator", "LoRAServe",
+        "LoRACoordinator", "LoRAServe", "LoRAServeHTTP",
+        .product(name: "Hummingbird", package: "hummingbird"),
         .product(name: "Yams", package: "Yams"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
@@ -83,6 +98,11 @@ let package = Package(
     .testTarget(
       name: "LoRAServeTests",
       dependencies: ["LoRAServe", "LoRAModel", "LoRACheckpoint", "LoRAFormats", "LoRAKernels"]),
+    .testTarget(
+      name: "LoRAServeHTTPTests",
+      dependencies: [
+        "LoRAServeHTTP", "LoRAServe", "LoRAFormats", .product(name: "Hummingbird", package: "hummingbird"),
+      ]),
     .testTarget(name: "LoRACoordinatorTests", dependencies: ["LoRACoordinator", "LoRAModel"]),
     .testTarget(
       name: "CLITests",

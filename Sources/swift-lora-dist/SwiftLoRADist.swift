@@ -19,10 +19,8 @@ struct SwiftLoRADist: ParsableCommand {
       """,
     version: version,
     subcommands: [
-      Doctor.self, Inspect.self, Generate.self, Train.self, Eval.self, Bench.self, BenchServe.self,
-      Export.self,
-      Import.self, Merge.self, Route.self,
-      Plan.self,
+      Doctor.self, Inspect.self, Generate.self, Train.self, Eval.self, Serve.self, Route.self, Bench.self,
+      BenchServe.self, Export.self, Import.self, Merge.self, Plan.self,
     ]
   )
 

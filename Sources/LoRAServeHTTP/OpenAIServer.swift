@@ -1,0 +1,176 @@
+import Foundation
+import LoRAFormats
+import LoRAServe
+
+/// The serving engine behind OpenAI's API: turns request bodies into token requests
+/// (tokenizing, rendering chat templates, checking fields) and names what served them.
+/// The HTTP routes are in `OpenAIServer+Routes.swift`.
+public final class OpenAIServer: Sendable {
+  public let engine: ServingEngine
+  public let tokenizer: Tokenizer
+  /// The base's name in `model` fields.
+  public var baseName: String { engine.store.baseName }
+  /// Generation ends at these in plain completions (eos) and in chat (eos, `<|im_end|>`).
+  public let completionStopTokens: Set<Int32>
+  public let chatStopTokens: Set<Int32>
+  /// The model's chat template is ChatML (what `/v1/chat/completions` renders).
+  public let supportsChat: Bool
+  /// Unix time of start: every model's `created`.
+  public let created: Int
+
+  /// Largest request body in bytes.
+  public static let maxBodyBytes = 8 << 20
+  /// Most stop strings per request (OpenAI's limit).
+  public static let maxStopStrings = 4
+
+  public init(engine: ServingEngine, tokenizer: Tokenizer, chatTemplate: String?) {
+    self.engine = engine
+    self.tokenizer = tokenizer
+    var stops: Set<Int32> = []
+    if let eos = tokenizer.eosID { stops.insert(Int32(eos)) }
+    completionStopTokens = stops
+    if let end = tokenizer.id(of: ChatTemplate.imEnd) { stops.insert(end) }
+    chatStopTokens = stops
+    supportsChat =
+      chatTemplate.map { $0.contains(ChatTemplate.imStart) }
+      ?? (tokenizer.id(of: ChatTemplate.imStart) != nil)
+    created = Int(Date().timeIntervalSince1970)
+  }
+
+  /// A request ready for the engine, with what the HTTP layer keeps for itself.
+  struct Prepared: Sendable {
+    var request: CompletionRequest
+    var stopStrings: [String]
+    var stream: Bool
+    var includeUsage: Bool
+  }
+
+  /// Checks a completion body and tokenizes its prompt.
+  func prepare(_ body: CompletionBody) throws(APIError) -> Prepared {
+    if body.echo == true {
+      throw APIError(
+        status: 400, message: "'echo': echoing the prompt is not supported", param: "echo",
+        code: "unsupported")
+    }
+    let prompt: [Int32]
+    switch body.prompt {
+    case .text(let text): prompt = tokenizer.encode(text)
+    case .tokens(let ids): prompt = ids
+    }
+    return try prepared(
+      model: body.model, prompt: prompt, maxTokens: body.maxTokens ?? 16, temperature: body.temperature,
+      topP: body.topP, seed: body.seed, n: body.n, stop: body.stop, stopTokens: completionStopTokens,
+      stream: body.stream, streamOptions: body.streamOptions)
+  }
+
+  /// Roles a chat message may have.
+  static let roles: Set<String> = ["system", "developer", "user", "assistant", "tool"]
+
+  /// Checks a chat body and renders its messages with ChatML.
+  func prepare(_ body: ChatCompletionBody) throws(APIError) -> Prepared {
+    guard supportsChat else {
+      throw APIError(
+        status: 400, message: "the served model's chat template is not ChatML; use /v1/completions instead",
+        code: "unsupported")
+    }
+    guard !body.messages.isEmpty else {
+      throw APIError(
+        status: 400, message: "'messages': must hold at least one message", param: "messages",
+        code: "invalid_value")
+    }
+    for (i, message) in body.messages.enumerated() where !Self.roles.contains(message.role) {
+      throw APIError(
+        status: 400,
+        message:
+          "'messages[\(i)].role': '\(message.role)' is not one of \(Self.roles.sorted().joined(separator: ", "))",
+        param: "messages[\(i)].role", code: "invalid_value")
+    }
+    let messages = body.messages.map {
+      ChatMessage(role: $0.role == "developer" ? "system" : $0.role, content: $0.content)
+    }
+    let prompt = tokenizer.encode(ChatTemplate.chatML(messages, addGenerationPrompt: true))
+    // Default: the rest of the context (at least 1, so a too-long prompt says so).
+    let maxTokens = body.maxTokens ?? body.maxCompletionTokens ?? max(1, engine.contextLength - prompt.count)
+    return try prepared(
+      model: body.model, prompt: prompt, maxTokens: maxTokens, temperature: body.temperature, topP: body.topP,
+      seed: body.seed, n: body.n, stop: body.stop, stopTokens: chatStopTokens, stream: body.stream,
+      streamOptions: body.streamOptions)
+  }
+
+  private func prepared(
+    model: String, prompt: [Int32], maxTokens: Int, temperature: Double?, topP: Double?, seed: Int64?,
+    n: Int?,
+    stop: StopField?, stopTokens: Set<Int32>, stream: Bool?, streamOptions: StreamOptions?
+  ) throws(APIError) -> Prepared {
+    if let n, n != 1 {
+      throw APIError(
+        status: 400, message: "'n': only 1 choice per request is served", param: "n", code: "unsupported")
+    }
+    guard maxTokens >= 1 else {
+      throw APIError(
+        status: 400, message: "'max_tokens': must be at least 1", param: "max_tokens", code: "invalid_value")
+    }
+    let temperature = temperature ?? 1
+    guard temperature >= 0 && temperature <= 2 && temperature.isFinite else {
+      throw APIError(
+        status: 400, message: "'temperature': must be between 0 and 2", param: "temperature",
+        code: "invalid_value")
+    }
+    let topP = topP ?? 1
+    guard topP > 0 && topP <= 1 else {
+      throw APIError(
+        status: 400, message: "'top_p': must be in (0, 1]", param: "top_p", code: "invalid_value")
+    }
+    let stopStrings = stop?.strings ?? []
+    guard stopStrings.count <= Self.maxStopStrings else {
+      throw APIError(
+        status: 400, message: "'stop': at most \(Self.maxStopStrings) stop strings, got \(stopStrings.count)",
+        param: "stop", code: "invalid_value")
+    }
+    if stopStrings.contains(where: \.isEmpty) {
+      throw APIError(
+        status: 400, message: "'stop': stop strings must not be empty", param: "stop", code: "invalid_value")
+    }
+    // No seed: a fresh one per request, as OpenAI samples differently each time.
+    let seed =
+      seed.map { UInt64(bitPattern: $0) } ?? (temperature == 0 ? 0 : UInt64.random(in: 0...UInt64.max))
+    let request = CompletionRequest(
+      model: model, prompt: prompt, maxTokens: maxTokens, temperature: Float(temperature), topP: Float(topP),
+      seed: seed, stopTokens: stopTokens)
+    return Prepared(
+      request: request, stopStrings: stopStrings, stream: stream ?? false,
+      includeUsage: streamOptions?.includeUsage ?? false)
+  }
+
+  /// Submits a prepared request.
+  func start(_ prepared: Prepared) throws(APIError) -> Generation {
+    let handle: ServingEngine.Handle
+    do {
+      handle = try engine.submit(prepared.request)
+    } catch {
+      throw APIError(error)
+    }
+    return Generation(
+      handle: handle, baseName: baseName, requested: prepared.request.model,
+      assembler: TextAssembler(
+        tokenizer: tokenizer, stopStrings: prepared.stopStrings, stopTokens: prepared.request.stopTokens))
+  }
+
+  /// `GET /v1/models`: the base first, then every adapter in load order.
+  public func models() -> ModelList {
+    let store = engine.store
+    var data = [
+      ModelEntry(
+        id: baseName, created: created, root: baseName, parent: nil, adapter: nil,
+        maxModelLen: engine.contextLength,
+        fingerprint: store.baseFingerprint)
+    ]
+    for info in store.list() {
+      data.append(
+        ModelEntry(
+          id: info.name, created: created, root: baseName, parent: baseName, adapter: info, maxModelLen: nil,
+          fingerprint: info.baseFingerprint))
+    }
+    return ModelList(data: data)
+  }
+}
