@@ -6,6 +6,13 @@ public struct EngineStats: Codable, Sendable, Equatable {
     public var promptTokens = 0
     public var generatedTokens = 0
     public var cancelled = 0
+
+    public init(requests: Int = 0, promptTokens: Int = 0, generatedTokens: Int = 0, cancelled: Int = 0) {
+      self.requests = requests
+      self.promptTokens = promptTokens
+      self.generatedTokens = generatedTokens
+      self.cancelled = cancelled
+    }
   }
 
   public var perModel: [String: PerModel] = [:]

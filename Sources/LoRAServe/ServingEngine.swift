@@ -206,7 +206,10 @@ public final class ServingEngine: @unchecked Sendable {
         }
         if let a = admit(p) { active.append(a) }
       }
-      guard !active.isEmpty else { continue }
+      guard !active.isEmpty else {
+        record { $0.active = 0 }
+        continue
+      }
       // Rows of one adapter side by side: one segment per adapter.
       active.sort { ObjectIdentifier(adapterKey($0)) < ObjectIdentifier(adapterKey($1)) }
       let logits = decoder.step(active.map(\.sequence), tokens: active.map(\.last))

@@ -89,6 +89,12 @@ struct Serve: ParsableCommand {
   var routeThreshold = ServeSettings().routeThreshold
 
   @Option(
+    help: ArgumentHelp(
+      "mixed: every adapter's sequences advance together in one batch; one-adapter: only one model's requests share the batch at a time (as llama.cpp's server does), for comparison.",
+      valueName: "mixed|one-adapter"))
+  var schedule = ServeSettings().schedule.rawValue
+
+  @Option(
     name: .customLong("served-model-name"),
     help:
       "The base's name in requests and /v1/models (default: the model file or folder name without extension)."
@@ -102,6 +108,9 @@ struct Serve: ParsableCommand {
     guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
     guard maxBatch >= 1 else { throw ValidationError("--max-batch must be at least 1") }
     guard maxQueue >= 1 else { throw ValidationError("--max-queue must be at least 1") }
+    guard ServeSettings.Schedule(rawValue: schedule) != nil else {
+      throw ValidationError("--schedule must be mixed or one-adapter, got '\(schedule)'")
+    }
     guard (-1...1).contains(routeThreshold) else {
       throw ValidationError("--route-threshold must be between -1 and 1")
     }
@@ -174,6 +183,7 @@ struct Serve: ParsableCommand {
     settings.maxBatch = maxBatch
     settings.maxQueue = maxQueue
     settings.routeThreshold = routeThreshold
+    settings.schedule = ServeSettings.Schedule(rawValue: schedule) ?? .mixed
     let engine = try ServingEngine(store: store, settings: settings)
     let server = OpenAIServer(engine: engine, tokenizer: tokenizer, chatTemplate: files.chatTemplate)
     Self.log(

@@ -212,6 +212,49 @@ try:
     except openai.BadRequestError as error:
         check(error.status_code == 400 and "temperature" in str(error), "400 for temperature out of range")
 
+    # Under load: concurrent greedy requests of different adapters (and the base) in shared
+    # batches give the same text as each alone.
+    cases = [(name, f"What is {3 * i + 1} plus {i + 5}?") for i, name in enumerate(["a1", "a2", "base", "a1", "a2", "base"])]
+    alone = [client.completions.create(model=m, prompt=p, max_tokens=12, temperature=0).choices[0].text for m, p in cases]
+    together = [None] * len(cases)
+
+    def ask(i):
+        m, p = cases[i]
+        together[i] = client.completions.create(model=m, prompt=p, max_tokens=12, temperature=0).choices[0].text
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(cases))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    check(together == alone, f"concurrent greedy answers equal each alone: {together} vs {alone}")
+
+    def metric(text, name):
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[-1])
+        return 0.0
+
+    # A client that disconnects mid-stream: its sequence is freed (cancelled, no active sequence left).
+    import http.client as httpclient
+    _, before = http("GET", base_url + "/metrics")
+    connection = httpclient.HTTPConnection("127.0.0.1", port, timeout=60)
+    connection.request("POST", "/v1/completions", json.dumps(
+        {"model": "a1", "prompt": "Once upon a time", "max_tokens": 2000, "temperature": 0, "stream": True}),
+        {"Content-Type": "application/json"})
+    response = connection.getresponse()
+    first = response.read1(64) if hasattr(response, "read1") else response.read(64)
+    connection.close()
+    freed = False
+    deadline = time.time() + 20
+    while time.time() < deadline and not freed:
+        time.sleep(0.2)
+        _, now = http("GET", base_url + "/metrics")
+        freed = (metric(now, 'sld_cancelled_requests_total{model="a1"}')
+                 > metric(before, 'sld_cancelled_requests_total{model="a1"}')
+                 and metric(now, "sld_active_sequences") == 0)
+    check(bool(first) and freed, "a client that disconnects mid-stream has its sequence freed")
+
     # Loading and unloading.
     status, body = http("POST", base_url + "/v1/adapters", {"name": "a3", "path": a1})
     check(status == 201 and body.get("name") == "a3" and body.get("parent") == "base", f"POST /v1/adapters: {status}")
@@ -224,8 +267,30 @@ try:
     check(again.choices[0].text == client.completions.create(model="a1", prompt=prompt, max_tokens=8,
                                                              temperature=0).choices[0].text,
           "the same adapter under another name answers the same")
+    # Unloading while a stream uses the adapter: the stream finishes with the adapter it started with.
+    expected = client.completions.create(model="a3", prompt="Once upon a time", max_tokens=24, temperature=0)
+    streamed = {}
+
+    def use_a3():
+        pieces = []
+        for chunk in client.completions.create(model="a3", prompt="Once upon a time", max_tokens=24, temperature=0,
+                                               stream=True):
+            if chunk.choices:
+                pieces.append(chunk.choices[0].text)
+                if len(pieces) == 1:
+                    streamed["started"] = True
+        streamed["text"] = "".join(pieces)
+
+    user = threading.Thread(target=use_a3)
+    user.start()
+    deadline = time.time() + 60
+    while "started" not in streamed and time.time() < deadline:
+        time.sleep(0.01)
     status, body = http("DELETE", base_url + "/v1/adapters/a3")
-    check(status == 200 and body.get("deleted") is True, "DELETE /v1/adapters/a3")
+    check(status == 200 and body.get("deleted") is True, "DELETE /v1/adapters/a3 while a stream uses it")
+    user.join(timeout=120)
+    check(streamed.get("text") == expected.choices[0].text,
+          f"the stream using a3 finishes unchanged: {streamed.get('text')!r} vs {expected.choices[0].text!r}")
     status, body = http("POST", base_url + "/v1/completions", {"model": "a3", "prompt": "x", "max_tokens": 2})
     check(status == 404, "an unloaded adapter is 404")
     status, body = http("DELETE", base_url + "/v1/adapters/a3")
