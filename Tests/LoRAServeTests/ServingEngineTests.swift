@@ -39,14 +39,15 @@ import Testing
     settings.maxBatch = 4  // fewer rows than requests: some wait and join later
     settings.schedule = schedule
     let engine = try ServingEngine(store: store, settings: settings)
-    engine.start()
     let names = ["a0", "tiny", "a1", "a2", "a0", "a1", "tiny"]
     let requests = names.enumerated().map { i, name in
       CompletionRequest(
         model: name, prompt: Self.prompt(2 + i, seed: UInt64(i)), maxTokens: 3 + i % 4,
         temperature: i % 3 == 2 ? 0.8 : 0, seed: UInt64(i))
     }
+    // All queued before the thread starts: the first steps hold four of them at once.
     let handles = try requests.map { try engine.submit($0) }
+    engine.start()
     var results: [(routed: String??, tokens: [Int32], end: CompletionEvent?)] = []
     for h in handles { results.append(await Self.collect(h)) }
     for (i, request) in requests.enumerated() {
@@ -71,7 +72,7 @@ import Testing
     await engine.shutdown()
   }
 
-  @Test func stopTokensCancellingAndErrors() async throws {
+  @Test func stopTokensAndErrors() async throws {
     let f = try ServeFixture()
     let store = f.store()
     let engine = try ServingEngine(store: store)
@@ -85,23 +86,6 @@ import Testing
       try engine.submit(CompletionRequest(model: "tiny", prompt: prompt, maxTokens: 6, stopTokens: [stop])))
     #expect(stopped.tokens == Array(full.tokens.prefix(through: full.tokens.firstIndex(of: stop)!)))
     #expect(stopped.end == .finished(.stop, promptTokens: 4, completionTokens: stopped.tokens.count))
-
-    // Cancelled after the first token.
-    let long = try engine.submit(CompletionRequest(model: "tiny", prompt: prompt, maxTokens: 50))
-    var seen = 0
-    var end: CompletionEvent?
-    for await event in long.events {
-      if case .token = event {
-        seen += 1
-        if seen == 1 { long.cancel() }
-      }
-      if case .finished = event { end = event }
-    }
-    if case .finished(let reason, _, let count) = end {
-      #expect(reason == .cancelled && count < 50)
-    } else {
-      Issue.record("no finish event")
-    }
 
     let context = engine.contextLength
     #expect(throws: ServeError.unknownModel(name: "nope", available: ["tiny", "auto"])) {
@@ -120,6 +104,24 @@ import Testing
     #expect(throws: ServeError.shuttingDown) {
       try engine.submit(CompletionRequest(model: "tiny", prompt: prompt, maxTokens: 2))
     }
+  }
+
+  /// A request cancelled while it waits never runs. (Cancelling a running one is checked
+  /// on the real model by Tests/serve, where a step is slow enough to cancel between.)
+  @Test func aCancelledWaitingRequestNeverRuns() async throws {
+    let f = try ServeFixture()
+    let engine = try ServingEngine(store: f.store())
+    let handle = try engine.submit(
+      CompletionRequest(model: "tiny", prompt: Self.prompt(3, seed: 1), maxTokens: 8))
+    handle.cancel()
+    engine.start()
+    let result = await Self.collect(handle)
+    #expect(
+      result.tokens.isEmpty && result.end == .finished(.cancelled, promptTokens: 3, completionTokens: 0))
+    let other = await Self.collect(
+      try engine.submit(CompletionRequest(model: "tiny", prompt: Self.prompt(3, seed: 1), maxTokens: 8)))
+    #expect(other.tokens.count == 8)
+    await engine.shutdown()
   }
 
   @Test func shutdownFinishesAcceptedRequests() async throws {

@@ -76,7 +76,9 @@ try:
     data = os.path.join(work, "data")
     subprocess.run([sys.executable, os.path.join(ROOT, "examples/make_arithmetic.py"), data, "--train", "40",
                     "--valid", "4"], check=True, capture_output=True)
-    a1, a2 = os.path.join(work, "a1"), os.path.join(work, "a2")
+    adapters_dir = os.path.join(work, "adapters")
+    os.makedirs(adapters_dir)
+    a1, a2 = os.path.join(adapters_dir, "a1"), os.path.join(adapters_dir, "a2")
     started = time.time()
     train(args.model, os.path.join(data, "train.jsonl"), a1, 1)
     train(args.model, os.path.join(data, "train.jsonl"), a2, 2)
@@ -102,8 +104,9 @@ try:
     # The server, on any free port.
     log = open(os.path.join(work, "serve.err"), "w")
     server = subprocess.Popen(
-        [args.bin, "serve", "--model", args.model, "--adapter", f"a1={a1}", "--adapter", f"a2={a2}", "--port", "0",
-         "--served-model-name", "base", "--threads", "2"],
+        # Room in RAM for about one adapter (1.8 MB each): a1 is pinned, a2 is evicted when a3 loads.
+        [args.bin, "serve", "--model", args.model, "--adapters-dir", adapters_dir, "--pin", "a1",
+         "--adapter-cache-mb", "2", "--port", "0", "--served-model-name", "base", "--threads", "2"],
         env=ENV, stdout=subprocess.PIPE, stderr=log, text=True)
     port = None
     deadline = time.time() + 120
@@ -293,6 +296,15 @@ try:
           f"the stream using a3 finishes unchanged: {streamed.get('text')!r} vs {expected.choices[0].text!r}")
     status, body = http("POST", base_url + "/v1/completions", {"model": "a3", "prompt": "x", "max_tokens": 2})
     check(status == 404, "an unloaded adapter is 404")
+    # a2 was evicted for a3 (a1 is pinned): it is read from disk again and answers as before.
+    status, metrics = http("GET", base_url + "/metrics")
+    evictions = metric(metrics, "sld_adapter_cache_evictions_total")
+    reread = client.completions.create(model="a2", prompt=cases[1][1], max_tokens=12, temperature=0)
+    status, metrics = http("GET", base_url + "/metrics")
+    check(evictions >= 1 and metric(metrics, "sld_adapter_cache_misses_total") >= 1 and reread.choices[0].text == alone[1],
+          f"an evicted adapter is read again and answers the same ({evictions:.0f} evictions)")
+    pinned = {m.id: m.model_dump().get("adapter", {}) for m in client.models.list().data}
+    check(pinned["a1"].get("pinned") is True and pinned["a1"].get("resident") is True, "the pinned adapter stays resident")
     status, body = http("DELETE", base_url + "/v1/adapters/a3")
     check(status == 404, "unloading twice is 404")
     if other:
