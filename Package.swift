@@ -109,7 +109,7 @@ let package = Package(
       dependencies: [
         "swift-lora-dist", "LoRAComm", "LoRAFormats", "LoRACheckpoint", "LoRACoordinator", "LoRATraining",
         "LoRAServe",
-        "LoRAModel", "LoRAKernels",
+        "LoRAModel", "LoRAKernels", "LoRAServeHTTP",
       ]),
   ]
 )

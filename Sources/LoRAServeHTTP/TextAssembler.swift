@@ -100,8 +100,8 @@ struct TextAssembler {
 }
 
 /// How many leading bytes form complete UTF-8 characters (streaming must not split one).
-enum Utf8Prefix {
-  static func complete(_ bytes: [UInt8]) -> Int {
+public enum Utf8Prefix {
+  public static func complete(_ bytes: [UInt8]) -> Int {
     var end = bytes.count
     var i = bytes.count - 1
     var back = 0

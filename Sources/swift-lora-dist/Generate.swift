@@ -5,6 +5,7 @@ import LoRACheckpoint
 import LoRAFormats
 import LoRAKernels
 import LoRAModel
+import LoRAServeHTTP
 
 /// `swift-lora-dist generate`: text from a base model, with a KV cache.
 struct Generate: ParsableCommand {
@@ -213,24 +214,4 @@ struct GenerateResult: Codable {
   var stats: GenerationStats
   /// With several --adapter options: which one answered.
   var adapter: String?
-}
-
-/// Streaming output: how many leading bytes form complete UTF-8 characters.
-enum Utf8Prefix {
-  static func complete(_ bytes: [UInt8]) -> Int {
-    var end = bytes.count
-    // Step back over at most 3 continuation bytes to the last lead byte.
-    var i = bytes.count - 1
-    var back = 0
-    while i >= 0 && back < 4 && bytes[i] & 0xC0 == 0x80 {
-      i -= 1
-      back += 1
-    }
-    if i >= 0 {
-      let lead = bytes[i]
-      let needed = lead < 0x80 ? 1 : lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1
-      if bytes.count - i < needed { end = i }
-    }
-    return end
-  }
 }

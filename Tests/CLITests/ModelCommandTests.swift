@@ -1,4 +1,5 @@
 import Foundation
+import LoRAServeHTTP
 import Testing
 
 @testable import swift_lora_dist
