@@ -51,7 +51,7 @@ public final class RowInvariantGEMM: @unchecked Sendable {
     }
     let beta: Float = accumulate ? 1 : 0
     if mb == 1 {
-      rowByRow(into: out, x, w, rows: rows, n: n, k: k, chunks: chunks, beta: beta)
+      rowByRow(into: out, x, w, rows: rows, n: n, k: k, beta: beta)
       return
     }
     let (xs, ws, outs, pin, pout) = (
@@ -96,7 +96,7 @@ public final class RowInvariantGEMM: @unchecked Sendable {
   /// One matrix-vector product per row and column chunk, the rows inner, so a chunk of
   /// weights is read from memory once and from cache for the other rows.
   private func rowByRow(
-    into out: Tensor, _ x: Tensor, _ w: Tensor, rows: Int, n: Int, k: Int, chunks _: Int, beta: Float
+    into out: Tensor, _ x: Tensor, _ w: Tensor, rows: Int, n: Int, k: Int, beta: Float
   ) {
     let (xs, ws, outs) = (UncheckedSendable(x.base), UncheckedSendable(w.base), UncheckedSendable(out.base))
     let size = Self.rowChunk
