@@ -6,7 +6,8 @@ It starts the server itself on 127.0.0.1 with --port 0, once per schedule (mixed
 adapter's sequences in one batch; one-adapter: only one model's requests share the batch, as
 llama.cpp's server does with different LoRA settings), rounds alternating, and prints
 requests/s, generated tokens/s, p50/p99 latency and time to first token, and the ratio of
-generated tokens/s of mixed over one-adapter. Every loop is bounded in count and time; the
+generated tokens/s of mixed over one-adapter. Each completion runs to --max-tokens (vLLM's
+`ignore_eos`), so both schedules generate the same number of tokens. Every loop is bounded in count and time; the
 server is stopped with SIGTERM (and killed if it does not exit).
 
   python3 scripts/serve_load.py --binary .build/release/swift-lora-dist --model MODEL.gguf \
@@ -85,7 +86,8 @@ def run_load(url, args, names):
             try:
                 chunks = client.completions.create(model=names[k], prompt=prompt, max_tokens=args.max_tokens,
                                                    temperature=0, stream=True,
-                                                   stream_options={"include_usage": True})
+                                                   stream_options={"include_usage": True},
+                                                   extra_body={} if args.stop_at_eos else {"ignore_eos": True})
                 for chunk in chunks:
                     if chunk.choices and chunk.choices[0].text and first is None:
                         first = time.time() - started
@@ -125,6 +127,8 @@ def main():
     parser.add_argument("--requests", type=int, default=2, help="completions per stream")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--stop-at-eos", action="store_true",
+                        help="let answers end at the end-of-text token (default: ignore_eos, max-tokens each)")
     parser.add_argument("--threads", type=int)
     parser.add_argument("--timeout", type=float, default=900, help="seconds one load may take")
     parser.add_argument("--json", help="write every round's figures here")

@@ -17,10 +17,13 @@ public struct CompletionBody: Decodable, Sendable, Equatable {
   public var n: Int?
   public var echo: Bool?
   public var streamOptions: StreamOptions?
+  /// vLLM's extra parameter: keep generating past the end-of-text token (load tests of fixed length).
+  public var ignoreEos: Bool?
 
   enum CodingKeys: String, CodingKey {
     case model, prompt, temperature, stop, seed, stream, n, echo
     case maxTokens = "max_tokens"
+    case ignoreEos = "ignore_eos"
     case topP = "top_p"
     case streamOptions = "stream_options"
   }
@@ -41,10 +44,13 @@ public struct ChatCompletionBody: Decodable, Sendable, Equatable {
   public var stream: Bool?
   public var n: Int?
   public var streamOptions: StreamOptions?
+  /// vLLM's extra parameter: keep generating past the end-of-turn token.
+  public var ignoreEos: Bool?
 
   enum CodingKeys: String, CodingKey {
     case model, messages, temperature, stop, seed, stream, n
     case maxTokens = "max_tokens"
+    case ignoreEos = "ignore_eos"
     case maxCompletionTokens = "max_completion_tokens"
     case topP = "top_p"
     case streamOptions = "stream_options"

@@ -59,7 +59,8 @@ public final class OpenAIServer: Sendable {
     }
     return try prepared(
       model: body.model, prompt: prompt, maxTokens: body.maxTokens ?? 16, temperature: body.temperature,
-      topP: body.topP, seed: body.seed, n: body.n, stop: body.stop, stopTokens: completionStopTokens,
+      topP: body.topP, seed: body.seed, n: body.n, stop: body.stop,
+      stopTokens: body.ignoreEos == true ? [] : completionStopTokens,
       stream: body.stream, streamOptions: body.streamOptions)
   }
 
@@ -93,7 +94,8 @@ public final class OpenAIServer: Sendable {
     let maxTokens = body.maxTokens ?? body.maxCompletionTokens ?? max(1, engine.contextLength - prompt.count)
     return try prepared(
       model: body.model, prompt: prompt, maxTokens: maxTokens, temperature: body.temperature, topP: body.topP,
-      seed: body.seed, n: body.n, stop: body.stop, stopTokens: chatStopTokens, stream: body.stream,
+      seed: body.seed, n: body.n, stop: body.stop,
+      stopTokens: body.ignoreEos == true ? [] : chatStopTokens, stream: body.stream,
       streamOptions: body.streamOptions)
   }
 

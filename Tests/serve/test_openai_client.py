@@ -188,6 +188,16 @@ try:
     check("".join(deltas) == chat.choices[0].message.content and roles[0] == "assistant",
           "streamed chat equals the whole answer")
 
+    # vLLM's ignore_eos: the answer runs past the end of its turn to max_tokens (fixed-length load tests).
+    short = client.chat.completions.create(model="a2", messages=[{"role": "user", "content": "Say hi."}],
+                                           max_tokens=48, temperature=0)
+    check(short.choices[0].finish_reason == "stop" and short.usage.completion_tokens < 48,
+          f"the chat answer ends by itself: {short.usage.completion_tokens} tokens")
+    long = client.chat.completions.create(model="a2", messages=[{"role": "user", "content": "Say hi."}],
+                                          max_tokens=48, temperature=0, extra_body={"ignore_eos": True})
+    check(long.choices[0].finish_reason == "length" and long.usage.completion_tokens == 48,
+          f"ignore_eos runs to max_tokens: {long.usage.completion_tokens} tokens, {long.choices[0].finish_reason}")
+
     auto = client.completions.create(model="auto", prompt=prompt, max_tokens=4, temperature=0)
     check(auto.model in ("base", "a1", "a2"), f"auto is answered by {auto.model}")
     base = client.completions.create(model="base", prompt=prompt, max_tokens=4, temperature=0)
