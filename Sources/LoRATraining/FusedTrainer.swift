@@ -18,9 +18,9 @@ import LoRAModel
 /// When members finish or retire, the rest are placed again.
 ///
 /// Every adapter keeps its own data, options (rank, learning rate, schedule, batch,
-/// steps), AdamW state, counters, checkpoints and validation: each member is a `Trainer`
-/// whose update this class drives, so an adapter trained fused equals the same adapter
-/// trained alone (same data, same seed) up to float rounding.
+/// steps), AdamW state, counters, checkpoints and validation: each member is an
+/// `AdapterState` whose updates this class drives. A `Trainer` is a fused group of one, so
+/// single and fused training run the same loop (`run`) and the same update.
 public final class FusedTrainer {
   /// One adapter of a fused group.
   public struct Member {
@@ -44,8 +44,8 @@ public final class FusedTrainer {
   }
 
   public let model: LlamaModel
-  /// The members' trainers, in member order (adapter k is `trainers[k].adapter`).
-  public let trainers: [Trainer]
+  /// The members' training states, in member order (adapter k is `trainers[k].adapter`).
+  public let trainers: [AdapterState]
   /// Every member's parameters and gradients: [Σ P_k] each, member k at `offsets[k]`.
   public let parameters: Tensor
   public let gradients: Tensor
@@ -55,21 +55,26 @@ public final class FusedTrainer {
   private let arena = TensorArena()
   private var buffers: [String: (LlamaActivations, LlamaGradients)] = [:]
   private let maxRank: Int
+  /// With `separateWaiting`, a barrier before the all-reduce takes the time ranks wait for
+  /// the slowest one (load imbalance), so `allreduceSeconds` is the transfer alone.
+  public var separateWaiting = false
+  /// The gradient all-reduce's time over this process's run, and the waiting before it.
+  public private(set) var allreduceSeconds = 0.0
+  public private(set) var waitingSeconds = 0.0
+  /// Bytes the gradient all-reduce moves per update.
+  public var allreduceBytes: Int { communicator.size > 1 ? gradients.count * 4 : 0 }
 
-  public init(
+  public convenience init(
     model: LlamaModel, members: [Member], padID: Int32,
     communicator: any Communicator = LocalCommunicator.single()
   ) throws {
     guard !members.isEmpty else { throw DataError.invalidOption("a fused group needs at least one adapter") }
-    self.model = model
-    self.padID = padID
-    self.communicator = communicator
     let counts = try members.map { try LoRAAdapter.parameterCount(config: $0.config, model: model.config) }
     let total = counts.reduce(0, +)
-    parameters = Tensor(zeros: [total])
-    gradients = Tensor(zeros: [total])
+    let parameters = Tensor(zeros: [total])
+    let gradients = Tensor(zeros: [total])
     var offset = 0
-    var trainers: [Trainer] = []
+    var trainers: [AdapterState] = []
     let shares = Self.shares(
       batches: members.map { ($0.options.batchSize, $0.options.microBatch) }, ranks: communicator.size)
     for (member, (count, share)) in zip(members, zip(counts, shares)) {
@@ -78,12 +83,28 @@ public final class FusedTrainer {
         parameters: parameters.view(offset: offset, shape: [count]),
         gradients: gradients.view(offset: offset, shape: [count]))
       trainers.append(
-        try Trainer(
+        try AdapterState(
           model: model, adapter: adapter, train: member.train, validation: member.validation,
-          options: member.options, padID: padID, communicator: communicator, allocateBuffers: false,
-          share: share))
+          options: member.options, padID: padID, communicator: communicator, share: share))
       offset += count
     }
+    try self.init(
+      model: model, states: trainers, parameters: parameters, gradients: gradients, padID: padID,
+      communicator: communicator)
+  }
+
+  /// A group over `states`, whose adapters' parameters and gradients are `parameters` and
+  /// `gradients` (all of them, member order, contiguous). Every rank starts from rank 0's
+  /// parameters.
+  init(
+    model: LlamaModel, states trainers: [AdapterState], parameters: Tensor, gradients: Tensor, padID: Int32,
+    communicator: any Communicator
+  ) throws {
+    self.model = model
+    self.padID = padID
+    self.communicator = communicator
+    self.parameters = parameters
+    self.gradients = gradients
     self.trainers = trainers
     placed = Array(trainers.indices)
     longest = trainers.map(\.longest).max() ?? 1
@@ -97,15 +118,16 @@ public final class FusedTrainer {
         largest.map { ($0, trainers[$0].options.microBatch) },
         length: Batch.bucketLength(longest, longest: longest))
     }
+    if communicator.size > 1 { try communicator.broadcast(parameters, root: 0) }
   }
 
   /// Where each member's batch goes on `ranks` ranks, given its (batch, micro-batch):
   /// split over every rank when it divides into whole micro-batches per rank, else whole on
   /// one rank — the one holding the fewest sequences so far, members with larger batches
   /// placed first (ties: the earlier member, the lower rank). The same on every rank.
-  public static func shares(batches: [(batch: Int, micro: Int)], ranks: Int) -> [Trainer.Share] {
+  public static func shares(batches: [(batch: Int, micro: Int)], ranks: Int) -> [AdapterState.Share] {
     var load = [Int](repeating: 0, count: max(ranks, 1))
-    var result = [Trainer.Share](repeating: .split, count: batches.count)
+    var result = [AdapterState.Share](repeating: .split, count: batches.count)
     var whole: [Int] = []
     for (k, b) in batches.enumerated() {
       if ranks > 1 && b.batch % (b.micro * ranks) != 0 {
@@ -128,10 +150,13 @@ public final class FusedTrainer {
   /// Members stopped before their last update (successive halving).
   public private(set) var retired: Set<Int> = []
 
-  /// Whether member k still has updates to take.
+  /// Whether member k still has updates to take (before `limit`, when set).
   public func isActive(_ k: Int) -> Bool {
-    !retired.contains(k) && trainers[k].step < trainers[k].options.steps
+    !retired.contains(k) && trainers[k].step < min(trainers[k].options.steps, limit ?? .max)
   }
+
+  /// The update `run(until:)` stops at, while it runs.
+  var limit: Int?
 
   /// Stops member k where it is: it takes no more updates (every rank must retire the same).
   public func retire(_ k: Int) { retired.insert(k) }
@@ -156,12 +181,18 @@ public final class FusedTrainer {
 
   /// One update of every active member; their metrics by member index.
   public func update() throws -> [(member: Int, metrics: StepMetrics)] {
+    try update(stopFlag: false).results
+  }
+
+  /// One update of every active member; `stopFlag` is this rank's stop request, and `stop`
+  /// whether any rank asked (it travels with the losses' all-reduce).
+  func update(stopFlag: Bool) throws -> (results: [(member: Int, metrics: StepMetrics)], stop: Bool) {
     let started = DispatchTime.now().uptimeNanoseconds
     let active = trainers.indices.filter(isActive)
     if active != placed { place(active) }
     let slices = try active.map { try trainers[$0].currentSlice() }
     // Every member's global trained tokens (and tokens), in one small all-reduce.
-    var counts = slices.flatMap(Trainer.counts)
+    var counts = slices.flatMap(AdapterState.counts)
     if communicator.size > 1 { try communicator.allreduce(&counts, .sum) }
     let scales = active.indices.map { 1 / Float(max(counts[2 * $0], 1)) }
     gradients.zero()
@@ -183,21 +214,35 @@ public final class FusedTrainer {
         gradientScales: present.map { scales[$0] })
       for (i, k) in present.enumerated() { lossSums[k] += results[i].lossSum }
     }
-    // One all-reduce of every member's gradients, then one of the losses.
+    // One all-reduce of every member's gradients, then one of the losses and the stop flags.
+    var totals = lossSums + [stopFlag ? 1 : 0]
     if communicator.size > 1 {
-      try trainers[0].allreduceGradients(gradients)
-      try communicator.allreduce(&lossSums, .sum)
+      try allreduceGradients()
+      try communicator.allreduce(&totals, .sum)
     }
     let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
-    return active.indices.map { i in
+    let results = active.indices.map { i in
       let k = active[i]
       return (
         k,
         trainers[k].finishUpdate(
-          lossSum: lossSums[i], trainedTotal: Int(counts[2 * i]), tokens: Int(counts[2 * i + 1]),
+          lossSum: totals[i], trainedTotal: Int(counts[2 * i]), tokens: Int(counts[2 * i + 1]),
           seconds: seconds)
       )
     }
+    return (results, totals[active.count] > 0)
+  }
+
+  /// The gradient all-reduce (sum, in place), timed; with `separateWaiting`, after a barrier.
+  private func allreduceGradients() throws {
+    if separateWaiting {
+      let waitStarted = DispatchTime.now().uptimeNanoseconds
+      try communicator.barrier()
+      waitingSeconds += Double(DispatchTime.now().uptimeNanoseconds - waitStarted) / 1e9
+    }
+    let reduceStarted = DispatchTime.now().uptimeNanoseconds
+    try communicator.allreduce(gradients, .sum)
+    allreduceSeconds += Double(DispatchTime.now().uptimeNanoseconds - reduceStarted) / 1e9
   }
 
   /// Floats of activation and gradient memory the fused stacks use.

@@ -4,30 +4,9 @@ import LoRAComm
 import LoRAKernels
 import LoRAModel
 
-/// The trainer's state in and out of checkpoints: what a resumable checkpoint records, and
+/// An adapter's training state in and out of checkpoints: what a resumable checkpoint records, and
 /// continuing from one exactly (docs/checkpoint-format.md, "Resuming").
-extension Trainer {
-  /// Where and how often `run` writes checkpoints.
-  public struct Checkpointing {
-    public var store: CheckpointStore
-    /// Every this many updates (0: only after the last).
-    public var every: Int
-    /// The base model the adapter belongs to.
-    public var base: CheckpointHeader.Base
-
-    public init(store: CheckpointStore, every: Int, base: CheckpointHeader.Base) {
-      self.store = store
-      self.every = every
-      self.base = base
-    }
-
-    /// Whether a checkpoint is due after update `step`: every `every` updates, after the
-    /// `last`, and when training stops on request.
-    public func isDue(after step: Int, last: Int, stopping: Bool) -> Bool {
-      (every > 0 && step % every == 0) || step == last || stopping
-    }
-  }
-
+extension AdapterState {
   /// The header of a checkpoint of the current state.
   public func checkpointHeader(base: CheckpointHeader.Base, kind: CheckpointHeader.Kind = .resumable)
     -> CheckpointHeader
@@ -64,7 +43,7 @@ extension Trainer {
   }
 
   /// Writes a resumable checkpoint of the current state through `checkpoints.store`.
-  public func saveCheckpoint(_ checkpoints: Checkpointing) throws -> CheckpointStore.Saved {
+  public func saveCheckpoint(_ checkpoints: CheckpointCadence) throws -> CheckpointStore.Saved {
     try checkpoints.store.save(
       header: checkpointHeader(base: checkpoints.base), tensors: checkpointTensors, step: step)
   }

@@ -1,0 +1,179 @@
+import Foundation
+import LoRAComm
+import LoRAKernels
+import LoRAModel
+
+/// What one adapter carries through training, whoever drives its updates: its data and
+/// sampler, options and schedule, AdamW state, counters, which part of each global batch
+/// this rank trains (`share`), and finishing an update (clip, step, count, report).
+///
+/// A `FusedTrainer` drives one or several of these through shared passes of the frozen base;
+/// a `Trainer` is a fused group of one. Nothing here allocates activation buffers.
+public final class AdapterState {
+  public let model: LlamaModel
+  public let adapter: LoRAAdapter
+  public let optimizer: AdamW
+  public let options: TrainingOptions
+  public let schedule: LearningRateSchedule
+  /// The ranks this adapter trains on (one rank: `LocalCommunicator.single()`).
+  public let communicator: any Communicator
+  let train: [Example]
+  /// The training examples (route signatures sample their prompts).
+  public var trainingExamples: [Example] { train }
+  let validation: [Example]
+  let sampler: BatchSampler
+  /// Which part of each global batch this rank trains on. A fused group may move a member
+  /// between updates: the result does not depend on it (see `Share`).
+  public internal(set) var share: Share
+  let padID: Int32
+  /// The longest example (training or validation), in tokens.
+  let longest: Int
+  /// Scores the validation set with inference buffers of its own.
+  private lazy var evaluator = Evaluator(
+    model: model, adapter: adapter, microBatch: options.microBatch, padID: padID)
+  /// Updates taken so far (counting those before a resume).
+  public internal(set) var step = 0
+  /// Tokens of all updates so far, and how many of them were trained on.
+  public internal(set) var tokensSeen = 0
+  public internal(set) var trainedTokensSeen = 0
+  /// The loss of the latest update.
+  public internal(set) var lastLoss: Double?
+  /// Time and count of the updates this process ran (for the ETA).
+  private var secondsSoFar = 0.0
+  private var updatesTimed = 0
+
+  /// Which part of each global batch a rank trains on.
+  public enum Share: Equatable, Sendable {
+    /// Every rank its contiguous slice (the batch divides into whole micro-batches per rank).
+    case split
+    /// All of it on rank `owner`, none on the others: a member of a fused group whose batch
+    /// does not split over the group's ranks. Its data order, micro-batches and dropout
+    /// masks are those of the same adapter trained on one rank — and, when the batch does
+    /// split, those of `split` too (micro-batches are numbered over the whole batch).
+    case whole(owner: Int)
+  }
+
+  /// - Throws: `DataError.invalidOption` for an empty training set, options that do not fit
+  ///   `share` on the communicator's ranks, or examples longer than the model's context.
+  public init(
+    model: LlamaModel, adapter: LoRAAdapter, train: [Example], validation: [Example],
+    options: TrainingOptions,
+    padID: Int32, communicator: any Communicator = LocalCommunicator.single(), share: Share = .split
+  ) throws {
+    if case .whole(let owner) = share {
+      guard (0..<communicator.size).contains(owner) else {
+        throw DataError.invalidOption("owner rank \(owner) is not in 0..<\(communicator.size)")
+      }
+    }
+    try options.validate(ranks: share == .split ? communicator.size : 1)
+    guard !train.isEmpty else { throw DataError.invalidOption("the training set is empty") }
+    self.share = share
+    self.communicator = communicator
+    self.model = model
+    self.adapter = adapter
+    self.train = train
+    self.validation = validation
+    self.options = options
+    self.padID = padID
+    optimizer = AdamW(parameterCount: adapter.parameterCount, options: options.adamW)
+    schedule = LearningRateSchedule(
+      kind: options.schedule, peak: options.learningRate, warmupSteps: options.warmupSteps,
+      totalSteps: options.steps)
+    sampler = BatchSampler(
+      exampleCount: train.count, globalBatch: options.batchSize, seed: options.seed, shuffle: options.shuffle)
+    longest = (train + validation).map(\.tokens.count).max() ?? 1
+    guard longest <= model.rope.maxPositions else {
+      throw DataError.invalidOption(
+        "examples of \(longest) tokens exceed the model's context of \(model.rope.maxPositions); lower max_seq_len"
+      )
+    }
+  }
+
+  /// Whether the validation loss is due after the current update: every
+  /// `options.evaluateEvery` updates and after the last, when there is validation data.
+  public var validationIsDue: Bool {
+    !validation.isEmpty
+      && ((options.evaluateEvery > 0 && step % options.evaluateEvery == 0) || step == options.steps)
+  }
+
+  /// Whether there is validation data.
+  public var hasValidation: Bool { !validation.isEmpty }
+
+  /// This rank's examples of the current update's global batch.
+  func currentSlice() throws -> [Example] {
+    switch share {
+    case .split:
+      return try sampler.indices(step: step, rank: communicator.rank, ranks: communicator.size).map {
+        train[$0]
+      }
+    case .whole(let owner):
+      guard owner == communicator.rank else { return [] }
+      return try sampler.indices(step: step, rank: 0, ranks: 1).map { train[$0] }
+    }
+  }
+
+  /// [trained tokens, tokens] of `examples`.
+  static func counts(_ examples: [Example]) -> [Double] {
+    [
+      Double(examples.reduce(0) { $0 + $1.trainedCount }),
+      Double(examples.reduce(0) { $0 + $1.tokens.count }),
+    ]
+  }
+
+  /// `examples` in micro-batches of `options.microBatch`.
+  func microBatches(_ examples: [Example]) -> [[Example]] {
+    stride(from: 0, to: examples.count, by: options.microBatch).map {
+      Array(examples[$0..<min($0 + options.microBatch, examples.count)])
+    }
+  }
+
+  /// The dropout seed of micro-batch `micro` of this rank's slice. Micro-batches are
+  /// numbered globally, so a micro-batch's masks do not depend on how the batch is split
+  /// over ranks, nor on whether it is trained alone or fused with other adapters.
+  func dropoutSeed(micro: Int) -> UInt64 {
+    let firstMicro =
+      share == .split ? communicator.rank * (options.batchSize / communicator.size) / options.microBatch : 0
+    return options.seed &+ UInt64(step) &* 1_000_003 &+ UInt64(firstMicro + micro) &* 7919
+  }
+
+  /// Clips the (all-reduced) gradients, steps AdamW, advances the counters and reports.
+  func finishUpdate(lossSum: Double, trainedTotal: Int, tokens: Int, seconds: Double) -> StepMetrics {
+    let norm = AdamW.clipGradientNorm(adapter.gradients, maxNorm: options.maxGradientNorm)
+    let rate = schedule.rate(step: step)
+    optimizer.update(parameters: adapter.parameters, gradients: adapter.gradients, lr: rate)
+    step += 1
+    tokensSeen += tokens
+    trainedTokensSeen += trainedTotal
+    let loss = lossSum / Double(max(trainedTotal, 1))
+    lastLoss = loss
+    secondsSoFar += seconds
+    updatesTimed += 1
+    return StepMetrics(
+      step: step, totalSteps: options.steps, loss: loss, learningRate: rate,
+      gradientNorm: norm, tokens: tokens, trainedTokens: trainedTotal, seconds: seconds,
+      tokensPerSecond: Double(tokens) / seconds, epoch: sampler.epoch(step: step),
+      etaSeconds: secondsSoFar / Double(updatesTimed) * Double(options.steps - step))
+  }
+
+  /// Mean loss over the validation set (no gradients), and its trained-token count; each
+  /// rank scores every size-th example and the sums are combined.
+  public func validationLoss() throws -> (loss: Double, tokens: Int) {
+    let ranks = communicator.size
+    let mine =
+      ranks == 1
+      ? validation : validation.enumerated().filter { $0.offset % ranks == communicator.rank }.map(\.element)
+    let (loss, tokens) = mine.isEmpty ? (0, 0) : evaluator.meanLoss(of: mine)
+    var sums = [tokens > 0 ? loss * Double(tokens) : 0, Double(tokens)]
+    if ranks > 1 { try communicator.allreduce(&sums, .sum) }
+    return (sums[1] > 0 ? sums[0] / sums[1] : .nan, Int(sums[1]))
+  }
+}
+
+/// A flag one thread sets and the training loop reads.
+public final class StopRequest: @unchecked Sendable {
+  private let lock = NSLock()
+  private var set = false
+  public init() {}
+  public func request() { lock.withLock { set = true } }
+  public var isSet: Bool { lock.withLock { set } }
+}
