@@ -58,6 +58,14 @@ let package = Package(
 
     // Many adapters on one base in one process: the adapter store, merged task switching,
     // mixed-adapter decoding with continuous batching, routing.
+    // The run as a library: plans, the one training loop's driver for single and fused
+    // adapters, the job's groups and queue, events and outputs. The CLI renders its events.
+    .target(
+      name: "LoRARun",
+      dependencies: [
+        "LoRATraining", "LoRACoordinator", "LoRACheckpoint", "LoRAComm", "LoRAModel", "LoRAFormats", "LoRAKernels",
+        "LoRAServe",
+      ]),
     .target(
       name: "LoRAServe",
       dependencies: ["LoRAKernels", "LoRAFormats", "LoRAModel", "LoRACheckpoint"]),
@@ -75,6 +83,7 @@ let package = Package(
     .executableTarget(
       name: "swift-lora-dist",
       dependencies: [
+        "LoRARun",
         "LoRAKernels", "LoRAComm", "LoRACheckpoint", "LoRAFormats", "LoRAModel", "LoRATraining",
         "LoRACoordinator", "LoRAServe", "LoRAServeHTTP",
         .product(name: "Hummingbird", package: "hummingbird"),
@@ -107,7 +116,7 @@ let package = Package(
     .testTarget(
       name: "CLITests",
       dependencies: [
-        "swift-lora-dist", "LoRAComm", "LoRAFormats", "LoRACheckpoint", "LoRACoordinator", "LoRATraining",
+        "swift-lora-dist", "LoRARun", "LoRAComm", "LoRAFormats", "LoRACheckpoint", "LoRACoordinator", "LoRATraining",
         "LoRAServe",
         "LoRAModel", "LoRAKernels", "LoRAServeHTTP",
       ]),

@@ -5,6 +5,7 @@ import LoRACoordinator
 import LoRAFormats
 import LoRAKernels
 import LoRAModel
+import LoRARun
 import LoRATraining
 
 /// `swift-lora-dist bench`: one training-step configuration, timed after warm-up.
@@ -105,7 +106,7 @@ struct Bench: ParsableCommand {
     guard batch % comm.size == 0 else {
       throw ValidationError("--batch \(batch) must be divisible by the \(comm.size) ranks")
     }
-    let llama = try TrainingRun.LoadedModel.weights(ModelFiles.open(model), communicator: comm).model
+    let llama = try LoadedModel.weights(ModelFiles.open(model), communicator: comm).model
     let c = llama.config
     let lora = LoRAConfig(
       r: rank, loraAlpha: alpha, targetModules: targets.split(separator: ",").map(String.init))
@@ -222,7 +223,7 @@ extension Bench {
   func measureFused(_ adapters: Int, _ comm: any Communicator) throws -> FusedBenchResult? {
     let perRank = threads ?? BLAS.threads
     BLAS.threads = perRank
-    let llama = try TrainingRun.LoadedModel.weights(ModelFiles.open(model), communicator: comm).model
+    let llama = try LoadedModel.weights(ModelFiles.open(model), communicator: comm).model
     let c = llama.config
     var random = SeededRandom(seed: 1)
     let examples = (0..<batch).map { _ in

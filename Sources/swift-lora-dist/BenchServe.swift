@@ -4,6 +4,7 @@ import Foundation
 import LoRAFormats
 import LoRAKernels
 import LoRAModel
+import LoRARun
 import LoRAServe
 
 /// `swift-lora-dist bench-serve`: what serving costs on this machine, measured side by side.

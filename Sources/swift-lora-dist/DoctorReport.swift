@@ -1,5 +1,6 @@
 import LoRAComm
 import LoRAKernels
+import LoRARun
 
 /// What `doctor` found, gathered on rank 0; encoded as-is for `--json`.
 struct DoctorReport: Codable, Equatable {
@@ -223,34 +224,6 @@ extension String {
     while s.last == " " { s.removeLast() }
     return s
   }
-}
-
-func format(_ value: Double, _ decimals: Int) -> String {
-  guard value.isFinite else { return "-" }
-  var scale = 1.0
-  for _ in 0..<decimals { scale *= 10 }
-  let rounded = (value * scale).rounded() / scale
-  var text = String(rounded)
-  if let dot = text.firstIndex(of: ".") {
-    let have = text.distance(from: dot, to: text.endIndex) - 1
-    if decimals == 0 {
-      text = String(text[..<dot])
-    } else if have < decimals {
-      text += String(repeating: "0", count: decimals - have)
-    }
-  }
-  return text
-}
-
-func formatBytes(_ bytes: Int) -> String {
-  let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-  var value = Double(bytes)
-  var unit = 0
-  while value >= 1024 && unit < units.count - 1 {
-    value /= 1024
-    unit += 1
-  }
-  return value == value.rounded() ? "\(Int(value)) \(units[unit])" : "\(format(value, 1)) \(units[unit])"
 }
 
 func formatDuration(_ microseconds: Double) -> String {

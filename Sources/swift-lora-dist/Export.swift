@@ -3,6 +3,7 @@ import Foundation
 import LoRACheckpoint
 import LoRAKernels
 import LoRAModel
+import LoRARun
 
 /// `swift-lora-dist export`: a checkpoint's adapter in the formats other tools read.
 struct Export: ParsableCommand {

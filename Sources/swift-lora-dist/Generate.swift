@@ -5,6 +5,7 @@ import LoRACheckpoint
 import LoRAFormats
 import LoRAKernels
 import LoRAModel
+import LoRARun
 import LoRAServeHTTP
 
 /// `swift-lora-dist generate`: text from a base model, with a KV cache.

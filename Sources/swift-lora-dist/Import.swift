@@ -4,6 +4,7 @@ import LoRACheckpoint
 import LoRAFormats
 import LoRAKernels
 import LoRAModel
+import LoRARun
 
 /// `swift-lora-dist import`: a PEFT adapter (or GGUF LoRA) into the native checkpoint format.
 struct Import: ParsableCommand {

@@ -1,5 +1,6 @@
 import Foundation
 import LoRACheckpoint
+import LoRARun
 
 /// `inspect CHECKPOINT`: header, tensors, sizes, compression, and checks.
 extension Inspect {

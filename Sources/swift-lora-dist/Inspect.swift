@@ -5,6 +5,7 @@ import LoRAComm
 import LoRAFormats
 import LoRAKernels
 import LoRAModel
+import LoRARun
 
 /// `swift-lora-dist inspect`: what a model file holds.
 struct Inspect: ParsableCommand {
@@ -132,51 +133,5 @@ struct Inspect: ParsableCommand {
     if parts.count > 1, parts[0] == "blk", let n = Int(parts[1]) { return n > 0 }
     if parts.count > 2, parts[1] == "layers", let n = Int(parts[2]) { return n > 0 }
     return false
-  }
-}
-
-/// 134515008 → "134,515,008".
-func grouped(_ value: Int) -> String {
-  let digits = Array(String(value))
-  var out = ""
-  for (i, d) in digits.enumerated() {
-    if i > 0 && (digits.count - i) % 3 == 0 { out += "," }
-    out.append(d)
-  }
-  return out
-}
-
-/// The process's peak resident memory (Linux `VmHWM`).
-enum ResidentMemory {
-  /// Every rank's peak resident memory and current proportional memory, in rank order, on
-  /// every rank (collective).
-  static func perRank(_ comm: any Communicator) throws -> [(peak: Int, proportional: Int)] {
-    var memory = [Double](repeating: 0, count: 2 * comm.size)
-    memory[2 * comm.rank] = Double(peakBytes())
-    memory[2 * comm.rank + 1] = Double(proportionalBytes())
-    if comm.size > 1 { try comm.allreduce(&memory, .sum) }
-    return (0..<comm.size).map { (Int(memory[2 * $0]), Int(memory[2 * $0 + 1])) }
-  }
-
-  /// The process's current proportional set size (Linux `Pss` in smaps_rollup): pages shared
-  /// with other processes count as their share, so the ranks' values add up to the node's use.
-  static func proportionalBytes() -> Int {
-    guard let text = try? String(contentsOfFile: "/proc/self/smaps_rollup", encoding: .utf8),
-      let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Pss:") })
-    else { return 0 }
-    return kilobytes(line) * 1024
-  }
-
-  static func peakBytes() -> Int {
-    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-      let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
-    else { return 0 }
-    return kilobytes(line) * 1024
-  }
-
-  /// The number of a /proc line such as "VmHWM:\t  812345 kB" or, from 10 GB on,
-  /// "VmHWM:\t10234567 kB" (no space: the field is tab-separated and space-padded).
-  static func kilobytes(_ line: Substring) -> Int {
-    line.split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { Int($0) }.first ?? 0
   }
 }

@@ -4,6 +4,7 @@ import LoRACheckpoint
 import LoRAFormats
 import LoRAKernels
 import LoRAModel
+import LoRARun
 
 /// `swift-lora-dist merge`: a base model with adapters merged in, written as a new model.
 struct Merge: ParsableCommand {

@@ -1,4 +1,5 @@
 import Foundation
+import LoRARun
 
 /// Whether a rank can read a base model path, and what it looks like.
 struct ModelAccess: Codable, Equatable {

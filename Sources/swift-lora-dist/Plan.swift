@@ -3,6 +3,7 @@ import Foundation
 import LoRACoordinator
 import LoRAFormats
 import LoRAModel
+import LoRARun
 
 /// `swift-lora-dist plan`: how a job file would run on N ranks, before anything is loaded.
 struct Plan: ParsableCommand {

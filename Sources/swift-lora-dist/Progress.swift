@@ -1,4 +1,5 @@
 import Foundation
+import LoRARun
 import LoRATraining
 
 #if canImport(Glibc)
@@ -104,25 +105,4 @@ struct Progress {
     if let label { object["adapter"] = label }
     print(jsonLine(object))
   }
-}
-
-/// 3725 seconds → "1h02m05s".
-func duration(_ seconds: Double) -> String {
-  guard seconds.isFinite else { return "-" }
-  let s = Int(seconds.rounded())
-  if s >= 3600 { return String(format: "%dh%02dm%02ds", s / 3600, s / 60 % 60, s % 60) }
-  if s >= 60 { return String(format: "%dm%02ds", s / 60, s % 60) }
-  return "\(s)s"
-}
-
-/// One JSON object as a line; numbers that JSON cannot hold (NaN, ±infinity) become null.
-func jsonLine(_ object: [String: Any]) -> String {
-  let safe = object.mapValues { value -> Any in
-    if let number = value as? Double, !number.isFinite { return NSNull() }
-    return value
-  }
-  guard let data = try? JSONSerialization.data(withJSONObject: safe, options: [.sortedKeys]) else {
-    return "{\"event\":\"error\",\"message\":\"unserialisable event\"}"
-  }
-  return String(decoding: data, as: UTF8.self)
 }

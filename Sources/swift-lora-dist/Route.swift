@@ -4,6 +4,7 @@ import LoRACheckpoint
 import LoRAFormats
 import LoRAKernels
 import LoRAModel
+import LoRARun
 import LoRAServe
 import LoRATraining
 

@@ -5,6 +5,7 @@ import LoRACoordinator
 import LoRAFormats
 import LoRAKernels
 import LoRAModel
+import LoRARun
 import LoRATraining
 
 /// `swift-lora-dist train`: fine-tune one LoRA adapter in this process.
@@ -190,19 +191,15 @@ struct Train: ParsableCommand {
     let stop = StopRequest()
     let signals = TerminationSignal.install { stop.request() }
     defer { withExtendedLifetime(signals) {} }
-    let ending: Trainer.Ending
+    let ending: FusedTrainer.Ending
     if let ranks = settings.localRanks, ranks > 1 {
       try Ranks.refuseUnderMPI()
-      let shared = UncheckedSendable((run, try TrainingRun.LoadedModel(path: run.model)))
+      let shared = UncheckedSendable((run, try LoadedModel(path: run.model)))
       ending = try Ranks.threads(ranks) { comm in
-        var mine = shared.value.0
-        return try mine.execute(progress: progress, communicator: comm, loaded: shared.value.1, stop: stop)
+        try shared.value.0.execute(progress: progress, communicator: comm, loaded: shared.value.1, stop: stop)
       }[0]
     } else {
-      ending = try Ranks.run { comm in
-        var mine = run
-        return try mine.execute(progress: progress, communicator: comm, stop: stop)
-      }
+      ending = try Ranks.run { comm in try run.execute(progress: progress, communicator: comm, stop: stop) }
     }
     if case .stopped = ending { throw ExitCode(143) }
   }

@@ -1,4 +1,5 @@
 import Foundation
+import LoRARun
 import LoRATraining
 import Testing
 

@@ -1,5 +1,6 @@
 import Foundation
 import LoRAComm
+import LoRARun
 import Testing
 
 @testable import swift_lora_dist

@@ -1,5 +1,6 @@
 import Foundation
 import LoRACoordinator
+import LoRARun
 import LoRATraining
 import Testing
 
@@ -182,14 +183,13 @@ import Testing
         - { name: a, data: d.jsonl, batch_size: 2, micro_batch: 1 }
       """)
     let job = try JobFile.load(path: jobs)
-    let run = JobRun(job: job, progress: Progress(forceJSON: true), stop: StopRequest())
-    let settings = run.settings(job.adapters[0])
-    #expect(settings.training == job.adapters[0].settings.training)
-    #expect(settings.model == job.model && settings.resume == "auto")
+    let plan = try JobRunner(job: job, stop: StopRequest(), emit: { _ in }).plan(for: job.adapters[0])
+    #expect(plan.lora == job.adapters[0].settings.training.loraConfig)
+    #expect(plan.model == job.model && plan.resume == "auto")
     #expect(
-      settings.rank == 4 && settings.lr == 0.001 && settings.batchSize == 2
-        && settings.output == job.adapters[0].output)
-    #expect(settings.threads == nil && settings.overwrite == nil && settings.force == nil)
+      plan.lora.rank == 4 && plan.options.learningRate == 0.001 && plan.options.batchSize == 2
+        && plan.output.path == job.adapters[0].output)
+    #expect(plan.name == "a" && !plan.force && plan.options.checkpointActivations == false)
   }
 
   @Test func missingRequiredSettingsAreNamed() throws {

@@ -4,14 +4,14 @@ import LoRATraining
 
 extension RouteSignature {
   /// Prompts sampled for a signature: at most this many, evenly spaced over the data.
-  static let samplePrompts = 32
+  public static let samplePrompts = 32
   /// Tokens of each prompt kept.
-  static let promptTokens = 128
+  public static let promptTokens = 128
 
   /// The prompt of each example: its untrained prefix (the prompt of prompt/completion data,
   /// the turns before the first assistant answer), or its first tokens when every token is
   /// trained (plain text).
-  static func prompts(of examples: [Example]) -> [[Int32]] {
+  public static func prompts(of examples: [Example]) -> [[Int32]] {
     guard !examples.isEmpty else { return [] }
     let stride = max(1, examples.count / samplePrompts)
     return Swift.stride(from: 0, to: examples.count, by: stride).prefix(samplePrompts).map { i in
@@ -22,7 +22,7 @@ extension RouteSignature {
   }
 
   /// The signature of `examples` on `model` (the base alone).
-  static func of(_ examples: [Example], model: LlamaModel, baseFingerprint: String) -> RouteSignature {
+  public static func of(_ examples: [Example], model: LlamaModel, baseFingerprint: String) -> RouteSignature {
     compute(
       prompts: prompts(of: examples), model: model, baseFingerprint: baseFingerprint, maxTokens: promptTokens)
   }

@@ -12,21 +12,21 @@ import LoRATraining
 ///
 /// Only rank 0 writes: on the other ranks (`leader` false) the lines go nowhere, and the
 /// history is kept as on rank 0.
-final class AdapterOutput {
-  let folder: URL
+public final class AdapterOutput {
+  public let folder: URL
   /// Updates of the run, for the history read back from an earlier run's metrics.
-  let totalSteps: Int
+  public let totalSteps: Int
   /// Added to every line as `"adapter"` (the lines of a job's adapters name it).
-  let adapterName: String?
-  private(set) var steps: [StepMetrics] = []
+  public let adapterName: String?
+  public private(set) var steps: [StepMetrics] = []
   /// Validation losses by update; the initial loss (update 0) is not a metrics line.
-  var validations: [(step: Int, loss: Double)] = []
+  public var validations: [(step: Int, loss: Double)] = []
   private var metrics: FileHandle?
 
-  var metricsURL: URL { folder.appendingPathComponent("metrics.jsonl") }
+  public var metricsURL: URL { folder.appendingPathComponent("metrics.jsonl") }
 
   /// How the metrics file starts.
-  enum Start {
+  public enum Start {
     /// An empty file (a run from the beginning).
     case fresh
     /// The earlier run's lines up to update `step`, the checkpoint resumed from; what came
@@ -36,7 +36,7 @@ final class AdapterOutput {
     case finished
   }
 
-  init(folder: URL, totalSteps: Int, adapterName: String? = nil, leader: Bool, start: Start) throws {
+  public init(folder: URL, totalSteps: Int, adapterName: String? = nil, leader: Bool, start: Start) throws {
     self.folder = folder
     self.totalSteps = totalSteps
     self.adapterName = adapterName
@@ -61,36 +61,54 @@ final class AdapterOutput {
 
   /// Records an update; returns the line's object.
   @discardableResult
-  func step(_ m: StepMetrics) -> [String: Any] {
+  public func step(_ m: StepMetrics) -> [String: Any] {
     steps.append(m)
-    return record([
-      "event": "step", "step": m.step, "loss": m.loss, "lr": m.learningRate, "grad_norm": m.gradientNorm,
-      "tokens": m.tokens, "trained_tokens": m.trainedTokens, "seconds": m.seconds,
-      "tokens_per_second": m.tokensPerSecond, "epoch": m.epoch,
-    ])
+    return record(Self.object(step: m))
   }
 
   /// Records a validation loss after update `step`; returns the line's object.
   @discardableResult
-  func validation(step: Int, loss: Double, tokens: Int) -> [String: Any] {
+  public func validation(step: Int, loss: Double, tokens: Int) -> [String: Any] {
     validations.append((step, loss))
-    return record([
-      "event": "validation", "step": step, "loss": loss, "perplexity": exp(loss), "tokens": tokens,
-    ])
+    return record(Self.object(validation: step, loss: loss, tokens: tokens))
   }
 
   /// Records a checkpoint written; returns the line's object.
   @discardableResult
-  func checkpoint(_ saved: CheckpointStore.Saved) -> [String: Any] {
-    record([
+  public func checkpoint(_ saved: CheckpointStore.Saved) -> [String: Any] {
+    record(Self.object(checkpoint: saved))
+  }
+
+  /// The metrics line of an update.
+  public static func object(step m: StepMetrics) -> [String: Any] {
+    [
+      "event": "step", "step": m.step, "loss": m.loss, "lr": m.learningRate, "grad_norm": m.gradientNorm,
+      "tokens": m.tokens, "trained_tokens": m.trainedTokens, "seconds": m.seconds,
+      "tokens_per_second": m.tokensPerSecond, "epoch": m.epoch,
+    ]
+  }
+
+  /// The metrics line of a validation loss after update `step`.
+  public static func object(validation step: Int, loss: Double, tokens: Int) -> [String: Any] {
+    ["event": "validation", "step": step, "loss": loss, "perplexity": exp(loss), "tokens": tokens]
+  }
+
+  /// The metrics line of a checkpoint written.
+  public static func object(checkpoint saved: CheckpointStore.Saved) -> [String: Any] {
+    [
       "event": "checkpoint", "step": saved.step, "path": saved.path, "bytes": saved.fileBytes,
       "raw_bytes": saved.rawBytes, "seconds": saved.seconds,
-    ])
+    ]
+  }
+
+  /// The metrics line of a successive-halving decision at update `step`.
+  public static func object(halved step: Int, loss: Double, kept: Bool) -> [String: Any] {
+    ["event": "halved", "step": step, "validation_loss": loss, "kept": kept]
   }
 
   /// Writes one metrics line (with the adapter's name, if any); returns its object.
   @discardableResult
-  func record(_ object: [String: Any]) -> [String: Any] {
+  public func record(_ object: [String: Any]) -> [String: Any] {
     var object = object
     if let adapterName { object["adapter"] = adapterName }
     metrics?.write(Data((jsonLine(object) + "\n").utf8))
@@ -99,7 +117,7 @@ final class AdapterOutput {
 
   /// Whether `folder` holds what `finish` writes last in a finished run: the PEFT weights
   /// and the report.
-  static func isComplete(_ folder: URL) -> Bool {
+  public static func isComplete(_ folder: URL) -> Bool {
     ["adapter_model.safetensors", "report.html"].allSatisfy {
       FileManager.default.fileExists(atPath: folder.appendingPathComponent($0).path)
     }
@@ -109,7 +127,7 @@ final class AdapterOutput {
   /// state over a sample of the training prompts, for `serve`'s "auto" routing), the report
   /// (`summary` rows, then the history's charts and the `configuration` rows) and the
   /// configuration as `training_config.json`.
-  func finish(
+  public func finish(
     adapter: LoRAAdapter, baseModel: String, title: String, summary: [(String, String)],
     configuration: [(String, String)], signature: RouteSignature
   ) throws {
@@ -125,7 +143,7 @@ final class AdapterOutput {
 
   /// The steps and validations up to update `step` in a metrics file, and its lines that
   /// belong to them.
-  static func history(_ url: URL, upTo step: Int, totalSteps: Int) -> (
+  public static func history(_ url: URL, upTo step: Int, totalSteps: Int) -> (
     [StepMetrics], [(step: Int, loss: Double)], [String]
   ) {
     let text = (try? String(contentsOf: url, encoding: .utf8)) ?? ""

@@ -1,0 +1,154 @@
+import Foundation
+import LoRAComm
+import LoRACoordinator
+import LoRATraining
+
+/// `train --jobs FILE`: every adapter of a job file, on the plan's rank groups.
+///
+/// All ranks load the base once (shared per node), make the queue's claim counters (one per
+/// queued unit, on the world communicator), then split into the plan's groups. Each group
+/// first trains what the plan placed on it up front, in order; then its rank 0 claims the
+/// next queued unit it can train (the first in queue order whose counter it finds at 0),
+/// tells its ranks, trains it, and claims again until the queue is empty. So the queue
+/// follows the groups' actual finishing times, not the plan's estimate. Each unit is a
+/// `UnitRun`: one adapter alone (data-parallel over the group) or several fused, each with
+/// its own outputs in its output folder. A run that stopped resumes every unfinished
+/// adapter from its own checkpoints; finished adapters are skipped without loading data.
+public struct JobRunner {
+  public let job: JobFile
+  public let stop: StopRequest
+  /// Called on the rank that reports each event (world rank 0 for the job, a group's rank
+  /// 0 for its units).
+  let emit: @Sendable (RunEvent) -> Void
+
+  public init(job: JobFile, stop: StopRequest, emit: @escaping @Sendable (RunEvent) -> Void) {
+    self.job = job
+    self.stop = stop
+    self.emit = emit
+  }
+
+  /// Runs the job on this rank of `world`; returns whether the job stopped on request.
+  public func execute(world: any Communicator) throws -> Bool {
+    try job.validate(ranks: world.size)
+    let loaded = try LoadedModel(path: job.model, communicator: world)
+    var data: [String: DataEstimate] = [:]
+    for adapter in job.adapters {
+      for file in [adapter.settings.data, adapter.settings.validationData].compactMap({ $0 })
+      where data[file] == nil {
+        data[file] = try DataEstimate.measure(path: file)
+      }
+    }
+    let plan = try Planner.plan(
+      job.adapters, ranks: world.size, cost: CostModel(model: loaded.model.config), data: data)
+    // Made on the world before the split, so every group's leader claims from the same ones.
+    let counters = try world.makeCounters(plan.queuedUnits.count)
+    let mine = plan.group(ofRank: world.rank)
+    let comm = try world.split(colour: mine?.index ?? plan.groups.count, key: world.rank)
+    if world.rank == 0 {
+      emit(
+        .job(
+          path: job.path, adapters: job.adapters.count, ranks: world.size, groups: plan.groups.count,
+          estimatedSeconds: plan.estimatedSeconds, queued: plan.queuedUnits.count))
+    }
+    var stopped = false
+    if let group = mine {
+      stopped = try runGroup(
+        group, plan: plan, counters: counters, comm: comm, loaded: loaded, concurrent: plan.groups.count > 1)
+    }
+    var anyStopped = [stopped ? 1.0 : 0]
+    try world.allreduce(&anyStopped, .max)
+    // Every rank frees the counters' window here, together (MPI frees it collectively).
+    withExtendedLifetime(counters) {}
+    if world.rank == 0 && anyStopped[0] == 0 {
+      let finished = job.adapters.filter {
+        FileManager.default.fileExists(atPath: $0.output + "/report.html")
+      }
+      if let path = try JobReport.write(job: job, adapters: finished) { emit(.combinedReport(path: path)) }
+    }
+    return anyStopped[0] > 0
+  }
+
+  /// Works through `group`'s up-front runs in order on its communicator, then takes queued
+  /// units until none is left.
+  func runGroup(
+    _ group: RankGroup, plan: LoRACoordinator.Plan, counters: any SharedCounters, comm: any Communicator,
+    loaded: LoadedModel, concurrent: Bool
+  ) throws -> Bool {
+    var stopped = false
+    for run in group.runs where !run.queued && !stopped {
+      if comm.rank == 0 {
+        emit(
+          .group(
+            index: group.index, ranks: group.ranks.lowerBound...(group.ranks.upperBound - 1),
+            placement: run.placement.rawValue, adapters: run.adapters))
+      }
+      stopped = try train(
+        run.adapters, placement: run.placement, comm: comm, loaded: loaded, concurrent: concurrent)
+    }
+    let queue = plan.queuedUnits
+    var position = 0
+    while !stopped {
+      // Rank 0 claims the next unit this group can train; its ranks learn which (or none).
+      var claimed = -1
+      if comm.rank == 0 && !stop.isSet {
+        while position < queue.count && claimed < 0 {
+          let i = position
+          position += 1
+          if queue[i].groups.contains(group.index), try counters.next(i) == 0 { claimed = i }
+        }
+      }
+      var decision = [Double(claimed), stop.isSet ? 1 : 0]
+      if comm.size > 1 { try comm.allreduce(&decision, .max) }
+      if decision[1] > 0 { return true }
+      guard decision[0] >= 0 else { break }
+      let unit = queue[Int(decision[0])]
+      if comm.rank == 0 {
+        emit(
+          .claimed(
+            group: group.index, adapters: unit.adapters, position: Int(decision[0]) + 1, queued: queue.count))
+      }
+      stopped = try train(
+        unit.adapters, placement: unit.adapters.count > 1 ? .fused : .shared, comm: comm, loaded: loaded,
+        concurrent: concurrent)
+    }
+    return stopped
+  }
+
+  /// The plan of one of the job's adapters: its settings on the job's model, resumed from
+  /// its own checkpoints when an earlier run left some (`resume: auto`).
+  public func plan(for adapter: AdapterJob) throws -> TrainingPlan {
+    try TrainingPlan(
+      adapter.settings.training, model: job.model, name: adapter.name, resume: "auto",
+      tokensPerBatch: adapter.settings.tokensPerBatch, sweep: adapter.sweep)
+  }
+
+  /// Trains the adapters `names` on `comm` (one alone, several fused), or skips them when all
+  /// already finished in an earlier run; returns whether training stopped on request.
+  func train(
+    _ names: [String], placement: Placement, comm: any Communicator, loaded: LoadedModel, concurrent: Bool
+  ) throws -> Bool {
+    let adapters = names.map { name in job.adapters.first { $0.name == name }! }
+    let plans = try adapters.map(plan(for:))
+    // Rank 0 alone may see the outputs (only it writes them); its ranks follow its verdict.
+    var finished = [comm.rank == 0 && plans.allSatisfy(\.isFinished) ? 1.0 : 0]
+    if comm.size > 1 { try comm.allreduce(&finished, .max) }
+    if finished[0] > 0 {
+      if comm.rank == 0 {
+        for (adapter, plan) in zip(adapters, plans) {
+          let ref = AdapterRef(
+            name: adapter.name, fused: placement == .fused || plans.count > 1, totalSteps: plan.options.steps,
+            output: adapter.output, concurrent: concurrent)
+          emit(.skipped(ref, step: nil, detail: nil))
+        }
+      }
+      return false
+    }
+    var unit = UnitRun(
+      plans: plans, loaded: loaded, communicator: comm, fused: plans.count > 1 || placement == .fused,
+      stop: stop,
+      emit: emit)
+    unit.concurrent = concurrent
+    if case .stopped = try unit.execute() { return true }
+    return false
+  }
+}

@@ -1,0 +1,48 @@
+import LoRAComm
+import LoRAFormats
+import LoRAKernels
+import LoRAModel
+
+/// A base model loaded once: its files, tokenizer and weights, shared by the thread-ranks of
+/// a process (`--local-ranks`) and, with several ranks on a node, by the node's ranks.
+public struct LoadedModel: @unchecked Sendable {
+  public var files: ModelFiles
+  public var tokenizer: Tokenizer
+  public var model: LlamaModel
+  public var origin: LlamaModel.Origin
+
+  /// Loads `path`; with a multi-rank `communicator`, the ranks of each node share one copy
+  /// of the converted weights (the node's first rank fills it).
+  public init(path: String, communicator: (any Communicator)? = nil) throws {
+    files = try ModelFiles.open(path)
+    tokenizer = try Tokenizer.load(files)
+    (model, origin) = try Self.weights(files, communicator: communicator)
+  }
+
+  /// The model alone, without its tokenizer (`bench` trains on random ids, so it runs on
+  /// weights that come without one), shared per node as above.
+  public static func weights(_ files: ModelFiles, communicator: (any Communicator)? = nil) throws -> (
+    model: LlamaModel, origin: LlamaModel.Origin
+  ) {
+    var storage: WeightStorage?
+    if let communicator, communicator.size > 1 {
+      let shared = SharedBox()
+      storage = WeightStorage(
+        allocate: { count in
+          let buffer = try communicator.nodeSharedBuffer(count: count)
+          shared.buffer = buffer
+          return (buffer.tensor, buffer.filler)
+        },
+        ready: { try shared.buffer?.ready() })
+    }
+    return try LlamaModel.load(files, storage: storage)
+  }
+
+  /// The token that pads batches: the tokenizer's pad token, else its end of sequence.
+  public var padID: Int32 { Int32(tokenizer.padID ?? tokenizer.eosID ?? 0) }
+}
+
+/// Holds the node-shared buffer between its allocation and the barrier after filling it.
+private final class SharedBox: @unchecked Sendable {
+  var buffer: NodeSharedBuffer?
+}

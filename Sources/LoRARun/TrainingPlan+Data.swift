@@ -1,0 +1,70 @@
+import Foundation
+import LoRACheckpoint
+import LoRAFormats
+import LoRATraining
+
+/// An adapter's data: loading and splitting it, the batch and updates it implies, and the
+/// hashes every rank compares before training.
+extension TrainingPlan {
+  /// What `loadData` read.
+  public struct LoadedData: Sendable {
+    public var dataset: Dataset
+    public var train: [Example]
+    public var validation: [Example]
+    /// The validation file's statistics (nil when validation is a held-out fraction or none).
+    public var validationStats: DatasetStats?
+  }
+
+  /// The training and validation examples (a validation file, a held-out fraction, or
+  /// none); with `tokensPerBatch`, sets the batch, and with `epochs` and no `steps`, the
+  /// number of updates.
+  public mutating func loadData(tokenizer: Tokenizer, ranks: Int = 1) throws -> LoadedData {
+    let loaded = try DatasetLoader.load(path: data, tokenizer: tokenizer, options: dataset)
+    var train = loaded.examples
+    var validation: [Example] = []
+    var validationStats: DatasetStats?
+    if let path = validationData {
+      let v = try DatasetLoader.load(path: path, tokenizer: tokenizer, options: dataset)
+      validation = v.examples
+      validationStats = v.stats
+    } else if let fraction = validationFraction, fraction > 0 {
+      (train, validation) = try Dataset.split(loaded, validationFraction: fraction, seed: options.seed)
+    }
+    if let tokens = tokensPerBatch {
+      // A batch of about `tokens` tokens: whole micro-batches on every rank.
+      let mean = Double(train.reduce(0) { $0 + $1.tokens.count }) / Double(max(train.count, 1))
+      let unit = options.microBatch * ranks
+      options.batchSize = max(1, Int((Double(tokens) / max(mean, 1) / Double(unit)).rounded())) * unit
+      try options.validate(ranks: ranks)
+    }
+    if let epochs, requestedSteps == nil {
+      options.steps = max(1, Int((epochs * Double(train.count) / Double(options.batchSize)).rounded(.up)))
+    }
+    return LoadedData(dataset: loaded, train: train, validation: validation, validationStats: validationStats)
+  }
+
+  /// SHA-256 of the settings that shape training (adapter, optimizer, schedule, batch, data
+  /// processing), as sorted-key JSON; paths are left out (the data and base hashes cover
+  /// what they point to, and they may differ between hosts).
+  public func settingsHash() throws -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    var bytes = [UInt8]()
+    bytes += try encoder.encode(lora)
+    bytes += try encoder.encode(options)
+    bytes += try encoder.encode(dataset)
+    return BaseFingerprint.sha256(bytes)
+  }
+
+  /// SHA-256 of the training and validation files' bytes.
+  public func dataHash() throws -> String {
+    var bytes: [UInt8] = []
+    for path in [data] + (validationData.map { [$0] } ?? []) {
+      guard let contents = FileManager.default.contents(atPath: path) else {
+        throw RunError("\(path): cannot read the data file")
+      }
+      bytes += Array(BaseFingerprint.sha256(Array(contents)).utf8)
+    }
+    return BaseFingerprint.sha256(bytes)
+  }
+}

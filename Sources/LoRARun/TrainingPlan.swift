@@ -1,0 +1,152 @@
+import Foundation
+import LoRACheckpoint
+import LoRACoordinator
+import LoRAModel
+import LoRATraining
+
+/// One adapter's run, resolved and checked before anything heavy is loaded: data, output,
+/// data processing, LoRA configuration, training options, checkpoint cadence and resume.
+/// `train` makes one from its flags and file; `train --jobs` one per adapter of the job.
+public struct TrainingPlan: Sendable {
+  /// The adapter's name in a job (nil for `train`).
+  public var name: String?
+  public var model: String
+  public var data: String
+  public var validationData: String?
+  public var validationFraction: Double?
+  public var output: URL
+  public var dataset: DatasetOptions
+  public var lora: LoRAConfig
+  public var options: TrainingOptions
+  /// `steps` as given (nil: from `epochs`, or the default).
+  public var requestedSteps: Int?
+  public var epochs: Double?
+  /// Batch size in tokens (job files' `tokens_per_batch`): sets the batch once the data's
+  /// mean length is known.
+  public var tokensPerBatch: Int?
+  /// Checkpoints: every this many updates (0: after the last only), how many to keep, and
+  /// every how many a full one (the rest are deltas).
+  public var checkpointEvery: Int
+  public var keep: Int
+  public var fullEvery: Int
+  /// `--resume`: nil, "auto" (the output folder when it holds checkpoints), or a path.
+  public var resume: String?
+  /// Resume from a checkpoint of another base fingerprint.
+  public var force: Bool
+  /// The sweep this adapter belongs to, with its successive halving.
+  public var sweep: SweepMember?
+
+  /// Checks `settings` (unset values take their defaults) and the output folder: an
+  /// existing run there is refused unless `overwrite`, or resumed with `resume`.
+  public init(
+    _ s: TrainingSettings, model: String?, name: String? = nil, resume: String? = nil,
+    overwrite: Bool = false,
+    force: Bool = false, checkpointActivations: Bool = false, tokensPerBatch: Int? = nil,
+    sweep: SweepMember? = nil
+  ) throws {
+    guard let model else { throw RunError("no base model: pass --model or set 'model' in --config") }
+    guard let data = s.data else { throw RunError("no training data: pass --data or set 'data' in --config") }
+    guard let output = s.output else {
+      throw RunError("no output folder: pass --output or set 'output' in --config")
+    }
+    self.name = name
+    self.model = model
+    self.data = data
+    self.validationData = s.validationData
+    self.validationFraction = s.validationFraction
+    self.output = URL(fileURLWithPath: output).standardizedFileURL
+    self.tokensPerBatch = tokensPerBatch
+    self.sweep = sweep
+    self.resume = resume
+    self.force = force
+    guard let format = DataFormat(rawValue: s.format ?? "auto") else {
+      throw RunError(
+        "format '\(s.format ?? "")' is not one of \(DataFormat.allCases.map(\.rawValue).joined(separator: ", "))"
+      )
+    }
+    dataset = DatasetOptions(
+      format: format, maxSequenceLength: s.maxSeqLen ?? TrainingSettings.Defaults.maxSeqLen,
+      trainOnPrompt: s.trainOnPrompt ?? false,
+      addEOS: s.addEos ?? true, skipBadLines: s.skipBadLines ?? false, pack: s.pack ?? false)
+    try dataset.validate()
+    lora = s.loraConfig
+    try lora.validate()
+    guard let schedule = LearningRateSchedule.Kind(rawValue: s.schedule ?? "cosine") else {
+      throw RunError("schedule '\(s.schedule ?? "")' is not one of constant, linear, cosine")
+    }
+    if let fraction = s.validationFraction, !(fraction >= 0 && fraction < 1) {
+      throw RunError("validation fraction must be in [0, 1), got \(fraction)")
+    }
+    if s.validationFraction != nil && s.validationData != nil {
+      throw RunError("give either validation data or a validation fraction, not both")
+    }
+    if let epochs = s.epochs, !(epochs.isFinite && epochs > 0) {
+      throw RunError("epochs must be positive, got \(epochs)")
+    }
+    requestedSteps = s.steps
+    epochs = s.epochs
+    let batch = s.batchSize ?? TrainingSettings.Defaults.batchSize
+    options = TrainingOptions(
+      steps: s.steps ?? TrainingSettings.Defaults.steps, batchSize: batch,
+      microBatch: s.microBatch ?? min(TrainingSettings.Defaults.microBatch, batch),
+      learningRate: s.lr ?? TrainingSettings.Defaults.lr, schedule: schedule, warmupSteps: s.warmup ?? 0,
+      adamW: .init(
+        beta1: s.beta1 ?? 0.9, beta2: s.beta2 ?? 0.999, eps: s.eps ?? 1e-8, weightDecay: s.weightDecay ?? 0.01
+      ),
+      maxGradientNorm: s.maxGradNorm ?? 1, seed: s.seed ?? 0, evaluateEvery: s.evalEvery ?? 0,
+      checkpointActivations: checkpointActivations)
+    try options.validate()
+    if let every = s.checkpointEvery, every < 0 {
+      throw RunError("checkpoint-every must be 0 or more, got \(every)")
+    }
+    if let keep = s.keep, keep < 1 { throw RunError("keep must be at least 1, got \(keep)") }
+    if let full = s.fullEvery, full < 1 { throw RunError("full-every must be at least 1, got \(full)") }
+    checkpointEvery = s.checkpointEvery ?? 50
+    keep = s.keep ?? 3
+    fullEvery = s.fullEvery ?? 4
+    if resume != nil && overwrite {
+      throw RunError(
+        "--resume continues the run in its output folder; it cannot be combined with --overwrite")
+    }
+    let names = ["adapter_config.json", "adapter_model.safetensors", "metrics.jsonl"]
+    let resumesHere = resume == "auto" && !CheckpointStore.list(checkpointFolder).isEmpty
+    if (resume == nil || resume == "auto") && !overwrite && !resumesHere,
+      names.contains(where: {
+        FileManager.default.fileExists(atPath: self.output.appendingPathComponent($0).path)
+      })
+    {
+      throw RunError("\(self.output.path) already holds a run; choose another --output or pass --overwrite")
+    }
+  }
+
+  /// `output/checkpoints`.
+  public var checkpointFolder: URL { output.appendingPathComponent("checkpoints") }
+
+  /// Where `--resume` points: `auto` means the output folder when it holds checkpoints.
+  public var resumeSource: String? {
+    guard let resume else { return nil }
+    guard resume == "auto" else { return resume }
+    return CheckpointStore.list(checkpointFolder).isEmpty ? nil : output.path
+  }
+
+  /// Where and how often this run writes checkpoints (`checkpoints/` in the output folder).
+  public func checkpointing(base: CheckpointHeader.Base) throws -> CheckpointCadence {
+    CheckpointCadence(
+      store: try CheckpointStore(folder: checkpointFolder, keep: keep, fullEvery: fullEvery),
+      every: checkpointEvery, base: base)
+  }
+
+  /// Every resolved setting, for the report and training_config.json.
+  public func configurationRows() throws -> [(String, String)] {
+    func object<T: Encodable>(_ value: T) throws -> [String: Any] {
+      try JSONSerialization.jsonObject(with: JSONEncoder().encode(value)) as? [String: Any] ?? [:]
+    }
+    var rows: [(String, String)] = [("model", model), ("data", data)]
+    for (prefix, dictionary) in [
+      ("lora", try object(lora)), ("training", try object(options)), ("data", try object(dataset)),
+    ] {
+      for key in dictionary.keys.sorted() { rows.append(("\(prefix).\(key)", "\(dictionary[key]!)")) }
+    }
+    return rows
+  }
+}

@@ -1,0 +1,195 @@
+import Foundation
+import LoRACheckpoint
+import LoRAComm
+import LoRAKernels
+import LoRAModel
+import LoRAServe
+import LoRATraining
+
+/// Trains one unit of a run on its ranks: one adapter alone (`train`, or a job's shared
+/// adapter) or several fused — the same code, since one adapter is a fused group of one.
+/// Loads each adapter's data, checks that every rank trains the same thing, resumes from
+/// checkpoints, runs the one loop (`FusedTrainer.run`) with validation, checkpoint cadence
+/// and successive halving, and writes each adapter's outputs (`AdapterOutput`). Only rank 0
+/// writes and reports: `emit` is called there alone.
+public struct UnitRun {
+  public var plans: [TrainingPlan]
+  public var loaded: LoadedModel
+  public var communicator: any Communicator
+  /// Whether the adapters train fused (reported with their names); false for one adapter
+  /// trained alone.
+  public var fused: Bool
+  public var stop: StopRequest
+  /// Every this many updates (0: never), all ranks check that they hold the same adapters.
+  public var checkEvery = 0
+  /// Whether other rank groups report at the same time.
+  public var concurrent = false
+  let emit: (RunEvent) -> Void
+
+  public init(
+    plans: [TrainingPlan], loaded: LoadedModel, communicator: any Communicator, fused: Bool,
+    stop: StopRequest = StopRequest(), checkEvery: Int = 0, emit: @escaping (RunEvent) -> Void
+  ) {
+    self.plans = plans
+    self.loaded = loaded
+    self.communicator = communicator
+    self.fused = fused
+    self.stop = stop
+    self.checkEvery = checkEvery
+    self.emit = emit
+  }
+
+  var leader: Bool { communicator.rank == 0 }
+
+  /// The adapter `k` as events name it.
+  func ref(_ k: Int) -> AdapterRef {
+    AdapterRef(
+      name: plans[k].name, fused: fused, totalSteps: plans[k].options.steps, output: plans[k].output.path,
+      concurrent: concurrent)
+  }
+
+  /// Runs the unit; `.stopped` when a stop was requested (every adapter checkpointed).
+  public func execute() throws -> FusedTrainer.Ending {
+    let started = Date()
+    let comm = communicator
+    var plans = self.plans
+    var data: [TrainingPlan.LoadedData] = []
+    for k in plans.indices {
+      data.append(try plans[k].loadData(tokenizer: loaded.tokenizer, ranks: comm.size))
+    }
+    // One adapter alone splits its batch over the ranks: it must divide.
+    if !fused { try plans[0].options.validate(ranks: comm.size) }
+    var run = self
+    run.plans = plans
+    let members = plans.indices.map { k in
+      FusedTrainer.Member(
+        config: plans[k].lora, initialisationSeed: plans[k].options.seed, train: data[k].train,
+        validation: data[k].validation, options: plans[k].options)
+    }
+    let group = try FusedTrainer(
+      model: loaded.model, members: members, padID: loaded.padID, communicator: comm)
+    let fingerprint = BaseFingerprint.of(loaded.model, files: loaded.files)
+    try run.checkAgreement(fingerprint: fingerprint)
+    let resumedFrom = try run.resume(group, fingerprint: fingerprint)
+    if !fused, try run.finishedEarlier(group, resumedFrom: resumedFrom[0]) { return .finished }
+    let cadences = try plans.map {
+      try $0.checkpointing(
+        base: .init(fingerprint: fingerprint, source: $0.model, config: loaded.model.config))
+    }
+    if !fused && leader {
+      emit(.started(run.ref(0), intro: run.intro(group, data: data[0], resumedFrom: resumedFrom[0])))
+    }
+    let finishedBefore = Set(plans.indices.filter { leader && fused && plans[$0].isFinished })
+    let outputs = try plans.indices.map { k in
+      try AdapterOutput(
+        folder: plans[k].output, totalSteps: plans[k].options.steps, adapterName: fused ? plans[k].name : nil,
+        leader: leader,
+        start: plans[k].resumeSource == nil
+          ? .fresh : finishedBefore.contains(k) ? .finished : .resumed(step: group.trainers[k].step))
+    }
+    if !fused, group.trainers[0].hasValidation, group.trainers[0].step == 0 {
+      let (loss, tokens) = try group.trainers[0].validationLoss()
+      outputs[0].validations.append((0, loss))
+      if leader { emit(.validation(run.ref(0), step: 0, loss: loss, tokens: tokens)) }
+    }
+    let halving = try SweepHalving(run, group: group, outputs: outputs, cadences: cadences)
+    var lastCheckpoint: CheckpointStore.Saved?
+    let ending = try group.run(
+      checkpoints: leader ? cadences : [], stop: stop, checkEvery: checkEvery,
+      afterUpdate: { _ in try halving.scoreDueRungs() },
+      onEvent: { k, event in
+        switch event {
+        case .step(let m):
+          outputs[k].step(m)
+          if leader { emit(.step(run.ref(k), m)) }
+        case .validation(let step, let loss, let tokens):
+          outputs[k].validation(step: step, loss: loss, tokens: tokens)
+          if leader { emit(.validation(run.ref(k), step: step, loss: loss, tokens: tokens)) }
+        case .checkpoint(let saved):
+          lastCheckpoint = saved
+          outputs[k].checkpoint(saved)
+          if leader { emit(.checkpoint(run.ref(k), saved)) }
+        }
+      })
+    // Every rank's memory, for the summary: peak RSS and the proportional share (PSS).
+    let memory = try ResidentMemory.perRank(comm)
+    guard leader else { return ending }
+    if case .stopped(let step) = ending {
+      emit(.stopped(run.ref(0), step: step, checkpoint: lastCheckpoint?.path))
+      return ending
+    }
+    for (name, summary) in halving.summaries() {
+      emit(.sweepFinished(sweep: name, summary: summary, concurrent: concurrent))
+    }
+    for k in plans.indices where !finishedBefore.contains(k) {
+      let state = group.trainers[k]
+      let summary =
+        fused
+        ? run.fusedSummary(k, group: group, output: outputs[k])
+        : run.summary(
+          group, output: outputs[k], data: data[0], elapsed: Date().timeIntervalSince(started),
+          lastCheckpoint: lastCheckpoint, memory: memory)
+      try outputs[k].finish(
+        adapter: state.adapter, baseModel: plans[k].model,
+        title: fused
+          ? "LoRA training (fused): \(plans[k].name ?? "")"
+          : "LoRA training: \(plans[k].output.lastPathComponent)",
+        summary: summary.map { ($0.label, $0.value) }, configuration: try plans[k].configurationRows(),
+        signature: RouteSignature.of(
+          state.trainingExamples, model: loaded.model, baseFingerprint: fingerprint))
+      emit(
+        .finished(
+          run.ref(k), summary: summary, finalLoss: outputs[k].steps.last?.loss,
+          validationLoss: outputs[k].validations.last?.loss))
+    }
+    return ending
+  }
+
+  /// Every rank must train the same thing: same settings, same data, same base.
+  func checkAgreement(fingerprint: String) throws {
+    var checks: [(String, String)] = []
+    for plan in plans {
+      let prefix = fused ? "\(plan.name ?? ""): " : ""
+      checks += [
+        (prefix + "settings", try plan.settingsHash()), (prefix + "training data", try plan.dataHash()),
+      ]
+    }
+    checks.append(("base model", fingerprint))
+    try communicator.checkAgreement(checks)
+  }
+
+  /// Resumes every adapter that has a checkpoint to resume from (rank 0 reads it, the
+  /// others receive its state); what each resumed from, on rank 0.
+  func resume(_ group: FusedTrainer, fingerprint: String) throws -> [String?] {
+    var resumedFrom = [String?](repeating: nil, count: plans.count)
+    for (k, plan) in plans.enumerated() {
+      guard let source = plan.resumeSource else { continue }
+      let state = group.trainers[k]
+      if leader {
+        let readStarted = Date()
+        let (reader, skipped) = try CheckpointStore.newestValid(source)
+        for (file, reason) in skipped { emit(.warning(ref(k), "skipping \(file): \(reason)")) }
+        try state.resume(from: reader, fingerprint: fingerprint, force: plan.force)
+        resumedFrom[k] =
+          "\(reader.path) (update \(state.step); read, verified and restored in "
+          + "\(format(Date().timeIntervalSince(readStarted) * 1000, 1)) ms)"
+      }
+      try state.synchronizeState(from: 0)
+    }
+    return resumedFrom
+  }
+
+  /// Whether one adapter alone resumed at its last update with its outputs in place: a
+  /// finished run, left as it is (reported as skipped).
+  func finishedEarlier(_ group: FusedTrainer, resumedFrom: String?) throws -> Bool {
+    guard plans[0].resumeSource != nil else { return false }
+    let state = group.trainers[0]
+    var complete = [
+      leader && state.step >= state.options.steps && AdapterOutput.isComplete(plans[0].output) ? 1.0 : 0
+    ]
+    if communicator.size > 1 { try communicator.allreduce(&complete, .max) }
+    guard complete[0] > 0 else { return false }
+    if leader { emit(.skipped(ref(0), step: state.step, detail: resumedFrom)) }
+    return true
+  }
+}
