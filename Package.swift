@@ -97,6 +97,9 @@ let package = Package(
       name: "LoRATrainingTests", dependencies: ["LoRATraining", "LoRAFormats", "LoRAModel", "LoRAComm"],
       resources: [.copy("Fixtures")]),
     .testTarget(
+      name: "LoRARunTests",
+      dependencies: ["LoRARun", "LoRATraining", "LoRACoordinator", "LoRAComm", "LoRACheckpoint"]),
+    .testTarget(
       name: "LoRAFormatsTests", dependencies: ["LoRAFormats"], resources: [.copy("Fixtures")]),
     .testTarget(
       name: "LoRAModelTests", dependencies: ["LoRAModel", "LoRAFormats"], resources: [.copy("Fixtures")]),

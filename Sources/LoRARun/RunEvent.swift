@@ -2,7 +2,7 @@ import LoRACheckpoint
 import LoRATraining
 
 /// Everything a run reports, from the job down to one update: emitted by the library
-/// (`AdapterRun`, `JobRunner`) on the rank that reports (rank 0 of the world or of a group),
+/// (`UnitRun`, `JobRunner`) on the rank that reports (rank 0 of the world or of a group),
 /// rendered by the CLI for a terminal or as JSON lines, and written to each adapter's
 /// `metrics.jsonl` (`AdapterOutput`).
 public enum RunEvent: Sendable {

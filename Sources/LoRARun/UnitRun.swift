@@ -48,30 +48,63 @@ public struct UnitRun {
       concurrent: concurrent)
   }
 
+  /// What a unit holds once it is ready to train: its plans with the data's steps
+  /// resolved, the loaded data, the fused group (resumed), each adapter's checkpoint cadence
+  /// and outputs, and which adapters an earlier run finished.
+  struct Prepared {
+    var run: UnitRun
+    var data: [TrainingPlan.LoadedData]
+    var group: FusedTrainer
+    var fingerprint: String
+    var cadences: [CheckpointCadence]
+    var outputs: [AdapterOutput]
+    var finishedBefore: Set<Int>
+  }
+
   /// Runs the unit; `.stopped` when a stop was requested (every adapter checkpointed).
   public func execute() throws -> FusedTrainer.Ending {
     let started = Date()
-    let comm = communicator
-    var plans = self.plans
-    var data: [TrainingPlan.LoadedData] = []
-    for k in plans.indices {
-      data.append(try plans[k].loadData(tokenizer: loaded.tokenizer, ranks: comm.size))
+    guard let prepared = try prepare() else { return .finished }
+    let run = prepared.run
+    let (ending, lastCheckpoint, halving) = try run.train(prepared)
+    // Every rank's memory, for the summary: peak RSS and the proportional share (PSS).
+    let memory = try ResidentMemory.perRank(communicator)
+    guard leader else { return ending }
+    if case .stopped(let step) = ending {
+      emit(.stopped(run.ref(0), step: step, checkpoint: lastCheckpoint?.path))
+      return ending
     }
-    // One adapter alone splits its batch over the ranks: it must divide.
-    if !fused { try plans[0].options.validate(ranks: comm.size) }
+    for (name, summary) in halving.summaries() {
+      emit(.sweepFinished(sweep: name, summary: summary, concurrent: concurrent))
+    }
+    try run.finish(
+      prepared, elapsed: Date().timeIntervalSince(started), lastCheckpoint: lastCheckpoint, memory: memory)
+    return ending
+  }
+
+  /// Loads the data, builds the fused group, checks that all ranks agree, resumes, and makes
+  /// the outputs (with the step-0 validation of one adapter alone); nil when one adapter
+  /// alone had finished in an earlier run (reported as skipped).
+  func prepare() throws -> Prepared? {
     var run = self
-    run.plans = plans
+    var data: [TrainingPlan.LoadedData] = []
+    for k in run.plans.indices {
+      data.append(try run.plans[k].loadData(tokenizer: loaded.tokenizer, ranks: communicator.size))
+    }
+    let plans = run.plans
+    // One adapter alone splits its batch over the ranks: it must divide.
+    if !fused { try plans[0].options.validate(ranks: communicator.size) }
     let members = plans.indices.map { k in
       FusedTrainer.Member(
         config: plans[k].lora, initialisationSeed: plans[k].options.seed, train: data[k].train,
         validation: data[k].validation, options: plans[k].options)
     }
     let group = try FusedTrainer(
-      model: loaded.model, members: members, padID: loaded.padID, communicator: comm)
+      model: loaded.model, members: members, padID: loaded.padID, communicator: communicator)
     let fingerprint = BaseFingerprint.of(loaded.model, files: loaded.files)
     try run.checkAgreement(fingerprint: fingerprint)
     let resumedFrom = try run.resume(group, fingerprint: fingerprint)
-    if !fused, try run.finishedEarlier(group, resumedFrom: resumedFrom[0]) { return .finished }
+    if !fused, try run.finishedEarlier(group, resumedFrom: resumedFrom[0]) { return nil }
     let cadences = try plans.map {
       try $0.checkpointing(
         base: .init(fingerprint: fingerprint, source: $0.model, config: loaded.model.config))
@@ -92,57 +125,66 @@ public struct UnitRun {
       outputs[0].validations.append((0, loss))
       if leader { emit(.validation(run.ref(0), step: 0, loss: loss, tokens: tokens)) }
     }
-    let halving = try SweepHalving(run, group: group, outputs: outputs, cadences: cadences)
+    return Prepared(
+      run: run, data: data, group: group, fingerprint: fingerprint, cadences: cadences, outputs: outputs,
+      finishedBefore: finishedBefore)
+  }
+
+  /// The one loop (`FusedTrainer.run`) with the outputs and events of every update,
+  /// validation and checkpoint, and successive halving after each update.
+  func train(_ p: Prepared) throws -> (
+    ending: FusedTrainer.Ending, lastCheckpoint: CheckpointStore.Saved?, halving: SweepHalving
+  ) {
+    let halving = try SweepHalving(self, group: p.group, outputs: p.outputs, cadences: p.cadences)
     var lastCheckpoint: CheckpointStore.Saved?
-    let ending = try group.run(
-      checkpoints: leader ? cadences : [], stop: stop, checkEvery: checkEvery,
+    let (outputs, leader, run) = (p.outputs, leader, self)
+    let ending = try p.group.run(
+      checkpoints: leader ? p.cadences : [], stop: stop, checkEvery: checkEvery,
       afterUpdate: { _ in try halving.scoreDueRungs() },
       onEvent: { k, event in
         switch event {
         case .step(let m):
           outputs[k].step(m)
-          if leader { emit(.step(run.ref(k), m)) }
+          if leader { run.emit(.step(run.ref(k), m)) }
         case .validation(let step, let loss, let tokens):
           outputs[k].validation(step: step, loss: loss, tokens: tokens)
-          if leader { emit(.validation(run.ref(k), step: step, loss: loss, tokens: tokens)) }
+          if leader { run.emit(.validation(run.ref(k), step: step, loss: loss, tokens: tokens)) }
         case .checkpoint(let saved):
           lastCheckpoint = saved
           outputs[k].checkpoint(saved)
-          if leader { emit(.checkpoint(run.ref(k), saved)) }
+          if leader { run.emit(.checkpoint(run.ref(k), saved)) }
         }
       })
-    // Every rank's memory, for the summary: peak RSS and the proportional share (PSS).
-    let memory = try ResidentMemory.perRank(comm)
-    guard leader else { return ending }
-    if case .stopped(let step) = ending {
-      emit(.stopped(run.ref(0), step: step, checkpoint: lastCheckpoint?.path))
-      return ending
-    }
-    for (name, summary) in halving.summaries() {
-      emit(.sweepFinished(sweep: name, summary: summary, concurrent: concurrent))
-    }
-    for k in plans.indices where !finishedBefore.contains(k) {
-      let state = group.trainers[k]
+    return (ending, lastCheckpoint, halving)
+  }
+
+  /// Writes each adapter an earlier run did not finish (adapter, report, configuration,
+  /// route signature) and reports it finished with its summary; rank 0 only.
+  func finish(
+    _ p: Prepared, elapsed: Double, lastCheckpoint: CheckpointStore.Saved?,
+    memory: [(peak: Int, proportional: Int)]
+  ) throws {
+    for k in plans.indices where !p.finishedBefore.contains(k) {
+      let state = p.group.trainers[k]
       let summary =
         fused
-        ? run.fusedSummary(k, group: group, output: outputs[k])
-        : run.summary(
-          group, output: outputs[k], data: data[0], elapsed: Date().timeIntervalSince(started),
-          lastCheckpoint: lastCheckpoint, memory: memory)
-      try outputs[k].finish(
+        ? fusedSummary(k, group: p.group, output: p.outputs[k])
+        : self.summary(
+          p.group, output: p.outputs[k], data: p.data[0], elapsed: elapsed, lastCheckpoint: lastCheckpoint,
+          memory: memory)
+      try p.outputs[k].finish(
         adapter: state.adapter, baseModel: plans[k].model,
         title: fused
           ? "LoRA training (fused): \(plans[k].name ?? "")"
           : "LoRA training: \(plans[k].output.lastPathComponent)",
         summary: summary.map { ($0.label, $0.value) }, configuration: try plans[k].configurationRows(),
         signature: RouteSignature.of(
-          state.trainingExamples, model: loaded.model, baseFingerprint: fingerprint))
+          state.trainingExamples, model: loaded.model, baseFingerprint: p.fingerprint))
       emit(
         .finished(
-          run.ref(k), summary: summary, finalLoss: outputs[k].steps.last?.loss,
-          validationLoss: outputs[k].validations.last?.loss))
+          ref(k), summary: summary, finalLoss: p.outputs[k].steps.last?.loss,
+          validationLoss: p.outputs[k].validations.last?.loss))
     }
-    return ending
   }
 
   /// Every rank must train the same thing: same settings, same data, same base.

@@ -18,12 +18,12 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
   public var pack: Bool?
   public var skipBadLines: Bool?
   public var addEos: Bool?
-  public var targets: [String]?
+  @ListOrOne public var targets: [String]?
   public var rank: Int?
   public var alpha: Double?
   public var dropout: Double?
   public var rslora: Bool?
-  public var layers: [Int]?
+  @ListOrOne public var layers: [Int]?
   public var rankPattern: [String: Int]?
   public var alphaPattern: [String: Double]?
   public var initWeights: String?
