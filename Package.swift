@@ -49,12 +49,14 @@ let package = Package(
         "CLZ4", "LoRAKernels", "LoRAFormats", "LoRAModel", .product(name: "Crypto", package: "swift-crypto"),
       ]),
 
+    // YAML settings files (job files, `train --config`) decoded through Yams' Codable
+    // support, with errors that name the file, line and key path.
+    .target(name: "LoRAYAML", dependencies: [.product(name: "Yams", package: "Yams")]),
+
     // Job files and the plan: ranks -> rank groups -> adapters, with estimated times.
     .target(
       name: "LoRACoordinator",
-      dependencies: [
-        "LoRATraining", "LoRAModel", "LoRAComm", "LoRACheckpoint", .product(name: "Yams", package: "Yams"),
-      ]),
+      dependencies: ["LoRATraining", "LoRAModel", "LoRAYAML"]),
 
     // Many adapters on one base in one process: the adapter store, merged task switching,
     // mixed-adapter decoding with continuous batching, routing.
@@ -85,9 +87,8 @@ let package = Package(
       dependencies: [
         "LoRARun",
         "LoRAKernels", "LoRAComm", "LoRACheckpoint", "LoRAFormats", "LoRAModel", "LoRATraining",
-        "LoRACoordinator", "LoRAServe", "LoRAServeHTTP",
+        "LoRACoordinator", "LoRAYAML", "LoRAServe", "LoRAServeHTTP",
         .product(name: "Hummingbird", package: "hummingbird"),
-        .product(name: "Yams", package: "Yams"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 

@@ -1,6 +1,7 @@
 import Foundation
 import LoRAModel
 import LoRATraining
+import LoRAYAML
 
 /// Where an adapter trains, as the job file asks (the planner turns `auto` into one of the others).
 public enum Placement: String, Codable, CaseIterable, Sendable {

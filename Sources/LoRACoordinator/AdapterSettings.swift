@@ -56,173 +56,39 @@ public struct AdapterSettings: Codable, Equatable, Sendable {
     "seed", "max_seq_len", "train_on_prompt", "pack",
   ]
 
-  /// Sets `key` from a YAML value, checking its type and range; the error names the value's
-  /// file, line and key path.
-  mutating func set(_ key: String, from field: YAMLField) throws {
-    guard key == CodingKeys.tokensPerBatch.stringValue else { return try training.set(key, from: field) }
-    let v = try field.int()
-    if v < 1 { throw field.error(.invalidValue, "must be at least 1, got \(v)") }
-    tokensPerBatch = v
+  /// Checks every value that is set: `tokens_per_batch` and the training settings
+  /// (``TrainingSettings/validate()``).
+  public func validate() throws(SettingsError) {
+    if let v = tokensPerBatch, v < 1 {
+      throw SettingsError([CodingKeys.tokensPerBatch.stringValue], "must be at least 1, got \(v)")
+    }
+    try training.validate()
   }
+
   /// `self` with every value `other` sets replacing ours. Setting `batch_size` clears an
   /// inherited `tokens_per_batch` and the other way round: they are alternatives.
   public func overridden(by other: AdapterSettings) -> AdapterSettings {
-    var merged = self
+    var cleared: [String] = []
+    if other.batchSize != nil && other.tokensPerBatch == nil {
+      cleared.append(CodingKeys.tokensPerBatch.stringValue)
+    }
+    if other.tokensPerBatch != nil && other.batchSize == nil {
+      cleared.append(TrainingSettings.CodingKeys.batchSize.stringValue)
+    }
+    return merging(other, clearing: cleared)
+  }
+
+  /// `self` with every value `other` sets replacing ours, and the `clearing` keys unset.
+  public func merging(_ other: AdapterSettings, clearing: [String] = []) -> AdapterSettings {
     let encoder = JSONEncoder()
     guard let mine = try? JSONSerialization.jsonObject(with: encoder.encode(self)) as? [String: Any],
       let theirs = try? JSONSerialization.jsonObject(with: encoder.encode(other)) as? [String: Any]
     else { return other }
     var dictionary = mine.merging(theirs) { _, new in new }
-    if other.batchSize != nil && other.tokensPerBatch == nil { dictionary["tokens_per_batch"] = nil }
-    if other.tokensPerBatch != nil && other.batchSize == nil { dictionary["batch_size"] = nil }
-    if let data = try? JSONSerialization.data(withJSONObject: dictionary),
+    for key in clearing { dictionary[key] = nil }
+    guard let data = try? JSONSerialization.data(withJSONObject: dictionary),
       let decoded = try? JSONDecoder().decode(AdapterSettings.self, from: data)
-    {
-      merged = decoded
-    }
-    return merged
-  }
-}
-
-extension TrainingSettings {
-  /// Sets `key` from a YAML value, checking its type and range; the error names the value's
-  /// file, line and key path. Job files and `train --config` files both read their training
-  /// keys through this.
-  package mutating func set(_ key: String, from field: YAMLField) throws {
-    func check(_ ok: Bool, _ message: String) throws {
-      if !ok { throw field.error(.invalidValue, message) }
-    }
-    switch key {
-    case "data": data = try field.string()
-    case "validation_data": validationData = try field.string()
-    case "output": output = try field.string()
-    case "validation_fraction":
-      let v = try field.double()
-      try check(v >= 0 && v < 1, "must be in [0, 1), got \(v)")
-      validationFraction = v
-    case "format":
-      let v = try field.string()
-      try check(
-        DataFormat(rawValue: v) != nil,
-        "unknown format '\(v)'; expected " + DataFormat.allCases.map(\.rawValue).joined(separator: ", "))
-      format = v
-    case "max_seq_len":
-      let v = try field.int()
-      try check(v >= 2, "must be at least 2, got \(v)")
-      maxSeqLen = v
-    case "train_on_prompt": trainOnPrompt = try field.bool()
-    case "pack": pack = try field.bool()
-    case "skip_bad_lines": skipBadLines = try field.bool()
-    case "add_eos": addEos = try field.bool()
-    case "targets":
-      let v = try field.strings()
-      do { _ = try LoRAConfig(targetModules: v).targets() } catch let e as LoRAConfigError {
-        throw field.error(.invalidValue, e.description)
-      }
-      targets = v
-    case "rank":
-      let v = try field.int()
-      try check(v >= 1, "LoRA rank must be at least 1, got \(v)")
-      rank = v
-    case "alpha":
-      let v = try field.double()
-      try check(v > 0, "LoRA alpha must be positive, got \(v)")
-      alpha = v
-    case "dropout":
-      let v = try field.double()
-      try check(v >= 0 && v < 1, "must be in [0, 1), got \(v)")
-      dropout = v
-    case "rslora": rslora = try field.bool()
-    case "layers":
-      let v = try field.ints()
-      try check(!v.isEmpty && v.allSatisfy { $0 >= 0 }, "must be layer indices (0 or more), at least one")
-      layers = v
-    case "rank_pattern":
-      var v: [String: Int] = [:]
-      for (k, f) in try field.entries() {
-        let r = try f.int()
-        if r < 1 { throw f.error(.invalidValue, "LoRA rank must be at least 1, got \(r)") }
-        v[k] = r
-      }
-      rankPattern = v
-    case "alpha_pattern":
-      var v: [String: Double] = [:]
-      for (k, f) in try field.entries() {
-        let a = try f.double()
-        if a <= 0 { throw f.error(.invalidValue, "LoRA alpha must be positive, got \(a)") }
-        v[k] = a
-      }
-      alphaPattern = v
-    case "init_weights":
-      let v = try field.string()
-      try check(["default", "gaussian"].contains(v), "expected default or gaussian, got '\(v)'")
-      initWeights = v
-    case "lr":
-      let v = try field.double()
-      try check(v > 0, "learning rate must be positive, got \(v)")
-      lr = v
-    case "schedule":
-      let v = try field.string()
-      try check(
-        LearningRateSchedule.Kind(rawValue: v) != nil,
-        "unknown schedule '\(v)'; expected "
-          + LearningRateSchedule.Kind.allCases.map(\.rawValue).joined(separator: ", "))
-      schedule = v
-    case "warmup":
-      let v = try field.int()
-      try check(v >= 0, "must be 0 or more, got \(v)")
-      warmup = v
-    case "steps":
-      let v = try field.int()
-      try check(v >= 1, "must be at least 1, got \(v)")
-      steps = v
-    case "epochs":
-      let v = try field.double()
-      try check(v > 0, "must be positive, got \(v)")
-      epochs = v
-    case "batch_size":
-      let v = try field.int()
-      try check(v >= 1, "must be at least 1, got \(v)")
-      batchSize = v
-    case "micro_batch":
-      let v = try field.int()
-      try check(v >= 1, "must be at least 1, got \(v)")
-      microBatch = v
-    case "weight_decay":
-      let v = try field.double()
-      try check(v >= 0, "must be 0 or more, got \(v)")
-      weightDecay = v
-    case "beta1", "beta2":
-      let v = try field.double()
-      try check(v >= 0 && v < 1, "must be in [0, 1), got \(v)")
-      if key == "beta1" { beta1 = v } else { beta2 = v }
-    case "eps":
-      let v = try field.double()
-      try check(v > 0, "must be positive, got \(v)")
-      eps = v
-    case "max_grad_norm":
-      let v = try field.double()
-      try check(v >= 0, "must be 0 or more, got \(v)")
-      maxGradNorm = v
-    case "seed": seed = try field.uint64()
-    case "eval_every":
-      let v = try field.int()
-      try check(v >= 0, "must be 0 or more, got \(v)")
-      evalEvery = v
-    case "checkpoint_every":
-      let v = try field.int()
-      try check(v >= 0, "must be 0 or more, got \(v)")
-      checkpointEvery = v
-    case "keep":
-      let v = try field.int()
-      try check(v >= 1, "must be at least 1, got \(v)")
-      keep = v
-    case "full_every":
-      let v = try field.int()
-      try check(v >= 1, "must be at least 1, got \(v)")
-      fullEvery = v
-    default:
-      throw field.keyError(.unknownKey, "unknown key")
-    }
+    else { return self }
+    return decoded
   }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import LoRATraining
+import LoRAYAML
 
 /// How many examples a data file holds and roughly how many tokens each has, for the
 /// planner. ``measure(path:)`` guesses without a tokenizer (about 4 characters per token,

@@ -1,6 +1,6 @@
 import Foundation
 import LoRATraining
-import Yams
+import LoRAYAML
 
 /// A job file: one base model and many adapters to train on it (docs/job-file.md).
 ///
@@ -78,10 +78,8 @@ public struct JobFile: Sendable {
     if let field = top["defaults"] {
       let entries = try field.entries()
       try YAMLField.checkKeys(entries, allowed: defaultsKeys, what: "defaults keys")
-      for (key, value) in entries {
-        try defaults.set(key, from: value)
-        defaultOrigins[key] = value.origin
-      }
+      defaults = try field.adapterSettings()
+      for (key, value) in entries { defaultOrigins[key] = value.origin }
     }
 
     guard let adaptersField = top["adapters"] else {
@@ -108,31 +106,6 @@ public struct JobFile: Sendable {
       adapters: adapters)
     try job.checkNamesOutputsAndGroups()
     return job
-  }
-
-  /// A YAML syntax error with its line; a key given twice with the line of its second use.
-  static func yamlError(_ error: YamlError, text: String, path: String) -> JobFileError {
-    switch error {
-    case .duplicatedKeysInMapping(let duplicates, let context):
-      let key = duplicates.sorted().first ?? "?"
-      let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-      let uses = lines.indices.filter { i in
-        i + 1 >= context.mark.line
-          && lines[i].range(
-            of: "(^|[\\s{,-])\(NSRegularExpression.escapedPattern(for: key))\\s*:",
-            options: .regularExpression)
-            != nil
-      }
-      return JobFileError(
-        .duplicateKey, file: path, line: uses.count > 1 ? uses[1] + 1 : context.mark.line, keyPath: key,
-        "key given twice in one mapping")
-    case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _),
-      .composer(_, let problem, let mark, _):
-      return JobFileError(
-        .unreadable, file: path, line: mark.line, keyPath: nil, "not valid YAML: \(problem)")
-    default:
-      return JobFileError(.unreadable, file: path, line: nil, keyPath: nil, "not valid YAML: \(error)")
-    }
   }
 
   static func placement(_ field: YAMLField) throws -> Placement {
@@ -275,12 +248,9 @@ struct AdapterEntry {
     try Self.checkName(name, nameField, what: "name")
     nameOrigin = nameField.origin
 
-    var own = AdapterSettings()
+    let own = try field.adapterSettings()
     var origins = defaultOrigins
-    for (key, value) in entries where AdapterSettings.keys.contains(key) {
-      try own.set(key, from: value)
-      origins[key] = value.origin
-    }
+    for (key, value) in entries where AdapterSettings.keys.contains(key) { origins[key] = value.origin }
     if own.batchSize != nil && own.tokensPerBatch != nil {
       throw values["tokens_per_batch"]!.keyError(
         .conflict, "give batch_size or tokens_per_batch, not both")
@@ -336,10 +306,7 @@ struct AdapterEntry {
         guard !elements.isEmpty else {
           throw list.error(.invalidValue, "an empty list; give at least one value")
         }
-        for element in elements {
-          var probe = AdapterSettings()
-          try probe.set(key, from: element)
-        }
+        for element in elements { _ = try YAMLField.adapterSettings([(key, element)]) }
         if own.valueIsSet(key) {
           throw list.keyError(.conflict, "\(key) is both set and swept in this adapter")
         }
@@ -434,8 +401,8 @@ struct AdapterEntry {
       var memberOrigins = origins
       var parts: [String] = [name]
       var values: [[String]] = []
+      settings = settings.merging(try YAMLField.adapterSettings(combination))
       for (key, field) in combination {
-        try settings.set(key, from: field)
         memberOrigins[key] = field.origin
         let text = settings.text(of: key)
         parts.append(Self.abbreviation(key) + text)

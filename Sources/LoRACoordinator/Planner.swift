@@ -1,5 +1,6 @@
 import Foundation
 import LoRATraining
+import LoRAYAML
 
 /// Turns a job's adapters into a ``Plan`` for N ranks. Deterministic: the same adapters,
 /// ranks, cost model and data estimates give the same plan.

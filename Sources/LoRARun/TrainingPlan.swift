@@ -36,8 +36,9 @@ public struct TrainingPlan: Sendable {
   /// The sweep this adapter belongs to, with its successive halving.
   public var sweep: SweepMember?
 
-  /// Checks `settings` (unset values take their defaults) and the output folder: an
-  /// existing run there is refused unless `overwrite`, or resumed with `resume`.
+  /// Checks `settings` (unset values take their defaults; a value out of range throws its
+  /// `SettingsError`) and the output folder: an existing run there is refused unless
+  /// `overwrite`, or resumed with `resume`.
   public init(
     _ s: TrainingSettings, model: String?, name: String? = nil, resume: String? = nil,
     overwrite: Bool = false,
@@ -59,29 +60,19 @@ public struct TrainingPlan: Sendable {
     self.sweep = sweep
     self.resume = resume
     self.force = force
-    guard let format = DataFormat(rawValue: s.format ?? "auto") else {
-      throw RunError(
-        "format '\(s.format ?? "")' is not one of \(DataFormat.allCases.map(\.rawValue).joined(separator: ", "))"
-      )
-    }
+    // The LoRA configuration's own checks first (they name PEFT's fields), then every
+    // setting's range (one table: `TrainingSettings.validate`, a `SettingsError`).
+    lora = s.loraConfig
+    try lora.validate()
+    try s.validate()
     dataset = DatasetOptions(
-      format: format, maxSequenceLength: s.maxSeqLen ?? TrainingSettings.Defaults.maxSeqLen,
+      format: s.format.flatMap(DataFormat.init(rawValue:)) ?? .auto,
+      maxSequenceLength: s.maxSeqLen ?? TrainingSettings.Defaults.maxSeqLen,
       trainOnPrompt: s.trainOnPrompt ?? false,
       addEOS: s.addEos ?? true, skipBadLines: s.skipBadLines ?? false, pack: s.pack ?? false)
     try dataset.validate()
-    lora = s.loraConfig
-    try lora.validate()
-    guard let schedule = LearningRateSchedule.Kind(rawValue: s.schedule ?? "cosine") else {
-      throw RunError("schedule '\(s.schedule ?? "")' is not one of constant, linear, cosine")
-    }
-    if let fraction = s.validationFraction, !(fraction >= 0 && fraction < 1) {
-      throw RunError("validation fraction must be in [0, 1), got \(fraction)")
-    }
     if s.validationFraction != nil && s.validationData != nil {
       throw RunError("give either validation data or a validation fraction, not both")
-    }
-    if let epochs = s.epochs, !(epochs.isFinite && epochs > 0) {
-      throw RunError("epochs must be positive, got \(epochs)")
     }
     requestedSteps = s.steps
     epochs = s.epochs
@@ -89,18 +80,15 @@ public struct TrainingPlan: Sendable {
     options = TrainingOptions(
       steps: s.steps ?? TrainingSettings.Defaults.steps, batchSize: batch,
       microBatch: s.microBatch ?? min(TrainingSettings.Defaults.microBatch, batch),
-      learningRate: s.lr ?? TrainingSettings.Defaults.lr, schedule: schedule, warmupSteps: s.warmup ?? 0,
+      learningRate: s.lr ?? TrainingSettings.Defaults.lr,
+      schedule: s.schedule.flatMap(LearningRateSchedule.Kind.init(rawValue:)) ?? .cosine,
+      warmupSteps: s.warmup ?? 0,
       adamW: .init(
         beta1: s.beta1 ?? 0.9, beta2: s.beta2 ?? 0.999, eps: s.eps ?? 1e-8, weightDecay: s.weightDecay ?? 0.01
       ),
       maxGradientNorm: s.maxGradNorm ?? 1, seed: s.seed ?? 0, evaluateEvery: s.evalEvery ?? 0,
       checkpointActivations: checkpointActivations)
     try options.validate()
-    if let every = s.checkpointEvery, every < 0 {
-      throw RunError("checkpoint-every must be 0 or more, got \(every)")
-    }
-    if let keep = s.keep, keep < 1 { throw RunError("keep must be at least 1, got \(keep)") }
-    if let full = s.fullEvery, full < 1 { throw RunError("full-every must be at least 1, got \(full)") }
     checkpointEvery = s.checkpointEvery ?? 50
     keep = s.keep ?? 3
     fullEvery = s.fullEvery ?? 4

@@ -1,7 +1,7 @@
 import Foundation
-import LoRACoordinator
 import LoRAModel
 import LoRATraining
+import LoRAYAML
 
 /// Everything `train` can be told, by flags or by a YAML file whose keys are the flags'
 /// names in snake_case (docs/training.md). Flags win over the file; unset values take
@@ -38,38 +38,24 @@ struct TrainConfiguration: Equatable {
     case checkEvery = "check_every"
   }
 
-  /// Reads a YAML file. The training keys are read and checked as a job file's adapter keys
-  /// are (`TrainingSettings.set`); unknown keys, wrong types and values out of range fail with
-  /// the file, line and key.
+  /// Reads a YAML file, decoded through Yams' Codable support (this type's `Codable`) and
+  /// checked by ``TrainingSettings/validate()`` as a job file's adapter settings are; unknown
+  /// keys, wrong types and values out of range fail with the file, line and key.
   static func load(yamlFile path: String) throws -> TrainConfiguration {
     guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
       throw ConfigError("\(path): cannot read the configuration file")
     }
-    var c = TrainConfiguration()
-    guard let root = try YAMLField.document(text, path: path) else { return c }
+    guard let root = try YAMLField.document(text, path: path) else { return TrainConfiguration() }
     let entries: [(key: String, field: YAMLField)]
-    do { entries = try root.entries() } catch let error as JobFileError where error.kind == .wrongType {
+    do { entries = try root.entries() } catch let error as SettingsFileError where error.kind == .wrongType {
       throw ConfigError("\(path): expected a mapping of option: value")
     }
-    for (key, field) in entries {
-      switch CodingKeys(rawValue: key) {
-      case .model: c.model = try field.string()
-      case .threads: c.threads = try field.int()
-      case .overwrite: c.overwrite = try field.bool()
-      case .checkpointActivations: c.checkpointActivations = try field.bool()
-      case .resume: c.resume = try field.string()
-      case .force: c.force = try field.bool()
-      case .localRanks: c.localRanks = try field.int()
-      case .checkEvery: c.checkEvery = try field.int()
-      case nil:
-        guard TrainingSettings.keys.contains(key) else {
-          throw field.keyError(
-            .unknownKey,
-            "unknown key; the keys are the train flags in snake_case (see swift-lora-dist train --help)")
-        }
-        try c.training.set(key, from: field)
-      }
-    }
+    try YAMLField.checkKeys(
+      entries, allowed: CodingKeys.allCases.map(\.stringValue) + TrainingSettings.keys,
+      what: "keys",
+      message: "unknown key; the keys are the train flags in snake_case (see swift-lora-dist train --help)")
+    let c = try root.decode(TrainConfiguration.self)
+    do { try c.training.validate() } catch { throw root.invalid(at: error.keyPath, error.message) }
     return c
   }
 

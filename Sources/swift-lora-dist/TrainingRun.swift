@@ -16,9 +16,15 @@ struct TrainingRun {
     if let threads = s.threads, threads < 1 {
       throw ConfigError("threads must be at least 1, got \(threads)")
     }
-    plan = try TrainingPlan(
-      s.training, model: s.model, resume: s.resume, overwrite: s.overwrite ?? false, force: s.force ?? false,
-      checkpointActivations: s.checkpointActivations ?? false)
+    do {
+      plan = try TrainingPlan(
+        s.training, model: s.model, resume: s.resume, overwrite: s.overwrite ?? false,
+        force: s.force ?? false,
+        checkpointActivations: s.checkpointActivations ?? false)
+    } catch let error as SettingsError {
+      // A file's values were checked when it was read (with their lines): this one is a flag's.
+      throw ConfigError("--\(error.keyPath[0].replacingOccurrences(of: "_", with: "-")): \(error.message)")
+    }
   }
 
   /// Runs on one rank of `comm`: every rank loads, checks that all agree, and trains its

@@ -1,20 +1,21 @@
 import Foundation
 import Yams
 
-/// One YAML node with its key path, read with typed accessors whose errors name the file,
-/// line and key path. Job files and `train --config` files are read through it.
+/// One YAML node with its key path, read with typed accessors or decoded through Yams'
+/// Codable support (`decode`), with errors that name the file, line and key path. Job files
+/// and `train --config` files are read through it.
 package struct YAMLField {
-  let node: Node
-  let file: String
-  let path: String
+  package let node: Node
+  package let file: String
+  package let path: String
 
-  var origin: Origin { Origin(file: file, line: node.mark?.line, keyPath: path) }
+  package var origin: Origin { Origin(file: file, line: node.mark?.line, keyPath: path) }
 
-  package func error(_ kind: JobFileError.Kind, _ message: String) -> JobFileError {
+  package func error(_ kind: SettingsFileError.Kind, _ message: String) -> SettingsFileError {
     origin.error(kind, message)
   }
 
-  private var isNull: Bool {
+  var isNull: Bool {
     guard let scalar = node.scalar else { return false }
     return scalar.style == .plain && ["", "~", "null", "Null", "NULL"].contains(scalar.string)
   }
@@ -26,7 +27,7 @@ package struct YAMLField {
     return scalar.string
   }
 
-  private func describe() -> String {
+  func describe() -> String {
     if isNull { return "nothing" }
     switch node {
     case .scalar(let s): return "'\(s.string)'"
@@ -46,15 +47,7 @@ package struct YAMLField {
     return value
   }
 
-  func uint64() throws -> UInt64 {
-    let text = try scalarText("a non-negative integer")
-    guard let value = UInt64(text) else {
-      throw error(.wrongType, "expected a non-negative integer, got '\(text)'")
-    }
-    return value
-  }
-
-  func double() throws -> Double {
+  package func double() throws -> Double {
     let text = try scalarText("a number")
     guard let value = node.float ?? Double(text), value.isFinite else {
       throw error(.wrongType, "expected a number, got '\(text)'")
@@ -69,20 +62,9 @@ package struct YAMLField {
   }
 
   /// The elements of a list.
-  func list() throws -> [YAMLField] {
+  package func list() throws -> [YAMLField] {
     guard let sequence = node.sequence else { throw error(.wrongType, "expected a list, got \(describe())") }
     return sequence.enumerated().map { YAMLField(node: $1, file: file, path: "\(path)[\($0)]") }
-  }
-
-  /// A list of strings; a single string is a list of one (`targets: all-linear`).
-  func strings() throws -> [String] {
-    if node.scalar != nil && !isNull { return [try string()] }
-    return try list().map { try $0.string() }
-  }
-
-  func ints() throws -> [Int] {
-    if node.scalar != nil && !isNull { return [try int()] }
-    return try list().map { try $0.int() }
   }
 
   /// The entries of a mapping in file order; a key given twice is an error.
@@ -104,21 +86,21 @@ package struct YAMLField {
   }
 
   /// Line of the key this value belongs to (for unknown-key errors).
-  var keyLine: Int?
+  package var keyLine: Int?
 
   /// The root of a YAML document, nil when the text holds none; syntax errors and keys given
   /// twice name the file and line.
   package static func document(_ text: String, path: String) throws -> YAMLField? {
     let node: Node?
     do { node = try Yams.compose(yaml: text) } catch let error as YamlError {
-      throw JobFile.yamlError(error, text: text, path: path)
+      throw syntaxError(error, text: text, path: path)
     } catch {
-      throw JobFileError(.unreadable, file: path, line: nil, keyPath: nil, "not valid YAML: \(error)")
+      throw SettingsFileError(.unreadable, file: path, line: nil, keyPath: nil, "not valid YAML: \(error)")
     }
     return node.map { YAMLField(node: $0, file: path, path: "") }
   }
 
-  init(node: Node, file: String, path: String, keyLine: Int? = nil) {
+  package init(node: Node, file: String, path: String, keyLine: Int? = nil) {
     self.node = node
     self.file = file
     self.path = path
@@ -126,17 +108,18 @@ package struct YAMLField {
   }
 
   /// An error about the key (not the value): reported at the key's line.
-  package func keyError(_ kind: JobFileError.Kind, _ message: String) -> JobFileError {
-    JobFileError(kind, file: file, line: keyLine ?? node.mark?.line, keyPath: path, message)
+  package func keyError(_ kind: SettingsFileError.Kind, _ message: String) -> SettingsFileError {
+    SettingsFileError(kind, file: file, line: keyLine ?? node.mark?.line, keyPath: path, message)
   }
 
-  /// Fails on a key outside `allowed`, naming the allowed keys.
-  static func checkKeys(
-    _ entries: [(key: String, field: YAMLField)], allowed: [String], what: String
+  /// Fails on a key outside `allowed`, naming the allowed keys (or with `message`).
+  package static func checkKeys(
+    _ entries: [(key: String, field: YAMLField)], allowed: [String], what: String, message: String? = nil
   ) throws {
     let set = Set(allowed)
     for (key, field) in entries where !set.contains(key) {
-      throw field.keyError(.unknownKey, "unknown key; the \(what) are \(allowed.joined(separator: ", "))")
+      throw field.keyError(
+        .unknownKey, message ?? "unknown key; the \(what) are \(allowed.joined(separator: ", "))")
     }
   }
 }
