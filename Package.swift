@@ -77,7 +77,7 @@ let package = Package(
     .target(
       name: "LoRAServeHTTP",
       dependencies: [
-        "LoRAServe", "LoRAFormats", "LoRAModel", .product(name: "Hummingbird", package: "hummingbird"),
+        "LoRAServe", "LoRAFormats", .product(name: "Hummingbird", package: "hummingbird"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "Logging", package: "swift-log"), .product(name: "NIOCore", package: "swift-nio"),
       ]),
@@ -88,7 +88,6 @@ let package = Package(
         "LoRARun",
         "LoRAKernels", "LoRAComm", "LoRACheckpoint", "LoRAFormats", "LoRAModel", "LoRATraining",
         "LoRACoordinator", "LoRAYAML", "LoRAServe", "LoRAServeHTTP",
-        .product(name: "Hummingbird", package: "hummingbird"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 

@@ -29,13 +29,13 @@ struct Bench: ParsableCommand {
         swift-lora-dist bench --model model.gguf --adapters 4 --batch 1 --local-ranks 2 --threads 1
       """)
 
-  @Option(help: "Base model: GGUF file or Hugging Face folder.") var model: String
+  @OptionGroup var base: BaseModelOptions
   @Option(help: "Sequences per step (over all ranks).") var batch = 4
   @Option(help: "Tokens per sequence.") var seq = 256
   @Option(help: "LoRA targets, comma-separated, or all-linear.") var targets = "q_proj,v_proj"
   @Option(help: "LoRA rank.") var rank = 8
   @Option(help: "LoRA alpha.") var alpha: Double = 16
-  @Option(help: "BLAS threads (default: OPENBLAS_NUM_THREADS or all cores).") var threads: Int?
+  @OptionGroup var threading: ThreadOptions
   @Option(help: "Timed steps.") var steps = 5
   @Option(help: "Untimed warm-up steps.") var warmup = 1
   @Flag(
@@ -53,13 +53,12 @@ struct Bench: ParsableCommand {
       "Data-parallel ranks as threads of this process (as train --local-ranks), each with --threads kernel threads; the base is held once."
   )
   var localRanks: Int?
-  @Flag(help: "Print one JSON object.") var json = false
+  @OptionGroup var output: JSONOutputOptions
 
   func validate() throws {
     guard batch >= 1, seq >= 2, steps >= 1, warmup >= 0 else {
       throw ValidationError("--batch ≥ 1, --seq ≥ 2, --steps ≥ 1 and --warmup ≥ 0 are needed")
     }
-    if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     if let localRanks {
       guard localRanks >= 1 else { throw ValidationError("--local-ranks must be at least 1") }
     }
@@ -91,7 +90,7 @@ struct Bench: ParsableCommand {
 
   /// One JSON object with `--json`, else the result's text.
   func show(_ result: some Encodable, text: String) throws {
-    if json {
+    if output.json {
       let encoder = JSONEncoder()
       encoder.outputFormatting = [.sortedKeys]
       print(String(decoding: try encoder.encode(result), as: UTF8.self))
@@ -102,11 +101,11 @@ struct Bench: ParsableCommand {
 
   /// The measurement on one rank; the result on rank 0, nil elsewhere.
   func measure(_ comm: any Communicator) throws -> BenchResult? {
-    if let threads { BLAS.threads = threads }
+    threading.apply()
     guard batch % comm.size == 0 else {
       throw ValidationError("--batch \(batch) must be divisible by the \(comm.size) ranks")
     }
-    let llama = try LoadedModel.weights(ModelFiles.open(model), communicator: comm).model
+    let llama = try LoadedModel.weights(ModelFiles.open(base.model), communicator: comm).model
     let c = llama.config
     let lora = LoRAConfig(
       r: rank, loraAlpha: alpha, targetModules: targets.split(separator: ",").map(String.init))
@@ -146,7 +145,7 @@ struct Bench: ParsableCommand {
     guard comm.rank == 0 else { return nil }
     let peak = peaks[0]
     return BenchResult(
-      model: model, batch: batch, seq: seq, targets: targets, rank: rank, threads: BLAS.threads,
+      model: base.model, batch: batch, seq: seq, targets: targets, rank: rank, threads: BLAS.threads,
       ranks: comm.size, threadRanks: threadRanks, blasCore: BLAS.coreName,
       trainableParameters: adapter.parameterCount, secondsPerStep: perStep,
       tokensPerSecond: Double(tokensPerStep) / perStep,
@@ -221,9 +220,9 @@ extension Bench {
   /// trained alone gets the same cores: data-parallel over the ranks when its batch splits
   /// over them, else on rank 0 alone with every rank's kernel threads. The result on rank 0.
   func measureFused(_ adapters: Int, _ comm: any Communicator) throws -> FusedBenchResult? {
-    let perRank = threads ?? BLAS.threads
+    let perRank = threading.threads ?? BLAS.threads
     BLAS.threads = perRank
-    let llama = try LoadedModel.weights(ModelFiles.open(model), communicator: comm).model
+    let llama = try LoadedModel.weights(ModelFiles.open(base.model), communicator: comm).model
     let c = llama.config
     var random = SeededRandom(seed: 1)
     let examples = (0..<batch).map { _ in
@@ -283,7 +282,7 @@ extension Bench {
     guard comm.rank == 0 else { return nil }
     let tokens = Double(adapters * steps * batch * seq)
     return FusedBenchResult(
-      model: model, adapters: adapters, batch: batch, seq: seq, targets: targets, rank: rank,
+      model: base.model, adapters: adapters, batch: batch, seq: seq, targets: targets, rank: rank,
       threads: perRank, ranks: comm.size, sequentialRanks: splits ? comm.size : 1,
       sequentialThreads: splits ? perRank : perRank * comm.size,
       sequentialTokensPerSecond: tokens / sequentialSeconds,

@@ -32,19 +32,18 @@ struct BenchServe: ParsableCommand {
         swift-lora-dist bench-serve --model model.gguf --threads 1 --rounds 10 --json
       """)
 
-  @Option(help: "Base model: GGUF file or Hugging Face folder.") var model: String
+  @OptionGroup var base: BaseModelOptions
   @Option(help: "LoRA targets of the decode and mixed measurements, comma-separated, or all-linear.")
   var targets = "q_proj,v_proj"
   @Option(help: "LoRA rank.") var rank = 8
   @Option(help: "Timed rounds of each measurement.") var rounds = 6
-  @Option(help: "Kernel threads (default: OPENBLAS_NUM_THREADS or all cores).") var threads: Int?
+  @OptionGroup var threading: ThreadOptions
   @Option(name: .customLong("block-rows"), help: "Rows per frozen product call (default: probed).")
   var blockRows: Int?
-  @Flag(help: "Print one JSON object.") var json = false
+  @OptionGroup var output: JSONOutputOptions
 
   func validate() throws {
     guard rank >= 1, rounds >= 1 else { throw ValidationError("--rank ≥ 1 and --rounds ≥ 1 are needed") }
-    if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     if let blockRows, blockRows < 1 { throw ValidationError("--block-rows must be at least 1") }
   }
 
@@ -62,8 +61,8 @@ struct BenchServe: ParsableCommand {
   }
 
   func run() throws {
-    if let threads { BLAS.threads = threads }
-    let (llama, _) = try LlamaModel.load(ModelFiles.open(model))
+    threading.apply()
+    let (llama, _) = try LlamaModel.load(ModelFiles.open(base.model))
     let c = llama.config
     let config = LoRAConfig(
       r: rank, loraAlpha: Double(2 * rank), targetModules: targets.split(separator: ",").map(String.init))
@@ -117,7 +116,7 @@ struct BenchServe: ParsableCommand {
     let result = Result(
       cpu: BLAS.coreName, threads: BLAS.threads, blockRows: decoder.blockRows, decodeTokensPerSecond: decode,
       mixedSeconds: m, oneAdapterSeconds: s, mixedRatio: m / s, switchMilliseconds: switches)
-    if json {
+    if output.json {
       let encoder = JSONEncoder()
       encoder.outputFormatting = [.sortedKeys]
       print(String(decoding: try encoder.encode(result), as: UTF8.self))

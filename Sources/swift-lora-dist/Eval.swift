@@ -29,7 +29,7 @@ struct Eval: ParsableCommand {
         swift-lora-dist eval --model model.gguf --adapter out/a --adapter out/b --data valid.jsonl --merged
       """)
 
-  @Option(help: "Base model: GGUF file or Hugging Face folder.") var model: String
+  @OptionGroup var base: BaseModelOptions
   @Option(
     help:
       "An adapter to apply: a training output folder, a .sldckpt checkpoint, a PEFT folder or a GGUF LoRA file; repeat to score several from one loaded base."
@@ -50,8 +50,8 @@ struct Eval: ParsableCommand {
   var exactMatch = false
   @Option(name: .customLong("max-new-tokens"), help: "Most tokens generated per completion.")
   var maxNewTokens = 64
-  @Option(help: "BLAS threads (default: OPENBLAS_NUM_THREADS or all cores).") var threads: Int?
-  @Flag(help: "Print one JSON object.") var json = false
+  @OptionGroup var threading: ThreadOptions
+  @OptionGroup var output: JSONOutputOptions
 
   func validate() throws {
     guard DataFormat(rawValue: dataFormat) != nil else {
@@ -64,8 +64,8 @@ struct Eval: ParsableCommand {
   }
 
   func run() throws {
-    if let threads { BLAS.threads = threads }
-    let files = try ModelFiles.open(model)
+    threading.apply()
+    let files = try ModelFiles.open(base.model)
     let tokenizer = try Tokenizer.load(files)
     let (llama, _) = try LlamaModel.load(files)
     let loras = try adapter.map { try AdapterFile.load($0, model: llama, files: files, force: force).adapter }
@@ -94,7 +94,7 @@ struct Eval: ParsableCommand {
       result.switchSeconds = switchSeconds
       results.append(result)
     }
-    if json {
+    if output.json {
       let encoder = JSONEncoder()
       encoder.outputFormatting = [.sortedKeys]
       for result in results { print(String(decoding: try encoder.encode(result), as: UTF8.self)) }
@@ -115,14 +115,14 @@ struct Eval: ParsableCommand {
       exactMatch ? try evaluator.exactMatch(examples, tokenizer: tokenizer, maxNewTokens: maxNewTokens) : []
     let correct = completions.filter(\.correct).count
     return EvalResult(
-      model: model, adapter: nil, data: data, examples: examples.count, tokens: tokens, loss: loss,
+      model: base.model, adapter: nil, data: data, examples: examples.count, tokens: tokens, loss: loss,
       perplexity: exp(loss),
       exactMatch: completions.isEmpty ? nil : Double(correct) / Double(completions.count),
       completions: completions.isEmpty ? nil : completions)
   }
 
   func show(_ result: EvalResult) {
-    print("\(result.adapter.map { "adapter \($0) on " } ?? "")\(model)")
+    print("\(result.adapter.map { "adapter \($0) on " } ?? "")\(base.model)")
     print("data \(data): \(result.examples) examples, \(result.tokens) scored tokens")
     print("loss \(format(result.loss, 4)), perplexity \(format(result.perplexity, 3))")
     if let completions = result.completions {

@@ -28,8 +28,7 @@ struct Generate: ParsableCommand {
       `serve` batches requests with); each answer equals that adapter's alone.
       """)
 
-  @Option(help: "A GGUF file or a Hugging Face folder.")
-  var model: String
+  @OptionGroup var base: BaseModelOptions
 
   @Option(
     help:
@@ -60,8 +59,7 @@ struct Generate: ParsableCommand {
   @Option(help: "Seed of the sampler.")
   var seed: UInt64 = 0
 
-  @Option(help: "BLAS threads (default: OPENBLAS_NUM_THREADS or all cores).")
-  var threads: Int?
+  @OptionGroup var threading: ThreadOptions
 
   @Flag(help: "Print one JSON object with the text, token ids and timings instead of streaming.")
   var json = false
@@ -73,13 +71,12 @@ struct Generate: ParsableCommand {
     guard maxTokens >= 1 else { throw ValidationError("--max-tokens must be at least 1") }
     guard temperature >= 0 else { throw ValidationError("--temperature must be 0 or more") }
     guard topP > 0 && topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
-    if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     if system != nil && chat == nil { throw ValidationError("--system needs --chat") }
   }
 
   func run() throws {
-    if let threads { BLAS.threads = threads }
-    let files = try ModelFiles.open(model)
+    threading.apply()
+    let files = try ModelFiles.open(base.model)
     let tokenizer = try Tokenizer.load(files)
     let (llama, origin) = try LlamaModel.load(files)
 
@@ -92,7 +89,7 @@ struct Generate: ParsableCommand {
           ?? (tokenizer.id(of: ChatTemplate.imStart) != nil)
       else {
         throw ValidationError(
-          "\(model): the model's chat template is not ChatML; use --prompt instead of --chat")
+          "\(base.model): the model's chat template is not ChatML; use --prompt instead of --chat")
       }
       var messages: [ChatMessage] = []
       if let system { messages.append(ChatMessage(role: "system", content: system)) }

@@ -22,7 +22,7 @@ struct Import: ParsableCommand {
       """)
 
   @Argument(help: "A PEFT adapter folder or a GGUF LoRA file.") var adapter: String
-  @Option(help: "The base model the adapter belongs to (GGUF file or Hugging Face folder).") var model: String
+  @OptionGroup var base: BaseModelOptions
   @Option(help: "The checkpoint file to write.") var output: String
   @Option(help: "Stored precision: f32, bf16 or f16 (default f32).") var precision: String = "f32"
   @Flag(help: "Replace an existing output file.") var overwrite = false
@@ -41,11 +41,11 @@ struct Import: ParsableCommand {
     if FileManager.default.fileExists(atPath: output) && !overwrite {
       throw ValidationError("\(output) exists; choose another --output or pass --overwrite")
     }
-    let files = try ModelFiles.open(model)
+    let files = try ModelFiles.open(base.model)
     let (llama, _) = try LlamaModel.load(files)
     let (lora, _) = try AdapterFile.load(adapter, model: llama, files: files)
     let base = CheckpointHeader.Base(
-      fingerprint: BaseFingerprint.of(llama, files: files), source: model, config: llama.config)
+      fingerprint: BaseFingerprint.of(llama, files: files), source: base.model, config: llama.config)
     try lora.saveWeightsCheckpoint(
       to: output, base: base, precision: Tensor.ByteEncoding(rawValue: precision)!, overwrite: overwrite)
     print(

@@ -24,8 +24,7 @@ struct Merge: ParsableCommand {
         swift-lora-dist merge --model ./SmolLM2-folder --adapter out/a --output ./merged --format safetensors
       """)
 
-  @Option(help: "Base model: GGUF file or Hugging Face folder.")
-  var model: String
+  @OptionGroup var base: BaseModelOptions
 
   @Option(
     help:
@@ -50,8 +49,7 @@ struct Merge: ParsableCommand {
   @Flag(help: "Replace an existing output.")
   var overwrite = false
 
-  @Option(help: "BLAS threads (default: OPENBLAS_NUM_THREADS or all cores).")
-  var threads: Int?
+  @OptionGroup var threading: ThreadOptions
 
   func validate() throws {
     guard !adapter.isEmpty else { throw ValidationError("give at least one --adapter") }
@@ -66,17 +64,16 @@ struct Merge: ParsableCommand {
     guard MergedModel.DType(rawValue: dtype) != nil else {
       throw ValidationError("--dtype must be f32, f16 or bf16, not '\(dtype)'")
     }
-    if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     if !overwrite && FileManager.default.fileExists(atPath: output) {
       throw ValidationError("\(output) already exists; choose another --output or pass --overwrite")
     }
   }
 
   func run() throws {
-    if let threads { BLAS.threads = threads }
+    threading.apply()
     let started = Date()
     let format = MergedModel.Format(rawValue: format)!
-    let files = try ModelFiles.open(model)
+    let files = try ModelFiles.open(base.model)
     try MergedModel.check(format: format, base: files)
     let (llama, _) = try LlamaModel.load(files)
     let adapters = try adapter.map {

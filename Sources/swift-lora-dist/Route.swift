@@ -28,19 +28,18 @@ struct Route: ParsableCommand {
 
   /// Options both subcommands read data with.
   struct DataOptions: ParsableArguments {
-    @Option(help: "Base model: GGUF file or Hugging Face folder.") var model: String
+    @OptionGroup var base: BaseModelOptions
     @Option(
       name: .customLong("format"), help: "Data format: auto, text, prompt_completion, messages, input_ids.")
     var dataFormat = "auto"
     @Option(help: "Prompts sampled per data file.") var limit = RouteSignature.samplePrompts
-    @Option(help: "Kernel threads (default: OPENBLAS_NUM_THREADS or all cores).") var threads: Int?
+    @OptionGroup var threading: ThreadOptions
 
     func validate() throws {
       guard DataFormat(rawValue: dataFormat) != nil else {
         throw ValidationError("unknown --format '\(dataFormat)'")
       }
       guard limit >= 1 else { throw ValidationError("--limit must be at least 1") }
-      if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     }
 
     /// The prompts of `path` (at most `limit`, evenly spaced).
@@ -71,12 +70,12 @@ struct Route: ParsableCommand {
     @Option(help: "Its training data (JSON Lines).") var data: String
 
     func run() throws {
-      if let threads = options.threads { BLAS.threads = threads }
+      options.threading.apply()
       guard AdapterFile.kind(of: adapter) != nil else {
         throw ValidationError(
           "\(adapter) is not an adapter (a training output folder, checkpoint, PEFT folder or GGUF LoRA)")
       }
-      let files = try ModelFiles.open(options.model)
+      let files = try ModelFiles.open(options.base.model)
       let tokenizer = try Tokenizer.load(files)
       let (llama, _) = try LlamaModel.load(files)
       let prompts = try options.prompts(data, tokenizer: tokenizer)
@@ -106,7 +105,7 @@ struct Route: ParsableCommand {
     @Option(help: "NAME=FILE: held-out prompts that belong to adapter NAME (repeatable).") var data: [String]
     @Option(help: "Below this cosine similarity a prompt goes to the base.") var threshold: Float =
       ServeSettings().routeThreshold
-    @Flag(help: "Print one JSON object.") var json = false
+    @OptionGroup var output: JSONOutputOptions
 
     struct Row: Codable {
       var task: String
@@ -116,8 +115,8 @@ struct Route: ParsableCommand {
     }
 
     func run() throws {
-      if let threads = options.threads { BLAS.threads = threads }
-      let files = try ModelFiles.open(options.model)
+      options.threading.apply()
+      let files = try ModelFiles.open(options.base.model)
       let tokenizer = try Tokenizer.load(files)
       let (llama, _) = try LlamaModel.load(files)
       let store = AdapterStore(model: llama, files: files, baseName: "base")
@@ -142,7 +141,7 @@ struct Route: ParsableCommand {
         rows.append(row)
       }
       let (total, correct) = (rows.map(\.prompts).reduce(0, +), rows.map(\.correct).reduce(0, +))
-      if json {
+      if output.json {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         print(String(decoding: try encoder.encode(["tasks": rows]), as: UTF8.self))

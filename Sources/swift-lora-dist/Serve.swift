@@ -40,8 +40,7 @@ struct Serve: ParsableCommand {
           -d '{"model": "sql", "prompt": "SELECT", "max_tokens": 16, "temperature": 0}'
       """)
 
-  @Option(help: "A GGUF file or a Hugging Face folder (with its tokenizer).")
-  var model: String
+  @OptionGroup var base: BaseModelOptions
 
   @Option(
     name: .customLong("adapter"),
@@ -101,8 +100,7 @@ struct Serve: ParsableCommand {
   )
   var servedModelName: String?
 
-  @Option(help: "BLAS threads (default: OPENBLAS_NUM_THREADS or all cores).")
-  var threads: Int?
+  @OptionGroup var threading: ThreadOptions
 
   func validate() throws {
     guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
@@ -117,7 +115,6 @@ struct Serve: ParsableCommand {
     if let adapterCacheMB, adapterCacheMB < 1 {
       throw ValidationError("--adapter-cache-mb must be at least 1")
     }
-    if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     for spec in adapters {
       guard let (name, path) = Self.split(spec), !name.isEmpty, !path.isEmpty else {
         throw ValidationError("--adapter '\(spec)': expected NAME=PATH, e.g. --adapter sql=out/sql")
@@ -158,12 +155,12 @@ struct Serve: ParsableCommand {
   }
 
   func run() throws {
-    if let threads { BLAS.threads = threads }
-    let files = try ModelFiles.open(model)
+    threading.apply()
+    let files = try ModelFiles.open(base.model)
     let tokenizer = try Tokenizer.load(files)
     let (llama, _) = try LlamaModel.load(files)
     let store = AdapterStore(
-      model: llama, files: files, baseName: servedModelName ?? Self.baseName(of: model),
+      model: llama, files: files, baseName: servedModelName ?? Self.baseName(of: base.model),
       budgetBytes: adapterCacheMB.map { $0 << 20 })
 
     var specs = adapters.compactMap(Self.split)

@@ -81,7 +81,7 @@ struct Train: ParsableCommand {
   @Option(help: "Seed of initialisation, shuffling and dropout (default 0).") var seed: UInt64?
   @Option(name: .customLong("eval-every"), help: "Validation loss every N updates (default: at the end).")
   var evalEvery: Int?
-  @Option(help: "BLAS threads (default: OPENBLAS_NUM_THREADS or all cores).") var threads: Int?
+  @OptionGroup var threading: ThreadOptions
   @Flag(help: "Replace an adapter already in the output folder.") var overwrite = false
   @Flag(
     name: .customLong("checkpoint-activations"),
@@ -153,7 +153,7 @@ struct Train: ParsableCommand {
     c.maxGradNorm = maxGradNorm
     c.seed = seed
     c.evalEvery = evalEvery
-    c.threads = threads
+    c.threads = threading.threads
     c.overwrite = overwrite ? true : nil
     c.checkpointActivations = checkpointActivations ? true : nil
     c.checkpointEvery = checkpointEvery

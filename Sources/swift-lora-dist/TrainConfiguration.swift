@@ -11,17 +11,26 @@ import LoRAYAML
 @dynamicMemberLookup
 struct TrainConfiguration: Equatable {
   var training = TrainingSettings()
-  var model: String?
-  var threads: Int?
-  var overwrite: Bool?
-  var checkpointActivations: Bool?
-  var resume: String?
-  var force: Bool?
-  var localRanks: Int?
-  var checkEvery: Int?
+  var process = ProcessSettings()
 
-  subscript<Value>(dynamicMember key: KeyPath<TrainingSettings, Value>) -> Value {
-    training[keyPath: key]
+  /// The keys of `train` alone (besides the training settings' keys): the process's.
+  struct ProcessSettings: Codable, Equatable {
+    var model: String?
+    var threads: Int?
+    var overwrite: Bool?
+    var checkpointActivations: Bool?
+    var resume: String?
+    var force: Bool?
+    var localRanks: Int?
+    var checkEvery: Int?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+      case model, threads, overwrite
+      case checkpointActivations = "checkpoint_activations"
+      case resume, force
+      case localRanks = "local_ranks"
+      case checkEvery = "check_every"
+    }
   }
 
   subscript<Value>(dynamicMember key: WritableKeyPath<TrainingSettings, Value>) -> Value {
@@ -29,13 +38,9 @@ struct TrainConfiguration: Equatable {
     set { training[keyPath: key] = newValue }
   }
 
-  /// The keys of `train` alone (besides the training settings' keys).
-  enum CodingKeys: String, CodingKey, CaseIterable {
-    case model, threads, overwrite
-    case checkpointActivations = "checkpoint_activations"
-    case resume, force
-    case localRanks = "local_ranks"
-    case checkEvery = "check_every"
+  subscript<Value>(dynamicMember key: WritableKeyPath<ProcessSettings, Value>) -> Value {
+    get { process[keyPath: key] }
+    set { process[keyPath: key] = newValue }
   }
 
   /// Reads a YAML file, decoded through Yams' Codable support (this type's `Codable`) and
@@ -51,7 +56,7 @@ struct TrainConfiguration: Equatable {
       throw ConfigError("\(path): expected a mapping of option: value")
     }
     try YAMLField.checkKeys(
-      entries, allowed: CodingKeys.allCases.map(\.stringValue) + TrainingSettings.keys,
+      entries, allowed: ProcessSettings.CodingKeys.allCases.map(\.stringValue) + TrainingSettings.keys,
       what: "keys",
       message: "unknown key; the keys are the train flags in snake_case (see swift-lora-dist train --help)")
     let c = try root.decode(TrainConfiguration.self)
@@ -70,30 +75,15 @@ struct TrainConfiguration: Equatable {
 }
 
 extension TrainConfiguration: Codable {
+  /// Flat: the training settings' keys and the process's side by side.
   init(from decoder: any Decoder) throws {
-    let container = try decoder.container(keyedBy: CodingKeys.self)
-    model = try container.decodeIfPresent(String.self, forKey: .model)
     training = try TrainingSettings(from: decoder)
-    threads = try container.decodeIfPresent(Int.self, forKey: .threads)
-    overwrite = try container.decodeIfPresent(Bool.self, forKey: .overwrite)
-    checkpointActivations = try container.decodeIfPresent(Bool.self, forKey: .checkpointActivations)
-    resume = try container.decodeIfPresent(String.self, forKey: .resume)
-    force = try container.decodeIfPresent(Bool.self, forKey: .force)
-    localRanks = try container.decodeIfPresent(Int.self, forKey: .localRanks)
-    checkEvery = try container.decodeIfPresent(Int.self, forKey: .checkEvery)
+    process = try ProcessSettings(from: decoder)
   }
 
   func encode(to encoder: any Encoder) throws {
     try training.encode(to: encoder)
-    var container = encoder.container(keyedBy: CodingKeys.self)
-    try container.encodeIfPresent(model, forKey: .model)
-    try container.encodeIfPresent(threads, forKey: .threads)
-    try container.encodeIfPresent(overwrite, forKey: .overwrite)
-    try container.encodeIfPresent(checkpointActivations, forKey: .checkpointActivations)
-    try container.encodeIfPresent(resume, forKey: .resume)
-    try container.encodeIfPresent(force, forKey: .force)
-    try container.encodeIfPresent(localRanks, forKey: .localRanks)
-    try container.encodeIfPresent(checkEvery, forKey: .checkEvery)
+    try process.encode(to: encoder)
   }
 }
 
