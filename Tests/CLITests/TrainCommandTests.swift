@@ -187,7 +187,7 @@ import Testing
     #expect(plan.lora == job.adapters[0].settings.training.loraConfig)
     #expect(plan.model == job.model && plan.resume == "auto")
     #expect(
-      plan.lora.rank == 4 && plan.options.learningRate == 0.001 && plan.options.batchSize == 2
+      plan.lora.r == 4 && plan.options.learningRate == 0.001 && plan.options.batchSize == 2
         && plan.output.path == job.adapters[0].output)
     #expect(plan.name == "a" && !plan.force && plan.options.checkpointActivations == false)
   }
