@@ -114,6 +114,9 @@ let package = Package(
       ]),
     .testTarget(name: "LoRACoordinatorTests", dependencies: ["LoRACoordinator", "LoRAModel"]),
     .testTarget(
+      name: "LoRARunTests", dependencies: ["LoRARun", "LoRACoordinator", "LoRATraining"],
+      resources: [.copy("Fixtures")]),
+    .testTarget(
       name: "CLITests",
       dependencies: [
         "swift-lora-dist", "LoRARun", "LoRAComm", "LoRAFormats", "LoRACheckpoint", "LoRACoordinator", "LoRATraining",

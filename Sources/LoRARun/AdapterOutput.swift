@@ -19,7 +19,7 @@ public final class AdapterOutput {
   /// Added to every line as `"adapter"` (the lines of a job's adapters name it).
   public let adapterName: String?
   public private(set) var steps: [StepMetrics] = []
-  /// Validation losses by update; the initial loss (update 0) is not a metrics line.
+  /// Validation losses by update, the base's (update 0) first when it was measured.
   public var validations: [(step: Int, loss: Double)] = []
   private var metrics: FileHandle?
 
@@ -104,6 +104,20 @@ public final class AdapterOutput {
   /// The metrics line of a successive-halving decision at update `step`.
   public static func object(halved step: Int, loss: Double, kept: Bool) -> [String: Any] {
     ["event": "halved", "step": step, "validation_loss": loss, "kept": kept]
+  }
+
+  /// The metrics line of a job's unit (`placement`) that ran from `started` to `ended`
+  /// (Unix seconds), leaving this adapter at update `step`; `stopped` when a stop request
+  /// ended it. Each run of a unit adds one (a resumed unit: one per run).
+  public static func object(
+    unit placement: UnitPlacement, step: Int, started: Date, ended: Date, stopped: Bool
+  ) -> [String: Any] {
+    [
+      "event": "unit", "step": step, "group": placement.group,
+      "ranks": [placement.ranks.lowerBound, placement.ranks.upperBound], "placement": placement.placement,
+      "queued": placement.queued, "adapters": placement.adapters, "started_at": started.timeIntervalSince1970,
+      "finished_at": ended.timeIntervalSince1970, "ending": stopped ? "stopped" : "finished",
+    ]
   }
 
   /// Writes one metrics line (with the adapter's name, if any); returns its object.

@@ -24,6 +24,9 @@ public struct UnitRun {
   public var checkEvery = 0
   /// Whether other rank groups report at the same time.
   public var concurrent = false
+  /// Where a job placed the unit: when set, each adapter's metrics get a `unit` line with
+  /// the unit's start and end.
+  public var placement: UnitPlacement?
   let emit: (RunEvent) -> Void
 
   public init(
@@ -87,11 +90,7 @@ public struct UnitRun {
         start: plans[k].resumeSource == nil
           ? .fresh : finishedBefore.contains(k) ? .finished : .resumed(step: group.trainers[k].step))
     }
-    if !fused, group.trainers[0].hasValidation, group.trainers[0].step == 0 {
-      let (loss, tokens) = try group.trainers[0].validationLoss()
-      outputs[0].validations.append((0, loss))
-      if leader { emit(.validation(run.ref(0), step: 0, loss: loss, tokens: tokens)) }
-    }
+    try run.validateBase(group, outputs: outputs)
     let halving = try SweepHalving(run, group: group, outputs: outputs, cadences: cadences)
     var lastCheckpoint: CheckpointStore.Saved?
     let ending = try group.run(
@@ -115,6 +114,7 @@ public struct UnitRun {
     let memory = try ResidentMemory.perRank(comm)
     guard leader else { return ending }
     if case .stopped(let step) = ending {
+      run.recordUnit(outputs, group: group, started: started, stopped: true, skipping: finishedBefore)
       emit(.stopped(run.ref(0), step: step, checkpoint: lastCheckpoint?.path))
       return ending
     }
@@ -142,7 +142,32 @@ public struct UnitRun {
           run.ref(k), summary: summary, finalLoss: outputs[k].steps.last?.loss,
           validationLoss: outputs[k].validations.last?.loss))
     }
+    run.recordUnit(outputs, group: group, started: started, stopped: false, skipping: finishedBefore)
     return ending
+  }
+
+  /// The base's validation loss (update 0, before any update) of every adapter that starts
+  /// from scratch and has validation data: a metrics line and an event each.
+  func validateBase(_ group: FusedTrainer, outputs: [AdapterOutput]) throws {
+    for k in plans.indices where group.trainers[k].hasValidation && group.trainers[k].step == 0 {
+      let (loss, tokens) = try group.trainers[k].validationLoss()
+      outputs[k].validation(step: 0, loss: loss, tokens: tokens)
+      if leader { emit(.validation(ref(k), step: 0, loss: loss, tokens: tokens)) }
+    }
+  }
+
+  /// With a `placement` (a job's unit), each adapter's `unit` metrics line: the unit ran
+  /// from `started` until now; adapters in `skipping` (finished earlier) get none.
+  func recordUnit(
+    _ outputs: [AdapterOutput], group: FusedTrainer, started: Date, stopped: Bool, skipping: Set<Int>
+  ) {
+    guard let placement else { return }
+    let ended = Date()
+    for k in plans.indices where !skipping.contains(k) {
+      outputs[k].record(
+        AdapterOutput.object(
+          unit: placement, step: group.trainers[k].step, started: started, ended: ended, stopped: stopped))
+    }
   }
 
   /// Every rank must train the same thing: same settings, same data, same base.
