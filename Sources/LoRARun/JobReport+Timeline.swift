@@ -7,6 +7,10 @@ import LoRATraining
 extension JobReport {
   /// The bars' colours by placement.
   static let placementColours = [("fused", "#b07aa1"), ("shared", "#4e79a7"), ("separate", "#59a14f")]
+  /// The timeline's tick steps in seconds: round minutes and hours.
+  static let timeSteps: [Double] = [
+    1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
+  ]
 
   /// The timeline of `units` with its legend, or a line saying there is none.
   func timeline() -> String {
@@ -24,7 +28,8 @@ extension JobReport {
     var out =
       "<p class=\"legend\">\(legend)<span>dashed outline: taken from the queue; faded: stopped on request</span></p>\n"
       + "<figure id=\"timeline\" class=\"chart\">" + frame.open(label: "timeline")
-    out += frame.xAxis("wall time since the first unit started", tick: { duration($0) })
+    out += frame.xAxis(
+      "wall time since the first unit started", steps: Self.timeSteps, tick: { duration($0) })
     for (row, group) in groups.enumerated() {
       let y = frame.top + rowHeight * Double(row)
       let ranks = units.first { $0.placement.group == group }!.placement.ranks

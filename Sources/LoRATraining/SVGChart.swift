@@ -57,18 +57,36 @@ public enum SVGChart {
       "<svg viewBox=\"0 0 \(Int(width)) \(Int(height))\" width=\"100%\" role=\"img\" aria-label=\"\(escape(label))\">"
     }
 
-    /// Five ticks on the x axis (labels from `xTick`) and the axis label `xLabel`.
-    public func xAxis(_ xLabel: String, tick xTick: (Double) -> String = { String(Int($0.rounded())) })
-      -> String
-    {
+    /// Ticks on the x axis at round values (`xTicks(steps:)`, labels from `xTick`) and the
+    /// axis label `xLabel`.
+    public func xAxis(
+      _ xLabel: String, steps: [Double]? = nil, tick xTick: (Double) -> String = { String(Int($0.rounded())) }
+    ) -> String {
       var out = ""
-      for i in 0...4 {
-        let x = x0 + (x1 - x0) * Double(i) / 4
+      for x in xTicks(steps: steps) {
         out +=
           "<text x=\"\(px(x))\" y=\"\(height - bottom + 16)\" font-size=\"11\" text-anchor=\"middle\">\(xTick(x))</text>"
       }
       return out
         + "<text x=\"\((width + left) / 2)\" y=\"\(height - 6)\" font-size=\"12\" text-anchor=\"middle\">\(escape(xLabel))</text>"
+    }
+
+    /// The multiples in [x0, x1] of the least step that makes at most five ticks: one of
+    /// `steps` (ascending), or else of 1, 2 or 5 × 10^k, at least 1 (updates and seconds are
+    /// whole): [0, 2, 4, 6] for updates 0...6.
+    public func xTicks(steps: [Double]? = nil) -> [Double] {
+      let rough = (x1 - x0) / 4
+      let magnitude = pow(10, (log10(max(rough, 1))).rounded(.down))
+      let step =
+        steps?.first { $0 >= rough } ?? [1.0, 2, 5, 10].map { $0 * magnitude }.first { $0 >= rough } ?? 10
+        * magnitude
+      var ticks: [Double] = []
+      var x = (x0 / step).rounded(.up) * step
+      while x <= x1 + step * 1e-9 {
+        ticks.append(x)
+        x += step
+      }
+      return ticks
     }
 
     /// Five horizontal grid lines with their y values, and the axis label `yLabel`.
