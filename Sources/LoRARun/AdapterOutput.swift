@@ -6,9 +6,10 @@ import LoRATraining
 
 /// What one adapter's run leaves in its output folder, for `train` and for every adapter of
 /// `train --jobs` (alone or fused): `metrics.jsonl` — started empty, or cut back to the
-/// checkpoint a run resumes from — with a line per update, validation and checkpoint; the
-/// history those lines make (for the report); and at the end the PEFT adapter, `report.html`
-/// and `training_config.json`.
+/// checkpoint a run resumes from — with a line per update, validation (the base's at update
+/// 0 first) and checkpoint, and in a job per halving decision and per run of the adapter's
+/// unit (`unit`: where and when, for the job's dashboard); the history those lines make (for
+/// the report); and at the end the PEFT adapter, `report.html` and `training_config.json`.
 ///
 /// Only rank 0 writes: on the other ranks (`leader` false) the lines go nowhere, and the
 /// history is kept as on rank 0.
