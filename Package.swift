@@ -98,7 +98,8 @@ let package = Package(
       resources: [.copy("Fixtures")]),
     .testTarget(
       name: "LoRARunTests",
-      dependencies: ["LoRARun", "LoRATraining", "LoRACoordinator", "LoRAComm", "LoRACheckpoint"]),
+      dependencies: ["LoRARun", "LoRATraining", "LoRACoordinator", "LoRAComm", "LoRACheckpoint"],
+      resources: [.copy("Fixtures")]),
     .testTarget(
       name: "LoRAFormatsTests", dependencies: ["LoRAFormats"], resources: [.copy("Fixtures")]),
     .testTarget(

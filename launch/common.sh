@@ -16,7 +16,8 @@ SLD_MODEL="$SLD_CACHE/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 # Debian packages the build and the runs need.
 SLD_APT_PACKAGES=(libopenmpi-dev openmpi-bin libopenblas-dev liblz4-dev libc6-dev pkg-config python3 python3-venv iproute2
-  dict-devil dict-freedict-eng-deu fortunes-min)  # libc6-dev: libmvec; the last three: demo data (docs/demo-data.md)
+  dict-devil dict-freedict-eng-deu fortunes-min chromium)  # libc6-dev: libmvec; dict-devil…fortunes-min: demo data
+# (docs/demo-data.md); chromium: launch/test loads the job dashboard headless (Tests/report)
 
 # The release binary that launch/setup builds.
 SLD_BIN="$SLD_ROOT/.build/release/swift-lora-dist"

@@ -6,9 +6,10 @@ import LoRATraining
 
 /// What one adapter's run leaves in its output folder, for `train` and for every adapter of
 /// `train --jobs` (alone or fused): `metrics.jsonl` — started empty, or cut back to the
-/// checkpoint a run resumes from — with a line per update, validation and checkpoint; the
-/// history those lines make (for the report); and at the end the PEFT adapter, `report.html`
-/// and `training_config.json`.
+/// checkpoint a run resumes from — with a line per update, validation (the base's at update
+/// 0 first) and checkpoint, and in a job per halving decision and per run of the adapter's
+/// unit (`unit`: where and when, for the job's dashboard); the history those lines make (for
+/// the report); and at the end the PEFT adapter, `report.html` and `training_config.json`.
 ///
 /// Only rank 0 writes: on the other ranks (`leader` false) the lines go nowhere, and the
 /// history is kept as on rank 0.
@@ -19,7 +20,7 @@ public final class AdapterOutput {
   /// Added to every line as `"adapter"` (the lines of a job's adapters name it).
   public let adapterName: String?
   public private(set) var steps: [StepMetrics] = []
-  /// Validation losses by update; the initial loss (update 0) is not a metrics line.
+  /// Validation losses by update, the base's (update 0) first when it was measured.
   public var validations: [(step: Int, loss: Double)] = []
   private var metrics: FileHandle?
 
@@ -104,6 +105,20 @@ public final class AdapterOutput {
   /// The metrics line of a successive-halving decision at update `step`.
   public static func object(halved step: Int, loss: Double, kept: Bool) -> [String: Any] {
     ["event": "halved", "step": step, "validation_loss": loss, "kept": kept]
+  }
+
+  /// The metrics line of a job's unit (`placement`) that ran from `started` to `ended`
+  /// (Unix seconds), leaving this adapter at update `step`; `stopped` when a stop request
+  /// ended it. Each run of a unit adds one (a resumed unit: one per run).
+  public static func object(
+    unit placement: UnitPlacement, step: Int, started: Date, ended: Date, stopped: Bool
+  ) -> [String: Any] {
+    [
+      "event": "unit", "step": step, "group": placement.group,
+      "ranks": [placement.ranks.lowerBound, placement.ranks.upperBound], "placement": placement.placement,
+      "queued": placement.queued, "adapters": placement.adapters, "started_at": started.timeIntervalSince1970,
+      "finished_at": ended.timeIntervalSince1970, "ending": stopped ? "stopped" : "finished",
+    ]
   }
 
   /// Writes one metrics line (with the adapter's name, if any); returns its object.

@@ -29,6 +29,7 @@ public struct JobRunner {
 
   /// Runs the job on this rank of `world`; returns whether the job stopped on request.
   public func execute(world: any Communicator) throws -> Bool {
+    let started = Date()
     try job.validate(ranks: world.size)
     let loaded = try LoadedModel(path: job.model, communicator: world)
     var data: [String: DataEstimate] = [:]
@@ -60,10 +61,7 @@ public struct JobRunner {
     // Every rank frees the counters' window here, together (MPI frees it collectively).
     withExtendedLifetime(counters) {}
     if world.rank == 0 && anyStopped[0] == 0 {
-      let finished = job.adapters.filter {
-        FileManager.default.fileExists(atPath: $0.output + "/report.html")
-      }
-      if let path = try JobReport.write(job: job, adapters: finished) { emit(.combinedReport(path: path)) }
+      emit(.combinedReport(path: try JobReport.gather(job: job, started: started).write()))
     }
     return anyStopped[0] > 0
   }
@@ -75,15 +73,16 @@ public struct JobRunner {
     loaded: LoadedModel, concurrent: Bool
   ) throws -> Bool {
     var stopped = false
+    let ranks = group.ranks.lowerBound...(group.ranks.upperBound - 1)
     for run in group.runs where !run.queued && !stopped {
       if comm.rank == 0 {
         emit(
-          .group(
-            index: group.index, ranks: group.ranks.lowerBound...(group.ranks.upperBound - 1),
-            placement: run.placement.rawValue, adapters: run.adapters))
+          .group(index: group.index, ranks: ranks, placement: run.placement.rawValue, adapters: run.adapters))
       }
-      stopped = try train(
-        run.adapters, placement: run.placement, comm: comm, loaded: loaded, concurrent: concurrent)
+      let unit = UnitPlacement(
+        group: group.index, ranks: ranks, placement: run.placement.rawValue, queued: false,
+        adapters: run.adapters)
+      stopped = try train(unit, comm: comm, loaded: loaded, concurrent: concurrent)
     }
     let queue = plan.queuedUnits
     var position = 0
@@ -107,9 +106,11 @@ public struct JobRunner {
           .claimed(
             group: group.index, adapters: unit.adapters, position: Int(decision[0]) + 1, queued: queue.count))
       }
-      stopped = try train(
-        unit.adapters, placement: unit.adapters.count > 1 ? .fused : .shared, comm: comm, loaded: loaded,
-        concurrent: concurrent)
+      let placement = UnitPlacement(
+        group: group.index, ranks: ranks,
+        placement: (unit.adapters.count > 1 ? Placement.fused : .shared).rawValue,
+        queued: true, adapters: unit.adapters)
+      stopped = try train(placement, comm: comm, loaded: loaded, concurrent: concurrent)
     }
     return stopped
   }
@@ -122,12 +123,13 @@ public struct JobRunner {
       tokensPerBatch: adapter.settings.tokensPerBatch, sweep: adapter.sweep)
   }
 
-  /// Trains the adapters `names` on `comm` (one alone, several fused), or skips them when all
+  /// Trains the unit's adapters on `comm` (one alone, several fused), or skips them when all
   /// already finished in an earlier run; returns whether training stopped on request.
-  func train(
-    _ names: [String], placement: Placement, comm: any Communicator, loaded: LoadedModel, concurrent: Bool
-  ) throws -> Bool {
-    let adapters = names.map { name in job.adapters.first { $0.name == name }! }
+  func train(_ unit: UnitPlacement, comm: any Communicator, loaded: LoadedModel, concurrent: Bool) throws
+    -> Bool
+  {
+    let adapters = unit.adapters.map { name in job.adapters.first { $0.name == name }! }
+    let fused = unit.placement == Placement.fused.rawValue || adapters.count > 1
     let plans = try adapters.map(plan(for:))
     // Rank 0 alone may see the outputs (only it writes them); its ranks follow its verdict.
     var finished = [comm.rank == 0 && plans.allSatisfy(\.isFinished) ? 1.0 : 0]
@@ -136,19 +138,17 @@ public struct JobRunner {
       if comm.rank == 0 {
         for (adapter, plan) in zip(adapters, plans) {
           let ref = AdapterRef(
-            name: adapter.name, fused: placement == .fused || plans.count > 1, totalSteps: plan.options.steps,
+            name: adapter.name, fused: fused, totalSteps: plan.options.steps,
             output: adapter.output, concurrent: concurrent)
           emit(.skipped(ref, step: nil, detail: nil))
         }
       }
       return false
     }
-    var unit = UnitRun(
-      plans: plans, loaded: loaded, communicator: comm, fused: plans.count > 1 || placement == .fused,
-      stop: stop,
-      emit: emit)
-    unit.concurrent = concurrent
-    if case .stopped = try unit.execute() { return true }
+    var run = UnitRun(plans: plans, loaded: loaded, communicator: comm, fused: fused, stop: stop, emit: emit)
+    run.concurrent = concurrent
+    run.placement = unit
+    if case .stopped = try run.execute() { return true }
     return false
   }
 }

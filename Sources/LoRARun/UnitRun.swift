@@ -24,6 +24,9 @@ public struct UnitRun {
   public var checkEvery = 0
   /// Whether other rank groups report at the same time.
   public var concurrent = false
+  /// Where a job placed the unit: when set, each adapter's metrics get a `unit` line with
+  /// the unit's start and end.
+  public var placement: UnitPlacement?
   let emit: (RunEvent) -> Void
 
   public init(
@@ -71,6 +74,7 @@ public struct UnitRun {
     let memory = try ResidentMemory.perRank(communicator)
     guard leader else { return ending }
     if case .stopped(let step) = ending {
+      run.recordUnit(prepared, started: started, stopped: true)
       emit(.stopped(run.ref(0), step: step, checkpoint: lastCheckpoint?.path))
       return ending
     }
@@ -79,11 +83,12 @@ public struct UnitRun {
     }
     try run.finish(
       prepared, elapsed: Date().timeIntervalSince(started), lastCheckpoint: lastCheckpoint, memory: memory)
+    run.recordUnit(prepared, started: started, stopped: false)
     return ending
   }
 
   /// Loads the data, builds the fused group, checks that all ranks agree, resumes, and makes
-  /// the outputs (with the step-0 validation of one adapter alone); nil when one adapter
+  /// the outputs (with the base's validation loss, update 0); nil when one adapter
   /// alone had finished in an earlier run (reported as skipped).
   func prepare() throws -> Prepared? {
     var run = self
@@ -120,11 +125,7 @@ public struct UnitRun {
         start: plans[k].resumeSource == nil
           ? .fresh : finishedBefore.contains(k) ? .finished : .resumed(step: group.trainers[k].step))
     }
-    if !fused, group.trainers[0].hasValidation, group.trainers[0].step == 0 {
-      let (loss, tokens) = try group.trainers[0].validationLoss()
-      outputs[0].validations.append((0, loss))
-      if leader { emit(.validation(run.ref(0), step: 0, loss: loss, tokens: tokens)) }
-    }
+    try run.validateBase(group, outputs: outputs)
     return Prepared(
       run: run, data: data, group: group, fingerprint: fingerprint, cadences: cadences, outputs: outputs,
       finishedBefore: finishedBefore)
@@ -184,6 +185,28 @@ public struct UnitRun {
         .finished(
           ref(k), summary: summary, finalLoss: p.outputs[k].steps.last?.loss,
           validationLoss: p.outputs[k].validations.last?.loss))
+    }
+  }
+
+  /// The base's validation loss (update 0, before any update) of every adapter that starts
+  /// from scratch and has validation data: a metrics line and an event each.
+  func validateBase(_ group: FusedTrainer, outputs: [AdapterOutput]) throws {
+    for k in plans.indices where group.trainers[k].hasValidation && group.trainers[k].step == 0 {
+      let (loss, tokens) = try group.trainers[k].validationLoss()
+      outputs[k].validation(step: 0, loss: loss, tokens: tokens)
+      if leader { emit(.validation(ref(k), step: 0, loss: loss, tokens: tokens)) }
+    }
+  }
+
+  /// With a `placement` (a job's unit), each adapter's `unit` metrics line: the unit ran
+  /// from `started` until now; adapters an earlier run finished get none.
+  func recordUnit(_ p: Prepared, started: Date, stopped: Bool) {
+    guard let placement else { return }
+    let ended = Date()
+    for k in plans.indices where !p.finishedBefore.contains(k) {
+      p.outputs[k].record(
+        AdapterOutput.object(
+          unit: placement, step: p.group.trainers[k].step, started: started, ended: ended, stopped: stopped))
     }
   }
 

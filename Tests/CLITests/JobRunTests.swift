@@ -50,6 +50,21 @@ struct JobRunTests {
     #expect(words.contains("\"r\" : 4"))
     let metrics = try String(contentsOfFile: folder.path + "/out/sums/metrics.jsonl", encoding: .utf8)
     #expect(metrics.contains("\"adapter\":\"sums\"") && metrics.contains("\"event\":\"validation\""))
+    // The fused adapter's base validation loss (update 0) and its unit's line, for the dashboard.
+    let lines = Self.jsonLines(metrics)
+    #expect(
+      lines.contains { $0["event"] as? String == "validation" && $0["step"] as? Int == 0 }, "\(metrics)")
+    let unit = try #require(lines.first { $0["event"] as? String == "unit" }, "\(metrics)")
+    #expect(unit["adapters"] as? [String] == ["sums", "words"] && unit["placement"] as? String == "fused")
+    #expect(unit["step"] as? Int == 2 && unit["ending"] as? String == "finished")
+    let started = try #require((unit["started_at"] as? NSNumber)?.doubleValue)
+    let ended = try #require((unit["finished_at"] as? NSNumber)?.doubleValue)
+    #expect(started <= ended && ended <= Date().timeIntervalSince1970)
+    // The dashboard: a row per adapter, a curve per adapter with validation, one bar per unit.
+    let report = try String(contentsOfFile: folder.path + "/out/report.html", encoding: .utf8)
+    #expect(report.components(separatedBy: "<tr class=\"adapter finished\"").count - 1 == 3, "\(report)")
+    #expect(report.components(separatedBy: "<g class=\"unit\"").count - 1 == 2, "\(report)")
+    #expect(report.contains("<a href=\"sums/report.html\">sums</a>") && !report.contains("<iframe"))
   }
 
   @Test func successiveHalvingRetiresTheWorseMemberAndRemembersIt() throws {
@@ -183,6 +198,11 @@ struct JobRunTests {
     for (name, bytes) in before where name != "report.html" {
       #expect(after[name] == bytes, "\(name) was rewritten")
     }
+    // The dashboard written again: every adapter skipped, the timeline of the first run.
+    let report = try String(contentsOfFile: folder.path + "/out/report.html", encoding: .utf8)
+    #expect(report.components(separatedBy: "<tr class=\"adapter skipped\"").count - 1 == 4, "\(report)")
+    #expect(report.contains("group 0 (rank 0)") && report.contains("group 1 (rank 1)"))
+    #expect(report.components(separatedBy: "<g class=\"unit\"").count - 1 == 4, "\(report)")
   }
 
   /// A job stopped while its second adapter trains, run again: the finished adapter is not

@@ -24,4 +24,25 @@ import Testing
     let html = TrainingReport.html(title: "t", steps: [], validations: [], summary: [], configuration: [])
     #expect(html.contains("(no data)"))
   }
+
+  @Test func xTicksFallOnRoundWholeValues() {
+    func ticks(_ x0: Double, _ x1: Double) -> [Double] {
+      SVGChart.Frame(x0: x0, x1: x1, y0: 0, y1: 1).xTicks()
+    }
+    #expect(ticks(0, 6) == [0, 2, 4, 6])
+    #expect(ticks(0, 40) == [0, 10, 20, 30, 40])
+    #expect(ticks(0, 1) == [0, 1])
+    #expect(ticks(1, 3) == [1, 2, 3])
+    #expect(ticks(0, 217) == [0, 100, 200])
+    let minutes = SVGChart.Frame(x0: 0, x1: 217, y0: 0, y1: 1).xTicks(steps: [1, 10, 60, 600])
+    #expect(minutes == [0, 60, 120, 180])
+  }
+
+  @Test func aTitledSeriesCarriesItsTooltip() {
+    let frame = SVGChart.Frame(x0: 0, x1: 2, y0: 0, y1: 1)
+    let drawn = frame.draw(
+      .init(points: [(0, 1), (2, 0.5)], color: "#000", style: .lineAndDots, title: "a<b"))
+    #expect(drawn.components(separatedBy: "<title>a&lt;b</title>").count - 1 == 3)  // the line and two dots
+    #expect(drawn.hasPrefix("<polyline ") && drawn.contains("</circle>"))
+  }
 }
