@@ -1,7 +1,7 @@
 import Foundation
 
 /// Inline SVG charts for the HTML reports (an adapter's `TrainingReport`, a job's
-/// dashboard): a plot frame with its scales, axes with five ticks per axis, and line or dot
+/// dashboard): a plot frame with its scales, axes with round ticks (at most five per axis), and line or dot
 /// series. Plain markup and CSS, readable offline; no script.
 public enum SVGChart {
   /// How a series is drawn.
@@ -80,20 +80,39 @@ public enum SVGChart {
       let step =
         steps?.first { $0 >= rough } ?? [1.0, 2, 5, 10].map { $0 * magnitude }.first { $0 >= rough } ?? 10
         * magnitude
+      return Self.multiples(of: step, in: x0...x1)
+    }
+
+    /// The multiples in `range` of the least step of 1, 2 or 5 × 10^k that makes two to five
+    /// ticks: [1, 2, 3, 4] for losses 0.04...4.4, [2, 4, 6, 8] for 0.04...8.2.
+    public static func roundTicks(_ range: ClosedRange<Double>) -> [Double] {
+      let span = max(range.upperBound - range.lowerBound, 1e-12)
+      var magnitude = pow(10, (log10(span / 5)).rounded(.down))
+      for _ in 0..<4 {
+        for factor in [1.0, 2, 5] {
+          let ticks = multiples(of: factor * magnitude, in: range)
+          if ticks.count <= 5 && ticks.count >= 2 { return ticks }
+        }
+        magnitude *= 10
+      }
+      return [range.lowerBound, range.upperBound]
+    }
+
+    /// The multiples of `step` in `range`.
+    static func multiples(of step: Double, in range: ClosedRange<Double>) -> [Double] {
       var ticks: [Double] = []
-      var x = (x0 / step).rounded(.up) * step
-      while x <= x1 + step * 1e-9 {
-        ticks.append(x)
-        x += step
+      var k = (range.lowerBound / step).rounded(.up)
+      while k * step <= range.upperBound + step * 1e-9 {
+        ticks.append(k * step)
+        k += 1
       }
       return ticks
     }
 
-    /// Five horizontal grid lines with their y values, and the axis label `yLabel`.
+    /// Horizontal grid lines at round y values (at most five), and the axis label `yLabel`.
     public func yAxis(_ yLabel: String) -> String {
       var out = ""
-      for i in 0...4 {
-        let y = y0 + (y1 - y0) * Double(i) / 4
+      for y in Self.roundTicks(y0...y1) {
         out +=
           "<line x1=\"\(left)\" x2=\"\(width - right)\" y1=\"\(py(y))\" y2=\"\(py(y))\" stroke=\"#e4e4e4\"/>"
         out +=
@@ -131,7 +150,7 @@ public enum SVGChart {
     return "<\(name) \(attributes)><title>\(escape(title))</title></\(name)>"
   }
 
-  /// A chart of `series` against updates, with axes and five ticks per axis; "(no data)"
+  /// A chart of `series` against updates, with axes and round ticks; "(no data)"
   /// when no series has a finite point.
   public static func lines(_ series: [Series], yLabel: String, xLabel: String = "update") -> String {
     guard let frame = Frame(fitting: series.flatMap(\.points)) else { return "<p>(no data)</p>" }

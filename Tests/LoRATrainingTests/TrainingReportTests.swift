@@ -25,6 +25,14 @@ import Testing
     #expect(html.contains("(no data)"))
   }
 
+  @Test func yTicksFallOnRoundValues() {
+    #expect(SVGChart.Frame.roundTicks(0.04...4.4) == [1, 2, 3, 4])
+    #expect(SVGChart.Frame.roundTicks(0.04...8.2) == [2, 4, 6, 8])
+    let tenths = SVGChart.Frame.roundTicks(3.9...4.9)
+    #expect(tenths.count == 5 && zip(tenths, [4, 4.2, 4.4, 4.6, 4.8]).allSatisfy { abs($0 - $1) < 1e-9 })
+    #expect(SVGChart.Frame.roundTicks(0...1) == [0, 0.5, 1])
+  }
+
   @Test func xTicksFallOnRoundWholeValues() {
     func ticks(_ x0: Double, _ x1: Double) -> [Double] {
       SVGChart.Frame(x0: x0, x1: x1, y0: 0, y1: 1).xTicks()
