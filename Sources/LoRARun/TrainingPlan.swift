@@ -65,33 +65,33 @@ public struct TrainingPlan: Sendable {
     lora = s.loraConfig
     try lora.validate()
     try s.validate()
+    typealias D = TrainingSettings.Defaults
     dataset = DatasetOptions(
-      format: s.format.flatMap(DataFormat.init(rawValue:)) ?? .auto,
-      maxSequenceLength: s.maxSeqLen ?? TrainingSettings.Defaults.maxSeqLen,
-      trainOnPrompt: s.trainOnPrompt ?? false,
-      addEOS: s.addEos ?? true, skipBadLines: s.skipBadLines ?? false, pack: s.pack ?? false)
+      format: s.format.flatMap(DataFormat.init(rawValue:)) ?? D.format,
+      maxSequenceLength: s.maxSeqLen ?? D.maxSeqLen,
+      trainOnPrompt: s.trainOnPrompt ?? D.trainOnPrompt, addEOS: s.addEos ?? D.addEos,
+      skipBadLines: s.skipBadLines ?? D.skipBadLines, pack: s.pack ?? D.pack)
     try dataset.validate()
     if s.validationFraction != nil && s.validationData != nil {
       throw RunError("give either validation data or a validation fraction, not both")
     }
     requestedSteps = s.steps
     epochs = s.epochs
-    let batch = s.batchSize ?? TrainingSettings.Defaults.batchSize
+    let batch = s.batchSize ?? D.batchSize
     options = TrainingOptions(
-      steps: s.steps ?? TrainingSettings.Defaults.steps, batchSize: batch,
-      microBatch: s.microBatch ?? min(TrainingSettings.Defaults.microBatch, batch),
-      learningRate: s.lr ?? TrainingSettings.Defaults.lr,
-      schedule: s.schedule.flatMap(LearningRateSchedule.Kind.init(rawValue:)) ?? .cosine,
-      warmupSteps: s.warmup ?? 0,
+      steps: s.steps ?? D.steps, batchSize: batch, microBatch: s.microBatch ?? min(D.microBatch, batch),
+      learningRate: s.lr ?? D.lr,
+      schedule: s.schedule.flatMap(LearningRateSchedule.Kind.init(rawValue:)) ?? D.schedule,
+      warmupSteps: s.warmup ?? D.warmup,
       adamW: .init(
-        beta1: s.beta1 ?? 0.9, beta2: s.beta2 ?? 0.999, eps: s.eps ?? 1e-8, weightDecay: s.weightDecay ?? 0.01
-      ),
-      maxGradientNorm: s.maxGradNorm ?? 1, seed: s.seed ?? 0, evaluateEvery: s.evalEvery ?? 0,
-      checkpointActivations: checkpointActivations)
+        beta1: s.beta1 ?? D.beta1, beta2: s.beta2 ?? D.beta2, eps: s.eps ?? D.eps,
+        weightDecay: s.weightDecay ?? D.weightDecay),
+      maxGradientNorm: s.maxGradNorm ?? D.maxGradNorm, seed: s.seed ?? D.seed,
+      evaluateEvery: s.evalEvery ?? D.evalEvery, checkpointActivations: checkpointActivations)
     try options.validate()
-    checkpointEvery = s.checkpointEvery ?? 50
-    keep = s.keep ?? 3
-    fullEvery = s.fullEvery ?? 4
+    checkpointEvery = s.checkpointEvery ?? D.checkpointEvery
+    keep = s.keep ?? D.keep
+    fullEvery = s.fullEvery ?? D.fullEvery
     if resume != nil && overwrite {
       throw RunError(
         "--resume continues the run in its output folder; it cannot be combined with --overwrite")

@@ -80,24 +80,49 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
   /// The keys, in the order the docs list them.
   public static let keys: [String] = CodingKeys.allCases.map(\.stringValue)
 
-  /// The documented defaults of unset values (docs/training.md).
+  /// The documented defaults of unset values (docs/training.md): every default of a
+  /// training setting lives here.
   public enum Defaults {
+    public static let format = DataFormat.auto
+    public static let maxSeqLen = 512
+    public static let trainOnPrompt = false
+    public static let pack = false
+    public static let skipBadLines = false
+    public static let addEos = true
+    public static let targets = ["q_proj", "v_proj"]
     public static let rank = 8
     public static let alpha = 16.0
+    public static let dropout = 0.0
+    public static let rslora = false
+    public static let initWeights = "default"
     public static let lr = 2e-4
+    public static let schedule = LearningRateSchedule.Kind.cosine
+    public static let warmup = 0
     public static let steps = 100
     public static let batchSize = 8
+    /// The micro-batch is this or the batch size, whichever is smaller.
     public static let microBatch = 4
-    public static let maxSeqLen = 512
-    public static let targets = ["q_proj", "v_proj"]
+    public static let weightDecay = 0.01
+    public static let beta1 = 0.9
+    public static let beta2 = 0.999
+    public static let eps = 1e-8
+    public static let maxGradNorm = 1.0
+    public static let seed: UInt64 = 0
+    /// 0: validate after the last update only.
+    public static let evalEvery = 0
+    /// Every 50 updates and after the last (0 would mean after the last only).
+    public static let checkpointEvery = 50
+    public static let keep = 3
+    public static let fullEvery = 4
   }
 
   /// The LoRA configuration these settings describe (the defaults where unset).
   public var loraConfig: LoRAConfig {
     LoRAConfig(
-      r: rank ?? Defaults.rank, loraAlpha: alpha ?? Defaults.alpha, loraDropout: dropout ?? 0,
-      targetModules: targets ?? Defaults.targets, layersToTransform: layers, useRslora: rslora ?? false,
+      r: rank ?? Defaults.rank, loraAlpha: alpha ?? Defaults.alpha, loraDropout: dropout ?? Defaults.dropout,
+      targetModules: targets ?? Defaults.targets, layersToTransform: layers,
+      useRslora: rslora ?? Defaults.rslora,
       rankPattern: rankPattern ?? [:], alphaPattern: alphaPattern ?? [:],
-      initialization: initWeights ?? "default")
+      initialization: initWeights ?? Defaults.initWeights)
   }
 }
