@@ -16,7 +16,12 @@ reference virtualenv ${SLD_REF_VENV:-/tmp/sld-ref-venv}, creating it when needed
 
     python3 scripts/bench_pytorch_peft.py                              # q_proj,v_proj r=8, 4x256, 2 threads
     python3 scripts/bench_pytorch_peft.py --targets all-linear --threads 1
+    python3 scripts/bench_pytorch_peft.py --autocast bf16                # PyTorch's fastest CPU mode
     python3 scripts/bench_pytorch_peft.py --steps 1 --warmup 1 --batch 1 --seq 32   # smoke test
+
+`--autocast bf16` runs the forward (and so the backward's frozen products) under
+`torch.autocast("cpu", dtype=torch.bfloat16)`, the weights stay float32 and AdamW updates
+float32 LoRA parameters: PyTorch's bf16 mixed precision, through oneDNN on CPUs with bf16.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--steps", type=int, default=5, help="timed steps")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--autocast", choices=["none", "bf16"], default="none",
+                        help="bf16: forward under torch.autocast('cpu', bfloat16) (default none: float32)")
     return parser.parse_args()
 
 
@@ -104,7 +111,8 @@ def main(args: argparse.Namespace) -> None:
     labels = input_ids.clone()  # every position trained
 
     def step() -> float:
-        loss = model(input_ids=input_ids, labels=labels).loss
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.autocast == "bf16"):
+            loss = model(input_ids=input_ids, labels=labels).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -132,6 +140,7 @@ def main(args: argparse.Namespace) -> None:
         "targets": args.targets,
         "rank": args.rank,
         "alpha": args.alpha,
+        "autocast": args.autocast,
         "attention": model.config._attn_implementation,
         "warmup": args.warmup,
         "steps": args.steps,
