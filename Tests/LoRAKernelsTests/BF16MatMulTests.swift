@@ -157,6 +157,14 @@ func absolute(_ t: Tensor) -> Tensor { Tensor(shape: t.shape, values: t.values.m
     }
   }
 
+  @Test func measurementReportsPlausibleSpeed() throws {
+    for transposeB in [Transpose.transposed, .none] {
+      let measured = try BF16MatMul.measure(m: 64, n: 64, k: 64, transposeB: transposeB, minimumSeconds: 0.01)
+      #expect(measured.repetitions >= 3)
+      #expect(measured.gflops > 0.01 && measured.gflops < 10_000)
+    }
+  }
+
   @Test func settingsAndCPUReport() throws {
     #expect(BF16MatMul.threads == BLAS.threads)
     #expect(BF16MatMul.libraryVersion.split(separator: ".").count == 3)
