@@ -27,11 +27,15 @@ let package = Package(
     .systemLibrary(
       name: "CLZ4", pkgConfig: "liblz4",
       providers: [.apt(["liblz4-dev", "pkg-config"])]),
+    // oneDNN (bf16 matrix products); Debian ships no pkg-config file, so the module map
+    // links dnnl and its OpenMP runtime (gomp) by name.
+    .systemLibrary(name: "CDNNL", providers: [.apt(["libdnnl-dev"])]),
 
     // glibc's libmvec vector exp behind a run-time CPU check (AVX-512, AVX2); one C file.
     .target(name: "CVectorMath", linkerSettings: [.linkedLibrary("mvec")]),
-    // Flat Float buffers, the GEMM wrapper and every op's forward and backward.
-    .target(name: "LoRAKernels", dependencies: ["CBLAS", "CVectorMath"]),
+    // Flat Float buffers, the GEMM wrappers (OpenBLAS fp32, oneDNN bf16) and every op's
+    // forward and backward.
+    .target(name: "LoRAKernels", dependencies: ["CBLAS", "CDNNL", "CVectorMath"]),
     // Model files (GGUF, safetensors, Hugging Face folders) and tokenizers.
     .target(name: "LoRAFormats", dependencies: ["LoRAKernels"]),
     // Llama-family configuration, frozen weights and the forward pass.

@@ -15,9 +15,10 @@ SLD_MODEL_SHA256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db
 SLD_MODEL="$SLD_CACHE/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 # Debian packages the build and the runs need.
-SLD_APT_PACKAGES=(libopenmpi-dev openmpi-bin libopenblas-dev liblz4-dev libc6-dev pkg-config python3 python3-venv iproute2
-  dict-devil dict-freedict-eng-deu fortunes-min chromium)  # libc6-dev: libmvec; dict-devil…fortunes-min: demo data
-# (docs/demo-data.md); chromium: launch/test loads the job dashboard headless (Tests/report)
+SLD_APT_PACKAGES=(libopenmpi-dev openmpi-bin libopenblas-dev liblz4-dev libdnnl-dev libc6-dev pkg-config python3 python3-venv
+  iproute2 dict-devil dict-freedict-eng-deu fortunes-min chromium)  # libc6-dev: libmvec; dict-devil…fortunes-min: demo data
+# (docs/demo-data.md); chromium: launch/test loads the job dashboard headless (Tests/report);
+# libdnnl-dev: oneDNN 2.x for the bf16 frozen-base products (Sources/CDNNL; it pulls in libgomp, its OpenMP runtime)
 
 # The release binary that launch/setup builds.
 SLD_BIN="$SLD_ROOT/.build/release/swift-lora-dist"

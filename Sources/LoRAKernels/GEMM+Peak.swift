@@ -31,16 +31,30 @@ extension GEMM {
         t[i] = Float(state >> 8) / Float(1 << 24) - 0.5
       }
     }
-    multiply(into: c, a, b)  // warm-up: thread pool start, page faults
+    return Measurement.timing(
+      m: m, n: n, k: k, minimumSeconds: minimumSeconds, minimumRepetitions: minimumRepetitions
+    ) { multiply(into: c, a, b) }
+  }
+}
+
+extension GEMM.Measurement {
+  /// Times `product`, an `[M, K] · [K, N]` product, after one warm-up call (thread start,
+  /// page faults, primitive creation), repeating it until `minimumSeconds` have passed (at
+  /// least `minimumRepetitions` times).
+  package static func timing<Failure: Error>(
+    m: Int, n: Int, k: Int, minimumSeconds: Double, minimumRepetitions: Int,
+    _ product: () throws(Failure) -> Void
+  ) throws(Failure) -> Self {
+    try product()
     var repetitions = 0
     let start = DispatchTime.now().uptimeNanoseconds
     var elapsed = 0.0
     repeat {
-      multiply(into: c, a, b)
+      try product()
       repetitions += 1
       elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     } while elapsed < minimumSeconds || repetitions < minimumRepetitions
-    return Measurement(m: m, n: n, k: k, repetitions: repetitions, seconds: elapsed)
+    return Self(m: m, n: n, k: k, repetitions: repetitions, seconds: elapsed)
   }
 }
 
