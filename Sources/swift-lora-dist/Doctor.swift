@@ -8,7 +8,8 @@ struct Doctor: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Check ranks, BLAS speed, model access and MPI collectives before training.",
     discussion: """
-      Every rank reports its host, BLAS kernel and threads, measured sgemm speed and \
+      Every rank reports its host, BLAS kernel and threads, measured sgemm speed (and \
+      the bf16 path oneDNN takes for frozen products, with its speed) and \
       whether it can read the model. Rank 0 verifies the collectives the trainer uses, \
       times all-reduce from 4 B to --max-size, and ends with a one-line verdict. \
       The exit status is 1 when something would stop training (an unreadable model, \
@@ -83,11 +84,15 @@ struct DoctorProbe {
     if let threads { BLAS.threads = threads }
     let host = (try? MPIEnvironment.isActive ? MPIEnvironment.processorName() : nil) ?? DoctorProbe.hostName()
 
-    // sgemm alone: ranks take turns so each sees the machine as a single process would.
+    // sgemm (and bf16) alone: ranks take turns so each sees the machine as a single process would.
     var alone = 0.0
+    var bf16: Double?
     for turn in 0..<comm.size {
       try comm.barrier()
-      if turn == comm.rank { alone = GEMM.measure(minimumSeconds: sgemmSeconds).gflops }
+      if turn == comm.rank {
+        alone = GEMM.measure(minimumSeconds: sgemmSeconds).gflops
+        bf16 = BF16MatMul.available ? try? BF16MatMul.measure(minimumSeconds: sgemmSeconds).gflops : nil
+      }
     }
     try comm.barrier()
     let together = GEMM.measure(minimumSeconds: sgemmSeconds)
@@ -100,7 +105,8 @@ struct DoctorProbe {
       blasCore: BLAS.coreName, blasThreads: BLAS.threads, blasThreading: BLAS.threading,
       blasCoreReplaced: BLAS.replacedCore,
       cpuFeatures: BLAS.cpuVectorFeatures(), sgemmError: GEMM.verify(),
-      sgemmAloneGFLOPs: alone, sgemmTogetherGFLOPs: together.gflops,
+      sgemmAloneGFLOPs: alone, sgemmTogetherGFLOPs: together.gflops, bf16Path: Self.bf16Path(),
+      bf16AloneGFLOPs: bf16,
       model: model.map(ModelAccess.check), checks: checks)
     let encoded = try JSONEncoder().encode(info)
     let ranks = try comm.allgather([UInt8](encoded)).map {
@@ -121,6 +127,16 @@ struct DoctorProbe {
       version: SwiftLoRADist.version, backend: comm.backend,
       mpiLibrary: MPIEnvironment.isActive ? (try? MPIEnvironment.libraryVersion())?.firstLine : nil,
       sgemmShape: "\(together.m)×\(together.n)×\(together.k)", ranks: ranks, allreduce: table)
+  }
+
+  /// Which path bf16 frozen products take on this rank: oneDNN's kernel for the sgemm
+  /// figures' product and whether the CPU has native bf16 dot products.
+  static func bf16Path() -> String {
+    let library = "oneDNN \(BF16MatMul.libraryVersion), \(BF16MatMul.instructionSet)"
+    guard BF16MatMul.available else { return "unavailable (\(library): bf16 products need AVX-512)" }
+    let kernel = (try? BF16MatMul.implementation(m: 1024, n: 1536, k: 576, transposeB: .transposed)) ?? "?"
+    return
+      "\(BF16MatMul.nativeBF16 ? "native" : "emulated (no AVX512_BF16; slower than sgemm)") (\(library), \(kernel))"
   }
 
   /// The kernel's host name, without a DNS lookup.

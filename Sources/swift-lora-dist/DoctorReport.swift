@@ -24,6 +24,11 @@ struct DoctorReport: Codable, Equatable {
     var sgemmAloneGFLOPs: Double
     /// sgemm GFLOP/s with every rank measuring at the same time.
     var sgemmTogetherGFLOPs: Double
+    /// The bf16 frozen products' path here: oneDNN's kernel and whether the CPU multiplies
+    /// bf16 natively, emulates it, or has no bf16 products ("unavailable: …").
+    var bf16Path: String?
+    /// oneDNN bf16 GFLOP/s on the sgemm figures' product, this rank alone; nil without bf16.
+    var bf16AloneGFLOPs: Double?
     var model: ModelAccess?
     var checks: [CollectiveCheckResult]
   }
@@ -165,6 +170,12 @@ extension DoctorReport {
       ])
     }
     lines += renderTable(table, rightAligned: [0, 2, 3, 6, 7])
+    for info in ranks {
+      guard let path = info.bf16Path else { continue }
+      lines.append(
+        "rank \(info.rank): bf16 frozen products: \(path)"
+          + (info.bf16AloneGFLOPs.map { ", \(format($0, 1)) GFLOP/s alone" } ?? ""))
+    }
     if let replaced = ranks.first(where: { $0.blasCoreReplaced != nil }) {
       lines.append(
         "* chosen by swift-lora-dist: OpenBLAS picked its '\(replaced.blasCoreReplaced ?? "")' kernel, which is "

@@ -77,6 +77,24 @@ final class TemporaryFolder {
     #expect(report.text.contains("verdict: READY"))
   }
 
+  @Test func eachRanksBF16PathIsReported() {
+    var native = rank(0)
+    native.bf16Path = "native (oneDNN 2.6.3, avx512_core_bf16, brg:avx512_core_bf16)"
+    native.bf16AloneGFLOPs = 218.4
+    var none = rank(1, host: "node2")
+    none.bf16Path = "unavailable (oneDNN 2.6.3, avx2: bf16 products need AVX-512)"
+    let text = DoctorReport.assess(
+      version: "t", backend: "mpi", mpiLibrary: nil, sgemmShape: "", ranks: [native, none], allreduce: []
+    ).text
+    #expect(
+      text.contains(
+        "rank 0: bf16 frozen products: native (oneDNN 2.6.3, avx512_core_bf16, brg:avx512_core_bf16), "
+          + "218.4 GFLOP/s alone"))
+    #expect(
+      text.contains(
+        "rank 1: bf16 frozen products: unavailable (oneDNN 2.6.3, avx2: bf16 products need AVX-512)"))
+  }
+
   @Test func unreadableModelIsAProblemNamingRankAndPath() {
     var broken = rank(1)
     broken.model = ModelAccess.check("/shared/missing.gguf")
