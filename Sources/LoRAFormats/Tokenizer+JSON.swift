@@ -19,16 +19,15 @@ extension Tokenizer {
     guard model.type == "BPE" else {
       throw TokenizerError.unsupportedModel(path: path, type: model.type ?? "missing")
     }
-    if model.byteFallback {
-      throw TokenizerError.unsupportedComponent(path: path, field: "model.byte_fallback", found: "true")
-    }
     if let prefix = model.continuingSubwordPrefix, !prefix.isEmpty {
       throw TokenizerError.unsupportedComponent(
-        path: path, field: "model.continuing_subword_prefix", found: prefix.debugDescription)
+        path: path, field: "model.continuing_subword_prefix", found: prefix.debugDescription,
+        supported: "null or \"\"")
     }
     if let suffix = model.endOfWordSuffix, !suffix.isEmpty {
       throw TokenizerError.unsupportedComponent(
-        path: path, field: "model.end_of_word_suffix", found: suffix.debugDescription)
+        path: path, field: "model.end_of_word_suffix", found: suffix.debugDescription,
+        supported: "null or \"\"")
     }
 
     // Vocabulary: model.vocab, then added_tokens on top; ids nobody names stay unused.
@@ -54,18 +53,23 @@ extension Tokenizer {
     }
 
     let mergeSource = "\(path): model.merges"
-    let pairs = try model.merges.enumerated().map { index, entry -> (String, String) in
+    let rules = try model.merges.enumerated().map { index, entry -> MergeRule in
       switch entry {
       case .joined(let text):
-        return try Tokenizer.mergePair(text, source: mergeSource, index: index)
+        let (left, right) = try Tokenizer.mergePair(text, source: mergeSource, index: index)
+        return MergeRule(left: left, right: right, rank: index)
       case .pair(let parts):
         guard parts.count == 2 else {
           throw TokenizerError.invalidMerge(source: mergeSource, index: index, entry: "\(parts)")
         }
-        return (parts[0], parts[1])
+        return MergeRule(left: parts[0], right: parts[1], rank: index)
       }
     }
 
+    if model.byteFallback {
+      throw TokenizerError.unsupportedComponent(
+        path: path, field: "model.byte_fallback", found: "true", supported: "false")
+    }
     let preTokenizer = try Tokenizer.preTokenizer(file.preTokenizer, path: path)
     let normalizesNFC = try Tokenizer.normalizesNFC(file.normalizer, path: path)
 
@@ -80,10 +84,11 @@ extension Tokenizer {
       from: url.deletingLastPathComponent().appendingPathComponent("tokenizer_config.json"))
 
     try self.init(
-      tokens: tokens, kinds: kinds, mergePairs: pairs, bosID: templateBOSID ?? lookup(config?.bos),
-      eosID: lookup(config?.eos), padID: lookup(config?.pad), preTokenizer: preTokenizer,
-      addBOS: templateBOSID != nil, ignoresMerges: model.ignoreMerges, normalizesNFC: normalizesNFC,
-      source: path)
+      tokens: tokens, kinds: kinds, merges: rules, bosID: templateBOSID ?? lookup(config?.bos),
+      eosID: lookup(config?.eos), padID: lookup(config?.pad),
+      unkID: nil,
+      algorithm: .byteLevelBPE, preTokenizer: preTokenizer, addBOS: templateBOSID != nil,
+      ignoresMerges: model.ignoreMerges, normalizesNFC: normalizesNFC, source: path)
   }
 
   /// The Split patterns (as written in `tokenizer.json`, JSON escapes undone) we reproduce.
@@ -95,11 +100,17 @@ extension Tokenizer {
       .qwen2,
   ]
 
+  /// What the byte-level `pre_tokenizer` may be, for error messages.
+  private static let supportedPreTokenizers =
+    "ByteLevel, Sequence[Digits(individual_digits: true), ByteLevel], or Sequence[Split(the GPT-2, "
+    + "Llama-3 or Qwen2 regex), ByteLevel(use_regex: false)]"
+
   /// Maps the `pre_tokenizer` section to a mode, or throws naming what was found.
   private static func preTokenizer(_ section: JSONValue?, path: String) throws -> PreTokenizer {
     let field = "pre_tokenizer"
+    let supported = supportedPreTokenizers
     guard let object = section?.object else {
-      throw TokenizerError.unsupportedComponent(path: path, field: field, found: "null")
+      throw TokenizerError.unsupportedComponent(path: path, field: field, found: "null", supported: supported)
     }
     let steps: [[String: JSONValue]]
     if object["type"]?.string == "Sequence" {
@@ -109,11 +120,11 @@ extension Tokenizer {
     }
     let found = describe(steps)
     guard let byteLevel = steps.last, byteLevel["type"]?.string == "ByteLevel" else {
-      throw TokenizerError.unsupportedComponent(path: path, field: field, found: found)
+      throw TokenizerError.unsupportedComponent(path: path, field: field, found: found, supported: supported)
     }
     if byteLevel["add_prefix_space"]?.bool == true {
       throw TokenizerError.unsupportedComponent(
-        path: path, field: "\(field) ByteLevel.add_prefix_space", found: "true")
+        path: path, field: "\(field) ByteLevel.add_prefix_space", found: "true", supported: "false")
     }
     let usesRegex = byteLevel["use_regex"]?.bool ?? true
     let before = steps.dropLast()
@@ -134,7 +145,7 @@ extension Tokenizer {
         break
       }
     }
-    throw TokenizerError.unsupportedComponent(path: path, field: field, found: found)
+    throw TokenizerError.unsupportedComponent(path: path, field: field, found: found, supported: supported)
   }
 
   /// "Sequence[Digits(individual_digits: true), ByteLevel(use_regex: true)]" and the like.
@@ -162,7 +173,8 @@ extension Tokenizer {
     case ["NFC"]: return true
     default:
       throw TokenizerError.unsupportedComponent(
-        path: path, field: "normalizer", found: types.joined(separator: ", "))
+        path: path, field: "normalizer", found: types.joined(separator: ", "),
+        supported: "null or NFC")
     }
   }
 
