@@ -1,9 +1,11 @@
 import Foundation
 
 extension Tokenizer {
-  /// Loads a Hugging Face `tokenizer.json` whose `model.type` is "BPE" with a byte-level
-  /// pre-tokenizer: `ByteLevel` (GPT-2), `Sequence[Digits(individual_digits), ByteLevel]`
-  /// (SmolLM2), or `Sequence[Split(Llama-3 or Qwen2 regex), ByteLevel(use_regex: false)]`.
+  /// Loads a Hugging Face `tokenizer.json` whose `model.type` is "BPE", either byte-level with
+  /// a byte-level pre-tokenizer: `ByteLevel` (GPT-2), `Sequence[Digits(individual_digits),
+  /// ByteLevel]` (SmolLM2), or `Sequence[Split(Llama-3 or Qwen2 regex), ByteLevel(use_regex:
+  /// false)]`; or SentencePiece-style with `byte_fallback: true`, as Llama 2, TinyLlama and
+  /// Mistral write it (see `sentencePiecePrefix`). Merges apply in the file's order.
   ///
   /// Every entry of `added_tokens` is matched in text before BPE: `special: true` ones as
   /// control tokens, the others as user-defined tokens (their `lstrip`, `rstrip` and
@@ -66,12 +68,22 @@ extension Tokenizer {
       }
     }
 
+    let algorithm: TokenizerAlgorithm
+    let preTokenizer: PreTokenizer
+    let normalizesNFC: Bool
     if model.byteFallback {
-      throw TokenizerError.unsupportedComponent(
-        path: path, field: "model.byte_fallback", found: "true", supported: "false")
+      if model.ignoreMerges {
+        throw TokenizerError.unsupportedComponent(
+          path: path, field: "model.ignore_merges", found: "true", supported: "false with byte_fallback")
+      }
+      algorithm = .sentencePieceBPE(prefix: try Tokenizer.sentencePiecePrefix(file, path: path))
+      preTokenizer = .gpt2
+      normalizesNFC = false
+    } else {
+      algorithm = .byteLevelBPE
+      preTokenizer = try Tokenizer.preTokenizer(file.preTokenizer, path: path)
+      normalizesNFC = try Tokenizer.normalizesNFC(file.normalizer, path: path)
     }
-    let preTokenizer = try Tokenizer.preTokenizer(file.preTokenizer, path: path)
-    let normalizesNFC = try Tokenizer.normalizesNFC(file.normalizer, path: path)
 
     func lookup(_ name: String?) -> Int? {
       guard let name else { return nil }
@@ -86,8 +98,8 @@ extension Tokenizer {
     try self.init(
       tokens: tokens, kinds: kinds, merges: rules, bosID: templateBOSID ?? lookup(config?.bos),
       eosID: lookup(config?.eos), padID: lookup(config?.pad),
-      unkID: nil,
-      algorithm: .byteLevelBPE, preTokenizer: preTokenizer, addBOS: templateBOSID != nil,
+      unkID: lookup(model.unkToken),
+      algorithm: algorithm, preTokenizer: preTokenizer, addBOS: templateBOSID != nil,
       ignoresMerges: model.ignoreMerges, normalizesNFC: normalizesNFC, source: path)
   }
 
@@ -103,7 +115,7 @@ extension Tokenizer {
   /// What the byte-level `pre_tokenizer` may be, for error messages.
   private static let supportedPreTokenizers =
     "ByteLevel, Sequence[Digits(individual_digits: true), ByteLevel], or Sequence[Split(the GPT-2, "
-    + "Llama-3 or Qwen2 regex), ByteLevel(use_regex: false)]"
+    + "Llama-3 or Qwen2 regex), ByteLevel(use_regex: false)]; with byte_fallback: null or Metaspace"
 
   /// Maps the `pre_tokenizer` section to a mode, or throws naming what was found.
   private static func preTokenizer(_ section: JSONValue?, path: String) throws -> PreTokenizer {
@@ -174,7 +186,7 @@ extension Tokenizer {
     default:
       throw TokenizerError.unsupportedComponent(
         path: path, field: "normalizer", found: types.joined(separator: ", "),
-        supported: "null or NFC")
+        supported: "null or NFC; with byte_fallback: Sequence[Prepend(\"▁\"), Replace(\" \", \"▁\")]")
     }
   }
 

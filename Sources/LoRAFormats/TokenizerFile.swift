@@ -39,9 +39,10 @@ struct TokenizerFile: Decodable {
   var normalizer: JSONValue?
   var preTokenizer: JSONValue?
   var postProcessor: JSONValue?
+  var decoder: JSONValue?
 
   enum CodingKeys: String, CodingKey {
-    case model, normalizer
+    case model, normalizer, decoder
     case addedTokens = "added_tokens"
     case preTokenizer = "pre_tokenizer"
     case postProcessor = "post_processor"
@@ -55,6 +56,7 @@ struct BPEModel: Decodable {
   var merges: [MergeEntry] = []
   var ignoreMerges = false
   var byteFallback = false
+  var unkToken: String?
   var continuingSubwordPrefix: String?
   var endOfWordSuffix: String?
 
@@ -62,6 +64,7 @@ struct BPEModel: Decodable {
     case type, vocab, merges
     case ignoreMerges = "ignore_merges"
     case byteFallback = "byte_fallback"
+    case unkToken = "unk_token"
     case continuingSubwordPrefix = "continuing_subword_prefix"
     case endOfWordSuffix = "end_of_word_suffix"
   }
@@ -74,6 +77,7 @@ struct BPEModel: Decodable {
     merges = try container.decodeIfPresent([MergeEntry].self, forKey: .merges) ?? []
     ignoreMerges = try container.decodeIfPresent(Bool.self, forKey: .ignoreMerges) ?? false
     byteFallback = try container.decodeIfPresent(Bool.self, forKey: .byteFallback) ?? false
+    unkToken = try container.decodeIfPresent(String.self, forKey: .unkToken)
     continuingSubwordPrefix = try container.decodeIfPresent(String.self, forKey: .continuingSubwordPrefix)
     endOfWordSuffix = try container.decodeIfPresent(String.self, forKey: .endOfWordSuffix)
   }

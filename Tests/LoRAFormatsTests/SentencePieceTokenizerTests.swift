@@ -26,7 +26,15 @@ import Testing
     try expectLlama2Reference(tokenizer)
   }
 
-  /// What the GGUF shares with Hugging Face's Llama 2 layout: BOS first; Hugging Face's ids with
+  @Test(.enabled(if: spmFixturesExist, "Fixtures/tokenizer-spm* are missing"))
+  func llama2TokenizerJSONMatchesReference() throws {
+    let tokenizer = try Tokenizer(tokenizerJSON: try #require(spmFixture("tokenizer-spm-llama2", "json")))
+    #expect(tokenizer.algorithm == .sentencePieceBPE(prefix: .always))
+    #expect(tokenizer.addBOS && tokenizer.bosID == 1 && tokenizer.unkID == 0)
+    try expectLlama2Reference(tokenizer)
+  }
+
+  /// What the GGUF and the Llama 2 `tokenizer.json` share: BOS first; Hugging Face's ids with
   /// special tokens parsed and sentencepiece's without; its decodings; and decode(encode(text))
   /// == text wherever Hugging Face's decoding gives the text back.
   private func expectLlama2Reference(_ tokenizer: Tokenizer) throws {
@@ -40,6 +48,39 @@ import Testing
       #expect(tokenizer.decode(item.llama2) == item.llama2Decoded, "\(item.text.debugDescription)")
       if item.llama2Decoded == item.text {
         #expect(tokenizer.decode(ids) == item.text, "\(item.text.debugDescription)")
+      }
+    }
+  }
+
+  @Test(
+    .enabled(if: spmFixturesExist, "Fixtures/tokenizer-spm* are missing"),
+    arguments: ["first", "always", "never"])
+  func metaspaceTokenizerJSONMatchesReference(scheme: String) throws {
+    let url = try #require(spmFixture("tokenizer-spm-metaspace", "json"))
+    var json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+    json["pre_tokenizer"] = [
+      "type": "Metaspace", "replacement": "▁", "prepend_scheme": scheme, "split": false,
+    ]
+    if scheme == "never", var decoder = json["decoder"] as? [String: Any],
+      let steps = decoder["decoders"] as? [Any]
+    {
+      decoder["decoders"] = Array(steps.dropLast())
+      json["decoder"] = decoder
+    }
+    let folder = try GGUFTestFolder()
+    let file = try folder.file("tokenizer.json", Array(try JSONSerialization.data(withJSONObject: json)))
+    let tokenizer = try Tokenizer(tokenizerJSON: URL(fileURLWithPath: file))
+    let prefix: SpacePrefix = ["first": .firstUnlessSpace, "always": .unlessSpace, "never": .none][scheme]!
+    #expect(tokenizer.algorithm == .sentencePieceBPE(prefix: prefix))
+    let reference = try SPMReference.load()
+    if scheme == "first" { #expect(tokenizer.encode(reference.withBOS.text) == reference.withBOS.metaspace) }
+    for item in reference.cases {
+      let (expected, decoded) = item.metaspace(scheme)
+      let ids = Array(tokenizer.encode(item.text).dropFirst())
+      #expect(ids == expected, "\(scheme) \(item.text.debugDescription)")
+      #expect(tokenizer.decode(expected) == decoded, "\(scheme) \(item.text.debugDescription)")
+      if decoded == item.text {
+        #expect(tokenizer.decode(ids) == item.text, "\(scheme) \(item.text.debugDescription)")
       }
     }
   }
@@ -138,6 +179,38 @@ import Testing
     }
   }
 
+  @Test(
+    .enabled(if: spmFixturesExist, "Fixtures/tokenizer-spm* are missing"),
+    arguments: [
+      (
+        "pre_tokenizer",
+        #"{"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": true}"#
+      ),
+      ("pre_tokenizer", #"{"type": "Whitespace"}"#),
+      ("normalizer", #"{"type": "Lowercase"}"#),
+      ("decoder", #"{"type": "ByteFallback"}"#),
+      ("decoder", "null"),
+      ("model.ignore_merges", "true"),
+    ])
+  func unsupportedByteFallbackLayoutsAreRefused(field: String, value: String) throws {
+    let url = try #require(spmFixture("tokenizer-spm-metaspace", "json"))
+    var json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+    let parsed = try JSONSerialization.jsonObject(with: Data(value.utf8), options: .fragmentsAllowed)
+    if field == "model.ignore_merges", var model = json["model"] as? [String: Any] {
+      model["ignore_merges"] = parsed
+      json["model"] = model
+    } else {
+      json[field] = parsed
+    }
+    let folder = try GGUFTestFolder()
+    let file = try folder.file("tokenizer.json", Array(try JSONSerialization.data(withJSONObject: json)))
+    do {
+      _ = try Tokenizer(tokenizerJSON: URL(fileURLWithPath: file))
+      Issue.record("\(field) = \(value) was accepted")
+    } catch TokenizerError.unsupportedComponent(let path, let reported, _, let supported) {
+      #expect(path == file && reported == field && !supported.isEmpty)
+    }
+  }
 }
 
 // MARK: Helpers
