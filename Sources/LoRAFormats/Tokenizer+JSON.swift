@@ -1,9 +1,11 @@
 import Foundation
 
 extension Tokenizer {
-  /// Loads a Hugging Face `tokenizer.json` whose `model.type` is "BPE" with a byte-level
-  /// pre-tokenizer: `ByteLevel` (GPT-2), `Sequence[Digits(individual_digits), ByteLevel]`
-  /// (SmolLM2), or `Sequence[Split(Llama-3 or Qwen2 regex), ByteLevel(use_regex: false)]`.
+  /// Loads a Hugging Face `tokenizer.json` whose `model.type` is "BPE", either byte-level with
+  /// a byte-level pre-tokenizer: `ByteLevel` (GPT-2), `Sequence[Digits(individual_digits),
+  /// ByteLevel]` (SmolLM2), or `Sequence[Split(Llama-3 or Qwen2 regex), ByteLevel(use_regex:
+  /// false)]`; or SentencePiece-style with `byte_fallback: true`, as Llama 2, TinyLlama and
+  /// Mistral write it (see `sentencePiecePrefix`). Merges apply in the file's order.
   ///
   /// Every entry of `added_tokens` is matched in text before BPE: `special: true` ones as
   /// control tokens, the others as user-defined tokens (their `lstrip`, `rstrip` and
@@ -19,16 +21,15 @@ extension Tokenizer {
     guard model.type == "BPE" else {
       throw TokenizerError.unsupportedModel(path: path, type: model.type ?? "missing")
     }
-    if model.byteFallback {
-      throw TokenizerError.unsupportedComponent(path: path, field: "model.byte_fallback", found: "true")
-    }
     if let prefix = model.continuingSubwordPrefix, !prefix.isEmpty {
       throw TokenizerError.unsupportedComponent(
-        path: path, field: "model.continuing_subword_prefix", found: prefix.debugDescription)
+        path: path, field: "model.continuing_subword_prefix", found: prefix.debugDescription,
+        supported: "null or \"\"")
     }
     if let suffix = model.endOfWordSuffix, !suffix.isEmpty {
       throw TokenizerError.unsupportedComponent(
-        path: path, field: "model.end_of_word_suffix", found: suffix.debugDescription)
+        path: path, field: "model.end_of_word_suffix", found: suffix.debugDescription,
+        supported: "null or \"\"")
     }
 
     // Vocabulary: model.vocab, then added_tokens on top; ids nobody names stay unused.
@@ -54,20 +55,35 @@ extension Tokenizer {
     }
 
     let mergeSource = "\(path): model.merges"
-    let pairs = try model.merges.enumerated().map { index, entry -> (String, String) in
+    let rules = try model.merges.enumerated().map { index, entry -> MergeRule in
       switch entry {
       case .joined(let text):
-        return try Tokenizer.mergePair(text, source: mergeSource, index: index)
+        let (left, right) = try Tokenizer.mergePair(text, source: mergeSource, index: index)
+        return MergeRule(left: left, right: right, rank: index)
       case .pair(let parts):
         guard parts.count == 2 else {
           throw TokenizerError.invalidMerge(source: mergeSource, index: index, entry: "\(parts)")
         }
-        return (parts[0], parts[1])
+        return MergeRule(left: parts[0], right: parts[1], rank: index)
       }
     }
 
-    let preTokenizer = try Tokenizer.preTokenizer(file.preTokenizer, path: path)
-    let normalizesNFC = try Tokenizer.normalizesNFC(file.normalizer, path: path)
+    let algorithm: TokenizerAlgorithm
+    let preTokenizer: PreTokenizer
+    let normalizesNFC: Bool
+    if model.byteFallback {
+      if model.ignoreMerges {
+        throw TokenizerError.unsupportedComponent(
+          path: path, field: "model.ignore_merges", found: "true", supported: "false with byte_fallback")
+      }
+      algorithm = .sentencePieceBPE(prefix: try Tokenizer.sentencePiecePrefix(file, path: path))
+      preTokenizer = .gpt2
+      normalizesNFC = false
+    } else {
+      algorithm = .byteLevelBPE
+      preTokenizer = try Tokenizer.preTokenizer(file.preTokenizer, path: path)
+      normalizesNFC = try Tokenizer.normalizesNFC(file.normalizer, path: path)
+    }
 
     func lookup(_ name: String?) -> Int? {
       guard let name else { return nil }
@@ -80,10 +96,11 @@ extension Tokenizer {
       from: url.deletingLastPathComponent().appendingPathComponent("tokenizer_config.json"))
 
     try self.init(
-      tokens: tokens, kinds: kinds, mergePairs: pairs, bosID: templateBOSID ?? lookup(config?.bos),
-      eosID: lookup(config?.eos), padID: lookup(config?.pad), preTokenizer: preTokenizer,
-      addBOS: templateBOSID != nil, ignoresMerges: model.ignoreMerges, normalizesNFC: normalizesNFC,
-      source: path)
+      tokens: tokens, kinds: kinds, merges: rules, bosID: templateBOSID ?? lookup(config?.bos),
+      eosID: lookup(config?.eos), padID: lookup(config?.pad),
+      unkID: lookup(model.unkToken),
+      algorithm: algorithm, preTokenizer: preTokenizer, addBOS: templateBOSID != nil,
+      ignoresMerges: model.ignoreMerges, normalizesNFC: normalizesNFC, source: path)
   }
 
   /// The Split patterns (as written in `tokenizer.json`, JSON escapes undone) we reproduce.
@@ -95,11 +112,17 @@ extension Tokenizer {
       .qwen2,
   ]
 
+  /// What the byte-level `pre_tokenizer` may be, for error messages.
+  private static let supportedPreTokenizers =
+    "ByteLevel, Sequence[Digits(individual_digits: true), ByteLevel], or Sequence[Split(the GPT-2, "
+    + "Llama-3 or Qwen2 regex), ByteLevel(use_regex: false)]; with byte_fallback: null or Metaspace"
+
   /// Maps the `pre_tokenizer` section to a mode, or throws naming what was found.
   private static func preTokenizer(_ section: JSONValue?, path: String) throws -> PreTokenizer {
     let field = "pre_tokenizer"
+    let supported = supportedPreTokenizers
     guard let object = section?.object else {
-      throw TokenizerError.unsupportedComponent(path: path, field: field, found: "null")
+      throw TokenizerError.unsupportedComponent(path: path, field: field, found: "null", supported: supported)
     }
     let steps: [[String: JSONValue]]
     if object["type"]?.string == "Sequence" {
@@ -109,11 +132,11 @@ extension Tokenizer {
     }
     let found = describe(steps)
     guard let byteLevel = steps.last, byteLevel["type"]?.string == "ByteLevel" else {
-      throw TokenizerError.unsupportedComponent(path: path, field: field, found: found)
+      throw TokenizerError.unsupportedComponent(path: path, field: field, found: found, supported: supported)
     }
     if byteLevel["add_prefix_space"]?.bool == true {
       throw TokenizerError.unsupportedComponent(
-        path: path, field: "\(field) ByteLevel.add_prefix_space", found: "true")
+        path: path, field: "\(field) ByteLevel.add_prefix_space", found: "true", supported: "false")
     }
     let usesRegex = byteLevel["use_regex"]?.bool ?? true
     let before = steps.dropLast()
@@ -134,7 +157,7 @@ extension Tokenizer {
         break
       }
     }
-    throw TokenizerError.unsupportedComponent(path: path, field: field, found: found)
+    throw TokenizerError.unsupportedComponent(path: path, field: field, found: found, supported: supported)
   }
 
   /// "Sequence[Digits(individual_digits: true), ByteLevel(use_regex: true)]" and the like.
@@ -162,7 +185,8 @@ extension Tokenizer {
     case ["NFC"]: return true
     default:
       throw TokenizerError.unsupportedComponent(
-        path: path, field: "normalizer", found: types.joined(separator: ", "))
+        path: path, field: "normalizer", found: types.joined(separator: ", "),
+        supported: "null or NFC; with byte_fallback: Sequence[Prepend(\"▁\"), Replace(\" \", \"▁\")]")
     }
   }
 
@@ -184,190 +208,6 @@ extension Tokenizer {
       return (name, id.map { Int($0) })
     default:
       return nil
-    }
-  }
-}
-
-/// Decodes a JSON file, turning read and decoding failures into `TokenizerError`s naming it.
-private func decodeJSON<T: Decodable>(_ type: T.Type, from url: URL) throws -> T {
-  let data: Data
-  do {
-    data = try Data(contentsOf: url)
-  } catch {
-    throw TokenizerError.unreadableFile(path: url.path, reason: error.localizedDescription)
-  }
-  do {
-    return try JSONDecoder().decode(type, from: data)
-  } catch let error as DecodingError {
-    throw TokenizerError.malformedFile(path: url.path, detail: describe(error))
-  } catch {
-    throw TokenizerError.malformedFile(path: url.path, detail: "\(error)")
-  }
-}
-
-private func describe(_ error: DecodingError) -> String {
-  func field(_ path: [CodingKey]) -> String {
-    path.isEmpty
-      ? "top level" : path.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
-  }
-  switch error {
-  case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
-    return "\(field(context.codingPath)): \(context.debugDescription)"
-  case .keyNotFound(let key, let context):
-    return "\(field(context.codingPath + [key])) is missing"
-  @unknown default:
-    return "\(error)"
-  }
-}
-
-/// The parts of `tokenizer.json` the tokenizer reads.
-private struct TokenizerFile: Decodable {
-  var model: BPEModel
-  var addedTokens: [AddedToken]?
-  var normalizer: JSONValue?
-  var preTokenizer: JSONValue?
-  var postProcessor: JSONValue?
-
-  enum CodingKeys: String, CodingKey {
-    case model, normalizer
-    case addedTokens = "added_tokens"
-    case preTokenizer = "pre_tokenizer"
-    case postProcessor = "post_processor"
-  }
-}
-
-/// `model`: the vocabulary and merges are decoded only when `type` is "BPE".
-private struct BPEModel: Decodable {
-  var type: String?
-  var vocab: [String: Int] = [:]
-  var merges: [MergeEntry] = []
-  var ignoreMerges = false
-  var byteFallback = false
-  var continuingSubwordPrefix: String?
-  var endOfWordSuffix: String?
-
-  enum CodingKeys: String, CodingKey {
-    case type, vocab, merges
-    case ignoreMerges = "ignore_merges"
-    case byteFallback = "byte_fallback"
-    case continuingSubwordPrefix = "continuing_subword_prefix"
-    case endOfWordSuffix = "end_of_word_suffix"
-  }
-
-  init(from decoder: any Decoder) throws {
-    let container = try decoder.container(keyedBy: CodingKeys.self)
-    type = try container.decodeIfPresent(String.self, forKey: .type)
-    guard type == "BPE" else { return }
-    vocab = try container.decode([String: Int].self, forKey: .vocab)
-    merges = try container.decodeIfPresent([MergeEntry].self, forKey: .merges) ?? []
-    ignoreMerges = try container.decodeIfPresent(Bool.self, forKey: .ignoreMerges) ?? false
-    byteFallback = try container.decodeIfPresent(Bool.self, forKey: .byteFallback) ?? false
-    continuingSubwordPrefix = try container.decodeIfPresent(String.self, forKey: .continuingSubwordPrefix)
-    endOfWordSuffix = try container.decodeIfPresent(String.self, forKey: .endOfWordSuffix)
-  }
-}
-
-/// A merge: "left right" (older files) or ["left", "right"] (newer ones).
-private enum MergeEntry: Decodable {
-  case joined(String)
-  case pair([String])
-
-  init(from decoder: any Decoder) throws {
-    let container = try decoder.singleValueContainer()
-    if let text = try? container.decode(String.self) {
-      self = .joined(text)
-    } else {
-      self = .pair(try container.decode([String].self))
-    }
-  }
-}
-
-/// One entry of `added_tokens`.
-private struct AddedToken: Decodable {
-  var id: Int
-  var content: String
-  var special: Bool
-
-  enum CodingKeys: String, CodingKey { case id, content, special }
-
-  init(from decoder: any Decoder) throws {
-    let container = try decoder.container(keyedBy: CodingKeys.self)
-    id = try container.decode(Int.self, forKey: .id)
-    content = try container.decode(String.self, forKey: .content)
-    special = try container.decodeIfPresent(Bool.self, forKey: .special) ?? false
-  }
-}
-
-/// The special-token names of a `tokenizer_config.json`; each is a string or `{"content": …}`.
-private struct TokenizerConfig: Decodable {
-  var bos: String?
-  var eos: String?
-  var pad: String?
-
-  enum CodingKeys: String, CodingKey {
-    case bos = "bos_token"
-    case eos = "eos_token"
-    case pad = "pad_token"
-  }
-
-  init(from decoder: any Decoder) throws {
-    let container = try decoder.container(keyedBy: CodingKeys.self)
-    func name(_ key: CodingKeys) throws -> String? {
-      let value = try container.decodeIfPresent(JSONValue.self, forKey: key)
-      return value?.string ?? value?.object?["content"]?.string
-    }
-    bos = try name(.bos)
-    eos = try name(.eos)
-    pad = try name(.pad)
-  }
-
-  /// The config at `url`, or nil if there is no such file.
-  static func load(from url: URL) throws -> TokenizerConfig? {
-    guard FileManager.default.fileExists(atPath: url.path) else { return nil }
-    return try decodeJSON(TokenizerConfig.self, from: url)
-  }
-}
-
-/// Any JSON value, for the small, loosely shaped sections of `tokenizer.json`.
-private enum JSONValue: Decodable, CustomStringConvertible {
-  case null
-  case bool(Bool)
-  case number(Double)
-  case string(String)
-  case array([JSONValue])
-  case object([String: JSONValue])
-
-  init(from decoder: any Decoder) throws {
-    let container = try decoder.singleValueContainer()
-    if container.decodeNil() {
-      self = .null
-    } else if let value = try? container.decode(Bool.self) {
-      self = .bool(value)
-    } else if let value = try? container.decode(Double.self) {
-      self = .number(value)
-    } else if let value = try? container.decode(String.self) {
-      self = .string(value)
-    } else if let value = try? container.decode([JSONValue].self) {
-      self = .array(value)
-    } else {
-      self = .object(try container.decode([String: JSONValue].self))
-    }
-  }
-
-  var bool: Bool? { if case .bool(let value) = self { value } else { nil } }
-  var number: Double? { if case .number(let value) = self { value } else { nil } }
-  var string: String? { if case .string(let value) = self { value } else { nil } }
-  var array: [JSONValue]? { if case .array(let value) = self { value } else { nil } }
-  var object: [String: JSONValue]? { if case .object(let value) = self { value } else { nil } }
-
-  var description: String {
-    switch self {
-    case .null: return "null"
-    case .bool(let value): return "\(value)"
-    case .number(let value): return "\(value)"
-    case .string(let value): return value.debugDescription
-    case .array(let values): return "[\(values.map(\.description).joined(separator: ", "))]"
-    case .object(let members): return "{\(members.keys.sorted().joined(separator: ", "))}"
     }
   }
 }

@@ -1,12 +1,14 @@
 import Foundation
 
-/// A byte-level BPE tokenizer (GPT-2, SmolLM2, Qwen2, Llama-3 style), immutable after init.
+/// A BPE tokenizer, immutable after init: byte-level (GPT-2, SmolLM2, Qwen2, Llama-3 style) or
+/// SentencePiece-style with byte fallback (Llama 2, Mistral, TinyLlama), as `algorithm` says.
 ///
-/// Encoding: special tokens written in the text are cut out first (leftmost, longest match);
-/// the text between them is split by the `preTokenizer`, each piece's UTF-8 bytes are mapped
-/// through GPT-2's `bytes_to_unicode` table, and merges are applied by rank (lowest rank first,
-/// leftmost among ties) until none applies. Decoding maps the byte-level characters back to
-/// bytes and decodes UTF-8, replacing invalid sequences with U+FFFD.
+/// Encoding: special tokens written in the text are cut out first (leftmost, longest match).
+/// Byte-level: the text between them is split by the `preTokenizer`, each piece's UTF-8 bytes
+/// are mapped through GPT-2's `bytes_to_unicode` table, and merges are applied by rank (lowest
+/// rank first, leftmost among ties) until none applies. Decoding maps the byte-level characters
+/// back to bytes and decodes UTF-8, replacing invalid sequences with U+FFFD. SentencePiece-style:
+/// see `Tokenizer+SentencePiece.swift`.
 ///
 /// Token types follow GGUF: 1 normal, 2 unknown, 3 control, 4 user defined, 5 unused, 6 byte.
 /// Control and unknown tokens are matched in text only when `parseSpecial` is true and are
@@ -19,7 +21,13 @@ public final class Tokenizer: Sendable {
   public let eosID: Int?
   /// The id of the padding token, if the vocabulary has one.
   public let padID: Int?
-  /// How text is split before BPE.
+  /// The id of the unknown token, if the vocabulary has one (SentencePiece-style tokenizers
+  /// emit it for a character whose bytes have no `<0xXX>` tokens).
+  public let unkID: Int?
+  /// What runs on the text between special tokens.
+  public let algorithm: TokenizerAlgorithm
+  /// How text is split before byte-level BPE (not used by SentencePiece-style tokenizers, which
+  /// report `.gpt2`).
   public let preTokenizer: PreTokenizer
   /// Whether `encode(_:parseSpecial:)` puts `bosID` first.
   public let addBOS: Bool
@@ -35,8 +43,15 @@ public final class Tokenizer: Sendable {
   let kinds: [TokenKind]
   /// Token string to id; the lowest id wins for duplicates.
   let ids: [String: Int32]
-  /// Symbol ids of the 256 single-byte symbols, indexed by byte.
+  /// Byte-level: symbol ids of the 256 single-byte symbols, indexed by byte.
   let byteSymbols: [Int32]
+  /// SentencePiece-style: the symbol id of each single-scalar symbol, by scalar value.
+  let scalarSymbols: [UInt32: Int32]
+  /// SentencePiece-style: the id of each byte's `<0xXX>` token, or -1; and the way back.
+  let byteTokens: [Int32]
+  let tokenBytes: [Int32: UInt8]
+  /// Whether `decode` drops one leading space (SentencePiece-style with a space prefix).
+  let stripsLeadingSpace: Bool
   /// Symbols that merges produce but the vocabulary lacks; symbol id `V + i` is `extraSymbols[i]`.
   let extraSymbols: [String]
   /// `left << 32 | right` (symbol ids) to `rank << 32 | merged` (symbol id).
@@ -59,23 +74,31 @@ public final class Tokenizer: Sendable {
       throw TokenizerError.tokenTypeCountMismatch(tokens: tokens.count, tokenTypes: tokenTypes.count)
     }
     let kinds = tokenTypes?.map(TokenKind.init(ggufType:)) ?? Array(repeating: .normal, count: tokens.count)
-    let pairs = try merges.enumerated().map { index, entry in
-      try Tokenizer.mergePair(entry, source: "merges", index: index)
+    let rules = try merges.enumerated().map { index, entry -> MergeRule in
+      let (left, right) = try Tokenizer.mergePair(entry, source: "merges", index: index)
+      return MergeRule(left: left, right: right, rank: index)
     }
     try self.init(
-      tokens: tokens, kinds: kinds, mergePairs: pairs, bosID: bosID, eosID: eosID, padID: padID,
-      preTokenizer: preTokenizer, addBOS: addBOS, ignoresMerges: preTokenizer == .llama3,
-      normalizesNFC: false, source: "tokenizer")
+      tokens: tokens, kinds: kinds, merges: rules, bosID: bosID, eosID: eosID, padID: padID, unkID: nil,
+      algorithm: .byteLevelBPE, preTokenizer: preTokenizer, addBOS: addBOS,
+      ignoresMerges: preTokenizer == .llama3, normalizesNFC: false, source: "tokenizer")
+  }
+
+  /// Two symbols that merge into one, and the merge's priority (lowest rank first).
+  struct MergeRule {
+    var left: String
+    var right: String
+    var rank: Int
   }
 
   /// The designated initializer: every option spelled out. `source` names the origin in errors.
   init(
-    tokens: [String], kinds: [TokenKind], mergePairs: [(String, String)], bosID: Int?, eosID: Int?,
-    padID: Int?, preTokenizer: PreTokenizer, addBOS: Bool, ignoresMerges: Bool, normalizesNFC: Bool,
-    source: String
+    tokens: [String], kinds: [TokenKind], merges: [MergeRule], bosID: Int?, eosID: Int?, padID: Int?,
+    unkID: Int?, algorithm: TokenizerAlgorithm, preTokenizer: PreTokenizer, addBOS: Bool, ignoresMerges: Bool,
+    normalizesNFC: Bool, source: String
   ) throws {
     guard !tokens.isEmpty else { throw TokenizerError.emptyVocabulary(source: source) }
-    for (name, id) in [("BOS", bosID), ("EOS", eosID), ("PAD", padID)] {
+    for (name, id) in [("BOS", bosID), ("EOS", eosID), ("PAD", padID), ("UNK", unkID)] {
       if let id, !tokens.indices.contains(id) {
         throw TokenizerError.specialTokenOutOfRange(name: name, id: id, vocabularySize: tokens.count)
       }
@@ -96,26 +119,33 @@ public final class Tokenizer: Sendable {
       symbols[symbol] = id
       return id
     }
-    let byteSymbols = ByteLevel.encoder.map { intern(String($0)) }
+    let byteSymbols = algorithm == .byteLevelBPE ? ByteLevel.encoder.map { intern(String($0)) } : []
     var mergeTable: [UInt64: UInt64] = [:]
-    mergeTable.reserveCapacity(mergePairs.count)
-    for (rank, (left, right)) in mergePairs.enumerated() {
-      let key = Tokenizer.pairKey(intern(left), intern(right))
+    mergeTable.reserveCapacity(merges.count)
+    for rule in merges {
+      let key = Tokenizer.pairKey(intern(rule.left), intern(rule.right))
       if mergeTable[key] == nil {
-        mergeTable[key] = UInt64(rank) << 32 | UInt64(UInt32(intern(left + right)))
+        mergeTable[key] = UInt64(rule.rank) << 32 | UInt64(UInt32(intern(rule.left + rule.right)))
       }
     }
+    let tables = Tokenizer.sentencePieceTables(algorithm: algorithm, symbols: symbols, ids: ids, kinds: kinds)
 
     self.tokens = tokens
     self.kinds = kinds
     self.ids = ids
     self.byteSymbols = byteSymbols
+    self.scalarSymbols = tables.scalarSymbols
+    self.byteTokens = tables.byteTokens
+    self.tokenBytes = tables.tokenBytes
+    self.stripsLeadingSpace = algorithm != .byteLevelBPE && algorithm != .sentencePieceBPE(prefix: .none)
     self.extraSymbols = extraSymbols
     self.merges = mergeTable
     self.specials = SpecialTokenMatcher(tokens: tokens, kinds: kinds)
     self.bosID = bosID
     self.eosID = eosID
     self.padID = padID
+    self.unkID = unkID
+    self.algorithm = algorithm
     self.preTokenizer = preTokenizer
     self.addBOS = addBOS
     self.ignoresMerges = ignoresMerges
@@ -148,11 +178,17 @@ public final class Tokenizer: Sendable {
     if addBOS, let bosID { output.append(Int32(bosID)) }
     let scalars = Array(text.unicodeScalars)
     var encoder = PieceEncoder(tokenizer: self)
+    func encodeOrdinary(_ range: Range<Int>) {
+      switch algorithm {
+      case .byteLevelBPE: encoder.encodeOrdinary(scalars[range], into: &output)
+      case .sentencePieceBPE(let prefix): encodeSentencePiece(scalars[range], prefix: prefix, into: &output)
+      }
+    }
     var start = 0
     var position = 0
     while position < scalars.count {
       if let match = specials.longestMatch(in: scalars, at: position, parseSpecial: parseSpecial) {
-        encoder.encodeOrdinary(scalars[start..<position], into: &output)
+        encodeOrdinary(start..<position)
         output.append(match.id)
         position += match.length
         start = position
@@ -160,7 +196,7 @@ public final class Tokenizer: Sendable {
         position += 1
       }
     }
-    encoder.encodeOrdinary(scalars[start..<scalars.count], into: &output)
+    encodeOrdinary(start..<scalars.count)
     return output
   }
 
@@ -231,6 +267,8 @@ public final class Tokenizer: Sendable {
 
   /// Decodes ids to text; ids outside the vocabulary are skipped, and so are control, unknown
   /// and unused tokens when `skipSpecial` is true. Invalid UTF-8 becomes U+FFFD.
+  /// SentencePiece-style tokenizers with a space prefix drop one leading space of the result
+  /// (as Hugging Face's `Strip` decoder does).
   public func decode(_ ids: [Int32], skipSpecial: Bool = false) -> String {
     var bytes: [UInt8] = []
     bytes.reserveCapacity(ids.count * 4)
@@ -238,11 +276,15 @@ public final class Tokenizer: Sendable {
       if skipSpecial && kinds[Int(id)].isSkippable { continue }
       appendBytes(of: Int(id), to: &bytes)
     }
+    if stripsLeadingSpace && bytes.first == UInt8(ascii: " ") {
+      return String(decoding: bytes[1...], as: UTF8.self)
+    }
     return String(decoding: bytes, as: UTF8.self)
   }
 
   /// The raw bytes a token stands for (for streaming decode of partial UTF-8); special
-  /// tokens give their literal text, ids outside the vocabulary give no bytes.
+  /// tokens give their literal text, ids outside the vocabulary give no bytes. A
+  /// SentencePiece-style "▁" gives a space (the leading one is kept).
   public func bytes(of id: Int32) -> [UInt8] {
     guard tokens.indices.contains(Int(id)) else { return [] }
     var bytes: [UInt8] = []
@@ -251,6 +293,10 @@ public final class Tokenizer: Sendable {
   }
 
   private func appendBytes(of id: Int, to bytes: inout [UInt8]) {
+    if case .sentencePieceBPE = algorithm {
+      appendSentencePieceBytes(of: id, to: &bytes)
+      return
+    }
     let token = tokens[id]
     guard kinds[id] == .normal else {
       bytes.append(contentsOf: token.utf8)
@@ -273,7 +319,8 @@ public final class Tokenizer: Sendable {
     ids[token]
   }
 
-  /// The vocabulary string of an id (byte-level encoded for normal tokens), nil if out of range.
+  /// The vocabulary string of an id (byte-level encoded for normal tokens of byte-level
+  /// tokenizers, with "▁" for spaces in SentencePiece-style ones), nil if out of range.
   public func token(of id: Int32) -> String? {
     tokens.indices.contains(Int(id)) ? tokens[Int(id)] : nil
   }

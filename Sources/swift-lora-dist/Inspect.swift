@@ -91,8 +91,9 @@ struct Inspect: ParsableCommand {
       func named(_ id: Int?) -> String {
         id.map { "\($0) \(tokenizer.token(of: Int32($0)) ?? "?")" } ?? "none"
       }
+      let split = tokenizer.algorithm == .byteLevelBPE ? "pre-tokenizer \(tokenizer.preTokenizer), " : ""
       var summary =
-        "tokenizer: byte-level BPE, \(tokenizer.vocabularySize) tokens, pre-tokenizer \(tokenizer.preTokenizer), "
+        "tokenizer: \(tokenizer.algorithm), \(tokenizer.vocabularySize) tokens, \(split)"
         + "bos \(named(tokenizer.bosID)), eos \(named(tokenizer.eosID)), pad \(named(tokenizer.padID))"
       if case .gguf(let gguf) = files, let merges = gguf.metadata["tokenizer.ggml.merges"]?.array?.count {
         summary += ", \(merges) merges"

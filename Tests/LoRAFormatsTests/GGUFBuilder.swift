@@ -7,6 +7,8 @@ struct GGUFBuilder {
     case f32(Float)
     case string(String)
     case strings([String])
+    case floats([Float])
+    case int32s([Int32])
     case bool(Bool)
   }
   struct TensorEntry {
@@ -39,6 +41,10 @@ struct GGUFBuilder {
       case .strings(let list):
         out += le(UInt32(9)) + le(UInt32(8)) + le(UInt64(list.count))
         for s in list { out += string(s) }
+      case .floats(let list):
+        out += le(UInt32(9)) + le(UInt32(6)) + le(UInt64(list.count)) + list.flatMap { le($0.bitPattern) }
+      case .int32s(let list):
+        out += le(UInt32(9)) + le(UInt32(5)) + le(UInt64(list.count)) + list.flatMap { le($0) }
       }
     }
     var offsets: [UInt64] = []
