@@ -47,20 +47,12 @@ struct Bench: ParsableCommand {
       "Train K adapters: fused (micro-batches stacked into one pass) against sequential (one after another); --batch is per adapter. With --local-ranks the fused group spreads over the ranks, and each adapter alone runs on the same cores."
   )
   var adapters: Int?
-  @Option(
-    name: .customLong("local-ranks"),
-    help:
-      "Data-parallel ranks as threads of this process (as train --local-ranks), each with --threads kernel threads; the base is held once."
-  )
-  var localRanks: Int?
+  @OptionGroup var ranks: LocalRankOptions
   @OptionGroup var output: JSONOutputOptions
 
   func validate() throws {
     guard batch >= 1, seq >= 2, steps >= 1, warmup >= 0 else {
       throw ValidationError("--batch ≥ 1, --seq ≥ 2, --steps ≥ 1 and --warmup ≥ 0 are needed")
-    }
-    if let localRanks {
-      guard localRanks >= 1 else { throw ValidationError("--local-ranks must be at least 1") }
     }
   }
 
@@ -68,7 +60,7 @@ struct Bench: ParsableCommand {
     if let adapters {
       guard adapters >= 1 else { throw ValidationError("--adapters must be at least 1") }
       let results: [FusedBenchResult?]
-      if let localRanks, localRanks > 1 {
+      if let localRanks = ranks.localRanks, localRanks > 1 {
         let command = UncheckedSendable(self)
         results = try Ranks.threads(localRanks) { comm in try command.value.measureFused(adapters, comm) }
       } else {
@@ -78,7 +70,7 @@ struct Bench: ParsableCommand {
       return
     }
     let result: BenchResult?
-    if let localRanks, localRanks > 1 {
+    if let localRanks = ranks.localRanks, localRanks > 1 {
       let command = UncheckedSendable(self)
       result = try Ranks.threads(localRanks) { comm in try command.value.measure(comm) }[0]
     } else {

@@ -24,3 +24,28 @@ struct ThreadOptions: ParsableArguments {
 struct JSONOutputOptions: ParsableArguments {
   @Flag(help: "Print one JSON object.") var json = false
 }
+
+/// `--local-ranks`: data-parallel ranks as threads of this process, sharing one base.
+struct LocalRankOptions: ParsableArguments {
+  @Option(
+    name: .customLong("local-ranks"),
+    help:
+      "Run N data-parallel ranks as threads of this process (without mpirun), each with --threads kernel threads; the base is held once."
+  )
+  var localRanks: Int?
+
+  func validate() throws {
+    if let localRanks, localRanks < 1 { throw ValidationError("--local-ranks must be at least 1") }
+  }
+}
+
+/// `--adapter` (repeatable) and `--force`: adapters to apply to the base.
+struct AdapterOptions: ParsableArguments {
+  @Option(
+    help:
+      "An adapter: a training output folder, a .sldckpt checkpoint, a PEFT folder or a GGUF LoRA file; repeat for several."
+  )
+  var adapter: [String] = []
+  @Flag(help: "Use a checkpoint even if it was trained on a base with another fingerprint.")
+  var force = false
+}

@@ -30,15 +30,9 @@ struct Eval: ParsableCommand {
       """)
 
   @OptionGroup var base: BaseModelOptions
-  @Option(
-    help:
-      "An adapter to apply: a training output folder, a .sldckpt checkpoint, a PEFT folder or a GGUF LoRA file; repeat to score several from one loaded base."
-  )
-  var adapter: [String] = []
+  @OptionGroup var adapters: AdapterOptions
   @Flag(help: "Merge each adapter into the base's weights in turn instead of applying it as low-rank terms.")
   var merged = false
-  @Flag(help: "Apply a checkpoint even if it was trained on a base with another fingerprint.")
-  var force = false
   @Option(help: "Data (JSON Lines).") var data: String
   @Option(
     name: .customLong("format"), help: "Data format: auto, text, prompt_completion, messages, input_ids.")
@@ -68,7 +62,9 @@ struct Eval: ParsableCommand {
     let files = try ModelFiles.open(base.model)
     let tokenizer = try Tokenizer.load(files)
     let (llama, _) = try LlamaModel.load(files)
-    let loras = try adapter.map { try AdapterFile.load($0, model: llama, files: files, force: force).adapter }
+    let loras = try adapters.adapter.map {
+      try AdapterFile.load($0, model: llama, files: files, force: adapters.force).adapter
+    }
     var examples = try DatasetLoader.load(
       path: data, tokenizer: tokenizer,
       options: DatasetOptions(format: DataFormat(rawValue: dataFormat)!, maxSequenceLength: maxSeqLen)
@@ -78,7 +74,7 @@ struct Eval: ParsableCommand {
       merged ? TaskSwitcher(base: llama, targets: Set(loras.flatMap { $0.modules.map(\.target) })) : nil
     var results: [EvalResult] = []
     for (path, lora) in zip(
-      adapter.isEmpty ? [nil] : adapter.map { Optional($0) },
+      adapters.adapter.isEmpty ? [nil] : adapters.adapter.map { Optional($0) },
       loras.isEmpty ? [nil] : loras.map { Optional($0) })
     {
       var switchSeconds: Double?

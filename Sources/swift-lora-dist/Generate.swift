@@ -30,13 +30,7 @@ struct Generate: ParsableCommand {
 
   @OptionGroup var base: BaseModelOptions
 
-  @Option(
-    help:
-      "An adapter to apply: a training output folder, a .sldckpt checkpoint, a PEFT folder or a GGUF LoRA file; repeat to answer with several."
-  )
-  var adapter: [String] = []
-  @Flag(help: "Apply a checkpoint even if it was trained on a base with another fingerprint.")
-  var force = false
+  @OptionGroup var adapters: AdapterOptions
 
   @Option(help: "Text to continue, as is.")
   var prompt: String?
@@ -100,7 +94,9 @@ struct Generate: ParsableCommand {
       text = prompt ?? ""
     }
     let ids = tokenizer.encode(text)
-    let loras = try adapter.map { try AdapterFile.load($0, model: llama, files: files, force: force).adapter }
+    let loras = try adapters.adapter.map {
+      try AdapterFile.load($0, model: llama, files: files, force: adapters.force).adapter
+    }
     if loras.count > 1 {
       try generateSeveral(llama, loras, prompt: ids, stop: stop, tokenizer: tokenizer)
       return
@@ -177,7 +173,7 @@ extension Generate {
       active = active.filter { !stop.contains(outputs[$0].last!) && outputs[$0].count < maxTokens }
     }
     let seconds = Double(DispatchTime.now().uptimeNanoseconds - promptDone) / 1e9
-    for (path, output) in zip(adapter, outputs) {
+    for (path, output) in zip(adapters.adapter, outputs) {
       let text = tokenizer.decode(output.filter { !stop.contains($0) })
       if json {
         let stats = GenerationStats(

@@ -26,13 +26,7 @@ struct Merge: ParsableCommand {
 
   @OptionGroup var base: BaseModelOptions
 
-  @Option(
-    help:
-      "An adapter: a training output folder, a .sldckpt checkpoint, a PEFT folder or a GGUF LoRA; repeat to merge several."
-  )
-  var adapter: [String] = []
-  @Flag(help: "Merge a checkpoint even if it was trained on a base with another fingerprint.")
-  var force = false
+  @OptionGroup var adapters: AdapterOptions
 
   @Option(help: "Weight of each adapter, in --adapter order (default 1 each); repeat once per adapter.")
   var weight: [Double] = []
@@ -52,10 +46,10 @@ struct Merge: ParsableCommand {
   @OptionGroup var threading: ThreadOptions
 
   func validate() throws {
-    guard !adapter.isEmpty else { throw ValidationError("give at least one --adapter") }
-    guard weight.isEmpty || weight.count == adapter.count else {
+    guard !adapters.adapter.isEmpty else { throw ValidationError("give at least one --adapter") }
+    guard weight.isEmpty || weight.count == adapters.adapter.count else {
       throw ValidationError(
-        "\(weight.count) --weight value(s) for \(adapter.count) --adapter(s); give one --weight per --adapter, or none"
+        "\(weight.count) --weight value(s) for \(adapters.adapter.count) --adapter(s); give one --weight per --adapter, or none"
       )
     }
     guard MergedModel.Format(rawValue: format) != nil else {
@@ -76,7 +70,8 @@ struct Merge: ParsableCommand {
     let files = try ModelFiles.open(base.model)
     try MergedModel.check(format: format, base: files)
     let (llama, _) = try LlamaModel.load(files)
-    let adapters = try adapter.map {
+    let force = self.adapters.force
+    let adapters = try self.adapters.adapter.map {
       try AdapterFile.load($0, model: llama, files: files, force: force).adapter
     }
     let merge = try MergedModel(

@@ -109,10 +109,7 @@ struct Train: ParsableCommand {
   var resume: String?
   @Flag(help: "Resume even if the checkpoint was trained on a base model with another fingerprint.")
   var force = false
-  @Option(
-    name: .customLong("local-ranks"),
-    help: "Run N data-parallel ranks as threads of this process (without mpirun; for tests and laptops).")
-  var localRanks: Int?
+  @OptionGroup var ranks: LocalRankOptions
   @Option(
     name: .customLong("check-every"),
     help: "Every K updates, check that all ranks hold the same adapter (a hash compared across ranks).")
@@ -161,7 +158,7 @@ struct Train: ParsableCommand {
     c.fullEvery = fullEvery
     c.resume = resume
     c.force = force ? true : nil
-    c.localRanks = localRanks
+    c.localRanks = ranks.localRanks
     c.checkEvery = checkEvery
     return c
   }
@@ -175,7 +172,7 @@ struct Train: ParsableCommand {
       defer { withExtendedLifetime(signals) {} }
       let runner = JobRun(job: job, progress: progress, stop: stop)
       let stopped: Bool
-      if let ranks = localRanks, ranks > 1 {
+      if let ranks = self.ranks.localRanks, ranks > 1 {
         stopped = try Ranks.threads(ranks) { comm in try runner.execute(world: comm) }[0]
       } else {
         stopped = try Ranks.run { world in try runner.execute(world: world) }
