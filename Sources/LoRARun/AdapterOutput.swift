@@ -156,30 +156,49 @@ public final class AdapterOutput {
     try resolved.write(to: folder.appendingPathComponent("training_config.json"), options: .atomic)
   }
 
+  /// One line of a metrics file: its event, the update it belongs to, its fields and text.
+  public struct Record {
+    public var event: String
+    public var step: Int
+    public var fields: [String: Any]
+    public var line: Substring
+
+    /// The number at `key`, nil when absent.
+    public func number(_ key: String) -> Double? { (fields[key] as? NSNumber)?.doubleValue }
+  }
+
+  /// The lines of the metrics file at `url` that have an event and a step, in file order;
+  /// none when it is missing or unreadable, and lines that do not parse are passed over.
+  public static func records(_ url: URL) -> [Record] {
+    let text = (try? String(contentsOf: url, encoding: .utf8)) ?? ""
+    return text.split(separator: "\n").compactMap { line in
+      guard let fields = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+        let event = fields["event"] as? String, let step = fields["step"] as? Int
+      else { return nil }
+      return Record(event: event, step: step, fields: fields, line: line)
+    }
+  }
+
   /// The steps and validations up to update `step` in a metrics file, and its lines that
   /// belong to them.
   public static func history(_ url: URL, upTo step: Int, totalSteps: Int) -> (
     [StepMetrics], [(step: Int, loss: Double)], [String]
   ) {
-    let text = (try? String(contentsOf: url, encoding: .utf8)) ?? ""
     var kept: [String] = []
     var steps: [StepMetrics] = []
     var validations: [(step: Int, loss: Double)] = []
-    for line in text.split(separator: "\n") {
-      guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-        let event = object["event"] as? String, let at = object["step"] as? Int, at <= step
-      else { continue }
-      kept.append(String(line))
-      func number(_ key: String) -> Double { (object[key] as? NSNumber)?.doubleValue ?? .nan }
-      if event == "step" {
+    for record in records(url) where record.step <= step {
+      kept.append(String(record.line))
+      func number(_ key: String) -> Double { record.number(key) ?? .nan }
+      if record.event == "step" {
         steps.append(
           StepMetrics(
-            step: at, totalSteps: totalSteps, loss: number("loss"), learningRate: number("lr"),
-            gradientNorm: number("grad_norm"), tokens: object["tokens"] as? Int ?? 0,
-            trainedTokens: object["trained_tokens"] as? Int ?? 0, seconds: number("seconds"),
+            step: record.step, totalSteps: totalSteps, loss: number("loss"), learningRate: number("lr"),
+            gradientNorm: number("grad_norm"), tokens: record.fields["tokens"] as? Int ?? 0,
+            trainedTokens: record.fields["trained_tokens"] as? Int ?? 0, seconds: number("seconds"),
             tokensPerSecond: number("tokens_per_second"), epoch: number("epoch"), etaSeconds: 0))
-      } else if event == "validation" {
-        validations.append((at, number("loss")))
+      } else if record.event == "validation" {
+        validations.append((record.step, number("loss")))
       }
     }
     return (steps, validations, kept)

@@ -9,27 +9,22 @@ extension JobReport.Adapter {
   /// gives an adapter with no history. Lines that do not parse are passed over.
   public static func read(name: String, output: URL, sweep: SweepMember? = nil) -> Self {
     var adapter = Self(name: name, output: output, sweep: sweep)
-    let text =
-      (try? String(contentsOf: output.appendingPathComponent("metrics.jsonl"), encoding: .utf8)) ?? ""
     var losses: [Int: Double] = [:]
     var rungs: [Int: Double] = [:]
-    for line in text.split(separator: "\n") {
-      guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-        let event = object["event"] as? String, let step = object["step"] as? Int
-      else { continue }
-      func number(_ key: String) -> Double? { (object[key] as? NSNumber)?.doubleValue }
-      switch event {
+    for record in AdapterOutput.records(output.appendingPathComponent("metrics.jsonl")) {
+      let step = record.step
+      switch record.event {
       case "step":
         adapter.steps += 1
-        adapter.trainedTokens += object["trained_tokens"] as? Int ?? 0
-        adapter.trainingSeconds += number("seconds") ?? 0
+        adapter.trainedTokens += record.fields["trained_tokens"] as? Int ?? 0
+        adapter.trainingSeconds += record.number("seconds") ?? 0
       case "validation":
-        losses[step] = number("loss") ?? .nan
+        losses[step] = record.number("loss") ?? .nan
       case "halved":
-        rungs[step] = number("validation_loss") ?? .nan
-        if object["kept"] as? Bool == false { adapter.haltedAt = step }
+        rungs[step] = record.number("validation_loss") ?? .nan
+        if record.fields["kept"] as? Bool == false { adapter.haltedAt = step }
       case "unit":
-        if let unit = unit(object) { adapter.units.append(unit) }
+        if let unit = unit(record.fields) { adapter.units.append(unit) }
       default:
         continue
       }

@@ -20,29 +20,26 @@ extension TrainingSettings {
   /// `train`'s flags and file and for each adapter of a job file (docs/training.md).
   public func validate() throws(SettingsError) {
     typealias K = CodingKeys
-    func check(_ key: K, _ ok: Bool, _ message: @autoclosure () -> String) throws(SettingsError) {
-      if !ok { throw SettingsError([key.stringValue], message()) }
-    }
     func names(_ all: [String]) -> String { all.joined(separator: ", ") }
     if let v = validationFraction {
-      try check(.validationFraction, v >= 0 && v < 1, "must be in [0, 1), got \(v)")
+      try Self.check(.validationFraction, v >= 0 && v < 1, "must be in [0, 1), got \(v)")
     }
     if let v = format {
-      try check(
+      try Self.check(
         .format, DataFormat(rawValue: v) != nil,
         "format '\(v)' is not one of \(names(DataFormat.allCases.map(\.rawValue)))")
     }
-    if let v = maxSeqLen { try check(.maxSeqLen, v >= 2, "must be at least 2, got \(v)") }
+    if let v = maxSeqLen { try Self.check(.maxSeqLen, v >= 2, "must be at least 2, got \(v)") }
     if let v = targets {
       do { _ = try LoRAConfig(targetModules: v).targets() } catch {
         throw SettingsError([K.targets.stringValue], "\(error)")
       }
     }
-    if let v = rank { try check(.rank, v >= 1, "LoRA rank must be at least 1, got \(v)") }
-    if let v = alpha { try check(.alpha, v > 0 && v.isFinite, "LoRA alpha must be positive, got \(v)") }
-    if let v = dropout { try check(.dropout, v >= 0 && v < 1, "must be in [0, 1), got \(v)") }
+    if let v = rank { try Self.check(.rank, v >= 1, "LoRA rank must be at least 1, got \(v)") }
+    if let v = alpha { try Self.check(.alpha, v > 0 && v.isFinite, "LoRA alpha must be positive, got \(v)") }
+    if let v = dropout { try Self.check(.dropout, v >= 0 && v < 1, "must be in [0, 1), got \(v)") }
     if let v = layers {
-      try check(
+      try Self.check(
         .layers, !v.isEmpty && v.allSatisfy { $0 >= 0 }, "must be layer indices (0 or more), at least one")
     }
     for (module, r) in (rankPattern ?? [:]).sorted(by: { $0.key < $1.key }) where r < 1 {
@@ -52,7 +49,7 @@ extension TrainingSettings {
       throw SettingsError([K.alphaPattern.stringValue, module], "LoRA alpha must be positive, got \(a)")
     }
     if let v = initWeights {
-      try check(
+      try Self.check(
         .initWeights, ["default", "gaussian"].contains(v), "expected default or gaussian, got '\(v)'")
     }
     try validateOptimization()
@@ -60,30 +57,39 @@ extension TrainingSettings {
 
   /// The optimizer, schedule, batch, validation and checkpoint settings.
   private func validateOptimization() throws(SettingsError) {
-    typealias K = CodingKeys
-    func check(_ key: K, _ ok: Bool, _ message: @autoclosure () -> String) throws(SettingsError) {
-      if !ok { throw SettingsError([key.stringValue], message()) }
+    if let v = lr {
+      try Self.check(.lr, v > 0 && v.isFinite, "learning rate must be a positive number, got \(v)")
     }
-    if let v = lr { try check(.lr, v > 0 && v.isFinite, "learning rate must be a positive number, got \(v)") }
     if let v = schedule {
-      try check(
+      try Self.check(
         .schedule, LearningRateSchedule.Kind(rawValue: v) != nil,
         "schedule '\(v)' is not one of "
           + LearningRateSchedule.Kind.allCases.map(\.rawValue).joined(separator: ", "))
     }
-    if let v = warmup { try check(.warmup, v >= 0, "must be 0 or more, got \(v)") }
-    if let v = steps { try check(.steps, v >= 1, "must be at least 1, got \(v)") }
-    if let v = epochs { try check(.epochs, v > 0 && v.isFinite, "must be positive, got \(v)") }
-    if let v = batchSize { try check(.batchSize, v >= 1, "must be at least 1, got \(v)") }
-    if let v = microBatch { try check(.microBatch, v >= 1, "must be at least 1, got \(v)") }
-    if let v = weightDecay { try check(.weightDecay, v >= 0 && v.isFinite, "must be 0 or more, got \(v)") }
-    if let v = beta1 { try check(.beta1, v >= 0 && v < 1, "must be in [0, 1), got \(v)") }
-    if let v = beta2 { try check(.beta2, v >= 0 && v < 1, "must be in [0, 1), got \(v)") }
-    if let v = eps { try check(.eps, v > 0 && v.isFinite, "must be positive, got \(v)") }
-    if let v = maxGradNorm { try check(.maxGradNorm, v >= 0 && v.isFinite, "must be 0 or more, got \(v)") }
-    if let v = evalEvery { try check(.evalEvery, v >= 0, "must be 0 or more, got \(v)") }
-    if let v = checkpointEvery { try check(.checkpointEvery, v >= 0, "must be 0 or more, got \(v)") }
-    if let v = keep { try check(.keep, v >= 1, "must be at least 1, got \(v)") }
-    if let v = fullEvery { try check(.fullEvery, v >= 1, "must be at least 1, got \(v)") }
+    if let v = warmup { try Self.check(.warmup, v >= 0, "must be 0 or more, got \(v)") }
+    if let v = steps { try Self.check(.steps, v >= 1, "must be at least 1, got \(v)") }
+    if let v = epochs { try Self.check(.epochs, v > 0 && v.isFinite, "must be positive, got \(v)") }
+    if let v = batchSize { try Self.check(.batchSize, v >= 1, "must be at least 1, got \(v)") }
+    if let v = microBatch { try Self.check(.microBatch, v >= 1, "must be at least 1, got \(v)") }
+    if let v = weightDecay {
+      try Self.check(.weightDecay, v >= 0 && v.isFinite, "must be 0 or more, got \(v)")
+    }
+    if let v = beta1 { try Self.check(.beta1, v >= 0 && v < 1, "must be in [0, 1), got \(v)") }
+    if let v = beta2 { try Self.check(.beta2, v >= 0 && v < 1, "must be in [0, 1), got \(v)") }
+    if let v = eps { try Self.check(.eps, v > 0 && v.isFinite, "must be positive, got \(v)") }
+    if let v = maxGradNorm {
+      try Self.check(.maxGradNorm, v >= 0 && v.isFinite, "must be 0 or more, got \(v)")
+    }
+    if let v = evalEvery { try Self.check(.evalEvery, v >= 0, "must be 0 or more, got \(v)") }
+    if let v = checkpointEvery { try Self.check(.checkpointEvery, v >= 0, "must be 0 or more, got \(v)") }
+    if let v = keep { try Self.check(.keep, v >= 1, "must be at least 1, got \(v)") }
+    if let v = fullEvery { try Self.check(.fullEvery, v >= 1, "must be at least 1, got \(v)") }
+  }
+
+  /// Throws `message` about `key` unless `ok`.
+  private static func check(
+    _ key: CodingKeys, _ ok: Bool, _ message: @autoclosure () -> String
+  ) throws(SettingsError) {
+    if !ok { throw SettingsError([key.stringValue], message()) }
   }
 }
