@@ -56,7 +56,7 @@ extension JobReport.Adapter {
 
   /// The rung of `retired.json` in `output` (successive halving stopped the adapter there).
   static func retiredStep(_ output: URL) -> Int? {
-    guard let data = try? Data(contentsOf: output.appendingPathComponent("retired.json")),
+    guard let data = try? Data(contentsOf: TrainingPlan.retiredMarker(in: output)),
       let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
     else { return nil }
     return object["step"] as? Int

@@ -103,8 +103,11 @@ extension UnitRun {
 }
 
 extension TrainingPlan {
-  /// `retired.json` in the output folder: successive halving stopped this adapter.
-  public var retiredMarker: URL { output.appendingPathComponent("retired.json") }
+  /// `retired.json` in an output folder: successive halving stopped that adapter.
+  public static func retiredMarker(in output: URL) -> URL { output.appendingPathComponent("retired.json") }
+
+  /// This adapter's `retired.json`.
+  public var retiredMarker: URL { Self.retiredMarker(in: output) }
 
   /// Whether an earlier run finished this adapter: its PEFT adapter and report are written,
   /// and its newest checkpoint is at its last update (or successive halving retired it).
