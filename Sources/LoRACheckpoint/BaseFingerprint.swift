@@ -13,11 +13,14 @@ import LoRAModel
 /// `~/.cache/swift-lora-dist/fingerprints/` when that folder cannot be written, keyed by
 /// the model files' sizes and modification times.
 public enum BaseFingerprint {
-  /// Hashes `weights` (no cache).
+  /// Hashes `weights` (no cache). The values hashed are the file's, in fp32, whatever
+  /// precision the base is held in, so a bf16-held and an fp32-held base agree.
   public static func compute(_ weights: LlamaWeights) -> String {
     var hash = SHA256()
     let chunk = 1 << 20
-    for (name, tensor) in weights.named {
+    for (name, held) in weights.named {
+      // Read again from the file when held in bf16; it was read at load, so it reads now.
+      let tensor = held.f32 ?? (try? weights.fp32(name)) ?? held.widened()
       hash.update(data: Array("\(name)\n\(tensor.shape.map(String.init).joined(separator: ","))\n".utf8))
       var start = 0
       while start < tensor.count {

@@ -121,7 +121,7 @@ public struct MergedModel {
 
   /// The frozen base weight of `target` in `layer`, Hugging Face layout: [OUT, IN].
   func baseWeight(layer: Int, target: LoRATarget) -> Tensor {
-    model.weights.layers[layer].matrix(target)
+    model.weights.layers[layer].matrix(target).widened()
   }
 
   /// Whether any adapter adapts `target` of `layer`.
@@ -226,7 +226,7 @@ public struct MergedModel {
     let w = model.weights
     let st = dtype.safetensors
     var tensors: [(name: String, tensor: Tensor, dtype: SafetensorsWriter.DType)] = [
-      ("model.embed_tokens.weight", w.embedding, st)
+      ("model.embed_tokens.weight", w.embedding.widened(), st)
     ]
     for l in 0..<c.layers {
       let p = "model.layers.\(l)."
@@ -244,7 +244,7 @@ public struct MergedModel {
       }
     }
     tensors.append(("model.norm.weight", w.finalNorm, st))
-    if w.output !== w.embedding { tensors.append(("lm_head.weight", w.output, st)) }
+    if !w.output.isIdentical(to: w.embedding) { tensors.append(("lm_head.weight", w.output.widened(), st)) }
 
     let target = URL(fileURLWithPath: path)
     let parent = target.deletingLastPathComponent()

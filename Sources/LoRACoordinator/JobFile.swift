@@ -1,4 +1,5 @@
 import Foundation
+import LoRAModel
 import LoRATraining
 import LoRAYAML
 
@@ -19,7 +20,7 @@ import LoRAYAML
 /// error is a ``JobFileError`` naming the file, line and key path.
 public struct JobFile: Sendable {
   /// The top-level keys.
-  public static let keys = ["model", "output", "placement", "defaults", "adapters"]
+  public static let keys = ["model", "base_precision", "output", "placement", "defaults", "adapters"]
   /// Keys an adapter entry has besides the training settings.
   public static let adapterOnlyKeys = [
     "name", "placement", "group", "ranks", "priority", "sweep", "successive_halving",
@@ -35,6 +36,8 @@ public struct JobFile: Sendable {
   public var folder: String
   /// The base model (absolute; `~` expanded).
   public var model: String
+  /// How the base is held (`base_precision`; default auto).
+  public var basePrecision: BasePrecision
   /// The parent output folder (absolute), if given.
   public var output: String?
   /// The default placement of the adapters.
@@ -71,6 +74,15 @@ public struct JobFile: Sendable {
     }
     let model = resolver.resolve(try modelField.string())
     let output = try top["output"].map { resolver.resolve(try $0.string()) }
+    var basePrecision = BasePrecision.auto
+    if let field = top["base_precision"] {
+      guard let value = BasePrecision(rawValue: try field.string()) else {
+        throw field.error(
+          .invalidValue,
+          "base_precision must be one of \(BasePrecision.allCases.map(\.rawValue).joined(separator: ", "))")
+      }
+      basePrecision = value
+    }
     let placement = try top["placement"].map(Self.placement) ?? .auto
 
     var defaults = AdapterSettings()
@@ -102,7 +114,8 @@ public struct JobFile: Sendable {
       }
     }
     let job = JobFile(
-      path: path, folder: folder, model: model, output: output, placement: placement, defaults: defaults,
+      path: path, folder: folder, model: model, basePrecision: basePrecision, output: output,
+      placement: placement, defaults: defaults,
       adapters: adapters)
     try job.checkNamesOutputsAndGroups()
     return job

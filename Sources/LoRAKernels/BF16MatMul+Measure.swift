@@ -24,3 +24,25 @@ extension BF16MatMul {
     ) { () throws(BF16Error) in try multiply(into: y, x, weight, transposeB: transposeB) }
   }
 }
+
+extension BF16Products {
+  /// Times `y[M, N] = x[M, K] · Wᵀ` with W in bf16 on the current route, split over the
+  /// kernel threads as the model's products are: the bf16 peak a bf16 base's utilisation is
+  /// measured against (the shape of `GEMM.measure`).
+  public static func measure(
+    m: Int = 1024, n: Int = 1536, k: Int = 576, minimumSeconds: Double = 0.5, minimumRepetitions: Int = 3
+  ) throws(BF16Error) -> GEMM.Measurement {
+    var random = SeededRandom(seed: 0x5EED)
+    let x = Tensor(zeros: [m, k])
+    let w = Tensor(zeros: [n, k])
+    for t in [x, w] {
+      t.withUnsafeMutableBufferPointer { for i in $0.indices { $0[i] = random.nextUnitFloat() - 0.5 } }
+    }
+    let weight = try BF16Tensor(converting: w, name: "measurement weight")
+    let y = Tensor(zeros: [m, n])
+    try check()
+    return try GEMM.Measurement.timing(
+      m: m, n: n, k: k, minimumSeconds: minimumSeconds, minimumRepetitions: minimumRepetitions
+    ) { () throws(BF16Error) in multiply(into: y, x, weight, transposeB: .transposed) }
+  }
+}

@@ -25,7 +25,8 @@ public enum BF16MatMul {
   /// - Throws: `BF16Error.dnnl` when oneDNN cannot make or run the product (e.g. a CPU
   ///   without AVX-512, where oneDNN 2.x has no bf16 matmul).
   public static func multiply(
-    into c: Tensor, _ a: Tensor, _ b: BF16Tensor, transposeB opB: Transpose = .none, beta: Float = 0
+    into c: Tensor, _ a: Tensor, _ b: BF16Tensor, transposeB opB: Transpose = .none, beta: Float = 0,
+    threads: Int? = nil
   ) throws(BF16Error) {
     let (m, k) = matrixShape(a.shape)
     let (bRows, bCols) = matrixShape(b.shape)
@@ -39,7 +40,8 @@ public enum BF16MatMul {
       c.withUnsafeMutableBufferPointer { for i in $0.indices { $0[i] = beta == 0 ? 0 : beta * $0[i] } }
       return
     }
-    let key = DNNLProductKey(m: m, n: n, k: k, transposed: opB == .transposed, beta: beta, threads: threads)
+    let key = DNNLProductKey(
+      m: m, n: n, k: k, transposed: opB == .transposed, beta: beta, threads: threads ?? Self.threads)
     omp_set_num_threads(Int32(key.threads))
     let context = try DNNLContext.current(for: key)
     let product = try context.product(for: key)
@@ -100,9 +102,10 @@ public enum BF16MatMul {
   /// oneDNN's name for the kernel it chose for this product on the calling thread's
   /// settings, e.g. "brg:avx512_core_bf16" (creates and caches the primitive).
   public static func implementation(
-    m: Int, n: Int, k: Int, transposeB opB: Transpose = .none, beta: Float = 0
+    m: Int, n: Int, k: Int, transposeB opB: Transpose = .none, beta: Float = 0, threads: Int? = nil
   ) throws(BF16Error) -> String {
-    let key = DNNLProductKey(m: m, n: n, k: k, transposed: opB == .transposed, beta: beta, threads: threads)
+    let key = DNNLProductKey(
+      m: m, n: n, k: k, transposed: opB == .transposed, beta: beta, threads: threads ?? Self.threads)
     omp_set_num_threads(Int32(key.threads))
     return try DNNLContext.current(for: key).product(for: key).implementation
   }

@@ -33,12 +33,44 @@ public final class RowInvariantGEMM: @unchecked Sendable {
   /// out (=|+=) x·wᵀ.
   /// - out: [B, N]; x: [B, K]; w: [N, K]; `accumulate` adds into out (beta 1).
   public func multiply(into out: Tensor, _ x: Tensor, _ w: Tensor, accumulate: Bool = false) {
+    let ws = UncheckedSendable(w.base)
     let k = w.shape.last ?? 0
-    let n = w.count / max(k, 1)
+    multiply(into: out, x, n: w.count / max(k, 1), k: k, accumulate: accumulate) { c0, _ in
+      UnsafePointer(ws.value + c0 * k)
+    }
+  }
+
+  /// The same with a frozen weight of either precision. A bf16 weight's chunk of rows is
+  /// widened (exactly) into the calling thread's scratch before its products, so each row
+  /// gets the bits the fp32 path gives for the same (bf16-valued) weights, and memory is
+  /// read at two bytes per weight.
+  /// - out: [B, N]; x: [B, K]; w: [N, K].
+  public func multiply(into out: Tensor, _ x: Tensor, _ w: FrozenMatrix, accumulate: Bool = false) {
+    switch w {
+    case .f32(let t):
+      multiply(into: out, x, t, accumulate: accumulate)
+    case .bf16(let t):
+      let k = t.shape.last ?? 0
+      let source = UncheckedSendable(UnsafePointer(t.base))
+      multiply(into: out, x, n: t.count / max(k, 1), k: k, accumulate: accumulate) { c0, width in
+        let chunk = WideningScratch.current.floats(width * k)
+        BFloat16.widen(chunk, source.value + c0 * k, count: width * k)
+        return UnsafePointer(chunk)
+      }
+    }
+  }
+
+  /// The products over weights whose rows `c0..<c0 + width` (`[width, K]`, contiguous)
+  /// `weightRows(c0, width)` returns; called once per chunk and block, on the thread that
+  /// multiplies with them.
+  private func multiply(
+    into out: Tensor, _ x: Tensor, n: Int, k: Int, accumulate: Bool,
+    weightRows: (Int, Int) -> UnsafePointer<Float>
+  ) {
     let rows = x.count / max(k, 1)
     precondition(
       x.count == rows * k && out.count == rows * n && k <= maxInput,
-      "row-invariant product: out\(out.shape) = x\(x.shape) · w\(w.shape)ᵀ (widest K \(maxInput))")
+      "row-invariant product: out\(out.shape) = x\(x.shape) · w[\(n), \(k)]ᵀ (widest K \(maxInput))")
     guard rows > 0 && n > 0 else { return }
     let mb = blockRows
     let blocks = (rows + mb - 1) / mb
@@ -51,11 +83,11 @@ public final class RowInvariantGEMM: @unchecked Sendable {
     }
     let beta: Float = accumulate ? 1 : 0
     if mb == 1 {
-      rowByRow(into: out, x, w, rows: rows, n: n, k: k, beta: beta)
+      rowByRow(into: out, x, rows: rows, n: n, k: k, beta: beta, weightRows: weightRows)
       return
     }
-    let (xs, ws, outs, pin, pout) = (
-      UncheckedSendable(x.base), UncheckedSendable(w.base), UncheckedSendable(out.base),
+    let (xs, outs, pin, pout) = (
+      UncheckedSendable(x.base), UncheckedSendable(out.base),
       UncheckedSendable(paddedInput.base), UncheckedSendable(paddedOutput.base)
     )
     Parallel.forRanges(blocks * chunks) { units, thread in
@@ -64,7 +96,7 @@ public final class RowInvariantGEMM: @unchecked Sendable {
         let c0 = chunk * Self.columnChunk
         let width = min(Self.columnChunk, n - c0)
         let r0 = block * mb
-        let weights = ws.value + c0 * k
+        let weights = weightRows(c0, width)
         if r0 + mb <= rows {
           cblas_sgemm(
             CblasRowMajor, CblasNoTrans, CblasTrans, blasint(mb), blasint(width), blasint(k), 1,
@@ -96,25 +128,29 @@ public final class RowInvariantGEMM: @unchecked Sendable {
   /// One matrix-vector product per row and column chunk, the rows inner, so a chunk of
   /// weights is read from memory once and from cache for the other rows.
   private func rowByRow(
-    into out: Tensor, _ x: Tensor, _ w: Tensor, rows: Int, n: Int, k: Int, beta: Float
+    into out: Tensor, _ x: Tensor, rows: Int, n: Int, k: Int, beta: Float,
+    weightRows: (Int, Int) -> UnsafePointer<Float>
   ) {
-    let (xs, ws, outs) = (UncheckedSendable(x.base), UncheckedSendable(w.base), UncheckedSendable(out.base))
+    let (xs, outs) = (UncheckedSendable(x.base), UncheckedSendable(out.base))
     let size = Self.rowChunk
     let chunks = (n + size - 1) / size
     // Small products stay on this thread (a dispatch costs more than they do); the split
     // never changes a value: each chunk is one call whichever thread makes it.
-    let body: (Range<Int>, Int) -> Void = { range, _ in
-      for chunk in range {
-        let c0 = chunk * size
-        let width = min(size, n - c0)
-        for r in 0..<rows {
-          cblas_sgemv(
-            CblasRowMajor, CblasNoTrans, blasint(width), blasint(k), 1, ws.value + c0 * k, blasint(k),
-            xs.value + r * k, 1, beta, outs.value + r * n + c0, 1)
+    withoutActuallyEscaping(weightRows) { weightRows in
+      let body: (Range<Int>, Int) -> Void = { range, _ in
+        for chunk in range {
+          let c0 = chunk * size
+          let width = min(size, n - c0)
+          let weights = weightRows(c0, width)
+          for r in 0..<rows {
+            cblas_sgemv(
+              CblasRowMajor, CblasNoTrans, blasint(width), blasint(k), 1, weights, blasint(k),
+              xs.value + r * k, 1, beta, outs.value + r * n + c0, 1)
+          }
         }
       }
+      if rows * n * k >= 1 << 16 { Parallel.forRanges(chunks, body) } else { body(0..<chunks, 0) }
     }
-    if rows * n * k >= 1 << 16 { Parallel.forRanges(chunks, body) } else { body(0..<chunks, 0) }
   }
 
   /// Output columns per matrix-vector call with one row per call.

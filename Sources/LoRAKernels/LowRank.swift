@@ -36,12 +36,12 @@ extension LowRank {
   /// once and writes the merged weight once.
   /// - weight, pristine: [OUT, IN]; a: [R, IN]; b: [OUT, R].
   public static func restore(
-    _ weight: Tensor, from pristine: Tensor, rows: Range<Int>,
+    _ weight: Tensor, from pristine: FrozenMatrix, rows: Range<Int>,
     merging module: (a: Tensor, b: Tensor, scale: Float)?
   ) {
     let input = weight.shape[1]
     let block = weight.view(offset: rows.lowerBound * input, shape: [rows.count, input])
-    block.copy(from: pristine.view(offset: rows.lowerBound * input, shape: [rows.count, input]))
+    pristine.copyRows(rows, into: block)
     guard let (a, b, scale) = module else { return }
     let rank = a.shape[0]
     let bRows = b.view(offset: rows.lowerBound * rank, shape: [rows.count, rank])

@@ -12,6 +12,16 @@ public enum OutputLoss {
     dHidden: Tensor?, hidden: Tensor, head: Tensor, targets: [Int32], gradientScale: Float, scratch: Tensor,
     chunkRows: Int
   ) -> (lossSum: Double, count: Int) {
+    forwardBackward(
+      dHidden: dHidden, hidden: hidden, head: .f32(head), targets: targets, gradientScale: gradientScale,
+      scratch: scratch, chunkRows: chunkRows)
+  }
+
+  /// The same with a frozen head of either precision.
+  public static func forwardBackward(
+    dHidden: Tensor?, hidden: Tensor, head: FrozenMatrix, targets: [Int32], gradientScale: Float,
+    scratch: Tensor, chunkRows: Int
+  ) -> (lossSum: Double, count: Int) {
     let width = head.shape.last ?? 0
     let vocabulary = head.count / max(width, 1)
     precondition(
@@ -30,10 +40,10 @@ public enum OutputLoss {
       for (i, row) in rows.enumerated() {
         (rowsBuffer + i * width).update(from: hidden.base + row * width, count: width)
       }
-      // logits [c, V] = rows [c, D] · headᵀ
-      GEMM.sgemm(
-        c: logits, a: rowsBuffer, .none, lda: width, b: head.base, .transposed, ldb: width, ldc: vocabulary,
-        m: rows.count, n: vocabulary, k: width, alpha: 1, beta: 0)
+      // logits [c, V] = rows [c, D] · headᵀ (for fp32, the sgemm call it always was)
+      let rowsView = scratch.view(offset: 0, shape: [rows.count, width])
+      let logitsView = scratch.view(offset: chunkRows * width, shape: [rows.count, vocabulary])
+      head.forward(into: logitsView, rowsView)
       let withGradient = dHidden != nil
       rowLosses.withUnsafeMutableBufferPointer { losses in
         let (lossList, logitBase) = (UncheckedSendable(losses), UncheckedSendable(logits))
@@ -58,9 +68,7 @@ public enum OutputLoss {
       lossSum += rowLosses[0..<rows.count].reduce(0, +)
       if let dHidden {
         // d rows [c, D] = dlogits [c, V] · head [V, D], then scattered back.
-        GEMM.sgemm(
-          c: rowsBuffer, a: logits, .none, lda: vocabulary, b: head.base, .none, ldb: width, ldc: width,
-          m: rows.count, n: width, k: vocabulary, alpha: 1, beta: 0)
+        head.inputGradient(into: rowsView, logitsView)
         for (i, row) in rows.enumerated() {
           (dHidden.base + row * width).update(from: rowsBuffer + i * width, count: width)
         }

@@ -194,7 +194,7 @@ public final class BatchDecoder: @unchecked Sendable {
   /// out (=|+=) x·Wᵀ (+ bias), then s·(x·Aᵀ)·Bᵀ added on each segment's rows, one row at a time.
   /// - out: [B, OUT]; x: [B, IN]; weight: [OUT, IN].
   private func project(
-    _ out: Tensor, _ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ layer: Int, _ target: LoRATarget,
+    _ out: Tensor, _ x: Tensor, _ weight: FrozenMatrix, _ bias: Tensor?, _ layer: Int, _ target: LoRATarget,
     _ segments: [(adapter: LoRAAdapter, rows: Range<Int>)], accumulate: Bool = false
   ) {
     products.multiply(into: out, x, weight, accumulate: accumulate)

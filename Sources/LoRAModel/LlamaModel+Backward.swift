@@ -127,15 +127,15 @@ extension LlamaModel {
 
       // MLP block: out = h + SwiGLU(gate, up)·Wdownᵀ.
       g.afterAttention.copy(from: g.stream)
-      GEMM.multiply(into: g.gate, g.stream, w.down)  // d activation [N, F]
+      w.down.inputGradient(into: g.gate, g.stream)  // d activation [N, F]
       if a.slots.contains(where: { $0.adapter.module(layer: l, target: .down) != nil }) {
         SwiGLU.forward(g.activation, gate: act.gate, up: act.up)
         adapterBackward(dx: g.gate, dy: g.stream, x: g.activation, layer: l, target: .down, a, g)
       }
       SwiGLU.backward(dgate: g.gate, dup: g.up, dout: g.gate, gate: act.gate, up: act.up)
       RMSNorm.recompute(g.normed, act.afterAttention, reciprocalRMS: act.mlpRMS, weight: w.mlpNorm)
-      GEMM.multiply(into: g.normedGradient, g.gate, w.gate)
-      GEMM.multiply(into: g.normedGradient, g.up, w.up, beta: 1)
+      w.gate.inputGradient(into: g.normedGradient, g.gate)
+      w.up.inputGradient(into: g.normedGradient, g.up, beta: 1)
       adapterBackward(dx: g.normedGradient, dy: g.gate, x: g.normed, layer: l, target: .gate, a, g)
       adapterBackward(dx: g.normedGradient, dy: g.up, x: g.normed, layer: l, target: .up, a, g)
       RMSNorm.backward(
@@ -143,7 +143,7 @@ extension LlamaModel {
 
       // Attention block: h = x + attention(RMSNorm(x))·Woᵀ.
       g.stream.copy(from: g.afterAttention)
-      GEMM.multiply(into: g.attentionOut, g.afterAttention, w.o)
+      w.o.inputGradient(into: g.attentionOut, g.afterAttention)
       adapterBackward(
         dx: g.attentionOut, dy: g.afterAttention, x: act.attentionOut, layer: l, target: .o, a, g)
       g.dk.zero()
@@ -158,9 +158,9 @@ extension LlamaModel {
       RMSNorm.recompute(g.normed, x, reciprocalRMS: act.attentionRMS, weight: w.attentionNorm)
       let inputGradient = l > lowest ? g.normedGradient : nil
       if let inputGradient {
-        GEMM.multiply(into: inputGradient, g.dq, w.q)
-        GEMM.multiply(into: inputGradient, g.dk, w.k, beta: 1)
-        GEMM.multiply(into: inputGradient, g.dv, w.v, beta: 1)
+        w.q.inputGradient(into: inputGradient, g.dq)
+        w.k.inputGradient(into: inputGradient, g.dk, beta: 1)
+        w.v.inputGradient(into: inputGradient, g.dv, beta: 1)
       }
       adapterBackward(dx: inputGradient, dy: g.dq, x: g.normed, layer: l, target: .q, a, g)
       adapterBackward(dx: inputGradient, dy: g.dk, x: g.normed, layer: l, target: .k, a, g)

@@ -1,5 +1,6 @@
 import Foundation
 import LoRAFormats
+import LoRAKernels
 
 extension LlamaModel {
   /// Where a model came from, for `inspect` and reports.
@@ -7,9 +8,12 @@ extension LlamaModel {
     /// "GGUF v3" or "Hugging Face folder".
     public var format: String
     public var path: String
-    /// Tensors used in place from the file / converted to Float32 at load.
+    /// Tensors used in place from the file / converted at load.
     public var inPlaceTensors: Int
     public var convertedTensors: Int
+    /// How the matrices are held, and the bytes all weights take.
+    public var precision: StoredPrecision
+    public var weightBytes: Int
     public var loadSeconds: Double
   }
 
@@ -20,8 +24,13 @@ extension LlamaModel {
 
   /// Loads the model of files already opened (so the tokenizer can share them).
   ///
-  /// - Parameter storage: where the converted weights go (default: this process's own memory).
-  public static func load(_ files: ModelFiles, storage: WeightStorage? = nil) throws -> (
+  /// - Parameters:
+  ///   - storage: where the converted weights go (default: this process's own memory).
+  ///   - precision: how the matrices are held (`BasePrecision.resolve()` turns a user's
+  ///     choice into one).
+  public static func load(
+    _ files: ModelFiles, storage: WeightStorage? = nil, precision: StoredPrecision = .f32
+  ) throws -> (
     model: LlamaModel, origin: Origin
   ) {
     let started = Date()
@@ -33,12 +42,13 @@ extension LlamaModel {
       config = try LlamaConfig(configJSON: URL(fileURLWithPath: folder).appendingPathComponent("config.json"))
       weights = try LlamaWeights(
         config: config, source: SafetensorsWeightSource(collection: SafetensorsCollection(folder: folder)),
-        storage: storage)
+        storage: storage, precision: precision)
       format = "Hugging Face folder"
     case .gguf(let gguf):
       config = try LlamaConfig(gguf: gguf)
       weights = try LlamaWeights(
-        config: config, source: GGUFWeightSource(gguf: gguf, config: config), storage: storage)
+        config: config, source: GGUFWeightSource(gguf: gguf, config: config), storage: storage,
+        precision: precision)
       format = "GGUF v\(gguf.version)"
     }
     let model = LlamaModel(config: config, weights: weights)
@@ -46,7 +56,8 @@ extension LlamaModel {
       model,
       Origin(
         format: format, path: files.path, inPlaceTensors: weights.inPlaceTensors,
-        convertedTensors: weights.convertedTensors, loadSeconds: Date().timeIntervalSince(started))
+        convertedTensors: weights.convertedTensors, precision: weights.precision,
+        weightBytes: weights.heldBytes, loadSeconds: Date().timeIntervalSince(started))
     )
   }
 }

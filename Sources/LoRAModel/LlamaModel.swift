@@ -84,8 +84,10 @@ public final class LlamaModel: @unchecked Sendable {
         let offset = (b * cache.capacity + start) * rowWidth
         let kRows = keys.view(offset: offset, shape: [length, rowWidth])
         let vRows = values.view(offset: offset, shape: [length, rowWidth])
-        Linear.forward(kRows, rows, weight: w.k, bias: w.kBias)
-        Linear.forward(vRows, rows, weight: w.v, bias: w.vBias)
+        w.k.forward(into: kRows, rows)
+        if let bias = w.kBias { Linear.addBias(kRows, bias) }
+        w.v.forward(into: vRows, rows)
+        if let bias = w.vBias { Linear.addBias(vRows, bias) }
         for (k, slot) in a.slots.enumerated() where slot.sequences.contains(b) {
           for (target, destination) in [(LoRATarget.k, kRows), (.v, vRows)] {
             guard let m = slot.adapter.module(layer: l, target: target), let u = act.loras[k][target] else {
@@ -128,7 +130,7 @@ public final class LlamaModel: @unchecked Sendable {
   /// Output-head logits of hidden rows.
   /// - out: [N, V]; hidden: [N, D].
   public func logits(into out: Tensor, hidden: Tensor) {
-    GEMM.multiply(into: out, hidden, weights.output, transposeB: .transposed)
+    weights.output.forward(into: out, hidden)
   }
 
   /// Positions of every row: each sequence counts from `start`.
@@ -140,14 +142,11 @@ public final class LlamaModel: @unchecked Sendable {
   /// covers this linear).
   /// - out: [N, OUT]; x: [N, IN]; weight: [OUT, IN].
   private func project(
-    _ out: Tensor, _ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ layer: Int, _ target: LoRATarget,
+    _ out: Tensor, _ x: Tensor, _ weight: FrozenMatrix, _ bias: Tensor?, _ layer: Int, _ target: LoRATarget,
     _ a: LlamaActivations, accumulate: Bool = false
   ) {
-    if accumulate {
-      GEMM.multiply(into: out, x, weight, transposeB: .transposed, beta: 1)
-    } else {
-      Linear.forward(out, x, weight: weight, bias: bias)
-    }
+    weight.forward(into: out, x, beta: accumulate ? 1 : 0)
+    if let bias { Linear.addBias(out, bias) }
     for k in a.slots.indices {
       guard let m = a.slots[k].adapter.module(layer: layer, target: target),
         let u = a.layer(layer).loras[k][target]

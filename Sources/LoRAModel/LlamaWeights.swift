@@ -3,28 +3,31 @@ import LoRAKernels
 
 /// The frozen base weights of a Llama-family model, in Hugging Face layout.
 ///
-/// Read-only and shared: one Float32 copy per process. Tensors the file holds as aligned
+/// Read-only and shared: one copy per process (or per node). The matrices (embedding, the
+/// seven projections of each layer, the output head) are held in the `precision` chosen at
+/// load; norms and biases always in Float32. In fp32, tensors the file holds as aligned
 /// Float32 are used in place from the memory map; all others are converted once into a
-/// single allocation (`converted`), which the per-tensor views below point into.
+/// single allocation (`converted`), which the per-tensor views below point into. In bf16
+/// every matrix is rounded into that allocation (two elements per Float32 slot).
 public final class LlamaWeights: @unchecked Sendable {
   /// One decoder layer's weights. Shapes: norms [D]; q [H·HS, D]; k, v [KVH·HS, D];
   /// o [D, H·HS]; gate, up [F, D]; down [D, F]; biases [H·HS] / [KVH·HS].
   public struct Layer: Sendable {
     public let attentionNorm: Tensor
-    public let q: Tensor
-    public let k: Tensor
-    public let v: Tensor
-    public let o: Tensor
+    public let q: FrozenMatrix
+    public let k: FrozenMatrix
+    public let v: FrozenMatrix
+    public let o: FrozenMatrix
     public let qBias: Tensor?
     public let kBias: Tensor?
     public let vBias: Tensor?
     public let mlpNorm: Tensor
-    public let gate: Tensor
-    public let up: Tensor
-    public let down: Tensor
+    public let gate: FrozenMatrix
+    public let up: FrozenMatrix
+    public let down: FrozenMatrix
 
     /// The frozen linear `target` adapts: [OUT, IN].
-    public func matrix(_ target: LoRATarget) -> Tensor {
+    public func matrix(_ target: LoRATarget) -> FrozenMatrix {
       switch target {
       case .q: return q
       case .k: return k
@@ -38,23 +41,27 @@ public final class LlamaWeights: @unchecked Sendable {
   }
 
   /// [V, D]
-  public let embedding: Tensor
+  public let embedding: FrozenMatrix
   public let layers: [Layer]
   /// [D]
   public let finalNorm: Tensor
   /// [V, D]; the embedding itself when tied.
-  public let output: Tensor
+  public let output: FrozenMatrix
   /// Per-frequency divisors of RoPE (GGUF `rope_freqs.weight`, how llama.cpp stores
   /// Llama-3.1-style scaling): [HS/2], or nil.
   public let ropeFrequencyFactors: [Float]?
+  /// The precision of the matrices.
+  public let precision: StoredPrecision
   /// The one allocation holding every converted tensor.
   let converted: Tensor
+  /// Where the weights were read from (for fp32 values of bf16-held tensors).
+  let source: any WeightSource
   /// Every tensor in the order of the model's layout, with its Hugging Face name (for
   /// fingerprints and exports).
-  public let named: [(name: String, tensor: Tensor)]
+  public let named: [(name: String, tensor: FrozenMatrix)]
   /// How many tensors are used in place from the file.
   public let inPlaceTensors: Int
-  /// How many were converted (dequantized, widened or un-permuted) into `converted`.
+  /// How many were converted (dequantized, widened, rounded or un-permuted) into `converted`.
   public let convertedTensors: Int
 
   /// Every tensor the model needs, with its Hugging Face name and expected shape, in order.
@@ -84,7 +91,14 @@ public final class LlamaWeights: @unchecked Sendable {
     return entries
   }
 
-  init(config: LlamaConfig, source: some WeightSource, storage: WeightStorage? = nil) throws {
+  /// Whether tensor `name` of the layout is a matrix (held in the base precision) rather
+  /// than a norm or bias vector (always fp32).
+  static func isMatrix(_ shape: [Int]) -> Bool { shape.count == 2 }
+
+  init(
+    config: LlamaConfig, source: some WeightSource, storage: WeightStorage? = nil,
+    precision: StoredPrecision = .f32
+  ) throws {
     let tied = config.tiedEmbeddings || source.shape(of: "lm_head.weight") == nil
     let layout = LlamaWeights.layout(config, tied: tied)
     for (name, expected) in layout {
@@ -99,16 +113,23 @@ public final class LlamaWeights: @unchecked Sendable {
           message: "tensor '\(name)' has shape \(shape), the configuration expects \(expected)")
       }
     }
-    var tensors: [String: Tensor] = [:]
-    var pending: [(String, [Int])] = []
-    for (name, shape) in layout {
+    // Where each tensor goes: in place (fp32 only), a bf16 slot range, or an fp32 range.
+    var inPlace: [String: Tensor] = [:]
+    var placement: [(name: String, shape: [Int], offset: Int, bf16: Bool)] = []
+    var total = 0
+    for (name, shape) in layout where precision == .bf16 && Self.isMatrix(shape) {
+      placement.append((name, shape, total, true))
+      // 64-byte aligned starts for oneDNN and the vector loops.
+      total += (BF16Tensor.floatSlots(Tensor.elementCount(shape)) + 15) / 16 * 16
+    }
+    for (name, shape) in layout where precision == .f32 || !Self.isMatrix(shape) {
       if let mapped = try source.inPlace(name) {
-        tensors[name] = mapped
+        inPlace[name] = mapped
       } else {
-        pending.append((name, shape))
+        placement.append((name, shape, total, false))
+        total += Tensor.elementCount(shape)
       }
     }
-    let total = pending.reduce(0) { $0 + Tensor.elementCount($1.1) }
     let fill: Bool
     if let storage {
       (converted, fill) = try storage.allocate(total)
@@ -116,15 +137,38 @@ public final class LlamaWeights: @unchecked Sendable {
     } else {
       (converted, fill) = (Tensor(zeros: [total]), true)
     }
-    var offset = 0
-    for (name, shape) in pending {
-      let view = converted.view(offset: offset, shape: shape)
-      if fill { try source.load(name, into: view) }
-      tensors[name] = view
-      offset += view.count
+    var tensors: [String: FrozenMatrix] = inPlace.mapValues { .f32($0) }
+    let largest = placement.filter(\.bf16).map { Tensor.elementCount($0.shape) }.max() ?? 0
+    let staging = Tensor(zeros: [fill ? largest : 0])
+    for (name, shape, offset, bf16) in placement {
+      guard bf16 else {
+        let view = converted.view(offset: offset, shape: shape)
+        if fill { try source.load(name, into: view) }
+        tensors[name] = .f32(view)
+        continue
+      }
+      let matrix = BF16Tensor(carving: converted, offset: offset, shape: shape)
+      if fill {
+        let values: Tensor
+        if let mapped = try source.inPlace(name) {
+          values = mapped
+        } else {
+          values = staging.view(offset: 0, shape: shape)
+          try source.load(name, into: values)
+        }
+        do {
+          try matrix.store(values, name: name)
+        } catch {
+          throw ModelError.weightMismatch(file: source.path, message: "\(error)")
+        }
+      }
+      tensors[name] = .bf16(matrix)
     }
     try storage?.ready()
-    inPlaceTensors = layout.count - pending.count
+    self.precision = precision
+    self.source = source
+    inPlaceTensors = inPlace.count
+    convertedTensors = placement.count
     if source.shape(of: "rope_freqs.weight") == [config.headSize / 2] {
       let factors = Tensor(zeros: [config.headSize / 2])
       try source.load("rope_freqs.weight", into: factors)
@@ -132,115 +176,70 @@ public final class LlamaWeights: @unchecked Sendable {
     } else {
       ropeFrequencyFactors = nil
     }
-    convertedTensors = pending.count
 
     named = layout.map { ($0.name, tensors[$0.name]!) }
-    func t(_ name: String) -> Tensor { tensors[name]! }
-    embedding = t("model.embed_tokens.weight")
+    func m(_ name: String) -> FrozenMatrix { tensors[name]! }
+    func t(_ name: String) -> Tensor { tensors[name]!.f32! }
+    embedding = m("model.embed_tokens.weight")
     finalNorm = t("model.norm.weight")
-    output = tied ? embedding : t("lm_head.weight")
+    output = tied ? embedding : m("lm_head.weight")
     layers = (0..<config.layers).map { l in
       let p = "model.layers.\(l)."
       return Layer(
-        attentionNorm: t(p + "input_layernorm.weight"), q: t(p + "self_attn.q_proj.weight"),
-        k: t(p + "self_attn.k_proj.weight"), v: t(p + "self_attn.v_proj.weight"),
-        o: t(p + "self_attn.o_proj.weight"), qBias: tensors[p + "self_attn.q_proj.bias"],
-        kBias: tensors[p + "self_attn.k_proj.bias"], vBias: tensors[p + "self_attn.v_proj.bias"],
-        mlpNorm: t(p + "post_attention_layernorm.weight"), gate: t(p + "mlp.gate_proj.weight"),
-        up: t(p + "mlp.up_proj.weight"), down: t(p + "mlp.down_proj.weight"))
+        attentionNorm: t(p + "input_layernorm.weight"), q: m(p + "self_attn.q_proj.weight"),
+        k: m(p + "self_attn.k_proj.weight"), v: m(p + "self_attn.v_proj.weight"),
+        o: m(p + "self_attn.o_proj.weight"), qBias: tensors[p + "self_attn.q_proj.bias"]?.f32,
+        kBias: tensors[p + "self_attn.k_proj.bias"]?.f32, vBias: tensors[p + "self_attn.v_proj.bias"]?.f32,
+        mlpNorm: t(p + "post_attention_layernorm.weight"), gate: m(p + "mlp.gate_proj.weight"),
+        up: m(p + "mlp.up_proj.weight"), down: m(p + "mlp.down_proj.weight"))
     }
   }
 
-  /// The same weights with private, writable copies of the matrices `targets` name in every
-  /// layer (for merging adapters into them while `base` stays as it is); every other tensor
-  /// is shared with `base`.
+  /// The same weights with private, writable fp32 copies of the matrices `targets` name in
+  /// every layer (for merging adapters into them while `base` stays as it is; bf16 matrices
+  /// are widened); every other tensor is shared with `base`.
   public init(copying base: LlamaWeights, writable targets: Set<LoRATarget>) {
-    func copy(_ t: Tensor, _ target: LoRATarget) -> Tensor {
-      guard targets.contains(target) else { return t }
-      let c = Tensor(zeros: t.shape)
-      c.copy(from: t)
-      return c
+    var copies: [String: FrozenMatrix] = [:]
+    layers = base.layers.enumerated().map { l, w in
+      func copy(_ target: LoRATarget) -> FrozenMatrix {
+        let matrix = w.matrix(target)
+        guard targets.contains(target) else { return matrix }
+        let c = Tensor(zeros: matrix.shape)
+        matrix.copyRows(0..<matrix.shape[0], into: c)
+        copies["model.layers.\(l).\(target.block).\(target.rawValue).weight"] = .f32(c)
+        return .f32(c)
+      }
+      return Layer(
+        attentionNorm: w.attentionNorm, q: copy(.q), k: copy(.k), v: copy(.v), o: copy(.o),
+        qBias: w.qBias, kBias: w.kBias, vBias: w.vBias, mlpNorm: w.mlpNorm, gate: copy(.gate),
+        up: copy(.up), down: copy(.down))
     }
     embedding = base.embedding
     finalNorm = base.finalNorm
     output = base.output
     ropeFrequencyFactors = base.ropeFrequencyFactors
+    precision = base.precision
     converted = base.converted
+    source = base.source
     inPlaceTensors = base.inPlaceTensors
     convertedTensors = base.convertedTensors
-    layers = base.layers.map { w in
-      Layer(
-        attentionNorm: w.attentionNorm, q: copy(w.q, .q), k: copy(w.k, .k), v: copy(w.v, .v),
-        o: copy(w.o, .o),
-        qBias: w.qBias, kBias: w.kBias, vBias: w.vBias, mlpNorm: w.mlpNorm, gate: copy(w.gate, .gate),
-        up: copy(w.up, .up), down: copy(w.down, .down))
-    }
-    var byIdentity: [ObjectIdentifier: Tensor] = [:]
-    for (old, new) in zip(base.layers, layers) {
-      for (a, b) in [
-        (old.q, new.q), (old.k, new.k), (old.v, new.v), (old.o, new.o), (old.gate, new.gate),
-        (old.up, new.up), (old.down, new.down),
-      ] {
-        byIdentity[ObjectIdentifier(a)] = b
-      }
-    }
-    named = base.named.map { ($0.name, byIdentity[ObjectIdentifier($0.tensor)] ?? $0.tensor) }
+    named = base.named.map { ($0.name, copies[$0.name] ?? $0.tensor) }
   }
 
-  /// Undoes llama.cpp's q/k row permutation: within each head of HS rows, file row 2i + j
-  /// holds Hugging Face row j·HS/2 + i (j ∈ {0, 1}).
-  /// - destination, source: [heads·HS, IN].
-  public static func unpermuteRows(_ destination: Tensor, from source: Tensor, heads: Int) {
-    let rows = destination.shape[0]
-    let width = destination.count / rows
-    let headSize = rows / heads
-    let half = headSize / 2
-    for h in 0..<heads {
-      for j in 0..<2 {
-        for i in 0..<half {
-          let to = h * headSize + j * half + i
-          let from = h * headSize + 2 * i + j
-          destination.view(offset: to * width, shape: [width]).copy(
-            from: source.view(offset: from * width, shape: [width]))
-        }
-      }
+  /// Tensor `name` of the layout in fp32 as the file defines it: the held tensor when it is
+  /// fp32, else read again from the file (a bf16-held matrix keeps only rounded values).
+  public func fp32(_ name: String) throws -> Tensor {
+    guard let held = named.first(where: { $0.name == name })?.tensor else {
+      throw ModelError.weightMismatch(
+        file: source.path, message: "has no tensor '\(name)' in the model's layout")
     }
+    if let tensor = held.f32 { return tensor }
+    if let mapped = try source.inPlace(name) { return mapped }
+    let tensor = Tensor(zeros: held.shape)
+    try source.load(name, into: tensor)
+    return tensor
   }
 
-  /// Applies llama.cpp's q/k row permutation (what `convert_hf_to_gguf.py` does to Llama and
-  /// Mistral q_proj/k_proj rows, the inverse of `unpermuteRows`): within each head of HS
-  /// rows, Hugging Face row j·HS/2 + i goes to row 2i + j (j ∈ {0, 1}).
-  /// - destination, source: [heads·HS, IN].
-  public static func permuteRows(_ destination: Tensor, from source: Tensor, heads: Int) {
-    let rows = destination.shape[0]
-    let width = destination.count / rows
-    let headSize = rows / heads
-    let half = headSize / 2
-    for h in 0..<heads {
-      for j in 0..<2 {
-        for i in 0..<half {
-          let to = h * headSize + 2 * i + j
-          let from = h * headSize + j * half + i
-          destination.view(offset: to * width, shape: [width]).copy(
-            from: source.view(offset: from * width, shape: [width]))
-        }
-      }
-    }
-  }
-}
-
-/// Where the converted Float32 weights live. By default each process allocates its own;
-/// ranks on one node can instead share one copy (an MPI shared-memory window): `allocate`
-/// returns the buffer and whether this process fills it, and `ready` returns once the
-/// filling process has finished (a barrier among the sharers).
-public struct WeightStorage {
-  public var allocate: (Int) throws -> (tensor: Tensor, fill: Bool)
-  public var ready: () throws -> Void
-
-  public init(
-    allocate: @escaping (Int) throws -> (tensor: Tensor, fill: Bool), ready: @escaping () throws -> Void
-  ) {
-    self.allocate = allocate
-    self.ready = ready
-  }
+  /// Bytes the held tensors take (in place ones included).
+  public var heldBytes: Int { named.reduce(0) { $0 + $1.tensor.bytes } }
 }

@@ -6,6 +6,8 @@ public enum ModelError: Error, Equatable, CustomStringConvertible {
   case invalidConfig(file: String, message: String)
   /// A weight is missing or its shape disagrees with the configuration.
   case weightMismatch(file: String, message: String)
+  /// `--base-precision bf16` where the bf16 path cannot run.
+  case bf16Unavailable(reason: String)
 
   public var description: String {
     switch self {
@@ -14,6 +16,8 @@ public enum ModelError: Error, Equatable, CustomStringConvertible {
         + "(supported: \(LlamaConfig.supportedArchitectures.joined(separator: ", ")))"
     case .invalidConfig(let file, let message): return "\(file): \(message)"
     case .weightMismatch(let file, let message): return "\(file): \(message)"
+    case .bf16Unavailable(let reason):
+      return "--base-precision bf16 cannot be used here: \(reason); use --base-precision f32 (or auto)"
     }
   }
 }

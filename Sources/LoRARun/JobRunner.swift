@@ -31,7 +31,7 @@ public struct JobRunner {
   public func execute(world: any Communicator) throws -> Bool {
     let started = Date()
     try job.validate(ranks: world.size)
-    let loaded = try LoadedModel(path: job.model, communicator: world)
+    let loaded = try LoadedModel(path: job.model, communicator: world, precision: job.basePrecision)
     var data: [String: DataEstimate] = [:]
     for adapter in job.adapters {
       for file in [adapter.settings.data, adapter.settings.validationData].compactMap({ $0 })
@@ -120,7 +120,8 @@ public struct JobRunner {
   public func plan(for adapter: AdapterJob) throws -> TrainingPlan {
     try TrainingPlan(
       adapter.settings.training, model: job.model, name: adapter.name, resume: "auto",
-      tokensPerBatch: adapter.settings.tokensPerBatch, sweep: adapter.sweep)
+      tokensPerBatch: adapter.settings.tokensPerBatch, sweep: adapter.sweep,
+      basePrecision: job.basePrecision)
   }
 
   /// Trains the unit's adapters on `comm` (one alone, several fused), or skips them when all

@@ -11,17 +11,20 @@ public struct LoadedModel: @unchecked Sendable {
   public var model: LlamaModel
   public var origin: LlamaModel.Origin
 
-  /// Loads `path`; with a multi-rank `communicator`, the ranks of each node share one copy
-  /// of the converted weights (the node's first rank fills it).
-  public init(path: String, communicator: (any Communicator)? = nil) throws {
+  /// Loads `path` with its matrices held in `precision` (resolved here: `auto` is bf16 on
+  /// CPUs with native bf16); with a multi-rank `communicator`, the ranks of each node share
+  /// one copy of the converted weights (the node's first rank fills it).
+  public init(path: String, communicator: (any Communicator)? = nil, precision: BasePrecision = .f32) throws {
     files = try ModelFiles.open(path)
     tokenizer = try Tokenizer.load(files)
-    (model, origin) = try Self.weights(files, communicator: communicator)
+    (model, origin) = try Self.weights(files, communicator: communicator, precision: precision)
   }
 
   /// The model alone, without its tokenizer (`bench` trains on random ids, so it runs on
   /// weights that come without one), shared per node as above.
-  public static func weights(_ files: ModelFiles, communicator: (any Communicator)? = nil) throws -> (
+  public static func weights(
+    _ files: ModelFiles, communicator: (any Communicator)? = nil, precision: BasePrecision = .f32
+  ) throws -> (
     model: LlamaModel, origin: LlamaModel.Origin
   ) {
     var storage: WeightStorage?
@@ -35,7 +38,7 @@ public struct LoadedModel: @unchecked Sendable {
         },
         ready: { try shared.buffer?.ready() })
     }
-    return try LlamaModel.load(files, storage: storage)
+    return try LlamaModel.load(files, storage: storage, precision: precision.resolve())
   }
 
   /// The token that pads batches: the tokenizer's pad token, else its end of sequence.

@@ -33,6 +33,8 @@ public struct TrainingPlan: Sendable {
   public var resume: String?
   /// Resume from a checkpoint of another base fingerprint.
   public var force: Bool
+  /// How the base is held (resolved when it is loaded).
+  public var basePrecision: BasePrecision
   /// The sweep this adapter belongs to, with its successive halving.
   public var sweep: SweepMember?
 
@@ -43,7 +45,7 @@ public struct TrainingPlan: Sendable {
     _ s: TrainingSettings, model: String?, name: String? = nil, resume: String? = nil,
     overwrite: Bool = false,
     force: Bool = false, checkpointActivations: Bool = false, tokensPerBatch: Int? = nil,
-    sweep: SweepMember? = nil
+    sweep: SweepMember? = nil, basePrecision: BasePrecision = .auto
   ) throws {
     guard let model else { throw RunError("no base model: pass --model or set 'model' in --config") }
     guard let data = s.data else { throw RunError("no training data: pass --data or set 'data' in --config") }
@@ -60,6 +62,7 @@ public struct TrainingPlan: Sendable {
     self.sweep = sweep
     self.resume = resume
     self.force = force
+    self.basePrecision = basePrecision
     // The LoRA configuration's own checks first (they name PEFT's fields), then every
     // setting's range (one table: `TrainingSettings.validate`, a `SettingsError`).
     lora = s.loraConfig

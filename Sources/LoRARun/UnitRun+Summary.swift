@@ -14,7 +14,8 @@ extension UnitRun {
     let comm = communicator
     return
       "model \(plan.model) (\(loaded.origin.format), \(grouped(llama.config.parameterCount)) parameters, loaded in "
-      + "\(format(loaded.origin.loadSeconds, 2)) s)\n"
+      + "\(format(loaded.origin.loadSeconds, 2)) s; base in \(loaded.origin.precision.rawValue), "
+      + "\(formatBytes(loaded.origin.weightBytes)))\n"
       + "data \(plan.data): \(stats.examples) examples, \(grouped(stats.tokens)) tokens, \(grouped(stats.trainedTokens)) trained; "
       + "\(stats.truncated) truncated to \(plan.dataset.maxSequenceLength) tokens, \(stats.skippedLines) bad lines skipped\n"
       + "split: \(data.train.count) training, \(data.validation.count) validation examples\n"
@@ -39,7 +40,8 @@ extension UnitRun {
     let tokens = steps.reduce(0) { $0 + $1.tokens }
     let trainSeconds = steps.reduce(0) { $0 + $1.seconds }
     var rows: [RunEvent.SummaryRow] = [
-      .init("base model", "\(plan.model) (\(loaded.origin.format))"),
+      .init(
+        "base model", "\(plan.model) (\(loaded.origin.format); held in \(loaded.origin.precision.rawValue))"),
       .init("adapter", "\(plan.output.path) (PEFT: adapter_config.json + adapter_model.safetensors)"),
       .init("updates", "\(steps.count) of \(plan.options.batchSize) sequences"),
       .init(

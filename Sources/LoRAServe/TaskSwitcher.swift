@@ -40,13 +40,14 @@ public final class TaskSwitcher: @unchecked Sendable {
         reason: "it adapts \(m.target.rawValue), which the merged model does not hold writable")
     }
     if adapter === current { return }
-    var blocks: [(w: Tensor, base: Tensor, rows: Range<Int>, module: LoRAAdapter.Module?)] = []
+    var blocks: [(w: Tensor, base: FrozenMatrix, rows: Range<Int>, module: LoRAAdapter.Module?)] = []
     for l in 0..<model.config.layers {
       for (t, target) in targets.sorted().enumerated() {
         let new = adapter?.module(layer: l, target: target)
         let key = [l, t]
         guard dirty.contains(key) || new != nil else { continue }
-        let w = model.weights.layers[l].matrix(target)
+        // The writable copies are fp32 whatever the base's precision.
+        guard let w = model.weights.layers[l].matrix(target).f32 else { continue }
         for start in stride(from: 0, to: w.shape[0], by: Self.blockRows) {
           let rows = start..<min(start + Self.blockRows, w.shape[0])
           blocks.append((w, pristine.weights.layers[l].matrix(target), rows, new))

@@ -30,6 +30,7 @@ struct Bench: ParsableCommand {
       """)
 
   @OptionGroup var base: BaseModelOptions
+  @OptionGroup var precision: BasePrecisionOptions
   @Option(help: "Sequences per step (over all ranks).") var batch = 4
   @Option(help: "Tokens per sequence.") var seq = 256
   @Option(help: "LoRA targets, comma-separated, or all-linear.") var targets = "q_proj,v_proj"
@@ -97,7 +98,9 @@ struct Bench: ParsableCommand {
     guard batch % comm.size == 0 else {
       throw ValidationError("--batch \(batch) must be divisible by the \(comm.size) ranks")
     }
-    let llama = try LoadedModel.weights(ModelFiles.open(base.model), communicator: comm).model
+    let llama = try LoadedModel.weights(
+      ModelFiles.open(base.model), communicator: comm, precision: precision.value
+    ).model
     let c = llama.config
     let lora = LoRAConfig(
       r: rank, loraAlpha: alpha, targetModules: targets.split(separator: ",").map(String.init))
@@ -126,7 +129,10 @@ struct Bench: ParsableCommand {
     let achieved = flops * Double(tokensPerStep) / perStep / 1e9
     // The machine's peak in this configuration: every rank's sgemm at once, summed.
     try comm.barrier()
-    var peaks = [GEMM.measure(minimumSeconds: 1).gflops]
+    let bf16 = llama.weights.precision == .bf16
+    var peaks = [
+      GEMM.measure(minimumSeconds: 1).gflops, bf16 ? try BF16Products.measure(minimumSeconds: 1).gflops : 0,
+    ]
     try comm.allreduce(&peaks, .sum)
     // Thread-ranks are one process: its memory once, not once per rank.
     let threadRanks = comm.backend == "local" && comm.size > 1
@@ -136,13 +142,16 @@ struct Bench: ParsableCommand {
       : try ResidentMemory.perRank(comm)
     guard comm.rank == 0 else { return nil }
     let peak = peaks[0]
+    let bf16Peak = bf16 ? peaks[1] : nil
     return BenchResult(
       model: base.model, batch: batch, seq: seq, targets: targets, rank: rank, threads: BLAS.threads,
       ranks: comm.size, threadRanks: threadRanks, blasCore: BLAS.coreName,
       trainableParameters: adapter.parameterCount, secondsPerStep: perStep,
       tokensPerSecond: Double(tokensPerStep) / perStep,
       gflopPerToken: flops / 1e9, achievedGFLOPs: achieved, sgemmPeakGFLOPs: peak,
-      fractionOfPeak: achieved / peak,
+      fractionOfPeak: achieved / peak, basePrecision: llama.weights.precision.rawValue,
+      bf16Route: bf16 ? BF16Products.route.rawValue : nil, bf16PeakGFLOPs: bf16Peak,
+      fractionOfBF16Peak: bf16Peak.map { achieved / $0 }, baseMB: Double(llama.weights.heldBytes) / 1_048_576,
       peakResidentMB: Double(ResidentMemory.peakBytes()) / 1_048_576,
       gradientBytes: adapter.parameterCount * 4,
       bufferMB: Double(trainer.bufferFloats * 4) / 1_048_576,
@@ -171,6 +180,14 @@ struct BenchResult: Codable, Sendable {
   var achievedGFLOPs: Double
   var sgemmPeakGFLOPs: Double
   var fractionOfPeak: Double
+  /// "bf16" or "f32"; for bf16 the product route ("onednn" or "widened"), its peak on a
+  /// model-sized product measured now, and the achieved share of it.
+  var basePrecision: String
+  var bf16Route: String?
+  var bf16PeakGFLOPs: Double?
+  var fractionOfBF16Peak: Double?
+  /// Bytes the base's weights take.
+  var baseMB: Double
   var peakResidentMB: Double
   /// Bytes of gradients one data-parallel step all-reduces.
   var gradientBytes: Int
@@ -196,10 +213,14 @@ struct BenchResult: Codable, Sendable {
             .joined(
               separator: ", ")
             + " = \(format(rankProportionalMB.reduce(0, +), 0)) MB in all")
+    let bf16Line =
+      bf16PeakGFLOPs.map { bf16Peak in
+        "\n  = \(format(100 * (fractionOfBF16Peak ?? 0), 1))% of the bf16 peak measured now (\(bf16Route ?? "") products: \(format(bf16Peak, 1)) GFLOP/s)"
+      } ?? ""
     return """
-      bench: \(batch) × \(seq) tokens over \(ranks) rank(s), LoRA r=\(rank) on \(targets) (\(grouped(trainableParameters)) trainable), \(threads) BLAS thread(s) per rank (\(blasCore))
+      bench: \(batch) × \(seq) tokens over \(ranks) rank(s), LoRA r=\(rank) on \(targets) (\(grouped(trainableParameters)) trainable), \(threads) BLAS thread(s) per rank (\(blasCore)); base in \(basePrecision) (\(format(baseMB, 0)) MB)
       step: \(format(secondsPerStep, 3)) s, \(format(tokensPerSecond, 1)) tokens/s
-      model FLOPs: \(format(gflopPerToken, 3)) GFLOP/token → \(format(achievedGFLOPs, 1)) GFLOP/s = \(format(100 * fractionOfPeak, 1))% of the sgemm peak measured now (\(format(sgemmPeakGFLOPs, 1)) GFLOP/s)
+      model FLOPs: \(format(gflopPerToken, 3)) GFLOP/token → \(format(achievedGFLOPs, 1)) GFLOP/s = \(format(100 * fractionOfPeak, 1))% of the sgemm peak measured now (\(format(sgemmPeakGFLOPs, 1)) GFLOP/s)\(bf16Line)
       memory: peak resident \(format(peakResidentMB, 0)) MB (activation and gradient buffers \(format(bufferMB, 0)) MB); gradients all-reduced per step: \(formatBytes(gradientBytes))
       """ + distributed
   }
@@ -214,7 +235,9 @@ extension Bench {
   func measureFused(_ adapters: Int, _ comm: any Communicator) throws -> FusedBenchResult? {
     let perRank = threading.threads ?? BLAS.threads
     BLAS.threads = perRank
-    let llama = try LoadedModel.weights(ModelFiles.open(base.model), communicator: comm).model
+    let llama = try LoadedModel.weights(
+      ModelFiles.open(base.model), communicator: comm, precision: precision.value
+    ).model
     let c = llama.config
     var random = SeededRandom(seed: 1)
     let examples = (0..<batch).map { _ in

@@ -33,6 +33,7 @@ struct BenchServe: ParsableCommand {
       """)
 
   @OptionGroup var base: BaseModelOptions
+  @OptionGroup var precision: BasePrecisionOptions
   @Option(help: "LoRA targets of the decode and mixed measurements, comma-separated, or all-linear.")
   var targets = "q_proj,v_proj"
   @Option(help: "LoRA rank.") var rank = 8
@@ -62,7 +63,7 @@ struct BenchServe: ParsableCommand {
 
   func run() throws {
     threading.apply()
-    let (llama, _) = try LlamaModel.load(ModelFiles.open(base.model))
+    let (llama, _) = try LlamaModel.load(ModelFiles.open(base.model), precision: precision.value.resolve())
     let c = llama.config
     let config = LoRAConfig(
       r: rank, loraAlpha: Double(2 * rank), targetModules: targets.split(separator: ",").map(String.init))

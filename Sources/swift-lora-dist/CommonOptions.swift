@@ -1,10 +1,27 @@
 import ArgumentParser
 import LoRAKernels
+import LoRAModel
 
 /// `--model`: the base model of a command that needs one.
 struct BaseModelOptions: ParsableArguments {
   @Option(help: "Base model: GGUF file or Hugging Face folder (with its tokenizer).") var model: String
 }
+
+/// `--base-precision`: how the frozen base's matrices are held and multiplied, on the
+/// commands that run the model (merge, import and inspect always read fp32).
+struct BasePrecisionOptions: ParsableArguments {
+  @Option(
+    name: .customLong("base-precision"),
+    help: ArgumentHelp(
+      "Hold the frozen base in bf16 or f32 (auto: bf16 where the CPU has native bf16 products).",
+      valueName: "auto|bf16|f32"))
+  var basePrecision: BasePrecision?
+
+  /// The choice, auto when not given.
+  var value: BasePrecision { basePrecision ?? .auto }
+}
+
+extension BasePrecision: ExpressibleByArgument {}
 
 /// `--threads`: the BLAS and kernel threads of this process.
 struct ThreadOptions: ParsableArguments {

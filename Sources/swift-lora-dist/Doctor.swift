@@ -91,7 +91,7 @@ struct DoctorProbe {
       try comm.barrier()
       if turn == comm.rank {
         alone = GEMM.measure(minimumSeconds: sgemmSeconds).gflops
-        bf16 = BF16MatMul.available ? try? BF16MatMul.measure(minimumSeconds: sgemmSeconds).gflops : nil
+        bf16 = BF16MatMul.available ? try? BF16Products.measure(minimumSeconds: sgemmSeconds).gflops : nil
       }
     }
     try comm.barrier()
@@ -129,14 +129,21 @@ struct DoctorProbe {
       sgemmShape: "\(together.m)×\(together.n)×\(together.k)", ranks: ranks, allreduce: table)
   }
 
-  /// Which path bf16 frozen products take on this rank: oneDNN's kernel for the sgemm
-  /// figures' product and whether the CPU has native bf16 dot products.
+  /// Which path bf16 frozen products take on this rank, and what `--base-precision auto`
+  /// holds the base in: oneDNN's kernel on native bf16, fp32 sgemm over widened blocks where
+  /// oneDNN would only emulate bf16, or none.
   static func bf16Path() -> String {
     let library = "oneDNN \(BF16MatMul.libraryVersion), \(BF16MatMul.instructionSet)"
-    guard BF16MatMul.available else { return "unavailable (\(library): bf16 products need AVX-512)" }
-    let kernel = (try? BF16MatMul.implementation(m: 1024, n: 1536, k: 576, transposeB: .transposed)) ?? "?"
-    return
-      "\(BF16MatMul.nativeBF16 ? "native" : "emulated (no AVX512_BF16; slower than sgemm)") (\(library), \(kernel))"
+    guard BF16MatMul.available else {
+      return "unavailable (\(library): bf16 products need AVX-512); auto holds the base in f32"
+    }
+    guard BF16Products.route == .oneDNN else {
+      return "bf16 storage, products on sgemm over widened blocks (\(library) would only emulate bf16: "
+        + "no AVX512_BF16); auto holds the base in f32"
+    }
+    let kernel =
+      (try? BF16MatMul.implementation(m: 1024, n: 1536, k: 576, transposeB: .transposed, threads: 1)) ?? "?"
+    return "native (\(library), \(kernel) per kernel thread); auto holds the base in bf16"
   }
 
   /// The kernel's host name, without a DNS lookup.

@@ -30,6 +30,7 @@ struct Eval: ParsableCommand {
       """)
 
   @OptionGroup var base: BaseModelOptions
+  @OptionGroup var precision: BasePrecisionOptions
   @OptionGroup var adapters: AdapterOptions
   @Flag(help: "Merge each adapter into the base's weights in turn instead of applying it as low-rank terms.")
   var merged = false
@@ -61,7 +62,7 @@ struct Eval: ParsableCommand {
     threading.apply()
     let files = try ModelFiles.open(base.model)
     let tokenizer = try Tokenizer.load(files)
-    let (llama, _) = try LlamaModel.load(files)
+    let (llama, _) = try LlamaModel.load(files, precision: precision.value.resolve())
     let loras = try adapters.adapter.map {
       try AdapterFile.load($0, model: llama, files: files, force: adapters.force).adapter
     }

@@ -29,6 +29,7 @@ struct Generate: ParsableCommand {
       """)
 
   @OptionGroup var base: BaseModelOptions
+  @OptionGroup var precision: BasePrecisionOptions
 
   @OptionGroup var adapters: AdapterOptions
 
@@ -72,7 +73,7 @@ struct Generate: ParsableCommand {
     threading.apply()
     let files = try ModelFiles.open(base.model)
     let tokenizer = try Tokenizer.load(files)
-    let (llama, origin) = try LlamaModel.load(files)
+    let (llama, origin) = try LlamaModel.load(files, precision: precision.value.resolve())
 
     var stop: Set<Int32> = []
     if let eos = tokenizer.eosID { stop.insert(Int32(eos)) }

@@ -29,6 +29,7 @@ struct Route: ParsableCommand {
   /// Options both subcommands read data with.
   struct DataOptions: ParsableArguments {
     @OptionGroup var base: BaseModelOptions
+    @OptionGroup var precision: BasePrecisionOptions
     @Option(
       name: .customLong("format"), help: "Data format: auto, text, prompt_completion, messages, input_ids.")
     var dataFormat = "auto"
@@ -77,7 +78,7 @@ struct Route: ParsableCommand {
       }
       let files = try ModelFiles.open(options.base.model)
       let tokenizer = try Tokenizer.load(files)
-      let (llama, _) = try LlamaModel.load(files)
+      let (llama, _) = try LlamaModel.load(files, precision: options.precision.value.resolve())
       let prompts = try options.prompts(data, tokenizer: tokenizer)
       guard !prompts.isEmpty else { throw ValidationError("\(data): no examples to take prompts from") }
       let signature = RouteSignature.compute(
@@ -118,7 +119,7 @@ struct Route: ParsableCommand {
       options.threading.apply()
       let files = try ModelFiles.open(options.base.model)
       let tokenizer = try Tokenizer.load(files)
-      let (llama, _) = try LlamaModel.load(files)
+      let (llama, _) = try LlamaModel.load(files, precision: options.precision.value.resolve())
       let store = AdapterStore(model: llama, files: files, baseName: "base")
       for entry in adapter {
         let (name, path) = try NamedPath.parse(entry, option: "--adapter")

@@ -41,6 +41,7 @@ struct Serve: ParsableCommand {
       """)
 
   @OptionGroup var base: BaseModelOptions
+  @OptionGroup var precision: BasePrecisionOptions
 
   @Option(
     name: .customLong("adapter"),
@@ -158,7 +159,7 @@ struct Serve: ParsableCommand {
     threading.apply()
     let files = try ModelFiles.open(base.model)
     let tokenizer = try Tokenizer.load(files)
-    let (llama, _) = try LlamaModel.load(files)
+    let (llama, _) = try LlamaModel.load(files, precision: precision.value.resolve())
     let store = AdapterStore(
       model: llama, files: files, baseName: servedModelName ?? Self.baseName(of: base.model),
       budgetBytes: adapterCacheMB.map { $0 << 20 })

@@ -36,6 +36,7 @@ struct Train: ParsableCommand {
       "A job file of several adapters (docs/job-file.md): trained shared, separate or fused as `plan` shows.")
   var jobs: String?
   @Option(help: "Base model: GGUF file or Hugging Face folder.") var model: String?
+  @OptionGroup var precision: BasePrecisionOptions
   @Option(help: "Training data (JSON Lines).") var data: String?
   @Option(name: .customLong("validation-data"), help: "Validation data (JSON Lines).") var validationData:
     String?
@@ -120,6 +121,7 @@ struct Train: ParsableCommand {
   func flagConfiguration() -> TrainConfiguration {
     var c = TrainConfiguration()
     c.model = model
+    c.basePrecision = precision.basePrecision
     c.data = data
     c.validationData = validationData
     c.validationFraction = validationFraction
@@ -191,7 +193,8 @@ struct Train: ParsableCommand {
     let ending: FusedTrainer.Ending
     if let ranks = settings.localRanks, ranks > 1 {
       try Ranks.refuseUnderMPI()
-      let shared = UncheckedSendable((run, try LoadedModel(path: run.model)))
+      let shared = UncheckedSendable(
+        (run, try LoadedModel(path: run.model, precision: run.plan.basePrecision)))
       ending = try Ranks.threads(ranks) { comm in
         try shared.value.0.execute(progress: progress, communicator: comm, loaded: shared.value.1, stop: stop)
       }[0]

@@ -16,6 +16,7 @@ struct TrainConfiguration: Equatable {
   /// The keys of `train` alone (besides the training settings' keys): the process's.
   struct ProcessSettings: Codable, Equatable {
     var model: String?
+    var basePrecision: BasePrecision?
     var threads: Int?
     var overwrite: Bool?
     var checkpointActivations: Bool?
@@ -26,6 +27,7 @@ struct TrainConfiguration: Equatable {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
       case model, threads, overwrite
+      case basePrecision = "base_precision"
       case checkpointActivations = "checkpoint_activations"
       case resume, force
       case localRanks = "local_ranks"

@@ -20,7 +20,7 @@ struct TrainingRun {
       plan = try TrainingPlan(
         s.training, model: s.model, resume: s.resume, overwrite: s.overwrite ?? false,
         force: s.force ?? false,
-        checkpointActivations: s.checkpointActivations ?? false)
+        checkpointActivations: s.checkpointActivations ?? false, basePrecision: s.basePrecision ?? .auto)
     } catch let error as SettingsError {
       // A file's values were checked when it was read (with their lines): this one is a flag's.
       throw ConfigError("--\(error.keyPath[0].replacingOccurrences(of: "_", with: "-")): \(error.message)")
@@ -35,7 +35,8 @@ struct TrainingRun {
     loaded preloaded: LoadedModel? = nil, stop: StopRequest = StopRequest()
   ) throws -> FusedTrainer.Ending {
     if let threads = settings.threads { BLAS.threads = threads }
-    let loaded = try preloaded ?? LoadedModel(path: plan.model, communicator: comm)
+    let loaded =
+      try preloaded ?? LoadedModel(path: plan.model, communicator: comm, precision: plan.basePrecision)
     let unit = UnitRun(
       plans: [plan], loaded: loaded, communicator: comm, fused: false, stop: stop,
       checkEvery: settings.checkEvery ?? 0, emit: { progress.render($0) })

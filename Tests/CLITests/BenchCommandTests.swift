@@ -12,6 +12,9 @@ struct BenchCommandTests {
     let tokensPerSecond: Double
     let sgemmPeakGFLOPs: Double
     let rankProportionalMB: [Double]
+    let basePrecision: String
+    let bf16Route: String?
+    let baseMB: Double
   }
 
   @Test(arguments: [nil, 2] as [Int?])
@@ -96,5 +99,47 @@ struct BenchTinyModelTests {
     #expect(outcome.status == 0, "\(outcome.errors)")
     let result = try JSONDecoder().decode(BenchCommandTests.Result.self, from: Data(outcome.output.utf8))
     #expect(result.ranks == 1 && result.tokensPerSecond > 0)
+  }
+
+  func bench(_ precision: String, environment: [String: String] = [:]) throws -> CommandRunner.Outcome {
+    try CommandRunner.run(
+      [
+        "bench", "--model", ModelCommandTests.fixtures + "/tiny-tied/model.gguf", "--batch", "2", "--seq",
+        "8",
+        "--steps", "1", "--warmup", "0", "--threads", "1", "--json", "--base-precision", precision,
+      ], environment: environment)
+  }
+
+  /// bf16 holds the matrices in half the bytes; f32 is the fp32 path.
+  @Test func basePrecisionIsReported() throws {
+    let f32 = try JSONDecoder().decode(
+      BenchCommandTests.Result.self, from: Data(try bench("f32").output.utf8))
+    #expect(f32.basePrecision == "f32" && f32.bf16Route == nil)
+    let outcome = try bench("bf16")
+    guard outcome.status == 0 else {
+      // Only a CPU where oneDNN has no bf16 products refuses, in one sentence.
+      #expect(outcome.errors.contains("bf16 needs AVX-512"), "\(outcome.errors)")
+      return
+    }
+    let bf16 = try JSONDecoder().decode(BenchCommandTests.Result.self, from: Data(outcome.output.utf8))
+    #expect(bf16.basePrecision == "bf16" && bf16.bf16Route != nil && bf16.tokensPerSecond > 0)
+    #expect(bf16.baseMB < 0.6 * f32.baseMB, "\(bf16.baseMB) MB vs \(f32.baseMB) MB")
+  }
+
+  /// Where oneDNN offers no bf16 (here forced down to AVX2 as on older CPUs): an explicit
+  /// bf16 is one sentence and exit 1, auto falls back to f32.
+  @Test func bf16WithoutOneDNNSupportIsOneSentence() throws {
+    let avx2 = ["DNNL_MAX_CPU_ISA": "AVX2"]
+    let refused = try bench("bf16", environment: avx2)
+    #expect(refused.status != 0)
+    let message = refused.errors.trimmingCharacters(in: .whitespacesAndNewlines)
+    #expect(
+      message.contains("--base-precision bf16 cannot be used here") && message.contains("avx2"), "\(message)")
+    #expect(!message.contains("\n"), "\(message)")
+    let auto = try bench("auto", environment: avx2)
+    #expect(auto.status == 0, "\(auto.errors)")
+    #expect(
+      try JSONDecoder().decode(BenchCommandTests.Result.self, from: Data(auto.output.utf8)).basePrecision
+        == "f32")
   }
 }

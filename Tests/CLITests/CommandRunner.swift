@@ -24,6 +24,12 @@ enum CommandRunner {
     return try launch(mpi + [executable] + arguments)
   }
 
+  /// Runs `swift-lora-dist arguments…` with `variables` added to its environment.
+  static func run(_ arguments: [String], environment variables: [String: String]) throws -> Outcome {
+    try launch(
+      variables.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" } + [executable] + arguments)
+  }
+
   /// Runs one MPI job whose ranks get different arguments (mpirun's `A : B` form), one rank each.
   static func runMPMD(_ perRank: [[String]]) throws -> Outcome {
     var command = ["mpirun", "--oversubscribe"]

@@ -52,7 +52,7 @@ import Testing
     let unpermuted = Tensor(zeros: q.shape)
     LlamaWeights.unpermuteRows(unpermuted, from: q, heads: base.config.heads)
     let expected = Tensor(zeros: q.shape)
-    expected.copy(from: base.weights.layers[0].q)
+    expected.copy(from: base.weights.layers[0].q.widened())
     let m = try #require(adapter.module(layer: 0, target: .q))
     LowRank.merge(into: expected, a: m.a, b: m.b, scale: m.scale)
     #expect(ExportFixtures.maxDifference(unpermuted.values, expected.values) <= 1e-6)
@@ -130,7 +130,7 @@ import Testing
     let single = try MergedModel(files: files, model: base, adapters: [first], weights: [1])
     let m = try #require(first.module(layer: 1, target: .v))
     let expected = Tensor(zeros: [m.outFeatures, m.inFeatures])
-    expected.copy(from: base.weights.layers[1].v)
+    expected.copy(from: base.weights.layers[1].v.widened())
     LowRank.merge(into: expected, a: m.a, b: m.b, scale: m.scale)
     #expect(single.mergedWeight(layer: 1, target: .v).values == expected.values)
   }

@@ -48,8 +48,8 @@ import Testing
     let (model, origin) = try LlamaModel.load(path: folder)
     #expect(origin.inPlaceTensors == 0)
     let (exact, _) = try LlamaModel.load(path: Fixtures.path("tiny-tied"))
-    let original = exact.weights.layers[1].down.values
-    let widened = model.weights.layers[1].down.values
+    let original = exact.weights.layers[1].down.widened().values
+    let widened = model.weights.layers[1].down.widened().values
     let tolerance: Float = dtype == .f16 ? 1e-3 : 8e-3  // relative precision of the format
     for (a, b) in zip(widened, original) { #expect(abs(a - b) <= tolerance * max(abs(b), 1e-2)) }
   }

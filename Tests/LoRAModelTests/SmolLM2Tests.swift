@@ -17,7 +17,9 @@ struct SmolLM2Tests {
     let facts = try SmolLM2.reference().facts
     let w = model.weights.layers[0]
     let hidden = model.config.hiddenSize
-    func row(_ t: Tensor, _ r: Int) -> [Float] { Array(t.values[(r * hidden)..<(r * hidden + 8)]) }
+    func row(_ t: FrozenMatrix, _ r: Int) -> [Float] {
+      Array(t.widened().values[(r * hidden)..<(r * hidden + 8)])
+    }
     for (got, want) in [
       (row(w.q, 0), facts.q_proj_row0_first8), (row(w.q, 1), facts.q_proj_row1_first8),
       (row(w.k, 1), facts.k_proj_row1_first8),
