@@ -171,6 +171,23 @@ public final class GGUFFile: @unchecked Sendable {
     return result
   }
 
+  /// Tensor `name` used in place from the memory map when the file stores it as BF16 (the
+  /// tensor must not be written), else nil.
+  public func bf16Tensor(_ name: String) -> BF16Tensor? {
+    guard let info = info(name), info.type == .bf16 else { return nil }
+    let start = file.base + dataOffset + info.offset
+    guard Int(bitPattern: start) % MemoryLayout<UInt16>.alignment == 0 else { return nil }
+    let elements = UnsafeMutableRawPointer(mutating: start).assumingMemoryBound(to: UInt16.self)
+    return BF16Tensor(external: elements, shape: info.shape, owner: file)
+  }
+
+  /// Drops this process's resident pages of tensor `name`'s data (after it was converted
+  /// into memory of its own); a later read maps them back.
+  public func releasePages(_ name: String) {
+    guard let info = info(name), let bytes = info.type?.byteCount(elements: info.elementCount) else { return }
+    file.releasePages(offset: dataOffset + info.offset, count: bytes)
+  }
+
   /// Dequantizes tensor `name` into `destination`, which must have its element count.
   public func dequantize(_ name: String, into destination: Tensor) throws {
     guard let info = info(name) else {

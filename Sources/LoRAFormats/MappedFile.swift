@@ -45,6 +45,18 @@ public final class MappedFile: @unchecked Sendable {
     }
   }
 
+  /// Lets the kernel drop this process's pages of bytes `offset..<offset + count` (whole
+  /// pages inside the range only). The mapping is private and never written, so a later
+  /// read faults the same bytes back in from the page cache: this only lowers the resident
+  /// memory of data already converted into memory of its own.
+  public func releasePages(offset: Int, count: Int) {
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let start = (offset + page - 1) / page * page
+    let end = min(offset + count, size) / page * page
+    guard size > 0, end > start else { return }
+    _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
+  }
+
   /// A copy of `count` bytes at `offset` (bounds-checked by the caller).
   package func bytes(at offset: Int, count: Int) -> [UInt8] {
     Array(UnsafeRawBufferPointer(start: base + offset, count: count))

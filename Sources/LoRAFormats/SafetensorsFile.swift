@@ -106,6 +106,21 @@ public final class SafetensorsFile: @unchecked Sendable {
     }
     return result
   }
+
+  /// Tensor `name` used in place from the memory map when stored as BF16 (read-only), else nil.
+  public func bf16Tensor(_ name: String) -> BF16Tensor? {
+    guard let info = tensors[name], info.dtype == "BF16" else { return nil }
+    let start = file.base + dataOffset + info.begin
+    guard Int(bitPattern: start) % MemoryLayout<UInt16>.alignment == 0 else { return nil }
+    let elements = UnsafeMutableRawPointer(mutating: start).assumingMemoryBound(to: UInt16.self)
+    return BF16Tensor(external: elements, shape: info.shape, owner: file)
+  }
+
+  /// Drops this process's resident pages of tensor `name`'s data (see `MappedFile.releasePages`).
+  public func releasePages(_ name: String) {
+    guard let info = tensors[name] else { return }
+    file.releasePages(offset: dataOffset + info.begin, count: info.end - info.begin)
+  }
 }
 
 /// The weights of a Hugging Face model folder: `model.safetensors`, or the shards named by
@@ -154,6 +169,12 @@ public final class SafetensorsCollection: @unchecked Sendable {
   public func info(_ name: String) -> SafetensorsTensorInfo? {
     owner[name].flatMap { files[$0].tensors[name] }
   }
+
+  /// Tensor `name` in place when stored as BF16, else nil.
+  public func bf16Tensor(_ name: String) -> BF16Tensor? { owner[name].flatMap { files[$0].bf16Tensor(name) } }
+
+  /// Drops this process's resident pages of tensor `name`'s data.
+  public func releasePages(_ name: String) { owner[name].map { files[$0].releasePages(name) } }
 
   public func tensor(_ name: String) throws -> Tensor {
     guard let i = owner[name] else {

@@ -46,6 +46,15 @@ public final class BF16Tensor: @unchecked Sendable {
     self.owner = storage
   }
 
+  /// A bf16 tensor over memory owned by `owner` (bf16 data in a memory-mapped, read-only
+  /// file: such a tensor must never be written).
+  package init(external base: UnsafeMutablePointer<UInt16>, shape: [Int], owner: AnyObject) {
+    self.shape = shape
+    self.count = Tensor.elementCount(shape)
+    self.base = base
+    self.owner = owner
+  }
+
   /// Float32 slots that hold `count` bf16 elements (rounded up to a whole slot).
   public static func floatSlots(_ count: Int) -> Int { (count + 1) / 2 }
 

@@ -5,10 +5,11 @@ import LoRAKernels
 ///
 /// Read-only and shared: one copy per process (or per node). The matrices (embedding, the
 /// seven projections of each layer, the output head) are held in the `precision` chosen at
-/// load; norms and biases always in Float32. In fp32, tensors the file holds as aligned
-/// Float32 are used in place from the memory map; all others are converted once into a
-/// single allocation (`converted`), which the per-tensor views below point into. In bf16
-/// every matrix is rounded into that allocation (two elements per Float32 slot).
+/// load; norms and biases always in Float32. Tensors the file already holds in the wanted
+/// precision (aligned Float32 for an fp32 base; BF16 matrices, not permuted, for a bf16 one)
+/// are used in place from the memory map; all others are converted once into a single
+/// allocation (`converted`), which the per-tensor views below point into (a bf16 matrix packs
+/// two elements per Float32 slot), and their file pages are released once converted.
 public final class LlamaWeights: @unchecked Sendable {
   /// One decoder layer's weights. Shapes: norms [D]; q [H·HS, D]; k, v [KVH·HS, D];
   /// o [D, H·HS]; gate, up [F, D]; down [D, F]; biases [H·HS] / [KVH·HS].
@@ -113,18 +114,23 @@ public final class LlamaWeights: @unchecked Sendable {
           message: "tensor '\(name)' has shape \(shape), the configuration expects \(expected)")
       }
     }
-    // Where each tensor goes: in place (fp32 only), a bf16 slot range, or an fp32 range.
-    var inPlace: [String: Tensor] = [:]
+    // Where each tensor goes: in place (fp32 in an fp32 base, bf16 matrices in a bf16 one),
+    // a bf16 slot range, or an fp32 range.
+    var inPlace: [String: FrozenMatrix] = [:]
     var placement: [(name: String, shape: [Int], offset: Int, bf16: Bool)] = []
     var total = 0
     for (name, shape) in layout where precision == .bf16 && Self.isMatrix(shape) {
+      if let mapped = source.inPlaceBF16(name) {
+        inPlace[name] = .bf16(mapped)
+        continue
+      }
       placement.append((name, shape, total, true))
       // 64-byte aligned starts for oneDNN and the vector loops.
       total += (BF16Tensor.floatSlots(Tensor.elementCount(shape)) + 15) / 16 * 16
     }
     for (name, shape) in layout where precision == .f32 || !Self.isMatrix(shape) {
       if let mapped = try source.inPlace(name) {
-        inPlace[name] = mapped
+        inPlace[name] = .f32(mapped)
       } else {
         placement.append((name, shape, total, false))
         total += Tensor.elementCount(shape)
@@ -137,13 +143,16 @@ public final class LlamaWeights: @unchecked Sendable {
     } else {
       (converted, fill) = (Tensor(zeros: [total]), true)
     }
-    var tensors: [String: FrozenMatrix] = inPlace.mapValues { .f32($0) }
+    var tensors = inPlace
     let largest = placement.filter(\.bf16).map { Tensor.elementCount($0.shape) }.max() ?? 0
     let staging = Tensor(zeros: [fill ? largest : 0])
     for (name, shape, offset, bf16) in placement {
       guard bf16 else {
         let view = converted.view(offset: offset, shape: shape)
-        if fill { try source.load(name, into: view) }
+        if fill {
+          try source.load(name, into: view)
+          source.releasePages(name)
+        }
         tensors[name] = .f32(view)
         continue
       }
@@ -161,6 +170,7 @@ public final class LlamaWeights: @unchecked Sendable {
         } catch {
           throw ModelError.weightMismatch(file: source.path, message: "\(error)")
         }
+        source.releasePages(name)
       }
       tensors[name] = .bf16(matrix)
     }

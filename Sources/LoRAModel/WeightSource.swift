@@ -11,6 +11,11 @@ protocol WeightSource {
   func inPlace(_ name: String) throws -> Tensor?
   /// Converts tensor `name` to Float32 in Hugging Face layout into `destination`.
   func load(_ name: String, into destination: Tensor) throws
+  /// The tensor used directly from the file when it is stored as BF16 in Hugging Face
+  /// layout, or nil.
+  func inPlaceBF16(_ name: String) -> BF16Tensor?
+  /// Drops this process's resident pages of tensor `name` in the file (once converted).
+  func releasePages(_ name: String)
 }
 
 /// A GGUF file as llama.cpp's converter writes it: its own tensor names, and for the
@@ -65,6 +70,12 @@ struct GGUFWeightSource: WeightSource {
     return try gguf.tensor(info.name)
   }
 
+  func inPlaceBF16(_ name: String) -> BF16Tensor? {
+    permutedHeads(name) == nil ? gguf.bf16Tensor(Self.ggufName(name)) : nil
+  }
+
+  func releasePages(_ name: String) { gguf.releasePages(Self.ggufName(name)) }
+
   func load(_ name: String, into destination: Tensor) throws {
     let ggufName = Self.ggufName(name)
     guard let heads = permutedHeads(name) else {
@@ -93,4 +104,8 @@ struct SafetensorsWeightSource: WeightSource {
   func load(_ name: String, into destination: Tensor) throws {
     destination.copy(from: try collection.tensor(name))
   }
+
+  func inPlaceBF16(_ name: String) -> BF16Tensor? { collection.bf16Tensor(name) }
+
+  func releasePages(_ name: String) { collection.releasePages(name) }
 }
