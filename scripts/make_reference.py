@@ -45,6 +45,10 @@ Fixtures (paths relative to --out, the repository root by default):
                             and the gradient of every lora_A/lora_B; peft-tiny also the
                             losses of 5 AdamW steps. peft-tiny-rslora uses use_rslora with
                             per-module rank_pattern/alpha_pattern overrides.
+    peft-tiny/autocast-bf16.json
+                            (--only autocast) the same adapter and batch in float32 under
+                            torch.autocast("cpu", bfloat16): PyTorch's bf16 mixed precision,
+                            what a bf16 base is compared with; loss and every gradient
 
 Everything is seeded, and torch runs single-threaded, so re-running gives the same files.
 """
@@ -879,6 +883,32 @@ def make_peft_fixtures(out: Path) -> None:
     ), SEED + 11, steps=False)
 
 
+def make_autocast_fixture(out: Path) -> None:
+    """The committed peft-tiny adapter, loaded the ordinary way on tiny-tied in float32, run
+    under CPU bf16 autocast (linear layers in bf16 through oneDNN, outputs bf16; norms,
+    softmax and the loss in float32)."""
+    import peft
+
+    folder = out / TRAINING_FIXTURES / "peft-tiny"
+    print("peft-tiny autocast-bf16")
+    model = peft.PeftModel.from_pretrained(load_tiny_tied(out), str(folder), is_trainable=True).float()
+    input_ids = torch.tensor(PEFT_TOKENS)
+    labels = torch.tensor(peft_labels())
+    model.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(input_ids=input_ids).logits
+    loss = causal_lm_loss(logits.float(), labels)
+    loss.backward()
+    params = lora_parameters(model)
+    reference = json.loads((folder / "reference.json").read_text())
+    print(f"  loss {loss.item():.6f} (float64 reference {reference['loss']:.6f})")
+    write_json(folder / "autocast-bf16.json", {
+        "loss": loss.item(),
+        "grads": {saved_name(n): floats(p.grad) for n, p in params},
+        "generated_with": {"torch": torch.__version__, "peft": package_version("peft")},
+    })
+
+
 def package_version(name: str) -> str:
     from importlib.metadata import version
 
@@ -887,7 +917,7 @@ def package_version(name: str) -> str:
 
 # --------------------------------------------------------------------------------------
 
-SECTIONS = ["tokenizer", "quants", "tiny", "smollm2", "peft"]
+SECTIONS = ["tokenizer", "quants", "tiny", "smollm2", "peft", "autocast"]
 
 
 def main() -> None:
@@ -922,6 +952,8 @@ def main() -> None:
         make_smollm2_reference(out, model)
     if "peft" in args.only:  # after "tiny": the adapters sit on tiny-tied
         make_peft_fixtures(out)
+    if "autocast" in args.only:  # after "peft": it runs the peft-tiny adapter
+        make_autocast_fixture(out)
 
     total = sum(p.stat().st_size for p in written)
     print(f"{len(written)} files, {total:,} bytes in all")

@@ -1,4 +1,5 @@
 import Foundation
+import LoRAKernels
 import LoRAModel
 
 /// What a token costs: the seconds one rank takes to train one token of an adapter, plus
@@ -21,6 +22,12 @@ public struct CostModel: Sendable {
 
   /// GFLOP/s per rank the default assumes: 120 measured on 2 cores, one core per rank.
   public static let defaultGFLOPsPerRank = 60.0
+
+  /// The default for a base held in `precision`: a bf16 base trains 1.6× as fast on CPUs
+  /// with native bf16 (`bench`, docs/benchmarks.md).
+  public static func defaultGFLOPsPerRank(_ precision: StoredPrecision) -> Double {
+    precision == .bf16 ? 1.6 * defaultGFLOPsPerRank : defaultGFLOPsPerRank
+  }
 
   /// The FLOP-based model for `model`'s shape.
   public init(model: LlamaConfig, gflopsPerRank: Double = defaultGFLOPsPerRank, fusedEfficiency: Double = 1) {

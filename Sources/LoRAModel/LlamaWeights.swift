@@ -92,6 +92,15 @@ public final class LlamaWeights: @unchecked Sendable {
     return entries
   }
 
+  /// Bytes the weights of a model of configuration `c` take when held in `precision`
+  /// (matrices in it, norms and biases in fp32): what loading it costs, one copy per node.
+  public static func heldBytes(_ c: LlamaConfig, tied: Bool, precision: StoredPrecision) -> Int {
+    layout(c, tied: tied).reduce(0) { total, entry in
+      let count = Tensor.elementCount(entry.shape)
+      return total + count * (isMatrix(entry.shape) && precision == .bf16 ? 2 : 4)
+    }
+  }
+
   /// Whether tensor `name` of the layout is a matrix (held in the base precision) rather
   /// than a norm or bias vector (always fp32).
   static func isMatrix(_ shape: [Int]) -> Bool { shape.count == 2 }

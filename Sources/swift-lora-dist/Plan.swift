@@ -33,8 +33,8 @@ struct Plan: ParsableCommand {
     help: "Ranks the job will run on (as mpirun -np).")
   var ranks: Int
 
-  @Option(help: "Achieved training GFLOP/s per rank (default 60).") var gflops: Double =
-    CostModel.defaultGFLOPsPerRank
+  @Option(help: "Achieved training GFLOP/s per rank (default 60; 96 with a bf16 base).") var gflops: Double?
+  @OptionGroup var precision: BasePrecisionOptions
 
   @Option(
     name: .customLong("fused-efficiency"),
@@ -45,7 +45,7 @@ struct Plan: ParsableCommand {
 
   func validate() throws {
     guard ranks >= 1 else { throw ValidationError("-np must be at least 1, got \(ranks)") }
-    guard gflops.isFinite && gflops > 0 else {
+    if let gflops, !(gflops.isFinite && gflops > 0) {
       throw ValidationError("--gflops must be positive, got \(gflops)")
     }
     guard fusedEfficiency.isFinite && fusedEfficiency > 0 else {
@@ -69,17 +69,33 @@ struct Plan: ParsableCommand {
         data[file] = try DataEstimate.measure(path: file)
       }
     }
-    let cost = CostModel(model: config, gflopsPerRank: gflops, fusedEfficiency: fusedEfficiency)
+    // The base's precision as this machine resolves it (auto: bf16 where the CPU has it).
+    let stored = try (precision.basePrecision ?? job.basePrecision).resolve()
+    let cost = CostModel(
+      model: config, gflopsPerRank: gflops ?? CostModel.defaultGFLOPsPerRank(stored),
+      fusedEfficiency: fusedEfficiency)
     let plan = try Planner.plan(job.adapters, ranks: ranks, cost: cost, data: data)
+    let memory = try MemoryEstimate.largest(
+      in: plan, adapters: job.adapters, config: config, precision: stored)
 
     if json {
-      let document = PlanDocument(jobs: jobs, model: job.model, plan: plan)
+      let document = PlanDocument(
+        jobs: jobs, model: job.model, plan: plan, memory: memory.estimate, largestRun: memory.adapters)
       let encoder = JSONEncoder()
       encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
       print(String(decoding: try encoder.encode(document), as: UTF8.self))
       return
     }
     print(Self.render(plan, job: job, config: config))
+    print(Self.render(memory.estimate, adapters: memory.adapters))
+  }
+
+  /// The memory lines: the base once per node, the largest rank's share.
+  static func render(_ m: MemoryEstimate, adapters: [String]) -> String {
+    "memory: base \(formatBytes(m.baseBytes)) in \(m.basePrecision), once per node; per rank up to "
+      + "\(formatBytes(m.perRankBytes)) (buffers \(formatBytes(m.bufferBytes)) for \(adapters.joined(separator: ", ")), "
+      + "adapter state \(formatBytes(m.adapterBytes)), process \(formatBytes(m.processBytes))); "
+      + "a node with 2 ranks: \(formatBytes(m.perNode(ranks: 2)))"
   }
 
   /// The plan as a table: one row per adapter, grouped by rank group.
@@ -144,4 +160,7 @@ struct PlanDocument: Codable {
   var jobs: String
   var model: String
   var plan: LoRACoordinator.Plan
+  /// The largest rank's memory, and the adapters of that run.
+  var memory: MemoryEstimate
+  var largestRun: [String]
 }

@@ -86,4 +86,51 @@ import Testing
     let badRanks = try CommandRunner.run(["plan", "--jobs", jobs, "-np", "0"])
     #expect(badRanks.status != 0 && badRanks.errors.contains("-np must be at least 1"))
   }
+
+  struct Memory: Decodable {
+    struct Estimate: Decodable {
+      var basePrecision: String
+      var baseBytes: Int
+      var bufferBytes: Int
+    }
+    var memory: Estimate
+    var largestRun: [String]
+  }
+
+  struct BenchMemory: Decodable {
+    var bufferMB: Double
+    var baseMB: Double
+    var basePrecision: String
+  }
+
+  /// The plan's buffer estimate is what `bench` allocates for the same micro-batch and
+  /// length, and its base what `bench` holds, in either precision.
+  @Test(arguments: ["f32", "auto"])
+  func memoryEstimateMatchesWhatBenchAllocates(precision: String) throws {
+    let folder = try Folder()
+    let jobs = try folder.jobs(
+      """
+      model: \(Self.model)
+      base_precision: \(precision)
+      output: out
+      adapters:
+        - { name: one, data: data/a.jsonl, batch_size: 2, micro_batch: 2, max_seq_len: 24, targets: all-linear, rank: 4 }
+
+      """)
+    let plan = try CommandRunner.run(["plan", "--jobs", jobs, "-np", "1", "--json"])
+    #expect(plan.status == 0, "\(plan.errors)")
+    let estimate = try JSONDecoder().decode(Memory.self, from: Data(plan.output.utf8))
+    #expect(estimate.largestRun == ["one"])
+    let bench = try CommandRunner.run([
+      "bench", "--model", Self.model, "--batch", "2", "--seq", "24", "--targets", "all-linear", "--rank", "4",
+      "--steps", "1", "--warmup", "0", "--threads", "1", "--json", "--base-precision", precision,
+    ])
+    #expect(bench.status == 0, "\(bench.errors)")
+    let measured = try JSONDecoder().decode(BenchMemory.self, from: Data(bench.output.utf8))
+    #expect(Double(estimate.memory.bufferBytes) / 1_048_576 == measured.bufferMB)
+    #expect(Double(estimate.memory.baseBytes) / 1_048_576 == measured.baseMB)
+    #expect(estimate.memory.basePrecision == measured.basePrecision)
+    let text = try CommandRunner.run(["plan", "--jobs", jobs, "-np", "1"])
+    #expect(text.output.contains("memory: base") && text.output.contains("per rank up to"), "\(text.output)")
+  }
 }
