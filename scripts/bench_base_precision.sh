@@ -14,11 +14,16 @@ export OPENBLAS_NUM_THREADS=1
 ours() {  # precision, then bench's thread options
   local precision=$1; shift
   "$bin" bench --model "$model" --base-precision "$precision" --steps 3 --warmup 1 --json "$@" |
-    python3 -c 'import json,sys; r=json.load(sys.stdin); print(f"{r[\"tokensPerSecond\"]:.1f} (peak RSS {r[\"peakResidentMB\"]:.0f} MB, {100*(r.get(\"fractionOfBF16Peak\") or r[\"fractionOfPeak\"]):.1f}% of its peak)")'
+    python3 -c 'import json, sys
+r = json.load(sys.stdin)
+share = r.get("fractionOfBF16Peak") or r["fractionOfPeak"]
+print("%.1f (peak RSS %.0f MB, %.1f%% of its peak)" % (r["tokensPerSecond"], r["peakResidentMB"], 100 * share))'
 }
 theirs() {  # autocast, threads
-  python3 scripts/bench_pytorch_peft.py --model "$model" --autocast "$1" --threads "$2" --steps 3 --warmup 2 |
-    tail -1 | python3 -c 'import json,sys; r=json.load(sys.stdin); print(f"{r[\"tokens_per_second\"]:.1f} (peak RSS {r[\"peak_rss_mb\"]:.0f} MB)")'
+  python3 scripts/bench_pytorch_peft.py --model "$model" --autocast "$1" --threads "$2" --steps 3 --warmup 2 2>/dev/null |
+    tail -1 | python3 -c 'import json, sys
+r = json.load(sys.stdin)
+print("%.1f (peak RSS %.0f MB)" % (r["tokens_per_second"], r["peak_rss_mb"]))'
 }
 for round in $(seq 1 "$rounds"); do
   echo "$round 1-thread ours-bf16 $(ours bf16 --threads 1)"

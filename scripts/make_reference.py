@@ -28,7 +28,7 @@ Fixtures (paths relative to --out, the repository root by default):
     quants.gguf             one 2x512 tensor per GGML type (f32 ... q6_k), random blocks
     quants-expected.json    {"<type>": [1024 floats]}: gguf-py's dequantisation of each
   Tests/LoRAModelTests/Fixtures/
-    tiny-tied/, tiny-untied/, tiny-qwen2/
+    tiny-tied/, tiny-untied/, tiny-qwen2/, tiny-mistral/ (--only mistral: sliding window 3, no GGUF)
                             config.json + model.safetensors (as save_pretrained writes them),
                             model.gguf (as llama.cpp's convert_hf_to_gguf.py writes them),
                             reference.json: float64 logits for a fixed 2x7 token batch;
@@ -325,7 +325,38 @@ def tiny_config(kind: str):
         return transformers.LlamaConfig(**common, head_dim=8, rope_theta=500000.0, tie_word_embeddings=False)
     if kind == "tiny-qwen2":  # q/k/v carry biases; head_dim = hidden / heads = 8
         return transformers.Qwen2Config(**common, rope_theta=10000.0, tie_word_embeddings=False)
+    if kind == "tiny-mistral":  # sliding-window attention: each position sees itself and 2 before
+        return transformers.MistralConfig(
+            **common, head_dim=8, rope_theta=10000.0, tie_word_embeddings=False, sliding_window=3)
     raise ValueError(kind)
+
+
+def make_tiny_mistral(out: Path, seed: int) -> None:
+    """tiny-mistral: config.json + model.safetensors + reference.json as for the other tiny
+    models, for Mistral's sliding-window attention (window 3 over 7 tokens, so it matters).
+    No GGUF: llama.cpp converts Mistral as "llama" without the window."""
+    kind = "tiny-mistral"
+    print(kind)
+    folder = out / MODEL_FIXTURES / kind
+    folder.mkdir(parents=True, exist_ok=True)
+    config = tiny_config(kind)
+    config._attn_implementation = "eager"
+    model = transformers.MistralForCausalLM(config).to(torch.float32).eval()
+    init_tiny_weights(model, seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        for name in ["config.json", "model.safetensors"]:
+            shutil.copyfile(Path(tmp) / name, folder / name)
+            note(folder / name)
+    logits = tiny_logits(model)
+    write_json(folder / "reference.json", logits_json(logits))
+    # The window changes the answer: the same weights with full causal attention differ.
+    config.sliding_window = None
+    full = transformers.MistralForCausalLM(config).to(torch.float32).eval()
+    full.load_state_dict(model.state_dict())
+    moved = (tiny_logits(full) - logits).abs().max().item()
+    assert moved > 1e-3, f"the sliding window changed the logits by only {moved}"
+    print(f"  full attention instead of the window moves logits by up to {moved:.3f}")
 
 
 def init_tiny_weights(model: torch.nn.Module, seed: int) -> None:
@@ -917,7 +948,7 @@ def package_version(name: str) -> str:
 
 # --------------------------------------------------------------------------------------
 
-SECTIONS = ["tokenizer", "quants", "tiny", "smollm2", "peft", "autocast"]
+SECTIONS = ["tokenizer", "quants", "tiny", "smollm2", "peft", "autocast", "mistral"]
 
 
 def main() -> None:
@@ -952,6 +983,8 @@ def main() -> None:
         make_smollm2_reference(out, model)
     if "peft" in args.only:  # after "tiny": the adapters sit on tiny-tied
         make_peft_fixtures(out)
+    if "mistral" in args.only:
+        make_tiny_mistral(out, SEED + 4)
     if "autocast" in args.only:  # after "peft": it runs the peft-tiny adapter
         make_autocast_fixture(out)
 

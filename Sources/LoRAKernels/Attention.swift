@@ -23,17 +23,20 @@ public enum Attention {
     2 * min(queryLength, blockRows) * keyLength
   }
 
-  /// out = softmax(q·kᵀ/√HS, causal) · v for every sequence and head.
+  /// out = softmax(q·kᵀ/√HS, causal) · v for every sequence and head. With a `window` W
+  /// (sliding-window attention, as Mistral v0.1) a query at position t sees keys t − W + 1
+  /// through t only.
   /// - out: [B, Tq, H, HS]; q: [B, Tq, H, HS]; k, v: [B, S, KVH, HS] with S = `keyStride` ≥ Tk
   ///   rows per sequence (Tk for activations, the capacity of a KV cache); scratch: see
   ///   `scratchCount`.
   public static func forward(
     _ out: Tensor, q: Tensor, k: Tensor, v: Tensor, scratch: Tensor,
-    batch: Int, queryLength: Int, keyLength: Int, keyStride: Int, heads: Int, kvHeads: Int, headSize: Int
+    batch: Int, queryLength: Int, keyLength: Int, keyStride: Int, heads: Int, kvHeads: Int, headSize: Int,
+    window: Int? = nil
   ) {
     let g = Geometry(
       batch: batch, queryLength: queryLength, keyLength: keyLength, keyStride: keyStride, heads: heads,
-      kvHeads: kvHeads, headSize: headSize)
+      kvHeads: kvHeads, headSize: headSize, window: window ?? Int.max)
     g.check(q: q, k: k, v: v, out: out, scratch: scratch)
     let part = Attention.partScratch(queryLength: queryLength, keyLength: keyLength)
     let (scratchBase, qs, ks, vs, outs) = (scratch.base, q.base, k.base, v.base, out.base)
@@ -62,11 +65,12 @@ public enum Attention {
   /// - dq, dOut: [B, Tq, H, HS]; dk, dv: [B, S, KVH, HS]; other arguments as in `forward`.
   public static func backward(
     dq: Tensor, dk: Tensor, dv: Tensor, dOut: Tensor, q: Tensor, k: Tensor, v: Tensor, scratch: Tensor,
-    batch: Int, queryLength: Int, keyLength: Int, keyStride: Int, heads: Int, kvHeads: Int, headSize: Int
+    batch: Int, queryLength: Int, keyLength: Int, keyStride: Int, heads: Int, kvHeads: Int, headSize: Int,
+    window: Int? = nil
   ) {
     let g = Geometry(
       batch: batch, queryLength: queryLength, keyLength: keyLength, keyStride: keyStride, heads: heads,
-      kvHeads: kvHeads, headSize: headSize)
+      kvHeads: kvHeads, headSize: headSize, window: window ?? Int.max)
     g.check(q: q, k: k, v: v, out: dOut, scratch: scratch)
     precondition(
       dq.count == q.count && dk.count == k.count && dv.count == v.count, "attention gradient shapes")
@@ -124,6 +128,8 @@ public enum Attention {
   /// Index arithmetic shared by forward and backward.
   private struct Geometry {
     let batch, queryLength, keyLength, keyStride, heads, kvHeads, headSize: Int
+    /// Keys a query sees, itself included (Int.max: all earlier ones).
+    let window: Int
     var offset: Int { keyLength - queryLength }
     var qRow: Int { heads * headSize }
     var kvRow: Int { kvHeads * headSize }
@@ -144,7 +150,8 @@ public enum Attention {
     }
 
     /// Causal softmax probabilities of query rows [r0, r0 + rows) of head h over keys
-    /// [0, visible), into p [rows, visible]; entries past a row's own position are zero.
+    /// [0, visible), into p [rows, visible]; entries past a row's own position, and before
+    /// its window, are zero.
     func probabilities(
       _ p: UnsafeMutablePointer<Float>, q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>,
       b: Int, h: Int, r0: Int, rows: Int, visible: Int
@@ -156,9 +163,12 @@ public enum Attention {
       for i in 0..<rows {
         let row = p + i * visible
         let own = offset + r0 + i + 1
-        let maximum = VectorMath.maximum(row, count: own)
-        let sum = VectorMath.exponentiate(row, count: own, shift: maximum)
-        VectorMath.scale(row, count: own, by: Float(1 / sum))
+        let first = window < own ? own - window : 0
+        let seen = row + first
+        let maximum = VectorMath.maximum(seen, count: own - first)
+        let sum = VectorMath.exponentiate(seen, count: own - first, shift: maximum)
+        VectorMath.scale(seen, count: own - first, by: Float(1 / sum))
+        row.update(repeating: 0, count: first)
         (row + own).update(repeating: 0, count: visible - own)
       }
     }

@@ -160,7 +160,7 @@ public final class BatchDecoder: @unchecked Sendable {
           q: q.view(offset: i * qWidth, shape: [1, qWidth]),
           k: s.cache.keys[l], v: s.cache.values[l], scratch: attentionScratch, batch: 1, queryLength: 1,
           keyLength: positions[i] + 1, keyStride: s.capacity, heads: c.heads, kvHeads: c.kvHeads,
-          headSize: c.headSize)
+          headSize: c.headSize, window: c.slidingWindow)
       }
       // x += attention · Woᵀ (+ LoRA)
       project(x, attention, w.o, nil, l, .o, segments, accumulate: true)

@@ -81,6 +81,9 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
   public var tiedEmbeddings: Bool
   /// q, k and v projections carry biases (Qwen2).
   public var attentionBias: Bool
+  /// Sliding-window attention (Mistral v0.1): each position attends to itself and the W − 1
+  /// before it; nil attends to every earlier position.
+  public var slidingWindow: Int?
 
   enum CodingKeys: String, CodingKey {
     case architecture = "model_type"
@@ -98,13 +101,15 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
     case contextLength = "max_position_embeddings"
     case tiedEmbeddings = "tie_word_embeddings"
     case attentionBias = "attention_bias"
+    case slidingWindow = "sliding_window"
+    case useSlidingWindow = "use_sliding_window"
   }
 
   public init(
     architecture: String, hiddenSize: Int, intermediateSize: Int, layers: Int, heads: Int, kvHeads: Int,
     headSize: Int? = nil, vocabularySize: Int, rmsNormEps: Double = 1e-5, ropeTheta: Double = 10000,
     ropeScaling: RoPEScaling? = nil, contextLength: Int = 2048, tiedEmbeddings: Bool = false,
-    attentionBias: Bool = false
+    attentionBias: Bool = false, slidingWindow: Int? = nil
   ) {
     self.architecture = architecture
     self.hiddenSize = hiddenSize
@@ -120,6 +125,7 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
     self.contextLength = contextLength
     self.tiedEmbeddings = tiedEmbeddings
     self.attentionBias = attentionBias
+    self.slidingWindow = slidingWindow
   }
 
   public init(from decoder: any Decoder) throws {
@@ -148,6 +154,11 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
     contextLength = try c.decodeIfPresent(Int.self, forKey: .contextLength) ?? 2048
     tiedEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tiedEmbeddings) ?? false
     attentionBias = try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? (architecture == "qwen2")
+    // Mistral sets `sliding_window` (null for v0.2 and later); Qwen2 writes one but applies it
+    // only with `use_sliding_window: true` (and then only above `max_window_layers`).
+    let window = try c.decodeIfPresent(Int.self, forKey: .slidingWindow)
+    let used = try c.decodeIfPresent(Bool.self, forKey: .useSlidingWindow) ?? (architecture != "qwen2")
+    slidingWindow = used ? window : nil
   }
 
   private enum RoPEParameterKeys: String, CodingKey {
@@ -171,6 +182,7 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
     try c.encode(contextLength, forKey: .contextLength)
     try c.encode(tiedEmbeddings, forKey: .tiedEmbeddings)
     try c.encode(attentionBias, forKey: .attentionBias)
+    try c.encodeIfPresent(slidingWindow, forKey: .slidingWindow)
   }
 
   /// Reads and validates a Hugging Face `config.json`.
@@ -193,6 +205,13 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
       throw ModelError.invalidConfig(file: url.path, message: "key '\(key)': \(context.debugDescription)")
     } catch {
       throw ModelError.invalidConfig(file: url.path, message: "not a valid config.json: \(error)")
+    }
+    if architecture == "qwen2", slidingWindow != nil {
+      throw ModelError.invalidConfig(
+        file: url.path,
+        message:
+          "use_sliding_window is true: Qwen2's sliding window on the layers above max_window_layers is not supported (supported: Mistral's on every layer)"
+      )
     }
     try validate(file: url.path)
   }
@@ -237,7 +256,8 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
       ropeTheta: double("rope.freq_base") ?? 10000, ropeScaling: scaling,
       contextLength: gguf.metadata["\(architecture).context_length"]?.int ?? 2048,
       tiedEmbeddings: gguf.info("output.weight") == nil,
-      attentionBias: gguf.info("blk.0.attn_q.bias") != nil)
+      attentionBias: gguf.info("blk.0.attn_q.bias") != nil,
+      slidingWindow: gguf.metadata["\(architecture).attention.sliding_window"]?.int)
     try validate(file: file)
   }
 
@@ -258,6 +278,10 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
     }
     guard headSize % 2 == 0 else {
       throw ModelError.invalidConfig(file: file, message: "head_dim \(headSize) must be even for RoPE")
+    }
+    if let slidingWindow, slidingWindow <= 0 {
+      throw ModelError.invalidConfig(
+        file: file, message: "sliding_window is \(slidingWindow), expected a positive number")
     }
     guard rmsNormEps > 0, ropeTheta > 0 else {
       throw ModelError.invalidConfig(file: file, message: "rms_norm_eps and rope_theta must be positive")

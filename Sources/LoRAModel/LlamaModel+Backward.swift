@@ -152,7 +152,7 @@ extension LlamaModel {
         dq: g.dq, dk: g.dk, dv: g.dv, dOut: g.attentionOut, q: act.q, k: act.k, v: act.v,
         scratch: g.attentionScratch,
         batch: a.batch, queryLength: a.length, keyLength: a.length, keyStride: a.length, heads: c.heads,
-        kvHeads: c.kvHeads, headSize: c.headSize)
+        kvHeads: c.kvHeads, headSize: c.headSize, window: c.slidingWindow)
       rope.backward(g.dq, heads: c.heads, positions: positions)
       rope.backward(g.dk, heads: c.kvHeads, positions: positions)
       RMSNorm.recompute(g.normed, x, reciprocalRMS: act.attentionRMS, weight: w.attentionNorm)

@@ -112,7 +112,7 @@ public final class LlamaModel: @unchecked Sendable {
       act.attentionOut, q: act.q, k: keys, v: values, scratch: a.attentionScratch, batch: batch,
       queryLength: length, keyLength: start + length, keyStride: keyStride, heads: c.heads,
       kvHeads: c.kvHeads,
-      headSize: c.headSize)
+      headSize: c.headSize, window: c.slidingWindow)
     // afterAttention = x + attentionOut · Woᵀ (+ LoRA)
     act.afterAttention.copy(from: x)
     project(act.afterAttention, act.attentionOut, w.o, nil, l, .o, a, accumulate: true)

@@ -59,8 +59,10 @@ import Testing
     #expect(finiteDifferenceError(input: x, analytic: dx, loss: loss) < 1e-2)
   }
 
-  @Test(arguments: [(5, 5), (3, 7), (70, 70)])
-  func attention(queryLength: Int, keyLength: Int) {
+  @Test(
+    arguments: [(5, 5, nil), (3, 7, nil), (70, 70, nil), (6, 6, 2), (3, 7, 3), (70, 70, 9)]
+      as [(Int, Int, Int?)])
+  func attention(queryLength: Int, keyLength: Int, window: Int?) {
     // Two sequences, 4 query heads over 2 kv heads; (70, 70) crosses the 64-row block edge.
     let (batch, heads, kvHeads, headSize) = (2, 4, 2, 4)
     let q = randomTensor([batch, queryLength, heads, headSize], seed: 41)
@@ -72,7 +74,7 @@ import Testing
     func loss() -> Double {
       Attention.forward(
         out, q: q, k: k, v: v, scratch: scratch, batch: batch, queryLength: queryLength, keyLength: keyLength,
-        keyStride: keyLength, heads: heads, kvHeads: kvHeads, headSize: headSize)
+        keyStride: keyLength, heads: heads, kvHeads: kvHeads, headSize: headSize, window: window)
       return weightedSum(out, upstream)
     }
     _ = loss()
@@ -82,7 +84,7 @@ import Testing
     Attention.backward(
       dq: dq, dk: dk, dv: dv, dOut: upstream, q: q, k: k, v: v, scratch: scratch, batch: batch,
       queryLength: queryLength, keyLength: keyLength, keyStride: keyLength, heads: heads, kvHeads: kvHeads,
-      headSize: headSize)
+      headSize: headSize, window: window)
     let sampled = queryLength > 10  // the big case: check a slice of elements to stay fast
     for (input, analytic) in [(q, dq), (k, dk), (v, dv)] {
       if sampled {
@@ -95,8 +97,10 @@ import Testing
     }
   }
 
-  @Test func attentionMatchesDenseSoftmax() {
-    // One sequence, one head: compare with softmax(q·kᵀ/√d + causal mask)·v written out.
+  @Test(arguments: [nil, 1, 3] as [Int?])
+  func attentionMatchesDenseSoftmax(window: Int?) {
+    // One sequence, one head: compare with softmax(q·kᵀ/√d + causal (and window) mask)·v
+    // written out.
     let (t, d) = (6, 4)
     let q = randomTensor([1, t, 1, d], seed: 51)
     let k = randomTensor([1, t, 1, d], seed: 52)
@@ -104,14 +108,15 @@ import Testing
     let out = Tensor(zeros: q.shape)
     Attention.forward(
       out, q: q, k: k, v: v, scratch: Tensor(zeros: [Attention.scratchCount(queryLength: t, keyLength: t)]),
-      batch: 1, queryLength: t, keyLength: t, keyStride: t, heads: 1, kvHeads: 1, headSize: d)
+      batch: 1, queryLength: t, keyLength: t, keyStride: t, heads: 1, kvHeads: 1, headSize: d, window: window)
     for i in 0..<t {
-      var scores = (0...i).map { j in (0..<d).reduce(0.0) { $0 + Double(q[i * d + $1] * k[j * d + $1]) } / 2 }
+      let keys = max(0, i - (window ?? t) + 1)...i
+      var scores = keys.map { j in (0..<d).reduce(0.0) { $0 + Double(q[i * d + $1] * k[j * d + $1]) } / 2 }
       let m = scores.max()!
       scores = scores.map { Foundation.exp($0 - m) }
       let total = scores.reduce(0, +)
       for c in 0..<d {
-        let expected = (0...i).reduce(0.0) { $0 + scores[$1] / total * Double(v[$1 * d + c]) }
+        let expected = zip(keys, scores).reduce(0.0) { $0 + $1.1 / total * Double(v[$1.0 * d + c]) }
         #expect(abs(Double(out[i * d + c]) - expected) < 1e-5)
       }
     }

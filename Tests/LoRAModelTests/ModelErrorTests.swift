@@ -54,6 +54,32 @@ import Testing
     }
   }
 
+  /// Qwen2's own sliding window (only above max_window_layers) is refused by name; Qwen2's
+  /// unused `sliding_window` is ignored; a window of 0 is refused.
+  @Test func slidingWindowsOutsideMistralsAreNamed() throws {
+    let qwen = try Copy("tiny-qwen2")
+    try qwen.editConfig {
+      $0["sliding_window"] = 4
+      $0["use_sliding_window"] = false
+    }
+    #expect(try LlamaModel.load(path: qwen.path).model.config.slidingWindow == nil)
+    try qwen.editConfig { $0["use_sliding_window"] = true }
+    #expect {
+      try LlamaModel.load(path: qwen.path)
+    } throws: { error in
+      "\(error)".hasPrefix("\(qwen.path)/config.json: use_sliding_window is true")
+        && "\(error)".contains("max_window_layers")
+    }
+    let mistral = try Copy("tiny-mistral")
+    #expect(try LlamaModel.load(path: mistral.path).model.config.slidingWindow == 3)
+    try mistral.editConfig { $0["sliding_window"] = 0 }
+    #expect {
+      try LlamaModel.load(path: mistral.path)
+    } throws: { error in
+      "\(error)" == "\(mistral.path)/config.json: sliding_window is 0, expected a positive number"
+    }
+  }
+
   @Test func missingConfigKeyIsNamed() throws {
     let copy = try Copy("tiny-tied")
     try copy.editConfig { $0.removeValue(forKey: "hidden_size") }
