@@ -171,11 +171,12 @@ public final class Tokenizer: Sendable {
   /// Encodes text; special tokens (GGUF token type 3 CONTROL or 4 USER_DEFINED, or
   /// tokenizer.json added_tokens) written literally in the text become their single id when
   /// `parseSpecial` is true. User-defined tokens are matched even when it is false. Puts
-  /// `bosID` first when `addBOS` is true.
-  public func encode(_ text: String, parseSpecial: Bool = true) -> [Int32] {
+  /// `bosID` first when `addBOS` is true, or as `withBOS` says when given (chat text,
+  /// whose template writes its own BOS, is encoded with `withBOS: false`).
+  public func encode(_ text: String, parseSpecial: Bool = true, withBOS: Bool? = nil) -> [Int32] {
     var output: [Int32] = []
     output.reserveCapacity(text.utf8.count / 3 + 1)
-    if addBOS, let bosID { output.append(Int32(bosID)) }
+    if withBOS ?? addBOS, let bosID { output.append(Int32(bosID)) }
     let scalars = Array(text.unicodeScalars)
     var encoder = PieceEncoder(tokenizer: self)
     func encodeOrdinary(_ range: Range<Int>) {

@@ -16,9 +16,13 @@ extension TrainingPlan {
   }
 
   /// The training and validation examples (a validation file, a held-out fraction, or
-  /// none); with `tokensPerBatch`, sets the batch, and with `epochs` and no `steps`, the
+  /// none), messages rendered in the dataset's chat format or else the one `chatTemplate` (the
+  /// model's) shows; with `tokensPerBatch`, sets the batch, and with `epochs` and no `steps`, the
   /// number of updates.
-  public mutating func loadData(tokenizer: Tokenizer, ranks: Int = 1) throws -> LoadedData {
+  public mutating func loadData(tokenizer: Tokenizer, chatTemplate: String? = nil, ranks: Int = 1) throws
+    -> LoadedData
+  {
+    let dataset = dataset.resolvingChatFormat(template: chatTemplate, tokenizer: tokenizer)
     let loaded = try DatasetLoader.load(path: data, tokenizer: tokenizer, options: dataset)
     var train = loaded.examples
     var validation: [Example] = []

@@ -1,6 +1,7 @@
 import Foundation
 import LoRACheckpoint
 import LoRACoordinator
+import LoRAFormats
 import LoRAModel
 import LoRATraining
 
@@ -73,7 +74,8 @@ public struct TrainingPlan: Sendable {
       format: s.format.flatMap(DataFormat.init(rawValue:)) ?? D.format,
       maxSequenceLength: s.maxSeqLen ?? D.maxSeqLen,
       trainOnPrompt: s.trainOnPrompt ?? D.trainOnPrompt, addEOS: s.addEos ?? D.addEos,
-      skipBadLines: s.skipBadLines ?? D.skipBadLines, pack: s.pack ?? D.pack)
+      skipBadLines: s.skipBadLines ?? D.skipBadLines, pack: s.pack ?? D.pack,
+      chatFormat: s.chatFormat.flatMap(ChatFormat.init(rawValue:)))
     try dataset.validate()
     if s.validationFraction != nil && s.validationData != nil {
       throw RunError("give either validation data or a validation fraction, not both")

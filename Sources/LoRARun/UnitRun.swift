@@ -94,7 +94,9 @@ public struct UnitRun {
     var run = self
     var data: [TrainingPlan.LoadedData] = []
     for k in run.plans.indices {
-      data.append(try run.plans[k].loadData(tokenizer: loaded.tokenizer, ranks: communicator.size))
+      data.append(
+        try run.plans[k].loadData(
+          tokenizer: loaded.tokenizer, chatTemplate: loaded.files.chatTemplate, ranks: communicator.size))
     }
     let plans = run.plans
     // One adapter alone splits its batch over the ranks: it must divide.

@@ -10,11 +10,13 @@ public final class OpenAIServer: Sendable {
   public let tokenizer: Tokenizer
   /// The base's name in `model` fields.
   public var baseName: String { engine.store.baseName }
-  /// Generation ends at these in plain completions (eos) and in chat (eos, `<|im_end|>`).
+  /// Generation ends at these in plain completions (eos) and in chat (eos and the layout's
+  /// end of turn, e.g. `<|im_end|>`).
   public let completionStopTokens: Set<Int32>
   public let chatStopTokens: Set<Int32>
-  /// The model's chat template is ChatML (what `/v1/chat/completions` renders).
-  public let supportsChat: Bool
+  /// The layout `/v1/chat/completions` renders: the model's template's (nil when it is not
+  /// one `ChatFormat` knows, and chat is refused).
+  public let chatFormat: ChatFormat?
   /// Unix time of start: every model's `created`.
   public let created: Int
 
@@ -29,11 +31,11 @@ public final class OpenAIServer: Sendable {
     var stops: Set<Int32> = []
     if let eos = tokenizer.eosID { stops.insert(Int32(eos)) }
     completionStopTokens = stops
-    if let end = tokenizer.id(of: ChatTemplate.imEnd) { stops.insert(end) }
+    chatFormat = ChatFormat.detect(template: chatTemplate, tokenizer: tokenizer)
+    for marker in chatFormat?.endOfTurn ?? [] {
+      if let end = tokenizer.id(of: marker) { stops.insert(end) }
+    }
     chatStopTokens = stops
-    supportsChat =
-      chatTemplate.map { $0.contains(ChatTemplate.imStart) }
-      ?? (tokenizer.id(of: ChatTemplate.imStart) != nil)
     created = Int(Date().timeIntervalSince1970)
   }
 
@@ -67,29 +69,9 @@ public final class OpenAIServer: Sendable {
   /// Roles a chat message may have.
   static let roles: Set<String> = ["system", "developer", "user", "assistant", "tool"]
 
-  /// Checks a chat body and renders its messages with ChatML.
+  /// Checks a chat body and renders its messages in the model's chat layout.
   func prepare(_ body: ChatCompletionBody) throws(APIError) -> Prepared {
-    guard supportsChat else {
-      throw APIError(
-        status: 400, message: "the served model's chat template is not ChatML; use /v1/completions instead",
-        code: "unsupported")
-    }
-    guard !body.messages.isEmpty else {
-      throw APIError(
-        status: 400, message: "'messages': must hold at least one message", param: "messages",
-        code: "invalid_value")
-    }
-    for (i, message) in body.messages.enumerated() where !Self.roles.contains(message.role) {
-      throw APIError(
-        status: 400,
-        message:
-          "'messages[\(i)].role': '\(message.role)' is not one of \(Self.roles.sorted().joined(separator: ", "))",
-        param: "messages[\(i)].role", code: "invalid_value")
-    }
-    let messages = body.messages.map {
-      ChatMessage(role: $0.role == "developer" ? "system" : $0.role, content: $0.content)
-    }
-    let prompt = tokenizer.encode(ChatTemplate.chatML(messages, addGenerationPrompt: true))
+    let prompt = try Self.chatPrompt(body.messages, format: chatFormat, tokenizer: tokenizer)
     // Default: the rest of the context (at least 1, so a too-long prompt says so).
     let maxTokens = body.maxTokens ?? body.maxCompletionTokens ?? max(1, engine.contextLength - prompt.count)
     return try prepared(
@@ -97,6 +79,45 @@ public final class OpenAIServer: Sendable {
       seed: body.seed, n: body.n, stop: body.stop,
       stopTokens: body.ignoreEos == true ? [] : chatStopTokens, stream: body.stream,
       streamOptions: body.streamOptions)
+  }
+
+  /// The prompt ids of a chat request: its messages checked ("developer" read as "system"),
+  /// rendered in `format` with the generation prompt and encoded with no automatic BOS.
+  /// - Throws: `APIError` 400 naming the message when the model has no layout the server
+  ///   renders, there are no messages, a role is unknown, or the layout cannot write them.
+  static func chatPrompt(
+    _ bodyMessages: [ChatMessageBody], format: ChatFormat?, tokenizer: Tokenizer
+  ) throws(APIError) -> [Int32] {
+    guard let format else {
+      throw APIError(
+        status: 400,
+        message:
+          "the served model's chat template is not one this server renders (\(ChatFormat.names)); "
+          + "use /v1/completions instead",
+        code: "unsupported")
+    }
+    guard !bodyMessages.isEmpty else {
+      throw APIError(
+        status: 400, message: "'messages': must hold at least one message", param: "messages",
+        code: "invalid_value")
+    }
+    for (i, message) in bodyMessages.enumerated() where !roles.contains(message.role) {
+      throw APIError(
+        status: 400,
+        message:
+          "'messages[\(i)].role': '\(message.role)' is not one of \(roles.sorted().joined(separator: ", "))",
+        param: "messages[\(i)].role", code: "invalid_value")
+    }
+    let messages = bodyMessages.map {
+      ChatMessage(role: $0.role == "developer" ? "system" : $0.role, content: $0.content)
+    }
+    do throws(ChatFormatError) {
+      let text = try format.render(messages, addGenerationPrompt: true, for: tokenizer).text
+      return tokenizer.encode(text, withBOS: false)
+    } catch {
+      throw APIError(
+        status: 400, message: "'messages': \(error.description)", param: "messages", code: "invalid_value")
+    }
   }
 
   private func prepared(

@@ -1,5 +1,8 @@
+import LoRAFormats
+
 /// How a JSON Lines dataset is turned into examples. Coded with snake_case keys
-/// ("format", "max_seq_length", "train_on_prompt", "add_eos", "skip_bad_lines", "packing");
+/// ("format", "max_seq_length", "train_on_prompt", "add_eos", "skip_bad_lines", "packing",
+/// "chat_format");
 /// missing keys take the defaults below, and decoding fails when `maxSequenceLength < 2`.
 public struct DatasetOptions: Sendable, Codable, Equatable {
   /// How each line is read; `.auto` tells it from the line's keys. Default `.auto`.
@@ -18,11 +21,15 @@ public struct DatasetOptions: Sendable, Codable, Equatable {
   public var skipBadLines: Bool = false
   /// Concatenate examples into sequences of exactly `maxSequenceLength` tokens. Default false.
   public var pack: Bool = false
+  /// How messages are rendered; nil: the model's own layout (`resolvingChatFormat`), or
+  /// ChatML when the vocabulary has "<|im_start|>". Default nil.
+  public var chatFormat: ChatFormat?
 
   public init(
     format: DataFormat = .auto, maxSequenceLength: Int = 512, trainOnPrompt: Bool = false,
-    addEOS: Bool = true, skipBadLines: Bool = false, pack: Bool = false
+    addEOS: Bool = true, skipBadLines: Bool = false, pack: Bool = false, chatFormat: ChatFormat? = nil
   ) {
+    self.chatFormat = chatFormat
     self.format = format
     self.maxSequenceLength = maxSequenceLength
     self.trainOnPrompt = trainOnPrompt
@@ -38,6 +45,14 @@ public struct DatasetOptions: Sendable, Codable, Equatable {
     }
   }
 
+  /// These options with `chatFormat` set from the model's chat template when none was
+  /// given (left nil when the template is not one `ChatFormat` knows).
+  public func resolvingChatFormat(template: String?, tokenizer: Tokenizer) -> DatasetOptions {
+    var options = self
+    options.chatFormat = chatFormat ?? ChatFormat.detect(template: template, tokenizer: tokenizer)
+    return options
+  }
+
   enum CodingKeys: String, CodingKey {
     case format
     case maxSequenceLength = "max_seq_length"
@@ -45,6 +60,7 @@ public struct DatasetOptions: Sendable, Codable, Equatable {
     case addEOS = "add_eos"
     case skipBadLines = "skip_bad_lines"
     case pack = "packing"
+    case chatFormat = "chat_format"
   }
 
   public init(from decoder: any Decoder) throws {
@@ -57,6 +73,7 @@ public struct DatasetOptions: Sendable, Codable, Equatable {
     addEOS = try container.decodeIfPresent(Bool.self, forKey: .addEOS) ?? defaults.addEOS
     skipBadLines = try container.decodeIfPresent(Bool.self, forKey: .skipBadLines) ?? defaults.skipBadLines
     pack = try container.decodeIfPresent(Bool.self, forKey: .pack) ?? defaults.pack
+    chatFormat = try container.decodeIfPresent(ChatFormat.self, forKey: .chatFormat)
     do throws(DataError) {
       try validate()
     } catch {

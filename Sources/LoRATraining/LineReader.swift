@@ -105,7 +105,7 @@ struct LineReader {
     builder.append(id: Int32(eos), trained: true)
   }
 
-  /// ChatML, tokenized in pieces cut at the edges of the assistant spans.
+  /// A conversation in the model's chat layout, with what the assistant says trained.
   private func messagesExample(_ value: JSONLineValue) throws(LineError) -> Example {
     guard case .array(let items) = value else {
       throw .bad("key \"messages\" must be an array, found \(value.kind)")
@@ -137,18 +137,20 @@ struct LineReader {
       throw .bad("no assistant message in \"messages\"")
     }
 
-    let (text, spans) = ChatTemplate.chatMLWithAssistantSpans(messages)
-    let utf8 = Array(text.utf8)
-    var builder = SequenceBuilder(tokenizer: tokenizer)
-    var cursor = 0
-    for span in spans {
-      builder.append(
-        String(decoding: utf8[cursor..<span.lowerBound], as: UTF8.self), trained: options.trainOnPrompt)
-      builder.append(String(decoding: utf8[span], as: UTF8.self), trained: true)
-      cursor = span.upperBound
+    guard let format = options.chatFormat ?? ChatFormat.detect(template: nil, tokenizer: tokenizer) else {
+      throw .option(
+        "the model's chat template is not one this tool renders (\(ChatFormat.names)); "
+          + "set the dataset's chat_format to the one the model was trained with")
     }
-    builder.append(String(decoding: utf8[cursor...], as: UTF8.self), trained: options.trainOnPrompt)
-    return builder.example
+    let rendered: (text: String, assistantByteRanges: [Range<Int>])
+    do throws(ChatFormatError) {
+      rendered = try format.render(messages, addGenerationPrompt: false, for: tokenizer)
+    } catch {
+      throw .bad(error.description)
+    }
+    return ChatTokens.example(
+      text: rendered.text, assistantByteRanges: rendered.assistantByteRanges, tokenizer: tokenizer,
+      trainOnPrompt: options.trainOnPrompt)
   }
 
   /// Pre-tokenized ids, with optional Hugging Face labels.

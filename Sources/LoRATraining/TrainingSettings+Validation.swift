@@ -1,3 +1,4 @@
+import LoRAFormats
 import LoRAModel
 
 /// A setting out of range or not one of the allowed names: its key path (`rank`,
@@ -28,6 +29,10 @@ extension TrainingSettings {
       try Self.check(
         .format, DataFormat(rawValue: v) != nil,
         "format '\(v)' is not one of \(names(DataFormat.allCases.map(\.rawValue)))")
+    }
+    if let v = chatFormat {
+      try Self.check(
+        .chatFormat, ChatFormat(rawValue: v) != nil, "chat format '\(v)' is not one of \(ChatFormat.names)")
     }
     if let v = maxSeqLen { try Self.check(.maxSeqLen, v >= 2, "must be at least 2, got \(v)") }
     if let v = targets {

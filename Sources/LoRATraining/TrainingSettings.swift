@@ -18,6 +18,7 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
   public var pack: Bool?
   public var skipBadLines: Bool?
   public var addEos: Bool?
+  public var chatFormat: String?
   @ListOrOne public var targets: [String]?
   public var rank: Int?
   public var alpha: Double?
@@ -59,6 +60,7 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
     case pack
     case skipBadLines = "skip_bad_lines"
     case addEos = "add_eos"
+    case chatFormat = "chat_format"
     case targets, rank, alpha, dropout, rslora, layers
     case rankPattern = "rank_pattern"
     case alphaPattern = "alpha_pattern"

@@ -69,6 +69,7 @@ struct Eval: ParsableCommand {
     var examples = try DatasetLoader.load(
       path: data, tokenizer: tokenizer,
       options: DatasetOptions(format: DataFormat(rawValue: dataFormat)!, maxSequenceLength: maxSeqLen)
+        .resolvingChatFormat(template: files.chatTemplate, tokenizer: tokenizer)
     ).examples
     if let limit { examples = Array(examples.prefix(limit)) }
     let switcher =

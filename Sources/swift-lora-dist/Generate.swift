@@ -78,23 +78,29 @@ struct Generate: ParsableCommand {
     var stop: Set<Int32> = []
     if let eos = tokenizer.eosID { stop.insert(Int32(eos)) }
     let text: String
+    var withBOS: Bool?
     if let chat {
-      guard
-        files.chatTemplate.map({ $0.contains(ChatTemplate.imStart) })
-          ?? (tokenizer.id(of: ChatTemplate.imStart) != nil)
-      else {
+      guard let format = ChatFormat.detect(template: files.chatTemplate, tokenizer: tokenizer) else {
         throw ValidationError(
-          "\(base.model): the model's chat template is not ChatML; use --prompt instead of --chat")
+          "\(base.model): the model's chat template is not one this tool renders (\(ChatFormat.names)); "
+            + "use --prompt instead of --chat")
       }
       var messages: [ChatMessage] = []
       if let system { messages.append(ChatMessage(role: "system", content: system)) }
       messages.append(ChatMessage(role: "user", content: chat))
-      text = ChatTemplate.chatML(messages, addGenerationPrompt: true)
-      if let end = tokenizer.id(of: ChatTemplate.imEnd) { stop.insert(end) }
+      do throws(ChatFormatError) {
+        text = try format.render(messages, addGenerationPrompt: true, for: tokenizer).text
+      } catch {
+        throw ValidationError("--system: \(error.description)")
+      }
+      withBOS = false
+      for marker in format.endOfTurn {
+        if let end = tokenizer.id(of: marker) { stop.insert(end) }
+      }
     } else {
       text = prompt ?? ""
     }
-    let ids = tokenizer.encode(text)
+    let ids = tokenizer.encode(text, withBOS: withBOS)
     let loras = try adapters.adapter.map {
       try AdapterFile.load($0, model: llama, files: files, force: adapters.force).adapter
     }

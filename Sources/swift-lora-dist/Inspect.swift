@@ -103,8 +103,8 @@ struct Inspect: ParsableCommand {
       lines.append("tokenizer: none usable (\(error))")
     }
     if let template = files.chatTemplate {
-      lines.append(
-        "chat template: \(template.contains(ChatTemplate.imStart) ? "ChatML" : "other (not ChatML)")")
+      let format = ChatFormat.detect(template: template)
+      lines.append("chat template: \(format?.rawValue ?? "not one this tool renders (\(ChatFormat.names))")")
     }
 
     if load {

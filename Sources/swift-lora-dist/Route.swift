@@ -44,10 +44,11 @@ struct Route: ParsableCommand {
     }
 
     /// The prompts of `path` (at most `limit`, evenly spaced).
-    func prompts(_ path: String, tokenizer: Tokenizer) throws -> [[Int32]] {
+    func prompts(_ path: String, tokenizer: Tokenizer, chatTemplate: String?) throws -> [[Int32]] {
       let examples = try DatasetLoader.load(
         path: path, tokenizer: tokenizer,
         options: DatasetOptions(format: DataFormat(rawValue: dataFormat)!, maxSequenceLength: 4096)
+          .resolvingChatFormat(template: chatTemplate, tokenizer: tokenizer)
       ).examples
       let stride = max(1, examples.count / limit)
       return RouteSignature.prompts(
@@ -79,7 +80,7 @@ struct Route: ParsableCommand {
       let files = try ModelFiles.open(options.base.model)
       let tokenizer = try Tokenizer.load(files)
       let (llama, _) = try LlamaModel.load(files, precision: options.precision.value.resolve())
-      let prompts = try options.prompts(data, tokenizer: tokenizer)
+      let prompts = try options.prompts(data, tokenizer: tokenizer, chatTemplate: files.chatTemplate)
       guard !prompts.isEmpty else { throw ValidationError("\(data): no examples to take prompts from") }
       let signature = RouteSignature.compute(
         prompts: prompts, model: llama, baseFingerprint: BaseFingerprint.of(llama, files: files),
@@ -133,7 +134,8 @@ struct Route: ParsableCommand {
       for entry in data {
         let (task, path) = try NamedPath.parse(entry, option: "--data")
         var row = Row(task: task, prompts: 0, correct: 0, picks: [:])
-        for prompt in try options.prompts(path, tokenizer: tokenizer) where !prompt.isEmpty {
+        for prompt in try options.prompts(path, tokenizer: tokenizer, chatTemplate: files.chatTemplate)
+        where !prompt.isEmpty {
           let pick = router.choose(prompt: prompt, model: llama, store: store).adapter ?? "base"
           row.prompts += 1
           row.picks[pick, default: 0] += 1

@@ -48,6 +48,11 @@ struct Train: ParsableCommand {
     name: .customLong("max-seq-len"),
     help: "Longest sequence in tokens; longer ones are truncated (default 512).")
   var maxSeqLen: Int?
+  @Option(
+    name: .customLong("chat-format"),
+    help:
+      "How messages are rendered: chatml, llama2, mistral, zephyr, llama3 (default: the model's template).")
+  var chatFormat: String?
   @Flag(name: .customLong("train-on-prompt"), help: "Also train on prompt and user tokens.")
   var trainOnPrompt = false
   @Flag(help: "Pack examples into full-length sequences.") var pack = false
@@ -129,6 +134,7 @@ struct Train: ParsableCommand {
     c.format = format
     c.maxSeqLen = maxSeqLen
     c.trainOnPrompt = trainOnPrompt ? true : nil
+    c.chatFormat = chatFormat
     c.pack = pack ? true : nil
     c.skipBadLines = skipBadLines ? true : nil
     c.addEos = noEOS ? false : nil
