@@ -20,7 +20,7 @@ struct SwiftLoRADist: ParsableCommand {
     version: version,
     subcommands: [
       Doctor.self, Inspect.self, Generate.self, Train.self, Eval.self, Serve.self, Route.self, Bench.self,
-      BenchServe.self, Export.self, Import.self, Merge.self, Plan.self, Report.self,
+      BenchServe.self, Export.self, Import.self, Merge.self, Plan.self, Report.self, Analyze.self,
     ]
   )
 
