@@ -132,6 +132,7 @@ public enum AnalysisReport {
           title: "φ(\(i + 1), \(j + 1)) = \(SVGChart.short(value))")
       }
     }
-    return out + "</svg><figcaption>\(SVGChart.escape(caption))</figcaption></figure>"
+    return out
+      + "</svg><figcaption>\(SVGChart.escape(caption)) (φ from 0, white, to 1, dark)</figcaption></figure>"
   }
 }
