@@ -1,5 +1,6 @@
 import Foundation
 import LoRACheckpoint
+import LoRACoordinator
 import LoRAKernels
 import LoRATraining
 
@@ -22,10 +23,29 @@ extension UnitRun {
       + "adapter: r \(plan.lora.r), alpha \(plan.lora.loraAlpha), \(group.trainers[0].adapter.modules.count) modules, "
       + "\(grouped(group.trainers[0].adapter.parameterCount)) trainable parameters; \(plan.options.steps) updates of \(plan.options.batchSize) "
       + "sequences, \(BLAS.threads) BLAS thread(s) (\(BLAS.coreName))"
+      + (fullFineTune().map { "\n" + Self.describe($0) } ?? "")
       + (comm.size > 1
         ? "\n\(comm.size) ranks (\(comm.backend)), \(plan.options.batchSize / comm.size) sequences each per update; "
           + "gradients all-reduced per update: \(formatBytes(group.allreduceBytes)) in one buffer" : "")
       + (resumedFrom.map { "\nresuming from \($0)" } ?? "")
+  }
+
+  /// The full fine-tune this adapter stands in for, on one rank's micro-batch (nil when the
+  /// count fails, which the run itself would have reported).
+  func fullFineTune() -> FullFineTuneEstimate? {
+    let plan = plans[0]
+    return try? FullFineTuneEstimate(
+      config: loaded.model.config, lora: plan.lora, sequences: plan.options.microBatch,
+      length: plan.dataset.maxSequenceLength)
+  }
+
+  /// "trainable: 460,800 of 134,515,008 parameters (0.34%, 292× fewer); a full fine-tune …".
+  static func describe(_ e: FullFineTuneEstimate) -> String {
+    "trainable: \(grouped(e.trainableParameters)) of \(grouped(e.modelParameters)) parameters "
+      + "(\(format(e.trainablePercent, 3))%, \(format(e.reductionFactor, 0))× fewer); a full fine-tune would need "
+      + "about \(formatBytes(e.totalBytes)) per rank (estimate: weights \(formatBytes(e.weightBytes)), gradients "
+      + "\(formatBytes(e.gradientBytes)), AdamW \(formatBytes(e.optimizerBytes)), activations "
+      + "\(formatBytes(e.activationBytes)))"
   }
 
   /// The report's summary of one adapter trained alone.
@@ -69,6 +89,14 @@ extension UnitRun {
             "rank \($0): peak resident \(formatBytes(memory[$0].peak)), proportional \(formatBytes(memory[$0].proportional))"
           }.joined(separator: "; ")
             + " (the base is shared by the ranks of a node; proportional counts each shared page once)"),
+      .init(
+        "full fine-tune",
+        fullFineTune().map {
+          "about \(formatBytes($0.totalBytes)) per rank (estimate: fp32 weights, gradients and AdamW moments "
+            + "\(formatBytes($0.weightBytes + $0.gradientBytes + $0.optimizerBytes)), activations "
+            + "\(formatBytes($0.activationBytes))) against the peak measured above; "
+            + "\(format($0.reductionFactor, 0))× more trainable parameters"
+        } ?? "not estimated"),
       .init(
         "training data",
         "\(plan.data): \(stats.examples) examples, \(stats.truncated) truncated, \(stats.skippedLines) skipped"

@@ -1,4 +1,5 @@
 import ArgumentParser
+import LoRACheckpoint
 import LoRAKernels
 import LoRAModel
 
@@ -65,4 +66,21 @@ struct AdapterOptions: ParsableArguments {
   var adapter: [String] = []
   @Flag(help: "Use a checkpoint even if it was trained on a base with another fingerprint.")
   var force = false
+}
+
+/// Where `resize` and `combine` write the adapter they make: a PEFT folder or a GGUF LoRA.
+struct AdapterWriteOptions: ParsableArguments {
+  enum Format: String, ExpressibleByArgument, CaseIterable { case peft, gguf }
+
+  @Option(help: "Output folder (peft) or file (gguf).") var output: String
+  @Option(help: "peft (default) or gguf.") var format: Format = .peft
+  @Flag(help: "Replace an existing output.") var overwrite = false
+
+  /// Writes `adapter` (for a base of `config` named `baseName`) whole or not at all.
+  func write(_ adapter: LoRAAdapter, config: LlamaConfig, baseName: String) throws {
+    switch format {
+    case .peft: try adapter.savePEFT(to: output, baseModel: baseName, overwrite: overwrite)
+    case .gguf: try adapter.saveGGUFLoRA(to: output, base: config, baseName: baseName, overwrite: overwrite)
+    }
+  }
 }

@@ -78,9 +78,22 @@ struct Plan: ParsableCommand {
     let memory = try MemoryEstimate.largest(
       in: plan, adapters: job.adapters, config: config, precision: stored)
 
+    // The parameter story: each adapter's trainable count, and the full fine-tune that the
+    // largest run's first adapter stands in for.
+    var trainable: [String: Int] = [:]
+    for adapter in job.adapters {
+      trainable[adapter.name] = try LoRAAdapter.parameterCount(
+        config: adapter.settings.training.loraConfig, model: config)
+    }
+    let standIn = job.adapters.first { $0.name == memory.adapters.first } ?? job.adapters[0]
+    let full = try FullFineTuneEstimate(
+      config: config, lora: standIn.settings.training.loraConfig, sequences: standIn.microBatch,
+      length: standIn.maxSeqLen)
+
     if json {
       let document = PlanDocument(
-        jobs: jobs, model: job.model, plan: plan, memory: memory.estimate, largestRun: memory.adapters)
+        jobs: jobs, model: job.model, plan: plan, memory: memory.estimate, largestRun: memory.adapters,
+        trainableParameters: trainable, fullFineTune: full)
       let encoder = JSONEncoder()
       encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
       print(String(decoding: try encoder.encode(document), as: UTF8.self))
@@ -88,6 +101,20 @@ struct Plan: ParsableCommand {
     }
     print(Self.render(plan, job: job, config: config))
     print(Self.render(memory.estimate, adapters: memory.adapters))
+    let counts = trainable.values.sorted()
+    let share = { (n: Int) in format(100 * Double(n) / Double(config.parameterCount), 3) }
+    let range =
+      counts.first == counts.last
+      ? "\(grouped(counts[0])) (\(share(counts[0]))%)"
+      : "\(grouped(counts.first!))–\(grouped(counts.last!)) (\(share(counts.first!))–\(share(counts.last!))%)"
+    let m = memory.estimate
+    print(
+      "parameters: \(counts.count == 1 ? "the adapter trains" : "the adapters train") \(range) of the model's "
+        + "\(grouped(config.parameterCount)); a full fine-tune at \(standIn.microBatch) × \(standIn.maxSeqLen) tokens "
+        + "would hold about \(formatBytes(full.totalBytes)) per rank (estimate: fp32 weights, gradients and AdamW "
+        + "\(formatBytes(full.weightBytes + full.gradientBytes + full.optimizerBytes)), activations "
+        + "\(formatBytes(full.activationBytes))) where LoRA holds \(formatBytes(m.bufferBytes + m.adapterBytes)) "
+        + "per rank beside the base in \(m.basePrecision) (\(formatBytes(m.baseBytes)), once per node)")
   }
 
   /// The memory lines: the base once per node, the largest rank's share.
@@ -163,4 +190,8 @@ struct PlanDocument: Codable {
   /// The largest rank's memory, and the adapters of that run.
   var memory: MemoryEstimate
   var largestRun: [String]
+  /// Each adapter's trainable parameters.
+  var trainableParameters: [String: Int]
+  /// The full fine-tune the largest run's first adapter stands in for (an estimate).
+  var fullFineTune: FullFineTuneEstimate
 }

@@ -25,20 +25,16 @@ struct Resize: ParsableCommand {
         swift-lora-dist resize --model model.gguf --adapter out/r4 --rank 16 --output out/r4-grown
       """)
 
-  enum Format: String, ExpressibleByArgument, CaseIterable { case peft, gguf }
-
   @OptionGroup var base: BaseModelOptions
   @Option(help: "The adapter: a training output folder, a checkpoint, a PEFT folder or a GGUF LoRA file.")
   var adapter: String
   @Flag(help: "Use a checkpoint even if it was trained on a base with another fingerprint.") var force = false
   @Option(help: "The new rank of every module.") var rank: Int?
   @Option(help: "Keep this share of each ΔW's squared Frobenius norm, in (0, 1].") var energy: Double?
-  @Option(help: "Output folder (peft) or file (gguf).") var output: String
-  @Option(help: "peft (default) or gguf.") var format: Format = .peft
+  @OptionGroup var destination: AdapterWriteOptions
   @Option(help: "Validation data (JSON Lines): the loss before and after.") var data: String?
   @Option(name: .customLong("max-seq-len"), help: "Longest sequence of --data in tokens.") var maxSeqLen = 512
   @Option(help: "Seed of a grown adapter's new A rows.") var seed: UInt64 = 0
-  @Flag(help: "Replace an existing output.") var overwrite = false
   @OptionGroup var threading: ThreadOptions
   @OptionGroup var json: JSONOutputOptions
 
@@ -66,7 +62,7 @@ struct Resize: ParsableCommand {
     let (source, description) = try AdapterFile.load(adapter, model: model, files: files, force: force)
     let target: AdapterResize.Target = rank.map { .rank($0) } ?? .energy(energy!)
     let (resized, changes) = try AdapterResize.resized(source, model: model.config, to: target, seed: seed)
-    var result = Result(output: output, modules: changes)
+    var result = Result(output: destination.output, modules: changes)
     if let data {
       let tokenizer = try Tokenizer.load(files)
       let examples = try DatasetLoader.load(
@@ -80,11 +76,7 @@ struct Resize: ParsableCommand {
       }
       (result.lossBefore, result.lossAfter) = (loss(source), loss(resized))
     }
-    switch format {
-    case .peft: try resized.savePEFT(to: output, baseModel: base.model, overwrite: overwrite)
-    case .gguf:
-      try resized.saveGGUFLoRA(to: output, base: model.config, baseName: base.model, overwrite: overwrite)
-    }
+    try destination.write(resized, config: model.config, baseName: base.model)
     if json.json {
       let encoder = JSONEncoder()
       encoder.outputFormatting = [.sortedKeys]
@@ -104,6 +96,7 @@ struct Resize: ParsableCommand {
       print(
         "validation loss: \(String(format: "%.4f", before)) before, \(String(format: "%.4f", after)) after")
     }
-    print("wrote \(output) (\(format.rawValue), \(resized.parameterCount) parameters)")
+    print(
+      "wrote \(destination.output) (\(destination.format.rawValue), \(resized.parameterCount) parameters)")
   }
 }

@@ -21,7 +21,7 @@ struct SwiftLoRADist: ParsableCommand {
     subcommands: [
       Doctor.self, Inspect.self, Generate.self, Train.self, Eval.self, Serve.self, Route.self, Bench.self,
       BenchServe.self, Export.self, Import.self, Merge.self, Plan.self, Report.self, Analyze.self,
-      Resize.self,
+      Resize.self, Combine.self,
     ]
   )
 

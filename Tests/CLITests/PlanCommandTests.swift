@@ -93,8 +93,17 @@ import Testing
       var baseBytes: Int
       var bufferBytes: Int
     }
+    struct FullFineTune: Decodable {
+      var modelParameters: Int
+      var trainableParameters: Int
+      var weightBytes: Int
+      var optimizerBytes: Int
+      var activationBytes: Int
+    }
     var memory: Estimate
     var largestRun: [String]
+    var trainableParameters: [String: Int]
+    var fullFineTune: FullFineTune
   }
 
   struct BenchMemory: Decodable {
@@ -121,6 +130,13 @@ import Testing
     #expect(plan.status == 0, "\(plan.errors)")
     let estimate = try JSONDecoder().decode(Memory.self, from: Data(plan.output.utf8))
     #expect(estimate.largestRun == ["one"])
+    // The parameter story: all-linear r=4 on the tiny model (width 32, kv width 16, MLP 64, 2
+    // layers) trains 4·Σ(in + out) = 4·512 per layer; the model has 21,664 parameters; the
+    // full fine-tune holds 16 bytes per parameter plus the same activations.
+    let full = estimate.fullFineTune
+    #expect(estimate.trainableParameters == ["one": 4096] && full.trainableParameters == 4096)
+    #expect(full.modelParameters == 21_664 && full.weightBytes == 4 * 21_664)
+    #expect(full.optimizerBytes == 8 * 21_664 && full.activationBytes == estimate.memory.bufferBytes)
     let bench = try CommandRunner.run([
       "bench", "--model", Self.model, "--batch", "2", "--seq", "24", "--targets", "all-linear", "--rank", "4",
       "--steps", "1", "--warmup", "0", "--threads", "1", "--json", "--base-precision", precision,
@@ -132,5 +148,10 @@ import Testing
     #expect(estimate.memory.basePrecision == measured.basePrecision)
     let text = try CommandRunner.run(["plan", "--jobs", jobs, "-np", "1"])
     #expect(text.output.contains("memory: base") && text.output.contains("per rank up to"), "\(text.output)")
+    #expect(
+      text.output.contains(
+        "parameters: the adapter trains 4,096 (18.907%) of the model's 21,664; a full fine-tune at 2 × 24 tokens"
+      ),
+      "\(text.output)")
   }
 }
