@@ -8,6 +8,7 @@ extension AdapterEntry {
     var base = settings
     base.data = base.data.map(resolver.resolve)
     base.validationData = base.validationData.map(resolver.resolve)
+    base.initAdapter = base.initAdapter.map(resolver.resolve)
     let entryOrigin = field.origin
 
     // The output: the adapter's own, or <job output>/<name>; a sweep's members go beneath it.

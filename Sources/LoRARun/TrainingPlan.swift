@@ -14,6 +14,8 @@ public struct TrainingPlan: Sendable {
   public var model: String
   public var data: String
   public var validationData: String?
+  /// An adapter whose A and B the training starts from (nil: drawn from the seed).
+  public var initAdapter: String?
   public var validationFraction: Double?
   public var output: URL
   public var dataset: DatasetOptions
@@ -57,6 +59,7 @@ public struct TrainingPlan: Sendable {
     self.model = model
     self.data = data
     self.validationData = s.validationData
+    self.initAdapter = s.initAdapter
     self.validationFraction = s.validationFraction
     self.output = URL(fileURLWithPath: output).standardizedFileURL
     self.tokensPerBatch = tokensPerBatch

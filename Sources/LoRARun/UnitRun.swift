@@ -111,6 +111,7 @@ public struct UnitRun {
     let fingerprint = BaseFingerprint.of(loaded.model, files: loaded.files)
     try run.checkAgreement(fingerprint: fingerprint)
     let resumedFrom = try run.resume(group, fingerprint: fingerprint)
+    try run.warmStart(group, resumedFrom: resumedFrom)
     if !fused, try run.finishedEarlier(group, resumedFrom: resumedFrom[0]) { return nil }
     let cadences = try plans.map {
       try $0.checkpointing(

@@ -28,6 +28,7 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
   public var rankPattern: [String: Int]?
   public var alphaPattern: [String: Double]?
   public var initWeights: String?
+  public var initAdapter: String?
   public var lr: Double?
   public var schedule: String?
   public var warmup: Int?
@@ -65,6 +66,7 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
     case rankPattern = "rank_pattern"
     case alphaPattern = "alpha_pattern"
     case initWeights = "init_weights"
+    case initAdapter = "init_adapter"
     case lr, schedule, warmup, steps, epochs
     case batchSize = "batch_size"
     case microBatch = "micro_batch"

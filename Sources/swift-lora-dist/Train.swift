@@ -72,6 +72,10 @@ struct Train: ParsableCommand {
   @Option(help: "Comma-separated layer indices to adapt (default all).") var layers: String?
   @Option(name: .customLong("init"), help: "A's initialisation: default (Kaiming-uniform) or gaussian.")
   var initWeights: String?
+  @Option(
+    name: .customLong("init-adapter"),
+    help: "Start A and B from this adapter (same targets, ranks and scales; e.g. one grown by resize).")
+  var initAdapter: String?
   @Option(help: "Peak learning rate (default 2e-4).") var lr: Double?
   @Option(help: "Learning-rate schedule: constant, linear, cosine (default cosine).") var schedule: String?
   @Option(help: "Warmup updates (default 0).") var warmup: Int?
@@ -147,6 +151,7 @@ struct Train: ParsableCommand {
       $0.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
     }
     c.initWeights = initWeights
+    c.initAdapter = initAdapter
     c.lr = lr
     c.schedule = schedule
     c.warmup = warmup

@@ -46,6 +46,30 @@ import Testing
       "--base-precision", "f32",
     ])
     #expect(eval.status == 0 && eval.output.contains("\"loss\""), "\(eval.errors)")
+
+    // Training goes on from the grown adapter: its first validation loss is the grown one's.
+    // (Scale kept: alpha 16 at r 2 becomes 32 at r 4.)
+    let train = [
+      "train", "--model", Self.model, "--data", dir + "/valid.jsonl", "--validation-data",
+      dir + "/valid.jsonl",
+      "--init-adapter", dir + "/r4", "--steps", "1", "--batch-size", "1", "--micro-batch", "1",
+      "--base-precision",
+      "f32", "--json",
+    ]
+    let wrong = try CommandRunner.run(train + ["--rank", "8", "--output", dir + "/wrong"])
+    #expect(
+      wrong.status != 0 && wrong.errors.contains("has rank 4 and alpha 32.0")
+        && wrong.errors.contains("set rank and alpha to the adapter's"), "\(wrong.errors)")
+    let resumed = try CommandRunner.run(train + ["--rank", "4", "--alpha", "32", "--output", dir + "/more"])
+    #expect(resumed.status == 0, "\(resumed.errors)")
+    let metrics = try String(contentsOfFile: dir + "/more/metrics.jsonl", encoding: .utf8)
+    let first = try #require(
+      metrics.split(separator: "\n").compactMap {
+        try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+      }.first { $0["event"] as? String == "validation" && $0["step"] as? Int == 0 })
+    let start = try #require(first["loss"] as? Double)
+    #expect(
+      abs(start - after) <= 1e-5 * after, "training from the grown adapter starts at \(start), not \(after)")
   }
 
   @Test(.enabled(if: modelAvailable, "the default model is not in the cache"))

@@ -1,0 +1,37 @@
+import Foundation
+import LoRACheckpoint
+import LoRAModel
+import LoRATraining
+
+extension UnitRun {
+  /// Starts each adapter that does not resume from its plan's `initAdapter` (any form
+  /// `--adapter` takes): its A and B are copied in, the optimizer starts afresh. Every rank
+  /// reads the same file, so all start equal.
+  /// - Throws: `RunError` naming the module when the adapter adapts other modules, or at
+  ///   another rank or scale, than the plan's configuration.
+  func warmStart(_ group: FusedTrainer, resumedFrom: [String?]) throws {
+    for (k, plan) in plans.enumerated() where resumedFrom[k] == nil {
+      guard let path = plan.initAdapter else { continue }
+      let (source, _) = try AdapterFile.load(
+        path, model: loaded.model, files: loaded.files, force: plan.force)
+      let target = group.trainers[k].adapter
+      let names = Set(source.modules.map(\.name))
+      for extra in names.subtracting(target.modules.map(\.name)).sorted() {
+        throw RunError("init_adapter \(path) adapts \(extra), which this configuration does not")
+      }
+      for module in target.modules {
+        guard let from = source.module(layer: module.layer, target: module.target) else {
+          throw RunError("init_adapter \(path) does not adapt \(module.name), which this configuration does")
+        }
+        guard from.rank == module.rank, from.scale == module.scale else {
+          throw RunError(
+            "init_adapter \(path): \(module.name) has rank \(from.rank) and alpha \(from.alpha) "
+              + "(scale \(from.scale)) where this configuration has rank \(module.rank) and alpha \(module.alpha) "
+              + "(scale \(module.scale)); set rank and alpha to the adapter's")
+        }
+        module.a.copy(from: from.a)
+        module.b.copy(from: from.b)
+      }
+    }
+  }
+}
