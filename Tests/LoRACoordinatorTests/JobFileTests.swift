@@ -82,6 +82,8 @@ func expectFailure(
         validation_fraction: 0.1
         sweep: { rank: [2, 8, 32], lr: [1.0e-4, 3.0e-4] }
         successive_halving: { rungs: [20, 40], keep: 0.5 }
+        init_adapter: out/grown
+        chat_format: zephyr
 
     """
 
@@ -107,6 +109,9 @@ func expectFailure(
     let fortunes = job.adapters[1]
     #expect(fortunes.settings.rank == 8 && fortunes.output == root + "/out/demo/fortunes")
     #expect(fortunes.group == "g1" && fortunes.placement == .fused && fortunes.priority == 0)
+    #expect(devil.settings.initAdapter == nil && devil.settings.chatFormat == nil)
+    let arith = job.adapters[2]
+    #expect(arith.settings.initAdapter == root + "/out/grown" && arith.settings.chatFormat == "zephyr")
     let member = job.adapters[5]
     #expect(member.settings.rank == 8 && member.settings.lr == 3e-4 && member.settings.steps == 60)
     #expect(member.group == "arith" && member.placement == .fused)
