@@ -10,6 +10,12 @@ extension AdapterEntry {
     base.validationData = base.validationData.map(resolver.resolve)
     base.initAdapter = base.initAdapter.map(resolver.resolve)
     let entryOrigin = field.origin
+    if base.rankLadder != nil {
+      throw entryOrigin.error(
+        .invalidValue,
+        "rank_ladder (rank: auto) runs with `train` for now; in a job file, sweep the ranks (sweep: { rank: [...] })"
+      )
+    }
 
     // The output: the adapter's own, or <job output>/<name>; a sweep's members go beneath it.
     let ownOutput = base.output.map(resolver.resolve)

@@ -16,6 +16,10 @@ public struct TrainingPlan: Sendable {
   public var validationData: String?
   /// An adapter whose A and B the training starts from (nil: drawn from the seed).
   public var initAdapter: String?
+  /// The ranks `rank: auto` climbs (nil: one rank), and the least relative improvement of
+  /// the validation loss per rung that earns the next.
+  public var rankLadder: [Int]?
+  public var rankTolerance: Double = TrainingSettings.Defaults.rankTolerance
   public var validationFraction: Double?
   public var output: URL
   public var dataset: DatasetOptions
@@ -82,6 +86,21 @@ public struct TrainingPlan: Sendable {
     try dataset.validate()
     if s.validationFraction != nil && s.validationData != nil {
       throw RunError("give either validation data or a validation fraction, not both")
+    }
+    if let ladder = s.rankLadder {
+      guard s.rank == nil else { throw RunError("give either rank or rank_ladder (rank: auto), not both") }
+      guard s.validationData != nil || (s.validationFraction ?? 0) > 0 else {
+        throw RunError(
+          "rank_ladder (rank: auto) decides by the validation loss: give validation data or a fraction")
+      }
+      guard resume == nil else {
+        throw RunError("rank_ladder (rank: auto) runs cannot be resumed yet; start afresh")
+      }
+      guard s.initAdapter == nil && s.rankPattern == nil else {
+        throw RunError("rank_ladder (rank: auto) starts from a fresh adapter with one rank for every module")
+      }
+      rankLadder = ladder
+      rankTolerance = s.rankTolerance ?? TrainingSettings.Defaults.rankTolerance
     }
     requestedSteps = s.steps
     epochs = s.epochs

@@ -11,9 +11,17 @@ extension UnitRun {
   ///   another rank or scale, than the plan's configuration.
   func warmStart(_ group: FusedTrainer, resumedFrom: [String?]) throws {
     for (k, plan) in plans.enumerated() where resumedFrom[k] == nil {
-      guard let path = plan.initAdapter else { continue }
-      let (source, _) = try AdapterFile.load(
-        path, model: loaded.model, files: loaded.files, force: plan.force)
+      let source: LoRAAdapter
+      let path: String
+      if initialAdapters.indices.contains(k), let given = initialAdapters[k] {
+        (source, path) = (given, "(the previous rung's adapter)")
+      } else if let file = plan.initAdapter {
+        source = try AdapterFile.load(file, model: loaded.model, files: loaded.files, force: plan.force)
+          .adapter
+        path = file
+      } else {
+        continue
+      }
       let target = group.trainers[k].adapter
       let names = Set(source.modules.map(\.name))
       for extra in names.subtracting(target.modules.map(\.name)).sorted() {

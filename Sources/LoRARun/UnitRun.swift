@@ -27,6 +27,10 @@ public struct UnitRun {
   /// Where a job placed the unit: when set, each adapter's metrics get a `unit` line with
   /// the unit's start and end.
   public var placement: UnitPlacement?
+  /// Adapters (in memory, by plan) to start from instead of each plan's `initAdapter`.
+  public var initialAdapters: [LoRAAdapter?] = []
+  /// Called on every rank once training ended (not when stopped), with the trained group.
+  public var afterTraining: ((FusedTrainer) throws -> Void)?
   let emit: (RunEvent) -> Void
 
   public init(
@@ -70,6 +74,7 @@ public struct UnitRun {
     guard let prepared = try prepare() else { return .finished }
     let run = prepared.run
     let (ending, lastCheckpoint, halving) = try run.train(prepared)
+    if case .finished = ending { try afterTraining?(prepared.group) }
     // Every rank's memory, for the summary: peak RSS and the proportional share (PSS).
     let memory = try ResidentMemory.perRank(communicator)
     guard leader else { return ending }

@@ -41,6 +41,14 @@ extension TrainingSettings {
       }
     }
     if let v = rank { try Self.check(.rank, v >= 1, "LoRA rank must be at least 1, got \(v)") }
+    if let v = rankLadder {
+      try Self.check(
+        .rankLadder, v.count >= 2 && v[0] >= 1 && zip(v, v.dropFirst()).allSatisfy { $0 < $1 },
+        "expected at least two increasing ranks from 1 up, got \(v)")
+    }
+    if let v = rankTolerance {
+      try Self.check(.rankTolerance, v >= 0 && v < 1, "must be in [0, 1), got \(v)")
+    }
     if let v = alpha { try Self.check(.alpha, v > 0 && v.isFinite, "LoRA alpha must be positive, got \(v)") }
     if let v = dropout { try Self.check(.dropout, v >= 0 && v < 1, "must be in [0, 1), got \(v)") }
     if let v = layers {

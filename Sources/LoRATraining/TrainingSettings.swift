@@ -21,6 +21,8 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
   public var chatFormat: String?
   @ListOrOne public var targets: [String]?
   public var rank: Int?
+  public var rankLadder: [Int]?
+  public var rankTolerance: Double?
   public var alpha: Double?
   public var dropout: Double?
   public var rslora: Bool?
@@ -62,7 +64,10 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
     case skipBadLines = "skip_bad_lines"
     case addEos = "add_eos"
     case chatFormat = "chat_format"
-    case targets, rank, alpha, dropout, rslora, layers
+    case targets, rank
+    case rankLadder = "rank_ladder"
+    case rankTolerance = "rank_tolerance"
+    case alpha, dropout, rslora, layers
     case rankPattern = "rank_pattern"
     case alphaPattern = "alpha_pattern"
     case initWeights = "init_weights"
@@ -95,6 +100,10 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
     public static let addEos = true
     public static let targets = ["q_proj", "v_proj"]
     public static let rank = 8
+    /// The ladder of `rank: auto` (`train --rank auto`).
+    public static let rankLadder = [2, 4, 8, 16, 32]
+    /// The least relative improvement of the validation loss that earns the next rung.
+    public static let rankTolerance = 0.01
     public static let alpha = 16.0
     public static let dropout = 0.0
     public static let rslora = false
@@ -123,7 +132,8 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
   /// The LoRA configuration these settings describe (the defaults where unset).
   public var loraConfig: LoRAConfig {
     LoRAConfig(
-      r: rank ?? Defaults.rank, loraAlpha: alpha ?? Defaults.alpha, loraDropout: dropout ?? Defaults.dropout,
+      r: rankLadder?.first ?? rank ?? Defaults.rank, loraAlpha: alpha ?? Defaults.alpha,
+      loraDropout: dropout ?? Defaults.dropout,
       targetModules: targets ?? Defaults.targets, layersToTransform: layers,
       useRslora: rslora ?? Defaults.rslora,
       rankPattern: rankPattern ?? [:], alphaPattern: alphaPattern ?? [:],

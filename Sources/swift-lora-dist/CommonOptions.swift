@@ -84,3 +84,19 @@ struct AdapterWriteOptions: ParsableArguments {
     }
   }
 }
+
+/// `--rank`: a number, or `auto` (climb a ladder of ranks while validation improves).
+enum RankArgument: ExpressibleByArgument, Equatable {
+  case fixed(Int)
+  case auto
+
+  init?(argument: String) {
+    if argument == "auto" {
+      self = .auto
+    } else if let value = Int(argument) {
+      self = .fixed(value)
+    } else {
+      return nil
+    }
+  }
+}

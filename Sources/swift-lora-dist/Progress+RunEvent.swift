@@ -86,6 +86,14 @@ extension Progress {
       )
     case .warning: return nil
     case .combinedReport(let path): return (self, ["event": "combined_report", "path": path])
+    case .rankRung(let rung, let output):
+      return (
+        self,
+        [
+          "event": "rank_rung", "output": output, "rank": rung.rank, "validation_loss": rung.validationLoss,
+          "improvement": rung.improvement as Any, "decision": rung.decision,
+        ]
+      )
     }
   }
 
@@ -178,6 +186,16 @@ extension Progress {
       let name = ref.flatMap { $0.fused ? $0.name : nil }.map { "\($0): " } ?? ""
       FileHandle.standardError.write(Data("warning: \(name)\(text)\n".utf8))
     case .combinedReport(let path): print("combined report: \(path)")
+    case .rankRung(let rung, _):
+      let gain =
+        rung.improvement.map { String(format: ", %.2f%% better than the previous rank", 100 * $0) } ?? ""
+      let next = [
+        "grow": "growing to the next rank", "stop": "not worth it: keeping the previous rank",
+        "top": "the ladder's top: kept",
+      ]
+      print(
+        "rank \(rung.rank): validation loss \(String(format: "%.4f", rung.validationLoss))\(gain); \(next[rung.decision] ?? rung.decision)"
+      )
     }
   }
 }

@@ -65,7 +65,16 @@ struct Train: ParsableCommand {
       "Comma-separated modules (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj) or all-linear (default q_proj,v_proj)."
   )
   var targets: String?
-  @Option(help: "LoRA rank r (default 8).") var rank: Int?
+  @Option(help: "LoRA rank r (default 8), or auto: climb --rank-ladder while validation improves.")
+  var rank: RankArgument?
+  @Option(
+    name: .customLong("rank-ladder"),
+    help: "Comma-separated ranks for --rank auto (default 2,4,8,16,32).")
+  var rankLadder: String?
+  @Option(
+    name: .customLong("rank-tolerance"),
+    help: "Least relative validation-loss improvement that earns the next rank (default 0.01).")
+  var rankTolerance: Double?
   @Option(help: "LoRA alpha (default 16).") var alpha: Double?
   @Option(help: "LoRA dropout (default 0).") var dropout: Double?
   @Flag(help: "Scale by alpha/√r (rsLoRA) instead of alpha/r.") var rslora = false
@@ -143,7 +152,17 @@ struct Train: ParsableCommand {
     c.skipBadLines = skipBadLines ? true : nil
     c.addEos = noEOS ? false : nil
     c.targets = targets.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
-    c.rank = rank
+    switch rank {
+    case .fixed(let r): c.rank = r
+    case .auto: c.rankLadder = TrainingSettings.Defaults.rankLadder
+    case nil: break
+    }
+    if let rankLadder {
+      c.rankLadder = rankLadder.split(separator: ",").map {
+        Int($0.trimmingCharacters(in: .whitespaces)) ?? 0
+      }
+    }
+    c.rankTolerance = rankTolerance
     c.alpha = alpha
     c.dropout = dropout
     c.rslora = rslora ? true : nil

@@ -37,6 +37,12 @@ struct TrainingRun {
     if let threads = settings.threads { BLAS.threads = threads }
     let loaded =
       try preloaded ?? LoadedModel(path: plan.model, communicator: comm, precision: plan.basePrecision)
+    if plan.rankLadder != nil {
+      let search = RankSearch(
+        plan: plan, loaded: loaded, communicator: comm, stop: stop, checkEvery: settings.checkEvery ?? 0,
+        emit: { progress.render($0) })
+      return try search.execute().ending
+    }
     let unit = UnitRun(
       plans: [plan], loaded: loaded, communicator: comm, fused: false, stop: stop,
       checkEvery: settings.checkEvery ?? 0, emit: { progress.render($0) })

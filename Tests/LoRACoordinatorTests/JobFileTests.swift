@@ -305,6 +305,11 @@ func expectFailure(
     expectFailure(.invalidValue, line: 3, keyPath: "adapters[0].name", mentions: ["letters, digits"]) {
       _ = try folder.load("model: m\noutput: o\nadapters: [{ name: a b, data: data/a.jsonl }]\n")
     }
+    // rank: auto runs with `train`; a job file says so and points to a sweep.
+    expectFailure(.invalidValue, line: 3, keyPath: "adapters[0]", mentions: ["sweep: { rank"]) {
+      _ = try folder.load(
+        "model: m\noutput: o\nadapters: [{ name: a, data: data/a.jsonl, rank_ladder: [2, 4] }]\n")
+    }
   }
 
   // MARK: - Files and outputs
