@@ -102,9 +102,11 @@ public struct AdapterAnalysis: Sendable, Codable, Equatable {
 
   /// Module names in layer order, then by name ("layers.2" before "layers.10").
   static func moduleOrder(_ a: String, _ b: String) -> Bool {
-    func layer(_ name: String) -> Int {
-      Int(name.split(separator: ".").dropFirst(2).first ?? "") ?? 0
-    }
-    return (layer(a), a) < (layer(b), b)
+    (layer(of: a), a) < (layer(of: b), b)
+  }
+
+  /// The layer of a module name "model.layers.L.…" (0 when there is none).
+  public static func layer(of name: String) -> Int {
+    Int(name.split(separator: ".").dropFirst(2).first ?? "") ?? 0
   }
 }

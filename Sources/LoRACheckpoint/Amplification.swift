@@ -36,12 +36,9 @@ public struct Amplification: Sendable, Codable, Equatable {
     let base = try LAPACK.svd(w, rows: m, columns: n, subject: "\(delta.name) frozen W [\(m), \(n)]")
     baseOnItsTopDirections = base.s.prefix(r).reduce(0) { $0 + $1 * $1 }.squareRoot()
     var random = SeededRandom(seed: seed)
-    func randomBasis(_ rows: Int) throws(LAPACKError) -> [Double] {
-      var g = [Double](repeating: 0, count: rows * r)
-      for index in g.indices { g[index] = SubspaceSimilarity.gaussian(&random) }
-      return try LAPACK.qr(g, rows: rows, columns: r, subject: "random [\(rows), \(r)] directions").q
-    }
-    baseOnRandomDirections = projected(try randomBasis(m), try randomBasis(n))
+    let randomLeft = try SubspaceSimilarity.randomBasis(rows: m, columns: r, random: &random)
+    let randomRight = try SubspaceSimilarity.randomBasis(rows: n, columns: r, random: &random)
+    baseOnRandomDirections = projected(randomLeft, randomRight)
     factor = baseOnDeltaDirections > 0 ? deltaNorm / baseOnDeltaDirections : nil
     // U_Wᵀ·ΔW·V_W = (U_Wᵀ·U) · Σ · (Vᵀ·V_W) with W's top-r directions.
     let k = min(r, base.s.count)

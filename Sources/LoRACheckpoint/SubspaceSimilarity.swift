@@ -46,15 +46,18 @@ public struct SubspaceSimilarity: Sendable, Codable, Equatable {
     dimension n: Int, maxI: Int, maxJ: Int, side: Side = .right, seed: UInt64
   ) throws(LAPACKError) -> SubspaceSimilarity {
     var random = SeededRandom(seed: seed)
-    func basis(_ k: Int) throws(LAPACKError) -> [Double] {
-      // k orthonormal columns spanning a Gaussian [N, k] matrix's columns.
-      var g = [Double](repeating: 0, count: n * k)
-      for index in g.indices { g[index] = gaussian(&random) }
-      return try LAPACK.qr(g, rows: n, columns: k, subject: "random [\(n), \(k)] baseline").q
-    }
-    let x = try basis(maxI)
-    let y = try basis(maxJ)
+    let x = try randomBasis(rows: n, columns: maxI, random: &random)
+    let y = try randomBasis(rows: n, columns: maxJ, random: &random)
     return SubspaceSimilarity(side: side, x: x, y: y, dimension: n, maxI: maxI, maxJ: maxJ)
+  }
+
+  /// `columns` orthonormal columns [rows, columns] spanning a Gaussian matrix's columns.
+  static func randomBasis(rows: Int, columns: Int, random: inout SeededRandom) throws(LAPACKError) -> [Double]
+  {
+    var g = [Double](repeating: 0, count: rows * columns)
+    for index in g.indices { g[index] = gaussian(&random) }
+    return try LAPACK.qr(g, rows: rows, columns: columns, subject: "random [\(rows), \(columns)] directions")
+      .q
   }
 
   /// A standard normal draw (Box–Muller).

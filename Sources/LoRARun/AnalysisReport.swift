@@ -78,9 +78,9 @@ public enum AnalysisReport {
     out += "<p>φ(i, j) = ‖V₁[:, :i]ᵀ V₂[:, :j]‖²_F / min(i, j) over ΔW's right singular vectors "
     out += "(Hu et al. 2021, section 7.2): 1 when one span lies in the other, 0 when orthogonal; "
     out += "the random baseline is the same measure between Gaussian subspaces of the same sizes.</p>\n"
-    let layers = Array(Set(analysis.comparisons.map { layer(of: $0.name) })).sorted()
+    let layers = Array(Set(analysis.comparisons.map { AdapterAnalysis.layer(of: $0.name) })).sorted()
     let shown = Set([layers.first, layers[layers.count / 2], layers.last].compactMap { $0 })
-    for comparison in analysis.comparisons where shown.contains(layer(of: comparison.name)) {
+    for comparison in analysis.comparisons where shown.contains(AdapterAnalysis.layer(of: comparison.name)) {
       out += "<h3>\(SVGChart.escape(comparison.name))</h3>\n<div class=maps>"
       out += heatMap(comparison.similarity.phi, caption: "adapters 1 and 2")
       out += heatMap(comparison.randomBaseline.phi, caption: "random baseline") + "</div>\n"
@@ -104,10 +104,6 @@ public enum AnalysisReport {
   public static func meanPhi(_ s: SubspaceSimilarity) -> Double {
     let cells = s.phi.prefix(8).flatMap { $0.prefix(8) }
     return cells.reduce(0, +) / Double(max(cells.count, 1))
-  }
-
-  static func layer(of name: String) -> Int {
-    Int(name.split(separator: ".").dropFirst(2).first ?? "") ?? 0
   }
 
   /// grid[i][j] in [0, 1] as cells from white (0) to dark blue (1), i down, j across.
