@@ -10,11 +10,27 @@ extension AdapterEntry {
     base.validationData = base.validationData.map(resolver.resolve)
     base.initAdapter = base.initAdapter.map(resolver.resolve)
     let entryOrigin = field.origin
-    if base.rankLadder != nil {
-      throw entryOrigin.error(
-        .invalidValue,
-        "rank_ladder (rank: auto) runs with `train` for now; in a job file, sweep the ranks (sweep: { rank: [...] })"
-      )
+    // `rank: auto` climbs its ladder as one unit of its own: rungs one after another on
+    // its rank group, each from the last one's adapter, never fused with other adapters.
+    if base.ladder != nil {
+      let rankOrigin = origins["rank"] ?? origins["rank_ladder"] ?? entryOrigin
+      if base.validationData == nil && (base.validationFraction ?? 0) <= 0 {
+        throw rankOrigin.error(
+          .missingKey, "rank: auto decides by the validation loss: set validation_data or validation_fraction"
+        )
+      }
+      if !sweep.isEmpty {
+        throw (sweepOrigin ?? entryOrigin).error(
+          .invalidValue,
+          "rank: auto climbs its own ladder and cannot be swept; sweep the ranks instead (sweep: { rank: [...] })"
+        )
+      }
+      if placement == .fused || group != nil {
+        throw rankOrigin.error(
+          .invalidValue,
+          "rank: auto trains its rungs one after another and cannot be fused; use placement: shared, separate or auto"
+        )
+      }
     }
 
     // The output: the adapter's own, or <job output>/<name>; a sweep's members go beneath it.

@@ -52,6 +52,8 @@ struct AdapterEntry {
     settings = defaults.overridden(by: own)
     if own.batchSize != nil { origins["tokens_per_batch"] = nil }
     if own.tokensPerBatch != nil { origins["batch_size"] = nil }
+    if settings.rank == nil && !settings.training.$rank { origins["rank"] = nil }
+    if settings.rankLadder == nil { origins["rank_ladder"] = nil }
     self.origins = origins
     if settings.data == nil {
       throw field.error(.missingKey, "'data' is required (in the adapter or in defaults)")

@@ -66,7 +66,8 @@ public struct AdapterSettings: Codable, Equatable, Sendable {
   }
 
   /// `self` with every value `other` sets replacing ours. Setting `batch_size` clears an
-  /// inherited `tokens_per_batch` and the other way round: they are alternatives.
+  /// inherited `tokens_per_batch` and the other way round: they are alternatives (so are a
+  /// `rank` and a `rank_ladder`).
   public func overridden(by other: AdapterSettings) -> AdapterSettings {
     var cleared: [String] = []
     if other.batchSize != nil && other.tokensPerBatch == nil {
@@ -75,7 +76,7 @@ public struct AdapterSettings: Codable, Equatable, Sendable {
     if other.tokensPerBatch != nil && other.batchSize == nil {
       cleared.append(TrainingSettings.CodingKeys.batchSize.stringValue)
     }
-    return merging(other, clearing: cleared)
+    return merging(other, clearing: cleared + training.keysReplaced(by: other.training))
   }
 
   /// `self` with every value `other` sets replacing ours, and the `clearing` keys unset.

@@ -304,6 +304,8 @@ public enum Planner {
       let examples = Double(train.examples) * (1 - fraction)
       steps = max(1, Int((epochs * examples / max(batch, 1)).rounded(.up)))
     }
+    // `rank: auto` is costed as its whole ladder (an upper bound: it may stop early).
+    steps *= s.ladder?.count ?? 1
     // Validation: every eval_every updates and at the end, over the validation set.
     var validationTokens = 0.0
     if let file = s.validationData, let estimate = data[file] {

@@ -3,7 +3,8 @@ import LoRACoordinator
 
 /// An adapter of the dashboard read back from its output folder: the `metrics.jsonl` lines
 /// `AdapterOutput` writes (`step`, `validation`, `halved`, `unit`; others are passed over),
-/// `retired.json` and whether the adapter and its report are written.
+/// `retired.json` and whether the adapter and its report are written. A `rank: auto`
+/// adapter's `rank_rung` lines lead to its rungs' folders, read one after another.
 extension JobReport.Adapter {
   /// Reads the adapter `name` from its folder `output`; a missing or unreadable metrics file
   /// gives an adapter with no history. Lines that do not parse are passed over.
@@ -11,29 +12,51 @@ extension JobReport.Adapter {
     var adapter = Self(name: name, output: output, sweep: sweep)
     var losses: [Int: Double] = [:]
     var rungs: [Int: Double] = [:]
-    for record in AdapterOutput.records(output.appendingPathComponent("metrics.jsonl")) {
-      let step = record.step
-      switch record.event {
-      case "step":
-        adapter.steps += 1
-        adapter.trainedTokens += record.fields["trained_tokens"] as? Int ?? 0
-        adapter.trainingSeconds += record.number("seconds") ?? 0
-      case "validation":
-        losses[step] = record.number("loss") ?? .nan
-      case "halved":
-        rungs[step] = record.number("validation_loss") ?? .nan
-        if record.fields["kept"] as? Bool == false { adapter.haltedAt = step }
-      case "unit":
-        if let unit = unit(record.fields) { adapter.units.append(unit) }
-      default:
-        continue
-      }
+    var rankRungs: [Int] = []
+    adapter.record(output.appendingPathComponent("metrics.jsonl"), losses: &losses, rungs: &rungs) {
+      rankRungs.append($0)
+    }
+    // `rank: auto`: each rung's history lies in `rank-R`; their updates follow one another.
+    for rank in rankRungs {
+      let offset = adapter.steps
+      adapter.record(
+        output.appendingPathComponent("rank-\(rank)/metrics.jsonl"), offset: offset, losses: &losses,
+        rungs: &rungs, skipBase: offset > 0)
     }
     losses.merge(rungs) { validation, _ in validation }
     adapter.curve = losses.keys.sorted().map { ($0, losses[$0]!) }
     if adapter.haltedAt == nil { adapter.haltedAt = retiredStep(output) }
     adapter.complete = AdapterOutput.isComplete(output)
     return adapter
+  }
+
+  /// Adds the lines of the metrics file `url`, their updates counted from `offset`; each
+  /// `rank_rung` line's rank goes to `rankRung`. `skipBase`: leave out the validation at
+  /// update 0 (a later rung's start, the previous rung's end).
+  mutating func record(
+    _ url: URL, offset: Int = 0, losses: inout [Int: Double], rungs: inout [Int: Double],
+    skipBase: Bool = false, rankRung: (Int) -> Void = { _ in }
+  ) {
+    for record in AdapterOutput.records(url) {
+      let step = record.step + offset
+      switch record.event {
+      case "step":
+        steps += 1
+        trainedTokens += record.fields["trained_tokens"] as? Int ?? 0
+        trainingSeconds += record.number("seconds") ?? 0
+      case "validation" where !(skipBase && record.step == 0):
+        losses[step] = record.number("loss") ?? .nan
+      case "halved":
+        rungs[step] = record.number("validation_loss") ?? .nan
+        if record.fields["kept"] as? Bool == false { haltedAt = step }
+      case "unit":
+        if let unit = Self.unit(record.fields) { units.append(unit) }
+      case "rank_rung":
+        if let rank = record.number("rank") { rankRung(Int(rank)) }
+      default:
+        continue
+      }
+    }
   }
 
   /// The unit of a `unit` metrics line (`AdapterOutput.object(unit:…)`); nil when a field

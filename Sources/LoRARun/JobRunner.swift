@@ -146,6 +146,13 @@ public struct JobRunner {
       }
       return false
     }
+    if plans.count == 1 && plans[0].rankLadder != nil {
+      var search = RankSearch(
+        plan: plans[0], loaded: loaded, communicator: comm, stop: stop, checkEvery: 0, emit: emit)
+      (search.placement, search.concurrent) = (unit, concurrent)
+      if case .stopped = try search.execute().ending { return true }
+      return false
+    }
     var run = UnitRun(plans: plans, loaded: loaded, communicator: comm, fused: fused, stop: stop, emit: emit)
     run.concurrent = concurrent
     run.placement = unit

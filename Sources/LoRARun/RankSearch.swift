@@ -2,6 +2,7 @@ import Foundation
 import LoRACheckpoint
 import LoRAComm
 import LoRAModel
+import LoRAServe
 import LoRATraining
 
 /// `rank: auto` ("start with a low rank and raise it if needed", the LoRA paper's advice):
@@ -57,6 +58,10 @@ public struct RankSearch {
   public var communicator: any Communicator
   public var stop: StopRequest
   public var checkEvery: Int
+  /// Where a job placed the search, and whether other rank groups report at the same time
+  /// (each rung's `UnitRun` records them).
+  public var placement: UnitPlacement?
+  public var concurrent = false
   let emit: (RunEvent) -> Void
 
   public init(
@@ -77,6 +82,9 @@ public struct RankSearch {
     rung.output = plan.output.appendingPathComponent("rank-\(rank)")
     rung.rankLadder = nil
     rung.initAdapter = nil
+    // Resuming the search resumes each rung from its own checkpoints; a rung an earlier run
+    // finished is restored (not retrained) and gives its validation loss again.
+    rung.resume = plan.resume == nil ? nil : "auto"
     return rung
   }
 
@@ -91,6 +99,7 @@ public struct RankSearch {
         plans: [rungPlan], loaded: loaded, communicator: communicator, fused: false, stop: stop,
         checkEvery: checkEvery, emit: emit)
       unit.initialAdapters = [start]
+      (unit.placement, unit.concurrent) = (placement, concurrent)
       var trained: (adapter: LoRAAdapter, loss: Double, updates: Int)?
       unit.afterTraining = { group in
         let state = group.trainers[0]
@@ -131,7 +140,10 @@ public struct RankSearch {
     guard let kept = Self.chosen(rungs) else { return }
     let files = FileManager.default
     let from = plan.output.appendingPathComponent("rank-\(kept.rank)")
-    for name in ["adapter_config.json", "adapter_model.safetensors"] {
+    for name in [
+      "adapter_config.json", "adapter_model.safetensors", RouteSignature.fileName, "training_config.json",
+    ]
+    where files.fileExists(atPath: from.appendingPathComponent(name).path) {
       let target = plan.output.appendingPathComponent(name)
       try? files.removeItem(at: target)
       try files.copyItem(at: from.appendingPathComponent(name), to: target)
@@ -139,9 +151,12 @@ public struct RankSearch {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]
     var lines = ""
+    var updates = 0
     for rung in rungs {
+      updates += rung.updates
       var object = try JSONSerialization.jsonObject(with: encoder.encode(rung)) as? [String: Any] ?? [:]
       object["event"] = "rank_rung"
+      object["step"] = updates
       object["kept"] = rung.rank == kept.rank
       lines += String(
         decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)

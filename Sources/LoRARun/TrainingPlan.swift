@@ -87,17 +87,21 @@ public struct TrainingPlan: Sendable {
     if s.validationFraction != nil && s.validationData != nil {
       throw RunError("give either validation data or a validation fraction, not both")
     }
-    if let ladder = s.rankLadder {
+    if let ladder = s.ladder {
       guard s.rank == nil else { throw RunError("give either rank or rank_ladder (rank: auto), not both") }
       guard s.validationData != nil || (s.validationFraction ?? 0) > 0 else {
         throw RunError(
-          "rank_ladder (rank: auto) decides by the validation loss: give validation data or a fraction")
+          "rank: auto decides by the validation loss: give validation data or a fraction")
       }
-      guard resume == nil else {
-        throw RunError("rank_ladder (rank: auto) runs cannot be resumed yet; start afresh")
+      if let resume, resume != "auto",
+        URL(fileURLWithPath: resume).standardizedFileURL.path != self.output.path
+      {
+        throw RunError(
+          "rank: auto resumes from its own output folder (each rung's checkpoints): pass --resume auto, not \(resume)"
+        )
       }
       guard s.initAdapter == nil && s.rankPattern == nil else {
-        throw RunError("rank_ladder (rank: auto) starts from a fresh adapter with one rank for every module")
+        throw RunError("rank: auto starts from a fresh adapter with one rank for every module")
       }
       rankLadder = ladder
       rankTolerance = s.rankTolerance ?? TrainingSettings.Defaults.rankTolerance
@@ -124,7 +128,7 @@ public struct TrainingPlan: Sendable {
         "--resume continues the run in its output folder; it cannot be combined with --overwrite")
     }
     let names = ["adapter_config.json", "adapter_model.safetensors", "metrics.jsonl"]
-    let resumesHere = resume == "auto" && !CheckpointStore.list(checkpointFolder).isEmpty
+    let resumesHere = resume != nil && hasCheckpoints
     if (resume == nil || resume == "auto") && !overwrite && !resumesHere,
       names.contains(where: {
         FileManager.default.fileExists(atPath: self.output.appendingPathComponent($0).path)
@@ -136,6 +140,15 @@ public struct TrainingPlan: Sendable {
 
   /// `output/checkpoints`.
   public var checkpointFolder: URL { output.appendingPathComponent("checkpoints") }
+
+  /// Whether the output folder holds checkpoints to resume from (with `rank: auto`, any
+  /// rung's).
+  public var hasCheckpoints: Bool {
+    guard let rankLadder else { return !CheckpointStore.list(checkpointFolder).isEmpty }
+    return rankLadder.contains {
+      !CheckpointStore.list(output.appendingPathComponent("rank-\($0)/checkpoints")).isEmpty
+    }
+  }
 
   /// Where `--resume` points: `auto` means the output folder when it holds checkpoints.
   public var resumeSource: String? {

@@ -140,10 +140,15 @@ extension TrainingPlan {
   public var retiredMarker: URL { Self.retiredMarker(in: output) }
 
   /// Whether an earlier run finished this adapter: its PEFT adapter and report are written,
-  /// and its newest checkpoint is at its last update (or successive halving retired it).
+  /// and its newest checkpoint is at its last update (or successive halving retired it, or
+  /// a `rank: auto` search ended).
   /// Reads one checkpoint header at most; nothing is loaded or rewritten.
   public var isFinished: Bool {
     guard AdapterOutput.isComplete(output) else { return false }
+    // `rank: auto`: the search wrote its decision (after every rung finished).
+    if rankLadder != nil {
+      return FileManager.default.fileExists(atPath: output.appendingPathComponent("rank-search.json").path)
+    }
     if FileManager.default.fileExists(atPath: retiredMarker.path) { return true }
     guard let newest = CheckpointStore.list(checkpointFolder).last,
       let training = try? CheckpointReader(path: newest.url.path).header.training

@@ -9,8 +9,10 @@ extension UnitRun {
   /// reads the same file, so all start equal.
   /// - Throws: `RunError` naming the module when the adapter adapts other modules, or at
   ///   another rank or scale, than the plan's configuration.
-  func warmStart(_ group: FusedTrainer, resumedFrom: [String?]) throws {
-    for (k, plan) in plans.enumerated() where resumedFrom[k] == nil {
+  func warmStart(_ group: FusedTrainer) throws {
+    // Decided by `resumeSource`, as `resume` does on every rank (what each resumed from
+    // is known on rank 0 alone).
+    for (k, plan) in plans.enumerated() where plan.resumeSource == nil {
       let source: LoRAAdapter
       let path: String
       if initialAdapters.indices.contains(k), let given = initialAdapters[k] {

@@ -29,7 +29,8 @@ public struct UnitRun {
   public var placement: UnitPlacement?
   /// Adapters (in memory, by plan) to start from instead of each plan's `initAdapter`.
   public var initialAdapters: [LoRAAdapter?] = []
-  /// Called on every rank once training ended (not when stopped), with the trained group.
+  /// Called on every rank once training ended (not when stopped), or once an earlier run's
+  /// finished adapter is resumed, with the trained group.
   public var afterTraining: ((FusedTrainer) throws -> Void)?
   let emit: (RunEvent) -> Void
 
@@ -116,8 +117,11 @@ public struct UnitRun {
     let fingerprint = BaseFingerprint.of(loaded.model, files: loaded.files)
     try run.checkAgreement(fingerprint: fingerprint)
     let resumedFrom = try run.resume(group, fingerprint: fingerprint)
-    try run.warmStart(group, resumedFrom: resumedFrom)
-    if !fused, try run.finishedEarlier(group, resumedFrom: resumedFrom[0]) { return nil }
+    try run.warmStart(group)
+    if !fused, try run.finishedEarlier(group, resumedFrom: resumedFrom[0]) {
+      try afterTraining?(group)
+      return nil
+    }
     let cadences = try plans.map {
       try $0.checkpointing(
         base: .init(fingerprint: fingerprint, source: $0.model, config: loaded.model.config))

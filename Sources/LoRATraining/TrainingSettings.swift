@@ -20,7 +20,7 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
   public var addEos: Bool?
   public var chatFormat: String?
   @ListOrOne public var targets: [String]?
-  public var rank: Int?
+  @RankOrAuto public var rank: Int?
   public var rankLadder: [Int]?
   public var rankTolerance: Double?
   public var alpha: Double?
@@ -129,10 +129,25 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
     public static let fullEvery = 4
   }
 
+  /// The ranks `rank: auto` climbs: `rank_ladder`, or the default ladder when only
+  /// `rank: auto` is given; nil for one rank.
+  public var ladder: [Int]? { rankLadder ?? ($rank ? Defaults.rankLadder : nil) }
+
+  /// The keys of settings that `other`, laid over them, replaces without giving: its own
+  /// `rank_ladder` (rank: auto) replaces a number, and its own number a ladder.
+  public func keysReplaced(by other: TrainingSettings) -> [String] {
+    var keys: [String] = []
+    if other.rankLadder != nil && other.rank == nil && !other.$rank {
+      keys.append(CodingKeys.rank.stringValue)
+    }
+    if other.rank != nil && other.rankLadder == nil { keys.append(CodingKeys.rankLadder.stringValue) }
+    return keys
+  }
+
   /// The LoRA configuration these settings describe (the defaults where unset).
   public var loraConfig: LoRAConfig {
     LoRAConfig(
-      r: rankLadder?.first ?? rank ?? Defaults.rank, loraAlpha: alpha ?? Defaults.alpha,
+      r: ladder?.first ?? rank ?? Defaults.rank, loraAlpha: alpha ?? Defaults.alpha,
       loraDropout: dropout ?? Defaults.dropout,
       targetModules: targets ?? Defaults.targets, layersToTransform: layers,
       useRslora: rslora ?? Defaults.rslora,

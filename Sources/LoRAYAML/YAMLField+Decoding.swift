@@ -54,8 +54,15 @@ extension YAMLField {
       }
     let keys = path.map { $0.intValue.map(String.init) ?? $0.stringValue }
     let target = field(at: keys)
+    // A setting's own decoder may say what it takes ("expected a rank … or auto").
+    let told: String? =
+      if case .dataCorrupted(let context) = error, context.debugDescription.hasPrefix("expected ") {
+        String(context.debugDescription.dropFirst("expected ".count))
+      } else { nil }
     let wanted =
-      if let expected, !(expected is Node.Scalar.Type) { Self.name(of: expected) } else {
+      if let told { told } else if let expected, !(expected is Node.Scalar.Type) {
+        Self.name(of: expected)
+      } else {
         Self.probe(type, at: path)
       }
     return target.error(.wrongType, "expected \(wanted ?? "another value"), got \(target.describe())")

@@ -154,7 +154,7 @@ struct Train: ParsableCommand {
     c.targets = targets.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
     switch rank {
     case .fixed(let r): c.rank = r
-    case .auto: c.rankLadder = TrainingSettings.Defaults.rankLadder
+    case .auto: c.$rank = true
     case nil: break
     }
     if let rankLadder {

@@ -66,11 +66,13 @@ struct TrainConfiguration: Equatable {
     return c
   }
 
-  /// `self` with every value `other` sets replacing ours.
+  /// `self` with every value `other` sets replacing ours (a flag's `--rank` replaces the
+  /// file's `rank_ladder`, and `--rank-ladder` its number).
   func overridden(by other: TrainConfiguration) throws -> TrainConfiguration {
     let mine = try JSONSerialization.jsonObject(with: JSONEncoder().encode(self)) as! [String: Any]
     let theirs = try JSONSerialization.jsonObject(with: JSONEncoder().encode(other)) as! [String: Any]
-    let merged = mine.merging(theirs) { _, new in new }
+    var merged = mine.merging(theirs) { _, new in new }
+    for key in training.keysReplaced(by: other.training) { merged[key] = nil }
     return try JSONDecoder().decode(
       TrainConfiguration.self, from: JSONSerialization.data(withJSONObject: merged))
   }

@@ -31,12 +31,13 @@ import Testing
     let folder = try TrainCommandTests.Folder()
     let data = try folder.write("train.jsonl", TrainCommandTests.arithmetic)
     let out = folder.path + "/auto"
-    let outcome = try CommandRunner.run([
+    let arguments = [
       "train", "--model", Self.model, "--data", data, "--validation-data", data, "--output", out, "--steps",
       "3",
       "--batch-size", "2", "--micro-batch", "1", "--max-seq-len", "32", "--lr", "3e-3", "--rank", "auto",
       "--rank-ladder", "1,2", "--rank-tolerance", "0", "--seed", "3", "--json", "--base-precision", "f32",
-    ])
+    ]
+    let outcome = try CommandRunner.run(arguments)
     #expect(outcome.status == 0, "\(outcome.errors)")
     let document = try JSONDecoder().decode(
       RankSearchDocument.self, from: Data(contentsOf: URL(fileURLWithPath: out + "/rank-search.json")))
@@ -64,6 +65,18 @@ import Testing
     #expect(metrics.split(separator: "\n").count == 2 && metrics.contains("\"event\":\"rank_rung\""))
     let report = try String(contentsOfFile: out + "/report.html", encoding: .utf8)
     #expect(report.contains("<svg") && report.contains("★ kept"))
+
+    // Resumed after it finished: each rung is restored from its checkpoints, not retrained,
+    // and the search decides the same.
+    let adapter = try Data(contentsOf: URL(fileURLWithPath: out + "/adapter_model.safetensors"))
+    let again = try CommandRunner.run(arguments + ["--resume", "auto"])
+    #expect(again.status == 0, "\(again.errors)")
+    #expect(try Data(contentsOf: URL(fileURLWithPath: out + "/adapter_model.safetensors")) == adapter)
+    #expect(
+      try JSONDecoder().decode(
+        RankSearchDocument.self, from: Data(contentsOf: URL(fileURLWithPath: out + "/rank-search.json")))
+        == document)
+    #expect(try validations(1) == first, "the finished rung trained again")
   }
 
   @Test func badRequestsAreNamedBeforeLoading() throws {
@@ -84,6 +97,29 @@ import Testing
       "\(ladder.errors)")
     let word = try CommandRunner.run(base + ["--rank", "many"])
     #expect(word.status != 0)
+    // The same in a --config file: `rank: auto` is a literal there.
+    let auto = try folder.write("auto.yaml", "rank: auto\nrank_ladder: [2, 4]\n")
+    let fromFile = try CommandRunner.run(base + ["--config", auto])
+    #expect(
+      fromFile.status != 0 && fromFile.errors.contains("decides by the validation loss"), "\(fromFile.errors)"
+    )
+    let typo = try folder.write("typo.yaml", "steps: 3\nrank: autom\n")
+    let wrong = try CommandRunner.run(base + ["--config", typo])
+    #expect(
+      wrong.status != 0 && wrong.errors.contains("typo.yaml:2") && wrong.errors.contains("or auto"),
+      "\(wrong.errors)")
+    // A flag's number replaces the file's ladder, and --rank-ladder the file's number.
+    var (file, flags) = (TrainConfiguration(), TrainConfiguration())
+    (file.training.rankLadder, flags.training.rank) = ([2, 4], 4)
+    let number = try file.overridden(by: flags).training
+    #expect(number.rank == 4 && number.rankLadder == nil && number.ladder == nil)
+    let ladderOverNumber = try flags.overridden(by: file).training
+    #expect(ladderOverNumber.rank == nil && ladderOverNumber.ladder == [2, 4])
+    let resumeElsewhere = try CommandRunner.run(
+      base + ["--rank", "auto", "--validation-data", data, "--resume", folder.path + "/other"])
+    #expect(
+      resumeElsewhere.status != 0 && resumeElsewhere.errors.contains("resumes from its own output folder"),
+      "\(resumeElsewhere.errors)")
     #expect(!FileManager.default.fileExists(atPath: folder.path + "/x"))
   }
 }

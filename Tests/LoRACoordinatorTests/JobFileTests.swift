@@ -1,5 +1,6 @@
 import Foundation
 import LoRAModel
+import LoRATraining
 import Testing
 
 @testable import LoRACoordinator
@@ -194,6 +195,28 @@ func expectFailure(
     #expect(job.adapters[1].settings.batchSize == 16)
   }
 
+  @Test func rankAutoAndAnInheritedRankReplaceEachOther() throws {
+    let folder = try JobFolder()
+    let job = try folder.load(
+      """
+      model: model.gguf
+      output: out
+      defaults: { rank: 4, validation_fraction: 0.1 }
+      adapters:
+        - { name: a, data: data/a.jsonl, rank: auto }
+        - { name: b, data: data/b.jsonl, rank_ladder: [1, 2] }
+        - { name: c, data: data/b.jsonl }
+      """)
+    let (a, b, c) = (job.adapters[0].settings, job.adapters[1].settings, job.adapters[2].settings)
+    #expect(a.training.$rank && a.rank == nil && a.ladder == TrainingSettings.Defaults.rankLadder)
+    #expect(b.rank == nil && b.ladder == [1, 2])
+    #expect(c.rank == 4 && c.ladder == nil)
+    // Written back (the unit's training_config.json) as it was read.
+    let encoded = String(decoding: try JSONEncoder().encode(a), as: UTF8.self)
+    #expect(encoded.contains(#""rank":"auto""#))
+    #expect(try JSONDecoder().decode(AdapterSettings.self, from: Data(encoded.utf8)) == a)
+  }
+
   // MARK: - Unknown keys, wrong types, duplicates
 
   @Test func unknownAdapterKeyNamesLineAndKeyPath() throws {
@@ -250,7 +273,10 @@ func expectFailure(
 
   @Test func wrongTypesAndDuplicateKeys() throws {
     let folder = try JobFolder()
-    expectFailure(.wrongType, line: 5, keyPath: "adapters[0].rank", mentions: ["integer", "eight"]) {
+    expectFailure(
+      .wrongType, line: 5, keyPath: "adapters[0].rank",
+      mentions: ["a rank (a whole number) or auto", "eight"]
+    ) {
       _ = try folder.load(
         "model: m\noutput: o\nadapters:\n  - name: a\n    rank: eight\n    data: data/a.jsonl\n")
     }
@@ -305,10 +331,29 @@ func expectFailure(
     expectFailure(.invalidValue, line: 3, keyPath: "adapters[0].name", mentions: ["letters, digits"]) {
       _ = try folder.load("model: m\noutput: o\nadapters: [{ name: a b, data: data/a.jsonl }]\n")
     }
-    // rank: auto runs with `train`; a job file says so and points to a sweep.
-    expectFailure(.invalidValue, line: 3, keyPath: "adapters[0]", mentions: ["sweep: { rank"]) {
+    // rank: auto decides by the validation loss, climbs its own ladder and is never fused.
+    expectFailure(.missingKey, line: 5, keyPath: "adapters[0].rank", mentions: ["validation_data"]) {
       _ = try folder.load(
-        "model: m\noutput: o\nadapters: [{ name: a, data: data/a.jsonl, rank_ladder: [2, 4] }]\n")
+        "model: m\noutput: o\nadapters:\n  - name: a\n    rank: auto\n    data: data/a.jsonl\n")
+    }
+    expectFailure(.invalidValue, line: 5, keyPath: "adapters[0].sweep", mentions: ["cannot be swept"]) {
+      _ = try folder.load(
+        """
+        model: m
+        output: o
+        adapters:
+          - { name: a, data: data/a.jsonl, rank: auto, validation_fraction: 0.1,
+              sweep: { lr: [0.1, 0.2] } }
+        """)
+    }
+    expectFailure(.invalidValue, line: 4, keyPath: "adapters[0].rank_ladder", mentions: ["cannot be fused"]) {
+      _ = try folder.load(
+        """
+        model: m
+        output: o
+        adapters:
+          - { name: a, data: data/a.jsonl, rank_ladder: [2, 4], validation_fraction: 0.1, placement: fused }
+        """)
     }
   }
 
