@@ -118,7 +118,13 @@ public struct RankSearch {
         rank: rank, alpha: rungPlan.lora.loraAlpha, validationLoss: loss, improvement: improvement,
         decision: decision, updates: updates, trainableParameters: adapter.parameterCount)
       rungs.append(rung)
-      if communicator.rank == 0 { emit(.rankRung(rung: rung, output: plan.output.path)) }
+      if communicator.rank == 0 {
+        let ref = AdapterRef(
+          name: plan.name, fused: false, totalSteps: plan.options.steps * ladder.count,
+          output: plan.output.path,
+          concurrent: concurrent)
+        emit(.rankRung(ref, rung: rung))
+      }
       guard decision == "grow" else { break }
       start = try AdapterResize.resized(
         adapter, model: loaded.model.config, to: .rank(ladder[index + 1]),

@@ -38,8 +38,9 @@ public enum RunEvent: Sendable {
   case warning(AdapterRef?, String)
   /// The job's combined report is written.
   case combinedReport(path: String)
-  /// A rung of `rank: auto` ended: its rank, validation loss and the decision taken.
-  case rankRung(rung: RankSearch.Rung, output: String)
+  /// A rung of `rank: auto` ended: its rank, validation loss and the decision taken (the
+  /// adapter: the search's output folder).
+  case rankRung(AdapterRef, rung: RankSearch.Rung)
 
   /// One row of a summary: a label and its value.
   public struct SummaryRow: Sendable, Equatable {

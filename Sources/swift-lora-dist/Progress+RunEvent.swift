@@ -86,11 +86,12 @@ extension Progress {
       )
     case .warning: return nil
     case .combinedReport(let path): return (self, ["event": "combined_report", "path": path])
-    case .rankRung(let rung, let output):
+    case .rankRung(let ref, let rung):
       return (
-        self,
+        shown(ref),
         [
-          "event": "rank_rung", "output": output, "rank": rung.rank, "validation_loss": rung.validationLoss,
+          "event": "rank_rung", "output": ref.output, "rank": rung.rank,
+          "validation_loss": rung.validationLoss,
           "improvement": rung.improvement as Any, "decision": rung.decision,
         ]
       )
@@ -186,14 +187,14 @@ extension Progress {
       let name = ref.flatMap { $0.fused ? $0.name : nil }.map { "\($0): " } ?? ""
       FileHandle.standardError.write(Data("warning: \(name)\(text)\n".utf8))
     case .combinedReport(let path): print("combined report: \(path)")
-    case .rankRung(let rung, _):
+    case .rankRung(let ref, let rung):
       let gain =
         rung.improvement.map { String(format: ", %.2f%% better than the previous rank", 100 * $0) } ?? ""
       let next = [
         "grow": "growing to the next rank", "stop": "not worth it: keeping the previous rank",
         "top": "the ladder's top: kept",
       ]
-      print(
+      shown(ref).say(
         "rank \(rung.rank): validation loss \(String(format: "%.4f", rung.validationLoss))\(gain); \(next[rung.decision] ?? rung.decision)"
       )
     }
