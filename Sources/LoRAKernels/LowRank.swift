@@ -22,6 +22,14 @@ public enum LowRank {
     if let dx { GEMM.multiply(into: dx, du, a, beta: 1) }
   }
 
+  /// The input gradient alone, for a frozen update (an ancestor's in a tree of adapters):
+  /// du = s·dy·B, dx += du·A.
+  /// - dx: [N, IN]; dy: [N, OUT]; a: [R, IN]; b: [OUT, R]; du: [N, R] scratch (written).
+  public static func inputGradient(dx: Tensor, dy: Tensor, a: Tensor, b: Tensor, scale: Float, du: Tensor) {
+    GEMM.multiply(into: du, dy, b, alpha: scale)
+    GEMM.multiply(into: dx, du, a, beta: 1)
+  }
+
   /// weight += sign·s·B·A: merges (sign 1) or unmerges (sign −1) the update into a writable
   /// copy of the frozen weight. Merge then unmerge restores it to float tolerance.
   /// - weight: [OUT, IN]; a: [R, IN]; b: [OUT, R].

@@ -47,10 +47,15 @@ public final class LlamaActivations: @unchecked Sendable {
     public let adapter: LoRAAdapter
     /// Sequences b of the batch (rows b·T ..< (b+1)·T each).
     public let sequences: Range<Int>
+    /// A tree node's ancestors, as one adapter whose ΔW is their sum (concatenated ranks):
+    /// applied unmerged on the slot's rows, before `adapter`, never trained nor dropped out
+    /// (the shared base stays as it is).
+    public let frozen: LoRAAdapter?
 
-    public init(adapter: LoRAAdapter, sequences: Range<Int>) {
+    public init(adapter: LoRAAdapter, sequences: Range<Int>, frozen: LoRAAdapter? = nil) {
       self.adapter = adapter
       self.sequences = sequences
+      self.frozen = frozen
     }
   }
 
@@ -74,6 +79,8 @@ public final class LlamaActivations: @unchecked Sendable {
   let activation: Tensor
   let attentionScratch: Tensor
   let dropped: Tensor
+  /// The frozen ancestors' x·Aᵀ (forward) and s·dy·B (backward) [N, max R of the chains].
+  let chain: Tensor
   /// Final RMSNorm output [N, D] and factors [N].
   public let finalNormed: Tensor
   public let finalRMS: Tensor
@@ -134,6 +141,7 @@ public final class LlamaActivations: @unchecked Sendable {
     attentionScratch = allocate([Attention.scratchCount(queryLength: length, keyLength: keys ?? length)])
     let widest = max(c.hiddenSize, c.intermediateSize, c.heads * c.headSize)
     dropped = allocate([slots.contains { $0.adapter.config.loraDropout > 0 } ? n * widest : 0])
+    chain = allocate([n * (slots.compactMap { $0.frozen?.modules.map(\.rank).max() }.max() ?? 0)])
     finalNormed = allocate([n, c.hiddenSize])
     finalRMS = allocate([n])
   }

@@ -128,7 +128,7 @@ extension LlamaModel {
       // MLP block: out = h + SwiGLU(gate, up)·Wdownᵀ.
       g.afterAttention.copy(from: g.stream)
       w.down.inputGradient(into: g.gate, g.stream)  // d activation [N, F]
-      if a.slots.contains(where: { $0.adapter.module(layer: l, target: .down) != nil }) {
+      if adapted(a, layer: l, target: .down) {
         SwiGLU.forward(g.activation, gate: act.gate, up: act.up)
         adapterBackward(dx: g.gate, dy: g.stream, x: g.activation, layer: l, target: .down, a, g)
       }
@@ -175,13 +175,14 @@ extension LlamaModel {
 
   /// Adds the LoRA gradients of one adapted linear (for each slot whose adapter adapts
   /// `target` of `layer`, on that slot's rows) into the slot adapter's gradient buffer, and
-  /// its input gradient into dx.
+  /// its input gradient, and that of the slot's frozen chain, into dx.
   /// - dx: [N, IN]; dy: [N, OUT]; x: the linear's input [N, IN] (before dropout).
   private func adapterBackward(
     dx: Tensor?, dy: Tensor, x: Tensor, layer: Int, target: LoRATarget, _ a: LlamaActivations,
     _ g: LlamaGradients
   ) {
     for k in a.slots.indices {
+      if let dx { chainBackward(dx: dx, dy: dy, layer: layer, target: target, a, slot: k) }
       let adapter = a.slots[k].adapter
       guard let m = adapter.module(layer: layer, target: target), let u = a.layer(layer).loras[k][target]
       else { continue }

@@ -90,6 +90,7 @@ public final class LlamaModel: @unchecked Sendable {
         if let bias = w.vBias { Linear.addBias(vRows, bias) }
         for (k, slot) in a.slots.enumerated() where slot.sequences.contains(b) {
           for (target, destination) in [(LoRATarget.k, kRows), (.v, vRows)] {
+            chainForward(rows: destination, rows, layer: l, target: target, frozen: slot.frozen, a)
             guard let m = slot.adapter.module(layer: l, target: target), let u = act.loras[k][target] else {
               continue
             }
@@ -138,8 +139,8 @@ public final class LlamaModel: @unchecked Sendable {
     (0..<a.batch).flatMap { _ in (start..<start + a.length).map { $0 } }
   }
 
-  /// out (=|+=) x·Wᵀ (+ bias) (+ s·dropout(x)·Aᵀ·Bᵀ on each slot's rows whose adapter
-  /// covers this linear).
+  /// out (=|+=) x·Wᵀ (+ bias) (+ the frozen chain's s·x·Aᵀ·Bᵀ and s·dropout(x)·Aᵀ·Bᵀ on
+  /// each slot's rows whose adapters cover this linear).
   /// - out: [N, OUT]; x: [N, IN]; weight: [OUT, IN].
   private func project(
     _ out: Tensor, _ x: Tensor, _ weight: FrozenMatrix, _ bias: Tensor?, _ layer: Int, _ target: LoRATarget,
@@ -148,6 +149,7 @@ public final class LlamaModel: @unchecked Sendable {
     weight.forward(into: out, x, beta: accumulate ? 1 : 0)
     if let bias { Linear.addBias(out, bias) }
     for k in a.slots.indices {
+      chainForward(out, x, layer: layer, target: target, a, slot: k)
       guard let m = a.slots[k].adapter.module(layer: layer, target: target),
         let u = a.layer(layer).loras[k][target]
       else { continue }

@@ -146,6 +146,26 @@ import Testing
     #expect(finiteDifferenceError(input: b, analytic: gB, loss: loss) < 1e-2)
   }
 
+  /// A frozen update's input gradient: the same dx as the trained one, by finite differences.
+  @Test func lowRankInputGradientOfAFrozenUpdate() {
+    let (n, input, output, rank) = (4, 6, 5, 3)
+    let x = randomTensor([n, input], seed: 66)
+    let a = randomTensor([rank, input], seed: 67)
+    let b = randomTensor([output, rank], seed: 68)
+    let upstream = randomTensor([n, output], seed: 69)
+    func loss() -> Double {
+      let y = Tensor(zeros: [n, output])
+      LowRank.forward(y, u: Tensor(zeros: [n, rank]), x: x, a: a, b: b, scale: 0.75)
+      return weightedSum(y, upstream)
+    }
+    let dx = randomTensor([n, input], seed: 70)
+    let before = dx.clone()
+    LowRank.inputGradient(dx: dx, dy: upstream, a: a, b: b, scale: 0.75, du: Tensor(zeros: [n, rank]))
+    let added = Tensor(zeros: dx.shape)
+    for i in 0..<dx.count { added[i] = dx[i] - before[i] }
+    #expect(finiteDifferenceError(input: x, analytic: added, loss: loss) < 1e-2)
+  }
+
   @Test func mergeThenUnmergeRestoresTheWeight() {
     let w = randomTensor([7, 6], seed: 71)
     let original = w.values
