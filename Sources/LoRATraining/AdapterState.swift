@@ -28,9 +28,12 @@ public final class AdapterState {
   let padID: Int32
   /// The longest example (training or validation), in tokens.
   let longest: Int
+  /// A tree node's ancestors, flattened into one adapter: applied frozen and unmerged under
+  /// `adapter` in training and validation (set before the first update).
+  public var frozen: LoRAAdapter?
   /// Scores the validation set with inference buffers of its own.
   private lazy var evaluator = Evaluator(
-    model: model, adapter: adapter, microBatch: options.microBatch, padID: padID)
+    model: model, adapter: adapter, microBatch: options.microBatch, padID: padID, frozen: frozen)
   /// Updates taken so far (counting those before a resume).
   public internal(set) var step = 0
   /// Tokens of all updates so far, and how many of them were trained on.

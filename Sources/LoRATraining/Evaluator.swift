@@ -8,6 +8,8 @@ import LoRAModel
 public final class Evaluator {
   public let model: LlamaModel
   public let adapter: LoRAAdapter?
+  /// A tree node's flattened ancestors, applied frozen under `adapter`.
+  public let frozen: LoRAAdapter?
   public let microBatch: Int
   let padID: Int32
   let chunkRows = 256
@@ -15,9 +17,13 @@ public final class Evaluator {
   private var buffers: [Int: LlamaActivations] = [:]
   private let lossScratch: Tensor
 
-  public init(model: LlamaModel, adapter: LoRAAdapter?, microBatch: Int, padID: Int32) {
+  public init(
+    model: LlamaModel, adapter: LoRAAdapter?, microBatch: Int, padID: Int32, frozen: LoRAAdapter? = nil
+  ) {
+    precondition(frozen == nil || adapter != nil, "a frozen chain lies under an adapter")
     self.model = model
     self.adapter = adapter
+    self.frozen = frozen
     self.microBatch = microBatch
     self.padID = padID
     lossScratch = Tensor(
@@ -94,7 +100,8 @@ public final class Evaluator {
     if let existing = buffers[length] { return existing }
     arena.reset()
     let made = LlamaActivations(
-      config: model.config, batch: microBatch, length: length, keepForBackward: false, adapter: adapter,
+      config: model.config, batch: microBatch, length: length, keepForBackward: false,
+      slots: adapter.map { [.init(adapter: $0, sequences: 0..<microBatch, frozen: frozen)] } ?? [],
       arena: arena)
     buffers[length] = made
     return made

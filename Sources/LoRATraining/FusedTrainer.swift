@@ -258,7 +258,10 @@ public final class FusedTrainer {
     var slots: [LlamaActivations.Slot] = []
     var start = 0
     for (member, sequences) in composition {
-      slots.append(.init(adapter: trainers[member].adapter, sequences: start..<start + sequences))
+      slots.append(
+        .init(
+          adapter: trainers[member].adapter, sequences: start..<start + sequences,
+          frozen: trainers[member].frozen))
       start += sequences
     }
     let made = (
