@@ -19,6 +19,8 @@ struct AdapterEntry {
   var sweepOrigin: Origin?
   var halving: SuccessiveHalving?
   var halvingOrigin: Origin?
+  /// The adapter this one is built on (`parent:`), and where it is named.
+  var parent: (name: String, origin: Origin)?
 
   static let namePattern = try! NSRegularExpression(pattern: "^[A-Za-z0-9_.-]+$")
 
@@ -64,6 +66,7 @@ struct AdapterEntry {
     if let g = values["group"] {
       let name = try g.string()
       try Self.checkName(name, g, what: "group")
+      self.origins["group"] = g.origin
       group = name
       if explicitPlacement && (placement == .shared || placement == .separate) {
         throw values["placement"]!.error(
@@ -79,6 +82,11 @@ struct AdapterEntry {
       self.origins["ranks"] = r.origin
     }
     priority = try values["priority"].map { try $0.int() } ?? 0
+    if let p = values["parent"] {
+      let parentName = try p.string()
+      try Self.checkName(parentName, p, what: "parent")
+      parent = (parentName, p.origin)
+    }
 
     if let s = values["sweep"] { try readSweep(s, own: own) }
     if let h = values["successive_halving"] { try readHalving(h, values: values) }

@@ -71,6 +71,8 @@ public struct AdapterJob: Codable, Equatable, Sendable {
   public var priority: Int
   /// Set for the members of a sweep.
   public var sweep: SweepMember?
+  /// The adapter it is built on (`parent:`): it trains over its ancestors' ΔW, frozen.
+  public var parent: String? = nil
   /// Where the adapter's entry is in the job file.
   public var origin: Origin
   /// Where each set key came from (defaults, the entry, or a sweep value).

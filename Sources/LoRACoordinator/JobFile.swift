@@ -23,7 +23,7 @@ public struct JobFile: Sendable {
   public static let keys = ["model", "base_precision", "output", "placement", "defaults", "adapters"]
   /// Keys an adapter entry has besides the training settings.
   public static let adapterOnlyKeys = [
-    "name", "placement", "group", "ranks", "priority", "sweep", "successive_halving",
+    "name", "placement", "group", "ranks", "priority", "sweep", "successive_halving", "parent",
   ]
   /// Every key an adapter entry may have.
   public static var adapterKeys: [String] { adapterOnlyKeys + AdapterSettings.keys }
@@ -110,6 +110,10 @@ public struct JobFile: Sendable {
         resolver: resolver, jobOutput: output, outputOrigin: top["output"]?.origin)
       {
         job.order = adapters.count
+        if let parent = parsed.parent {
+          job.parent = parent.name
+          job.origins["parent"] = parent.origin
+        }
         adapters.append(job)
       }
     }
@@ -118,6 +122,7 @@ public struct JobFile: Sendable {
       placement: placement, defaults: defaults,
       adapters: adapters)
     try job.checkNamesOutputsAndGroups()
+    try job.checkTree()
     return job
   }
 
@@ -202,11 +207,11 @@ public struct JobFile: Sendable {
     }
   }
 
-  /// Checks the files and that the adapters' rank groups fit on `ranks` ranks (see
-  /// ``Planner/layout(_:ranks:)``), before any model is loaded.
+  /// Checks the files and that the adapters' rank groups fit on `ranks` ranks, level by
+  /// level of the tree (see ``Planner/layout(_:ranks:)``), before any model is loaded.
   public func validate(ranks: Int) throws {
     try checkFiles()
-    _ = try Planner.layout(adapters, ranks: ranks)
+    for level in levels { _ = try Planner.layout(level, ranks: ranks) }
   }
 }
 

@@ -39,8 +39,23 @@ public struct JobRunner {
         data[file] = try DataEstimate.measure(path: file)
       }
     }
-    let plan = try Planner.plan(
-      job.adapters, ranks: world.size, cost: CostModel(model: loaded.model.config), data: data)
+    // A tree runs level by level: a child starts once its parent's adapter exists.
+    for level in job.levels {
+      let plan = try Planner.plan(
+        level, ranks: world.size, cost: CostModel(model: loaded.model.config), data: data)
+      if try run(plan, adapters: level.count, world: world, loaded: loaded) { return true }
+    }
+    if world.rank == 0 {
+      emit(.combinedReport(path: try JobReport.gather(job: job, started: started).write()))
+    }
+    return false
+  }
+
+  /// Runs one level's plan of `adapters` adapters on this rank of `world`; returns whether
+  /// any rank stopped on request.
+  func run(_ plan: LoRACoordinator.Plan, adapters: Int, world: any Communicator, loaded: LoadedModel) throws
+    -> Bool
+  {
     // Made on the world before the split, so every group's leader claims from the same ones.
     let counters = try world.makeCounters(plan.queuedUnits.count)
     let mine = plan.group(ofRank: world.rank)
@@ -48,7 +63,7 @@ public struct JobRunner {
     if world.rank == 0 {
       emit(
         .job(
-          path: job.path, adapters: job.adapters.count, ranks: world.size, groups: plan.groups.count,
+          path: job.path, adapters: adapters, ranks: world.size, groups: plan.groups.count,
           estimatedSeconds: plan.estimatedSeconds, queued: plan.queuedUnits.count))
     }
     var stopped = false
@@ -60,9 +75,6 @@ public struct JobRunner {
     try world.allreduce(&anyStopped, .max)
     // Every rank frees the counters' window here, together (MPI frees it collectively).
     withExtendedLifetime(counters) {}
-    if world.rank == 0 && anyStopped[0] == 0 {
-      emit(.combinedReport(path: try JobReport.gather(job: job, started: started).write()))
-    }
     return anyStopped[0] > 0
   }
 
@@ -118,10 +130,12 @@ public struct JobRunner {
   /// The plan of one of the job's adapters: its settings on the job's model, resumed from
   /// its own checkpoints when an earlier run left some (`resume: auto`).
   public func plan(for adapter: AdapterJob) throws -> TrainingPlan {
-    try TrainingPlan(
+    var plan = try TrainingPlan(
       adapter.settings.training, model: job.model, name: adapter.name, resume: "auto",
       tokensPerBatch: adapter.settings.tokensPerBatch, sweep: adapter.sweep,
       basePrecision: job.basePrecision)
+    plan.chain = job.ancestors(of: adapter).map { .init(name: $0.name, output: $0.output) }
+    return plan
   }
 
   /// Trains the unit's adapters on `comm` (one alone, several fused), or skips them when all

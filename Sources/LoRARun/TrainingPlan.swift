@@ -44,6 +44,9 @@ public struct TrainingPlan: Sendable {
   public var basePrecision: BasePrecision
   /// The sweep this adapter belongs to, with its successive halving.
   public var sweep: SweepMember?
+  /// A tree node's ancestors, root first (their names and output folders): it trains over
+  /// their ΔW, frozen. Empty for a root.
+  public var chain: [AdapterChainRecord.Link] = []
 
   /// Checks `settings` (unset values take their defaults; a value out of range throws its
   /// `SettingsError`) and the output folder: an existing run there is refused unless

@@ -116,6 +116,7 @@ public struct UnitRun {
       model: loaded.model, members: members, padID: loaded.padID, communicator: communicator)
     let fingerprint = BaseFingerprint.of(loaded.model, files: loaded.files)
     try run.checkAgreement(fingerprint: fingerprint)
+    try run.attachChains(group)
     let resumedFrom = try run.resume(group, fingerprint: fingerprint)
     try run.warmStart(group)
     if !fused, try run.finishedEarlier(group, resumedFrom: resumedFrom[0]) {

@@ -217,6 +217,78 @@ func expectFailure(
     #expect(try JSONDecoder().decode(AdapterSettings.self, from: Data(encoded.utf8)) == a)
   }
 
+  @Test func aTreeRunsLevelByLevel() throws {
+    let folder = try JobFolder()
+    let job = try folder.load(
+      """
+      model: model.gguf
+      output: out
+      adapters:
+        - { name: general, data: data/a.jsonl }
+        - { name: narrow, data: data/b.jsonl, parent: general }
+        - { name: narrower, data: data/c.jsonl, parent: narrow, sweep: { lr: [0.1, 0.2] } }
+        - { name: other, data: data/c.jsonl }
+      """)
+    #expect(
+      job.levels.map { $0.map(\.name) } == [
+        ["general", "other"], ["narrow"], ["narrower-lr0.1", "narrower-lr0.2"],
+      ])
+    #expect(job.ancestors(of: job.adapter(named: "narrower-lr0.2")!).map(\.name) == ["general", "narrow"])
+    #expect(job.ancestors(of: job.adapter(named: "general")!).isEmpty)
+    try job.validate(ranks: 1)
+  }
+
+  @Test func badTreesAreRefusedNamingTheAdapters() throws {
+    let folder = try JobFolder()
+    expectFailure(
+      .invalidValue, line: 3, keyPath: "adapters[0].parent", mentions: ["no adapter 'gone'", "a, b"]
+    ) {
+      _ = try folder.load(
+        "model: m\noutput: o\nadapters: [{ name: a, data: data/a.jsonl, parent: gone }, { name: b, data: data/b.jsonl }]\n"
+      )
+    }
+    expectFailure(.invalidValue, line: 3, keyPath: "adapters[0].parent", mentions: ["names itself"]) {
+      _ = try folder.load("model: m\noutput: o\nadapters: [{ name: a, data: data/a.jsonl, parent: a }]\n")
+    }
+    expectFailure(.conflict, line: 5, keyPath: "adapters[0].parent", mentions: ["cycle", "a → c → b → a"]) {
+      _ = try folder.load(
+        """
+        model: m
+        output: o
+        adapters:
+          - name: a
+            parent: c
+            data: data/a.jsonl
+          - { name: b, data: data/b.jsonl, parent: a }
+          - { name: c, data: data/c.jsonl, parent: b }
+        """)
+    }
+    expectFailure(
+      .invalidValue, line: 5, keyPath: "adapters[1].parent", mentions: ["'s' is a sweep", "s-lr0.1"]
+    ) {
+      _ = try folder.load(
+        """
+        model: m
+        output: o
+        adapters:
+          - { name: s, data: data/a.jsonl, sweep: { lr: [0.1, 0.2] } }
+          - { name: b, data: data/b.jsonl, parent: s }
+        """)
+    }
+    expectFailure(
+      .conflict, line: 5, keyPath: "adapters[1].group", mentions: ["mixes levels", "'a' and 'b'"]
+    ) {
+      _ = try folder.load(
+        """
+        model: m
+        output: o
+        adapters:
+          - { name: a, data: data/a.jsonl, group: g }
+          - { name: b, data: data/b.jsonl, group: g, parent: a }
+        """)
+    }
+  }
+
   // MARK: - Unknown keys, wrong types, duplicates
 
   @Test func unknownAdapterKeyNamesLineAndKeyPath() throws {

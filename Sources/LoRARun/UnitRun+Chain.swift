@@ -1,0 +1,30 @@
+import Foundation
+import LoRACheckpoint
+import LoRAModel
+import LoRATraining
+
+extension UnitRun {
+  /// Lays each tree node's ancestors (its plan's `chain`), flattened into one adapter, frozen
+  /// under its adapter, and records them in its `chain.json`. A node that resumes is refused
+  /// when an ancestor changed since it started (the fingerprints differ).
+  func attachChains(_ group: FusedTrainer) throws {
+    for (k, plan) in plans.enumerated() where !plan.chain.isEmpty {
+      let node = plan.name ?? plan.output.lastPathComponent
+      let now = try AdapterChainRecord.reading(plan.chain, node: node)
+      let file = plan.output.appendingPathComponent(AdapterChainRecord.fileName)
+      if plan.resumeSource != nil, let data = FileManager.default.contents(atPath: file.path) {
+        try JSONDecoder().decode(AdapterChainRecord.self, from: data).check(now, node: node)
+      }
+      let ancestors = try plan.chain.map {
+        try LoRAAdapter.loadPEFT(from: $0.output, model: loaded.model.config)
+      }
+      group.trainers[k].frozen = try AdapterChain.flatten(ancestors, model: loaded.model.config)
+      if leader {
+        try FileManager.default.createDirectory(at: plan.output, withIntermediateDirectories: true)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(now).write(to: file, options: .atomic)
+      }
+    }
+  }
+}
