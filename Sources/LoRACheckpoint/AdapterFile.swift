@@ -38,13 +38,22 @@ public enum AdapterFile {
   }
 
   /// Loads the adapter at `path` for `model` (loaded from `files`). A checkpoint's base
-  /// fingerprint must match the model's unless `force`.
+  /// fingerprint must match the model's unless `force`. A tree node (its folder holds
+  /// `chain.json`) comes with its ancestors: one adapter whose ΔW is the whole chain's.
   ///
   /// - Returns: the adapter and a one-line description of where it came from.
   public static func load(_ path: String, model: LlamaModel, files: ModelFiles, force: Bool = false) throws
-    -> (
-      adapter: LoRAAdapter, description: String
-    )
+    -> (adapter: LoRAAdapter, description: String)
+  {
+    let (node, description) = try loadOwn(path, model: model, files: files, force: force)
+    let (adapter, ancestors) = try AdapterChainRecord.applying(node, at: path, model: model.config)
+    guard !ancestors.isEmpty else { return (node, description) }
+    return (adapter, description + " over \(ancestors.joined(separator: " → ")) (its tree chain, flattened)")
+  }
+
+  /// The adapter at `path` alone (a tree node without its ancestors).
+  public static func loadOwn(_ path: String, model: LlamaModel, files: ModelFiles, force: Bool = false) throws
+    -> (adapter: LoRAAdapter, description: String)
   {
     switch kind(of: path) {
     case .peft:

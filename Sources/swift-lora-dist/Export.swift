@@ -16,8 +16,13 @@ struct Export: ParsableCommand {
       into each format so the exported adapter changes the model exactly as in training \
       (docs/exports.md). No base model is needed: the checkpoint records the base's shape.
 
+      A tree node (a job adapter with parent:) holds only its own ΔW; --flatten writes one \
+      ordinary adapter whose ΔW is the whole chain's, root to node, exactly (the ranks \
+      concatenated), after checking each ancestor's fingerprint.
+
       Examples:
         swift-lora-dist export out/my-adapter --format peft --output out/my-adapter-peft
+        swift-lora-dist export out/tree/narrow --flatten --format gguf --output narrow-with-ancestors.gguf
         swift-lora-dist export out/my-adapter/checkpoints/step-00000500.sldckpt --format gguf --output my-adapter.gguf
         swift-lora-dist export out/my-adapter --format checkpoint --precision bf16 --output my-adapter.sldckpt
       """)
@@ -32,6 +37,7 @@ struct Export: ParsableCommand {
   @Option(help: "Precision of a weights-only checkpoint: f32, bf16 or f16 (default f32).")
   var precision: String = "f32"
   @Flag(help: "Replace an existing output.") var overwrite = false
+  @Flag(help: "For a tree node: write its ancestors' ΔW and its own as one adapter.") var flatten = false
 
   func validate() throws {
     guard let encoding = Tensor.ByteEncoding(rawValue: precision) else {
@@ -45,8 +51,23 @@ struct Export: ParsableCommand {
 
   func run() throws {
     let (reader, _) = try CheckpointStore.newestValid(source)
-    let adapter = try LoRAAdapter.load(checkpoint: reader)
+    let own = try LoRAAdapter.load(checkpoint: reader)
     let base = reader.header.base
+    var adapter = own
+    var chain = ""
+    if flatten {
+      let (flattened, ancestors) = try AdapterChainRecord.applying(own, at: source, model: base.config)
+      guard !ancestors.isEmpty else {
+        throw ValidationError(
+          "--flatten: \(source) is no tree node (no \(AdapterChainRecord.fileName) beside it)")
+      }
+      (adapter, chain) = (flattened, " over \(ancestors.joined(separator: " → ")), flattened")
+    } else if let (record, _) = try AdapterChainRecord.of(source) {
+      FileHandle.standardError.write(
+        Data(
+          ("note: \(source) is a tree node over \(record.ancestors.map(\.name).joined(separator: " → ")); "
+            + "this export holds its own ΔW alone (--flatten writes the whole chain)\n").utf8))
+    }
     switch format {
     case .peft:
       try adapter.savePEFT(to: output, baseModel: base.source, overwrite: overwrite)
@@ -59,7 +80,7 @@ struct Export: ParsableCommand {
     }
     let size = fileSize(output)
     print(
-      "exported \(reader.path) (\(adapter.modules.count) modules, \(grouped(adapter.parameterCount)) parameters) "
+      "exported \(reader.path)\(chain) (\(adapter.modules.count) modules, \(grouped(adapter.parameterCount)) parameters) "
         + "to \(output) (\(format.rawValue), \(formatBytes(size)))")
   }
 }

@@ -74,9 +74,12 @@ struct Plan: ParsableCommand {
     let cost = CostModel(
       model: config, gflopsPerRank: gflops ?? CostModel.defaultGFLOPsPerRank(stored),
       fusedEfficiency: fusedEfficiency)
-    let plan = try Planner.plan(job.adapters, ranks: ranks, cost: cost, data: data)
-    let memory = try MemoryEstimate.largest(
-      in: plan, adapters: job.adapters, config: config, precision: stored)
+    // A tree is planned level by level (a child starts once its parent's adapter exists).
+    let levels = try job.levels.map { try Planner.plan($0, ranks: ranks, cost: cost, data: data) }
+    let plan = levels[0]
+    let memory = try levels.map {
+      try MemoryEstimate.largest(in: $0, adapters: job.adapters, config: config, precision: stored)
+    }.max { $0.estimate.perRankBytes < $1.estimate.perRankBytes }!
 
     // The parameter story: each adapter's trainable count, and the full fine-tune that the
     // largest run's first adapter stands in for.
@@ -92,14 +95,19 @@ struct Plan: ParsableCommand {
 
     if json {
       let document = PlanDocument(
-        jobs: jobs, model: job.model, plan: plan, memory: memory.estimate, largestRun: memory.adapters,
-        trainableParameters: trainable, fullFineTune: full)
+        jobs: jobs, model: job.model, plan: plan, levels: levels.count > 1 ? levels : nil,
+        memory: memory.estimate,
+        largestRun: memory.adapters, trainableParameters: trainable, fullFineTune: full)
       let encoder = JSONEncoder()
       encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
       print(String(decoding: try encoder.encode(document), as: UTF8.self))
       return
     }
-    print(Self.render(plan, job: job, config: config))
+    if levels.count == 1 {
+      print(Self.render(plan, job: job, config: config))
+    } else {
+      print(Self.render(tree: levels, job: job, config: config))
+    }
     print(Self.render(memory.estimate, adapters: memory.adapters))
     let counts = trainable.values.sorted()
     let share = { (n: Int) in format(100 * Double(n) / Double(config.parameterCount), 3) }
@@ -131,11 +139,22 @@ struct Plan: ParsableCommand {
     lines.append(
       "plan for \(job.path): \(job.adapters.count) adapter(s) on \(plan.ranks) rank(s) in \(plan.groups.count) rank group(s)"
     )
-    lines.append(
-      "model: \(job.model) (\(config.architecture), \(config.layers) layers, width \(config.hiddenSize)); "
-        + "\(format(plan.gflopsPerRank, 0)) GFLOP/s per rank, fused efficiency \(format(plan.fusedEfficiency, 2))"
-    )
+    lines.append(header(plan, job: job, config: config))
     lines.append("")
+    lines += table(plan)
+    lines.append("estimated total time: \(duration(plan.estimatedSeconds))")
+    return lines.joined(separator: "\n")
+  }
+
+  /// The model line.
+  static func header(_ plan: LoRACoordinator.Plan, job: JobFile, config: LlamaConfig) -> String {
+    "model: \(job.model) (\(config.architecture), \(config.layers) layers, width \(config.hiddenSize)); "
+      + "\(format(plan.gflopsPerRank, 0)) GFLOP/s per rank, fused efficiency \(format(plan.fusedEfficiency, 2))"
+  }
+
+  /// One plan's rows by rank group, and its notes (idle ranks, halving, the queue).
+  static func table(_ plan: LoRACoordinator.Plan) -> [String] {
+    var lines: [String] = []
     var rows: [[String]] = [["group", "ranks", "adapter", "placement", "steps", "tokens", "start", "end"]]
     let byName = Dictionary(uniqueKeysWithValues: plan.adapters.map { ($0.name, $0) })
     for group in plan.groups {
@@ -177,8 +196,7 @@ struct Plan: ParsableCommand {
         "queued adapters (\(plan.queuedUnits.flatMap(\.adapters).joined(separator: ", "))) are taken at run time, "
           + "in queue order, by whichever group is free first; 'queued' rows show the estimate")
     }
-    lines.append("estimated total time: \(duration(plan.estimatedSeconds))")
-    return lines.joined(separator: "\n")
+    return lines
   }
 }
 
@@ -187,6 +205,8 @@ struct PlanDocument: Codable {
   var jobs: String
   var model: String
   var plan: LoRACoordinator.Plan
+  /// A tree's plans, level by level (`plan` is the first); nil for a job without `parent:`.
+  var levels: [LoRACoordinator.Plan]?
   /// The largest rank's memory, and the adapters of that run.
   var memory: MemoryEstimate
   var largestRun: [String]
