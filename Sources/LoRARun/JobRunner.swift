@@ -20,6 +20,10 @@ public struct JobRunner {
   /// Called on the rank that reports each event (world rank 0 for the job, a group's rank
   /// 0 for its units).
   let emit: @Sendable (RunEvent) -> Void
+  /// Called on this rank with an error, while the shared base is still held: releasing it
+  /// is collective (every rank frees the node's window together), so a rank group that
+  /// fails alone would wait there forever. An MPI launcher aborts the job here.
+  public var failed: ((any Error) -> Void)?
 
   public init(job: JobFile, stop: StopRequest, emit: @escaping @Sendable (RunEvent) -> Void) {
     self.job = job
@@ -32,6 +36,18 @@ public struct JobRunner {
     let started = Date()
     try job.validate(ranks: world.size)
     let loaded = try LoadedModel(path: job.model, communicator: world, precision: job.basePrecision)
+    return try withExtendedLifetime(loaded) {
+      do {
+        return try execute(world: world, loaded: loaded, started: started)
+      } catch {
+        failed?(error)
+        throw error
+      }
+    }
+  }
+
+  /// The job on the loaded base: every level of the tree, then the combined report.
+  func execute(world: any Communicator, loaded: LoadedModel, started: Date) throws -> Bool {
     var data: [String: DataEstimate] = [:]
     for adapter in job.adapters {
       for file in [adapter.settings.data, adapter.settings.validationData].compactMap({ $0 })
@@ -68,8 +84,15 @@ public struct JobRunner {
     }
     var stopped = false
     if let group = mine {
-      stopped = try runGroup(
-        group, plan: plan, counters: counters, comm: comm, loaded: loaded, concurrent: plan.groups.count > 1)
+      do {
+        stopped = try runGroup(
+          group, plan: plan, counters: counters, comm: comm, loaded: loaded, concurrent: plan.groups.count > 1
+        )
+      } catch {
+        // Before the counters' window and the group's communicator are released (collectively).
+        failed?(error)
+        throw error
+      }
     }
     var anyStopped = [stopped ? 1.0 : 0]
     try world.allreduce(&anyStopped, .max)

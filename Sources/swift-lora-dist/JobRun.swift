@@ -12,6 +12,8 @@ struct JobRun {
   /// Runs the job on this rank of `world`; returns whether the job stopped on request.
   func execute(world: any Communicator) throws -> Bool {
     let progress = self.progress
-    return try JobRunner(job: job, stop: stop, emit: { progress.render($0) }).execute(world: world)
+    var runner = JobRunner(job: job, stop: stop, emit: { progress.render($0) })
+    runner.failed = { error in Ranks.abortOnError(error, world: world) }
+    return try runner.execute(world: world)
   }
 }

@@ -22,13 +22,18 @@ enum Ranks {
       try MPIEnvironment.finalize()
       return result
     } catch {
-      if comm.size > 1 && MPIEnvironment.isActive {
-        FileHandle.standardError.write(Data("error on rank \(comm.rank): \(error)\n".utf8))
-        MPIEnvironment.abort(code: 1)
-      }
+      abortOnError(error, world: comm)
       try? MPIEnvironment.finalize()
       throw error
     }
+  }
+
+  /// In a multi-rank MPI job: writes `error` with this rank's number and aborts every rank,
+  /// so none waits forever in a collective; elsewhere nothing.
+  static func abortOnError(_ error: any Error, world: any Communicator) {
+    guard world.size > 1 && MPIEnvironment.isActive else { return }
+    FileHandle.standardError.write(Data("error on rank \(world.rank): \(error)\n".utf8))
+    MPIEnvironment.abort(code: 1)
   }
 
   /// Runs `body` on `ranks` data-parallel ranks as threads of this process (`--local-ranks`);

@@ -42,4 +42,31 @@ import Testing
     #expect(outcome.output.contains("model path /nonexistent/m.gguf does not exist"))
     #expect(outcome.output.contains("verdict: NOT READY"))
   }
+
+  /// A job whose rank groups fail apart: the group with bad data stops the whole job with
+  /// its error, rather than the other rank waiting for it forever (releasing the shared base
+  /// is collective).
+  @Test(.enabled(if: TrainCommandTests.modelAvailable, "the default model is not in the cache"))
+  func aRankGroupThatFailsAloneStopsTheJobWithItsError() throws {
+    let folder = try TrainCommandTests.Folder()
+    _ = try folder.write("sums.jsonl", TrainCommandTests.arithmetic)
+    _ = try folder.write("text.jsonl", #"{"text": "not a prompt and a completion"}"# + "\n")
+    let job = try folder.write(
+      "jobs.yaml",
+      """
+      model: \(TrainCommandTests.model)
+      output: out
+      defaults: { steps: 1, batch_size: 1, micro_batch: 1, max_seq_len: 32, checkpoint_every: 0, format: prompt_completion }
+      adapters:
+        - { name: good, data: sums.jsonl, placement: separate }
+        - { name: wrong, data: text.jsonl, placement: separate }
+      """)
+    let outcome = try Self.mpirun(["train", "--jobs", job, "--threads", "1"])
+    #expect(outcome.status != 0)
+    #expect(
+      outcome.errors.contains("error on rank 1")
+        && outcome.errors.contains("text.jsonl:1: unknown key \"text\""),
+      "\(outcome.errors)")
+    #expect(!folder.exists("out/wrong/adapter_model.safetensors"))
+  }
 }
