@@ -154,7 +154,7 @@ import Testing
     #expect(merged.rank == 8 && merged.threads == 1 && merged.batchSize == 16 && merged.model == "m.gguf")
     // Types and ranges are checked as in job files, with the line and key.
     for (text, message) in [
-      ("model: m.gguf\nrank: many\n", ":2: rank: expected an integer, got 'many'"),
+      ("model: m.gguf\nrank: many\n", ":2: rank: expected a rank (a whole number) or auto, got 'many'"),
       ("model: m.gguf\ndata: d.jsonl\nrank: 0\n", ":3: rank: LoRA rank must be at least 1, got 0"),
       ("threads: [1]\n", ":1: threads: expected an integer, got a list"),
       ("dropout: 1.5\n", ":1: dropout: must be in [0, 1), got 1.5"),
