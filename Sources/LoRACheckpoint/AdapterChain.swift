@@ -26,7 +26,7 @@ public enum AdapterChain {
         let present = chain.compactMap { $0.module(layer: layer, target: target) }
         let rank = max(1, present.reduce(0) { $0 + $1.rank })
         let (out, input) = target.shape(model)
-        let name = "model.layers.\(layer).\(target.block).\(target.rawValue)"
+        let name = target.moduleName(layer: layer)
         guard rank <= min(out, input) else {
           throw AdapterCombine.CombineError(
             "the chain's ranks add up to \(rank) for \(name), above what its \(out)×\(input) weight allows")

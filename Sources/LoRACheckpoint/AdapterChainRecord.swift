@@ -40,6 +40,11 @@ public struct AdapterChainRecord: Codable, Equatable, Sendable {
       })
   }
 
+  /// The ancestors' adapters, root first, read from their output folders (PEFT).
+  public func loadAncestors(model: LlamaConfig) throws -> [LoRAAdapter] {
+    try ancestors.map { try LoRAAdapter.loadPEFT(from: $0.output, model: model) }
+  }
+
   /// Throws unless `now` is the chain this record was started over.
   public func check(_ now: AdapterChainRecord, node: String) throws {
     guard ancestors.map(\.name) == now.ancestors.map(\.name) else {
@@ -93,7 +98,9 @@ extension AdapterChainRecord {
     let name = record.node ?? URL(fileURLWithPath: file).deletingLastPathComponent().lastPathComponent
     let now = try reading(record.ancestors.map { Link(name: $0.name, output: $0.output) }, node: name)
     try record.check(now, node: name)
-    let ancestors = try record.ancestors.map { try LoRAAdapter.loadPEFT(from: $0.output, model: model) }
-    return (try AdapterChain.flatten(ancestors + [node], model: model), record.ancestors.map(\.name))
+    return (
+      try AdapterChain.flatten(now.loadAncestors(model: model) + [node], model: model),
+      now.ancestors.map(\.name)
+    )
   }
 }

@@ -205,13 +205,10 @@ extension LoRAAdapter {
     var rankCounts: [Int: Int] = [:]
     for f in found { rankCounts[f.b.shape[1], default: 0] += 1 }
     let rank = rankCounts.max { $0.value < $1.value || ($0.value == $1.value && $0.key > $1.key) }!.key
-    func moduleName(_ layer: Int, _ target: LoRATarget) -> String {
-      "model.layers.\(layer).\(target.block).\(target.rawValue)"
-    }
     var rankPattern: [String: Int] = [:]
     var alphaPattern: [String: Double] = [:]
     for f in found where f.b.shape[1] != rank {
-      let key = NSRegularExpression.escapedPattern(for: moduleName(f.layer, f.target))
+      let key = NSRegularExpression.escapedPattern(for: f.target.moduleName(layer: f.layer))
       rankPattern[key] = f.b.shape[1]
       // llama.cpp's alpha 0 means scale 1 whatever the rank: alpha = R per module.
       if fileAlpha == 0 { alphaPattern[key] = Double(f.b.shape[1]) }

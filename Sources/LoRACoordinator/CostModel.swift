@@ -68,7 +68,7 @@ public struct CostModel: Sendable {
     for layer in layers where layer < c.layers {
       for target in targets {
         let (out, inFeatures) = target.shape(c)
-        let rank = lora.rankAndAlpha(module: "model.layers.\(layer).\(target.block).\(target.rawValue)").rank
+        let rank = lora.rankAndAlpha(module: target.moduleName(layer: layer)).rank
         adapterFLOPs += 6 * Double(rank * (inFeatures + out))
       }
     }

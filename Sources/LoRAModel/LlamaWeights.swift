@@ -225,7 +225,7 @@ public final class LlamaWeights: @unchecked Sendable {
         guard targets.contains(target) else { return matrix }
         let c = Tensor(zeros: matrix.shape)
         matrix.copyRows(0..<matrix.shape[0], into: c)
-        copies["model.layers.\(l).\(target.block).\(target.rawValue).weight"] = .f32(c)
+        copies[target.moduleName(layer: l) + ".weight"] = .f32(c)
         return .f32(c)
       }
       return Layer(

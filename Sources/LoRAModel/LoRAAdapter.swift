@@ -25,7 +25,7 @@ public final class LoRAAdapter: @unchecked Sendable {
     public let gradB: Tensor
 
     /// The Hugging Face module name, e.g. "model.layers.3.self_attn.q_proj".
-    public var name: String { "model.layers.\(layer).\(target.block).\(target.rawValue)" }
+    public var name: String { target.moduleName(layer: layer) }
     /// PEFT's key of A or B in adapter_model.safetensors.
     public var peftKeyA: String { "base_model.model.\(name).lora_A.weight" }
     public var peftKeyB: String { "base_model.model.\(name).lora_B.weight" }
@@ -60,7 +60,7 @@ public final class LoRAAdapter: @unchecked Sendable {
     for layer in Set(layers).sorted() {
       for target in targets {
         let (out, input) = target.shape(model)
-        let name = "model.layers.\(layer).\(target.block).\(target.rawValue)"
+        let name = target.moduleName(layer: layer)
         let (rank, alpha) = config.rankAndAlpha(module: name)
         guard rank > 0 && rank <= min(out, input) else {
           throw LoRAConfigError(

@@ -12,6 +12,8 @@ public enum LoRATarget: String, CaseIterable, Codable, Sendable, Comparable {
 
   /// "self_attn" or "mlp": the block that holds the layer.
   public var block: String { [.q, .k, .v, .o].contains(self) ? "self_attn" : "mlp" }
+  /// The Hugging Face module name of this linear in `layer`, e.g. "model.layers.3.self_attn.q_proj".
+  public func moduleName(layer: Int) -> String { "model.layers.\(layer).\(block).\(rawValue)" }
 
   /// (out, in) of the layer's weight.
   public func shape(_ c: LlamaConfig) -> (out: Int, in: Int) {

@@ -39,6 +39,8 @@ public struct JobRunner {
     return try withExtendedLifetime(loaded) {
       do {
         return try execute(world: world, loaded: loaded, started: started)
+      } catch let reported as Reported {
+        throw reported.error
       } catch {
         failed?(error)
         throw error
@@ -91,7 +93,7 @@ public struct JobRunner {
       } catch {
         // Before the counters' window and the group's communicator are released (collectively).
         failed?(error)
-        throw error
+        throw Reported(error: error)
       }
     }
     var anyStopped = [stopped ? 1.0 : 0]
@@ -196,4 +198,10 @@ public struct JobRunner {
     if case .stopped = try run.execute() { return true }
     return false
   }
+}
+
+/// An error `JobRunner.failed` was already called with (where the level's collective
+/// resources were still held); `execute` throws the error itself on.
+private struct Reported: Error {
+  var error: any Error
 }

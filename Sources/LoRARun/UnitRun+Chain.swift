@@ -15,10 +15,8 @@ extension UnitRun {
       if plan.resumeSource != nil, let data = FileManager.default.contents(atPath: file.path) {
         try JSONDecoder().decode(AdapterChainRecord.self, from: data).check(now, node: node)
       }
-      let ancestors = try plan.chain.map {
-        try LoRAAdapter.loadPEFT(from: $0.output, model: loaded.model.config)
-      }
-      group.trainers[k].frozen = try AdapterChain.flatten(ancestors, model: loaded.model.config)
+      group.trainers[k].frozen = try AdapterChain.flatten(
+        now.loadAncestors(model: loaded.model.config), model: loaded.model.config)
       if leader {
         try FileManager.default.createDirectory(at: plan.output, withIntermediateDirectories: true)
         let encoder = JSONEncoder()
