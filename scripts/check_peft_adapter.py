@@ -5,6 +5,10 @@ mean loss over the completions of prompt/completion JSON Lines data, for compari
 completion + EOS trained). Uses the reference virtualenv of make_reference.py; not a test
 dependency.
 
+A folder with prompt or prefix tuning is loaded as PEFT must load it: a prompt-learning
+adapter alone directly; one beside LoRA (in prompt_tuning/ or prefix_tuning/) on top of the
+LoRA adapter merged into the base (PEFT cannot hold both in one model).
+
     python3 scripts/check_peft_adapter.py --adapter out/my-adapter --data valid.jsonl
 """
 import argparse
@@ -29,6 +33,9 @@ def main():
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     base = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, torch_dtype=torch.float32)
     model = PeftModel.from_pretrained(base, args.adapter).eval()
+    for sub in ["prompt_tuning", "prefix_tuning"]:
+        if os.path.exists(os.path.join(args.adapter, sub, "adapter_config.json")):
+            model = PeftModel.from_pretrained(model.merge_and_unload(), os.path.join(args.adapter, sub)).eval()
     eos = tokenizer.eos_token_id
     total, count = 0.0, 0
     with open(args.data) as f:

@@ -33,6 +33,16 @@ extension AdapterEntry {
       }
     }
 
+    // Prompt and prefix tuning change the rows (or keys) every layer sees: such an adapter
+    // trains in a pass of its own, never fused; a sweep of them runs as separate units.
+    let virtual = base.virtualTokens != nil
+    if virtual && (placement == .fused || group != nil) {
+      throw (origins["prompt_tokens"] ?? origins["prefix_tokens"] ?? entryOrigin).error(
+        .invalidValue,
+        "prompt and prefix tuning train in a pass of their own and cannot be fused; use placement: shared, separate or auto"
+      )
+    }
+
     // The output: the adapter's own, or <job output>/<name>; a sweep's members go beneath it.
     let ownOutput = base.output.map(resolver.resolve)
     func outputFolder(_ memberName: String) throws -> String {
@@ -44,7 +54,7 @@ extension AdapterEntry {
     }
     var group = self.group
     var placement = self.placement
-    if group == nil && !sweep.isEmpty && (placement == .auto || placement == .fused) {
+    if group == nil && !sweep.isEmpty && !virtual && (placement == .auto || placement == .fused) {
       group = name
       placement = .fused
     } else if group == nil && placement == .fused {

@@ -51,6 +51,12 @@ extension JobFile {
             : "'\(parent)' is a sweep; a parent is one adapter: one of its members (\(members.joined(separator: ", ")))"
         )
       }
+      if let parentJob = self.adapter(named: parent), let virtual = parentJob.settings.virtualTokens {
+        throw origin.error(
+          .invalidValue,
+          "'\(parent)' has \(virtual.summary), which does not flatten into ΔW: a parent must be LoRA alone "
+            + "(its children may have virtual tokens of their own)")
+      }
       // Walk up: a cycle comes back to this adapter.
       var seen = [adapter.name]
       var current = parent

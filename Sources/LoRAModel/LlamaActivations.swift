@@ -60,8 +60,34 @@ public final class LlamaActivations: @unchecked Sendable {
   }
 
   public let batch: Int
+  /// Rows per sequence: the prompt-tuning rows, then the tokens.
   public let length: Int
   public let keepForBackward: Bool
+  /// Prompt tuning: N rows of trained embeddings before each sequence's tokens (0 without).
+  public let virtualRows: Int
+  /// Prefix tuning: N trained keys and values before each sequence's own in every layer (0 without).
+  public let prefixLength: Int
+  /// The single slot's virtual tokens, if its adapter has them.
+  let virtual: VirtualTokens?
+  /// Prefix tuning buffers. table [N, W] (the embedding itself, or the projection's output;
+  /// W = L·2·KVH·HS), hidden [N, H] (the projection's tanh), tableGradient [N, W] and
+  /// preGradient [N, H] (with a projection and keepForBackward); one layer's keys and values
+  /// with the prefix in front, joinedKeys/joinedValues [B·(N+T), KVH·HS], and their gradients
+  /// (keepForBackward).
+  let prefixTable: Tensor
+  let prefixHidden: Tensor
+  let prefixTableGradient: Tensor
+  let prefixPreGradient: Tensor
+  let joinedKeys: Tensor
+  let joinedValues: Tensor
+  let joinedKeyGradient: Tensor
+  let joinedValueGradient: Tensor
+  /// The targets with −1 on the prompt rows (rewritten each pass, allocated once).
+  var rowTargets: [Int32] = []
+  /// Tokens per sequence (`length` without the prompt rows).
+  public var tokenLength: Int { length - virtualRows }
+  /// Keys attention reads per sequence without a KV cache: the prefix and the rows.
+  public var keyLength: Int { prefixLength + length }
   /// Activation checkpointing: only each layer's input is kept; the backward pass reruns a
   /// layer's forward into one shared set of buffers just before its backward (one more
   /// forward pass of compute for a fraction of the memory).
@@ -112,9 +138,17 @@ public final class LlamaActivations: @unchecked Sendable {
     slots: [Slot], arena: TensorArena? = nil, checkpointed: Bool = false
   ) {
     precondition(slots.allSatisfy { $0.sequences.lowerBound >= 0 && $0.sequences.upperBound <= batch })
+    precondition(
+      slots.count <= 1 || slots.allSatisfy { $0.adapter.virtualTokens == nil },
+      "virtual tokens are applied to a single adapter's pass, not a fused one")
     self.checkpointed = keepForBackward && checkpointed
     let perLayer = keepForBackward && !checkpointed
     let allocate: ([Int]) -> Tensor = { shape in arena?.tensor(shape) ?? Tensor(zeros: shape) }
+    let virtual = slots.first?.adapter.virtualTokens
+    self.virtual = virtual
+    virtualRows = virtual?.config.kind == .prompt ? virtual!.config.tokens : 0
+    prefixLength = virtual?.config.kind == .prefix ? virtual!.config.tokens : 0
+    let length = length + virtualRows
     self.batch = batch
     self.length = length
     self.keepForBackward = keepForBackward
@@ -138,7 +172,21 @@ public final class LlamaActivations: @unchecked Sendable {
     hiddenStates = (0..<(keepForBackward ? c.layers + 1 : 2)).map { _ in allocate([n, c.hiddenSize]) }
     normed = allocate([n, c.hiddenSize])
     activation = allocate([n, c.intermediateSize])
-    attentionScratch = allocate([Attention.scratchCount(queryLength: length, keyLength: keys ?? length)])
+    attentionScratch = allocate(
+      [Attention.scratchCount(queryLength: length, keyLength: keys ?? (prefixLength + length))])
+    let kvWidth = c.kvHeads * c.headSize
+    let joined = prefixLength > 0 ? batch * (prefixLength + length) * kvWidth : 0
+    let joinedShape = [joined / max(kvWidth, 1), kvWidth]
+    joinedKeys = allocate(joinedShape)
+    joinedValues = allocate(joinedShape)
+    joinedKeyGradient = allocate(keepForBackward ? joinedShape : [0, kvWidth])
+    joinedValueGradient = allocate(keepForBackward ? joinedShape : [0, kvWidth])
+    let hiddenWidth = virtual?.config.projection ?? 0
+    let tableRows = hiddenWidth > 0 ? prefixLength : 0
+    prefixTable = allocate([tableRows, VirtualTokenConfig.prefixWidth(c)])
+    prefixHidden = allocate([tableRows, hiddenWidth])
+    prefixTableGradient = allocate([keepForBackward ? tableRows : 0, VirtualTokenConfig.prefixWidth(c)])
+    prefixPreGradient = allocate([keepForBackward ? tableRows : 0, hiddenWidth])
     let widest = max(c.hiddenSize, c.intermediateSize, c.heads * c.headSize)
     dropped = allocate([slots.contains { $0.adapter.config.loraDropout > 0 } ? n * widest : 0])
     chain = allocate([n * (slots.compactMap { $0.frozen?.modules.map(\.rank).max() }.max() ?? 0)])

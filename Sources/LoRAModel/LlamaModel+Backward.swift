@@ -22,8 +22,10 @@ public final class LlamaGradients: @unchecked Sendable {
   let lossScratch: Tensor
   let chunkRows: Int
 
+  /// - length: rows per sequence (`LlamaActivations.length`); keys: keys attention reads per
+  ///   sequence (`LlamaActivations.keyLength`; nil: `length`).
   public init(
-    config c: LlamaConfig, batch: Int, length: Int, maxRank: Int, chunkRows: Int = 256,
+    config c: LlamaConfig, batch: Int, length: Int, keys: Int? = nil, maxRank: Int, chunkRows: Int = 256,
     arena: TensorArena? = nil
   ) {
     let allocate: ([Int]) -> Tensor = { shape in arena?.tensor(shape) ?? Tensor(zeros: shape) }
@@ -41,7 +43,7 @@ public final class LlamaGradients: @unchecked Sendable {
     activation = allocate([n, c.intermediateSize])
     du = allocate([n * max(maxRank, 1)])
     wide = allocate([n * max(c.hiddenSize, c.intermediateSize, c.heads * c.headSize)])
-    attentionScratch = allocate([Attention.scratchCount(queryLength: length, keyLength: length)])
+    attentionScratch = allocate([Attention.scratchCount(queryLength: length, keyLength: keys ?? length)])
     self.chunkRows = chunkRows
     lossScratch = allocate(
       [OutputLoss.scratchCount(chunkRows: chunkRows, width: c.hiddenSize, vocabulary: c.vocabularySize)])
@@ -62,8 +64,8 @@ extension LlamaModel {
     lossSum: Double, count: Int
   ) {
     OutputLoss.forwardBackward(
-      dHidden: nil, hidden: a.finalNormed, head: weights.output, targets: targets, gradientScale: 1,
-      scratch: scratch, chunkRows: chunkRows)
+      dHidden: nil, hidden: a.finalNormed, head: weights.output, targets: rowTargets(targets, a),
+      gradientScale: 1, scratch: scratch, chunkRows: chunkRows)
   }
 
   /// The loss of the trained positions after `forward(…activations: a)`, and the gradients of
@@ -88,6 +90,7 @@ extension LlamaModel {
     precondition(a.keepForBackward, "backward needs activations made with keepForBackward")
     precondition(gradientScales.count == max(a.slots.count, 1), "one gradient scale per slot")
     let c = config
+    let targets = rowTargets(targets, a)
     var results: [(lossSum: Double, count: Int)] = []
     if a.slots.count <= 1 {
       results.append(
@@ -106,11 +109,14 @@ extension LlamaModel {
             scratch: g.lossScratch, chunkRows: g.chunkRows))
       }
     }
-    guard let lowest = a.slots.flatMap({ $0.adapter.modules.map(\.layer) }).min() else { return results }
+    // Virtual tokens train in every layer (prompt rows need the embedding's gradient).
+    let lowestModule = a.slots.flatMap({ $0.adapter.modules.map(\.layer) }).min()
+    guard let lowest = a.virtual != nil ? 0 : lowestModule else { return results }
     g.stream.zero()
+    a.prefixTableGradient.zero()
     RMSNorm.backward(
       g.stream, g.normedGradient, a.hidden(c.layers), reciprocalRMS: a.finalRMS, weight: weights.finalNorm)
-    let positions = positionsOf(a, start: 0)
+    let positions = positionsOf(a, start: a.prefixLength)
 
     // Gradients flow down only as far as the lowest adapted layer: nothing below it trains,
     // and that layer's own input gradient would feed nothing.
@@ -118,7 +124,7 @@ extension LlamaModel {
       if a.checkpointed {
         // Rebuild this layer's buffers from its kept input (same ops, same dropout seeds, so
         // the same values as the first pass; hidden(l + 1) is rewritten with what it held).
-        forwardLayer(l, a, cache: nil, start: 0, positions: positions)
+        forwardLayer(l, a, cache: nil, start: a.prefixLength, positions: positions)
       }
       let w = weights.layers[l]
       let x = a.hidden(l)
@@ -146,17 +152,30 @@ extension LlamaModel {
       w.o.inputGradient(into: g.attentionOut, g.afterAttention)
       adapterBackward(
         dx: g.attentionOut, dy: g.afterAttention, x: act.attentionOut, layer: l, target: .o, a, g)
-      g.dk.zero()
-      g.dv.zero()
-      Attention.backward(
-        dq: g.dq, dk: g.dk, dv: g.dv, dOut: g.attentionOut, q: act.q, k: act.k, v: act.v,
-        scratch: g.attentionScratch,
-        batch: a.batch, queryLength: a.length, keyLength: a.length, keyStride: a.length, heads: c.heads,
-        kvHeads: c.kvHeads, headSize: c.headSize, window: c.slidingWindow)
+      if a.prefixLength > 0 {
+        joinPrefix(layer: l, keys: act.k, values: act.v, a)
+        a.joinedKeyGradient.zero()
+        a.joinedValueGradient.zero()
+        Attention.backward(
+          dq: g.dq, dk: a.joinedKeyGradient, dv: a.joinedValueGradient, dOut: g.attentionOut, q: act.q,
+          k: a.joinedKeys, v: a.joinedValues, scratch: g.attentionScratch, batch: a.batch,
+          queryLength: a.length,
+          keyLength: a.keyLength, keyStride: a.keyLength, heads: c.heads, kvHeads: c.kvHeads,
+          headSize: c.headSize, window: c.slidingWindow)
+        splitPrefixGradient(layer: l, dk: g.dk, dv: g.dv, a)
+      } else {
+        g.dk.zero()
+        g.dv.zero()
+        Attention.backward(
+          dq: g.dq, dk: g.dk, dv: g.dv, dOut: g.attentionOut, q: act.q, k: act.k, v: act.v,
+          scratch: g.attentionScratch,
+          batch: a.batch, queryLength: a.length, keyLength: a.length, keyStride: a.length, heads: c.heads,
+          kvHeads: c.kvHeads, headSize: c.headSize, window: c.slidingWindow)
+      }
       rope.backward(g.dq, heads: c.heads, positions: positions)
       rope.backward(g.dk, heads: c.kvHeads, positions: positions)
       RMSNorm.recompute(g.normed, x, reciprocalRMS: act.attentionRMS, weight: w.attentionNorm)
-      let inputGradient = l > lowest ? g.normedGradient : nil
+      let inputGradient = l > lowest || a.virtualRows > 0 ? g.normedGradient : nil
       if let inputGradient {
         w.q.inputGradient(into: inputGradient, g.dq)
         w.k.inputGradient(into: inputGradient, g.dk, beta: 1)
@@ -170,6 +189,7 @@ extension LlamaModel {
       }
       // g.stream now holds d(x), the previous layer's d(out). The embedding is frozen.
     }
+    finishVirtualBackward(dHidden: g.stream, a)
     return results
   }
 

@@ -37,8 +37,17 @@ public final class LlamaModel: @unchecked Sendable {
   public func forward(tokens: [Int32], activations a: LlamaActivations, cache: KVCache? = nil) -> Tensor {
     let c = config
     let (batch, length) = (a.batch, a.length)
-    precondition(tokens.count == batch * length, "forward got \(tokens.count) tokens for \(batch)×\(length)")
-    let start = cache?.length ?? 0
+    precondition(
+      tokens.count == batch * a.tokenLength,
+      "forward got \(tokens.count) tokens for \(batch)×\(a.tokenLength)")
+    if let cache, a.virtual != nil {
+      // Virtual tokens open the sequence: prompt rows go through this pass, prefix keys into the cache.
+      precondition(cache.length == 0, "a pass with virtual tokens starts an empty cache")
+      primeCache(cache, a)
+    } else {
+      prefixTable(a, compute: true)
+    }
+    let start = cache?.length ?? a.prefixLength
     if let cache {
       precondition(
         cache.batch == batch && start + length <= cache.capacity, "KV cache full or of another batch")
@@ -46,7 +55,7 @@ public final class LlamaModel: @unchecked Sendable {
     let positions = positionsOf(a, start: start)
     let eps = Float(c.rmsNormEps)
 
-    Embedding.forward(a.hidden(0), table: weights.embedding, ids: tokens)
+    embed(tokens: tokens, a)
     for l in 0..<c.layers {
       forwardLayer(l, a, cache: cache, start: start, positions: positions)
     }
@@ -105,9 +114,13 @@ public final class LlamaModel: @unchecked Sendable {
       project(act.k, a.normed, w.k, w.kBias, l, .k, a)
       project(act.v, a.normed, w.v, w.vBias, l, .v, a)
       rope.forward(act.k, heads: c.kvHeads, positions: positions)
-      keys = act.k
-      values = act.v
-      keyStride = length
+      if a.prefixLength > 0 {
+        joinPrefix(layer: l, keys: act.k, values: act.v, a)
+        (keys, values) = (a.joinedKeys, a.joinedValues)
+      } else {
+        (keys, values) = (act.k, act.v)
+      }
+      keyStride = a.keyLength
     }
     Attention.forward(
       act.attentionOut, q: act.q, k: keys, v: values, scratch: a.attentionScratch, batch: batch,

@@ -31,34 +31,57 @@ extension LoRAAdapter {
       throw PEFTError(
         "\(target.path) already holds an adapter; choose another output folder or pass --overwrite")
     }
+    // (folder relative to the target, config, tensors): the LoRA adapter and the virtual tokens'.
+    var parts: [(folder: String, config: [String: Any], tensors: [(String, Tensor)])] = []
+    if !modules.isEmpty || virtualTokens == nil {
+      parts.append(
+        (
+          "", try peftConfig(baseModel: baseModel),
+          modules.flatMap { [($0.peftKeyA, $0.a), ($0.peftKeyB, $0.b)] }
+        ))
+    }
+    if let v = virtualTokens {
+      parts.append(
+        (
+          modules.isEmpty ? "" : Self.virtualSubfolder(v.config.kind) + "/",
+          virtualPEFTConfig(v, model: baseConfig, baseModel: baseModel),
+          [("prompt_embeddings", virtualPEFTTensor(v))]
+        ))
+    }
     let parent = target.deletingLastPathComponent()
     let staging = parent.appendingPathComponent(
       ".\(target.lastPathComponent).partial-\(UUID().uuidString.prefix(8))")
     do {
       try files.createDirectory(at: parent, withIntermediateDirectories: true)
       try files.createDirectory(at: staging, withIntermediateDirectories: false)
-      try JSONSerialization.data(
-        withJSONObject: peftConfig(baseModel: baseModel), options: [.prettyPrinted, .sortedKeys]
-      )
-      .write(to: staging.appendingPathComponent("adapter_config.json"))
-      var tensors: [(name: String, tensor: Tensor, dtype: SafetensorsWriter.DType)] = []
-      for m in modules {
-        tensors.append((m.peftKeyA, m.a, .f32))
-        tensors.append((m.peftKeyB, m.b, .f32))
+      for part in parts {
+        let folder = staging.appendingPathComponent(part.folder)
+        try files.createDirectory(at: folder, withIntermediateDirectories: true)
+        try JSONSerialization.data(withJSONObject: part.config, options: [.prettyPrinted, .sortedKeys])
+          .write(to: folder.appendingPathComponent("adapter_config.json"))
+        try SafetensorsWriter.write(
+          part.tensors.map { ($0.0, $0.1, .f32) }, metadata: ["format": "pt"],
+          to: folder.appendingPathComponent("adapter_model.safetensors").path)
       }
-      try SafetensorsWriter.write(
-        tensors, metadata: ["format": "pt"],
-        to: staging.appendingPathComponent("adapter_model.safetensors").path)
       if !files.fileExists(atPath: target.path) {
         try files.moveItem(at: staging, to: target)
         return
       }
-      for name in names {
-        // rename(2) replaces an existing file atomically: readers see the old or the new one.
-        let from = staging.appendingPathComponent(name).path
-        let to = target.appendingPathComponent(name).path
-        guard rename(from, to) == 0 else {
-          throw PEFTError("cannot move \(name) into \(target.path): \(String(cString: strerror(errno)))")
+      // A virtual-token subfolder of an earlier adapter would be read with this one: remove it.
+      for kind in VirtualTokenConfig.Kind.allCases
+      where !parts.contains(where: { $0.folder == Self.virtualSubfolder(kind) + "/" }) {
+        try? files.removeItem(at: target.appendingPathComponent(Self.virtualSubfolder(kind)))
+      }
+      for part in parts {
+        try files.createDirectory(
+          at: target.appendingPathComponent(part.folder), withIntermediateDirectories: true)
+        for name in names {
+          // rename(2) replaces an existing file atomically: readers see the old or the new one.
+          let from = staging.appendingPathComponent(part.folder + name).path
+          let to = target.appendingPathComponent(part.folder + name).path
+          guard rename(from, to) == 0 else {
+            throw PEFTError("cannot move \(name) into \(target.path): \(String(cString: strerror(errno)))")
+          }
         }
       }
       try? files.removeItem(at: staging)
@@ -72,7 +95,9 @@ extension LoRAAdapter {
   /// `adapter_config.json` as PEFT writes it, with every module's rank and alpha spelled out
   /// so PEFT rebuilds exactly these modules.
   func peftConfig(baseModel: String) throws -> [String: Any] {
-    var json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(config)) as! [String: Any]
+    var loraOnly = config
+    loraOnly.virtualTokens = nil
+    var json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(loraOnly)) as! [String: Any]
     json["peft_type"] = "LORA"
     json["task_type"] = "CAUSAL_LM"
     json["bias"] = "none"
@@ -88,8 +113,10 @@ extension LoRAAdapter {
     return json
   }
 
-  /// Reads a PEFT LoRA folder for `model`. Features this trainer does not implement (DoRA,
-  /// biases, fan-in-fan-out, modules to save) are refused with the field named.
+  /// Reads a PEFT folder for `model`: a LoRA adapter (with the prompt- or prefix-tuning
+  /// adapter of its subfolder, if any), or a prompt- or prefix-tuning adapter alone. Features
+  /// this trainer does not implement (DoRA, biases, fan-in-fan-out, modules to save) are
+  /// refused with the field named.
   public static func loadPEFT(from path: String, model: LlamaConfig) throws -> LoRAAdapter {
     let configURL = URL(fileURLWithPath: path).appendingPathComponent("adapter_config.json")
     guard let data = try? Data(contentsOf: configURL) else {
@@ -98,8 +125,21 @@ extension LoRAAdapter {
     guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
       throw PEFTError("\(configURL.path): not a JSON object")
     }
+    if let type = json["peft_type"] as? String, ["PROMPT_TUNING", "PREFIX_TUNING"].contains(type) {
+      return try virtualOnly(from: path, json: json, model: model)
+    }
     if let type = json["peft_type"] as? String, type != "LORA" {
-      throw PEFTError("\(configURL.path): peft_type is \(type); only LORA adapters are supported")
+      throw PEFTError(
+        "\(configURL.path): peft_type is \(type); LORA, PROMPT_TUNING and PREFIX_TUNING adapters are supported"
+      )
+    }
+    var virtual: (VirtualTokenConfig, Tensor)?
+    for kind in VirtualTokenConfig.Kind.allCases {
+      let folder = URL(fileURLWithPath: path).appendingPathComponent(virtualSubfolder(kind))
+      guard let data = try? Data(contentsOf: folder.appendingPathComponent("adapter_config.json")),
+        let part = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+      else { continue }
+      virtual = try loadVirtualPEFT(from: folder.path, json: part, model: model)
     }
     if json["use_dora"] as? Bool == true {
       throw PEFTError("\(configURL.path): use_dora is true; DoRA is not supported")
@@ -123,7 +163,9 @@ extension LoRAAdapter {
         targetModules: config.targetModules,
         layersToTransform: config.layersToTransform, useRslora: config.useRslora,
         rankPattern: config.rankPattern,
-        alphaPattern: config.alphaPattern, initialization: "zero"), model: model, seed: 0)
+        alphaPattern: config.alphaPattern, initialization: "zero", virtualTokens: virtual?.0), model: model,
+      seed: 0)
+    if let virtual { adapter.virtualTokens?.embedding.copy(from: virtual.1) }
     let weights = try SafetensorsFile(
       path: URL(fileURLWithPath: path).appendingPathComponent("adapter_model.safetensors").path)
     var expected = Set<String>()
@@ -144,6 +186,16 @@ extension LoRAAdapter {
       throw PEFTError(
         "\(weights.path): tensor '\(stray)' belongs to no module of this configuration and model")
     }
+    return adapter
+  }
+
+  /// A prompt- or prefix-tuning adapter alone.
+  static func virtualOnly(from path: String, json: [String: Any], model: LlamaConfig) throws -> LoRAAdapter {
+    let (config, embeddings) = try loadVirtualPEFT(from: path, json: json, model: model)
+    let adapter = try LoRAAdapter(
+      config: LoRAConfig(targetModules: [], initialization: "zero", virtualTokens: config), model: model,
+      seed: 0)
+    adapter.virtualTokens?.embedding.copy(from: embeddings)
     return adapter
   }
 }

@@ -32,8 +32,12 @@ public final class LoRAAdapter: @unchecked Sendable {
   }
 
   public let config: LoRAConfig
+  /// The base configuration the adapter was laid out for.
+  public let baseConfig: LlamaConfig
   public let modules: [Module]
-  /// Every A and B, flat: [P].
+  /// Prompt or prefix tuning trained with the modules (after them in the buffers), if any.
+  public let virtualTokens: VirtualTokens?
+  /// Every A and B (then the virtual tokens' parameters), flat: [P].
   public let parameters: Tensor
   /// Their gradients: [P].
   public let gradients: Tensor
@@ -74,6 +78,7 @@ public final class LoRAAdapter: @unchecked Sendable {
         total += rank * input + out * rank
       }
     }
+    total += config.virtualTokens?.parameterCount(model) ?? 0
     return (plan, total)
   }
 
@@ -121,6 +126,11 @@ public final class LoRAAdapter: @unchecked Sendable {
     }
     self.lookup = lookup
     self.config = config
+    baseConfig = model
+    let loraCount = plan.last.map { $0.offset + $0.rank * $0.in + $0.out * $0.rank } ?? 0
+    virtualTokens = config.virtualTokens.map {
+      VirtualTokens(config: $0, model: model, parameters: parameters, gradients: gradients, offset: loraCount)
+    }
     initialize(seed: seed)
   }
 
@@ -132,11 +142,16 @@ public final class LoRAAdapter: @unchecked Sendable {
   /// Trainable parameters.
   public var parameterCount: Int { parameters.count }
 
-  /// Draws A (B stays zero) as PEFT does, from `seed`.
+  /// Draws A (B stays zero) as PEFT does, from `seed`; then the virtual tokens' parameters
+  /// (see `VirtualTokens.initialize`).
   public func initialize(seed: UInt64) {
     parameters.zero()
     guard config.initialization != "zero" else { return }
     var random = SeededRandom(seed: seed)
+    defer {
+      var virtualRandom = SeededRandom(seed: seed ^ 0x5649_5254_5541_4C00)
+      virtualTokens?.initialize(&virtualRandom)
+    }
     for m in modules {
       if config.initialization == "gaussian" {
         let std = 1 / Float(m.rank)

@@ -51,12 +51,16 @@ public struct LoRAConfig: Codable, Equatable, Sendable {
   public var alphaPattern: [String: Double]
   /// "default" (Kaiming-uniform A, zero B) or "gaussian".
   public var initialization: String
+  /// Prompt or prefix tuning trained in the same adapter (our files only: a PEFT LoRA
+  /// adapter_config.json never has it; PEFT keeps it in an adapter of its own).
+  public var virtualTokens: VirtualTokenConfig?
 
   public init(
     r: Int = 8, loraAlpha: Double = 16, loraDropout: Double = 0,
     targetModules: [String] = ["q_proj", "v_proj"],
     layersToTransform: [Int]? = nil, useRslora: Bool = false, rankPattern: [String: Int] = [:],
-    alphaPattern: [String: Double] = [:], initialization: String = "default"
+    alphaPattern: [String: Double] = [:], initialization: String = "default",
+    virtualTokens: VirtualTokenConfig? = nil
   ) {
     self.r = r
     self.loraAlpha = loraAlpha
@@ -67,6 +71,7 @@ public struct LoRAConfig: Codable, Equatable, Sendable {
     self.rankPattern = rankPattern
     self.alphaPattern = alphaPattern
     self.initialization = initialization
+    self.virtualTokens = virtualTokens
   }
 
   enum CodingKeys: String, CodingKey {
@@ -79,6 +84,7 @@ public struct LoRAConfig: Codable, Equatable, Sendable {
     case rankPattern = "rank_pattern"
     case alphaPattern = "alpha_pattern"
     case initialization = "init_lora_weights"
+    case virtualTokens = "virtual_tokens"
   }
 
   public init(from decoder: any Decoder) throws {
@@ -104,6 +110,7 @@ public struct LoRAConfig: Codable, Equatable, Sendable {
     } else {
       initialization = try c.decodeIfPresent(String.self, forKey: .initialization) ?? "default"
     }
+    virtualTokens = try c.decodeIfPresent(VirtualTokenConfig.self, forKey: .virtualTokens)
   }
 
   public func encode(to encoder: any Encoder) throws {
@@ -121,11 +128,13 @@ public struct LoRAConfig: Codable, Equatable, Sendable {
     } else {
       try c.encode(initialization, forKey: .initialization)
     }
+    try c.encodeIfPresent(virtualTokens, forKey: .virtualTokens)
   }
 
   /// Checks what can be checked without a model: targets, rank, alpha, dropout, init.
   public func validate() throws {
     _ = try targets()
+    try virtualTokens?.validate()
     guard r > 0 else { throw LoRAConfigError("rank must be at least 1, got \(r)") }
     guard loraAlpha.isFinite && loraAlpha > 0 else {
       throw LoRAConfigError("lora_alpha must be a positive number, got \(loraAlpha)")
@@ -148,6 +157,8 @@ public struct LoRAConfig: Codable, Equatable, Sendable {
   /// The targets this configuration names (validated).
   public func targets() throws -> [LoRATarget] {
     if targetModules == ["all-linear"] { return LoRATarget.allCases }
+    // Prompt or prefix tuning alone: an adapter without LoRA modules.
+    if targetModules.isEmpty && virtualTokens != nil { return [] }
     guard !targetModules.isEmpty else {
       throw LoRAConfigError("target_modules is empty; name at least one module")
     }

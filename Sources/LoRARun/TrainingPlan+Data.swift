@@ -1,6 +1,7 @@
 import Foundation
 import LoRACheckpoint
 import LoRAFormats
+import LoRAModel
 import LoRATraining
 
 /// An adapter's data: loading and splitting it, the batch and updates it implies, and the
@@ -70,5 +71,21 @@ extension TrainingPlan {
       bytes += Array(BaseFingerprint.sha256(Array(contents)).utf8)
     }
     return BaseFingerprint.sha256(bytes)
+  }
+}
+
+extension TrainingPlan {
+  /// Refuses virtual tokens that, with the longest sequence, would not fit the model's
+  /// context (RoPE positions): prompt rows and prefix keys take positions 0..<N.
+  public func checkContext(_ model: LlamaModel) throws {
+    guard let virtual = lora.virtualTokens else { return }
+    let limit = min(model.config.contextLength, model.rope.maxPositions)
+    let needed = dataset.maxSequenceLength + virtual.positions
+    guard needed <= limit else {
+      let key = virtual.kind == .prompt ? "prompt_tokens" : "prefix_tokens"
+      throw RunError(
+        "\(key) \(virtual.tokens) plus max_seq_len \(dataset.maxSequenceLength) need \(needed) positions, "
+          + "but the model's context holds \(limit): lower \(key) or max_seq_len")
+    }
   }
 }

@@ -105,6 +105,7 @@ public struct UnitRun {
           tokenizer: loaded.tokenizer, chatTemplate: loaded.files.chatTemplate, ranks: communicator.size))
     }
     let plans = run.plans
+    for plan in plans { try plan.checkContext(loaded.model) }
     // One adapter alone splits its batch over the ranks: it must divide.
     if !fused { try plans[0].options.validate(ranks: communicator.size) }
     let members = plans.indices.map { k in

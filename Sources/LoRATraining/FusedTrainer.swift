@@ -82,6 +82,7 @@ public final class FusedTrainer {
         config: member.config, model: model.config, seed: member.initialisationSeed,
         parameters: parameters.view(offset: offset, shape: [count]),
         gradients: gradients.view(offset: offset, shape: [count]))
+      model.initializeVirtualTokens(of: adapter, seed: member.initialisationSeed)
       trainers.append(
         try AdapterState(
           model: model, adapter: adapter, train: member.train, validation: member.validation,
@@ -264,11 +265,14 @@ public final class FusedTrainer {
           frozen: trainers[member].frozen))
       start += sequences
     }
+    let activations = LlamaActivations(
+      config: model.config, batch: start, length: length, keepForBackward: true, slots: slots, arena: arena,
+      checkpointed: trainers[composition[0].member].options.checkpointActivations)
     let made = (
-      LlamaActivations(
-        config: model.config, batch: start, length: length, keepForBackward: true, slots: slots, arena: arena,
-        checkpointed: trainers[composition[0].member].options.checkpointActivations),
-      LlamaGradients(config: model.config, batch: start, length: length, maxRank: maxRank, arena: arena)
+      activations,
+      LlamaGradients(
+        config: model.config, batch: start, length: activations.length, keys: activations.keyLength,
+        maxRank: maxRank, arena: arena)
     )
     buffers[key] = made
     return made

@@ -35,11 +35,12 @@ extension TrainingSettings {
         .chatFormat, ChatFormat(rawValue: v) != nil, "chat format '\(v)' is not one of \(ChatFormat.names)")
     }
     if let v = maxSeqLen { try Self.check(.maxSeqLen, v >= 2, "must be at least 2, got \(v)") }
-    if let v = targets {
+    if let v = targets, v != ["none"] {
       do { _ = try LoRAConfig(targetModules: v).targets() } catch {
         throw SettingsError([K.targets.stringValue], "\(error)")
       }
     }
+    try validateVirtualTokens()
     if let v = rank { try Self.check(.rank, v >= 1, "LoRA rank must be at least 1, got \(v)") }
     if let v = rankLadder {
       try Self.check(
@@ -66,6 +67,29 @@ extension TrainingSettings {
         .initWeights, ["default", "gaussian"].contains(v), "expected default or gaussian, got '\(v)'")
     }
     try validateOptimization()
+  }
+
+  /// Prompt or prefix tuning: one of them, at least one virtual token, a projection only
+  /// with a prefix, and something to train when `targets: none`.
+  private func validateVirtualTokens() throws(SettingsError) {
+    typealias K = CodingKeys
+    if let v = promptTokens {
+      try Self.check(.promptTokens, v >= 1, "must be at least 1 virtual token, got \(v)")
+    }
+    if let v = prefixTokens {
+      try Self.check(.prefixTokens, v >= 1, "must be at least 1 virtual token, got \(v)")
+    }
+    try Self.check(
+      .prefixTokens, promptTokens == nil || prefixTokens == nil,
+      "give either prompt_tokens (prompt tuning) or prefix_tokens (prefix tuning), not both")
+    if let v = prefixProjection {
+      try Self.check(.prefixProjection, v >= 1, "the projection's hidden size must be at least 1, got \(v)")
+      try Self.check(
+        .prefixProjection, prefixTokens != nil, "reparameterises prefix tuning: set prefix_tokens as well")
+    }
+    try Self.check(
+      .targets, targets != ["none"] || virtualTokens != nil,
+      "none leaves nothing to train: name LoRA modules, or set prompt_tokens or prefix_tokens")
   }
 
   /// The optimizer, schedule, batch, validation and checkpoint settings.

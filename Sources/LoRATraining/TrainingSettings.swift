@@ -31,6 +31,9 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
   public var alphaPattern: [String: Double]?
   public var initWeights: String?
   public var initAdapter: String?
+  public var promptTokens: Int?
+  public var prefixTokens: Int?
+  public var prefixProjection: Int?
   public var lr: Double?
   public var schedule: String?
   public var warmup: Int?
@@ -72,6 +75,9 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
     case alphaPattern = "alpha_pattern"
     case initWeights = "init_weights"
     case initAdapter = "init_adapter"
+    case promptTokens = "prompt_tokens"
+    case prefixTokens = "prefix_tokens"
+    case prefixProjection = "prefix_projection"
     case lr, schedule, warmup, steps, epochs
     case batchSize = "batch_size"
     case microBatch = "micro_batch"
@@ -144,14 +150,24 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
     return keys
   }
 
-  /// The LoRA configuration these settings describe (the defaults where unset).
+  /// The LoRA configuration these settings describe (the defaults where unset); `targets:
+  /// none` leaves only the virtual tokens.
   public var loraConfig: LoRAConfig {
     LoRAConfig(
       r: ladder?.first ?? rank ?? Defaults.rank, loraAlpha: alpha ?? Defaults.alpha,
       loraDropout: dropout ?? Defaults.dropout,
-      targetModules: targets ?? Defaults.targets, layersToTransform: layers,
+      targetModules: targets == ["none"] ? [] : targets ?? Defaults.targets, layersToTransform: layers,
       useRslora: rslora ?? Defaults.rslora,
       rankPattern: rankPattern ?? [:], alphaPattern: alphaPattern ?? [:],
-      initialization: initWeights ?? Defaults.initWeights)
+      initialization: initWeights ?? Defaults.initWeights, virtualTokens: virtualTokens)
+  }
+
+  /// Prompt tuning (`prompt_tokens`) or prefix tuning (`prefix_tokens`, `prefix_projection`).
+  public var virtualTokens: VirtualTokenConfig? {
+    if let n = promptTokens { return VirtualTokenConfig(kind: .prompt, tokens: n) }
+    if let n = prefixTokens {
+      return VirtualTokenConfig(kind: .prefix, tokens: n, projection: prefixProjection)
+    }
+    return nil
   }
 }

@@ -28,6 +28,9 @@ struct Train: ParsableCommand {
         mpirun -np 4 swift-lora-dist train --config run.yaml --threads 1 --resume auto
         swift-lora-dist train --model model.gguf --data chat.jsonl --validation-fraction 0.05 \
           --targets all-linear --rank 16 --alpha 32 --lr 1e-4 --schedule cosine --warmup 20 --output out/chat
+        swift-lora-dist train --model model.gguf --data train.jsonl --prefix-tokens 16 --output out/lora-prefix
+        swift-lora-dist train --model model.gguf --data train.jsonl --targets none --prompt-tokens 20 \
+          --lr 3e-2 --output out/prompt
       """)
 
   @Option(help: "A YAML file of options (keys: the flags in snake_case).") var config: String?
@@ -85,6 +88,22 @@ struct Train: ParsableCommand {
     name: .customLong("init-adapter"),
     help: "Start A and B from this adapter (same targets, ranks and scales; e.g. one grown by resize).")
   var initAdapter: String?
+  @Option(
+    name: .customLong("prompt-tokens"),
+    help:
+      "Prompt tuning: train N embeddings prepended to every sequence (with LoRA, or alone with --targets none)."
+  )
+  var promptTokens: Int?
+  @Option(
+    name: .customLong("prefix-tokens"),
+    help:
+      "Prefix tuning: train N keys and values in front of every layer's (with LoRA, or alone with --targets none)."
+  )
+  var prefixTokens: Int?
+  @Option(
+    name: .customLong("prefix-projection"),
+    help: "Reparameterise the prefix through a tanh MLP of this hidden size (PEFT's prefix_projection).")
+  var prefixProjection: Int?
   @Option(help: "Peak learning rate (default 2e-4).") var lr: Double?
   @Option(help: "Learning-rate schedule: constant, linear, cosine (default cosine).") var schedule: String?
   @Option(help: "Warmup updates (default 0).") var warmup: Int?
@@ -171,6 +190,9 @@ struct Train: ParsableCommand {
     }
     c.initWeights = initWeights
     c.initAdapter = initAdapter
+    c.promptTokens = promptTokens
+    c.prefixTokens = prefixTokens
+    c.prefixProjection = prefixProjection
     c.lr = lr
     c.schedule = schedule
     c.warmup = warmup
