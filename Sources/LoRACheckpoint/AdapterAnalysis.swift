@@ -59,6 +59,11 @@ public struct AdapterAnalysis: Sendable, Codable, Equatable {
     self.adapters = adapters.map(\.description)
     var decompositions: [[String: DeltaSVD]] = []
     modules = []
+    for (adapter, description) in adapters where adapter.modules.isEmpty {
+      throw LoRAConfigError(
+        "\(description) has no LoRA modules to analyse (\(adapter.config.virtualTokens?.summary ?? "no modules"))"
+      )
+    }
     for (adapter, _) in adapters {
       var svds: [String: DeltaSVD] = [:]
       var rows: [Module] = []

@@ -67,6 +67,10 @@ public enum AdapterCombine {
   public static func combine(_ adapters: [LoRAAdapter], model: LlamaConfig, options: Options) throws -> (
     adapter: LoRAAdapter, modules: [Module], leftOut: [String]
   ) {
+    for adapter in adapters {
+      try adapter.requireNoVirtualTokens(
+        "combining", instead: "combine adapters without prompt or prefix tuning")
+    }
     try check(adapters, options)
     let (targets, layers, leftOut) = try commonModules(adapters, skipMissing: options.skipMissing)
     // The rank of each module of the result.

@@ -36,6 +36,8 @@ public enum AdapterResize {
   public static func resized(
     _ adapter: LoRAAdapter, model: LlamaConfig, to target: Target, seed: UInt64 = 0
   ) throws -> (adapter: LoRAAdapter, changes: [Change]) {
+    try adapter.requireNoVirtualTokens(
+      "resizing", instead: "resize an adapter without prompt or prefix tuning")
     var plans: [(module: LoRAAdapter.Module, rank: Int, svd: DeltaSVD?)] = []
     for module in adapter.modules {
       switch target {

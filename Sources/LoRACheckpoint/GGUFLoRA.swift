@@ -93,6 +93,9 @@ extension LoRAAdapter {
   )
     throws
   {
+    try requireNoVirtualTokens(
+      "a GGUF LoRA file (llama.cpp has no prompt or prefix tuning)",
+      instead: "export --format peft writes the prompt-learning adapter beside the LoRA one")
     try checkFits(base, file: path)
     let alpha = ggufLoRAAlpha
     var writer = GGUFWriter()

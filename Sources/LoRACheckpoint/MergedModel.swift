@@ -79,6 +79,10 @@ public struct MergedModel {
   public init(files: ModelFiles, model: LlamaModel, adapters: [LoRAAdapter], weights: [Double]? = nil) throws
   {
     guard !adapters.isEmpty else { throw MergeError("no adapter to merge; give at least one") }
+    for adapter in adapters {
+      try adapter.requireNoVirtualTokens(
+        "a merged model", instead: "serve or generate with the adapter applied (--adapter) instead")
+    }
     let weights = weights ?? Array(repeating: 1, count: adapters.count)
     guard weights.count == adapters.count else {
       throw MergeError(

@@ -55,13 +55,17 @@ public struct CostModel: Sendable {
   /// (docs/benchmarks.md): frozen products forward and input-gradient backward (2 + 2 per
   /// weight; no weight gradient), attention over `length` keys (forward q·kᵀ and p·v,
   /// 4·T·H·HS per layer; backward twice that), and the LoRA products of every adapted
-  /// module (forward 2·r·(IN+OUT), backward 4·r·(IN+OUT)).
+  /// module (forward 2·r·(IN+OUT), backward 4·r·(IN+OUT)); virtual tokens as noted below.
   public static func flopsPerToken(_ c: LlamaConfig, lora: LoRAConfig, length: Int) -> Double {
     let q = c.heads * c.headSize
     let kv = c.kvHeads * c.headSize
     let perLayer = c.hiddenSize * (2 * q + 2 * kv) + 3 * c.hiddenSize * c.intermediateSize
     let linear = Double(c.layers * perLayer + c.vocabularySize * c.hiddenSize)
-    let attention = 12 * Double(c.layers * length * q)
+    // Virtual tokens: attention reads N more keys; prompt tuning's N rows also pass every
+    // product, which a sequence's tokens share (N per `length` tokens).
+    let virtual = lora.virtualTokens?.tokens ?? 0
+    let rows = lora.virtualTokens?.kind == .prompt ? Double(length + virtual) / Double(max(length, 1)) : 1
+    let attention = 12 * Double(c.layers * (length + virtual) * q)
     let targets = (try? lora.targets()) ?? []
     let layers = Set(lora.layersToTransform ?? Array(0..<c.layers)).sorted()  // each module once, as LoRAAdapter
     var adapterFLOPs = 0.0
@@ -72,6 +76,6 @@ public struct CostModel: Sendable {
         adapterFLOPs += 6 * Double(rank * (inFeatures + out))
       }
     }
-    return 4 * linear + attention + adapterFLOPs
+    return rows * (4 * linear + attention + adapterFLOPs)
   }
 }

@@ -49,12 +49,12 @@ public struct MemoryEstimate: Codable, Equatable, Sendable {
       return LlamaActivations.Slot(adapter: adapter, sequences: start..<start + sequences)
     }
     let arena = TensorArena.counting()
-    _ = LlamaActivations(
+    let activations = LlamaActivations(
       config: c, batch: start, length: length, keepForBackward: true, slots: slots, arena: arena,
       checkpointed: checkpointActivations)
     _ = LlamaGradients(
-      config: c, batch: start, length: length, maxRank: made.flatMap { $0.0.modules.map(\.rank) }.max() ?? 1,
-      arena: arena)
+      config: c, batch: start, length: activations.length, keys: activations.keyLength,
+      maxRank: made.flatMap { $0.0.modules.map(\.rank) }.max() ?? 1, arena: arena)
     bufferBytes = 4 * arena.capacity
     adapterBytes = made.reduce(0) { $0 + 4 * 4 * $1.0.parameterCount }
     processBytes = Self.defaultProcessBytes

@@ -107,15 +107,18 @@ public final class BatchDecoder: @unchecked Sendable {
 
   /// Runs `prompt` through the model into `sequence`'s empty cache and returns the logits of
   /// its last position: [1, V] (valid until the next call).
+  /// An adapter's virtual tokens (prompt or prefix tuning) open the cache first.
   public func prefill(_ sequence: DecodeSequence, prompt: [Int32]) -> Tensor {
-    precondition(!prompt.isEmpty && prompt.count <= sequence.capacity, "prompt of \(prompt.count) tokens")
+    let virtual = sequence.adapter?.virtualPositions ?? 0
+    precondition(
+      !prompt.isEmpty && virtual + prompt.count <= sequence.capacity, "prompt of \(prompt.count) tokens")
     sequence.cache.reset()
     let pass = LlamaActivations(
       config: model.config, batch: 1, length: prompt.count, keepForBackward: false, keys: sequence.capacity,
       adapter: sequence.adapter)
     let hidden = model.forward(tokens: prompt, activations: pass, cache: sequence.cache)
     let last = hidden.view(
-      offset: (prompt.count - 1) * model.config.hiddenSize, shape: [1, model.config.hiddenSize])
+      offset: (pass.length - 1) * model.config.hiddenSize, shape: [1, model.config.hiddenSize])
     products.multiply(into: prefillLogits, last, model.weights.output)
     return prefillLogits
   }

@@ -33,15 +33,21 @@ public final class Generator {
 
   /// The adapter applied on top of the base, if any.
   public let adapter: LoRAAdapter?
+  /// Positions its virtual tokens take before the prompt.
+  let virtual: Int
 
-  /// - capacity: the most positions (prompt plus generated tokens) a generation may use.
+  /// - capacity: the most positions (prompt plus generated tokens) a generation may use; an
+  ///   adapter's virtual tokens take theirs on top, within the model's context.
   public init(model: LlamaModel, capacity: Int, adapter: LoRAAdapter? = nil) {
     self.model = model
     self.adapter = adapter
-    self.capacity = min(capacity, model.rope.maxPositions)
+    let virtual = adapter?.virtualPositions ?? 0
+    self.capacity = min(capacity, model.rope.maxPositions - virtual, model.config.contextLength - virtual)
+    self.virtual = virtual
     decoder = BatchDecoder(
       model: model, maxRows: 1, maxRank: max(1, adapter?.modules.map(\.rank).max() ?? 1))
-    sequence = DecodeSequence(config: model.config, adapter: adapter, capacity: self.capacity)
+    sequence = DecodeSequence(
+      config: model.config, adapter: adapter, capacity: max(self.capacity, 0) + virtual)
   }
 
   /// Generates up to `maxTokens` tokens after `prompt`, calling `onToken` with each; stops

@@ -34,6 +34,13 @@ extension LlamaModel {
     return a.prefixTable
   }
 
+  /// Virtual token i's keys (part 0) or values (part 1) for layer l in a prefix table (or
+  /// its gradient) [N, L·2·KVW]: [KVW].
+  func prefixRow(_ table: Tensor, _ i: Int, layer l: Int, part: Int) -> Tensor {
+    let w = config.kvHeads * config.headSize
+    return table.view(offset: i * table.shape[1] + (2 * l + part) * w, shape: [w])
+  }
+
   /// Fills `a.joinedKeys`/`a.joinedValues` with layer l's prefix rows, then each sequence's
   /// own keys and values (`keys`, `values`: [B·T, KVW], RoPE applied to the keys).
   func joinPrefix(layer l: Int, keys: Tensor, values: Tensor, _ a: LlamaActivations) {
@@ -44,7 +51,7 @@ extension LlamaModel {
         let start = b * (n + t) * w
         for i in 0..<n {
           joined.view(offset: start + i * w, shape: [w]).copy(
-            from: table.view(offset: i * table.shape[1] + (2 * l + part) * w, shape: [w]))
+            from: prefixRow(table, i, layer: l, part: part))
         }
         joined.view(offset: start + n * w, shape: [t, w]).copy(
           from: own.view(offset: b * t * w, shape: [t, w]))
@@ -62,7 +69,7 @@ extension LlamaModel {
       for (joined, own, part) in [(a.joinedKeyGradient, dk, 0), (a.joinedValueGradient, dv, 1)] {
         let start = b * (n + t) * w
         for i in 0..<n {
-          gradient.view(offset: i * gradient.shape[1] + (2 * l + part) * w, shape: [w]).add(
+          prefixRow(gradient, i, layer: l, part: part).add(
             joined.view(offset: start + i * w, shape: [w]))
         }
         own.view(offset: b * t * w, shape: [t, w]).copy(
@@ -101,7 +108,7 @@ extension LlamaModel {
         for b in 0..<cache.batch {
           for i in 0..<n {
             stored.view(offset: (b * cache.capacity + i) * w, shape: [w]).copy(
-              from: table.view(offset: i * table.shape[1] + (2 * l + part) * w, shape: [w]))
+              from: prefixRow(table, i, layer: l, part: part))
           }
         }
       }
@@ -146,11 +153,11 @@ extension LlamaModel {
       tokens: ids,
       activations: LlamaActivations(config: config, batch: 1, length: n, keepForBackward: false, keys: n),
       cache: cache)
-    let (w, width) = (config.kvHeads * config.headSize, v.embedding.shape[1])
+    let w = config.kvHeads * config.headSize
     for l in 0..<config.layers {
       for (stored, part) in [(cache.keys[l], 0), (cache.values[l], 1)] {
         for i in 0..<n {
-          v.embedding.view(offset: i * width + (2 * l + part) * w, shape: [w]).copy(
+          prefixRow(v.embedding, i, layer: l, part: part).copy(
             from: stored.view(offset: i * w, shape: [w]))
         }
       }

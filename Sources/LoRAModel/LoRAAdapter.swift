@@ -142,6 +142,18 @@ public final class LoRAAdapter: @unchecked Sendable {
   /// Trainable parameters.
   public var parameterCount: Int { parameters.count }
 
+  /// Throws when the adapter has virtual tokens: `use` (e.g. "GGUF LoRA export") holds ΔW
+  /// only, and prompt or prefix tuning is no change of the weights; `instead` says what keeps it.
+  public func requireNoVirtualTokens(_ use: String, instead: String) throws(LoRAConfigError) {
+    guard let v = config.virtualTokens else { return }
+    throw LoRAConfigError(
+      "\(use) holds LoRA's ΔW only, and this adapter also has \(v.summary), which changes no weight "
+        + "and would be lost; \(instead)")
+  }
+
+  /// Context positions the virtual tokens take before a sequence's own (0 without).
+  public var virtualPositions: Int { config.virtualTokens?.positions ?? 0 }
+
   /// Draws A (B stays zero) as PEFT does, from `seed`; then the virtual tokens' parameters
   /// (see `VirtualTokens.initialize`).
   public func initialize(seed: UInt64) {

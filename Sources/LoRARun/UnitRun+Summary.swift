@@ -21,6 +21,9 @@ extension UnitRun {
       + "\(stats.truncated) truncated to \(plan.dataset.maxSequenceLength) tokens, \(stats.skippedLines) bad lines skipped\n"
       + "split: \(data.train.count) training, \(data.validation.count) validation examples\n"
       + "adapter: r \(plan.lora.r), alpha \(plan.lora.loraAlpha), \(group.trainers[0].adapter.modules.count) modules, "
+      + (plan.lora.virtualTokens.map {
+        "\($0.summary) (\(grouped(group.trainers[0].adapter.virtualTokens?.count ?? 0)) parameters), "
+      } ?? "")
       + "\(grouped(group.trainers[0].adapter.parameterCount)) trainable parameters; \(plan.options.steps) updates of \(plan.options.batchSize) "
       + "sequences, \(BLAS.threads) BLAS thread(s) (\(BLAS.coreName))"
       + (fullFineTune().map { "\n" + Self.describe($0) } ?? "")

@@ -42,6 +42,20 @@ extension UnitRun {
         module.a.copy(from: from.a)
         module.b.copy(from: from.b)
       }
+      // Virtual tokens come along when the configuration has the same ones; without any of
+      // its own the source's would be lost, and other ones do not fit.
+      if let from = source.virtualTokens {
+        guard let to = target.virtualTokens, to.config.kind == from.config.kind, to.count == from.count,
+          to.embedding.shape == from.embedding.shape
+        else {
+          throw RunError(
+            "init_adapter \(path) has \(from.config.summary), which this configuration "
+              + (target.virtualTokens.map { "replaces with \($0.config.summary)" } ?? "does not train")
+              + "; set the same prompt_tokens or prefix_tokens (and prefix_projection)")
+        }
+        target.parameters.view(offset: to.offset, shape: [to.count]).copy(
+          from: source.parameters.view(offset: from.offset, shape: [from.count]))
+      }
     }
   }
 }

@@ -19,6 +19,8 @@ public struct AdapterInfo: Codable, Sendable, Equatable {
   public var pinned: Bool
   /// Route signature (mean last hidden state of its training prompts) present.
   public var routable: Bool
+  /// Positions its prompt- or prefix-tuning tokens take before every request (nil: none).
+  public var virtualTokens: Int?
 }
 
 /// Counters of the store since start.

@@ -125,6 +125,15 @@ public final class AdapterStore: @unchecked Sendable {
 
   public func contains(_ name: String) -> Bool { withLock { entries[name] != nil } }
 
+  /// Context positions a request to `name` loses to virtual tokens: its own, or for "auto"
+  /// the most any adapter takes (the router may choose it); 0 for the base.
+  public func virtualPositions(_ name: String) -> Int {
+    withLock {
+      name == "auto"
+        ? entries.values.compactMap(\.info.virtualTokens).max() ?? 0 : entries[name]?.info.virtualTokens ?? 0
+    }
+  }
+
   public func stats() -> StoreStats { withLock { counters } }
 
   /// Route signatures of the adapters that have one, by name.
@@ -194,7 +203,8 @@ public final class AdapterStore: @unchecked Sendable {
     let info = AdapterInfo(
       name: name, path: path, kind: kind.rawValue, baseFingerprint: adapterBase, parent: baseName,
       targets: targets, rank: adapter.modules.map(\.rank).max() ?? 0, parameters: adapter.parameterCount,
-      bytes: adapter.parameterCount * MemoryLayout<Float>.size, resident: true, pinned: pin, routable: false)
+      bytes: adapter.parameterCount * MemoryLayout<Float>.size, resident: true, pinned: pin, routable: false,
+      virtualTokens: adapter.virtualPositions > 0 ? adapter.virtualPositions : nil)
     return (adapter, info)
   }
 

@@ -103,8 +103,10 @@ public final class ServingEngine: @unchecked Sendable {
     guard request.maxTokens >= 1 else {
       throw .invalidField(field: "max_tokens", reason: "must be at least 1")
     }
-    guard request.prompt.count + request.maxTokens <= contextLength else {
-      throw .promptTooLong(prompt: request.prompt.count, maxTokens: request.maxTokens, context: contextLength)
+    // An adapter's virtual tokens (prompt or prefix tuning) take positions before the prompt.
+    let context = contextLength - store.virtualPositions(request.model)
+    guard request.prompt.count + request.maxTokens <= context else {
+      throw .promptTooLong(prompt: request.prompt.count, maxTokens: request.maxTokens, context: context)
     }
     guard request.temperature >= 0 && request.temperature.isFinite else {
       throw .invalidField(field: "temperature", reason: "must be 0 or more")
@@ -273,8 +275,15 @@ public final class ServingEngine: @unchecked Sendable {
       return nil
     }
     p.continuation.yield(.routed(adapter: adapter == nil ? nil : name))
+    if let adapter, adapter.virtualPositions + p.request.prompt.count + p.request.maxTokens > contextLength {
+      // Routed to an adapter loaded after the request was checked, whose virtual tokens leave too little room.
+      p.continuation.yield(.finished(.length, promptTokens: p.request.prompt.count, completionTokens: 0))
+      p.continuation.finish()
+      return nil
+    }
     let sequence = DecodeSequence(
-      config: model.config, adapter: adapter, capacity: p.request.prompt.count + p.request.maxTokens)
+      config: model.config, adapter: adapter,
+      capacity: (adapter?.virtualPositions ?? 0) + p.request.prompt.count + p.request.maxTokens)
     let a = Active(id: p.id, request: p.request, name: name, sequence: sequence, continuation: p.continuation)
     record {
       $0.perModel[name, default: .init()].requests += 1

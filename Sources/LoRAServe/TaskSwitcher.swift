@@ -34,6 +34,13 @@ public final class TaskSwitcher: @unchecked Sendable {
 
   /// Merges `adapter` (nil: back to the base) in place of the current one.
   public func activate(_ adapter: LoRAAdapter?) throws(ServeError) {
+    if let v = adapter?.config.virtualTokens {
+      throw .incompatible(
+        name: "adapter",
+        reason:
+          "a task switch merges ΔW into the weights, and its \(v.summary) is no weight change: apply it unmerged"
+      )
+    }
     if let adapter, let m = adapter.modules.first(where: { !targets.contains($0.target) }) {
       throw .incompatible(
         name: "adapter",

@@ -153,14 +153,16 @@ extension Generate {
     _ llama: LlamaModel, _ loras: [LoRAAdapter], prompt: [Int32], stop: Set<Int32>, tokenizer: Tokenizer
   ) throws {
     guard !prompt.isEmpty else { throw GenerationError.emptyPrompt }
-    let capacity = min(llama.config.contextLength, llama.rope.maxPositions)
+    let virtual = loras.map(\.virtualPositions).max() ?? 0
+    let capacity = min(llama.config.contextLength, llama.rope.maxPositions) - virtual
     guard prompt.count + maxTokens <= capacity else {
       throw GenerationError.tooLong(prompt: prompt.count, maxTokens: maxTokens, capacity: capacity)
     }
     let decoder = BatchDecoder(
       model: llama, maxRows: loras.count, maxRank: loras.flatMap { $0.modules.map(\.rank) }.max() ?? 1)
     let sequences = loras.map {
-      DecodeSequence(config: llama.config, adapter: $0, capacity: prompt.count + maxTokens)
+      DecodeSequence(
+        config: llama.config, adapter: $0, capacity: $0.virtualPositions + prompt.count + maxTokens)
     }
     var samplers = loras.map { _ in Sampler(temperature: temperature, topP: topP, seed: seed) }
     let started = DispatchTime.now().uptimeNanoseconds
