@@ -1,4 +1,5 @@
 // swift-tools-version:6.0
+import Foundation
 import PackageDescription
 
 let package = Package(
@@ -69,7 +70,8 @@ let package = Package(
     .target(
       name: "LoRARun",
       dependencies: [
-        "LoRATraining", "LoRACoordinator", "LoRACheckpoint", "LoRAComm", "LoRAModel", "LoRAFormats", "LoRAKernels",
+        "LoRATraining", "LoRACoordinator", "LoRACheckpoint", "LoRAComm", "LoRAModel", "LoRAFormats",
+        "LoRAKernels",
         "LoRAServe",
       ]),
     .target(
@@ -95,7 +97,15 @@ let package = Package(
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 
+    // Every parser of untrusted input as a fuzz target (scripts/fuzz); the corpora replay in LoRAFuzzTests.
+    .target(
+      name: "LoRAFuzz",
+      dependencies: [
+        "LoRAFormats", "LoRACheckpoint", "LoRAModel", "LoRATraining", "LoRACoordinator", "LoRAKernels",
+      ]),
+
     .testTarget(name: "LoRAKernelsTests", dependencies: ["LoRAKernels"]),
+    .testTarget(name: "LoRAFuzzTests", dependencies: ["LoRAFuzz"], resources: [.copy("Corpus")]),
     .testTarget(name: "LoRACommTests", dependencies: ["LoRAComm"]),
     .testTarget(
       name: "LoRATrainingTests", dependencies: ["LoRATraining", "LoRAFormats", "LoRAModel", "LoRAComm"],
@@ -124,9 +134,18 @@ let package = Package(
     .testTarget(
       name: "CLITests",
       dependencies: [
-        "swift-lora-dist", "LoRARun", "LoRAComm", "LoRAFormats", "LoRACheckpoint", "LoRACoordinator", "LoRATraining",
+        "swift-lora-dist", "LoRARun", "LoRAComm", "LoRAFormats", "LoRACheckpoint", "LoRACoordinator",
+        "LoRATraining",
         "LoRAServe",
         "LoRAModel", "LoRAKernels", "LoRAServeHTTP",
       ]),
   ]
 )
+
+// The libFuzzer harness (scripts/fuzz): built only with SLD_FUZZ=1 and -sanitize=fuzzer,
+// whose runtime supplies main.
+if ProcessInfo.processInfo.environment["SLD_FUZZ"] == "1" {
+  package.targets.append(
+    .executableTarget(name: "sld-fuzz", dependencies: ["LoRAFuzz"], path: "Fuzz/sld-fuzz"))
+  package.products.append(.executable(name: "sld-fuzz", targets: ["sld-fuzz"]))
+}

@@ -160,7 +160,9 @@ public struct LoRAConfig: Codable, Equatable, Sendable {
     // Prompt or prefix tuning alone: an adapter without LoRA modules.
     if targetModules.isEmpty && virtualTokens != nil { return [] }
     guard !targetModules.isEmpty else {
-      throw LoRAConfigError("target_modules is empty; name at least one module")
+      throw LoRAConfigError(
+        "target_modules is empty: name at least one module, or train prompt or prefix tuning alone (prompt_tokens or prefix_tokens)"
+      )
     }
     return try targetModules.map { name in
       guard let target = LoRATarget(rawValue: name) else {
