@@ -34,3 +34,16 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
   setup.0.run(Array(UnsafeBufferPointer(start: data, count: size)), setup.1)
   return 0
 }
+
+/// libFuzzer's driver (its own main is not the one linked: this file's top level is).
+@_silgen_name("LLVMFuzzerRunDriver")
+func runDriver(
+  _ argc: UnsafeMutablePointer<CInt>,
+  _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
+  _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt
+) -> CInt
+
+_ = setup
+var argc = CommandLine.argc
+var argv = CommandLine.unsafeArgv
+exit(runDriver(&argc, &argv, { fuzzOneInput($0, $1) }))

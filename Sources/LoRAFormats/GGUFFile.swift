@@ -101,6 +101,17 @@ public final class GGUFFile: @unchecked Sendable {
         }
         dimensions.append(Int(size))
       }
+      // Each size is bounded; their product must be too (a crafted table overflows it).
+      var elements = 1
+      for size in dimensions {
+        let (product, overflow) = elements.multipliedReportingOverflow(by: size)
+        guard !overflow, product < 1 << 48 else {
+          throw FormatError.invalid(
+            file: path,
+            message: "tensor '\(name)' has dimensions \(dimensions): more elements than any file holds")
+        }
+        elements = product
+      }
       let rawType = try reader.read(UInt32.self, "the type of tensor '\(name)'")
       let offset = try reader.read(UInt64.self, "the data offset of tensor '\(name)'")
       guard offset < 1 << 50 else {

@@ -56,7 +56,12 @@ public final class SafetensorsFile: @unchecked Sendable {
       }
       let info = SafetensorsTensorInfo(
         name: name, dtype: dtype, shape: shape, begin: offsets[0], end: offsets[1])
-      guard shape.allSatisfy({ $0 >= 0 }), info.begin >= 0, info.begin <= info.end else {
+      // The element count must not overflow (a crafted header's shape can): bounded like any file.
+      let elements = shape.reduce((1, false)) { product, size in
+        let (next, overflow) = product.0.multipliedReportingOverflow(by: max(size, 0))
+        return (next, product.1 || overflow || next >= 1 << 48)
+      }
+      guard shape.allSatisfy({ $0 >= 0 }), !elements.1, info.begin >= 0, info.begin <= info.end else {
         throw FormatError.invalid(
           file: path, message: "tensor '\(name)' has shape \(shape) and offsets \(offsets)")
       }
