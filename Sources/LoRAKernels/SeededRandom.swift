@@ -1,3 +1,5 @@
+import Foundation
+
 /// A small, fast, seedable generator (xoshiro256**, seeded through SplitMix64): the same
 /// seed gives the same sequence on every machine, which `RandomNumberGenerator`'s system
 /// generator does not.
@@ -33,4 +35,24 @@ public struct SeededRandom: RandomNumberGenerator, Sendable, Codable, Equatable 
 
   /// A uniform Float in [0, 1) with 24 random bits.
   public mutating func nextUnitFloat() -> Float { Float(next() >> 40) / Float(1 << 24) }
+}
+
+extension SeededRandom {
+  /// Fills `t` with N(0, std²) draws, two per pair of uniforms (Box–Muller).
+  public mutating func fillNormal(_ t: Tensor, std: Float = 1) {
+    var i = 0
+    while i < t.count {
+      let u1 = max(nextUnitFloat(), 1e-7)
+      let u2 = nextUnitFloat()
+      let radius = (-2 * Foundation.log(u1)).squareRoot()
+      t[i] = std * radius * Foundation.cos(2 * .pi * u2)
+      if i + 1 < t.count { t[i + 1] = std * radius * Foundation.sin(2 * .pi * u2) }
+      i += 2
+    }
+  }
+
+  /// Fills `t` with U(−bound, bound) draws.
+  public mutating func fillUniform(_ t: Tensor, bound: Float) {
+    for i in 0..<t.count { t[i] = (2 * nextUnitFloat() - 1) * bound }
+  }
 }

@@ -166,20 +166,9 @@ public final class LoRAAdapter: @unchecked Sendable {
     }
     for m in modules {
       if config.initialization == "gaussian" {
-        let std = 1 / Float(m.rank)
-        var i = 0
-        while i < m.a.count {
-          // Box–Muller: two normals per pair of uniforms.
-          let u1 = max(random.nextUnitFloat(), 1e-7)
-          let u2 = random.nextUnitFloat()
-          let radius = (-2 * Foundation.log(u1)).squareRoot()
-          m.a[i] = std * radius * Foundation.cos(2 * .pi * u2)
-          if i + 1 < m.a.count { m.a[i + 1] = std * radius * Foundation.sin(2 * .pi * u2) }
-          i += 2
-        }
+        random.fillNormal(m.a, std: 1 / Float(m.rank))
       } else {
-        let bound = 1 / Float(m.inFeatures).squareRoot()
-        for i in 0..<m.a.count { m.a[i] = (2 * random.nextUnitFloat() - 1) * bound }
+        random.fillUniform(m.a, bound: 1 / Float(m.inFeatures).squareRoot())
       }
     }
   }

@@ -53,26 +53,12 @@ public struct VirtualTokens: @unchecked Sendable {
   /// the projection's weights and biases from U(−1/√in, 1/√in) (torch.nn.Linear).
   /// `LlamaModel.initializeVirtualTokens` replaces the embedding with real-token values.
   func initialize(_ random: inout SeededRandom) {
-    VirtualTokens.normal(embedding, &random)
+    random.fillNormal(embedding)
     guard let p = projection else { return }
     for (tensor, fanIn) in [
       (p.w1, p.w1.shape[1]), (p.b1, p.w1.shape[1]), (p.w2, p.w2.shape[1]), (p.b2, p.w2.shape[1]),
     ] {
-      let bound = 1 / Float(fanIn).squareRoot()
-      for i in 0..<tensor.count { tensor[i] = (2 * random.nextUnitFloat() - 1) * bound }
-    }
-  }
-
-  /// Fills `t` with N(0, 1) draws (Box–Muller).
-  static func normal(_ t: Tensor, _ random: inout SeededRandom) {
-    var i = 0
-    while i < t.count {
-      let u1 = max(random.nextUnitFloat(), 1e-7)
-      let u2 = random.nextUnitFloat()
-      let radius = (-2 * Foundation.log(u1)).squareRoot()
-      t[i] = radius * Foundation.cos(2 * .pi * u2)
-      if i + 1 < t.count { t[i + 1] = radius * Foundation.sin(2 * .pi * u2) }
-      i += 2
+      random.fillUniform(tensor, bound: 1 / Float(fanIn).squareRoot())
     }
   }
 }

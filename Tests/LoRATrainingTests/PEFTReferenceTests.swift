@@ -45,11 +45,7 @@ import Testing
     let reference = try JSONDecoder().decode(
       Reference.self, from: Data(contentsOf: folder.appendingPathComponent("reference.json")))
     let (batch, length) = (reference.input_ids.count, reference.input_ids[0].count)
-    // Hugging Face labels: position t predicts labels[t + 1]; -100 is ignored.
-    var targets: [Int32] = []
-    for labels in reference.labels {
-      for t in 0..<length { targets.append(t + 1 < length && labels[t + 1] != -100 ? labels[t + 1] : -1) }
-    }
+    let targets = ReferenceSupport.targets(labels: reference.labels)
     let maxRank = adapter.modules.map(\.rank).max() ?? 1
     return Setup(
       model: model, adapter: adapter, reference: reference,
@@ -61,13 +57,8 @@ import Testing
 
   /// Forward, loss and gradients of the mean loss; returns the mean loss.
   func step(_ s: Setup) -> Double {
-    s.model.forward(tokens: s.tokens, activations: s.activations)
-    let trained = s.targets.filter { $0 >= 0 }.count
-    s.adapter.gradients.zero()
-    let (sum, count) = s.model.backward(
-      targets: s.targets, activations: s.activations, gradients: s.gradients,
-      gradientScale: 1 / Float(trained))
-    return sum / Double(count)
+    ReferenceSupport.meanLossStep(
+      s.model, s.adapter, s.activations, s.gradients, tokens: s.tokens, targets: s.targets)
   }
 
   func checkLossAndGradients(_ name: String) throws {
@@ -79,13 +70,7 @@ import Testing
       for (key, gradient) in [(m.peftKeyA, m.gradA), (m.peftKeyB, m.gradB)] {
         let expected = try #require(s.reference.grads[key], "no reference gradient for \(key)")
         #expect(expected.count == gradient.count)
-        var difference = 0.0
-        var norm = 0.0
-        for (got, want) in zip(gradient.values, expected) {
-          difference += (Double(got) - want) * (Double(got) - want)
-          norm += want * want
-        }
-        let relative = (difference / norm).squareRoot()
+        let relative = ReferenceSupport.relativeError(gradient.values, expected)
         #expect(relative <= 1e-4, "\(key): relative L2 error \(relative)")
       }
     }
