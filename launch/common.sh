@@ -16,9 +16,11 @@ SLD_MODEL="$SLD_CACHE/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 # Debian packages the build and the runs need.
 SLD_APT_PACKAGES=(libopenmpi-dev openmpi-bin libopenblas-dev liblz4-dev libdnnl-dev libc6-dev pkg-config python3 python3-venv
-  iproute2 dict-devil dict-freedict-eng-deu fortunes-min chromium)  # libc6-dev: libmvec; dict-devil…fortunes-min: demo data
+  iproute2 dict-devil dict-freedict-eng-deu fortunes-min chromium slurm-wlm munge)  # libc6-dev: libmvec; dict-devil…fortunes-min: demo data
 # (docs/demo-data.md); chromium: launch/test loads the job dashboard headless (Tests/report);
-# libdnnl-dev: oneDNN 2.x for the bf16 frozen-base products (Sources/CDNNL; it pulls in libgomp, its OpenMP runtime)
+# libdnnl-dev: oneDNN 2.x for the bf16 frozen-base products (Sources/CDNNL; it pulls in libgomp, its OpenMP runtime);
+# slurm-wlm, munge: a one-node Slurm cluster for cluster/slurm/local and cluster/slurm/drill (their
+# services stay off without a slurm.conf)
 
 # The release binary that launch/setup builds.
 SLD_BIN="$SLD_ROOT/.build/release/swift-lora-dist"

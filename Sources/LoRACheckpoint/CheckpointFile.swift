@@ -153,13 +153,26 @@ public enum CheckpointWriter {
     TensorFilter.bitPlaneEntropy(raw, elementSize: elementSize, reference: reference)
   }
 
+  /// For the fault drills (`scripts/drills`) only: seconds to pause halfway through writing
+  /// each checkpoint (environment `SWIFT_LORA_DIST_DRILL_WRITE_PAUSE`), so that a drill can
+  /// kill a rank while a checkpoint is half written. Unset in every normal run.
+  static let drillWritePause: Double? = ProcessInfo.processInfo.environment[
+    "SWIFT_LORA_DIST_DRILL_WRITE_PAUSE"
+  ].flatMap(Double.init).flatMap { $0 > 0 ? $0 : nil }
+
   /// Writes `bytes` to `url` safely (`AtomicFile`): a temporary file in the same folder,
   /// fsync, rename over `url`, fsync of the folder. On failure the temporary file is removed
   /// and `url` (and everything else in the folder) is as it was.
   public static func writeAtomically(_ bytes: [UInt8], to url: URL) throws {
     do {
       let file = try AtomicFile(path: url.path, overwrite: true)
-      try file.write(bytes)
+      if let pause = drillWritePause, bytes.count > 1 {
+        try file.write(Array(bytes[..<(bytes.count / 2)]))
+        Thread.sleep(forTimeInterval: pause)
+        try file.write(Array(bytes[(bytes.count / 2)...]))
+      } else {
+        try file.write(bytes)
+      }
       try file.commit()
     } catch let error as FormatError {
       throw CheckpointError.writeFailed(path: url.path, reason: "\(error)")

@@ -112,6 +112,8 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
   public let rank: Int
   public let size: Int
   public var backend: String { "mpi" }
+  /// Bounds every collective's wait on this rank; communicators split from this one share it.
+  public var watchdog: CollectiveWatchdog?
 
   /// A communicator over all ranks of the job (initialises MPI if needed).
   public static func world() throws -> MPICommunicator {
@@ -140,15 +142,19 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
   }
 
   public func allreduce(_ tensor: Tensor, _ operation: ReduceOperation) throws {
-    try tensor.withUnsafeMutableBufferPointer { buffer in
-      try reduceInPlace(buffer.baseAddress, count: buffer.count, type: cmpi_float(), operation)
+    try watched("MPI_Allreduce") {
+      try tensor.withUnsafeMutableBufferPointer { buffer in
+        try reduceInPlace(buffer.baseAddress, count: buffer.count, type: cmpi_float(), operation)
+      }
     }
     if operation == .average { tensor.scale(by: 1 / Float(size)) }
   }
 
   public func allreduce(_ values: inout [Double], _ operation: ReduceOperation) throws {
-    try values.withUnsafeMutableBufferPointer { buffer in
-      try reduceInPlace(buffer.baseAddress, count: buffer.count, type: cmpi_double(), operation)
+    try watched("MPI_Allreduce") {
+      try values.withUnsafeMutableBufferPointer { buffer in
+        try reduceInPlace(buffer.baseAddress, count: buffer.count, type: cmpi_double(), operation)
+      }
     }
     if operation == .average {
       for i in values.indices { values[i] /= Double(size) }
@@ -157,6 +163,10 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
 
   public func broadcast(_ tensor: Tensor, root: Int) throws {
     try validateRoot(root)
+    try watched("MPI_Bcast") { try broadcastInPlace(tensor, root: root) }
+  }
+
+  private func broadcastInPlace(_ tensor: Tensor, root: Int) throws {
     try tensor.withUnsafeMutableBufferPointer { buffer in
       try chunked(count: buffer.count) { offset, count in
         try MPIEnvironment.check(
@@ -168,6 +178,10 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
 
   public func broadcast(_ bytes: inout [UInt8], root: Int) throws {
     try validateRoot(root)
+    try watched("MPI_Bcast") { try broadcastInPlace(&bytes, root: root) }
+  }
+
+  private func broadcastInPlace(_ bytes: inout [UInt8], root: Int) throws {
     var length = Int64(bytes.count)
     try MPIEnvironment.check(MPI_Bcast(&length, 1, cmpi_int64(), Int32(root), handle), "MPI_Bcast")
     if rank != root { bytes = [UInt8](repeating: 0, count: Int(length)) }
@@ -181,6 +195,10 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
   }
 
   public func allgather(_ bytes: [UInt8]) throws -> [[UInt8]] {
+    try watched("MPI_Allgather") { try gather(bytes) }
+  }
+
+  private func gather(_ bytes: [UInt8]) throws -> [[UInt8]] {
     guard bytes.count <= Int(Int32.max) else {
       throw CommunicatorError.invalidArgument("allgather of \(bytes.count) bytes exceeds 2 GiB")
     }
@@ -208,7 +226,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
   }
 
   public func barrier() throws {
-    try MPIEnvironment.check(MPI_Barrier(handle), "MPI_Barrier")
+    try watched("MPI_Barrier") { try MPIEnvironment.check(MPI_Barrier(handle), "MPI_Barrier") }
   }
 
   public func split(colour: Int, key: Int) throws -> any Communicator {
@@ -216,8 +234,12 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
       throw CommunicatorError.invalidArgument("split colour must be in 0...\(Int32.max), got \(colour)")
     }
     var child: MPI_Comm? = cmpi_comm_null()
-    try MPIEnvironment.check(MPI_Comm_split(handle, Int32(colour), Int32(key), &child), "MPI_Comm_split")
-    return try MPICommunicator(owning: child)
+    try watched("MPI_Comm_split") {
+      try MPIEnvironment.check(MPI_Comm_split(handle, Int32(colour), Int32(key), &child), "MPI_Comm_split")
+    }
+    let split = try MPICommunicator(owning: child)
+    split.watchdog = watchdog
+    return split
   }
 
   /// An MPI-3 shared-memory window on the node communicator (`MPI_Comm_split_type` with
@@ -266,6 +288,13 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         MPI_Allreduce(cmpi_in_place(), base + offset * Int(typeSize), chunk, type, op, handle),
         "MPI_Allreduce")
     }
+  }
+
+  /// `body` (one collective MPI call named `call`) under the watchdog, when there is one.
+  private func watched<T>(_ call: String, _ body: () throws -> T) rethrows -> T {
+    watchdog?.enter(call)
+    defer { watchdog?.leave() }
+    return try body()
   }
 
   /// Calls `body(elementOffset, elementCount)` over `count` elements in pieces of at most

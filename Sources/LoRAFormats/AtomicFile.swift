@@ -52,7 +52,7 @@ public final class AtomicFile {
     }
     do { try handle.write(contentsOf: bytes) } catch {
       discard()
-      throw FormatError.unwritable(file: path, reason: error.localizedDescription)
+      throw FormatError.unwritable(file: path, reason: Self.reason(error))
     }
   }
 
@@ -66,7 +66,7 @@ public final class AtomicFile {
       try handle.close()
     } catch {
       discard()
-      throw FormatError.unwritable(file: path, reason: error.localizedDescription)
+      throw FormatError.unwritable(file: path, reason: Self.reason(error))
     }
     self.handle = nil
     guard rename(temporaryPath, path) == 0 else {
@@ -88,5 +88,23 @@ public final class AtomicFile {
     try? handle?.close()
     handle = nil
     if !committed { try? FileManager.default.removeItem(atPath: temporaryPath) }
+  }
+
+  /// The system's words for a failed write: "No space left on device" for a full
+  /// filesystem (Foundation reports it as `fileWriteOutOfSpace`, or as the POSIX error),
+  /// else Foundation's description.
+  static func reason(_ error: any Error) -> String {
+    let error = error as NSError
+    let underlying = error.userInfo[NSUnderlyingErrorKey] as? NSError
+    let posix = [error, underlying].compactMap { $0 }.first { $0.domain == NSPOSIXErrorDomain }.map {
+      Int32($0.code)
+    }
+    if posix == ENOSPC || posix == EDQUOT
+      || (error.domain == NSCocoaErrorDomain && error.code == CocoaError.fileWriteOutOfSpace.rawValue)
+    {
+      return String(cString: strerror(posix ?? ENOSPC))
+    }
+    if let posix { return String(cString: strerror(posix)) }
+    return error.localizedDescription
   }
 }

@@ -49,7 +49,10 @@ extension LoRAAdapter {
         ))
     }
     let parent = target.deletingLastPathComponent()
-    let staging = parent.appendingPathComponent(
+    // Staged on the filesystem of the files it replaces, so that rename(2) can move them: in
+    // an existing folder (which may be a mount point of its own), else beside it.
+    let exists = files.fileExists(atPath: target.path)
+    let staging = (exists ? target : parent).appendingPathComponent(
       ".\(target.lastPathComponent).partial-\(UUID().uuidString.prefix(8))")
     do {
       try files.createDirectory(at: parent, withIntermediateDirectories: true)
@@ -63,7 +66,7 @@ extension LoRAAdapter {
           part.tensors.map { ($0.0, $0.1, .f32) }, metadata: ["format": "pt"],
           to: folder.appendingPathComponent("adapter_model.safetensors").path)
       }
-      if !files.fileExists(atPath: target.path) {
+      if !exists {
         try files.moveItem(at: staging, to: target)
         return
       }

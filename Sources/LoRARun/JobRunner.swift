@@ -97,7 +97,8 @@ public struct JobRunner {
       }
     }
     var anyStopped = [stopped ? 1.0 : 0]
-    try world.allreduce(&anyStopped, .max)
+    // Groups that finished early wait here for the others, however long they train.
+    try world.unbounded { try world.allreduce(&anyStopped, .max) }
     // Every rank frees the counters' window here, together (MPI frees it collectively).
     withExtendedLifetime(counters) {}
     return anyStopped[0] > 0

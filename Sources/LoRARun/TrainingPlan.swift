@@ -130,7 +130,11 @@ public struct TrainingPlan: Sendable {
       throw RunError(
         "--resume continues the run in its output folder; it cannot be combined with --overwrite")
     }
-    let names = ["adapter_config.json", "adapter_model.safetensors", "metrics.jsonl"]
+    // A finished run's adapter is never overwritten unasked. Without --resume, its metrics
+    // count as a run too; with --resume auto they do not: a run stopped before its first
+    // checkpoint left only them, and a restart (launch/run --restarts) begins it again.
+    let names =
+      ["adapter_config.json", "adapter_model.safetensors"] + (resume == "auto" ? [] : ["metrics.jsonl"])
     let resumesHere = resume != nil && hasCheckpoints
     if (resume == nil || resume == "auto") && !overwrite && !resumesHere,
       names.contains(where: {

@@ -6,10 +6,45 @@ import LoRAComm
 enum Ranks {
   /// The world communicator: MPI when an MPI launcher started this process, else one rank.
   static func world() throws -> any Communicator {
-    if MPIEnvironment.launchedByMPI(environment: ProcessInfo.processInfo.environment) {
-      return try MPICommunicator.world()
+    let environment = ProcessInfo.processInfo.environment
+    if MPIEnvironment.launchedByMPI(environment: environment) {
+      let timeout = try collectiveTimeout(environment)
+      let comm = try MPICommunicator.world()
+      if comm.size > 1, let timeout { comm.watchdog = watchdog(timeout: timeout, rank: comm.rank) }
+      return comm
     }
     return LocalCommunicator.single()
+  }
+
+  /// The environment variable that bounds one collective's wait, in seconds (0: no bound).
+  static let collectiveTimeoutVariable = "SWIFT_LORA_DIST_COLLECTIVE_TIMEOUT"
+  /// Its default: long enough for rank 0's checkpoint writes and validation while the
+  /// others wait, short enough that a dead host stops the job within minutes.
+  static let defaultCollectiveTimeout = 600.0
+
+  /// The bound on one collective's wait from `environment`; nil when it is 0.
+  static func collectiveTimeout(_ environment: [String: String]) throws -> Double? {
+    guard let text = environment[collectiveTimeoutVariable] else { return defaultCollectiveTimeout }
+    guard let seconds = Double(text), seconds.isFinite, seconds >= 0 else {
+      throw ValidationError(
+        "\(collectiveTimeoutVariable)=\(text): expected a number of seconds (0 for no bound)")
+    }
+    return seconds > 0 ? seconds : nil
+  }
+
+  /// A watchdog that ends this rank when a collective waits `timeout` seconds: a rank died
+  /// or its host is unreachable, and the job should stop (and be restarted) rather than hang.
+  static func watchdog(timeout: Double, rank: Int) -> CollectiveWatchdog {
+    let host = (try? MPIEnvironment.processorName()) ?? "?"
+    return CollectiveWatchdog(timeout: timeout) { stall in
+      let message =
+        "error on rank \(rank) (host \(host)): \(stall.call) (collective \(stall.sequence) on this rank) "
+        + "has waited \(Int(stall.waited)) s, the limit (\(collectiveTimeoutVariable)): another rank has "
+        + "died or the network to its host is down; ending this rank so that the job stops instead of "
+        + "hanging\n"
+      FileHandle.standardError.write(Data(message.utf8))
+      _exit(75)
+    }
   }
 
   /// Runs `body` on this rank. On success MPI is finalised; when the body throws, the error

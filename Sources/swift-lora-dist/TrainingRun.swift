@@ -37,6 +37,23 @@ struct TrainingRun {
     if let threads = settings.threads { BLAS.threads = threads }
     let loaded =
       try preloaded ?? LoadedModel(path: plan.model, communicator: comm, precision: plan.basePrecision)
+    // A failure on one rank (rank 0's checkpoint on a full disk, a damaged checkpoint to
+    // resume from) ends the job here, while the base model is still held: releasing its
+    // node-shared window is collective and would wait forever for the ranks still training.
+    return try withExtendedLifetime(loaded) {
+      do {
+        return try train(progress: progress, communicator: comm, loaded: loaded, stop: stop)
+      } catch {
+        Ranks.abortOnError(error, world: comm)
+        throw error
+      }
+    }
+  }
+
+  /// Trains on the loaded base.
+  private func train(
+    progress: Progress, communicator comm: any Communicator, loaded: LoadedModel, stop: StopRequest
+  ) throws -> FusedTrainer.Ending {
     if plan.rankLadder != nil {
       let search = RankSearch(
         plan: plan, loaded: loaded, communicator: comm, stop: stop, checkEvery: settings.checkEvery ?? 0,
