@@ -53,13 +53,16 @@ def kill_trial(ws: Workspace, index: int, seed: int) -> Trial:
     if in_write and not writing:
         trial.notes.append("the write had ended before the kill")
     newest = checkpoints(output)
+    finished = bool(writing) and any(writing[0].startswith(f".{c.name}.partial") for c in newest)
     if newest:
         ok, text = ws.verify(newest[-1])
         if not ok:
             raise DrillFailure(f"trial {index}: the newest checkpoint {newest[-1].name} does not verify: {text}")
     step = ws.resume(output, trial)
     trial.notes.append(f"resumed from step {step}" if step else "restarted from the beginning (no checkpoint yet)")
-    if writing:
+    if finished:
+        trial.notes.append(f"{writing[0]} was half written; rank 0 finished it before the job ended, and it verifies")
+    elif writing:
         trial.notes.append(f"{writing[0]} was half written; not taken, removed by the next save")
     return trial
 
