@@ -29,6 +29,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
   case jsonl
   /// A YAML job file.
   case jobFile = "job-file"
+  /// `train --config`'s YAML file.
+  case trainConfig = "train-config"
 
   /// Parses `bytes` as this target's input; returns normally whatever the verdict.
   public func run(_ bytes: [UInt8], _ context: FuzzContext) {
@@ -66,6 +68,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         }
       case .jobFile:
         _ = try JobFile.load(path: file.path)
+      case .trainConfig:
+        _ = try TrainConfiguration.load(yamlFile: file.path)
       }
     } catch {
       // A clear refusal: what bad input should get.
@@ -78,6 +82,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case .peftConfig: return "adapter_config.json"
     case .jsonl: return "data.jsonl"
     case .jobFile: return "jobs.yaml"
+    case .trainConfig: return "run.yaml"
     case .tokenizerJSON: return "tokenizer.json"
     default: return "input"
     }

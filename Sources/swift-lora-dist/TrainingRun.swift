@@ -1,5 +1,6 @@
 import Foundation
 import LoRAComm
+import LoRACoordinator
 import LoRAKernels
 import LoRARun
 import LoRATraining

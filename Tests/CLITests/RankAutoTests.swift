@@ -1,4 +1,5 @@
 import Foundation
+import LoRACoordinator
 import LoRARun
 import Testing
 

@@ -9,23 +9,27 @@ import LoRAYAML
 /// `settings.rank`, `settings.data`, …) are the ones a job file's adapters have; the rest
 /// concern the process. Encoded flat.
 @dynamicMemberLookup
-struct TrainConfiguration: Equatable {
-  var training = TrainingSettings()
-  var process = ProcessSettings()
+public struct TrainConfiguration: Equatable, Sendable {
+  public var training = TrainingSettings()
+  public var process = ProcessSettings()
+
+  public init() {}
 
   /// The keys of `train` alone (besides the training settings' keys): the process's.
-  struct ProcessSettings: Codable, Equatable {
-    var model: String?
-    var basePrecision: BasePrecision?
-    var threads: Int?
-    var overwrite: Bool?
-    var checkpointActivations: Bool?
-    var resume: String?
-    var force: Bool?
-    var localRanks: Int?
-    var checkEvery: Int?
+  public struct ProcessSettings: Codable, Equatable, Sendable {
+    public var model: String?
+    public var basePrecision: BasePrecision?
+    public var threads: Int?
+    public var overwrite: Bool?
+    public var checkpointActivations: Bool?
+    public var resume: String?
+    public var force: Bool?
+    public var localRanks: Int?
+    public var checkEvery: Int?
 
-    enum CodingKeys: String, CodingKey, CaseIterable {
+    public init() {}
+
+    public enum CodingKeys: String, CodingKey, CaseIterable {
       case model, threads, overwrite
       case basePrecision = "base_precision"
       case checkpointActivations = "checkpoint_activations"
@@ -35,12 +39,12 @@ struct TrainConfiguration: Equatable {
     }
   }
 
-  subscript<Value>(dynamicMember key: WritableKeyPath<TrainingSettings, Value>) -> Value {
+  public subscript<Value>(dynamicMember key: WritableKeyPath<TrainingSettings, Value>) -> Value {
     get { training[keyPath: key] }
     set { training[keyPath: key] = newValue }
   }
 
-  subscript<Value>(dynamicMember key: WritableKeyPath<ProcessSettings, Value>) -> Value {
+  public subscript<Value>(dynamicMember key: WritableKeyPath<ProcessSettings, Value>) -> Value {
     get { process[keyPath: key] }
     set { process[keyPath: key] = newValue }
   }
@@ -48,7 +52,7 @@ struct TrainConfiguration: Equatable {
   /// Reads a YAML file, decoded through Yams' Codable support (this type's `Codable`) and
   /// checked by ``TrainingSettings/validate()`` as a job file's adapter settings are; unknown
   /// keys, wrong types and values out of range fail with the file, line and key.
-  static func load(yamlFile path: String) throws -> TrainConfiguration {
+  public static func load(yamlFile path: String) throws -> TrainConfiguration {
     guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
       throw ConfigError("\(path): cannot read the configuration file")
     }
@@ -68,7 +72,7 @@ struct TrainConfiguration: Equatable {
 
   /// `self` with every value `other` sets replacing ours (a flag's `--rank` replaces the
   /// file's `rank_ladder`, and `--rank-ladder` its number).
-  func overridden(by other: TrainConfiguration) throws -> TrainConfiguration {
+  public func overridden(by other: TrainConfiguration) throws -> TrainConfiguration {
     let mine = try JSONSerialization.jsonObject(with: JSONEncoder().encode(self)) as! [String: Any]
     let theirs = try JSONSerialization.jsonObject(with: JSONEncoder().encode(other)) as! [String: Any]
     var merged = mine.merging(theirs) { _, new in new }
@@ -80,19 +84,19 @@ struct TrainConfiguration: Equatable {
 
 extension TrainConfiguration: Codable {
   /// Flat: the training settings' keys and the process's side by side.
-  init(from decoder: any Decoder) throws {
+  public init(from decoder: any Decoder) throws {
     training = try TrainingSettings(from: decoder)
     process = try ProcessSettings(from: decoder)
   }
 
-  func encode(to encoder: any Encoder) throws {
+  public func encode(to encoder: any Encoder) throws {
     try training.encode(to: encoder)
     try process.encode(to: encoder)
   }
 }
 
 /// A configuration that cannot be used; the message names the file, key or flag.
-struct ConfigError: Error, CustomStringConvertible {
-  var description: String
-  init(_ description: String) { self.description = description }
+public struct ConfigError: Error, CustomStringConvertible {
+  public var description: String
+  public init(_ description: String) { self.description = description }
 }
