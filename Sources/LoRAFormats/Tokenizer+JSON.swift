@@ -35,6 +35,17 @@ extension Tokenizer {
     // Vocabulary: model.vocab, then added_tokens on top; ids nobody names stay unused.
     let addedTokens = file.addedTokens ?? []
     let largestID = max(model.vocab.values.max() ?? -1, addedTokens.map(\.id).max() ?? -1)
+    // Unnamed ids may sit between named ones, but not so many that one large id makes us
+    // allocate far more than the file holds (found by fuzzing: an id near 2⁵⁹).
+    let named = model.vocab.count + addedTokens.count
+    let idLimit = max(2 * named, named + 65_536)
+    guard largestID < idLimit else {
+      throw TokenizerError.malformedFile(
+        path: path,
+        detail:
+          "token id \(largestID) is far past the \(named) tokens the file names; expected ids below \(idLimit)"
+      )
+    }
     var tokens = [String](repeating: "", count: largestID + 1)
     var kinds = [TokenKind](repeating: .unused, count: largestID + 1)
     for (token, id) in model.vocab {

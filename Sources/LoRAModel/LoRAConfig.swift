@@ -178,8 +178,10 @@ public struct LoRAConfig: Codable, Equatable, Sendable {
   /// pattern overrides: a key matches a name equal to it or ending in "." + key (as a regex).
   public func rankAndAlpha(module name: String) -> (rank: Int, alpha: Double) {
     func matches(_ key: String) -> Bool {
-      guard let regex = try? NSRegularExpression(pattern: "^(.*\\.)?(" + key + ")$") else { return false }
-      return regex.firstMatch(in: name, range: NSRange(name.startIndex..., in: name)) != nil
+      // Swift's own regular expressions: Foundation's NSRegularExpression leaked 2 KiB per
+      // compiled pattern of some lengths (found by fuzzing the PEFT config).
+      guard let regex = try? Regex("^(.*\\.)?(" + key + ")$") else { return false }
+      return name.firstMatch(of: regex) != nil
     }
     let keys = Array(rankPattern.keys).sorted() + Array(alphaPattern.keys).sorted()
     guard let key = keys.first(where: matches) else { return (r, loraAlpha) }
