@@ -99,12 +99,10 @@ public final class AtomicFile {
     let posix = [error, underlying].compactMap { $0 }.first { $0.domain == NSPOSIXErrorDomain }.map {
       Int32($0.code)
     }
-    if posix == ENOSPC || posix == EDQUOT
-      || (error.domain == NSCocoaErrorDomain && error.code == CocoaError.fileWriteOutOfSpace.rawValue)
-    {
-      return String(cString: strerror(posix ?? ENOSPC))
-    }
     if let posix { return String(cString: strerror(posix)) }
+    if error.domain == NSCocoaErrorDomain && error.code == CocoaError.fileWriteOutOfSpace.rawValue {
+      return String(cString: strerror(ENOSPC))
+    }
     return error.localizedDescription
   }
 }
