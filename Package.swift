@@ -78,12 +78,16 @@ let package = Package(
       name: "LoRAServe",
       dependencies: ["LoRAKernels", "LoRAFormats", "LoRAModel", "LoRACheckpoint"]),
 
-    // The OpenAI-compatible HTTP server over the serving engine: request and response types,
-    // validation, routes, server-sent events, Prometheus metrics.
+    // OpenAI's API without HTTP: request bodies, errors in OpenAI's shape, and the checks
+    // that turn bodies into the engine's requests (fuzzed without a server).
+    .target(name: "LoRAOpenAI", dependencies: ["LoRAServe", "LoRAFormats"]),
+
+    // The OpenAI-compatible HTTP server over the serving engine: responses, routes,
+    // server-sent events, Prometheus metrics.
     .target(
       name: "LoRAServeHTTP",
       dependencies: [
-        "LoRAServe", "LoRAFormats", .product(name: "Hummingbird", package: "hummingbird"),
+        "LoRAOpenAI", "LoRAServe", "LoRAFormats", .product(name: "Hummingbird", package: "hummingbird"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "Logging", package: "swift-log"), .product(name: "NIOCore", package: "swift-nio"),
       ]),
@@ -102,6 +106,7 @@ let package = Package(
       name: "LoRAFuzz",
       dependencies: [
         "LoRAFormats", "LoRACheckpoint", "LoRAModel", "LoRATraining", "LoRACoordinator", "LoRAKernels",
+        "LoRAOpenAI",
       ]),
 
     .testTarget(name: "LoRAKernelsTests", dependencies: ["LoRAKernels"]),
@@ -128,7 +133,8 @@ let package = Package(
     .testTarget(
       name: "LoRAServeHTTPTests",
       dependencies: [
-        "LoRAServeHTTP", "LoRAServe", "LoRAFormats", .product(name: "Hummingbird", package: "hummingbird"),
+        "LoRAServeHTTP", "LoRAOpenAI", "LoRAServe", "LoRAFormats",
+        .product(name: "Hummingbird", package: "hummingbird"),
       ]),
     .testTarget(name: "LoRACoordinatorTests", dependencies: ["LoRACoordinator", "LoRAModel"]),
     .testTarget(

@@ -31,9 +31,15 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
   case jobFile = "job-file"
   /// `train --config`'s YAML file.
   case trainConfig = "train-config"
+  /// `serve`'s HTTP request bodies (FuzzTarget+ServeRequest.swift).
+  case serveRequest = "serve-request"
 
   /// Parses `bytes` as this target's input; returns normally whatever the verdict.
   public func run(_ bytes: [UInt8], _ context: FuzzContext) {
+    if self == .serveRequest {  // a request body, not a file
+      Self.serveRequest(bytes, tokenizer: context.tokenizer)
+      return
+    }
     let file = context.scratch.appendingPathComponent(fileName)
     guard (try? Data(bytes).write(to: file)) != nil else { return }
     do {
@@ -70,6 +76,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         _ = try JobFile.load(path: file.path)
       case .trainConfig:
         _ = try TrainConfiguration.load(yamlFile: file.path)
+      case .serveRequest:
+        break
       }
     } catch {
       // A clear refusal: what bad input should get.

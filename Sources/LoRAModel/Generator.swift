@@ -57,7 +57,7 @@ public final class Generator {
     prompt: [Int32], maxTokens: Int, sampler: inout Sampler, stop: Set<Int32> = [], onToken: (Int32) -> Bool
   ) throws -> GenerationStats {
     guard !prompt.isEmpty else { throw GenerationError.emptyPrompt }
-    guard prompt.count + maxTokens <= capacity else {
+    guard maxTokens <= capacity - prompt.count else {  // a difference: maxTokens may be near Int.max
       throw GenerationError.tooLong(prompt: prompt.count, maxTokens: maxTokens, capacity: capacity)
     }
     let started = DispatchTime.now().uptimeNanoseconds

@@ -27,6 +27,29 @@ public struct CompletionRequest: Sendable {
     self.seed = seed
     self.stopTokens = stopTokens
   }
+
+  /// Checks what needs no engine state: a prompt, its length with `maxTokens` within
+  /// `context` positions, the sampling fields, and every id below `vocabularySize`.
+  public func check(context: Int, vocabularySize: Int) throws(ServeError) {
+    guard !prompt.isEmpty else { throw .emptyPrompt }
+    guard maxTokens >= 1 else {
+      throw .invalidField(field: "max_tokens", reason: "must be at least 1")
+    }
+    // As a difference: `max_tokens` comes from the client and may be near Int.max.
+    guard maxTokens <= context - prompt.count else {
+      throw .promptTooLong(prompt: prompt.count, maxTokens: maxTokens, context: context)
+    }
+    guard temperature >= 0 && temperature.isFinite else {
+      throw .invalidField(field: "temperature", reason: "must be 0 or more")
+    }
+    guard topP > 0 && topP <= 1 else {
+      throw .invalidField(field: "top_p", reason: "must be in (0, 1]")
+    }
+    if let bad = prompt.first(where: { $0 < 0 || Int($0) >= vocabularySize }) {
+      throw .invalidField(
+        field: "prompt", reason: "token id \(bad) is outside the vocabulary of \(vocabularySize)")
+    }
+  }
 }
 
 /// Why a generation ended, with OpenAI's names.

@@ -56,8 +56,10 @@ public enum ServeError: Error, Equatable, Sendable, CustomStringConvertible {
         "adapter name '\(name)' is not allowed: use 1 to 128 letters, digits, '.', '_', '-', '/' or ':', "
         + "other than the base's name and 'auto'"
     case .promptTooLong(let prompt, let maxTokens, let context):
+      // max_tokens is the client's and may be near Int.max: no sum that could overflow.
       return
-        "the prompt has \(prompt) tokens and max_tokens is \(maxTokens): \(prompt + maxTokens) exceeds the context of \(context) tokens"
+        "the prompt has \(prompt) tokens and max_tokens is \(maxTokens): together they exceed the context of "
+        + "\(context) tokens (at most \(max(0, context - prompt)) tokens can be generated after this prompt)"
     case .emptyPrompt:
       return "the prompt encodes to no tokens"
     case .invalidField(let field, let reason):

@@ -99,26 +99,10 @@ public final class ServingEngine: @unchecked Sendable {
   /// Queues a request. Checks what can be checked at once: the model name, the prompt and
   /// its length, the sampling fields.
   public func submit(_ request: CompletionRequest) throws(ServeError) -> Handle {
-    guard !request.prompt.isEmpty else { throw .emptyPrompt }
-    guard request.maxTokens >= 1 else {
-      throw .invalidField(field: "max_tokens", reason: "must be at least 1")
-    }
     // An adapter's virtual tokens (prompt or prefix tuning) take positions before the prompt.
-    let context = contextLength - store.virtualPositions(request.model)
-    guard request.prompt.count + request.maxTokens <= context else {
-      throw .promptTooLong(prompt: request.prompt.count, maxTokens: request.maxTokens, context: context)
-    }
-    guard request.temperature >= 0 && request.temperature.isFinite else {
-      throw .invalidField(field: "temperature", reason: "must be 0 or more")
-    }
-    guard request.topP > 0 && request.topP <= 1 else {
-      throw .invalidField(field: "top_p", reason: "must be in (0, 1]")
-    }
-    let vocabulary = Int32(model.config.vocabularySize)
-    if let bad = request.prompt.first(where: { $0 < 0 || $0 >= vocabulary }) {
-      throw .invalidField(
-        field: "prompt", reason: "token id \(bad) is outside the vocabulary of \(vocabulary)")
-    }
+    try request.check(
+      context: contextLength - store.virtualPositions(request.model),
+      vocabularySize: model.config.vocabularySize)
     if request.model != store.baseName && request.model != "auto" && !store.contains(request.model) {
       throw .unknownModel(name: request.model, available: [store.baseName, "auto"] + store.available())
     }

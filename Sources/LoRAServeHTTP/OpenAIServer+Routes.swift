@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import LoRAOpenAI
 import LoRAServe
 
 extension OpenAIServer {
@@ -30,19 +31,19 @@ extension OpenAIServer {
     }
     router.post("/v1/completions") { request, _ in
       let body = try APIError.decode(CompletionBody.self, from: try await Self.body(of: request))
-      let prepared = try self.prepare(body)
+      let prepared = try self.preparer.prepare(body)
       return try await self.complete(prepared, chat: false)
     }
     router.post("/v1/chat/completions") { request, _ in
       let body = try APIError.decode(ChatCompletionBody.self, from: try await Self.body(of: request))
-      let prepared = try self.prepare(body)
+      let prepared = try self.preparer.prepare(body)
       return try await self.complete(prepared, chat: true)
     }
     return router
   }
 
   /// Runs a prepared request: one JSON answer, or server-sent events when it asked to stream.
-  func complete(_ prepared: Prepared, chat: Bool) async throws -> Response {
+  func complete(_ prepared: RequestPreparer.Prepared, chat: Bool) async throws -> Response {
     let generation = try start(prepared)
     let id =
       (chat ? "chatcmpl-" : "cmpl-") + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()

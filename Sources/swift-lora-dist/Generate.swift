@@ -110,7 +110,9 @@ struct Generate: ParsableCommand {
     }
     let lora = loras.first
     let generator = Generator(
-      model: llama, capacity: min(llama.config.contextLength, ids.count + maxTokens), adapter: lora)
+      model: llama,
+      capacity: min(llama.config.contextLength, ids.count + min(maxTokens, llama.config.contextLength)),
+      adapter: lora)
     var sampler = Sampler(temperature: temperature, topP: topP, seed: seed)
     var output: [Int32] = []
     var pending: [UInt8] = []
@@ -155,7 +157,7 @@ extension Generate {
     guard !prompt.isEmpty else { throw GenerationError.emptyPrompt }
     let virtual = loras.map(\.virtualPositions).max() ?? 0
     let capacity = min(llama.config.contextLength, llama.rope.maxPositions) - virtual
-    guard prompt.count + maxTokens <= capacity else {
+    guard maxTokens <= capacity - prompt.count else {  // a difference: --max-tokens may be near Int.max
       throw GenerationError.tooLong(prompt: prompt.count, maxTokens: maxTokens, capacity: capacity)
     }
     let decoder = BatchDecoder(

@@ -69,6 +69,10 @@ import Testing
         _ in true
       }
     }
+    // `generate --max-tokens` near Int.max is refused, not an overflow.
+    #expect(throws: GenerationError.tooLong(prompt: 2, maxTokens: .max, capacity: context - 10)) {
+      try generator.generate(prompt: [3, 4], maxTokens: .max, sampler: &sampler) { _ in true }
+    }
     let stats = try generator.generate(prompt: [3, 4], maxTokens: 3, sampler: &sampler) { _ in true }
     #expect(stats.generatedTokens == 3)
   }

@@ -2,7 +2,7 @@ import Foundation
 import LoRAFormats
 import Testing
 
-@testable import LoRAServeHTTP
+@testable import LoRAOpenAI
 
 /// `/v1/chat/completions` prompts in each model's own layout, as `apply_chat_template` gives
 /// them, and 400s that name the message.
@@ -16,7 +16,7 @@ import Testing
 
   @Test func llama2PromptEqualsHuggingFace() throws {
     let tokenizer = try Self.llama2Tokenizer()
-    let ids = try OpenAIServer.chatPrompt(
+    let ids = try RequestPreparer.chatPrompt(
       [
         ChatMessageBody(role: "developer", content: "You answer in one word."),
         ChatMessageBody(role: "user", content: "Capital of France?"),
@@ -34,7 +34,7 @@ import Testing
     let user = ChatMessageBody(role: "user", content: "u")
     var error: APIError?
     do throws(APIError) {
-      _ = try OpenAIServer.chatPrompt([system, user], format: .mistral, tokenizer: tokenizer)
+      _ = try RequestPreparer.chatPrompt([system, user], format: .mistral, tokenizer: tokenizer)
     } catch let thrown { error = thrown }
     #expect(error?.statusCode == 400 && error?.param == "messages")
     #expect(
@@ -43,7 +43,7 @@ import Testing
     )
     error = nil
     do throws(APIError) {
-      _ = try OpenAIServer.chatPrompt([user], format: nil, tokenizer: tokenizer)
+      _ = try RequestPreparer.chatPrompt([user], format: nil, tokenizer: tokenizer)
     } catch let thrown { error = thrown }
     #expect(
       error?.statusCode == 400 && error?.message.contains("chatml, llama2, mistral, zephyr, llama3") == true)

@@ -2,6 +2,7 @@ import Foundation
 import LoRAServe
 import Testing
 
+@testable import LoRAOpenAI
 @testable import LoRAServeHTTP
 
 /// Request bodies that do not decode answer 400 naming the field by its coding path.

@@ -94,6 +94,12 @@ import Testing
     #expect(throws: ServeError.promptTooLong(prompt: 4, maxTokens: context, context: context)) {
       try engine.submit(CompletionRequest(model: "tiny", prompt: prompt, maxTokens: context))
     }
+    // A client's max_tokens near Int.max is refused, not an overflow (found by fuzzing).
+    #expect(throws: ServeError.promptTooLong(prompt: 4, maxTokens: .max, context: context)) {
+      try engine.submit(CompletionRequest(model: "tiny", prompt: prompt, maxTokens: .max))
+    }
+    #expect(
+      ServeError.promptTooLong(prompt: 4, maxTokens: .max, context: context).description.contains("exceed"))
     #expect(throws: ServeError.emptyPrompt) {
       try engine.submit(CompletionRequest(model: "tiny", prompt: [], maxTokens: 2))
     }

@@ -219,6 +219,10 @@ try:
     status, body = http("POST", base_url + "/v1/completions", {"model": "a1", "prompt": "x", "max_tokens": 1000000})
     check(status == 400 and "1000000" in body["error"]["message"] and "context" in body["error"]["message"],
           f"400 for a prompt that does not fit: {body}")
+    # Found by fuzzing (serve-request): max_tokens near 2^63 overflowed the length check and
+    # crashed the server; the server must answer 400 and go on serving.
+    status, body = http("POST", base_url + "/v1/completions", {"model": "a1", "prompt": "x", "max_tokens": 2**63 - 1})
+    check(status == 400 and "context" in body["error"]["message"], f"400 for max_tokens 2^63 - 1: {body}")
     try:
         client.completions.create(model="a1", prompt="x", max_tokens=2, temperature=5)
         check(False, "temperature 5 is refused")

@@ -1,10 +1,9 @@
 import Foundation
-import Hummingbird
 import LoRAServe
 
 /// An error answered in OpenAI's shape:
 /// `{"error": {"message": …, "type": …, "param": …, "code": …}}` with its HTTP status.
-public struct APIError: Error, Sendable, Equatable, HTTPResponseError, CustomStringConvertible {
+public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
   public var statusCode: Int
   public var message: String
   /// "invalid_request_error", "not_found_error", "conflict_error", "server_error", …
@@ -23,7 +22,6 @@ public struct APIError: Error, Sendable, Equatable, HTTPResponseError, CustomStr
   }
 
   public var description: String { "\(statusCode) \(message)" }
-  public var status: HTTPResponse.Status { .init(code: statusCode) }
 
   /// The body as bytes.
   public var json: Data {
@@ -46,12 +44,6 @@ public struct APIError: Error, Sendable, Equatable, HTTPResponseError, CustomStr
     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     return (try? encoder.encode(Outer(error: Inner(message: message, type: type, param: param, code: code))))
       ?? Data()
-  }
-
-  public func response(from request: Request, context: some RequestContext) throws -> Response {
-    Response(
-      status: status, headers: [.contentType: "application/json"],
-      body: ResponseBody(byteBuffer: ByteBuffer(bytes: json)))
   }
 
   static func type(for status: Int) -> String {
