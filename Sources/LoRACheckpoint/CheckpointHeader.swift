@@ -154,11 +154,14 @@ public struct CheckpointHeader: Codable, Equatable, Sendable {
     public var weightDecay: Double
     /// Gradient-norm clipping before each step (0: off).
     public var maxGradNorm: Double
+    /// LoRA+'s ratio of B's learning rate to A's; absent for plain LoRA (1).
+    public var loraplusLRRatio: Double?
 
     public init(
       name: String, step: Int, beta1: Double, beta2: Double, eps: Double, weightDecay: Double,
-      maxGradNorm: Double
+      maxGradNorm: Double, loraplusLRRatio: Double? = nil
     ) {
+      self.loraplusLRRatio = loraplusLRRatio
       self.name = name
       self.step = step
       self.beta1 = beta1
@@ -172,6 +175,7 @@ public struct CheckpointHeader: Codable, Equatable, Sendable {
       case name, step, beta1, beta2, eps
       case weightDecay = "weight_decay"
       case maxGradNorm = "max_grad_norm"
+      case loraplusLRRatio = "loraplus_lr_ratio"
     }
   }
 

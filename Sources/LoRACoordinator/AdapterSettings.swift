@@ -52,8 +52,9 @@ public struct AdapterSettings: Codable, Equatable, Sendable {
   /// Keys a sweep may vary: single values that change how an adapter trains.
   public static let sweepableKeys: [String] = [
     "rank", "alpha", "dropout", "rslora", "init_weights", "lr", "schedule", "warmup", "steps", "epochs",
-    "batch_size", "micro_batch", "tokens_per_batch", "weight_decay", "beta1", "beta2", "eps", "max_grad_norm",
-    "seed", "max_seq_len", "train_on_prompt", "pack",
+    "batch_size", "micro_batch", "tokens_per_batch", "weight_decay", "loraplus_lr_ratio", "beta1", "beta2",
+    "eps",
+    "max_grad_norm", "seed", "max_seq_len", "train_on_prompt", "pack",
   ]
 
   /// Checks every value that is set: `tokens_per_batch` and the training settings

@@ -134,6 +134,15 @@ public final class LoRAAdapter: @unchecked Sendable {
     initialize(seed: seed)
   }
 
+  /// Where each module's B lies in `parameters` and `gradients`, in order (LoRA+ gives
+  /// them a learning rate of their own).
+  public var bRanges: [Range<Int>] {
+    modules.map {
+      let start = $0.offset + $0.rank * $0.inFeatures
+      return start..<(start + $0.outFeatures * $0.rank)
+    }
+  }
+
   /// The module adapting `target` of `layer`, if any.
   public func module(layer: Int, target: LoRATarget) -> Module? {
     lookup[layer][target].map { modules[$0] }

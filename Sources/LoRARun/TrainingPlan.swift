@@ -121,7 +121,8 @@ public struct TrainingPlan: Sendable {
         beta1: s.beta1 ?? D.beta1, beta2: s.beta2 ?? D.beta2, eps: s.eps ?? D.eps,
         weightDecay: s.weightDecay ?? D.weightDecay),
       maxGradientNorm: s.maxGradNorm ?? D.maxGradNorm, seed: s.seed ?? D.seed,
-      evaluateEvery: s.evalEvery ?? D.evalEvery, checkpointActivations: checkpointActivations)
+      evaluateEvery: s.evalEvery ?? D.evalEvery, checkpointActivations: checkpointActivations,
+      loraPlusRatio: s.loraplusLRRatio ?? D.loraplusLRRatio)
     try options.validate()
     checkpointEvery = s.checkpointEvery ?? D.checkpointEvery
     keep = s.keep ?? D.keep

@@ -41,20 +41,35 @@ public final class AdamW: @unchecked Sendable {
   /// One update of `parameters` from `gradients` with learning rate `lr`:
   /// p ← p·(1 − lr·wd); m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²;
   /// p ← p − lr/(1−β1ᵗ) · m / (√v/√(1−β2ᵗ) + eps).
-  public func update(parameters: Tensor, gradients: Tensor, lr: Double) {
+  /// - scaled: ranges of the parameters whose learning rate is `lr × factor` (LoRA+ gives
+  ///   every B its own, as PyTorch param groups of their own would: decay and step both
+  ///   scale); the rest use `lr`.
+  public func update(
+    parameters: Tensor, gradients: Tensor, lr: Double, scaled: [Range<Int>] = [], factor: Double = 1
+  ) {
     precondition(parameters.count == firstMoment.count && gradients.count == firstMoment.count, "AdamW sizes")
     step += 1
+    var start = 0
+    for range in scaled {
+      precondition(range.lowerBound >= start && range.upperBound <= parameters.count, "AdamW ranges in order")
+      update(start..<range.lowerBound, parameters, gradients, lr: lr)
+      update(range, parameters, gradients, lr: lr * factor)
+      start = range.upperBound
+    }
+    update(start..<parameters.count, parameters, gradients, lr: lr)
+  }
+
+  /// The update of `range` at the current step with learning rate `lr`.
+  private func update(_ range: Range<Int>, _ p: Tensor, _ g: Tensor, lr: Double) {
     let b1 = Float(options.beta1)
     let b2 = Float(options.beta2)
     let decay = Float(1 - lr * options.weightDecay)
     let stepSize = Float(lr / (1 - pow(options.beta1, Double(step))))
     let correction2 = Float((1 - pow(options.beta2, Double(step))).squareRoot())
     let eps = Float(options.eps)
-    let p = parameters
-    let g = gradients
     let m = firstMoment
     let v = secondMoment
-    for i in 0..<p.count {
+    for i in range {
       let grad = g[i]
       let mi = b1 * m[i] + (1 - b1) * grad
       let vi = b2 * v[i] + (1 - b2) * grad * grad

@@ -28,8 +28,9 @@ extension AdapterState {
       optimizer: resumable
         ? .init(
           name: "adamw", step: optimizer.step, beta1: options.adamW.beta1, beta2: options.adamW.beta2,
-          eps: options.adamW.eps, weightDecay: options.adamW.weightDecay, maxGradNorm: options.maxGradientNorm
-        )
+          eps: options.adamW.eps, weightDecay: options.adamW.weightDecay,
+          maxGradNorm: options.maxGradientNorm,
+          loraplusLRRatio: options.loraPlusRatio == 1 ? nil : options.loraPlusRatio)
         : nil,
       rng: .init(seed: options.seed), deltaBase: nil)
   }
@@ -84,6 +85,7 @@ extension AdapterState {
     check("AdamW eps", optimizerState.eps, options.adamW.eps)
     check("weight decay", optimizerState.weightDecay, options.adamW.weightDecay)
     check("max gradient norm", optimizerState.maxGradNorm, options.maxGradientNorm)
+    check("LoRA+ learning rate ratio", optimizerState.loraplusLRRatio ?? 1, options.loraPlusRatio)
     guard differences.isEmpty else {
       throw CheckpointError.mismatch(
         file: reader.path,

@@ -28,6 +28,9 @@ public final class AdapterState {
   let padID: Int32
   /// The longest example (training or validation), in tokens.
   let longest: Int
+  /// Where every B lies in the flat buffers, when LoRA+ gives B a learning rate of its own
+  /// (empty for plain LoRA).
+  let loraPlusRanges: [Range<Int>]
   /// A tree node's ancestors, flattened into one adapter: applied frozen and unmerged under
   /// `adapter` in training and validation (set before the first update).
   public var frozen: LoRAAdapter?
@@ -79,6 +82,7 @@ public final class AdapterState {
     self.options = options
     self.padID = padID
     optimizer = AdamW(parameterCount: adapter.parameterCount, options: options.adamW)
+    loraPlusRanges = options.loraPlusRatio == 1 ? [] : adapter.bRanges
     schedule = LearningRateSchedule(
       kind: options.schedule, peak: options.learningRate, warmupSteps: options.warmupSteps,
       totalSteps: options.steps)
@@ -143,7 +147,9 @@ public final class AdapterState {
   func finishUpdate(lossSum: Double, trainedTotal: Int, tokens: Int, seconds: Double) -> StepMetrics {
     let norm = AdamW.clipGradientNorm(adapter.gradients, maxNorm: options.maxGradientNorm)
     let rate = schedule.rate(step: step)
-    optimizer.update(parameters: adapter.parameters, gradients: adapter.gradients, lr: rate)
+    optimizer.update(
+      parameters: adapter.parameters, gradients: adapter.gradients, lr: rate, scaled: loraPlusRanges,
+      factor: options.loraPlusRatio)
     step += 1
     tokensSeen += tokens
     trainedTokensSeen += trainedTotal

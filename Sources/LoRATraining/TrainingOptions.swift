@@ -11,6 +11,8 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
   public var schedule: LearningRateSchedule.Kind
   public var warmupSteps: Int
   public var adamW: AdamW.Options
+  /// LoRA+: every B's learning rate is this many times the rest's (1: plain LoRA).
+  public var loraPlusRatio: Double
   /// Gradient-norm clipping (0: off).
   public var maxGradientNorm: Double
   public var seed: UInt64
@@ -24,8 +26,9 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     steps: Int = 100, batchSize: Int = 8, microBatch: Int = 4, learningRate: Double = 2e-4,
     schedule: LearningRateSchedule.Kind = .cosine, warmupSteps: Int = 0, adamW: AdamW.Options = .init(),
     maxGradientNorm: Double = 1, seed: UInt64 = 0, evaluateEvery: Int = 0, shuffle: Bool = true,
-    checkpointActivations: Bool = false
+    checkpointActivations: Bool = false, loraPlusRatio: Double = 1
   ) {
+    self.loraPlusRatio = loraPlusRatio
     self.checkpointActivations = checkpointActivations
     self.steps = steps
     self.batchSize = batchSize
@@ -52,6 +55,9 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     try require(
       learningRate.isFinite && learningRate > 0,
       "learning rate must be a positive number, got \(learningRate)")
+    try require(
+      loraPlusRatio.isFinite && loraPlusRatio > 0,
+      "LoRA+ learning rate ratio must be positive, got \(loraPlusRatio)")
     try require(warmupSteps >= 0, "warmup steps must be 0 or more, got \(warmupSteps)")
     try require(
       adamW.weightDecay.isFinite && adamW.weightDecay >= 0,

@@ -111,6 +111,10 @@ extension TrainingSettings {
     if let v = weightDecay {
       try Self.check(.weightDecay, v >= 0 && v.isFinite, "must be 0 or more, got \(v)")
     }
+    if let v = loraplusLRRatio {
+      try Self.check(
+        .loraplusLRRatio, v > 0 && v.isFinite, "must be a positive number (PEFT suggests 16), got \(v)")
+    }
     if let v = beta1 { try Self.check(.beta1, v >= 0 && v < 1, "must be in [0, 1), got \(v)") }
     if let v = beta2 { try Self.check(.beta2, v >= 0 && v < 1, "must be in [0, 1), got \(v)") }
     if let v = eps { try Self.check(.eps, v > 0 && v.isFinite, "must be positive, got \(v)") }

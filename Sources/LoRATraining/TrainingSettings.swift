@@ -42,6 +42,8 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
   public var batchSize: Int?
   public var microBatch: Int?
   public var weightDecay: Double?
+  /// LoRA+: B's learning rate is this many times A's (PEFT's `loraplus_lr_ratio`).
+  public var loraplusLRRatio: Double?
   public var beta1: Double?
   public var beta2: Double?
   public var eps: Double?
@@ -82,6 +84,7 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
     case batchSize = "batch_size"
     case microBatch = "micro_batch"
     case weightDecay = "weight_decay"
+    case loraplusLRRatio = "loraplus_lr_ratio"
     case beta1, beta2, eps
     case maxGradNorm = "max_grad_norm"
     case seed
@@ -122,6 +125,8 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
     /// The micro-batch is this or the batch size, whichever is smaller.
     public static let microBatch = 4
     public static let weightDecay = 0.01
+    /// 1: plain LoRA, A and B at one learning rate.
+    public static let loraplusLRRatio = 1.0
     public static let beta1 = 0.9
     public static let beta2 = 0.999
     public static let eps = 1e-8

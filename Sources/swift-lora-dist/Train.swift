@@ -114,6 +114,11 @@ struct Train: ParsableCommand {
   var microBatch: Int?
   @Option(name: .customLong("weight-decay"), help: "AdamW weight decay (default 0.01).") var weightDecay:
     Double?
+  @Option(
+    name: .customLong("loraplus-lr-ratio"),
+    help: "LoRA+: B's learning rate is this many times A's (PEFT's loraplus_lr_ratio; default 1, plain LoRA)."
+  )
+  var loraplusLRRatio: Double?
   @Option(name: .customLong("max-grad-norm"), help: "Clip the gradient norm to this (default 1; 0 disables).")
   var maxGradNorm: Double?
   @Option(help: "Seed of initialisation, shuffling and dropout (default 0).") var seed: UInt64?
@@ -201,6 +206,7 @@ struct Train: ParsableCommand {
     c.batchSize = batchSize
     c.microBatch = microBatch
     c.weightDecay = weightDecay
+    c.loraplusLRRatio = loraplusLRRatio
     c.maxGradNorm = maxGradNorm
     c.seed = seed
     c.evalEvery = evalEvery

@@ -100,6 +100,38 @@ import Testing
     }
   }
 
+  /// LoRA+ (every B at 16 × the learning rate) against PEFT's `create_loraplus_optimizer`
+  /// over PyTorch's AdamW (scripts/make_variant_fixtures.py).
+  @Test func fiveLoRAPlusStepsMatchPEFT() throws {
+    struct LoRAPlus: Decodable {
+      var lr: Double
+      var betas: [Double]
+      var eps: Double
+      var weight_decay: Double
+      var loraplus_lr_ratio: Double
+      var losses: [Double]
+    }
+    let s = try setUp("peft-tiny")
+    let url = Self.fixtures.appendingPathComponent("peft-tiny/loraplus.json")
+    let reference = try JSONDecoder().decode(LoRAPlus.self, from: Data(contentsOf: url))
+    let optimizer = AdamW(
+      parameterCount: s.adapter.parameterCount,
+      options: .init(
+        beta1: reference.betas[0], beta2: reference.betas[1], eps: reference.eps,
+        weightDecay: reference.weight_decay))
+    var losses: [Double] = []
+    for _ in 0..<5 {
+      losses.append(step(s))
+      optimizer.update(
+        parameters: s.adapter.parameters, gradients: s.adapter.gradients, lr: reference.lr,
+        scaled: s.adapter.bRanges, factor: reference.loraplus_lr_ratio)
+    }
+    losses.append(step(s))
+    for (k, (got, want)) in zip(losses, reference.losses).enumerated() {
+      #expect(abs(got - want) / want <= 1e-4, "loss after \(k) LoRA+ steps: \(got) vs \(want)")
+    }
+  }
+
   @Test func savedPEFTFolderLoadsBackIdentically() throws {
     let s = try setUp("peft-tiny")
     let folder = NSTemporaryDirectory() + "peft-roundtrip-" + UUID().uuidString

@@ -63,6 +63,9 @@ import Testing
     #expect {
       try otherSeed.resume(from: reader, fingerprint: "sha256:tiny")
     } throws: { "\($0)".contains("seed 5 in the checkpoint, 6 now") }
+    #expect {
+      try base.makeTrainer(seed: 5, loraPlusRatio: 16).resume(from: reader, fingerprint: "sha256:tiny")
+    } throws: { "\($0)".contains("LoRA+ learning rate ratio 1.0 in the checkpoint, 16.0 now") }
     let fresh = try base.makeTrainer(seed: 5)
     #expect {
       try fresh.resume(from: reader, fingerprint: "sha256:other")

@@ -21,7 +21,7 @@ import Testing
     }
   }
 
-  func makeTrainer(seed: UInt64 = 1, dropout: Double = 0) throws -> Trainer {
+  func makeTrainer(seed: UInt64 = 1, dropout: Double = 0, loraPlusRatio: Double = 1) throws -> Trainer {
     let (model, _) = try LlamaModel.load(path: Self.tinyModel)
     let adapter = try LoRAAdapter(
       config: LoRAConfig(r: 8, loraAlpha: 16, loraDropout: dropout, targetModules: ["all-linear"]),
@@ -31,7 +31,7 @@ import Testing
       options: TrainingOptions(
         steps: 60, batchSize: 8, microBatch: 4, learningRate: 1e-2, schedule: .cosine, warmupSteps: 5,
         seed: seed,
-        evaluateEvery: 20),
+        evaluateEvery: 20, loraPlusRatio: loraPlusRatio),
       padID: 0)
   }
 
@@ -54,6 +54,33 @@ import Testing
     #expect(trainer.model.weights.layers.map { $0.q.values + $0.down.values } == baseBefore)
     #expect(steps.allSatisfy { $0.trainedTokens > 0 && $0.tokensPerSecond > 0 })
     #expect(steps[0].learningRate == 0 && abs(steps[5].learningRate - 1e-2) < 1e-12)  // warmup
+  }
+
+  /// LoRA+: from B = 0, one update moves every B by exactly `ratio` times what plain LoRA
+  /// moves it, and every A the same; the option reaches AdamW through `TrainingOptions`.
+  @Test func loraPlusScalesOnlyBsLearningRate() throws {
+    func oneUpdate(ratio: Double) throws -> LoRAAdapter {
+      let (model, _) = try LlamaModel.load(path: Self.tinyModel)
+      let adapter = try LoRAAdapter(
+        config: LoRAConfig(r: 4, loraAlpha: 8, targetModules: ["all-linear"]), model: model.config, seed: 3)
+      let trainer = try Trainer(
+        model: model, adapter: adapter, train: counting(8, seed: 1), validation: [],
+        options: TrainingOptions(
+          steps: 1, batchSize: 8, microBatch: 4, learningRate: 1e-3, schedule: .constant, loraPlusRatio: ratio
+        ),
+        padID: 0)
+      _ = try trainer.update()
+      return adapter
+    }
+    let plain = try oneUpdate(ratio: 1)
+    let plus = try oneUpdate(ratio: 16)
+    for (p, q) in zip(plain.modules, plus.modules) {
+      #expect(p.a.values == q.a.values, "\(p.name): A moves as in plain LoRA")
+      let moved = p.b.values.map { abs($0) }.max() ?? 0
+      #expect(moved > 0)
+      let worst = zip(p.b.values, q.b.values).map { abs(16 * $0 - $1) }.max() ?? 0
+      #expect(worst <= 1e-5 * 16 * moved, "\(p.name): B moves 16 times as far (off by \(worst))")
+    }
   }
 
   @Test func evaluationNeverAppliesDropout() throws {

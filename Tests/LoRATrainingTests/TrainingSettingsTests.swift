@@ -42,6 +42,13 @@ import Testing
     s.dropout = .nan
     #expect(throws: SettingsError(["dropout"], "must be in [0, 1), got nan")) { try s.validate() }
     s.dropout = nil
+    s.loraplusLRRatio = 0
+    #expect(
+      throws: SettingsError(["loraplus_lr_ratio"], "must be a positive number (PEFT suggests 16), got 0.0")
+    ) {
+      try s.validate()
+    }
+    s.loraplusLRRatio = nil
     s.rankPattern = ["q_proj": 4, "v_proj": 0]
     #expect(throws: SettingsError(["rank_pattern", "v_proj"], "LoRA rank must be at least 1, got 0")) {
       try s.validate()

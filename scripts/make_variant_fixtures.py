@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Fixtures of the LoRA variants and objectives beyond plain LoRA with next-token loss:
+PyTorch + PEFT in float64 on the tiny-tied model, with the committed peft-tiny adapter.
+
+A developer tool like make_reference.py (whose reference virtualenv, float64 patches and
+helpers it uses); the fixtures it writes are committed and the Swift tests only read them:
+
+    python3 scripts/make_variant_fixtures.py            # every fixture
+    python3 scripts/make_variant_fixtures.py --only loraplus
+
+Tests/LoRATrainingTests/Fixtures/peft-tiny/
+  loraplus.json   LoRA+ (PEFT's create_loraplus_optimizer over torch.optim.AdamW, ratio 16,
+                  lr 0.0025, else the hyperparameters of the AdamW steps in reference.json, the decay
+                  passed as loraplus_weight_decay): the loss before each of 5 updates and
+                  after the last
+
+Everything is seeded and single-threaded, so re-running gives the same files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import refvenv  # noqa: E402
+
+if __name__ == "__main__":
+    refvenv.ensure(__file__)
+
+import torch  # noqa: E402
+import transformers  # noqa: E402
+
+import make_reference as ref  # noqa: E402
+
+LORAPLUS_RATIO = 16.0
+# A's learning rate: B's (0.04) stays near plain AdamW's 0.01 of reference.json, where a
+# float32 run keeps to the float64 losses within 1e-4 (at 0.16, the fifth step's loss
+# differed by 2.7e-4: a large step amplifies rounding).
+LORAPLUS_LR = 0.0025
+
+
+def peft_tiny_float64(out: Path):
+    """The committed peft-tiny adapter on tiny-tied, trainable, in float64."""
+    import peft
+
+    folder = out / ref.TRAINING_FIXTURES / "peft-tiny"
+    model = peft.PeftModel.from_pretrained(ref.load_tiny_tied(out), str(folder), is_trainable=True)
+    return model.double(), folder
+
+
+def make_loraplus_fixture(out: Path) -> None:
+    from peft.optimizers import create_loraplus_optimizer
+
+    print("peft-tiny loraplus")
+    model, folder = peft_tiny_float64(out)
+    input_ids = torch.tensor(ref.PEFT_TOKENS)
+    labels = torch.tensor(ref.peft_labels())
+    adamw = dict(ref.PEFT_ADAMW, lr=LORAPLUS_LR)
+    with ref.llama_in_float64():
+        ref.lora_parameters(model)  # only lora_A / lora_B train
+        optimizer = create_loraplus_optimizer(
+            model=model, optimizer_cls=torch.optim.AdamW, lr=adamw["lr"], loraplus_lr_ratio=LORAPLUS_RATIO,
+            betas=tuple(adamw["betas"]), eps=adamw["eps"],
+            # PEFT's groups take their decay from loraplus_weight_decay (default 0), not from
+            # weight_decay: ours is weight_decay for every group, so it is passed here.
+            loraplus_weight_decay=adamw["weight_decay"])
+        groups = {(round(g["lr"] / adamw["lr"], 9), g["weight_decay"]): len(g["params"])
+                  for g in optimizer.param_groups if g["params"]}
+        decay = adamw["weight_decay"]
+        assert groups == {(1.0, decay): 14, (LORAPLUS_RATIO, decay): 14}, groups  # 14 A and 14 B
+        losses = []
+        for step in range(ref.PEFT_STEPS + 1):
+            optimizer.zero_grad()
+            loss = ref.causal_lm_loss(model(input_ids=input_ids).logits, labels)
+            losses.append(loss.item())
+            if step < ref.PEFT_STEPS:
+                loss.backward()
+                optimizer.step()
+    assert losses[-1] < losses[0], losses
+    print("  LoRA+ losses " + ", ".join(f"{x:.6f}" for x in losses))
+    ref.write_json(folder / "loraplus.json", {
+        "optimizer": "AdamW", **adamw, "loraplus_lr_ratio": LORAPLUS_RATIO, "losses": losses,
+        "generated_with": {"torch": torch.__version__, "peft": ref.package_version("peft")},
+    })
+
+
+SECTIONS = {"loraplus": make_loraplus_fixture}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=ref.REPO_ROOT,
+                        help="repository root to write the fixtures under (default: this repo)")
+    parser.add_argument("--only", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
+    args = parser.parse_args()
+    torch.manual_seed(ref.SEED)
+    torch.set_num_threads(1)  # reproducible float64 sums
+    transformers.logging.set_verbosity_error()
+    for name in args.only:
+        SECTIONS[name](args.out.expanduser().resolve())
+
+
+if __name__ == "__main__":
+    main()
