@@ -14,6 +14,13 @@ Tests/LoRATrainingTests/Fixtures/peft-tiny/
                   passed as loraplus_weight_decay): the loss before each of 5 updates and
                   after the last
 
+  dpo.json        DPO: two pairs (a 4-token prompt, a chosen and a rejected 5-token response
+                  each) as 4 sequences [chosen 1, rejected 1, chosen 2, rejected 2]; the
+                  policy's and the reference's (the same model with the adapter disabled)
+                  summed response log-probabilities, TRL's DPO loss (the sigmoid loss with
+                  label smoothing, cDPO; beta 0.1, label_smoothing 0.1), its metrics, and the
+                  gradient of the loss for every lora_A / lora_B
+
 Everything is seeded and single-threaded, so re-running gives the same files.
 """
 
@@ -87,7 +94,68 @@ def make_loraplus_fixture(out: Path) -> None:
     })
 
 
-SECTIONS = {"loraplus": make_loraplus_fixture}
+DPO_BETA = 0.1
+DPO_LABEL_SMOOTHING = 0.1
+DPO_PROMPTS = [[1, 17, 42, 5], [95, 0, 3, 3]]
+DPO_RESPONSES = [([88, 63, 30, 7, 64], [12, 50, 2, 33, 71]), ([71, 12, 50, 2, 33], [64, 7, 30, 63, 88])]
+
+
+def dpo_loss(policy_chosen, policy_rejected, reference_chosen, reference_rejected):
+    """TRL's DPO loss with label smoothing (conservative DPO): the mean over pairs of
+    -(1 - eps) log sigmoid(beta h) - eps log sigmoid(-beta h), h the difference of log-ratios."""
+    import torch.nn.functional as F
+
+    h = (policy_chosen - reference_chosen) - (policy_rejected - reference_rejected)
+    return (-(1 - DPO_LABEL_SMOOTHING) * F.logsigmoid(DPO_BETA * h)
+            - DPO_LABEL_SMOOTHING * F.logsigmoid(-DPO_BETA * h)).mean()
+
+
+def make_dpo_fixture(out: Path) -> None:
+    print("peft-tiny dpo")
+    model, folder = peft_tiny_float64(out)
+    tokens, labels = [], []
+    for prompt, pair in zip(DPO_PROMPTS, DPO_RESPONSES):
+        for response in pair:
+            tokens.append(prompt + response)
+            labels.append([-100] * len(prompt) + response)
+    input_ids = torch.tensor(tokens)
+
+    def response_logps(m) -> torch.Tensor:
+        """[4]: each sequence's summed log-probability of its response tokens."""
+        logits = m(input_ids=input_ids).logits[:, :-1, :]
+        targets = torch.tensor(labels)[:, 1:]
+        mask = targets != -100
+        picked = torch.log_softmax(logits, dim=-1).gather(2, targets.clamp(min=0).unsqueeze(2)).squeeze(2)
+        return (picked * mask).sum(dim=1)
+
+    with ref.llama_in_float64():
+        params = ref.lora_parameters(model)
+        with torch.no_grad(), model.disable_adapter():
+            reference = response_logps(model)
+        model.zero_grad()
+        policy = response_logps(model)
+        assert (policy - reference).abs().min() > 1e-3, "the adapter should move every log-probability"
+        loss = dpo_loss(policy[0::2], policy[1::2], reference[0::2], reference[1::2])
+        loss.backward()
+        grads = {ref.saved_name(n): ref.floats(p.grad) for n, p in params}
+    chosen = DPO_BETA * (policy[0::2] - reference[0::2])
+    rejected = DPO_BETA * (policy[1::2] - reference[1::2])
+    print(f"  loss {loss.item():.12f}; rewards chosen {chosen.tolist()}, rejected {rejected.tolist()}")
+    ref.write_json(folder / "dpo.json", {
+        "beta": DPO_BETA, "label_smoothing": DPO_LABEL_SMOOTHING, "input_ids": tokens, "labels": labels,
+        "policy_logps": policy.tolist(), "reference_logps": reference.tolist(), "loss": loss.item(),
+        "metrics": {
+            "reward_chosen": chosen.mean().item(), "reward_rejected": rejected.mean().item(),
+            "reward_margin": (chosen - rejected).mean().item(),
+            "reward_accuracy": (chosen > rejected).double().mean().item(),
+            "logp_chosen": policy[0::2].mean().item(), "logp_rejected": policy[1::2].mean().item(),
+        },
+        "grads": grads,
+        "generated_with": {"torch": torch.__version__, "peft": ref.package_version("peft")},
+    })
+
+
+SECTIONS = {"loraplus": make_loraplus_fixture, "dpo": make_dpo_fixture}
 
 
 def main() -> None:

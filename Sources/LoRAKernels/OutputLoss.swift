@@ -17,10 +17,11 @@ public enum OutputLoss {
       scratch: scratch, chunkRows: chunkRows)
   }
 
-  /// The same with a frozen head of either precision.
+  /// The same with a frozen head of either precision; `rowLoss`, when given, is called with
+  /// each trained row and its loss (for losses over whole sequences, e.g. DPO's log-probabilities).
   public static func forwardBackward(
     dHidden: Tensor?, hidden: Tensor, head: FrozenMatrix, targets: [Int32], gradientScale: Float,
-    scratch: Tensor, chunkRows: Int
+    scratch: Tensor, chunkRows: Int, rowLoss: ((_ row: Int, _ loss: Double) -> Void)? = nil
   ) -> (lossSum: Double, count: Int) {
     let width = head.shape.last ?? 0
     let vocabulary = head.count / max(width, 1)
@@ -66,6 +67,9 @@ public enum OutputLoss {
         }
       }
       lossSum += rowLosses[0..<rows.count].reduce(0, +)
+      if let rowLoss {
+        for (i, row) in rows.enumerated() { rowLoss(row, rowLosses[i]) }
+      }
       if let dHidden {
         // d rows [c, D] = dlogits [c, V] · head [V, D], then scattered back.
         head.inputGradient(into: rowsView, logitsView)

@@ -89,7 +89,6 @@ extension LlamaModel {
   ) -> [(lossSum: Double, count: Int)] {
     precondition(a.keepForBackward, "backward needs activations made with keepForBackward")
     precondition(gradientScales.count == max(a.slots.count, 1), "one gradient scale per slot")
-    let c = config
     let targets = rowTargets(targets, a)
     var results: [(lossSum: Double, count: Int)] = []
     if a.slots.count <= 1 {
@@ -109,9 +108,17 @@ extension LlamaModel {
             scratch: g.lossScratch, chunkRows: g.chunkRows))
       }
     }
+    backwardThroughLayers(a, g)
+    return results
+  }
+
+  /// From d(final normed hidden) in `g.normedGradient` down through the layers: the adapter's
+  /// gradients (and the virtual tokens') added into its buffers.
+  func backwardThroughLayers(_ a: LlamaActivations, _ g: LlamaGradients) {
+    let c = config
     // Virtual tokens train in every layer (prompt rows need the embedding's gradient).
     let lowestModule = a.slots.flatMap({ $0.adapter.modules.map(\.layer) }).min()
-    guard let lowest = a.virtual != nil ? 0 : lowestModule else { return results }
+    guard let lowest = a.virtual != nil ? 0 : lowestModule else { return }
     g.stream.zero()
     a.prefixTableGradient.zero()
     RMSNorm.backward(
@@ -190,7 +197,6 @@ extension LlamaModel {
       // g.stream now holds d(x), the previous layer's d(out). The embedding is frozen.
     }
     finishVirtualBackward(dHidden: g.stream, a)
-    return results
   }
 
   /// Adds the LoRA gradients of one adapted linear (for each slot whose adapter adapts

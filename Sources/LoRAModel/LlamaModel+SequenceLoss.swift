@@ -1,0 +1,49 @@
+import LoRAKernels
+
+/// Losses over whole sequences (DPO's log-probabilities of a response): each sequence's
+/// summed token loss, and the backward of a weighted sum of them whose weights are known
+/// only once every sequence's loss is. One pass through the output head either way: its
+/// gradient is linear in each row's weight, so the rows are computed at weight 1 and scaled.
+extension LlamaModel {
+  /// Each sequence's summed loss over its trained positions (−log p of its trained tokens),
+  /// after `forward(…activations: a)`; no gradients.
+  /// - targets: B·T next-token ids, −1 where untrained. Returns: [B].
+  public func sequenceLosses(targets: [Int32], activations a: LlamaActivations, gradients g: LlamaGradients)
+    -> [Double]
+  {
+    var sums = [Double](repeating: 0, count: a.batch)
+    let length = a.length
+    _ = OutputLoss.forwardBackward(
+      dHidden: nil, hidden: a.finalNormed, head: weights.output, targets: rowTargets(targets, a),
+      gradientScale: 1, scratch: g.lossScratch, chunkRows: g.chunkRows
+    ) { row, loss in sums[row / length] += loss }
+    return sums
+  }
+
+  /// Each sequence's summed loss as `sequenceLosses` gives it, and the gradients of
+  /// Σ_b weights[b] × (sequence b's summed loss) added into the adapter's buffers, where
+  /// `weights` is called once with the B summed losses and returns B weights. One adapter
+  /// (no fused slots).
+  /// - targets: B·T next-token ids, −1 where untrained. Returns: the B summed losses.
+  public func backward(
+    targets: [Int32], activations a: LlamaActivations, gradients g: LlamaGradients,
+    sequenceWeights weights: ([Double]) -> [Float]
+  ) -> [Double] {
+    precondition(a.keepForBackward, "backward needs activations made with keepForBackward")
+    precondition(a.slots.count <= 1, "sequence-weighted backward runs one adapter")
+    var sums = [Double](repeating: 0, count: a.batch)
+    let length = a.length
+    _ = OutputLoss.forwardBackward(
+      dHidden: g.normedGradient, hidden: a.finalNormed, head: self.weights.output,
+      targets: rowTargets(targets, a), gradientScale: 1, scratch: g.lossScratch, chunkRows: g.chunkRows
+    ) { row, loss in sums[row / length] += loss }
+    let scales = weights(sums)
+    precondition(scales.count == a.batch, "one weight per sequence")
+    let width = config.hiddenSize
+    for (b, scale) in scales.enumerated() {
+      g.normedGradient.view(offset: b * length * width, shape: [length, width]).scale(by: scale)
+    }
+    backwardThroughLayers(a, g)
+    return sums
+  }
+}
