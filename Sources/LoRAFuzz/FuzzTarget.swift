@@ -25,7 +25,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
   case peftConfig = "peft-config"
   /// A Hugging Face tokenizer.json, then a few strings encoded and decoded.
   case tokenizerJSON = "tokenizer-json"
-  /// JSON Lines data in each of the four formats.
+  /// JSON Lines data in each of the four formats, and as DPO's preference pairs.
   case jsonl
   /// A YAML job file.
   case jobFile = "job-file"
@@ -72,6 +72,9 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
             options: DatasetOptions(
               format: format, maxSequenceLength: 64, skipBadLines: format == .auto, chatFormat: .chatML))
         }
+        _ = try? PreferenceLoader.load(
+          path: file.path, tokenizer: context.tokenizer,
+          options: DatasetOptions(maxSequenceLength: 64, chatFormat: .chatML))
       case .jobFile:
         _ = try JobFile.load(path: file.path)
       case .trainConfig:

@@ -41,13 +41,46 @@ public enum DatasetLoader {
     -> Dataset
   {
     try options.validate()
-    let bytes = try readFile(path)
     let reader = LineReader(tokenizer: tokenizer, options: options)
-
-    var examples: [Example] = []
-    var lines = 0
-    var skippedLines = 0
     var truncated = 0
+    let (read, lines, skippedLines) = try readLines(path, skipBadLines: options.skipBadLines) {
+      line throws(LineError) -> Example? in
+      var example = try reader.example(from: line)
+      if example.tokens.count > options.maxSequenceLength {
+        truncated += 1
+        example.tokens.removeSubrange(options.maxSequenceLength...)
+        example.trained.removeSubrange(options.maxSequenceLength...)
+        if !example.trained.contains(true) { return nil }
+      }
+      return example
+    }
+    guard !read.isEmpty else {
+      throw .empty(
+        file: path,
+        message: "no examples (\(lines) lines read, \(skippedLines) skipped, "
+          + "\(truncated) truncated)")
+    }
+    let exampleCount = read.count
+    var examples = read
+    if options.pack { examples = pack(examples, length: options.maxSequenceLength) }
+    let stats = DatasetStats(
+      lines: lines, examples: exampleCount, skippedLines: skippedLines, truncated: truncated,
+      tokens: examples.reduce(0) { $0 + $1.tokens.count },
+      trainedTokens: examples.reduce(0) { $0 + $1.trainedCount })
+    return Dataset(examples: examples, stats: stats)
+  }
+
+  /// Every non-blank line of the JSON Lines file at `path` (a UTF-8 BOM skipped) through
+  /// `parse`: its items (nil: dropped), the lines read and the bad lines skipped.
+  /// - Throws: `DataError.badLine` naming the 1-based line, unless `skipBadLines`;
+  ///   `invalidOption` for an option that cannot work; `unreadable`.
+  static func readLines<Item>(
+    _ path: String, skipBadLines: Bool, parse: (ArraySlice<UInt8>) throws(LineError) -> Item?
+  ) throws(DataError) -> (items: [Item], lines: Int, skipped: Int) {
+    let bytes = try readFile(path)
+    var items: [Item] = []
+    var lines = 0
+    var skipped = 0
     var lineNumber = 0
     var start = 0
     while start <= bytes.count {
@@ -58,15 +91,13 @@ public enum DatasetLoader {
       if lineNumber == 1 && line.starts(with: [0xEF, 0xBB, 0xBF]) { line = line.dropFirst(3) }
       guard line.contains(where: { !isJSONWhitespace($0) }) else { continue }
       lines += 1
-
-      var example: Example
       do throws(LineError) {
-        example = try reader.example(from: line)
+        if let item = try parse(line) { items.append(item) }
       } catch {
         switch error {
         case .bad(let message):
-          if options.skipBadLines {
-            skippedLines += 1
+          if skipBadLines {
+            skipped += 1
             continue
           }
           throw .badLine(file: path, line: lineNumber, message: message)
@@ -74,29 +105,8 @@ public enum DatasetLoader {
           throw .invalidOption(message)
         }
       }
-
-      if example.tokens.count > options.maxSequenceLength {
-        truncated += 1
-        example.tokens.removeSubrange(options.maxSequenceLength...)
-        example.trained.removeSubrange(options.maxSequenceLength...)
-        if !example.trained.contains(true) { continue }
-      }
-      examples.append(example)
     }
-
-    guard !examples.isEmpty else {
-      throw .empty(
-        file: path,
-        message: "no examples (\(lines) lines read, \(skippedLines) skipped, "
-          + "\(truncated) truncated)")
-    }
-    let exampleCount = examples.count
-    if options.pack { examples = pack(examples, length: options.maxSequenceLength) }
-    let stats = DatasetStats(
-      lines: lines, examples: exampleCount, skippedLines: skippedLines, truncated: truncated,
-      tokens: examples.reduce(0) { $0 + $1.tokens.count },
-      trainedTokens: examples.reduce(0) { $0 + $1.trainedCount })
-    return Dataset(examples: examples, stats: stats)
+    return (items, lines, skipped)
   }
 
   /// Concatenates examples and cuts them into sequences of `length` tokens (the last may be
@@ -128,7 +138,7 @@ public enum DatasetLoader {
   }
 
   /// The bytes of the file at `path`.
-  private static func readFile(_ path: String) throws(DataError) -> [UInt8] {
+  static func readFile(_ path: String) throws(DataError) -> [UInt8] {
     var isDirectory: ObjCBool = false
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
       throw .unreadable(file: path, reason: "no such file")
@@ -141,7 +151,7 @@ public enum DatasetLoader {
     }
   }
 
-  private static func isJSONWhitespace(_ byte: UInt8) -> Bool {
+  static func isJSONWhitespace(_ byte: UInt8) -> Bool {
     byte == 0x20 || byte == 0x09 || byte == 0x0D || byte == 0x0A
   }
 }

@@ -28,18 +28,22 @@ struct LineReader {
     }
   }
 
-  func example(from line: ArraySlice<UInt8>) throws(LineError) -> Example {
+  /// The line as a JSON object.
+  func object(from line: ArraySlice<UInt8>) throws(LineError) -> [String: JSONLineValue] {
     // The common case first: decoding an object directly saves the failed guesses of
     // `JSONLineValue.init(from:)`.
     let data = Data(line)
-    let object: [String: JSONLineValue]
     if let decoded = try? decoder.decode([String: JSONLineValue].self, from: data) {
-      object = decoded
+      return decoded
     } else if let value = try? decoder.decode(JSONLineValue.self, from: data) {
       throw .bad("expected a JSON object, found \(value.kind)")
     } else {
       throw .bad("invalid JSON")
     }
+  }
+
+  func example(from line: ArraySlice<UInt8>) throws(LineError) -> Example {
+    let object = try object(from: line)
     let format = try options.format == .auto ? detect(object) : options.format
     try checkKeys(object, format: format)
 
@@ -90,14 +94,14 @@ struct LineReader {
     }
   }
 
-  private func string(_ object: [String: JSONLineValue], _ key: String) throws(LineError) -> String {
+  func string(_ object: [String: JSONLineValue], _ key: String) throws(LineError) -> String {
     guard case .string(let text) = object[key]! else {
       throw .bad("key \"\(key)\" must be a string, found \(object[key]!.kind)")
     }
     return text
   }
 
-  private func appendEOS(_ builder: inout SequenceBuilder) throws(LineError) {
+  func appendEOS(_ builder: inout SequenceBuilder) throws(LineError) {
     guard options.addEOS else { return }
     guard let eos = tokenizer.eosID else {
       throw .option("add EOS is on but the tokenizer has no end-of-sequence token")
@@ -107,12 +111,21 @@ struct LineReader {
 
   /// A conversation in the model's chat layout, with what the assistant says trained.
   private func messagesExample(_ value: JSONLineValue) throws(LineError) -> Example {
+    let messages = try chatMessages(value, key: "messages")
+    guard messages.contains(where: { $0.role == "assistant" }) else {
+      throw .bad("no assistant message in \"messages\"")
+    }
+    return try chatExample(messages, trainedTurns: nil)
+  }
+
+  /// The messages of `value` (the value of `key`): objects of a known role and a content.
+  func chatMessages(_ value: JSONLineValue, key: String) throws(LineError) -> [ChatMessage] {
     guard case .array(let items) = value else {
-      throw .bad("key \"messages\" must be an array, found \(value.kind)")
+      throw .bad("key \"\(key)\" must be an array, found \(value.kind)")
     }
     var messages: [ChatMessage] = []
     for (index, item) in items.enumerated() {
-      let name = "messages[\(index)]"
+      let name = "\(key)[\(index)]"
       guard case .object(let fields) = item else {
         throw .bad("\(name) must be an object, found \(item.kind)")
       }
@@ -133,10 +146,12 @@ struct LineReader {
       }
       messages.append(ChatMessage(role: strings[0], content: strings[1]))
     }
-    guard messages.contains(where: { $0.role == "assistant" }) else {
-      throw .bad("no assistant message in \"messages\"")
-    }
+    return messages
+  }
 
+  /// `messages` rendered in the chat layout as one example: every assistant turn trained
+  /// (`trainedTurns` nil), or only the last `trainedTurns` of them.
+  func chatExample(_ messages: [ChatMessage], trainedTurns: Int?) throws(LineError) -> Example {
     guard let format = options.chatFormat ?? ChatFormat.detect(template: nil, tokenizer: tokenizer) else {
       throw .option(
         "the model's chat template is not one this tool renders (\(ChatFormat.names)); "
@@ -148,9 +163,11 @@ struct LineReader {
     } catch {
       throw .bad(error.description)
     }
+    let spans =
+      trainedTurns.map { Array(rendered.assistantByteRanges.suffix($0)) } ?? rendered.assistantByteRanges
     return ChatTokens.example(
-      text: rendered.text, assistantByteRanges: rendered.assistantByteRanges, tokenizer: tokenizer,
-      trainOnPrompt: options.trainOnPrompt)
+      text: rendered.text, assistantByteRanges: spans, tokenizer: tokenizer,
+      trainOnPrompt: options.trainOnPrompt && trainedTurns == nil)
   }
 
   /// Pre-tokenized ids, with optional Hugging Face labels.
@@ -194,7 +211,7 @@ struct LineReader {
     return result
   }
 
-  private func quoted(_ names: [String]) -> String {
+  func quoted(_ names: [String]) -> String {
     names.map { "\"\($0)\"" }.joined(separator: ", ")
   }
 }

@@ -517,7 +517,7 @@ private let sharedSmolLM2 = Result(catching: { () throws -> Tokenizer in
   return try Tokenizer(tokenizerJSON: link)
 })
 
-private func smolLM2() throws -> Tokenizer {
+func smolLM2() throws -> Tokenizer {
   let tokenizer = try sharedSmolLM2.get()
   #expect(tokenizer.eosID == 2)
   return tokenizer
