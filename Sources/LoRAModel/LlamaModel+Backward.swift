@@ -19,8 +19,8 @@ public final class LlamaGradients: @unchecked Sendable {
   let du: Tensor
   let wide: Tensor
   let attentionScratch: Tensor
-  let lossScratch: Tensor
-  let chunkRows: Int
+  public let lossScratch: Tensor
+  public let chunkRows: Int
 
   /// - length: rows per sequence (`LlamaActivations.length`); keys: keys attention reads per
   ///   sequence (`LlamaActivations.keyLength`; nil: `length`).

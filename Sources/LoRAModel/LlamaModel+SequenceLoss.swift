@@ -11,11 +11,20 @@ extension LlamaModel {
   public func sequenceLosses(targets: [Int32], activations a: LlamaActivations, gradients g: LlamaGradients)
     -> [Double]
   {
+    sequenceLosses(targets: targets, activations: a, scratch: g.lossScratch, chunkRows: g.chunkRows)
+  }
+
+  /// The same with a scratch of `OutputLoss.scratchCount(chunkRows:width:vocabulary:)` floats.
+  public func sequenceLosses(
+    targets: [Int32], activations a: LlamaActivations, scratch: Tensor, chunkRows: Int
+  )
+    -> [Double]
+  {
     var sums = [Double](repeating: 0, count: a.batch)
     let length = a.length
     _ = OutputLoss.forwardBackward(
       dHidden: nil, hidden: a.finalNormed, head: weights.output, targets: rowTargets(targets, a),
-      gradientScale: 1, scratch: g.lossScratch, chunkRows: g.chunkRows
+      gradientScale: 1, scratch: scratch, chunkRows: chunkRows
     ) { row, loss in sums[row / length] += loss }
     return sums
   }

@@ -35,7 +35,7 @@ public final class AdapterState {
   /// `adapter` in training and validation (set before the first update).
   public var frozen: LoRAAdapter?
   /// Scores the validation set with inference buffers of its own.
-  private lazy var evaluator = Evaluator(
+  lazy var evaluator = Evaluator(
     model: model, adapter: adapter, microBatch: options.microBatch, padID: padID, frozen: frozen)
   /// Updates taken so far (counting those before a resume).
   public internal(set) var step = 0
@@ -73,6 +73,9 @@ public final class AdapterState {
     }
     try options.validate(ranks: share == .split ? communicator.size : 1)
     guard !train.isEmpty else { throw DataError.invalidOption("the training set is empty") }
+    if options.dpo != nil && (train.count % 2 != 0 || validation.count % 2 != 0) {
+      throw DataError.invalidOption("DPO examples come in pairs (chosen, rejected); got an odd count")
+    }
     self.share = share
     self.communicator = communicator
     self.model = model
@@ -87,7 +90,8 @@ public final class AdapterState {
       kind: options.schedule, peak: options.learningRate, warmupSteps: options.warmupSteps,
       totalSteps: options.steps)
     sampler = BatchSampler(
-      exampleCount: train.count, globalBatch: options.batchSize, seed: options.seed, shuffle: options.shuffle)
+      exampleCount: options.dpo == nil ? train.count : train.count / 2, globalBatch: options.batchSize,
+      seed: options.seed, shuffle: options.shuffle)
     longest = (train + validation).map(\.tokens.count).max() ?? 1
     guard longest <= model.rope.maxPositions else {
       throw DataError.invalidOption(
@@ -106,31 +110,34 @@ public final class AdapterState {
   /// Whether there is validation data.
   public var hasValidation: Bool { !validation.isEmpty }
 
-  /// This rank's examples of the current update's global batch.
+  /// This rank's examples of the current update's global batch (with DPO, both examples of
+  /// each of its pairs, chosen first: a pair is never split).
   func currentSlice() throws -> [Example] {
+    let indices: [Int]
     switch share {
     case .split:
-      return try sampler.indices(step: step, rank: communicator.rank, ranks: communicator.size).map {
-        train[$0]
-      }
+      indices = try sampler.indices(step: step, rank: communicator.rank, ranks: communicator.size)
     case .whole(let owner):
       guard owner == communicator.rank else { return [] }
-      return try sampler.indices(step: step, rank: 0, ranks: 1).map { train[$0] }
+      indices = try sampler.indices(step: step, rank: 0, ranks: 1)
     }
+    return options.dpo == nil
+      ? indices.map { train[$0] } : indices.flatMap { [train[2 * $0], train[2 * $0 + 1]] }
   }
 
-  /// [trained tokens, tokens] of `examples`.
-  static func counts(_ examples: [Example]) -> [Double] {
+  /// [what the loss is averaged over, tokens] of `examples`: trained tokens, or with DPO pairs.
+  func counts(_ examples: [Example]) -> [Double] {
     [
-      Double(examples.reduce(0) { $0 + $1.trainedCount }),
+      options.dpo == nil ? Double(examples.reduce(0) { $0 + $1.trainedCount }) : Double(examples.count / 2),
       Double(examples.reduce(0) { $0 + $1.tokens.count }),
     ]
   }
 
-  /// `examples` in micro-batches of `options.microBatch`.
+  /// `examples` in micro-batches of `options.microBatch` (with DPO, of that many pairs).
   func microBatches(_ examples: [Example]) -> [[Example]] {
-    stride(from: 0, to: examples.count, by: options.microBatch).map {
-      Array(examples[$0..<min($0 + options.microBatch, examples.count)])
+    let size = options.dpo == nil ? options.microBatch : 2 * options.microBatch
+    return stride(from: 0, to: examples.count, by: size).map {
+      Array(examples[$0..<min($0 + size, examples.count)])
     }
   }
 
@@ -144,7 +151,9 @@ public final class AdapterState {
   }
 
   /// Clips the (all-reduced) gradients, steps AdamW, advances the counters and reports.
-  func finishUpdate(lossSum: Double, trainedTotal: Int, tokens: Int, seconds: Double) -> StepMetrics {
+  func finishUpdate(
+    lossSum: Double, trainedTotal: Int, tokens: Int, seconds: Double, preference: DPOMetrics? = nil
+  ) -> StepMetrics {
     let norm = AdamW.clipGradientNorm(adapter.gradients, maxNorm: options.maxGradientNorm)
     let rate = schedule.rate(step: step)
     optimizer.update(
@@ -157,16 +166,20 @@ public final class AdapterState {
     lastLoss = loss
     secondsSoFar += seconds
     updatesTimed += 1
-    return StepMetrics(
+    var metrics = StepMetrics(
       step: step, totalSteps: options.steps, loss: loss, learningRate: rate,
       gradientNorm: norm, tokens: tokens, trainedTokens: trainedTotal, seconds: seconds,
       tokensPerSecond: Double(tokens) / seconds, epoch: sampler.epoch(step: step),
       etaSeconds: secondsSoFar / Double(updatesTimed) * Double(options.steps - step))
+    metrics.preference = preference
+    return metrics
   }
 
-  /// Mean loss over the validation set (no gradients), and its trained-token count; each
-  /// rank scores every size-th example and the sums are combined.
+  /// Mean loss over the validation set (no gradients), and its trained-token count (with
+  /// DPO: the mean DPO loss and the pair count); each rank scores every size-th example (pair)
+  /// and the sums are combined.
   public func validationLoss() throws -> (loss: Double, tokens: Int) {
+    if let dpo = options.dpo { return try preferenceValidation(dpo).loss }
     let ranks = communicator.size
     let mine =
       ranks == 1
@@ -175,6 +188,28 @@ public final class AdapterState {
     var sums = [tokens > 0 ? loss * Double(tokens) : 0, Double(tokens)]
     if ranks > 1 { try communicator.allreduce(&sums, .sum) }
     return (sums[1] > 0 ? sums[0] / sums[1] : .nan, Int(sums[1]))
+  }
+}
+
+extension AdapterState {
+  /// DPO on the validation pairs: the mean loss and pair count, and the mean metrics.
+  public func preferenceValidation(_ dpo: DPOLoss) throws -> (
+    loss: (loss: Double, tokens: Int), metrics: DPOMetrics
+  ) {
+    let ranks = communicator.size
+    let pairs = validation.count / 2
+    let mine = (0..<pairs).filter { $0 % ranks == communicator.rank }.flatMap {
+      [validation[2 * $0], validation[2 * $0 + 1]]
+    }
+    let part =
+      mine.isEmpty
+      ? (loss: 0, metrics: [Double](repeating: 0, count: 6), pairs: 0)
+      : evaluator.preferenceSums(of: mine, loss: dpo)
+    var sums = [part.loss, Double(part.pairs)] + part.metrics
+    if ranks > 1 { try communicator.allreduce(&sums, .sum) }
+    var metrics = DPOMetrics()
+    metrics.values = sums[2...].map { sums[1] > 0 ? $0 / sums[1] : .nan }
+    return ((sums[1] > 0 ? sums[0] / sums[1] : .nan, Int(sums[1])), metrics)
   }
 }
 

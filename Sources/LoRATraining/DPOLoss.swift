@@ -6,7 +6,7 @@ import Foundation
 /// adapter switched off. With h = (log π(chosen) − log ref(chosen)) − (log π(rejected) −
 /// log ref(rejected)) summed over each response's tokens, a pair's loss is
 /// −(1 − ε)·log σ(β·h) − ε·log σ(−β·h), and the batch's loss their mean.
-public struct DPOLoss: Sendable, Equatable {
+public struct DPOLoss: Codable, Sendable, Equatable {
   /// β: how far the policy may move from the reference (TRL's default 0.1).
   public var beta: Double
   /// ε in [0, 0.5): the assumed probability that a pair's preference is flipped.
@@ -53,9 +53,14 @@ public struct DPOLoss: Sendable, Equatable {
 
   /// The loss of `pairs` (their mean), its gradients and TRL's metrics.
   /// - pairs: at least one.
-  public func evaluate(_ pairs: [Pair]) -> Evaluation {
-    precondition(!pairs.isEmpty, "DPO needs at least one pair")
-    let count = Double(pairs.count)
+  public func evaluate(_ pairs: [Pair]) -> Evaluation { evaluate(pairs, meanOver: pairs.count) }
+
+  /// The same as a part of the mean over `meanOver` pairs (a global batch split into
+  /// micro-batches and ranks): loss, gradients and metrics are sums divided by `meanOver`, so
+  /// the parts add up to the whole batch's.
+  public func evaluate(_ pairs: [Pair], meanOver: Int) -> Evaluation {
+    precondition(!pairs.isEmpty && meanOver >= pairs.count, "DPO needs at least one pair")
+    let count = Double(meanOver)
     var loss = 0.0
     var gradients: [(chosen: Double, rejected: Double)] = []
     gradients.reserveCapacity(pairs.count)
@@ -78,6 +83,14 @@ public struct DPOLoss: Sendable, Equatable {
     return Evaluation(loss: loss / count, gradients: gradients, metrics: metrics)
   }
 
+  /// Checks β and ε, naming them as the settings do.
+  public func validate() throws(DataError) {
+    guard beta.isFinite && beta > 0 else { throw .invalidOption("DPO beta must be positive, got \(beta)") }
+    guard labelSmoothing >= 0 && labelSmoothing < 0.5 else {
+      throw .invalidOption("DPO label smoothing must be in [0, 0.5), got \(labelSmoothing)")
+    }
+  }
+
   /// log(1 + eˣ) without overflow.
   static func softplus(_ x: Double) -> Double { x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)) }
   static func sigmoid(_ x: Double) -> Double { x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)) }
@@ -86,6 +99,15 @@ public struct DPOLoss: Sendable, Equatable {
 /// TRL's DPO metrics, as batch means: rewards/chosen, rewards/rejected, rewards/margins,
 /// rewards/accuracies, logps/chosen, logps/rejected.
 public struct DPOMetrics: Codable, Sendable, Equatable {
+  /// The six values in order (for all-reduces): chosen, rejected, margin, accuracy, logps.
+  public var values: [Double] {
+    get { [chosenReward, rejectedReward, margin, accuracy, chosenLogProbability, rejectedLogProbability] }
+    set {
+      (chosenReward, rejectedReward, margin) = (newValue[0], newValue[1], newValue[2])
+      (accuracy, chosenLogProbability, rejectedLogProbability) = (newValue[3], newValue[4], newValue[5])
+    }
+  }
+
   public var chosenReward = 0.0
   public var rejectedReward = 0.0
   public var margin = 0.0

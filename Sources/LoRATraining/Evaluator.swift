@@ -15,7 +15,9 @@ public final class Evaluator {
   let chunkRows = 256
   private let arena = TensorArena()
   private var buffers: [Int: LlamaActivations] = [:]
-  private let lossScratch: Tensor
+  let lossScratch: Tensor
+  /// Buffers of preference scoring (policy and reference), by rows, length and which.
+  var preferenceBuffers: [String: LlamaActivations] = [:]
 
   public init(
     model: LlamaModel, adapter: LoRAAdapter?, microBatch: Int, padID: Int32, frozen: LoRAAdapter? = nil

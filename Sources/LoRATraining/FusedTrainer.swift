@@ -54,6 +54,8 @@ public final class FusedTrainer {
   let longest: Int
   private let arena = TensorArena()
   private var buffers: [String: (LlamaActivations, LlamaGradients)] = [:]
+  /// DPO's reference passes (the base alone, no backward), by sequences and length.
+  var referenceBuffers: [String: LlamaActivations] = [:]
   private let maxRank: Int
   /// With `separateWaiting`, a barrier before the all-reduce takes the time ranks wait for
   /// the slowest one (load imbalance), so `allreduceSeconds` is the transfer alone.
@@ -69,6 +71,11 @@ public final class FusedTrainer {
     communicator: any Communicator = LocalCommunicator.single()
   ) throws {
     guard !members.isEmpty else { throw DataError.invalidOption("a fused group needs at least one adapter") }
+    if members.count > 1 && members.contains(where: { $0.options.dpo != nil }) {
+      throw DataError.invalidOption(
+        "a DPO adapter trains in a group of its own for now: fusing it with other adapters is not supported yet"
+      )
+    }
     let counts = try members.map { try LoRAAdapter.parameterCount(config: $0.config, model: model.config) }
     let total = counts.reduce(0, +)
     let parameters = Tensor(zeros: [total])
@@ -193,11 +200,13 @@ public final class FusedTrainer {
     if active != placed { place(active) }
     let slices = try active.map { try trainers[$0].currentSlice() }
     // Every member's global trained tokens (and tokens), in one small all-reduce.
-    var counts = slices.flatMap(AdapterState.counts)
+    var counts = active.indices.flatMap { trainers[active[$0]].counts(slices[$0]) }
     if communicator.size > 1 { try communicator.allreduce(&counts, .sum) }
     let scales = active.indices.map { 1 / Float(max(counts[2 * $0], 1)) }
     gradients.zero()
     var lossSums = [Double](repeating: 0, count: active.count)
+    // DPO members' metrics, as parts of their means (six each; none for the others).
+    var preference = active.map { trainers[$0].options.dpo == nil ? [] : [Double](repeating: 0, count: 6) }
     let chunks = active.indices.map { trainers[active[$0]].microBatches(slices[$0]) }
     let rounds = chunks.map(\.count).max() ?? 0
     for round in 0..<rounds {
@@ -209,29 +218,48 @@ public final class FusedTrainer {
         present.map { (active[$0], chunks[$0][round].count) }, length: length)
       let batch = Batch(examples: stacked, length: length, padID: padID)
       activations.dropoutSeeds = present.map { trainers[active[$0]].dropoutSeed(micro: round) }
+      if present.count == 1, let dpo = trainers[active[present[0]]].options.dpo {
+        let k = present[0]
+        let pairs = trainers[active[k]].options.batchSize
+        let part = try preferenceRound(
+          member: active[k], batch: batch, activations: activations, gradients: grads, loss: dpo,
+          meanOver: pairs)
+        lossSums[k] += part.loss * Double(pairs)
+        preference[k] = zip(preference[k], part.metrics.values).map(+)
+        continue
+      }
       model.forward(tokens: batch.tokens, activations: activations)
       let results = model.backward(
         targets: batch.targets, activations: activations, gradients: grads,
         gradientScales: present.map { scales[$0] })
       for (i, k) in present.enumerated() { lossSums[k] += results[i].lossSum }
     }
-    // One all-reduce of every member's gradients, then one of the losses and the stop flags.
-    var totals = lossSums + [stopFlag ? 1 : 0]
+    // One all-reduce of every member's gradients, then one of the losses, DPO's metrics and
+    // the stop flags.
+    let metricsStart = lossSums.count
+    var totals = lossSums + preference.flatMap { $0 } + [stopFlag ? 1 : 0]
     if communicator.size > 1 {
       try allreduceGradients()
       try communicator.allreduce(&totals, .sum)
     }
     let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+    var offset = metricsStart
     let results = active.indices.map { i in
       let k = active[i]
+      var metrics: DPOMetrics?
+      if !preference[i].isEmpty {
+        metrics = DPOMetrics()
+        metrics?.values = Array(totals[offset..<offset + 6])
+        offset += 6
+      }
       return (
         k,
         trainers[k].finishUpdate(
           lossSum: totals[i], trainedTotal: Int(counts[2 * i]), tokens: Int(counts[2 * i + 1]),
-          seconds: seconds)
+          seconds: seconds, preference: metrics)
       )
     }
-    return (results, totals[active.count] > 0)
+    return (results, totals[totals.count - 1] > 0)
   }
 
   /// The gradient all-reduce (sum, in place), timed; with `separateWaiting`, after a barrier.

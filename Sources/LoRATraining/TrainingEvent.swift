@@ -19,6 +19,10 @@ public struct StepMetrics: Codable, Equatable, Sendable {
   public var epoch: Double
   /// Seconds left at the average pace so far.
   public var etaSeconds: Double
+  /// DPO's metrics over the update's pairs (nil for the next-token loss, whose `loss` and
+  /// `trainedTokens` are per token; with DPO `loss` is the mean over pairs and
+  /// `trainedTokens` the pair count).
+  public var preference: DPOMetrics?
 
   public init(
     step: Int, totalSteps: Int, loss: Double, learningRate: Double, gradientNorm: Double, tokens: Int,

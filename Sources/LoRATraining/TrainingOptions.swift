@@ -13,6 +13,9 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
   public var adamW: AdamW.Options
   /// LoRA+: every B's learning rate is this many times the rest's (1: plain LoRA).
   public var loraPlusRatio: Double
+  /// DPO instead of the next-token loss: the examples are preference pairs (chosen then
+  /// rejected), and `batchSize` and `microBatch` count pairs. nil: next-token loss.
+  public var dpo: DPOLoss?
   /// Gradient-norm clipping (0: off).
   public var maxGradientNorm: Double
   public var seed: UInt64
@@ -26,9 +29,10 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     steps: Int = 100, batchSize: Int = 8, microBatch: Int = 4, learningRate: Double = 2e-4,
     schedule: LearningRateSchedule.Kind = .cosine, warmupSteps: Int = 0, adamW: AdamW.Options = .init(),
     maxGradientNorm: Double = 1, seed: UInt64 = 0, evaluateEvery: Int = 0, shuffle: Bool = true,
-    checkpointActivations: Bool = false, loraPlusRatio: Double = 1
+    checkpointActivations: Bool = false, loraPlusRatio: Double = 1, dpo: DPOLoss? = nil
   ) {
     self.loraPlusRatio = loraPlusRatio
+    self.dpo = dpo
     self.checkpointActivations = checkpointActivations
     self.steps = steps
     self.batchSize = batchSize
@@ -58,6 +62,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     try require(
       loraPlusRatio.isFinite && loraPlusRatio > 0,
       "LoRA+ learning rate ratio must be positive, got \(loraPlusRatio)")
+    do throws(DataError) { try dpo?.validate() } catch { throw error }
     try require(warmupSteps >= 0, "warmup steps must be 0 or more, got \(warmupSteps)")
     try require(
       adamW.weightDecay.isFinite && adamW.weightDecay >= 0,
