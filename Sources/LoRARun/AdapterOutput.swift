@@ -69,9 +69,18 @@ public final class AdapterOutput {
 
   /// Records a validation loss after update `step`; returns the line's object.
   @discardableResult
-  public func validation(step: Int, loss: Double, tokens: Int) -> [String: Any] {
+  public func validation(step: Int, loss: Double, tokens: Int, preference: DPOMetrics? = nil) -> [String: Any]
+  {
     validations.append((step, loss))
-    return record(Self.object(validation: step, loss: loss, tokens: tokens))
+    var object = Self.object(validation: step, loss: loss, tokens: tokens)
+    // DPO: the mean loss over the held-out pairs (`pairs`), TRL's metrics, no perplexity.
+    if let preference {
+      object["perplexity"] = nil
+      object["tokens"] = nil
+      object["pairs"] = tokens
+      object.merge(preference.fields) { $1 }
+    }
+    return record(object)
   }
 
   /// Records a checkpoint written; returns the line's object.
@@ -82,11 +91,17 @@ public final class AdapterOutput {
 
   /// The metrics line of an update.
   public static func object(step m: StepMetrics) -> [String: Any] {
-    [
+    var object: [String: Any] = [
       "event": "step", "step": m.step, "loss": m.loss, "lr": m.learningRate, "grad_norm": m.gradientNorm,
       "tokens": m.tokens, "trained_tokens": m.trainedTokens, "seconds": m.seconds,
       "tokens_per_second": m.tokensPerSecond, "epoch": m.epoch,
     ]
+    // DPO: the loss is the mean over the update's pairs; TRL's metrics beside it.
+    if let p = m.preference {
+      object["pairs"] = m.trainedTokens
+      object.merge(p.fields) { $1 }
+    }
+    return object
   }
 
   /// The metrics line of a validation loss after update `step`.

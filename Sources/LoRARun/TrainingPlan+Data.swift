@@ -24,26 +24,36 @@ extension TrainingPlan {
     -> LoadedData
   {
     let dataset = dataset.resolvingChatFormat(template: chatTemplate, tokenizer: tokenizer)
-    let loaded = try DatasetLoader.load(path: data, tokenizer: tokenizer, options: dataset)
+    // DPO reads preference pairs, each as two examples (chosen, rejected) that stay together.
+    let pairs = options.dpo != nil
+    func load(_ path: String) throws -> Dataset {
+      guard pairs else { return try DatasetLoader.load(path: path, tokenizer: tokenizer, options: dataset) }
+      let read = try PreferenceLoader.load(path: path, tokenizer: tokenizer, options: dataset)
+      return Dataset(examples: read.pairs.flatMap { [$0.chosen, $0.rejected] }, stats: read.stats)
+    }
+    let loaded = try load(data)
     var train = loaded.examples
     var validation: [Example] = []
     var validationStats: DatasetStats?
     if let path = validationData {
-      let v = try DatasetLoader.load(path: path, tokenizer: tokenizer, options: dataset)
+      let v = try load(path)
       validation = v.examples
       validationStats = v.stats
     } else if let fraction = validationFraction, fraction > 0 {
-      (train, validation) = try Dataset.split(loaded, validationFraction: fraction, seed: options.seed)
+      (train, validation) = try Dataset.split(
+        loaded, validationFraction: fraction, seed: options.seed, groupsOf: pairs ? 2 : 1)
     }
+    // What a batch counts: examples, or pairs.
+    let units = pairs ? train.count / 2 : train.count
     if let tokens = tokensPerBatch {
       // A batch of about `tokens` tokens: whole micro-batches on every rank.
-      let mean = Double(train.reduce(0) { $0 + $1.tokens.count }) / Double(max(train.count, 1))
+      let mean = Double(train.reduce(0) { $0 + $1.tokens.count }) / Double(max(units, 1))
       let unit = options.microBatch * ranks
       options.batchSize = max(1, Int((Double(tokens) / max(mean, 1) / Double(unit)).rounded())) * unit
       try options.validate(ranks: ranks)
     }
     if let epochs, requestedSteps == nil {
-      options.steps = max(1, Int((epochs * Double(train.count) / Double(options.batchSize)).rounded(.up)))
+      options.steps = max(1, Int((epochs * Double(units) / Double(options.batchSize)).rounded(.up)))
     }
     return LoadedData(dataset: loaded, train: train, validation: validation, validationStats: validationStats)
   }

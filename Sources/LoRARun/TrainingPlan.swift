@@ -109,6 +109,9 @@ public struct TrainingPlan: Sendable {
       rankLadder = ladder
       rankTolerance = s.rankTolerance ?? TrainingSettings.Defaults.rankTolerance
     }
+    if (s.objective ?? D.objective) != "dpo" && (s.beta != nil || s.labelSmoothing != nil) {
+      throw RunError("beta and label_smoothing apply to objective: dpo; the objective is sft")
+    }
     requestedSteps = s.steps
     epochs = s.epochs
     let batch = s.batchSize ?? D.batchSize
@@ -122,7 +125,9 @@ public struct TrainingPlan: Sendable {
         weightDecay: s.weightDecay ?? D.weightDecay),
       maxGradientNorm: s.maxGradNorm ?? D.maxGradNorm, seed: s.seed ?? D.seed,
       evaluateEvery: s.evalEvery ?? D.evalEvery, checkpointActivations: checkpointActivations,
-      loraPlusRatio: s.loraplusLRRatio ?? D.loraplusLRRatio)
+      loraPlusRatio: s.loraplusLRRatio ?? D.loraplusLRRatio,
+      dpo: (s.objective ?? D.objective) == "dpo"
+        ? DPOLoss(beta: s.beta ?? D.beta, labelSmoothing: s.labelSmoothing ?? D.labelSmoothing) : nil)
     try options.validate()
     checkpointEvery = s.checkpointEvery ?? D.checkpointEvery
     keep = s.keep ?? D.keep

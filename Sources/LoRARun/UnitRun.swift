@@ -162,7 +162,8 @@ public struct UnitRun {
           outputs[k].step(m)
           if leader { run.emit(.step(run.ref(k), m)) }
         case .validation(let step, let loss, let tokens):
-          outputs[k].validation(step: step, loss: loss, tokens: tokens)
+          outputs[k].validation(
+            step: step, loss: loss, tokens: tokens, preference: p.group.trainers[k].lastPreferenceValidation)
           if leader { run.emit(.validation(run.ref(k), step: step, loss: loss, tokens: tokens)) }
         case .checkpoint(let saved):
           lastCheckpoint = saved
@@ -207,7 +208,8 @@ public struct UnitRun {
   func validateBase(_ group: FusedTrainer, outputs: [AdapterOutput]) throws {
     for k in plans.indices where group.trainers[k].hasValidation && group.trainers[k].step == 0 {
       let (loss, tokens) = try group.trainers[k].validationLoss()
-      outputs[k].validation(step: 0, loss: loss, tokens: tokens)
+      outputs[k].validation(
+        step: 0, loss: loss, tokens: tokens, preference: group.trainers[k].lastPreferenceValidation)
       if leader { emit(.validation(ref(k), step: 0, loss: loss, tokens: tokens)) }
     }
   }

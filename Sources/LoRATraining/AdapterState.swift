@@ -34,6 +34,8 @@ public final class AdapterState {
   /// A tree node's ancestors, flattened into one adapter: applied frozen and unmerged under
   /// `adapter` in training and validation (set before the first update).
   public var frozen: LoRAAdapter?
+  /// DPO's metrics on the validation pairs at the latest `validationLoss()` (nil for SFT).
+  public internal(set) var lastPreferenceValidation: DPOMetrics?
   /// Scores the validation set with inference buffers of its own.
   lazy var evaluator = Evaluator(
     model: model, adapter: adapter, microBatch: options.microBatch, padID: padID, frozen: frozen)
@@ -179,7 +181,11 @@ public final class AdapterState {
   /// DPO: the mean DPO loss and the pair count); each rank scores every size-th example (pair)
   /// and the sums are combined.
   public func validationLoss() throws -> (loss: Double, tokens: Int) {
-    if let dpo = options.dpo { return try preferenceValidation(dpo).loss }
+    if let dpo = options.dpo {
+      let (loss, metrics) = try preferenceValidation(dpo)
+      lastPreferenceValidation = metrics
+      return loss
+    }
     let ranks = communicator.size
     let mine =
       ranks == 1

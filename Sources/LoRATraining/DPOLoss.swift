@@ -118,6 +118,15 @@ public struct DPOMetrics: Codable, Sendable, Equatable {
 
   public init() {}
 
+  /// The metrics under their names in metrics.jsonl.
+  public var fields: [String: Double] {
+    [
+      "reward_chosen": chosenReward, "reward_rejected": rejectedReward, "reward_margin": margin,
+      "reward_accuracy": accuracy, "logp_chosen": chosenLogProbability,
+      "logp_rejected": rejectedLogProbability,
+    ]
+  }
+
   enum CodingKeys: String, CodingKey {
     case chosenReward = "reward_chosen"
     case rejectedReward = "reward_rejected"

@@ -10,13 +10,16 @@ extension Dataset {
   ///
   /// - Throws: `DataError.invalidOption` when `validationFraction` is not in [0, 1) or the
   ///   split would leave no training example.
-  public static func split(_ dataset: Dataset, validationFraction: Double, seed: UInt64) throws(DataError)
+  /// - groupsOf: examples that stay together, in order (2 for DPO's pairs): the fraction and
+  ///   the shuffle count groups.
+  public static func split(_ dataset: Dataset, validationFraction: Double, seed: UInt64, groupsOf: Int = 1)
+    throws(DataError)
     -> (train: [Example], validation: [Example])
   {
     guard validationFraction >= 0 && validationFraction < 1 else {
       throw .invalidOption("validation fraction must be in [0, 1), got \(validationFraction)")
     }
-    let count = dataset.examples.count
+    let count = dataset.examples.count / groupsOf
     guard validationFraction > 0 else { return (dataset.examples, []) }
     let validationCount = max(1, Int((validationFraction * Double(count) - 1e-9).rounded(.up)))
     guard validationCount < count else {
@@ -31,7 +34,7 @@ extension Dataset {
     train.reserveCapacity(count - validationCount)
     validation.reserveCapacity(validationCount)
     for (index, example) in dataset.examples.enumerated() {
-      if isValidation[index] {
+      if isValidation[index / groupsOf] {
         validation.append(example)
       } else {
         train.append(example)

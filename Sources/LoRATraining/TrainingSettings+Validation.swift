@@ -111,6 +111,13 @@ extension TrainingSettings {
     if let v = weightDecay {
       try Self.check(.weightDecay, v >= 0 && v.isFinite, "must be 0 or more, got \(v)")
     }
+    if let v = objective {
+      try Self.check(.objective, v == "sft" || v == "dpo", "'\(v)' is not one of sft, dpo")
+    }
+    if let v = beta { try Self.check(.beta, v > 0 && v.isFinite, "must be positive, got \(v)") }
+    if let v = labelSmoothing {
+      try Self.check(.labelSmoothing, v >= 0 && v < 0.5, "must be in [0, 0.5), got \(v)")
+    }
     if let v = loraplusLRRatio {
       try Self.check(
         .loraplusLRRatio, v > 0 && v.isFinite, "must be a positive number (PEFT suggests 16), got \(v)")

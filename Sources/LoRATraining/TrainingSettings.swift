@@ -44,6 +44,11 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
   public var weightDecay: Double?
   /// LoRA+: B's learning rate is this many times A's (PEFT's `loraplus_lr_ratio`).
   public var loraplusLRRatio: Double?
+  /// What is trained: "sft" (next-token loss) or "dpo" (preference pairs).
+  public var objective: String?
+  /// DPO's β and label smoothing.
+  public var beta: Double?
+  public var labelSmoothing: Double?
   public var beta1: Double?
   public var beta2: Double?
   public var eps: Double?
@@ -85,6 +90,8 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
     case microBatch = "micro_batch"
     case weightDecay = "weight_decay"
     case loraplusLRRatio = "loraplus_lr_ratio"
+    case objective, beta
+    case labelSmoothing = "label_smoothing"
     case beta1, beta2, eps
     case maxGradNorm = "max_grad_norm"
     case seed
@@ -127,6 +134,10 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
     public static let weightDecay = 0.01
     /// 1: plain LoRA, A and B at one learning rate.
     public static let loraplusLRRatio = 1.0
+    public static let objective = "sft"
+    /// TRL's defaults.
+    public static let beta = 0.1
+    public static let labelSmoothing = 0.0
     public static let beta1 = 0.9
     public static let beta2 = 0.999
     public static let eps = 1e-8

@@ -48,11 +48,13 @@ struct Progress {
   static func object(_ event: TrainingEvent) -> [String: Any] {
     switch event {
     case .step(let m):
-      return [
+      var object: [String: Any] = [
         "event": "step", "step": m.step, "steps": m.totalSteps, "loss": m.loss, "lr": m.learningRate,
         "grad_norm": m.gradientNorm, "tokens_per_second": m.tokensPerSecond, "eta_seconds": m.etaSeconds,
         "epoch": m.epoch,
       ]
+      if let p = m.preference { object.merge(p.fields) { $1 } }
+      return object
     case .validation(let step, let loss, let tokens):
       return ["event": "validation", "step": step, "loss": loss, "perplexity": exp(loss), "tokens": tokens]
     case .checkpoint(let saved):

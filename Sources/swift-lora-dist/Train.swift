@@ -31,6 +31,9 @@ struct Train: ParsableCommand {
         swift-lora-dist train --model model.gguf --data train.jsonl --prefix-tokens 16 --output out/lora-prefix
         swift-lora-dist train --model model.gguf --data train.jsonl --targets none --prompt-tokens 20 \
           --lr 3e-2 --output out/prompt
+        swift-lora-dist train --model model.gguf --data pairs.jsonl --objective dpo --beta 0.1 \
+          --validation-fraction 0.1 --lr 5e-5 --output out/dpo
+        swift-lora-dist train --model model.gguf --data train.jsonl --loraplus-lr-ratio 16 --output out/plus
       """)
 
   @Option(help: "A YAML file of options (keys: the flags in snake_case).") var config: String?
@@ -119,6 +122,16 @@ struct Train: ParsableCommand {
     help: "LoRA+: B's learning rate is this many times A's (PEFT's loraplus_lr_ratio; default 1, plain LoRA)."
   )
   var loraplusLRRatio: Double?
+  @Option(
+    help:
+      "What to train: sft (next-token loss) or dpo (preference pairs {prompt, chosen, rejected}; default sft)."
+  )
+  var objective: String?
+  @Option(help: "DPO's beta: how far the adapter may move from the base (default 0.1).") var beta: Double?
+  @Option(
+    name: .customLong("label-smoothing"),
+    help: "DPO's label smoothing: the assumed rate of flipped preferences, in [0, 0.5) (default 0).")
+  var labelSmoothing: Double?
   @Option(name: .customLong("max-grad-norm"), help: "Clip the gradient norm to this (default 1; 0 disables).")
   var maxGradNorm: Double?
   @Option(help: "Seed of initialisation, shuffling and dropout (default 0).") var seed: UInt64?
@@ -207,6 +220,9 @@ struct Train: ParsableCommand {
     c.microBatch = microBatch
     c.weightDecay = weightDecay
     c.loraplusLRRatio = loraplusLRRatio
+    c.objective = objective
+    c.beta = beta
+    c.labelSmoothing = labelSmoothing
     c.maxGradNorm = maxGradNorm
     c.seed = seed
     c.evalEvery = evalEvery
