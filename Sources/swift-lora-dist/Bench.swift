@@ -38,6 +38,11 @@ struct Bench: ParsableCommand {
   @Option(help: "LoRA alpha.") var alpha: Double = 16
   @OptionGroup var threading: ThreadOptions
   @Option(help: "Timed steps.") var steps = 5
+  @Option(
+    help:
+      "sft, or dpo: the batch's sequences as chosen/rejected pairs (half of each untrained prompt), with DPO's reference pass."
+  )
+  var objective = "sft"
   @Option(help: "Untimed warm-up steps.") var warmup = 1
   @Flag(
     name: .customLong("checkpoint-activations"),
@@ -98,6 +103,11 @@ struct Bench: ParsableCommand {
     guard batch % comm.size == 0 else {
       throw ValidationError("--batch \(batch) must be divisible by the \(comm.size) ranks")
     }
+    guard objective == "sft" || (objective == "dpo" && batch % (2 * comm.size) == 0) else {
+      throw ValidationError(
+        "--objective is sft or dpo (with --batch a multiple of 2 × ranks), got \(objective)")
+    }
+    let dpo = objective == "dpo"
     let llama = try LoadedModel.weights(
       ModelFiles.open(base.model), communicator: comm, precision: precision.value
     ).model
@@ -109,13 +119,18 @@ struct Bench: ParsableCommand {
     let examples = (0..<batch).map { _ in
       Example(
         tokens: (0..<seq).map { _ in Int32(random.next() % UInt64(c.vocabularySize)) },
-        trained: [false] + Array(repeating: true, count: seq - 1))
+        trained: dpo
+          ? Array(repeating: false, count: seq / 2) + Array(repeating: true, count: seq - seq / 2)
+          : [false] + Array(repeating: true, count: seq - 1))
     }
+    // DPO counts pairs: the same sequences, half as many units.
+    let units = dpo ? batch / 2 : batch
     let trainer = try Trainer(
       model: llama, adapter: adapter, train: examples, validation: [],
       options: TrainingOptions(
-        steps: warmup + steps, batchSize: batch, microBatch: batch / comm.size, learningRate: 1e-4,
-        schedule: .constant, shuffle: false, checkpointActivations: checkpointActivations),
+        steps: warmup + steps, batchSize: units, microBatch: units / comm.size, learningRate: 1e-4,
+        schedule: .constant, shuffle: false, checkpointActivations: checkpointActivations,
+        dpo: dpo ? DPOLoss() : nil),
       padID: 0, communicator: comm)
     trainer.separateWaiting = true
     for _ in 0..<warmup { _ = try trainer.update() }
@@ -144,7 +159,8 @@ struct Bench: ParsableCommand {
     let peak = peaks[0]
     let bf16Peak = bf16 ? peaks[1] : nil
     return BenchResult(
-      model: base.model, batch: batch, seq: seq, targets: targets, rank: rank, threads: BLAS.threads,
+      model: base.model, objective: objective, batch: batch, seq: seq, targets: targets, rank: rank,
+      threads: BLAS.threads,
       ranks: comm.size, threadRanks: threadRanks, blasCore: BLAS.coreName,
       trainableParameters: adapter.parameterCount, secondsPerStep: perStep,
       tokensPerSecond: Double(tokensPerStep) / perStep,
@@ -164,6 +180,8 @@ struct Bench: ParsableCommand {
 
 struct BenchResult: Codable, Sendable {
   var model: String
+  /// "sft" or "dpo" (DPO: the model FLOPs below leave out its reference pass).
+  var objective: String
   var batch: Int
   var seq: Int
   var targets: String
@@ -218,7 +236,7 @@ struct BenchResult: Codable, Sendable {
         "\n  = \(format(100 * (fractionOfBF16Peak ?? 0), 1))% of the bf16 peak measured now (\(bf16Route ?? "") products: \(format(bf16Peak, 1)) GFLOP/s)"
       } ?? ""
     return """
-      bench: \(batch) × \(seq) tokens over \(ranks) rank(s), LoRA r=\(rank) on \(targets) (\(grouped(trainableParameters)) trainable), \(threads) BLAS thread(s) per rank (\(blasCore)); base in \(basePrecision) (\(format(baseMB, 0)) MB)
+      bench (\(objective)): \(batch) × \(seq) tokens over \(ranks) rank(s), LoRA r=\(rank) on \(targets) (\(grouped(trainableParameters)) trainable), \(threads) BLAS thread(s) per rank (\(blasCore)); base in \(basePrecision) (\(format(baseMB, 0)) MB)
       step: \(format(secondsPerStep, 3)) s, \(format(tokensPerSecond, 1)) tokens/s
       model FLOPs: \(format(gflopPerToken, 3)) GFLOP/token → \(format(achievedGFLOPs, 1)) GFLOP/s = \(format(100 * fractionOfPeak, 1))% of the sgemm peak measured now (\(format(sgemmPeakGFLOPs, 1)) GFLOP/s)\(bf16Line)
       memory: peak resident \(format(peakResidentMB, 0)) MB (activation and gradient buffers \(format(bufferMB, 0)) MB); gradients all-reduced per step: \(formatBytes(gradientBytes))
