@@ -82,30 +82,45 @@ extension LlamaModel {
 
   /// The same for a fused batch: each slot's loss (on its sequences' rows) and the gradients
   /// of `gradientScales[k]` × slot k's summed loss, added into slot k's adapter. With one
-  /// scale and no slots (or one), it is the single-adapter backward.
+  /// scale and no slots (or one), it is the single-adapter backward. A slot in
+  /// `sequenceWeights` (by slot index) instead gets the gradients of Σ_b w_b × (its sequence
+  /// b's summed loss), w = sequenceWeights[k](its sequences' summed losses), e.g. DPO's: its
+  /// rows go through the head at weight 1 and are scaled once every sequence's loss is known.
   /// - targets: B·T next-token ids, −1 where untrained; gradientScales: one per slot.
   public func backward(
-    targets: [Int32], activations a: LlamaActivations, gradients g: LlamaGradients, gradientScales: [Float]
+    targets: [Int32], activations a: LlamaActivations, gradients g: LlamaGradients, gradientScales: [Float],
+    sequenceWeights: [Int: ([Double]) -> [Float]] = [:]
   ) -> [(lossSum: Double, count: Int)] {
     precondition(a.keepForBackward, "backward needs activations made with keepForBackward")
     precondition(gradientScales.count == max(a.slots.count, 1), "one gradient scale per slot")
     let targets = rowTargets(targets, a)
     var results: [(lossSum: Double, count: Int)] = []
-    if a.slots.count <= 1 {
-      results.append(
-        OutputLoss.forwardBackward(
-          dHidden: g.normedGradient, hidden: a.finalNormed, head: weights.output, targets: targets,
-          gradientScale: gradientScales[0], scratch: g.lossScratch, chunkRows: g.chunkRows))
-    } else {
-      // Rows outside every slot get no gradient.
-      g.normedGradient.zero()
-      for (k, slot) in a.slots.enumerated() {
-        let rows = slot.sequences.lowerBound * a.length..<slot.sequences.upperBound * a.length
+    if a.slots.count > 1 { g.normedGradient.zero() }  // rows outside every slot get no gradient
+    for k in 0..<max(a.slots.count, 1) {
+      let sequences = a.slots.count > 1 ? a.slots[k].sequences : 0..<a.batch
+      let rows = sequences.lowerBound * a.length..<sequences.upperBound * a.length
+      let dHidden = a.slots.count > 1 ? slotRows(g.normedGradient, k, a) : g.normedGradient
+      let hidden = a.slots.count > 1 ? slotRows(a.finalNormed, k, a) : a.finalNormed
+      let slotTargets = a.slots.count > 1 ? Array(targets[rows]) : targets
+      guard let weigh = sequenceWeights[k] else {
         results.append(
           OutputLoss.forwardBackward(
-            dHidden: slotRows(g.normedGradient, k, a), hidden: slotRows(a.finalNormed, k, a),
-            head: weights.output, targets: Array(targets[rows]), gradientScale: gradientScales[k],
-            scratch: g.lossScratch, chunkRows: g.chunkRows))
+            dHidden: dHidden, hidden: hidden, head: weights.output, targets: slotTargets,
+            gradientScale: gradientScales[k], scratch: g.lossScratch, chunkRows: g.chunkRows))
+        continue
+      }
+      var sums = [Double](repeating: 0, count: sequences.count)
+      let length = a.length
+      results.append(
+        OutputLoss.forwardBackward(
+          dHidden: dHidden, hidden: hidden, head: weights.output, targets: slotTargets, gradientScale: 1,
+          scratch: g.lossScratch, chunkRows: g.chunkRows
+        ) { row, loss in sums[row / length] += loss })
+      let scales = weigh(sums)
+      precondition(scales.count == sequences.count, "one weight per sequence")
+      let width = config.hiddenSize
+      for (b, scale) in scales.enumerated() {
+        dHidden.view(offset: b * length * width, shape: [length, width]).scale(by: scale)
       }
     }
     backwardThroughLayers(a, g)

@@ -38,21 +38,18 @@ extension LlamaModel {
     targets: [Int32], activations a: LlamaActivations, gradients g: LlamaGradients,
     sequenceWeights weights: ([Double]) -> [Float]
   ) -> [Double] {
-    precondition(a.keepForBackward, "backward needs activations made with keepForBackward")
-    precondition(a.slots.count <= 1, "sequence-weighted backward runs one adapter")
-    var sums = [Double](repeating: 0, count: a.batch)
-    let length = a.length
-    _ = OutputLoss.forwardBackward(
-      dHidden: g.normedGradient, hidden: a.finalNormed, head: self.weights.output,
-      targets: rowTargets(targets, a), gradientScale: 1, scratch: g.lossScratch, chunkRows: g.chunkRows
-    ) { row, loss in sums[row / length] += loss }
-    let scales = weights(sums)
-    precondition(scales.count == a.batch, "one weight per sequence")
-    let width = config.hiddenSize
-    for (b, scale) in scales.enumerated() {
-      g.normedGradient.view(offset: b * length * width, shape: [length, width]).scale(by: scale)
+    precondition(a.slots.count <= 1, "sequence-weighted backward of one adapter")
+    var sums: [Double] = []
+    withoutActuallyEscaping(weights) { weights in
+      _ = backward(
+        targets: targets, activations: a, gradients: g, gradientScales: [1],
+        sequenceWeights: [
+          0: { losses in
+            sums = losses
+            return weights(losses)
+          }
+        ])
     }
-    backwardThroughLayers(a, g)
     return sums
   }
 }

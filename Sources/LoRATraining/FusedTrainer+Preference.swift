@@ -1,38 +1,48 @@
 import LoRAKernels
 import LoRAModel
 
+/// What the DPO slots of one fused pass report from inside the backward: each slot's part of
+/// its loss and metrics (by slot index).
+final class PreferenceParts {
+  var values: [Int: DPOLoss.Evaluation] = [:]
+}
+
 extension FusedTrainer {
-  /// One micro-batch of a DPO member (its pairs as chosen, rejected, chosen, …): the
-  /// reference log-probabilities from the base alone (no adapter, no backward), then the
-  /// policy's forward and the sequence-weighted backward of the DPO loss, its gradients added
-  /// into the member's buffers. Returns the loss and metrics as parts of the mean over
-  /// `meanOver` pairs (the global batch).
-  func preferenceRound(
-    member: Int, batch: Batch, activations: LlamaActivations, gradients: LlamaGradients, loss: DPOLoss,
-    meanOver: Int
-  ) throws -> DPOLoss.Evaluation {
-    guard trainers[member].frozen == nil else {
-      throw DataError.invalidOption("DPO on a node of an adapter tree is not supported yet")
-    }
-    let reference = referenceActivations(sequences: batch.batch, length: activations.tokenLength)
-    model.forward(tokens: batch.tokens, activations: reference)
-    let referenceLosses = model.sequenceLosses(
-      targets: batch.targets, activations: reference, scratch: gradients.lossScratch,
-      chunkRows: gradients.chunkRows)
-    model.forward(tokens: batch.tokens, activations: activations)
-    var evaluation: DPOLoss.Evaluation?
-    _ = model.backward(targets: batch.targets, activations: activations, gradients: gradients) { sums in
-      let pairs = stride(from: 0, to: sums.count, by: 2).map {
-        DPOLoss.Pair(
-          policyChosen: -sums[$0], policyRejected: -sums[$0 + 1], referenceChosen: -referenceLosses[$0],
-          referenceRejected: -referenceLosses[$0 + 1])
+  /// For the DPO members among one pass's slots (`slots` in stack order, each a member and
+  /// its micro-batch of pairs as chosen, rejected, …): the reference log-probabilities from
+  /// the base alone over the member's own sequences (no adapter, no backward), and the
+  /// sequence weights the backward calls with the policy's, which evaluate the DPO loss as a
+  /// part of the mean over the member's global batch and record it in `parts`.
+  func preferenceWeights(
+    _ slots: [(member: Int, examples: [Example])], length: Int, gradients: LlamaGradients
+  ) throws -> (weights: [Int: ([Double]) -> [Float]], parts: PreferenceParts) {
+    let parts = PreferenceParts()
+    var weights: [Int: ([Double]) -> [Float]] = [:]
+    for (slot, (member, examples)) in slots.enumerated() {
+      guard let loss = trainers[member].options.dpo else { continue }
+      guard trainers[member].frozen == nil else {
+        throw DataError.invalidOption("DPO on a node of an adapter tree is not supported yet")
       }
-      let result = loss.evaluate(pairs, meanOver: meanOver)
-      evaluation = result
-      // The backward weighs each sequence's summed loss (−log p): ∂L/∂(−log p) = −∂L/∂log p.
-      return result.gradients.flatMap { [Float(-$0.chosen), Float(-$0.rejected)] }
+      let batch = Batch(examples: examples, length: length, padID: padID)
+      let reference = referenceActivations(sequences: batch.batch, length: length)
+      model.forward(tokens: batch.tokens, activations: reference)
+      let referenceLosses = model.sequenceLosses(
+        targets: batch.targets, activations: reference, scratch: gradients.lossScratch,
+        chunkRows: gradients.chunkRows)
+      let meanOver = trainers[member].options.batchSize
+      weights[slot] = { sums in
+        let pairs = stride(from: 0, to: sums.count, by: 2).map {
+          DPOLoss.Pair(
+            policyChosen: -sums[$0], policyRejected: -sums[$0 + 1], referenceChosen: -referenceLosses[$0],
+            referenceRejected: -referenceLosses[$0 + 1])
+        }
+        let result = loss.evaluate(pairs, meanOver: meanOver)
+        parts.values[slot] = result
+        // The backward weighs each sequence's summed loss (−log p): ∂L/∂(−log p) = −∂L/∂log p.
+        return result.gradients.flatMap { [Float(-$0.chosen), Float(-$0.rejected)] }
+      }
     }
-    return evaluation!
+    return (weights, parts)
   }
 
   /// Inference buffers of the base alone for `sequences` rows of `length` tokens (kept; not

@@ -23,7 +23,7 @@ import LoRAModel
 /// single and fused training run the same loop (`run`) and the same update.
 public final class FusedTrainer {
   /// One adapter of a fused group.
-  public struct Member {
+  public struct Member: Sendable {
     public var config: LoRAConfig
     /// Seed of the adapter's initialisation (the options' seed drives data order and dropout).
     public var initialisationSeed: UInt64
@@ -71,11 +71,6 @@ public final class FusedTrainer {
     communicator: any Communicator = LocalCommunicator.single()
   ) throws {
     guard !members.isEmpty else { throw DataError.invalidOption("a fused group needs at least one adapter") }
-    if members.count > 1 && members.contains(where: { $0.options.dpo != nil }) {
-      throw DataError.invalidOption(
-        "a DPO adapter trains in a group of its own for now: fusing it with other adapters is not supported yet"
-      )
-    }
     let counts = try members.map { try LoRAAdapter.parameterCount(config: $0.config, model: model.config) }
     let total = counts.reduce(0, +)
     let parameters = Tensor(zeros: [total])
@@ -218,21 +213,21 @@ public final class FusedTrainer {
         present.map { (active[$0], chunks[$0][round].count) }, length: length)
       let batch = Batch(examples: stacked, length: length, padID: padID)
       activations.dropoutSeeds = present.map { trainers[active[$0]].dropoutSeed(micro: round) }
-      if present.count == 1, let dpo = trainers[active[present[0]]].options.dpo {
-        let k = present[0]
-        let pairs = trainers[active[k]].options.batchSize
-        let part = try preferenceRound(
-          member: active[k], batch: batch, activations: activations, gradients: grads, loss: dpo,
-          meanOver: pairs)
-        lossSums[k] += part.loss * Double(pairs)
-        preference[k] = zip(preference[k], part.metrics.values).map(+)
-        continue
-      }
+      // DPO members: their reference passes first, then their sequence weights in the backward.
+      let dpo = try preferenceWeights(
+        present.map { (member: active[$0], examples: chunks[$0][round]) }, length: length, gradients: grads)
       model.forward(tokens: batch.tokens, activations: activations)
       let results = model.backward(
         targets: batch.targets, activations: activations, gradients: grads,
-        gradientScales: present.map { scales[$0] })
-      for (i, k) in present.enumerated() { lossSums[k] += results[i].lossSum }
+        gradientScales: present.map { scales[$0] }, sequenceWeights: dpo.weights)
+      for (i, k) in present.enumerated() {
+        if let part = dpo.parts.values[i] {
+          lossSums[k] += part.loss * Double(trainers[active[k]].options.batchSize)
+          preference[k] = zip(preference[k], part.metrics.values).map(+)
+        } else {
+          lossSums[k] += results[i].lossSum
+        }
+      }
     }
     // One all-reduce of every member's gradients, then one of the losses, DPO's metrics and
     // the stop flags.

@@ -96,15 +96,50 @@ import Testing
     #expect(two[0].1 == oneRun.steps.map { $0.preference!.accuracy })
   }
 
-  @Test func dpoIsNotFusedWithOtherAdapters() throws {
+  /// A DPO adapter fused with SFT adapters (one stacked pass of the base; the DPO slot's
+  /// reference pass apart) ends as each trained alone, on one rank and on two.
+  @Test(arguments: [1, 2]) func dpoFusedWithSFTEqualsEachAlone(ranks: Int) throws {
     let (model, _) = try LlamaModel.load(path: TrainerTests.tinyModel)
-    let options = TrainingOptions(steps: 1, batchSize: 2, microBatch: 1, dpo: DPOLoss())
-    let member = FusedTrainer.Member(
-      config: LoRAConfig(r: 2, loraAlpha: 4), initialisationSeed: 1, train: Self.pairs(4, seed: 1),
-      validation: [],
-      options: options)
-    #expect { try FusedTrainer(model: model, members: [member, member], padID: 0) } throws: {
-      "\($0)".contains("DPO adapter trains in a group of its own")
+    let sft = TrainerTests()
+    let members: [FusedTrainer.Member] = [
+      .init(
+        config: LoRAConfig(r: 4, loraAlpha: 8, targetModules: ["q_proj", "v_proj"]), initialisationSeed: 1,
+        train: sft.counting(24, seed: 1), validation: [],
+        options: TrainingOptions(steps: 5, batchSize: 4, microBatch: 2, learningRate: 1e-2, seed: 1)),
+      .init(
+        config: LoRAConfig(r: 4, loraAlpha: 8, targetModules: ["q_proj", "v_proj", "down_proj"]),
+        initialisationSeed: 5, train: Self.pairs(24, seed: 1), validation: [],
+        options: TrainingOptions(
+          steps: 6, batchSize: 4, microBatch: 2, learningRate: 2e-2, schedule: .constant, seed: 3,
+          dpo: DPOLoss(beta: 0.5, labelSmoothing: 0.05))),
+      .init(
+        config: LoRAConfig(r: 2, loraAlpha: 4, targetModules: ["down_proj"]), initialisationSeed: 2,
+        train: sft.counting(16, seed: 2), validation: [],
+        options: TrainingOptions(steps: 4, batchSize: 2, microBatch: 1, learningRate: 5e-3, seed: 2)),
+    ]
+    let shared = UncheckedModel(model: model)
+    let fused = try LocalCommunicator.run(ranks: ranks) { comm in
+      let group = try FusedTrainer(model: shared.model, members: members, padID: 0, communicator: comm)
+      var losses = [[Double]](repeating: [], count: members.count)
+      while !group.finished {
+        for (k, metrics) in try group.update() { losses[k].append(metrics.loss) }
+      }
+      return (losses, group.trainers.map { $0.adapter.parameters.values })
+    }[0]
+    for (k, member) in members.enumerated() {
+      let adapter = try LoRAAdapter(
+        config: member.config, model: model.config, seed: member.initialisationSeed)
+      let alone = try Trainer(
+        model: model, adapter: adapter, train: member.train, validation: [], options: member.options, padID: 0
+      )
+      var losses: [Double] = []
+      try alone.run { if case .step(let m) = $0 { losses.append(m.loss) } }
+      #expect(fused.0[k].count == member.options.steps)
+      for (a, b) in zip(fused.0[k], losses) {
+        #expect(abs(a - b) <= 1e-5 * abs(b), "adapter \(k): \(a) vs \(b)")
+      }
+      let difference = DataParallelTests.relative(fused.1[k], adapter.parameters.values)
+      #expect(difference <= 3e-5, "adapter \(k): relative difference \(difference)")
     }
   }
 }
