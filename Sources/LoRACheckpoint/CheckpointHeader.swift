@@ -156,6 +156,11 @@ public struct CheckpointHeader: Codable, Equatable, Sendable {
     public var maxGradNorm: Double
     /// LoRA+'s ratio of B's learning rate to A's; absent for plain LoRA (1).
     public var loraplusLRRatio: Double?
+    /// The objective when it is not the next-token loss ("dpo"), with DPO's β and label
+    /// smoothing; all absent for SFT.
+    public var objective: String?
+    public var beta: Double?
+    public var labelSmoothing: Double?
 
     public init(
       name: String, step: Int, beta1: Double, beta2: Double, eps: Double, weightDecay: Double,
@@ -176,6 +181,8 @@ public struct CheckpointHeader: Codable, Equatable, Sendable {
       case weightDecay = "weight_decay"
       case maxGradNorm = "max_grad_norm"
       case loraplusLRRatio = "loraplus_lr_ratio"
+      case objective, beta
+      case labelSmoothing = "label_smoothing"
     }
   }
 

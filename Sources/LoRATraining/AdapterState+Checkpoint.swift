@@ -30,7 +30,9 @@ extension AdapterState {
           name: "adamw", step: optimizer.step, beta1: options.adamW.beta1, beta2: options.adamW.beta2,
           eps: options.adamW.eps, weightDecay: options.adamW.weightDecay,
           maxGradNorm: options.maxGradientNorm,
-          loraplusLRRatio: options.loraPlusRatio == 1 ? nil : options.loraPlusRatio)
+          loraplusLRRatio: options.loraPlusRatio == 1 ? nil : options.loraPlusRatio
+        )
+        .with(dpo: options.dpo)
         : nil,
       rng: .init(seed: options.seed), deltaBase: nil)
   }
@@ -86,6 +88,11 @@ extension AdapterState {
     check("weight decay", optimizerState.weightDecay, options.adamW.weightDecay)
     check("max gradient norm", optimizerState.maxGradNorm, options.maxGradientNorm)
     check("LoRA+ learning rate ratio", optimizerState.loraplusLRRatio ?? 1, options.loraPlusRatio)
+    check("objective", optimizerState.objective ?? "sft", options.dpo == nil ? "sft" : "dpo")
+    if let dpo = options.dpo, optimizerState.objective == "dpo" {
+      check("DPO beta", optimizerState.beta ?? .nan, dpo.beta)
+      check("DPO label smoothing", optimizerState.labelSmoothing ?? .nan, dpo.labelSmoothing)
+    }
     guard differences.isEmpty else {
       throw CheckpointError.mismatch(
         file: reader.path,
@@ -139,5 +146,16 @@ extension AdapterState {
     tokensSeen = counters.tokensSeen
     trainedTokensSeen = counters.trainedTokensSeen
     lastLoss = counters.lastLoss
+  }
+}
+
+extension CheckpointHeader.Optimizer {
+  /// This state with DPO's objective and settings recorded (nothing for the next-token loss).
+  func with(dpo: DPOLoss?) -> Self {
+    var state = self
+    if let dpo {
+      (state.objective, state.beta, state.labelSmoothing) = ("dpo", dpo.beta, dpo.labelSmoothing)
+    }
+    return state
   }
 }

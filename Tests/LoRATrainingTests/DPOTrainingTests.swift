@@ -1,4 +1,5 @@
 import Foundation
+import LoRACheckpoint
 import LoRAComm
 import LoRAKernels
 import Testing
@@ -29,7 +30,7 @@ import Testing
 
   static func trainer(
     _ model: LlamaModel, communicator: any Communicator = LocalCommunicator.single(), microBatch: Int = 2,
-    steps: Int = 12
+    steps: Int = 12, beta: Double = 0.5
   ) throws -> Trainer {
     let adapter = try LoRAAdapter(
       config: LoRAConfig(r: 4, loraAlpha: 8, targetModules: ["q_proj", "v_proj", "down_proj"]),
@@ -38,7 +39,7 @@ import Testing
       model: model, adapter: adapter, train: pairs(24, seed: 1), validation: pairs(8, seed: 2),
       options: TrainingOptions(
         steps: steps, batchSize: 4, microBatch: microBatch, learningRate: 2e-2, schedule: .constant, seed: 3,
-        evaluateEvery: steps, dpo: DPOLoss(beta: 0.5, labelSmoothing: 0.05)),
+        evaluateEvery: steps, dpo: DPOLoss(beta: beta, labelSmoothing: 0.05)),
       padID: 0, communicator: communicator)
   }
 
@@ -141,5 +142,33 @@ import Testing
       let difference = DataParallelTests.relative(fused.1[k], adapter.parameters.values)
       #expect(difference <= 3e-5, "adapter \(k): relative difference \(difference)")
     }
+  }
+
+  /// A DPO checkpoint resumes exactly, and not as SFT or with another β.
+  @Test func dpoCheckpointsResumeExactlyAndRecordTheObjective() throws {
+    let (model, _) = try LlamaModel.load(path: TrainerTests.tinyModel)
+    let resume = ResumeTests()
+    let dir = try resume.folder()
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let whole = try Self.trainer(model, steps: 4)
+    _ = try Self.run(whole)
+    let first = try Self.trainer(model, steps: 4)
+    var path = ""
+    try first.run(until: 2, checkpoints: resume.checkpointing(first, dir, every: 2, fullEvery: 1)) {
+      if case .checkpoint(let saved) = $0 { path = saved.path }
+    }
+    let reader = try CheckpointReader(path: path)
+    #expect(reader.header.optimizer?.objective == "dpo" && reader.header.optimizer?.beta == 0.5)
+    #expect {
+      try Self.trainer(model, steps: 4, beta: 0.2).resume(from: reader, fingerprint: "sha256:tiny")
+    } throws: { "\($0)".contains("DPO beta 0.5 in the checkpoint, 0.2 now") }
+    let sft = try resume.base.makeTrainer(seed: 3)
+    #expect {
+      try sft.resume(from: reader, fingerprint: "sha256:tiny")
+    } throws: { "\($0)".contains("objective dpo in the checkpoint, sft now") }
+    let again = try Self.trainer(model, steps: 4)
+    try again.resume(from: reader, fingerprint: "sha256:tiny")
+    _ = try Self.run(again)
+    #expect(again.adapter.parameters.values == whole.adapter.parameters.values)
   }
 }
