@@ -44,7 +44,10 @@ extension Inspect {
     if let o = h.optimizer {
       lines.append(
         "optimizer: \(o.name) step \(o.step), betas \(o.beta1)/\(o.beta2), eps \(o.eps), weight decay \(o.weightDecay), "
-          + "clip \(o.maxGradNorm)" + (o.loraplusLRRatio.map { ", LoRA+ B learning rate × \($0)" } ?? ""))
+          + "clip \(o.maxGradNorm)" + (o.loraplusLRRatio.map { ", LoRA+ B learning rate × \($0)" } ?? "")
+          + (o.objective.map {
+            ", objective \($0) (beta \(o.beta ?? 0), label smoothing \(o.labelSmoothing ?? 0))"
+          } ?? ""))
     }
     if let r = h.rng { lines.append("rng: \(r.algorithm), seed \(r.seed)") }
 
