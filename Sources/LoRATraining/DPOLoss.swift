@@ -33,6 +33,17 @@ public struct DPOLoss: Codable, Sendable, Equatable {
       self.referenceRejected = referenceRejected
     }
 
+    /// The pairs of sequences given by their summed losses (−log p of each response), chosen
+    /// and rejected interleaved: [2P] each.
+    public static func pairs(policyLosses: [Double], referenceLosses: [Double]) -> [Pair] {
+      precondition(policyLosses.count == referenceLosses.count && policyLosses.count % 2 == 0, "pairs")
+      return stride(from: 0, to: policyLosses.count, by: 2).map {
+        Pair(
+          policyChosen: -policyLosses[$0], policyRejected: -policyLosses[$0 + 1],
+          referenceChosen: -referenceLosses[$0], referenceRejected: -referenceLosses[$0 + 1])
+      }
+    }
+
     /// β·(log π − log ref) of the chosen response: its implicit reward.
     func chosenReward(_ beta: Double) -> Double { beta * (policyChosen - referenceChosen) }
     func rejectedReward(_ beta: Double) -> Double { beta * (policyRejected - referenceRejected) }
@@ -45,6 +56,10 @@ public struct DPOLoss: Codable, Sendable, Equatable {
     /// ∂loss/∂ log π(chosen) and ∂loss/∂ log π(rejected), per pair (they are opposite).
     public var gradients: [(chosen: Double, rejected: Double)]
     public var metrics: DPOMetrics
+
+    /// The weights of each sequence's summed loss (−log p) in the backward, chosen and
+    /// rejected interleaved as the pairs: ∂loss/∂(−log p) = −∂loss/∂log p.
+    public var sequenceWeights: [Float] { gradients.flatMap { [Float(-$0.chosen), Float(-$0.rejected)] } }
 
     public static func == (l: Evaluation, r: Evaluation) -> Bool {
       l.loss == r.loss && l.metrics == r.metrics && l.gradients.elementsEqual(r.gradients, by: { $0 == $1 })

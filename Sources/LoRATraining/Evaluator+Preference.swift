@@ -19,13 +19,9 @@ extension Evaluator {
       let batch = Batch(
         examples: chunk, length: Batch.bucketLength(chunk.map(\.tokens.count).max() ?? 1, longest: longest),
         padID: padID)
-      let policy = logProbabilities(batch, adapter: adapter)
-      let reference = logProbabilities(batch, adapter: nil)
-      let pairs = stride(from: 0, to: chunk.count, by: 2).map {
-        DPOLoss.Pair(
-          policyChosen: policy[$0], policyRejected: policy[$0 + 1], referenceChosen: reference[$0],
-          referenceRejected: reference[$0 + 1])
-      }
+      let pairs = DPOLoss.Pair.pairs(
+        policyLosses: sequenceLosses(batch, adapter: adapter),
+        referenceLosses: sequenceLosses(batch, adapter: nil))
       let part = loss.evaluate(pairs, meanOver: pairs.count)
       lossSum += part.loss * Double(pairs.count)
       metrics = zip(metrics, part.metrics.values).map { $0 + $1 * Double(pairs.count) }
@@ -33,8 +29,8 @@ extension Evaluator {
     return (lossSum, metrics, examples.count / 2)
   }
 
-  /// Each sequence's summed log-probability of its trained tokens, with or without the adapter.
-  private func logProbabilities(_ batch: Batch, adapter: LoRAAdapter?) -> [Double] {
+  /// Each sequence's summed loss (−log p) of its trained tokens, with or without the adapter.
+  private func sequenceLosses(_ batch: Batch, adapter: LoRAAdapter?) -> [Double] {
     let key = "\(batch.batch)@\(batch.length)" + (adapter == nil ? "-reference" : "")
     let a =
       preferenceBuffers[key]
@@ -44,8 +40,6 @@ extension Evaluator {
     preferenceBuffers[key] = a
     model.forward(tokens: batch.tokens, activations: a)
     return model.sequenceLosses(
-      targets: batch.targets, activations: a, scratch: lossScratch, chunkRows: chunkRows
-    )
-    .map { -$0 }
+      targets: batch.targets, activations: a, scratch: lossScratch, chunkRows: chunkRows)
   }
 }

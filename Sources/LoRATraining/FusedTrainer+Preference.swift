@@ -31,15 +31,10 @@ extension FusedTrainer {
         chunkRows: gradients.chunkRows)
       let meanOver = trainers[member].options.batchSize
       weights[slot] = { sums in
-        let pairs = stride(from: 0, to: sums.count, by: 2).map {
-          DPOLoss.Pair(
-            policyChosen: -sums[$0], policyRejected: -sums[$0 + 1], referenceChosen: -referenceLosses[$0],
-            referenceRejected: -referenceLosses[$0 + 1])
-        }
-        let result = loss.evaluate(pairs, meanOver: meanOver)
+        let result = loss.evaluate(
+          DPOLoss.Pair.pairs(policyLosses: sums, referenceLosses: referenceLosses), meanOver: meanOver)
         parts.values[slot] = result
-        // The backward weighs each sequence's summed loss (−log p): ∂L/∂(−log p) = −∂L/∂log p.
-        return result.gradients.flatMap { [Float(-$0.chosen), Float(-$0.rejected)] }
+        return result.sequenceWeights
       }
     }
     return (weights, parts)

@@ -55,11 +55,8 @@ struct LineReader {
       try appendEOS(&builder)
       example = builder.example
     case .promptCompletion:
-      var builder = SequenceBuilder(tokenizer: tokenizer)
-      builder.append(try string(object, "prompt"), trained: options.trainOnPrompt)
-      builder.append(try string(object, "completion"), trained: true)
-      try appendEOS(&builder)
-      example = builder.example
+      example = try promptCompletion(
+        try string(object, "prompt"), try string(object, "completion"), trainPrompt: options.trainOnPrompt)
     case .messages:
       example = try messagesExample(object["messages"]!)
     case .inputIDs:
@@ -101,7 +98,18 @@ struct LineReader {
     return text
   }
 
-  func appendEOS(_ builder: inout SequenceBuilder) throws(LineError) {
+  /// The prompt (trained when `trainPrompt`) then the completion and EOS, trained.
+  func promptCompletion(_ prompt: String, _ completion: String, trainPrompt: Bool) throws(LineError)
+    -> Example
+  {
+    var builder = SequenceBuilder(tokenizer: tokenizer)
+    builder.append(prompt, trained: trainPrompt)
+    builder.append(completion, trained: true)
+    try appendEOS(&builder)
+    return builder.example
+  }
+
+  private func appendEOS(_ builder: inout SequenceBuilder) throws(LineError) {
     guard options.addEOS else { return }
     guard let eos = tokenizer.eosID else {
       throw .option("add EOS is on but the tokenizer has no end-of-sequence token")

@@ -39,21 +39,13 @@ extension LineReader {
       rejected = try conversationalResponse(prompt, object["rejected"]!, key: "rejected")
     } else {
       let prompt = try string(object, "prompt")
-      chosen = try textResponse(prompt, try string(object, "chosen"))
-      rejected = try textResponse(prompt, try string(object, "rejected"))
+      chosen = try promptCompletion(prompt, try string(object, "chosen"), trainPrompt: false)
+      rejected = try promptCompletion(prompt, try string(object, "rejected"), trainPrompt: false)
     }
     guard chosen.tokens != rejected.tokens else {
       throw .bad("\"chosen\" and \"rejected\" are the same: a pair needs two different responses")
     }
     return PreferencePair(chosen: chosen, rejected: rejected)
-  }
-
-  private func textResponse(_ prompt: String, _ response: String) throws(LineError) -> Example {
-    var builder = SequenceBuilder(tokenizer: tokenizer)
-    builder.append(prompt, trained: false)
-    builder.append(response, trained: true)
-    try appendEOS(&builder)
-    return builder.example
   }
 
   /// The prompt's messages and the response's (assistant messages only), rendered together.

@@ -47,9 +47,9 @@ import Testing
     // The reference: the same base, no adapter, no backward.
     let plain = LlamaActivations(config: model.config, batch: batch, length: length, keepForBackward: false)
     model.forward(tokens: tokens, activations: plain)
-    let referenceLogps = model.sequenceLosses(targets: targets, activations: plain, gradients: gradients).map
+    let referenceLosses = model.sequenceLosses(targets: targets, activations: plain, gradients: gradients).map
     {
-      referenceTerm ? -$0 : 0
+      referenceTerm ? $0 : 0
     }
     let activations = LlamaActivations(
       config: model.config, batch: batch, length: length, keepForBackward: true, adapter: adapter)
@@ -58,18 +58,13 @@ import Testing
     let loss = DPOLoss(beta: reference.beta, labelSmoothing: reference.label_smoothing)
     var evaluation: DPOLoss.Evaluation?
     let sums = model.backward(targets: targets, activations: activations, gradients: gradients) { sums in
-      let pairs = stride(from: 0, to: sums.count, by: 2).map {
-        DPOLoss.Pair(
-          policyChosen: -sums[$0], policyRejected: -sums[$0 + 1], referenceChosen: referenceLogps[$0],
-          referenceRejected: referenceLogps[$0 + 1])
-      }
-      let result = loss.evaluate(pairs)
+      let result = loss.evaluate(DPOLoss.Pair.pairs(policyLosses: sums, referenceLosses: referenceLosses))
       evaluation = result
-      // The backward weighs each sequence's summed loss (−log p): ∂L/∂(−log p) = −∂L/∂log p.
-      return result.gradients.flatMap { [Float(-$0.chosen), Float(-$0.rejected)] }
+      return result.sequenceWeights
     }
     return Outcome(
-      reference: reference, adapter: adapter, policy: sums.map { -$0 }, referenceLogps: referenceLogps,
+      reference: reference, adapter: adapter, policy: sums.map { -$0 },
+      referenceLogps: referenceLosses.map { -$0 },
       evaluation: try #require(evaluation))
   }
 
