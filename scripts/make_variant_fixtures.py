@@ -21,6 +21,14 @@ Tests/LoRATrainingTests/Fixtures/peft-tiny/
                   label smoothing, cDPO; beta 0.1, label_smoothing 0.1), its metrics, and the
                   gradient of the loss for every lora_A / lora_B
 
+Tests/LoRATrainingTests/Fixtures/peft-tiny-dora/
+  adapter_config.json, adapter_model.safetensors
+                  a DoRA adapter (use_dora, r 4, alpha 8, every linear) as PEFT saves it: A and
+                  B random, the magnitudes PEFT's ||W0|| each times 1 + N(0, 0.1^2)
+  reference.json  the loss and the gradient of every lora_A, lora_B and lora_magnitude_vector
+                  on peft-tiny's batch, and the losses of 5 AdamW steps (as reference.json of
+                  peft-tiny), all in float64
+
 Everything is seeded and single-threaded, so re-running gives the same files.
 """
 
@@ -155,7 +163,103 @@ def make_dpo_fixture(out: Path) -> None:
     })
 
 
-SECTIONS = {"loraplus": make_loraplus_fixture, "dpo": make_dpo_fixture}
+def save_peft_folder(model, folder: Path) -> None:
+    """adapter_config.json + adapter_model.safetensors as save_pretrained writes them, with a
+    repository-relative base path and sorted target modules (re-runs give the same files)."""
+    import json
+    import shutil
+    import tempfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        adapter_config = json.loads((Path(tmp) / "adapter_config.json").read_text())
+        adapter_config["base_model_name_or_path"] = str(ref.MODEL_FIXTURES / "tiny-tied")
+        adapter_config["target_modules"] = sorted(adapter_config["target_modules"])
+        (Path(tmp) / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2, sort_keys=True) + "\n")
+        for name in ["adapter_config.json", "adapter_model.safetensors"]:
+            shutil.copyfile(Path(tmp) / name, folder / name)
+            ref.note(folder / name)
+
+
+def file_key(param_name: str) -> str:
+    """PEFT parameter name -> its key in adapter_model.safetensors (DoRA's magnitude is saved
+    without ".weight")."""
+    name = ref.saved_name(param_name)
+    return name.removesuffix(".weight") if ".lora_magnitude_vector." in name else name
+
+
+def make_dora_fixture(out: Path) -> None:
+    import peft
+
+    print("peft-tiny-dora")
+    folder = out / ref.TRAINING_FIXTURES / "peft-tiny-dora"
+    config = peft.LoraConfig(r=4, lora_alpha=8, use_dora=True, lora_dropout=0.0, target_modules=ref.PEFT_TARGETS,
+                             bias="none", task_type="CAUSAL_LM")
+    model = peft.get_peft_model(ref.load_tiny_tied(out), config)
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    kinds = {n.split(".")[-3] for n, _ in params}
+    assert kinds == {"lora_A", "lora_B", "lora_magnitude_vector"}, kinds
+    gen = torch.Generator().manual_seed(ref.SEED + 12)
+    with torch.no_grad():
+        for name, p in params:
+            assert p.dtype == torch.float32, name
+            if ".lora_magnitude_vector." in name:
+                # PEFT starts m at ||W0|| (B is zero then): moved off it so m/||W|| is not 1.
+                p.mul_(1 + 0.1 * torch.randn(p.shape, generator=gen, dtype=torch.float32))
+            else:
+                std = 0.2 if ".lora_A." in name else 0.1
+                p.copy_(std * torch.randn(p.shape, generator=gen, dtype=torch.float32))
+    initial = {file_key(n): p.detach().clone() for n, p in params}
+    save_peft_folder(model, folder)
+    from safetensors.torch import load_file
+    saved = load_file(str(folder / "adapter_model.safetensors"))
+    assert set(saved) == set(initial), sorted(set(saved) ^ set(initial))
+    for name, t in saved.items():
+        assert torch.equal(t, initial[name]), name
+
+    model = model.double()
+    input_ids = torch.tensor(ref.PEFT_TOKENS)
+    labels = torch.tensor(ref.peft_labels())
+
+    def loss_of(m) -> torch.Tensor:
+        return ref.causal_lm_loss(m(input_ids=input_ids).logits, labels)
+
+    with ref.llama_in_float64():
+        params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        model.zero_grad()
+        loss = loss_of(model)
+        loss.backward()
+        grads = {file_key(n): ref.floats(p.grad) for n, p in params}
+        assert all(any(g != 0.0 for g in v) for v in grads.values()), "a zero gradient"
+        # PEFT holds the norm constant in the backward (DoRA paper, 4.3): the gradients are
+        # of that function, so finite differences are not a check of them here.
+        with torch.no_grad():
+            logits = model(input_ids=input_ids).logits
+        reference = {
+            "input_ids": ref.PEFT_TOKENS, "labels": ref.peft_labels(), "loss": loss.item(), "grads": grads,
+            "last_logits": [ref.floats(logits[b, -1, :]) for b in range(logits.shape[0])],
+            "generated_with": {"torch": torch.__version__, "peft": ref.package_version("peft")},
+        }
+        optimizer = torch.optim.AdamW([p for _, p in params], lr=ref.PEFT_ADAMW["lr"],
+                                      betas=tuple(ref.PEFT_ADAMW["betas"]), eps=ref.PEFT_ADAMW["eps"],
+                                      weight_decay=ref.PEFT_ADAMW["weight_decay"])
+        losses = [loss.item()]
+        optimizer.step()
+        optimizer.zero_grad()
+        for step in range(ref.PEFT_STEPS):
+            step_loss = loss_of(model)
+            losses.append(step_loss.item())
+            if step + 1 < ref.PEFT_STEPS:
+                step_loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+        assert losses[-1] < losses[0], losses
+        print(f"  loss {loss.item():.12f}; AdamW losses " + ", ".join(f"{x:.6f}" for x in losses))
+        reference["steps"] = {"optimizer": "AdamW", **ref.PEFT_ADAMW, "losses": losses}
+    ref.write_json(folder / "reference.json", reference)
+
+SECTIONS = {"loraplus": make_loraplus_fixture, "dpo": make_dpo_fixture, "dora": make_dora_fixture}
 
 
 def main() -> None:

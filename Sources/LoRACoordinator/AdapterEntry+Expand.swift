@@ -144,10 +144,10 @@ extension AdapterSettings {
       let value = object[key]
     else { return "" }
     switch key {
-    case "lr", "alpha", "dropout", "epochs", "weight_decay", "loraplus_lr_ratio", "beta1", "beta2", "eps",
-      "max_grad_norm":
+    case "lr", "alpha", "dropout", "epochs", "weight_decay", "loraplus_lr_ratio", "beta", "label_smoothing",
+      "beta1", "beta2", "eps", "max_grad_norm":
       return (value as? NSNumber).map { "\($0.doubleValue)" } ?? "\(value)"
-    case "rslora", "train_on_prompt", "pack":
+    case "rslora", "use_dora", "train_on_prompt", "pack":
       return (value as? NSNumber).map { $0.boolValue ? "true" : "false" } ?? "\(value)"
     default:
       return "\(value)"

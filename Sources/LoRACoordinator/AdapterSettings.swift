@@ -51,9 +51,11 @@ public struct AdapterSettings: Codable, Equatable, Sendable {
 
   /// Keys a sweep may vary: single values that change how an adapter trains.
   public static let sweepableKeys: [String] = [
-    "rank", "alpha", "dropout", "rslora", "init_weights", "lr", "schedule", "warmup", "steps", "epochs",
-    "batch_size", "micro_batch", "tokens_per_batch", "weight_decay", "loraplus_lr_ratio", "beta1", "beta2",
-    "eps",
+    "rank", "alpha", "dropout", "rslora", "use_dora", "init_weights", "lr", "schedule", "warmup", "steps",
+    "epochs",
+    "batch_size", "micro_batch", "tokens_per_batch", "weight_decay", "loraplus_lr_ratio", "beta",
+    "label_smoothing",
+    "beta1", "beta2", "eps",
     "max_grad_norm", "seed", "max_seq_len", "train_on_prompt", "pack",
   ]
 

@@ -15,6 +15,14 @@ extension Tensor {
     for i in 0..<count { x[i] += y[i] }
   }
 
+  /// `self[i] -= other[i]`.
+  public func subtract(_ other: Tensor) {
+    precondition(other.count == count, "subtract of \(other.count) elements from \(count)")
+    let x = base
+    let y = other.base
+    for i in 0..<count { x[i] -= y[i] }
+  }
+
   /// `self[i] = max(self[i], other[i])`.
   public func maximum(_ other: Tensor) {
     precondition(other.count == count, "maximum of \(other.count) elements with \(count)")

@@ -25,8 +25,14 @@ public final class LlamaActivations: @unchecked Sendable {
     public let loras: [[LoRATarget: Tensor]]
     /// The first slot's (the only one without fusing).
     public var lora: [LoRATarget: Tensor] { loras.first ?? [:] }
+    /// DoRA's z = x·W0ᵀ + s·(x·Aᵀ)·Bᵀ of each adapted linear, per slot whose adapter uses
+    /// DoRA: [rows of the slot, OUT] (`DoRA`).
+    public let doras: [[LoRATarget: Tensor]]
 
-    init(_ c: LlamaConfig, rows n: Int, loras: [[LoRATarget: Tensor]], allocate: ([Int]) -> Tensor) {
+    init(
+      _ c: LlamaConfig, rows n: Int, loras: [[LoRATarget: Tensor]], doras: [[LoRATarget: Tensor]],
+      allocate: ([Int]) -> Tensor
+    ) {
       attentionRMS = allocate([n])
       q = allocate([n, c.heads * c.headSize])
       k = allocate([n, c.kvHeads * c.headSize])
@@ -37,6 +43,7 @@ public final class LlamaActivations: @unchecked Sendable {
       gate = allocate([n, c.intermediateSize])
       up = allocate([n, c.intermediateSize])
       self.loras = loras
+      self.doras = doras
     }
   }
 
@@ -105,6 +112,9 @@ public final class LlamaActivations: @unchecked Sendable {
   let activation: Tensor
   let attentionScratch: Tensor
   let dropped: Tensor
+  /// DoRA's scratch (with a DoRA slot): a copy of the residual rows a projection adds to
+  /// [N, max OUT], and the widened weight rows of `DoRA.rowNorms`.
+  let doraScratch: Tensor
   /// The frozen ancestors' x·Aᵀ (forward) and s·dy·B (backward) [N, max R of the chains].
   let chain: Tensor
   /// Final RMSNorm output [N, D] and factors [N].
@@ -167,7 +177,18 @@ public final class LlamaActivations: @unchecked Sendable {
         }
         return lora
       }
-      return Layer(c, rows: n, loras: loras, allocate: allocate)
+      let doras = slots.map { slot in
+        var dora: [LoRATarget: Tensor] = [:]
+        guard slot.adapter.config.useDora else { return dora }
+        for target in LoRATarget.allCases {
+          let covered = (perLayer ? [l] : Array(0..<c.layers)).contains {
+            slot.adapter.module(layer: $0, target: target) != nil
+          }
+          if covered { dora[target] = allocate([slot.sequences.count * length, target.shape(c).out]) }
+        }
+        return dora
+      }
+      return Layer(c, rows: n, loras: loras, doras: doras, allocate: allocate)
     }
     hiddenStates = (0..<(keepForBackward ? c.layers + 1 : 2)).map { _ in allocate([n, c.hiddenSize]) }
     normed = allocate([n, c.hiddenSize])
@@ -189,6 +210,8 @@ public final class LlamaActivations: @unchecked Sendable {
     prefixPreGradient = allocate([keepForBackward ? tableRows : 0, hiddenWidth])
     let widest = max(c.hiddenSize, c.intermediateSize, c.heads * c.headSize)
     dropped = allocate([slots.contains { $0.adapter.config.loraDropout > 0 } ? n * widest : 0])
+    let dora = slots.contains { $0.adapter.config.useDora }
+    doraScratch = allocate([dora ? max(n, DoRA.blockRows) * widest : 0])
     chain = allocate([n * (slots.compactMap { $0.frozen?.modules.map(\.rank).max() }.max() ?? 0)])
     finalNormed = allocate([n, c.hiddenSize])
     finalRMS = allocate([n])

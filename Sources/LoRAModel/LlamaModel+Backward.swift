@@ -155,6 +155,7 @@ extension LlamaModel {
 
       // MLP block: out = h + SwiGLU(gate, up)·Wdownᵀ.
       g.afterAttention.copy(from: g.stream)
+      doraBackward(dy: g.stream, layer: l, target: .down, a)
       w.down.inputGradient(into: g.gate, g.stream)  // d activation [N, F]
       if adapted(a, layer: l, target: .down) {
         SwiGLU.forward(g.activation, gate: act.gate, up: act.up)
@@ -162,6 +163,8 @@ extension LlamaModel {
       }
       SwiGLU.backward(dgate: g.gate, dup: g.up, dout: g.gate, gate: act.gate, up: act.up)
       RMSNorm.recompute(g.normed, act.afterAttention, reciprocalRMS: act.mlpRMS, weight: w.mlpNorm)
+      doraBackward(dy: g.gate, layer: l, target: .gate, a)
+      doraBackward(dy: g.up, layer: l, target: .up, a)
       w.gate.inputGradient(into: g.normedGradient, g.gate)
       w.up.inputGradient(into: g.normedGradient, g.up, beta: 1)
       adapterBackward(dx: g.normedGradient, dy: g.gate, x: g.normed, layer: l, target: .gate, a, g)
@@ -171,6 +174,7 @@ extension LlamaModel {
 
       // Attention block: h = x + attention(RMSNorm(x))·Woᵀ.
       g.stream.copy(from: g.afterAttention)
+      doraBackward(dy: g.afterAttention, layer: l, target: .o, a)
       w.o.inputGradient(into: g.attentionOut, g.afterAttention)
       adapterBackward(
         dx: g.attentionOut, dy: g.afterAttention, x: act.attentionOut, layer: l, target: .o, a, g)
@@ -196,6 +200,9 @@ extension LlamaModel {
       }
       rope.backward(g.dq, heads: c.heads, positions: positions)
       rope.backward(g.dk, heads: c.kvHeads, positions: positions)
+      doraBackward(dy: g.dq, layer: l, target: .q, a)
+      doraBackward(dy: g.dk, layer: l, target: .k, a)
+      doraBackward(dy: g.dv, layer: l, target: .v, a)
       RMSNorm.recompute(g.normed, x, reciprocalRMS: act.attentionRMS, weight: w.attentionNorm)
       let inputGradient = l > lowest || a.virtualRows > 0 ? g.normedGradient : nil
       if let inputGradient {

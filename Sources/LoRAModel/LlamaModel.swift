@@ -40,6 +40,8 @@ public final class LlamaModel: @unchecked Sendable {
     precondition(
       tokens.count == batch * a.tokenLength,
       "forward got \(tokens.count) tokens for \(batch)×\(a.tokenLength)")
+    // DoRA's norms follow A and B: recomputed by every pass but a generation's next tokens.
+    if (cache?.length ?? 0) == 0 { doraUpdateNorms(a) }
     if let cache, a.virtual != nil {
       // Virtual tokens open the sequence: prompt rows go through this pass, prefix keys into the cache.
       precondition(cache.length == 0, "a pass with virtual tokens starts an empty cache")
@@ -93,16 +95,20 @@ public final class LlamaModel: @unchecked Sendable {
         let offset = (b * cache.capacity + start) * rowWidth
         let kRows = keys.view(offset: offset, shape: [length, rowWidth])
         let vRows = values.view(offset: offset, shape: [length, rowWidth])
-        w.k.forward(into: kRows, rows)
-        if let bias = w.kBias { Linear.addBias(kRows, bias) }
-        w.v.forward(into: vRows, rows)
-        if let bias = w.vBias { Linear.addBias(vRows, bias) }
-        for (k, slot) in a.slots.enumerated() where slot.sequences.contains(b) {
-          for (target, destination) in [(LoRATarget.k, kRows), (.v, vRows)] {
+        for (target, destination, weight, bias) in [
+          (LoRATarget.k, kRows, w.k, w.kBias), (.v, vRows, w.v, w.vBias),
+        ] {
+          weight.forward(into: destination, rows)
+          for (k, slot) in a.slots.enumerated() where slot.sequences.contains(b) {
+            guard let m = slot.adapter.module(layer: l, target: target), m.norm != nil else { continue }
+            doraApply(rows: destination, rows, m, sequence: b - slot.sequences.lowerBound, act, slot: k)
+          }
+          if let bias { Linear.addBias(destination, bias) }
+          for (k, slot) in a.slots.enumerated() where slot.sequences.contains(b) {
             chainForward(rows: destination, rows, layer: l, target: target, frozen: slot.frozen, a)
-            guard let m = slot.adapter.module(layer: l, target: target), let u = act.loras[k][target] else {
-              continue
-            }
+            guard let m = slot.adapter.module(layer: l, target: target), m.norm == nil,
+              let u = act.loras[k][target]
+            else { continue }
             let offset = (b - slot.sequences.lowerBound) * length * m.rank
             let uRows = u.view(offset: offset, shape: [length, m.rank])
             LowRank.forward(destination, u: uRows, x: rows, a: m.a, b: m.b, scale: m.scale)
@@ -153,17 +159,20 @@ public final class LlamaModel: @unchecked Sendable {
   }
 
   /// out (=|+=) x·Wᵀ (+ bias) (+ the frozen chain's s·x·Aᵀ·Bᵀ and s·dropout(x)·Aᵀ·Bᵀ on
-  /// each slot's rows whose adapters cover this linear).
+  /// each slot's rows whose adapters cover this linear; DoRA's rescaled form on a DoRA slot's).
   /// - out: [N, OUT]; x: [N, IN]; weight: [OUT, IN].
   private func project(
     _ out: Tensor, _ x: Tensor, _ weight: FrozenMatrix, _ bias: Tensor?, _ layer: Int, _ target: LoRATarget,
     _ a: LlamaActivations, accumulate: Bool = false
   ) {
+    let dora = a.slots.contains { $0.adapter.module(layer: layer, target: target)?.norm != nil }
+    if dora && accumulate { doraSaveResidual(out, layer: layer, target: target, a) }
     weight.forward(into: out, x, beta: accumulate ? 1 : 0)
+    if dora { doraApply(out, x, layer: layer, target: target, a, accumulate: accumulate) }
     if let bias { Linear.addBias(out, bias) }
     for k in a.slots.indices {
       chainForward(out, x, layer: layer, target: target, a, slot: k)
-      guard let m = a.slots[k].adapter.module(layer: layer, target: target),
+      guard let m = a.slots[k].adapter.module(layer: layer, target: target), m.norm == nil,
         let u = a.layer(layer).loras[k][target]
       else { continue }
       let (xRows, outRows) = (slotRows(x, k, a), slotRows(out, k, a))

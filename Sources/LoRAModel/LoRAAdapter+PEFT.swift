@@ -37,7 +37,9 @@ extension LoRAAdapter {
       parts.append(
         (
           "", try peftConfig(baseModel: baseModel),
-          modules.flatMap { [($0.peftKeyA, $0.a), ($0.peftKeyB, $0.b)] }
+          modules.flatMap { m in
+            [(m.peftKeyA, m.a), (m.peftKeyB, m.b)] + (m.magnitude.map { [(m.peftKeyMagnitude, $0)] } ?? [])
+          }
         ))
     }
     if let v = virtualTokens {
@@ -108,7 +110,7 @@ extension LoRAAdapter {
     json["inference_mode"] = true
     json["modules_to_save"] = NSNull()
     json["base_model_name_or_path"] = baseModel
-    json["use_dora"] = false
+    json["use_dora"] = config.useDora
     if config.layersToTransform == nil { json["layers_to_transform"] = NSNull() }
     json["rank_pattern"] = Dictionary(uniqueKeysWithValues: modules.map { ($0.name, $0.rank) })
     json["alpha_pattern"] = Dictionary(uniqueKeysWithValues: modules.map { ($0.name, $0.alpha) })
@@ -117,9 +119,9 @@ extension LoRAAdapter {
   }
 
   /// Reads a PEFT folder for `model`: a LoRA adapter (with the prompt- or prefix-tuning
-  /// adapter of its subfolder, if any), or a prompt- or prefix-tuning adapter alone. Features
-  /// this trainer does not implement (DoRA, biases, fan-in-fan-out, modules to save) are
-  /// refused with the field named.
+  /// adapter of its subfolder, if any), or a prompt- or prefix-tuning adapter alone; DoRA's
+  /// magnitudes with `use_dora`. Features this trainer does not implement (biases,
+  /// fan-in-fan-out, modules to save) are refused with the field named.
   public static func loadPEFT(from path: String, model: LlamaConfig) throws -> LoRAAdapter {
     let configURL = URL(fileURLWithPath: path).appendingPathComponent("adapter_config.json")
     guard let data = try? Data(contentsOf: configURL) else {
@@ -144,9 +146,6 @@ extension LoRAAdapter {
       else { continue }
       virtual = try loadVirtualPEFT(from: folder.path, json: part, model: model)
     }
-    if json["use_dora"] as? Bool == true {
-      throw PEFTError("\(configURL.path): use_dora is true; DoRA is not supported")
-    }
     if json["fan_in_fan_out"] as? Bool == true {
       throw PEFTError("\(configURL.path): fan_in_fan_out is true; not supported")
     }
@@ -166,14 +165,20 @@ extension LoRAAdapter {
         targetModules: config.targetModules,
         layersToTransform: config.layersToTransform, useRslora: config.useRslora,
         rankPattern: config.rankPattern,
-        alphaPattern: config.alphaPattern, initialization: "zero", virtualTokens: virtual?.0), model: model,
+        alphaPattern: config.alphaPattern, initialization: "zero", virtualTokens: virtual?.0,
+        useDora: config.useDora), model: model,
       seed: 0)
     if let virtual { adapter.virtualTokens?.embedding.copy(from: virtual.1) }
     let weights = try SafetensorsFile(
       path: URL(fileURLWithPath: path).appendingPathComponent("adapter_model.safetensors").path)
     var expected = Set<String>()
     for m in adapter.modules {
-      for (key, destination) in [(m.peftKeyA, m.a), (m.peftKeyB, m.b)] {
+      // DoRA's magnitude: "….lora_magnitude_vector" (PEFT ≥ 0.12; earlier with ".weight").
+      let magnitudeKey = [m.peftKeyMagnitude, m.peftKeyMagnitude + ".weight"].first {
+        weights.tensors[$0] != nil
+      }
+      let magnitude = m.magnitude.map { [(magnitudeKey ?? m.peftKeyMagnitude, $0)] } ?? []
+      for (key, destination) in [(m.peftKeyA, m.a), (m.peftKeyB, m.b)] + magnitude {
         expected.insert(key)
         guard let info = weights.tensors[key] else {
           throw PEFTError("\(weights.path): has no tensor '\(key)'")

@@ -23,12 +23,21 @@ public final class LoRAAdapter: @unchecked Sendable {
     public let b: Tensor
     public let gradA: Tensor
     public let gradB: Tensor
+    /// DoRA's magnitude m and its gradient, [OUT] views after B (nil without DoRA), and the
+    /// row norms ‖W0 + s·B·A‖ [OUT] of the adapter's current A and B (`LlamaModel.updateNorms`).
+    public let magnitude: Tensor?
+    public let gradMagnitude: Tensor?
+    public let norm: Tensor?
 
     /// The Hugging Face module name, e.g. "model.layers.3.self_attn.q_proj".
     public var name: String { target.moduleName(layer: layer) }
     /// PEFT's key of A or B in adapter_model.safetensors.
     public var peftKeyA: String { "base_model.model.\(name).lora_A.weight" }
     public var peftKeyB: String { "base_model.model.\(name).lora_B.weight" }
+    /// PEFT's key of DoRA's magnitude.
+    public var peftKeyMagnitude: String { "base_model.model.\(name).lora_magnitude_vector" }
+    /// Floats the module takes in the buffers: A, B and (DoRA) the magnitude.
+    public var parameterCount: Int { rank * inFeatures + outFeatures * rank + (magnitude?.count ?? 0) }
   }
 
   public let config: LoRAConfig
@@ -37,7 +46,10 @@ public final class LoRAAdapter: @unchecked Sendable {
   public let modules: [Module]
   /// Prompt or prefix tuning trained with the modules (after them in the buffers), if any.
   public let virtualTokens: VirtualTokens?
-  /// Every A and B (then the virtual tokens' parameters), flat: [P].
+  /// DoRA's row norms of every module, [Σ OUT] (nil without DoRA): derived from A, B and
+  /// the base, recomputed by each full forward pass, never trained or saved.
+  public let norms: Tensor?
+  /// Every A and B (and DoRA magnitude; then the virtual tokens' parameters), flat: [P].
   public let parameters: Tensor
   /// Their gradients: [P].
   public let gradients: Tensor
@@ -50,7 +62,7 @@ public final class LoRAAdapter: @unchecked Sendable {
   )
 
   /// The modules of `config` on `model`, each with its offset (for each layer and target, A
-  /// then B), and the total parameter count.
+  /// then B, then DoRA's magnitude [OUT]), and the total parameter count.
   static func layout(config: LoRAConfig, model: LlamaConfig) throws -> (plan: [Placement], total: Int) {
     let targets = try config.targets()
     let layers = config.layersToTransform ?? Array(0..<model.layers)
@@ -75,7 +87,7 @@ public final class LoRAAdapter: @unchecked Sendable {
           throw LoRAConfigError("lora_alpha of \(name) must be positive, got \(alpha)")
         }
         plan.append((layer, target, rank, alpha, out, input, total))
-        total += rank * input + out * rank
+        total += rank * input + out * rank + (config.useDora ? out : 0)
       }
     }
     total += config.virtualTokens?.parameterCount(model) ?? 0
@@ -112,9 +124,13 @@ public final class LoRAAdapter: @unchecked Sendable {
     self.parameters = parameters
     self.gradients = gradients
     var lookup = Array(repeating: [LoRATarget: Int](), count: model.layers)
+    let norms = config.useDora ? Tensor(zeros: [plan.reduce(0) { $0 + $1.out }]) : nil
+    var normOffset = 0
     modules = plan.enumerated().map { i, p in
       lookup[p.layer][p.target] = i
       let aCount = p.rank * p.in
+      let magnitudeOffset = p.offset + aCount + p.out * p.rank
+      defer { normOffset += norms == nil ? 0 : p.out }
       return Module(
         layer: p.layer, target: p.target, rank: p.rank, alpha: p.alpha,
         scale: Float(config.scale(rank: p.rank, alpha: p.alpha)), inFeatures: p.in, outFeatures: p.out,
@@ -122,12 +138,16 @@ public final class LoRAAdapter: @unchecked Sendable {
         a: parameters.view(offset: p.offset, shape: [p.rank, p.in]),
         b: parameters.view(offset: p.offset + aCount, shape: [p.out, p.rank]),
         gradA: gradients.view(offset: p.offset, shape: [p.rank, p.in]),
-        gradB: gradients.view(offset: p.offset + aCount, shape: [p.out, p.rank]))
+        gradB: gradients.view(offset: p.offset + aCount, shape: [p.out, p.rank]),
+        magnitude: norms == nil ? nil : parameters.view(offset: magnitudeOffset, shape: [p.out]),
+        gradMagnitude: norms == nil ? nil : gradients.view(offset: magnitudeOffset, shape: [p.out]),
+        norm: norms?.view(offset: normOffset, shape: [p.out]))
     }
+    self.norms = norms
     self.lookup = lookup
     self.config = config
     baseConfig = model
-    let loraCount = plan.last.map { $0.offset + $0.rank * $0.in + $0.out * $0.rank } ?? 0
+    let loraCount = modules.last.map { $0.offset + $0.parameterCount } ?? 0
     virtualTokens = config.virtualTokens.map {
       VirtualTokens(config: $0, model: model, parameters: parameters, gradients: gradients, offset: loraCount)
     }
@@ -164,7 +184,8 @@ public final class LoRAAdapter: @unchecked Sendable {
   public var virtualPositions: Int { config.virtualTokens?.positions ?? 0 }
 
   /// Draws A (B stays zero) as PEFT does, from `seed`; then the virtual tokens' parameters
-  /// (see `VirtualTokens.initialize`).
+  /// (see `VirtualTokens.initialize`). DoRA's magnitudes need the base:
+  /// `LlamaModel.initializeFromBase` sets them.
   public func initialize(seed: UInt64) {
     parameters.zero()
     guard config.initialization != "zero" else { return }

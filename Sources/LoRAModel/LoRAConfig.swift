@@ -54,13 +54,16 @@ public struct LoRAConfig: Codable, Equatable, Sendable {
   /// Prompt or prefix tuning trained in the same adapter (our files only: a PEFT LoRA
   /// adapter_config.json never has it; PEFT keeps it in an adapter of its own).
   public var virtualTokens: VirtualTokenConfig?
+  /// DoRA (PEFT's `use_dora`): a trained magnitude per output row rescales W0 + s·B·A to
+  /// m ⊙ (W0 + s·B·A) / ‖W0 + s·B·A‖ (`DoRA`).
+  public var useDora: Bool
 
   public init(
     r: Int = 8, loraAlpha: Double = 16, loraDropout: Double = 0,
     targetModules: [String] = ["q_proj", "v_proj"],
     layersToTransform: [Int]? = nil, useRslora: Bool = false, rankPattern: [String: Int] = [:],
     alphaPattern: [String: Double] = [:], initialization: String = "default",
-    virtualTokens: VirtualTokenConfig? = nil
+    virtualTokens: VirtualTokenConfig? = nil, useDora: Bool = false
   ) {
     self.r = r
     self.loraAlpha = loraAlpha
@@ -72,6 +75,7 @@ public struct LoRAConfig: Codable, Equatable, Sendable {
     self.alphaPattern = alphaPattern
     self.initialization = initialization
     self.virtualTokens = virtualTokens
+    self.useDora = useDora
   }
 
   enum CodingKeys: String, CodingKey {
@@ -85,6 +89,7 @@ public struct LoRAConfig: Codable, Equatable, Sendable {
     case alphaPattern = "alpha_pattern"
     case initialization = "init_lora_weights"
     case virtualTokens = "virtual_tokens"
+    case useDora = "use_dora"
   }
 
   public init(from decoder: any Decoder) throws {
@@ -111,6 +116,7 @@ public struct LoRAConfig: Codable, Equatable, Sendable {
       initialization = try c.decodeIfPresent(String.self, forKey: .initialization) ?? "default"
     }
     virtualTokens = try c.decodeIfPresent(VirtualTokenConfig.self, forKey: .virtualTokens)
+    useDora = try c.decodeIfPresent(Bool.self, forKey: .useDora) ?? false
   }
 
   public func encode(to encoder: any Encoder) throws {
@@ -129,6 +135,8 @@ public struct LoRAConfig: Codable, Equatable, Sendable {
       try c.encode(initialization, forKey: .initialization)
     }
     try c.encodeIfPresent(virtualTokens, forKey: .virtualTokens)
+    // Written only when set, so plain LoRA's headers and files are as before.
+    if useDora { try c.encode(true, forKey: .useDora) }
   }
 
   /// Checks what can be checked without a model: targets, rank, alpha, dropout, init.

@@ -41,7 +41,15 @@ extension UnitRun {
         }
         module.a.copy(from: from.a)
         module.b.copy(from: from.b)
+        if let magnitude = module.magnitude, let given = from.magnitude { magnitude.copy(from: given) }
       }
+      if source.norms != nil && target.norms == nil {
+        throw RunError(
+          "init_adapter \(path) is a DoRA adapter and this configuration is not: set use_dora to keep its magnitudes"
+        )
+      }
+      // Plain LoRA into DoRA: magnitudes that make the start equal the given adapter.
+      if source.norms == nil { loaded.model.resetMagnitudes(of: target) }
       // Virtual tokens come along when the configuration has the same ones; without any of
       // its own the source's would be lost, and other ones do not fit.
       if let from = source.virtualTokens {

@@ -66,6 +66,9 @@ extension TrainingSettings {
       try Self.check(
         .initWeights, ["default", "gaussian"].contains(v), "expected default or gaussian, got '\(v)'")
     }
+    try Self.check(
+      .useDora, useDora != true || (dropout ?? Defaults.dropout) == 0,
+      "DoRA trains without LoRA dropout here: set dropout 0 (got \(dropout ?? 0))")
     try validateOptimization()
   }
 

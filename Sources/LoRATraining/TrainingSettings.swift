@@ -31,6 +31,8 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
   public var alphaPattern: [String: Double]?
   public var initWeights: String?
   public var initAdapter: String?
+  /// DoRA (PEFT's `use_dora`): a trained magnitude per output row of each adapted linear.
+  public var useDora: Bool?
   public var promptTokens: Int?
   public var prefixTokens: Int?
   public var prefixProjection: Int?
@@ -82,6 +84,7 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
     case alphaPattern = "alpha_pattern"
     case initWeights = "init_weights"
     case initAdapter = "init_adapter"
+    case useDora = "use_dora"
     case promptTokens = "prompt_tokens"
     case prefixTokens = "prefix_tokens"
     case prefixProjection = "prefix_projection"
@@ -124,6 +127,7 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
     public static let dropout = 0.0
     public static let rslora = false
     public static let initWeights = "default"
+    public static let useDora = false
     public static let lr = 2e-4
     public static let schedule = LearningRateSchedule.Kind.cosine
     public static let warmup = 0
@@ -175,7 +179,8 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
       targetModules: targets == ["none"] ? [] : targets ?? Defaults.targets, layersToTransform: layers,
       useRslora: rslora ?? Defaults.rslora,
       rankPattern: rankPattern ?? [:], alphaPattern: alphaPattern ?? [:],
-      initialization: initWeights ?? Defaults.initWeights, virtualTokens: virtualTokens)
+      initialization: initWeights ?? Defaults.initWeights, virtualTokens: virtualTokens,
+      useDora: useDora ?? Defaults.useDora)
   }
 
   /// Prompt tuning (`prompt_tokens`) or prefix tuning (`prefix_tokens`, `prefix_projection`).

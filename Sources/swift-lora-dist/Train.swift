@@ -84,6 +84,10 @@ struct Train: ParsableCommand {
   @Option(help: "LoRA alpha (default 16).") var alpha: Double?
   @Option(help: "LoRA dropout (default 0).") var dropout: Double?
   @Flag(help: "Scale by alpha/√r (rsLoRA) instead of alpha/r.") var rslora = false
+  @Flag(
+    name: .customLong("use-dora"),
+    help: "DoRA: also train a magnitude per output row of each adapted linear (PEFT's use_dora).")
+  var useDora = false
   @Option(help: "Comma-separated layer indices to adapt (default all).") var layers: String?
   @Option(name: .customLong("init"), help: "A's initialisation: default (Kaiming-uniform) or gaussian.")
   var initWeights: String?
@@ -203,6 +207,7 @@ struct Train: ParsableCommand {
     c.alpha = alpha
     c.dropout = dropout
     c.rslora = rslora ? true : nil
+    c.useDora = useDora ? true : nil
     c.layers = layers.map {
       $0.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
     }

@@ -131,4 +131,39 @@ import Testing
     let difference = DataParallelTests.relative(many[0], one.parameters.values)
     #expect(difference <= 1e-5, "relative difference \(difference)")
   }
+
+  /// A DoRA adapter fused with plain LoRA ones trains as it does alone (its magnitudes in
+  /// the shared buffer and all-reduce), on one rank and on two.
+  @Test func doraFusedWithLoRAEqualsItselfAloneAndOnTwoRanks() throws {
+    let (model, _) = try LlamaModel.load(path: TrainerTests.tinyModel)
+    var members = Array(members().dropFirst())
+    members.insert(
+      .init(
+        config: LoRAConfig(r: 4, loraAlpha: 8, targetModules: ["all-linear"], useDora: true),
+        initialisationSeed: 5, train: base.counting(40, seed: 5), validation: [],
+        options: TrainingOptions(steps: 5, batchSize: 8, microBatch: 4, learningRate: 1e-2, seed: 5)),
+      at: 1)
+    let fused = try FusedTrainer(model: model, members: members, padID: 0)
+    while !fused.finished { _ = try fused.update() }
+    let member = members[1]
+    let adapter = try LoRAAdapter(config: member.config, model: model.config, seed: member.initialisationSeed)
+    let alone = try Trainer(
+      model: model, adapter: adapter, train: member.train, validation: [], options: member.options, padID: 0)
+    try alone.run { _ in }
+    let trained = fused.trainers[1].adapter
+    #expect(
+      trained.modules.allSatisfy { m in m.magnitude != nil && m.gradMagnitude!.values.contains { $0 != 0 } })
+    let difference = DataParallelTests.relative(trained.parameters.values, adapter.parameters.values)
+    #expect(difference <= 3e-5, "DoRA fused vs alone: relative difference \(difference)")
+    let shared = UncheckedModel(model: model)
+    let given = UncheckedSendable(members)
+    let many = try LocalCommunicator.run(ranks: 2) { comm in
+      let group = try FusedTrainer(model: shared.model, members: given.value, padID: 0, communicator: comm)
+      while !group.finished { _ = try group.update() }
+      return group.parameters.values
+    }
+    #expect(many[0] == many[1])
+    let ranks = DataParallelTests.relative(many[0], fused.parameters.values)
+    #expect(ranks <= 1e-5, "2 ranks vs 1: relative difference \(ranks)")
+  }
 }

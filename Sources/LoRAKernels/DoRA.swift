@@ -1,0 +1,88 @@
+/// DoRA (weight-decomposed LoRA, PEFT's definition): the adapted weight is
+/// W' = m ⊙ (W0 + s·B·A) / ‖W0 + s·B·A‖, the norm taken per output row, with the magnitude
+/// m [OUT] trained beside A and B. As in PEFT (and the DoRA paper, §4.3) the norm is a
+/// constant of the backward pass: it scales the gradients but receives none.
+///
+/// A layer computes z = x·W0ᵀ + s·(x·Aᵀ)·Bᵀ (the plain LoRA output, kept for the backward)
+/// and y = g ⊙ z with g = m / n, n the row norms; these kernels do the parts around the
+/// products LowRank and the frozen weight already run.
+public enum DoRA {
+  /// Rows of W0 widened per block by `rowNorms` (its scratch holds this many rows).
+  public static let blockRows = 64
+
+  /// Floats `rowNorms` needs as scratch for a weight of `inFeatures` columns.
+  public static func scratchCount(inFeatures: Int) -> Int { blockRows * inFeatures }
+
+  /// norms[j] = ‖W0[j, :] + s·B[j, :]·A‖ for every output row j, `blockRows` rows at a time
+  /// (the rows widened to fp32, the low-rank product added by one GEMM, then each row's norm).
+  /// - norms: [OUT]; weight: [OUT, IN]; a: [R, IN]; b: [OUT, R]; scratch: ≥ blockRows·IN.
+  public static func rowNorms(
+    into norms: Tensor, weight: FrozenMatrix, a: Tensor, b: Tensor, scale: Float, scratch: Tensor
+  ) {
+    let (out, input, rank) = (weight.shape[0], weight.shape[1], a.shape[0])
+    precondition(
+      norms.count == out && b.shape == [out, rank] && a.shape == [rank, input]
+        && scratch.count >= blockRows * input, "DoRA norm shapes")
+    for start in stride(from: 0, to: out, by: blockRows) {
+      let rows = start..<min(start + blockRows, out)
+      let block = scratch.view(offset: 0, shape: [rows.count, input])
+      weight.copyRows(rows, into: block)
+      let bRows = b.view(offset: start * rank, shape: [rows.count, rank])
+      GEMM.multiply(into: block, bRows, a, alpha: scale, beta: 1)
+      let (values, n) = (block.base, norms.base)
+      for (i, row) in rows.enumerated() {
+        var sum: Double = 0
+        let r = values + i * input
+        for k in 0..<input { sum += Double(r[k]) * Double(r[k]) }
+        n[row] = Float(sum.squareRoot())
+      }
+    }
+  }
+
+  /// out = residual + g ⊙ z row by row, g = magnitude / norms (out = g ⊙ z without a
+  /// residual). `out` may be `residual` itself.
+  /// - out, z, residual: [N, OUT]; magnitude, norms: [OUT].
+  public static func combine(_ out: Tensor, residual: Tensor?, z: Tensor, magnitude: Tensor, norms: Tensor) {
+    let width = magnitude.count
+    let rows = z.count / width
+    precondition(out.count == z.count && norms.count == width && (residual?.count ?? z.count) == z.count)
+    let (o, zs, r, m, n) = (
+      UncheckedSendable(out.base), UncheckedSendable(z.base), residual?.base, magnitude.base, norms.base
+    )
+    let residualRows = r.map(UncheckedSendable.init)
+    Parallel.forRanges(rows, grain: 64) { range, _ in
+      for row in range {
+        let (y, zr) = (o.value + row * width, zs.value + row * width)
+        if let base = residualRows?.value {
+          let rr = base + row * width
+          for j in 0..<width { y[j] = rr[j] + m[j] / n[j] * zr[j] }
+        } else {
+          for j in 0..<width { y[j] = m[j] / n[j] * zr[j] }
+        }
+      }
+    }
+  }
+
+  /// The backward of `combine` for a layer's output gradient dy: the magnitude's gradient
+  /// gm[j] += Σ_rows dy[r, j]·z[r, j] / n[j], then dy scaled in place to g ⊙ dy, the gradient
+  /// of z (what the frozen product's input gradient and LowRank's backward then take).
+  /// - dy, z: [N, OUT]; magnitude, norms, gradMagnitude: [OUT].
+  public static func backward(dy: Tensor, z: Tensor, magnitude: Tensor, norms: Tensor, gradMagnitude: Tensor)
+  {
+    let width = magnitude.count
+    let rows = z.count / width
+    precondition(dy.count == z.count && norms.count == width && gradMagnitude.count == width)
+    let (d, zs, m, n, gm) = (dy.base, z.base, magnitude.base, norms.base, gradMagnitude.base)
+    for row in 0..<rows {
+      let (dr, zr) = (d + row * width, zs + row * width)
+      for j in 0..<width { gm[j] += dr[j] * zr[j] / n[j] }
+    }
+    let scale = UncheckedSendable(d)
+    Parallel.forRanges(rows, grain: 64) { range, _ in
+      for row in range {
+        let dr = scale.value + row * width
+        for j in 0..<width { dr[j] *= m[j] / n[j] }
+      }
+    }
+  }
+}
