@@ -50,6 +50,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--steps", type=int, default=5, help="timed steps")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--use-dora", action="store_true", help="PEFT's DoRA (use_dora=True)")
     parser.add_argument("--autocast", choices=["none", "bf16"], default="none",
                         help="bf16: forward under torch.autocast('cpu', bfloat16) (default none: float32)")
     return parser.parse_args()
@@ -100,7 +101,7 @@ def main(args: argparse.Namespace) -> None:
     )
     targets = "all-linear" if args.targets == "all-linear" else [t for t in args.targets.split(",") if t]
     config = peft.LoraConfig(r=args.rank, lora_alpha=args.alpha, lora_dropout=0.0, target_modules=targets,
-                             bias="none", task_type="CAUSAL_LM")
+                             bias="none", task_type="CAUSAL_LM", use_dora=args.use_dora)
     model = peft.get_peft_model(model, config)
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -141,6 +142,7 @@ def main(args: argparse.Namespace) -> None:
         "rank": args.rank,
         "alpha": args.alpha,
         "autocast": args.autocast,
+        "use_dora": args.use_dora,
         "attention": model.config._attn_implementation,
         "warmup": args.warmup,
         "steps": args.steps,

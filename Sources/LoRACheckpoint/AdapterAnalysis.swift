@@ -64,7 +64,10 @@ public struct AdapterAnalysis: Sendable, Codable, Equatable {
         "\(description) has no LoRA modules to analyse (\(adapter.config.virtualTokens?.summary ?? "no modules"))"
       )
     }
-    for (adapter, _) in adapters {
+    for (adapter, description) in adapters {
+      do { try adapter.requireNoDoRA("rank analysis", instead: "analyse a plain LoRA adapter") } catch {
+        throw LoRAConfigError("\(description): \(error)")
+      }
       var svds: [String: DeltaSVD] = [:]
       var rows: [Module] = []
       for module in adapter.modules {

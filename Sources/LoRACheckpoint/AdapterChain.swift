@@ -16,6 +16,9 @@ public enum AdapterChain {
     guard let first = chain.first else {
       throw AdapterCombine.CombineError("a chain needs at least one adapter")
     }
+    for adapter in chain {
+      try adapter.requireNoDoRA("a tree's ancestor chain", instead: "train the tree's nodes as plain LoRA")
+    }
     let targets = LoRATarget.allCases.filter { t in chain.contains { $0.modules.contains { $0.target == t } }
     }
     let layers = Set(chain.flatMap { $0.modules.map(\.layer) }).sorted()

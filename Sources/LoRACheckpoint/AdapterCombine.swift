@@ -70,6 +70,7 @@ public enum AdapterCombine {
     for adapter in adapters {
       try adapter.requireNoVirtualTokens(
         "combining", instead: "combine adapters without prompt or prefix tuning")
+      try adapter.requireNoDoRA("combining", instead: "merge it into a model with merge instead")
     }
     try check(adapters, options)
     let (targets, layers, leftOut) = try commonModules(adapters, skipMissing: options.skipMissing)

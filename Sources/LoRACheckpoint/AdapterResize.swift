@@ -38,6 +38,7 @@ public enum AdapterResize {
   ) throws -> (adapter: LoRAAdapter, changes: [Change]) {
     try adapter.requireNoVirtualTokens(
       "resizing", instead: "resize an adapter without prompt or prefix tuning")
+    try adapter.requireNoDoRA("resizing", instead: "train it again at the rank you want")
     var plans: [(module: LoRAAdapter.Module, rank: Int, svd: DeltaSVD?)] = []
     for module in adapter.modules {
       switch target {

@@ -133,14 +133,25 @@ public struct MergedModel {
     adapters.contains { $0.module(layer: layer, target: target) != nil }
   }
 
-  /// W0 + Σᵢ wᵢ·sᵢ·Bᵢ·Aᵢ of `target` in `layer`, as a new tensor in Hugging Face layout: [OUT, IN].
+  /// W0 + Σᵢ wᵢ·ΔWᵢ of `target` in `layer`, as a new tensor in Hugging Face layout: [OUT, IN].
+  /// ΔW = s·B·A, or for DoRA m ⊙ (W0 + s·B·A)/‖W0 + s·B·A‖ − W0 (at weight 1 PEFT's
+  /// `merge_and_unload`).
   public func mergedWeight(layer: Int, target: LoRATarget) -> Tensor {
     let base = baseWeight(layer: layer, target: target)
     let merged = Tensor(zeros: base.shape)
     merged.copy(from: base)
     for (adapter, weight) in zip(adapters, weights) {
       guard let m = adapter.module(layer: layer, target: target) else { continue }
-      LowRank.merge(into: merged, a: m.a, b: m.b, scale: weight * m.scale)
+      guard let magnitude = m.magnitude else {
+        LowRank.merge(into: merged, a: m.a, b: m.b, scale: weight * m.scale)
+        continue
+      }
+      let adapted = base.clone()
+      LowRank.merge(into: adapted, a: m.a, b: m.b, scale: m.scale)
+      DoRA.normalizeRows(adapted, magnitude: magnitude)
+      adapted.subtract(base)
+      adapted.scale(by: weight)
+      merged.add(adapted)
     }
     return merged
   }

@@ -85,4 +85,21 @@ public enum DoRA {
       }
     }
   }
+
+  /// Merges DoRA into a weight that holds W0 + s·B·A: each row j becomes m[j] times itself
+  /// over its norm, the adapted weight m ⊙ (W0 + s·B·A) / ‖W0 + s·B·A‖ (task switching,
+  /// merged models).
+  /// - weight: [OUT, IN]; magnitude: [OUT].
+  public static func normalizeRows(_ weight: Tensor, magnitude: Tensor) {
+    let (out, input) = (weight.shape[0], weight.shape[1])
+    precondition(magnitude.count == out, "DoRA magnitude of \(magnitude.count) for \(out) rows")
+    let (w, m) = (weight.base, magnitude.base)
+    for j in 0..<out {
+      let row = w + j * input
+      var sum: Double = 0
+      for k in 0..<input { sum += Double(row[k]) * Double(row[k]) }
+      let factor = m[j] / Float(sum.squareRoot())
+      for k in 0..<input { row[k] *= factor }
+    }
+  }
 }

@@ -41,6 +41,8 @@ public final class BatchDecoder: @unchecked Sendable {
   let finalNormed: Tensor  // [B, D]
   let logitRows: Tensor  // [B, V]
   let u: Tensor  // [R max] one row's x·Aᵀ
+  let residual: Tensor  // [B, max OUT] DoRA: the rows a projection accumulates into
+  let z: Tensor  // [1, max OUT] DoRA: one row's x·W0ᵀ + s·(x·Aᵀ)·Bᵀ
   let attentionScratch: Tensor
   let prefillLogits: Tensor  // [1, V]
 
@@ -75,6 +77,9 @@ public final class BatchDecoder: @unchecked Sendable {
     finalNormed = Tensor(zeros: [maxRows, c.hiddenSize])
     logitRows = Tensor(zeros: [maxRows, c.vocabularySize])
     u = Tensor(zeros: [1, maxRank])
+    let widest = max(c.hiddenSize, c.intermediateSize, qw)
+    residual = Tensor(zeros: [maxRows, widest])
+    z = Tensor(zeros: [1, widest])
     attentionScratch = Tensor(
       zeros: [
         Attention.scratchCount(queryLength: 1, keyLength: min(c.contextLength, model.rope.maxPositions))
@@ -194,17 +199,39 @@ public final class BatchDecoder: @unchecked Sendable {
     return result
   }
 
-  /// out (=|+=) x·Wᵀ (+ bias), then s·(x·Aᵀ)·Bᵀ added on each segment's rows, one row at a time.
+  /// out (=|+=) x·Wᵀ (+ bias), then s·(x·Aᵀ)·Bᵀ added on each segment's rows, one row at a
+  /// time (a DoRA adapter's rows: residual + g ⊙ (x·W0ᵀ + s·(x·Aᵀ)·Bᵀ), with the norms of its
+  /// prefill, `LlamaModel.forward`).
   /// - out: [B, OUT]; x: [B, IN]; weight: [OUT, IN].
   private func project(
     _ out: Tensor, _ x: Tensor, _ weight: FrozenMatrix, _ bias: Tensor?, _ layer: Int, _ target: LoRATarget,
     _ segments: [(adapter: LoRAAdapter, rows: Range<Int>)], accumulate: Bool = false
   ) {
-    products.multiply(into: out, x, weight, accumulate: accumulate)
     let (width, input) = (out.shape[1], x.shape[1])
+    let dora = segments.filter { $0.adapter.module(layer: layer, target: target)?.norm != nil }
+    if accumulate {
+      for (_, rows) in dora {
+        residual.view(offset: rows.lowerBound * width, shape: [rows.count, width]).copy(
+          from: out.view(offset: rows.lowerBound * width, shape: [rows.count, width]))
+      }
+    }
+    products.multiply(into: out, x, weight, accumulate: accumulate)
+    for (adapter, rows) in dora {
+      let m = adapter.module(layer: layer, target: target)!
+      let (ur, zr) = (u.view(offset: 0, shape: [1, m.rank]), z.view(offset: 0, shape: [1, width]))
+      for r in rows {
+        let row = out.view(offset: r * width, shape: [1, width])
+        let kept = accumulate ? residual.view(offset: r * width, shape: [1, width]) : nil
+        zr.copy(from: row)
+        if let kept { zr.subtract(kept) }
+        LowRank.forward(
+          zr, u: ur, x: x.view(offset: r * input, shape: [1, input]), a: m.a, b: m.b, scale: m.scale)
+        DoRA.combine(row, residual: kept, z: zr, magnitude: m.magnitude!, norms: m.norm!)
+      }
+    }
     if let bias { Linear.addBias(out, bias) }
     for (adapter, rows) in segments {
-      guard let m = adapter.module(layer: layer, target: target) else { continue }
+      guard let m = adapter.module(layer: layer, target: target), m.norm == nil else { continue }
       let ur = u.view(offset: 0, shape: [1, m.rank])
       for r in rows {
         LowRank.forward(

@@ -180,6 +180,16 @@ public final class LoRAAdapter: @unchecked Sendable {
         + "and would be lost; \(instead)")
   }
 
+  /// Throws when the adapter uses DoRA: `use` holds s·B·A alone (a low-rank ΔW), and DoRA's
+  /// magnitudes rescale W0 + s·B·A row by row, which no low-rank term carries; `instead` says
+  /// what keeps it.
+  public func requireNoDoRA(_ use: String, instead: String) throws(LoRAConfigError) {
+    guard config.useDora else { return }
+    throw LoRAConfigError(
+      "\(use) holds a low-rank ΔW = s·B·A, and this is a DoRA adapter (use_dora) whose magnitudes "
+        + "rescale each row of W0 + s·B·A, which would be lost; \(instead)")
+  }
+
   /// Context positions the virtual tokens take before a sequence's own (0 without).
   public var virtualPositions: Int { config.virtualTokens?.positions ?? 0 }
 

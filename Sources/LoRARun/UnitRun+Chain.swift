@@ -10,6 +10,11 @@ extension UnitRun {
   func attachChains(_ group: FusedTrainer) throws {
     for (k, plan) in plans.enumerated() where !plan.chain.isEmpty {
       let node = plan.name ?? plan.output.lastPathComponent
+      if plan.lora.useDora {
+        throw RunError(
+          "\(node): use_dora on a tree node is not supported (its ancestors' ΔW sits between W0 and its norm); "
+            + "train tree nodes as plain LoRA")
+      }
       let now = try AdapterChainRecord.reading(plan.chain, node: node)
       let file = plan.output.appendingPathComponent(AdapterChainRecord.fileName)
       if plan.resumeSource != nil, let data = FileManager.default.contents(atPath: file.path) {

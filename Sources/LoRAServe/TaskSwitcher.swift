@@ -8,7 +8,7 @@ import LoRAModel
 /// holds private copies; the base (`pristine`) is never written. Switching to adapter N
 /// rewrites only the matrices that N adapts or that differ from the base: each becomes
 /// W0 + s·B_N·A_N, in blocks of rows that are copied from the base and merged while they
-/// are in cache, on all kernel threads. Restoring from the base instead of subtracting the
+/// are in cache, on all kernel threads (DoRA's rows then rescaled to their magnitudes). Restoring from the base instead of subtracting the
 /// old update makes every switch bit-exact: the weights for N are the same bits whatever
 /// was merged before, and switching back to the base gives the base's own bits. (Subtracting
 /// s·B_P·A_P and adding s·B_N·A_N in one product over W reads and writes W just as often and
@@ -66,6 +66,13 @@ public final class TaskSwitcher: @unchecked Sendable {
       let job = blocks[i]
       LowRank.restore(
         job.w, from: job.base, rows: job.rows, merging: job.module.map { ($0.a, $0.b, $0.scale) })
+      // DoRA: the block's rows of W0 + s·B·A rescaled to their magnitudes.
+      if let magnitude = job.module?.magnitude {
+        let width = job.w.shape[1]
+        DoRA.normalizeRows(
+          job.w.view(offset: job.rows.lowerBound * width, shape: [job.rows.count, width]),
+          magnitude: magnitude.view(offset: job.rows.lowerBound, shape: [job.rows.count]))
+      }
     }
     current = adapter
   }

@@ -23,6 +23,7 @@ struct Bench: ParsableCommand {
       Examples:
         swift-lora-dist bench --model model.gguf
         swift-lora-dist bench --model model.gguf --targets all-linear --threads 1 --json
+        swift-lora-dist bench --model model.gguf --targets all-linear --use-dora
         swift-lora-dist bench --model model.gguf --adapters 4 --batch 1 --seq 256
         mpirun -np 2 swift-lora-dist bench --model model.gguf --threads 1
         swift-lora-dist bench --model model.gguf --local-ranks 2 --threads 1
@@ -36,6 +37,8 @@ struct Bench: ParsableCommand {
   @Option(help: "LoRA targets, comma-separated, or all-linear.") var targets = "q_proj,v_proj"
   @Option(help: "LoRA rank.") var rank = 8
   @Option(help: "LoRA alpha.") var alpha: Double = 16
+  @Flag(name: .customLong("use-dora"), help: "DoRA: a trained magnitude per output row (use_dora).")
+  var useDora = false
   @OptionGroup var threading: ThreadOptions
   @Option(help: "Timed steps.") var steps = 5
   @Option(
@@ -113,7 +116,8 @@ struct Bench: ParsableCommand {
     ).model
     let c = llama.config
     let lora = LoRAConfig(
-      r: rank, loraAlpha: alpha, targetModules: targets.split(separator: ",").map(String.init))
+      r: rank, loraAlpha: alpha, targetModules: targets.split(separator: ",").map(String.init),
+      useDora: useDora)
     let adapter = try LoRAAdapter(config: lora, model: c, seed: 0)
     var random = SeededRandom(seed: 1)
     let examples = (0..<batch).map { _ in
@@ -159,7 +163,8 @@ struct Bench: ParsableCommand {
     let peak = peaks[0]
     let bf16Peak = bf16 ? peaks[1] : nil
     return BenchResult(
-      model: base.model, objective: objective, batch: batch, seq: seq, targets: targets, rank: rank,
+      model: base.model, objective: objective, dora: useDora, batch: batch, seq: seq, targets: targets,
+      rank: rank,
       threads: BLAS.threads,
       ranks: comm.size, threadRanks: threadRanks, blasCore: BLAS.coreName,
       trainableParameters: adapter.parameterCount, secondsPerStep: perStep,
@@ -182,6 +187,8 @@ struct BenchResult: Codable, Sendable {
   var model: String
   /// "sft" or "dpo" (DPO: the model FLOPs below leave out its reference pass).
   var objective: String
+  /// DoRA (`--use-dora`).
+  var dora: Bool
   var batch: Int
   var seq: Int
   var targets: String
@@ -236,7 +243,7 @@ struct BenchResult: Codable, Sendable {
         "\n  = \(format(100 * (fractionOfBF16Peak ?? 0), 1))% of the bf16 peak measured now (\(bf16Route ?? "") products: \(format(bf16Peak, 1)) GFLOP/s)"
       } ?? ""
     return """
-      bench (\(objective)): \(batch) × \(seq) tokens over \(ranks) rank(s), LoRA r=\(rank) on \(targets) (\(grouped(trainableParameters)) trainable), \(threads) BLAS thread(s) per rank (\(blasCore)); base in \(basePrecision) (\(format(baseMB, 0)) MB)
+      bench (\(objective)): \(batch) × \(seq) tokens over \(ranks) rank(s), \(dora ? "DoRA" : "LoRA") r=\(rank) on \(targets) (\(grouped(trainableParameters)) trainable), \(threads) BLAS thread(s) per rank (\(blasCore)); base in \(basePrecision) (\(format(baseMB, 0)) MB)
       step: \(format(secondsPerStep, 3)) s, \(format(tokensPerSecond, 1)) tokens/s
       model FLOPs: \(format(gflopPerToken, 3)) GFLOP/token → \(format(achievedGFLOPs, 1)) GFLOP/s = \(format(100 * fractionOfPeak, 1))% of the sgemm peak measured now (\(format(sgemmPeakGFLOPs, 1)) GFLOP/s)\(bf16Line)
       memory: peak resident \(format(peakResidentMB, 0)) MB (activation and gradient buffers \(format(bufferMB, 0)) MB); gradients all-reduced per step: \(formatBytes(gradientBytes))

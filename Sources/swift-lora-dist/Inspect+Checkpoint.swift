@@ -17,11 +17,14 @@ extension Inspect {
     lines.append(
       "kind: \(kind)\(h.deltaBase.map { "; stored as changes against \($0.file)" } ?? "; full")")
     lines.append("written: \(h.created) by \(h.codeVersion); sha256 \(reader.checksum.prefix(16))…")
-    let parameters = h.modules.reduce(0) { $0 + $1.rank * ($1.inFeatures + $1.outFeatures) }
+    let dora = h.adapter.useDora
+    let parameters = h.modules.reduce(0) {
+      $0 + $1.rank * ($1.inFeatures + $1.outFeatures) + (dora ? $1.outFeatures : 0)
+    }
     let ranks = Set(h.modules.map(\.rank)).sorted().map(String.init).joined(separator: "/")
     let targets = Set(h.modules.map { $0.name.split(separator: ".").last.map(String.init) ?? "" }).sorted()
     lines.append(
-      "adapter: r \(ranks), alpha \(h.adapter.loraAlpha), scale \(h.scaleConvention), "
+      "adapter: \(dora ? "DoRA, " : "")r \(ranks), alpha \(h.adapter.loraAlpha), scale \(h.scaleConvention), "
         + "\(targets.joined(separator: ",")) on \(Set(h.modules.map { $0.name.split(separator: ".")[2] }).count) layers: "
         + "\(h.modules.count) modules, \(grouped(parameters)) parameters")
     let c = h.base.config

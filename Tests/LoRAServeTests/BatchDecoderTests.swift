@@ -12,10 +12,17 @@ import Testing
       LoRAConfig(r: 2, loraAlpha: 4, targetModules: ["all-linear"]),
       LoRAConfig(r: 4, loraAlpha: 8, targetModules: ["q_proj", "v_proj"]),
       LoRAConfig(r: 3, loraAlpha: 3, targetModules: ["down_proj", "k_proj"], layersToTransform: [1]),
+      LoRAConfig(r: 2, loraAlpha: 4, targetModules: ["all-linear"], useDora: true),
     ]
     return try configs.enumerated().map { i, config in
       let adapter = try LoRAAdapter(config: config, model: model.config, seed: UInt64(20 + i))
       for m in adapter.modules { for j in 0..<m.b.count { m.b[j] = (random.nextUnitFloat() - 0.5) * 0.6 } }
+      // DoRA: magnitudes off ‖W0 + s·B·A‖, so that each row is rescaled.
+      model.resetMagnitudes(of: adapter)
+      for m in adapter.modules {
+        guard let magnitude = m.magnitude else { continue }
+        for j in 0..<magnitude.count { magnitude[j] *= 0.8 + 0.4 * random.nextUnitFloat() }
+      }
       return adapter
     }
   }
@@ -40,8 +47,8 @@ import Testing
   func mixedBatchRowsEqualEachSequenceAlone(fixture: String, blockRows: Int) throws {
     let (model, _) = try LlamaModel.load(path: Fixtures.path(fixture))
     let adapters = try Self.adapters(model)
-    // Five sequences: three adapters, the base twice, prompts of different lengths.
-    let owners: [LoRAAdapter?] = [adapters[0], nil, adapters[1], adapters[2], nil]
+    // Six sequences: four adapters (one DoRA), the base twice, prompts of different lengths.
+    let owners: [LoRAAdapter?] = [adapters[0], nil, adapters[1], adapters[2], nil, adapters[3]]
     let prompts = (0..<owners.count).map { Self.prompt(3 + 2 * $0, seed: UInt64(40 + $0)) }
     let feed = (0..<owners.count).map { Self.prompt(4, seed: UInt64(60 + $0)) }
     let v = model.config.vocabularySize
@@ -50,8 +57,8 @@ import Testing
       DecodeSequence(config: model.config, adapter: owner, capacity: prompt.count + 8)
     }
     for (s, p) in zip(sequences, prompts) { _ = decoder.prefill(s, prompt: p) }
-    // Batches of changing membership: all five, then the first three, then 2..4.
-    let memberships = [Array(0..<5), [0, 1, 2], [2, 3, 4], Array(0..<5)]
+    // Batches of changing membership: all six, then the first three, then 2..5.
+    let memberships = [Array(0..<6), [0, 1, 2], [2, 3, 4, 5], Array(0..<6)]
     var fed = Array(repeating: 0, count: owners.count)
     var batched = Array(repeating: [[Float]](), count: owners.count)
     for members in memberships {
@@ -72,10 +79,10 @@ import Testing
     }
   }
 
-  @Test(arguments: ["tiny-qwen2", "tiny-untied"])
-  func decodingWithTheCacheEqualsTheFullForwardPass(fixture: String) throws {
+  @Test(arguments: ["tiny-qwen2", "tiny-untied"], [0, 3])
+  func decodingWithTheCacheEqualsTheFullForwardPass(fixture: String, adapterIndex: Int) throws {
     let (model, _) = try LlamaModel.load(path: Fixtures.path(fixture))
-    let adapter = try Self.adapters(model)[0]
+    let adapter = try Self.adapters(model)[adapterIndex]
     let tokens = Self.prompt(9, seed: 5)
     let solo = Self.alone(model, adapter, Array(tokens.prefix(4)), Array(tokens.dropFirst(4)), blockRows: 4)
     // Reference: one forward pass over all tokens, logits at positions 3 ... 8.

@@ -34,6 +34,12 @@ final class ServeFixture {
     let adapter = try LoRAAdapter(config: config, model: model.config, seed: seed)
     var random = SeededRandom(seed: seed &+ 1000)
     for m in adapter.modules { for j in 0..<m.b.count { m.b[j] = (random.nextUnitFloat() - 0.5) * 0.6 } }
+    // DoRA: magnitudes off ‖W0 + s·B·A‖, so that each row is rescaled.
+    model.resetMagnitudes(of: adapter)
+    for m in adapter.modules {
+      guard let magnitude = m.magnitude else { continue }
+      for j in 0..<magnitude.count { magnitude[j] *= 0.8 + 0.4 * random.nextUnitFloat() }
+    }
     return adapter
   }
 

@@ -25,7 +25,10 @@ import Testing
   @Test func mergedEqualsUnmergedAndSwitchingIsBitExact() throws {
     let f = try ServeFixture()
     let configs =
-      ServeFixture.configs + [LoRAConfig(r: 8, loraAlpha: 16, targetModules: ["q_proj", "v_proj"])]
+      ServeFixture.configs + [
+        LoRAConfig(r: 8, loraAlpha: 16, targetModules: ["q_proj", "v_proj"]),
+        LoRAConfig(r: 2, loraAlpha: 4, targetModules: ["all-linear"], useDora: true),
+      ]
     let adapters = try configs.enumerated().map { try f.adapter($1, seed: UInt64(30 + $0)) }
     let switcher = TaskSwitcher(base: f.model, targets: Set(LoRATarget.allCases))
     let originals = f.model.weights.layers.map { w in LoRATarget.allCases.map { w.matrix($0).values } }
@@ -39,7 +42,7 @@ import Testing
     }
     // 1,000 switches in a fixed pseudo-random order, then each adapter once more.
     var random = SeededRandom(seed: 4)
-    for _ in 0..<1000 { try switcher.activate(adapters[Int(random.next() % 4)]) }
+    for _ in 0..<1000 { try switcher.activate(adapters[Int(random.next() % UInt64(adapters.count))]) }
     for adapter in adapters {
       try switcher.activate(adapter)
       let fresh = TaskSwitcher(base: f.model, targets: Set(LoRATarget.allCases))
