@@ -29,6 +29,11 @@ Tests/LoRATrainingTests/Fixtures/peft-tiny-dora/
                   on peft-tiny's batch, and the losses of 5 AdamW steps (as reference.json of
                   peft-tiny), all in float64
 
+Tests/LoRATrainingTests/Fixtures/peft-tiny/pissa.json
+                  PiSSA (init_lora_weights "pissa", r 4, alpha 8, every linear): for every
+                  module PEFT's initial scaling * B @ A (W0's best rank-4 part, from its SVD), and
+                  how far PEFT's model (residual base + adapter) is from the base's logits
+
 Everything is seeded and single-threaded, so re-running gives the same files.
 """
 
@@ -259,7 +264,38 @@ def make_dora_fixture(out: Path) -> None:
         reference["steps"] = {"optimizer": "AdamW", **ref.PEFT_ADAMW, "losses": losses}
     ref.write_json(folder / "reference.json", reference)
 
-SECTIONS = {"loraplus": make_loraplus_fixture, "dpo": make_dpo_fixture, "dora": make_dora_fixture}
+def make_pissa_fixture(out: Path) -> None:
+    import peft
+
+    print("peft-tiny pissa")
+    base = ref.load_tiny_tied(out)
+    input_ids = torch.tensor(ref.PEFT_TOKENS)
+    with torch.no_grad():
+        base_logits = base(input_ids=input_ids).logits.double()
+    config = peft.LoraConfig(r=4, lora_alpha=8, init_lora_weights="pissa", lora_dropout=0.0,
+                             target_modules=ref.PEFT_TARGETS, bias="none", task_type="CAUSAL_LM")
+    model = peft.get_peft_model(ref.load_tiny_tied(out), config)
+    products = {}
+    for name, module in model.named_modules():
+        if hasattr(module, "lora_A") and "default" in module.lora_A:
+            a = module.lora_A["default"].weight.detach().double()
+            b = module.lora_B["default"].weight.detach().double()
+            key = name.removeprefix("base_model.model.")
+            products[key] = ref.floats(module.scaling["default"] * (b @ a))
+    assert len(products) == 14, sorted(products)
+    with torch.no_grad():
+        logits = model(input_ids=input_ids).logits.double()
+    gap = ((logits - base_logits).abs().max() / base_logits.abs().max()).item()
+    print(f"  PEFT's PiSSA model against the base: max logit difference {gap:.2e} (relative)")
+    ref.write_json(out / ref.TRAINING_FIXTURES / "peft-tiny" / "pissa.json", {
+        "r": 4, "lora_alpha": 8, "init_lora_weights": "pissa", "products": products,
+        "peft_model_against_base": gap,
+        "generated_with": {"torch": torch.__version__, "peft": ref.package_version("peft")},
+    })
+
+
+SECTIONS = {"loraplus": make_loraplus_fixture, "dpo": make_dpo_fixture, "dora": make_dora_fixture,
+            "pissa": make_pissa_fixture}
 
 
 def main() -> None:

@@ -65,7 +65,8 @@ public enum AdapterFile {
       try LoRAAdapter.checkBase(
         of: reader, fingerprint: BaseFingerprint.of(model, files: files), config: model.config, force: force)
       let step = reader.header.training.map { ", update \($0.step)" } ?? ""
-      return (try LoRAAdapter.load(checkpoint: reader), "\(reader.path) (checkpoint\(step))")
+      // A PiSSA adapter as the plain one of rank 2r that every use takes.
+      return (try LoRAAdapter.load(checkpoint: reader).plain(), "\(reader.path) (checkpoint\(step))")
     case nil:
       throw CheckpointError.noCheckpoint(
         path: path,

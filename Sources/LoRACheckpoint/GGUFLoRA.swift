@@ -96,6 +96,9 @@ extension LoRAAdapter {
     try requireNoVirtualTokens(
       "a GGUF LoRA file (llama.cpp has no prompt or prefix tuning)",
       instead: "export --format peft writes the prompt-learning adapter beside the LoRA one")
+    if initial != nil {
+      return try plain().saveGGUFLoRA(to: path, base: base, baseName: baseName, overwrite: overwrite)
+    }
     try requireNoDoRA(
       "a GGUF LoRA file (llama.cpp's LoRA)",
       instead: "export --format peft keeps use_dora, and merge writes the adapted model")

@@ -18,10 +18,12 @@ extension LlamaModel {
   }
 
   /// Sets what an adapter's initialisation takes from the base: the virtual tokens' values
-  /// (`initializeVirtualTokens`) and DoRA's magnitudes, m = ‖W0 + s·B·A‖ per output row as
-  /// PEFT starts them (so the adapted model starts as the LoRA one).
-  public func initializeFromBase(_ adapter: LoRAAdapter, seed: UInt64) {
+  /// (`initializeVirtualTokens`), PiSSA's A, B and frozen term (`initializePiSSA`), and
+  /// DoRA's magnitudes, m = ‖W0 + s·B·A‖ per output row as PEFT starts them (so the adapted
+  /// model starts as the LoRA one).
+  public func initializeFromBase(_ adapter: LoRAAdapter, seed: UInt64) throws(LAPACKError) {
     initializeVirtualTokens(of: adapter, seed: seed)
+    try initializePiSSA(adapter, seed: seed)
     resetMagnitudes(of: adapter)
   }
 

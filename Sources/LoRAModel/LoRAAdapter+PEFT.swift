@@ -22,6 +22,8 @@ extension LoRAAdapter {
   /// failure never leaves a half-written adapter. An existing adapter at `path` is refused
   /// unless `overwrite`; other files in an existing folder (metrics, reports) are kept.
   public func savePEFT(to path: String, baseModel: String, overwrite: Bool = false) throws {
+    // PiSSA: written as the plain adapter of rank 2r, as PEFT converts it.
+    if initial != nil { return try plain().savePEFT(to: path, baseModel: baseModel, overwrite: overwrite) }
     let files = FileManager.default
     let target = URL(fileURLWithPath: path).standardizedFileURL
     let names = ["adapter_config.json", "adapter_model.safetensors"]

@@ -46,6 +46,10 @@ public final class LoRAAdapter: @unchecked Sendable {
   public let modules: [Module]
   /// Prompt or prefix tuning trained with the modules (after them in the buffers), if any.
   public let virtualTokens: VirtualTokens?
+  /// PiSSA: the frozen term −s·B₀·A₀ of the initial A and B (an adapter of the same modules
+  /// whose B holds −B₀), last in the buffers and never trained, so the model is
+  /// W0 − s·B₀·A₀ + s·B·A over the one shared base (nil without PiSSA).
+  public let initial: LoRAAdapter?
   /// DoRA's row norms of every module, [Σ OUT] (nil without DoRA): derived from A, B and
   /// the base, recomputed by each full forward pass, never trained or saved.
   public let norms: Tensor?
@@ -91,6 +95,8 @@ public final class LoRAAdapter: @unchecked Sendable {
       }
     }
     total += config.virtualTokens?.parameterCount(model) ?? 0
+    // PiSSA's frozen initial A₀ and −B₀, laid out as a plain adapter of the same modules.
+    if config.pissa != nil { total += plan.reduce(0) { $0 + $1.rank * ($1.in + $1.out) } }
     return (plan, total)
   }
 
@@ -151,7 +157,23 @@ public final class LoRAAdapter: @unchecked Sendable {
     virtualTokens = config.virtualTokens.map {
       VirtualTokens(config: $0, model: model, parameters: parameters, gradients: gradients, offset: loraCount)
     }
+    if config.pissa != nil {
+      let start = loraCount + (virtualTokens?.count ?? 0)
+      var frozen = config
+      (frozen.initialization, frozen.virtualTokens) = ("zero", nil)
+      initial = try LoRAAdapter(
+        config: frozen, model: model, seed: 0,
+        parameters: parameters.view(offset: start, shape: [total - start]),
+        gradients: gradients.view(offset: start, shape: [total - start]))
+    } else {
+      initial = nil
+    }
     initialize(seed: seed)
+  }
+
+  /// Where PiSSA's frozen initial term lies in the buffers (nil without PiSSA): never trained.
+  public var frozenRange: Range<Int>? {
+    initial.map { (parameters.count - $0.parameterCount)..<parameters.count }
   }
 
   /// Where each module's B lies in `parameters` and `gradients`, in order (LoRA+ gives
@@ -198,6 +220,7 @@ public final class LoRAAdapter: @unchecked Sendable {
   /// `LlamaModel.initializeFromBase` sets them.
   public func initialize(seed: UInt64) {
     parameters.zero()
+    // PiSSA's A and B come from the base (`LlamaModel.initializeFromBase`); until then plain LoRA's.
     guard config.initialization != "zero" else { return }
     var random = SeededRandom(seed: seed)
     defer {

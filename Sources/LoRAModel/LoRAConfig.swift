@@ -49,7 +49,9 @@ public struct LoRAConfig: Codable, Equatable, Sendable {
   public var rankPattern: [String: Int]
   /// Per-module alpha overrides, matched as `rankPattern`.
   public var alphaPattern: [String: Double]
-  /// "default" (Kaiming-uniform A, zero B) or "gaussian".
+  /// "default" (Kaiming-uniform A, zero B), "gaussian", "zero" (A and B zero: loading), or
+  /// PiSSA's "pissa" (A and B from W0's top-r singular triplets, by a full SVD) and
+  /// "pissa_niter_N" (a randomized SVD with N subspace iterations), PEFT's names.
   public var initialization: String
   /// Prompt or prefix tuning trained in the same adapter (our files only: a PEFT LoRA
   /// adapter_config.json never has it; PEFT keeps it in an adapter of its own).
@@ -150,9 +152,13 @@ public struct LoRAConfig: Codable, Equatable, Sendable {
     guard loraDropout.isFinite && loraDropout >= 0 && loraDropout < 1 else {
       throw LoRAConfigError("lora_dropout must be in [0, 1), got \(loraDropout)")
     }
-    guard ["default", "gaussian", "zero"].contains(initialization) else {
+    guard ["default", "gaussian", "zero"].contains(initialization) || pissa != nil else {
       throw LoRAConfigError(
-        "init_lora_weights must be true, false or \"gaussian\", got \"\(initialization)\"")
+        "init_lora_weights must be true, false, \"gaussian\", \"pissa\" or \"pissa_niter_N\" (N ≥ 1), "
+          + "got \"\(initialization)\"")
+    }
+    if pissa != nil && useDora {
+      throw LoRAConfigError("init_lora_weights \(initialization) with use_dora is not supported: choose one")
     }
     for (key, rank) in rankPattern where rank < 1 {
       throw LoRAConfigError("rank_pattern['\(key)'] must be at least 1, got \(rank)")
@@ -196,10 +202,27 @@ public struct LoRAConfig: Codable, Equatable, Sendable {
     return (rankPattern[key] ?? r, alphaPattern[key] ?? loraAlpha)
   }
 
+  /// PiSSA's initialisation, if `initialization` asks for it: nil subspace iterations for
+  /// "pissa" (a full SVD), N for "pissa_niter_N".
+  public var pissa: PiSSAInitialization? {
+    if initialization == "pissa" { return PiSSAInitialization(iterations: nil) }
+    let prefix = "pissa_niter_"
+    guard initialization.hasPrefix(prefix), let n = Int(initialization.dropFirst(prefix.count)), n >= 1 else {
+      return nil
+    }
+    return PiSSAInitialization(iterations: n)
+  }
+
   /// The scale of the update: alpha/r, or alpha/√r with rsLoRA.
   public func scale(rank: Int, alpha: Double) -> Double {
     useRslora ? alpha / Double(rank).squareRoot() : alpha / Double(rank)
   }
+}
+
+/// PiSSA's initialisation: a full SVD of W0 (`iterations` nil) or a randomized one with
+/// that many subspace iterations.
+public struct PiSSAInitialization: Equatable, Sendable {
+  public var iterations: Int?
 }
 
 /// A LoRA configuration that cannot be applied; the message says which field and why.

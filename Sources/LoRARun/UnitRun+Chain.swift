@@ -10,6 +10,12 @@ extension UnitRun {
   func attachChains(_ group: FusedTrainer) throws {
     for (k, plan) in plans.enumerated() where !plan.chain.isEmpty {
       let node = plan.name ?? plan.output.lastPathComponent
+      if plan.lora.pissa != nil {
+        throw RunError(
+          "\(node): init_weights \(plan.lora.initialization) on a tree node is not supported (PiSSA starts "
+            + "from the base's own singular vectors, not from its ancestors'); train tree nodes with default init"
+        )
+      }
       if plan.lora.useDora {
         throw RunError(
           "\(node): use_dora on a tree node is not supported (its ancestors' ΔW sits between W0 and its norm); "

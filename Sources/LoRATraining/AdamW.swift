@@ -47,13 +47,21 @@ public final class AdamW: @unchecked Sendable {
   public func update(
     parameters: Tensor, gradients: Tensor, lr: Double, scaled: [Range<Int>] = [], factor: Double = 1
   ) {
+    update(parameters: parameters, gradients: gradients, lr: lr, groups: scaled.map { ($0, factor) })
+  }
+
+  /// The same with a factor per range (in order, disjoint); a range of factor 0 is frozen:
+  /// neither stepped nor decayed, its moments left as they are (PiSSA's initial term).
+  public func update(
+    parameters: Tensor, gradients: Tensor, lr: Double, groups: [(range: Range<Int>, factor: Double)]
+  ) {
     precondition(parameters.count == firstMoment.count && gradients.count == firstMoment.count, "AdamW sizes")
     step += 1
     var start = 0
-    for range in scaled {
+    for (range, factor) in groups {
       precondition(range.lowerBound >= start && range.upperBound <= parameters.count, "AdamW ranges in order")
       update(start..<range.lowerBound, parameters, gradients, lr: lr)
-      update(range, parameters, gradients, lr: lr * factor)
+      if factor != 0 { update(range, parameters, gradients, lr: lr * factor) }
       start = range.upperBound
     }
     update(start..<parameters.count, parameters, gradients, lr: lr)

@@ -28,11 +28,11 @@ public final class AdapterState {
   let padID: Int32
   /// The longest example (training or validation), in tokens.
   let longest: Int
-  /// Where every B lies in the flat buffers, when LoRA+ gives B a learning rate of its own
-  /// (empty for plain LoRA).
-  let loraPlusRanges: [Range<Int>]
-  /// A tree node's ancestors, flattened into one adapter: applied frozen and unmerged under
-  /// `adapter` in training and validation (set before the first update).
+  /// AdamW's groups: LoRA+'s B ranges at the ratio, PiSSA's frozen term at 0.
+  let optimizerGroups: [(range: Range<Int>, factor: Double)]
+  /// A frozen adapter applied unmerged under `adapter` in training and validation: a tree
+  /// node's ancestors, flattened into one (set before the first update), or PiSSA's initial
+  /// term −s·B₀·A₀ (`LoRAAdapter.initial`, the default).
   public var frozen: LoRAAdapter?
   /// DPO's metrics on the validation pairs at the latest `validationLoss()` (nil for SFT).
   public internal(set) var lastPreferenceValidation: DPOMetrics?
@@ -86,6 +86,10 @@ public final class AdapterState {
     {
       model.resetMagnitudes(of: adapter)
     }
+    // PiSSA never initialised from the base (its frozen term all zero): PEFT's start.
+    if let initial = adapter.initial, initial.parameters.values.allSatisfy({ $0 == 0 }) {
+      try model.initializePiSSA(adapter, seed: options.seed)
+    }
     if options.dpo != nil && (train.count % 2 != 0 || validation.count % 2 != 0) {
       throw DataError.invalidOption("DPO examples come in pairs (chosen, rejected); got an odd count")
     }
@@ -98,7 +102,10 @@ public final class AdapterState {
     self.options = options
     self.padID = padID
     optimizer = AdamW(parameterCount: adapter.parameterCount, options: options.adamW)
-    loraPlusRanges = options.loraPlusRatio == 1 ? [] : adapter.bRanges
+    optimizerGroups =
+      (options.loraPlusRatio == 1 ? [] : adapter.bRanges.map { ($0, options.loraPlusRatio) })
+      + (adapter.frozenRange.map { [($0, 0)] } ?? [])
+    frozen = adapter.initial
     schedule = LearningRateSchedule(
       kind: options.schedule, peak: options.learningRate, warmupSteps: options.warmupSteps,
       totalSteps: options.steps)
@@ -170,8 +177,7 @@ public final class AdapterState {
     let norm = AdamW.clipGradientNorm(adapter.gradients, maxNorm: options.maxGradientNorm)
     let rate = schedule.rate(step: step)
     optimizer.update(
-      parameters: adapter.parameters, gradients: adapter.gradients, lr: rate, scaled: loraPlusRanges,
-      factor: options.loraPlusRatio)
+      parameters: adapter.parameters, gradients: adapter.gradients, lr: rate, groups: optimizerGroups)
     step += 1
     tokensSeen += tokens
     trainedTokensSeen += trainedTotal

@@ -20,7 +20,9 @@ extension FusedTrainer {
     var weights: [Int: ([Double]) -> [Float]] = [:]
     for (slot, (member, examples)) in slots.enumerated() {
       guard let loss = trainers[member].options.dpo else { continue }
-      guard trainers[member].frozen == nil else {
+      // The reference is the base alone: right for PiSSA (base = its start), not for a tree node.
+      guard trainers[member].frozen == nil || trainers[member].frozen === trainers[member].adapter.initial
+      else {
         throw DataError.invalidOption("DPO on a node of an adapter tree is not supported yet")
       }
       let batch = Batch(examples: examples, length: length, padID: padID)

@@ -84,7 +84,7 @@ public final class FusedTrainer {
         config: member.config, model: model.config, seed: member.initialisationSeed,
         parameters: parameters.view(offset: offset, shape: [count]),
         gradients: gradients.view(offset: offset, shape: [count]))
-      model.initializeFromBase(adapter, seed: member.initialisationSeed)
+      try model.initializeFromBase(adapter, seed: member.initialisationSeed)
       trainers.append(
         try AdapterState(
           model: model, adapter: adapter, train: member.train, validation: member.validation,

@@ -63,8 +63,15 @@ extension TrainingSettings {
       throw SettingsError([K.alphaPattern.stringValue, module], "LoRA alpha must be positive, got \(a)")
     }
     if let v = initWeights {
+      let pissa = LoRAConfig(initialization: v).pissa != nil
       try Self.check(
-        .initWeights, ["default", "gaussian"].contains(v), "expected default or gaussian, got '\(v)'")
+        .initWeights, ["default", "gaussian"].contains(v) || pissa,
+        "expected default, gaussian, pissa or pissa_niter_N (N ≥ 1), got '\(v)'")
+      try Self.check(
+        .initWeights, !pissa || initAdapter == nil,
+        "\(v) starts A and B from the base's SVD, and init_adapter from an adapter: choose one")
+      try Self.check(
+        .initWeights, !pissa || useDora != true, "\(v) with use_dora is not supported: choose one")
     }
     try Self.check(
       .useDora, useDora != true || (dropout ?? Defaults.dropout) == 0,

@@ -89,7 +89,11 @@ struct Train: ParsableCommand {
     help: "DoRA: also train a magnitude per output row of each adapted linear (PEFT's use_dora).")
   var useDora = false
   @Option(help: "Comma-separated layer indices to adapt (default all).") var layers: String?
-  @Option(name: .customLong("init"), help: "A's initialisation: default (Kaiming-uniform) or gaussian.")
+  @Option(
+    name: .customLong("init"),
+    help:
+      "A's initialisation: default (Kaiming-uniform), gaussian, or PiSSA's pissa / pissa_niter_N (A and B from W0's top-r SVD)."
+  )
   var initWeights: String?
   @Option(
     name: .customLong("init-adapter"),
