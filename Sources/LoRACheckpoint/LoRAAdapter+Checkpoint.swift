@@ -22,7 +22,8 @@ extension LoRAAdapter {
   public static func load(checkpoint reader: CheckpointReader) throws -> LoRAAdapter {
     let header = reader.header
     var config = header.adapter
-    config.initialization = "zero"
+    // PiSSA keeps its name: it lays out the frozen term the file holds.
+    if config.pissa == nil { config.initialization = "zero" }
     let adapter: LoRAAdapter
     do {
       adapter = try LoRAAdapter(config: config, model: header.base.config, seed: 0)

@@ -59,6 +59,9 @@ public final class LlamaActivations: @unchecked Sendable {
     /// (the shared base stays as it is).
     public let frozen: LoRAAdapter?
 
+    /// Whether `frozen` is the adapter's own PiSSA term (`LoRAAdapter.initial`).
+    public var isPiSSA: Bool { frozen != nil && frozen === adapter.initial }
+
     public init(adapter: LoRAAdapter, sequences: Range<Int>, frozen: LoRAAdapter? = nil) {
       self.adapter = adapter
       self.sequences = sequences
@@ -113,7 +116,8 @@ public final class LlamaActivations: @unchecked Sendable {
   let attentionScratch: Tensor
   let dropped: Tensor
   /// DoRA's scratch (with a DoRA slot): a copy of the residual rows a projection adds to
-  /// [N, max OUT], and the widened weight rows of `DoRA.rowNorms`.
+  /// [N, max OUT], and the widened weight rows of `DoRA.rowNorms`; with a PiSSA slot, its
+  /// rows' summed low-rank terms [N, max OUT] before they are added.
   let doraScratch: Tensor
   /// The frozen ancestors' x·Aᵀ (forward) and s·dy·B (backward) [N, max R of the chains].
   let chain: Tensor
@@ -210,7 +214,7 @@ public final class LlamaActivations: @unchecked Sendable {
     prefixPreGradient = allocate([keepForBackward ? tableRows : 0, hiddenWidth])
     let widest = max(c.hiddenSize, c.intermediateSize, c.heads * c.headSize)
     dropped = allocate([slots.contains { $0.adapter.config.loraDropout > 0 } ? n * widest : 0])
-    let dora = slots.contains { $0.adapter.config.useDora }
+    let dora = slots.contains { $0.adapter.config.useDora || $0.isPiSSA }
     doraScratch = allocate([dora ? max(n, DoRA.blockRows) * widest : 0])
     chain = allocate([n * (slots.compactMap { $0.frozen?.modules.map(\.rank).max() }.max() ?? 0)])
     finalNormed = allocate([n, c.hiddenSize])

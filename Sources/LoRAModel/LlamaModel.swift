@@ -171,11 +171,17 @@ public final class LlamaModel: @unchecked Sendable {
     if dora { doraApply(out, x, layer: layer, target: target, a, accumulate: accumulate) }
     if let bias { Linear.addBias(out, bias) }
     for k in a.slots.indices {
-      chainForward(out, x, layer: layer, target: target, a, slot: k)
+      // PiSSA: s·B·A·x − s·B₀·A₀·x summed apart, then added: exactly 0 while B, A = B₀, A₀,
+      // so the model is the base's bits at step 0 (a bf16 base amplifies any last-bit change).
+      let pissa = a.slots[k].isPiSSA && a.slots[k].frozen?.module(layer: layer, target: target) != nil
+      let sum = pissa ? a.doraScratch.view(offset: 0, shape: out.shape) : out
+      if pissa { slotRows(sum, k, a).zero() }
+      defer { if pissa { slotRows(out, k, a).add(slotRows(sum, k, a)) } }
+      chainForward(sum, x, layer: layer, target: target, a, slot: k)
       guard let m = a.slots[k].adapter.module(layer: layer, target: target), m.norm == nil,
         let u = a.layer(layer).loras[k][target]
       else { continue }
-      let (xRows, outRows) = (slotRows(x, k, a), slotRows(out, k, a))
+      let (xRows, outRows) = (slotRows(x, k, a), slotRows(sum, k, a))
       let input = droppedInput(xRows, m, a, slot: k)
       // Kept activations hold exactly [rows, R]; a shared inference buffer is sized for the largest rank.
       let rows = xRows.shape[0]

@@ -100,7 +100,7 @@ public final class LoRAAdapter: @unchecked Sendable {
     return (plan, total)
   }
 
-  /// Trainable parameters of an adapter of `config` on `model` (the length of its buffers).
+  /// Floats of the buffers of an adapter of `config` on `model` (PiSSA's frozen term included).
   public static func parameterCount(config: LoRAConfig, model: LlamaConfig) throws -> Int {
     try layout(config: config, model: model).total
   }
@@ -190,8 +190,16 @@ public final class LoRAAdapter: @unchecked Sendable {
     lookup[layer][target].map { modules[$0] }
   }
 
-  /// Trainable parameters.
+  /// Floats of the buffers (with PiSSA's frozen term).
   public var parameterCount: Int { parameters.count }
+  /// Trained parameters: the buffers without PiSSA's frozen term.
+  public var trainableCount: Int { parameters.count - (initial?.parameterCount ?? 0) }
+
+  /// Trained parameters of an adapter of `config` on `model`.
+  public static func trainableCount(config: LoRAConfig, model: LlamaConfig) throws -> Int {
+    let (plan, total) = try layout(config: config, model: model)
+    return total - (config.pissa == nil ? 0 : plan.reduce(0) { $0 + $1.rank * ($1.in + $1.out) })
+  }
 
   /// Throws when the adapter has virtual tokens: `use` (e.g. "GGUF LoRA export") holds ΔW
   /// only, and prompt or prefix tuning is no change of the weights; `instead` says what keeps it.

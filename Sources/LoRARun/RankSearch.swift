@@ -116,7 +116,7 @@ public struct RankSearch {
         last: index == ladder.count - 1)
       let rung = Rung(
         rank: rank, alpha: rungPlan.lora.loraAlpha, validationLoss: loss, improvement: improvement,
-        decision: decision, updates: updates, trainableParameters: adapter.parameterCount)
+        decision: decision, updates: updates, trainableParameters: adapter.trainableCount)
       rungs.append(rung)
       if communicator.rank == 0 {
         let ref = AdapterRef(

@@ -24,7 +24,7 @@ extension UnitRun {
       + (plan.lora.virtualTokens.map {
         "\($0.summary) (\(grouped(group.trainers[0].adapter.virtualTokens?.count ?? 0)) parameters), "
       } ?? "")
-      + "\(grouped(group.trainers[0].adapter.parameterCount)) trainable parameters; \(plan.options.steps) updates of \(plan.options.batchSize) "
+      + "\(grouped(group.trainers[0].adapter.trainableCount)) trainable parameters; \(plan.options.steps) updates of \(plan.options.batchSize) "
       + "sequences, \(BLAS.threads) BLAS thread(s) (\(BLAS.coreName))"
       + (fullFineTune().map { "\n" + Self.describe($0) } ?? "")
       + (comm.size > 1

@@ -167,7 +167,7 @@ struct Bench: ParsableCommand {
       rank: rank,
       threads: BLAS.threads,
       ranks: comm.size, threadRanks: threadRanks, blasCore: BLAS.coreName,
-      trainableParameters: adapter.parameterCount, secondsPerStep: perStep,
+      trainableParameters: adapter.trainableCount, secondsPerStep: perStep,
       tokensPerSecond: Double(tokensPerStep) / perStep,
       gflopPerToken: flops / 1e9, achievedGFLOPs: achieved, sgemmPeakGFLOPs: peak,
       fractionOfPeak: achieved / peak, basePrecision: llama.weights.precision.rawValue,

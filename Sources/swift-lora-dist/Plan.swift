@@ -85,7 +85,7 @@ struct Plan: ParsableCommand {
     // largest run's first adapter stands in for.
     var trainable: [String: Int] = [:]
     for adapter in job.adapters {
-      trainable[adapter.name] = try LoRAAdapter.parameterCount(
+      trainable[adapter.name] = try LoRAAdapter.trainableCount(
         config: adapter.settings.training.loraConfig, model: config)
     }
     let standIn = job.adapters.first { $0.name == memory.adapters.first } ?? job.adapters[0]
