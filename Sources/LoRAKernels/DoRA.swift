@@ -1,3 +1,5 @@
+import CBLAS
+
 /// DoRA (weight-decomposed LoRA, PEFT's definition): the adapted weight is
 /// W' = m ⊙ (W0 + s·B·A) / ‖W0 + s·B·A‖, the norm taken per output row, with the magnitude
 /// m [OUT] trained beside A and B. As in PEFT (and the DoRA paper, §4.3) the norm is a
@@ -31,10 +33,7 @@ public enum DoRA {
       GEMM.multiply(into: block, bRows, a, alpha: scale, beta: 1)
       let (values, n) = (block.base, norms.base)
       for (i, row) in rows.enumerated() {
-        var sum: Double = 0
-        let r = values + i * input
-        for k in 0..<input { sum += Double(r[k]) * Double(r[k]) }
-        n[row] = Float(sum.squareRoot())
+        n[row] = cblas_snrm2(blasint(input), values + i * input, 1)
       }
     }
   }
@@ -65,23 +64,23 @@ public enum DoRA {
 
   /// The backward of `combine` for a layer's output gradient dy: the magnitude's gradient
   /// gm[j] += Σ_rows dy[r, j]·z[r, j] / n[j], then dy scaled in place to g ⊙ dy, the gradient
-  /// of z (what the frozen product's input gradient and LowRank's backward then take).
+  /// of z (what the frozen product's input gradient and LoRA's backward then take). One
+  /// pass over dy and z; each kernel thread owns a range of columns.
   /// - dy, z: [N, OUT]; magnitude, norms, gradMagnitude: [OUT].
   public static func backward(dy: Tensor, z: Tensor, magnitude: Tensor, norms: Tensor, gradMagnitude: Tensor)
   {
     let width = magnitude.count
     let rows = z.count / width
     precondition(dy.count == z.count && norms.count == width && gradMagnitude.count == width)
-    let (d, zs, m, n, gm) = (dy.base, z.base, magnitude.base, norms.base, gradMagnitude.base)
-    for row in 0..<rows {
-      let (dr, zr) = (d + row * width, zs + row * width)
-      for j in 0..<width { gm[j] += dr[j] * zr[j] / n[j] }
-    }
-    let scale = UncheckedSendable(d)
-    Parallel.forRanges(rows, grain: 64) { range, _ in
-      for row in range {
-        let dr = scale.value + row * width
-        for j in 0..<width { dr[j] *= m[j] / n[j] }
+    let (d, zs) = (UncheckedSendable(dy.base), UncheckedSendable(z.base))
+    let (m, n, gm) = (magnitude.base, norms.base, UncheckedSendable(gradMagnitude.base))
+    Parallel.forRanges(width, grain: 64) { columns, _ in
+      for row in 0..<rows {
+        let (dr, zr) = (d.value + row * width, zs.value + row * width)
+        for j in columns {
+          gm.value[j] += dr[j] * zr[j] / n[j]
+          dr[j] *= m[j] / n[j]
+        }
       }
     }
   }

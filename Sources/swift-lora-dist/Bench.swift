@@ -39,6 +39,8 @@ struct Bench: ParsableCommand {
   @Option(help: "LoRA alpha.") var alpha: Double = 16
   @Flag(name: .customLong("use-dora"), help: "DoRA: a trained magnitude per output row (use_dora).")
   var useDora = false
+  @Option(name: .customLong("init"), help: "A's initialisation: default, gaussian, pissa or pissa_niter_N.")
+  var initWeights = "default"
   @OptionGroup var threading: ThreadOptions
   @Option(help: "Timed steps.") var steps = 5
   @Option(
@@ -117,7 +119,7 @@ struct Bench: ParsableCommand {
     let c = llama.config
     let lora = LoRAConfig(
       r: rank, loraAlpha: alpha, targetModules: targets.split(separator: ",").map(String.init),
-      useDora: useDora)
+      initialization: initWeights, useDora: useDora)
     let adapter = try LoRAAdapter(config: lora, model: c, seed: 0)
     var random = SeededRandom(seed: 1)
     let examples = (0..<batch).map { _ in
@@ -163,7 +165,7 @@ struct Bench: ParsableCommand {
     let peak = peaks[0]
     let bf16Peak = bf16 ? peaks[1] : nil
     return BenchResult(
-      model: base.model, objective: objective, dora: useDora, batch: batch, seq: seq, targets: targets,
+      model: base.model, objective: objective, dora: useDora, initialization: initWeights, batch: batch, seq: seq, targets: targets,
       rank: rank,
       threads: BLAS.threads,
       ranks: comm.size, threadRanks: threadRanks, blasCore: BLAS.coreName,
@@ -189,6 +191,8 @@ struct BenchResult: Codable, Sendable {
   var objective: String
   /// DoRA (`--use-dora`).
   var dora: Bool
+  /// A's initialisation (`--init`; PiSSA adds its frozen term's products).
+  var initialization: String
   var batch: Int
   var seq: Int
   var targets: String
@@ -243,7 +247,7 @@ struct BenchResult: Codable, Sendable {
         "\n  = \(format(100 * (fractionOfBF16Peak ?? 0), 1))% of the bf16 peak measured now (\(bf16Route ?? "") products: \(format(bf16Peak, 1)) GFLOP/s)"
       } ?? ""
     return """
-      bench (\(objective)): \(batch) × \(seq) tokens over \(ranks) rank(s), \(dora ? "DoRA" : "LoRA") r=\(rank) on \(targets) (\(grouped(trainableParameters)) trainable), \(threads) BLAS thread(s) per rank (\(blasCore)); base in \(basePrecision) (\(format(baseMB, 0)) MB)
+      bench (\(objective)): \(batch) × \(seq) tokens over \(ranks) rank(s), \(dora ? "DoRA" : "LoRA")\(initialization == "default" ? "" : " (\(initialization))") r=\(rank) on \(targets) (\(grouped(trainableParameters)) trainable), \(threads) BLAS thread(s) per rank (\(blasCore)); base in \(basePrecision) (\(format(baseMB, 0)) MB)
       step: \(format(secondsPerStep, 3)) s, \(format(tokensPerSecond, 1)) tokens/s
       model FLOPs: \(format(gflopPerToken, 3)) GFLOP/token → \(format(achievedGFLOPs, 1)) GFLOP/s = \(format(100 * fractionOfPeak, 1))% of the sgemm peak measured now (\(format(sgemmPeakGFLOPs, 1)) GFLOP/s)\(bf16Line)
       memory: peak resident \(format(peakResidentMB, 0)) MB (activation and gradient buffers \(format(bufferMB, 0)) MB); gradients all-reduced per step: \(formatBytes(gradientBytes))

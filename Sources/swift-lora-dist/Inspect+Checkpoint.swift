@@ -24,7 +24,7 @@ extension Inspect {
     let ranks = Set(h.modules.map(\.rank)).sorted().map(String.init).joined(separator: "/")
     let targets = Set(h.modules.map { $0.name.split(separator: ".").last.map(String.init) ?? "" }).sorted()
     lines.append(
-      "adapter: \(dora ? "DoRA, " : "")r \(ranks), alpha \(h.adapter.loraAlpha), scale \(h.scaleConvention), "
+      "adapter: \(dora ? "DoRA, " : "")\(h.adapter.pissa != nil ? "PiSSA (\(h.adapter.initialization)), " : "")r \(ranks), alpha \(h.adapter.loraAlpha), scale \(h.scaleConvention), "
         + "\(targets.joined(separator: ",")) on \(Set(h.modules.map { $0.name.split(separator: ".")[2] }).count) layers: "
         + "\(h.modules.count) modules, \(grouped(parameters)) parameters")
     let c = h.base.config

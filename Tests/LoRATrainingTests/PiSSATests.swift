@@ -144,5 +144,13 @@ import Testing
     #expect(throws: SettingsError.self) { try settings.validate() }
     settings.useDora = nil
     #expect(throws: Never.self) { try settings.validate() }
+    // rank: auto grows adapters through resize, which neither variant survives.
+    settings.rankLadder = [2, 4]
+    #expect(throws: SettingsError.self) { try settings.validate() }
+    settings.initWeights = nil
+    settings.useDora = true
+    #expect(throws: SettingsError.self) { try settings.validate() }
+    settings.useDora = nil
+    #expect(throws: Never.self) { try settings.validate() }
   }
 }

@@ -51,6 +51,30 @@ import Testing
     #expect(resumed.tokensSeen == uninterrupted.tokensSeen)
   }
 
+  /// DoRA's magnitudes and PiSSA's frozen term travel in the checkpoint's one buffer.
+  @Test(arguments: ["dora", "pissa"])
+  func doraAndPiSSARunsResumeBitExact(variant: String) throws {
+    let dir = try folder()
+    let make = {
+      try self.base.makeTrainer(
+        seed: 5, useDora: variant == "dora", initialization: variant == "pissa" ? "pissa" : "default")
+    }
+    let uninterrupted = try make()
+    var saved: [CheckpointStore.Saved] = []
+    try uninterrupted.run(until: 8, checkpoints: checkpointing(uninterrupted, dir, every: 4, fullEvery: 2)) {
+      if case .checkpoint(let s) = $0 { saved.append(s) }
+    }
+    let resumed = try make()
+    try resumed.resume(from: CheckpointReader(path: saved[0].path), fingerprint: "sha256:tiny")
+    try resumed.run(until: 8) { _ in }
+    #expect(resumed.adapter.parameters.values == uninterrupted.adapter.parameters.values)
+    #expect(resumed.optimizer.firstMoment.values == uninterrupted.optimizer.firstMoment.values)
+    // The weights-only form loads as what every use takes: DoRA as it is, PiSSA as rank 2r.
+    let loaded = try LoRAAdapter.load(checkpoint: CheckpointReader(path: saved[1].path))
+    #expect(loaded.parameters.values == uninterrupted.adapter.parameters.values)
+    #expect(try loaded.plain().modules.allSatisfy { $0.rank == (variant == "pissa" ? 16 : 8) })
+  }
+
   @Test func resumeRefusesOtherSettingsAndWeightsOnlyFiles() throws {
     let dir = try folder()
     let first = try base.makeTrainer(seed: 5)

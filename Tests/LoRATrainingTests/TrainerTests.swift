@@ -21,10 +21,15 @@ import Testing
     }
   }
 
-  func makeTrainer(seed: UInt64 = 1, dropout: Double = 0, loraPlusRatio: Double = 1) throws -> Trainer {
+  func makeTrainer(
+    seed: UInt64 = 1, dropout: Double = 0, loraPlusRatio: Double = 1, useDora: Bool = false,
+    initialization: String = "default"
+  ) throws -> Trainer {
     let (model, _) = try LlamaModel.load(path: Self.tinyModel)
     let adapter = try LoRAAdapter(
-      config: LoRAConfig(r: 8, loraAlpha: 16, loraDropout: dropout, targetModules: ["all-linear"]),
+      config: LoRAConfig(
+        r: 8, loraAlpha: 16, loraDropout: dropout, targetModules: ["all-linear"], initialization: initialization,
+        useDora: useDora),
       model: model.config, seed: seed)
     return try Trainer(
       model: model, adapter: adapter, train: counting(64, seed: 1), validation: counting(16, seed: 2),
