@@ -161,20 +161,7 @@ def make_case(name: str, case: dict, seed: int) -> None:
                     worst = max(worst, abs((up - down) / (2 * h) - grads[our_name(n)][i]))
         assert worst < 1e-8, f"finite differences differ from the gradients by {worst}"
 
-        optimizer = torch.optim.AdamW([p for _, p in params], lr=ref.PEFT_ADAMW["lr"],
-                                      betas=tuple(ref.PEFT_ADAMW["betas"]), eps=ref.PEFT_ADAMW["eps"],
-                                      weight_decay=ref.PEFT_ADAMW["weight_decay"])
-        losses = [loss.item()]
-        optimizer.step()
-        optimizer.zero_grad()
-        for step in range(ref.PEFT_STEPS):
-            step_loss = loss_of(model)
-            losses.append(step_loss.item())
-            if step + 1 < ref.PEFT_STEPS:
-                step_loss.backward()
-                optimizer.step()
-                optimizer.zero_grad()
-        assert losses[-1] < losses[0], losses
+        losses = ref.adamw_losses(params, lambda: loss_of(model), loss.item())
     print(f"  loss {loss.item():.12f}; finite differences within {worst:.1e}; AdamW "
           + ", ".join(f"{x:.6f}" for x in losses))
     ref.write_json(folder / "reference.json", {

@@ -750,6 +750,26 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.cross_entropy(shift_logits, shift_labels, ignore_index=-100, reduction="mean")
 
 
+def adamw_losses(params, loss_of, first_loss: float) -> list[float]:
+    """The losses of PEFT_STEPS AdamW updates (PEFT_ADAMW) that start from gradients already
+    computed at the initial parameters, whose loss is `first_loss`: that loss, then the loss
+    after each update."""
+    optimizer = torch.optim.AdamW([p for _, p in params], lr=PEFT_ADAMW["lr"], betas=tuple(PEFT_ADAMW["betas"]),
+                                  eps=PEFT_ADAMW["eps"], weight_decay=PEFT_ADAMW["weight_decay"])
+    losses = [first_loss]
+    optimizer.step()
+    optimizer.zero_grad()
+    for step in range(PEFT_STEPS):
+        step_loss = loss_of()
+        losses.append(step_loss.item())
+        if step + 1 < PEFT_STEPS:
+            step_loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    assert losses[-1] < losses[0], losses
+    return losses
+
+
 def load_tiny_tied(out: Path):
     model = transformers.LlamaForCausalLM.from_pretrained(
         str(out / MODEL_FIXTURES / "tiny-tied"), dtype=torch.float32

@@ -246,20 +246,7 @@ def make_dora_fixture(out: Path) -> None:
             "last_logits": [ref.floats(logits[b, -1, :]) for b in range(logits.shape[0])],
             "generated_with": {"torch": torch.__version__, "peft": ref.package_version("peft")},
         }
-        optimizer = torch.optim.AdamW([p for _, p in params], lr=ref.PEFT_ADAMW["lr"],
-                                      betas=tuple(ref.PEFT_ADAMW["betas"]), eps=ref.PEFT_ADAMW["eps"],
-                                      weight_decay=ref.PEFT_ADAMW["weight_decay"])
-        losses = [loss.item()]
-        optimizer.step()
-        optimizer.zero_grad()
-        for step in range(ref.PEFT_STEPS):
-            step_loss = loss_of(model)
-            losses.append(step_loss.item())
-            if step + 1 < ref.PEFT_STEPS:
-                step_loss.backward()
-                optimizer.step()
-                optimizer.zero_grad()
-        assert losses[-1] < losses[0], losses
+        losses = ref.adamw_losses(params, lambda: loss_of(model), loss.item())
         print(f"  loss {loss.item():.12f}; AdamW losses " + ", ".join(f"{x:.6f}" for x in losses))
         reference["steps"] = {"optimizer": "AdamW", **ref.PEFT_ADAMW, "losses": losses}
     ref.write_json(folder / "reference.json", reference)

@@ -75,7 +75,8 @@ extension TrainingSettings {
     }
     // rank: auto grows each rung's adapter into the next (AdapterResize): plain LoRA only.
     try Self.check(
-      .rank, ladder == nil || (useDora != true && LoRAConfig(initialization: initWeights ?? "default").pissa == nil),
+      .rank,
+      ladder == nil || (useDora != true && LoRAConfig(initialization: initWeights ?? "default").pissa == nil),
       "auto grows each rung's adapter into the next rank, which DoRA's magnitudes and PiSSA's start do not survive; "
         + "give a rank")
     try Self.check(

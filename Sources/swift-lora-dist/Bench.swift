@@ -165,7 +165,8 @@ struct Bench: ParsableCommand {
     let peak = peaks[0]
     let bf16Peak = bf16 ? peaks[1] : nil
     return BenchResult(
-      model: base.model, objective: objective, dora: useDora, initialization: initWeights, batch: batch, seq: seq, targets: targets,
+      model: base.model, objective: objective, dora: useDora, initialization: initWeights, batch: batch,
+      seq: seq, targets: targets,
       rank: rank,
       threads: BLAS.threads,
       ranks: comm.size, threadRanks: threadRanks, blasCore: BLAS.coreName,

@@ -11,51 +11,14 @@ import Testing
 /// PEFT reader; the forward's logits, the loss, the gradient of every lora_A, lora_B and
 /// lora_magnitude_vector, and five AdamW steps.
 @Suite struct DoRAReferenceTests {
-  struct Reference: Decodable {
-    struct Steps: Decodable {
-      var lr: Double
-      var betas: [Double]
-      var eps: Double
-      var weight_decay: Double
-      var losses: [Double]
-    }
-    var input_ids: [[Int32]]
-    var labels: [[Int32]]
-    var loss: Double
-    var grads: [String: [Double]]
-    var last_logits: [[Double]]
-    var steps: Steps
-  }
+  /// The forward's logits at each sequence's last position, beside PEFTReferenceTests' fields.
+  struct Logits: Decodable { var last_logits: [[Double]] }
 
-  struct Setup {
-    var model: LlamaModel
-    var adapter: LoRAAdapter
-    var reference: Reference
-    var activations: LlamaActivations
-    var gradients: LlamaGradients
-    var tokens: [Int32]
-    var targets: [Int32]
-  }
+  let peft = PEFTReferenceTests()
 
-  func setUp(precision: StoredPrecision = .f32) throws -> Setup {
-    let (model, _) = try LlamaModel.load(ModelFiles.open(PEFTReferenceTests.tinyModel), precision: precision)
-    let folder = PEFTReferenceTests.fixtures.appendingPathComponent("peft-tiny-dora")
-    let adapter = try LoRAAdapter.loadPEFT(from: folder.path, model: model.config)
-    let reference = try JSONDecoder().decode(
-      Reference.self, from: Data(contentsOf: folder.appendingPathComponent("reference.json")))
-    let (batch, length) = (reference.input_ids.count, reference.input_ids[0].count)
-    return Setup(
-      model: model, adapter: adapter, reference: reference,
-      activations: LlamaActivations(
-        config: model.config, batch: batch, length: length, keepForBackward: true, adapter: adapter),
-      gradients: LlamaGradients(config: model.config, batch: batch, length: length, maxRank: 4),
-      tokens: reference.input_ids.flatMap { $0 }, targets: ReferenceSupport.targets(labels: reference.labels))
-  }
+  func setUp() throws -> PEFTReferenceTests.Setup { try peft.setUp("peft-tiny-dora") }
 
-  func step(_ s: Setup) -> Double {
-    ReferenceSupport.meanLossStep(
-      s.model, s.adapter, s.activations, s.gradients, tokens: s.tokens, targets: s.targets)
-  }
+  func step(_ s: PEFTReferenceTests.Setup) -> Double { peft.step(s) }
 
   @Test func adapterLoadsWithItsMagnitudes() throws {
     let s = try setUp()
@@ -83,20 +46,22 @@ import Testing
       }
     }
     // The forward's logits at each sequence's last position.
+    let logitsURL = PEFTReferenceTests.fixtures.appendingPathComponent("peft-tiny-dora/reference.json")
+    let expected = try JSONDecoder().decode(Logits.self, from: Data(contentsOf: logitsURL)).last_logits
     let (batch, length) = (s.activations.batch, s.activations.length)
     let (width, vocabulary) = (s.model.config.hiddenSize, s.model.config.vocabularySize)
     let logits = Tensor(zeros: [1, vocabulary])
     for b in 0..<batch {
       let row = s.activations.finalNormed.view(offset: ((b + 1) * length - 1) * width, shape: [1, width])
       s.model.logits(into: logits, hidden: row)
-      let relative = ReferenceSupport.relativeError(logits.values, s.reference.last_logits[b])
+      let relative = ReferenceSupport.relativeError(logits.values, expected[b])
       #expect(relative <= 1e-5, "sequence \(b)'s last logits: relative error \(relative)")
     }
   }
 
   @Test func fiveAdamWStepsMatchPyTorch() throws {
     let s = try setUp()
-    let steps = s.reference.steps
+    let steps = try #require(s.reference.steps)
     let optimizer = AdamW(
       parameterCount: s.adapter.parameterCount,
       options: .init(

@@ -28,7 +28,8 @@ import Testing
     let (model, _) = try LlamaModel.load(path: Self.tinyModel)
     let adapter = try LoRAAdapter(
       config: LoRAConfig(
-        r: 8, loraAlpha: 16, loraDropout: dropout, targetModules: ["all-linear"], initialization: initialization,
+        r: 8, loraAlpha: 16, loraDropout: dropout, targetModules: ["all-linear"],
+        initialization: initialization,
         useDora: useDora),
       model: model.config, seed: seed)
     return try Trainer(
