@@ -34,6 +34,8 @@ struct Train: ParsableCommand {
         swift-lora-dist train --model model.gguf --data pairs.jsonl --objective dpo --beta 0.1 \
           --validation-fraction 0.1 --lr 5e-5 --output out/dpo
         swift-lora-dist train --model model.gguf --data train.jsonl --loraplus-lr-ratio 16 --output out/plus
+        swift-lora-dist train --model model.gguf --data train.jsonl --targets all-linear --use-dora --output out/dora
+        swift-lora-dist train --model model.gguf --data train.jsonl --init pissa_niter_4 --output out/pissa
       """)
 
   @Option(help: "A YAML file of options (keys: the flags in snake_case).") var config: String?
