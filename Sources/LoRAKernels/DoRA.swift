@@ -65,21 +65,26 @@ public enum DoRA {
   /// The backward of `combine` for a layer's output gradient dy: the magnitude's gradient
   /// gm[j] += Σ_rows dy[r, j]·z[r, j] / n[j], then dy scaled in place to g ⊙ dy, the gradient
   /// of z (what the frozen product's input gradient and LoRA's backward then take). One
-  /// pass over dy and z; each kernel thread owns a range of columns.
-  /// - dy, z: [N, OUT]; magnitude, norms, gradMagnitude: [OUT].
-  public static func backward(dy: Tensor, z: Tensor, magnitude: Tensor, norms: Tensor, gradMagnitude: Tensor)
-  {
+  /// pass over dy and z; each kernel thread owns a range of columns. With `scaled`, g ⊙ dy
+  /// goes there and dy is left as it is (LoRA dropout needs both).
+  /// - dy, z, scaled: [N, OUT]; magnitude, norms, gradMagnitude: [OUT].
+  public static func backward(
+    dy: Tensor, z: Tensor, magnitude: Tensor, norms: Tensor, gradMagnitude: Tensor, scaled: Tensor? = nil
+  ) {
     let width = magnitude.count
     let rows = z.count / width
-    precondition(dy.count == z.count && norms.count == width && gradMagnitude.count == width)
+    precondition(
+      dy.count == z.count && norms.count == width && gradMagnitude.count == width
+        && (scaled?.count ?? z.count) == z.count)
     let (d, zs) = (UncheckedSendable(dy.base), UncheckedSendable(z.base))
+    let output = UncheckedSendable((scaled ?? dy).base)
     let (m, n, gm) = (magnitude.base, norms.base, UncheckedSendable(gradMagnitude.base))
     Parallel.forRanges(width, grain: 64) { columns, _ in
       for row in 0..<rows {
-        let (dr, zr) = (d.value + row * width, zs.value + row * width)
+        let (dr, zr, out) = (d.value + row * width, zs.value + row * width, output.value + row * width)
         for j in columns {
           gm.value[j] += dr[j] * zr[j] / n[j]
-          dr[j] *= m[j] / n[j]
+          out[j] = dr[j] * m[j] / n[j]
         }
       }
     }

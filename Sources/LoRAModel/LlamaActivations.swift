@@ -119,6 +119,9 @@ public final class LlamaActivations: @unchecked Sendable {
   /// [N, max OUT], and the widened weight rows of `DoRA.rowNorms`; with a PiSSA slot, its
   /// rows' summed low-rank terms [N, max OUT] before they are added.
   let doraScratch: Tensor
+  /// Keeps DoRA's norms as the last pass left them (finite differences of the function whose
+  /// gradient the backward computes: the norm a constant, as in PEFT).
+  var holdNorms = false
   /// The frozen ancestors' x·Aᵀ (forward) and s·dy·B (backward) [N, max R of the chains].
   let chain: Tensor
   /// Final RMSNorm output [N, D] and factors [N].

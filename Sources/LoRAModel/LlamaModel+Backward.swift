@@ -239,6 +239,10 @@ extension LlamaModel {
       let rows = xRows.shape[0]
       let du = g.du.view(offset: 0, shape: [rows, m.rank])
       let dropout = Float(adapter.config.loraDropout)
+      if dropout > 0 && m.norm != nil {
+        doraDroppedBackward(dx: dx, dy: dy, x: x, m, slot: k, a, g)
+        continue
+      }
       if dropout == 0 {
         LowRank.backward(
           dx: dxRows, gA: m.gradA, gB: m.gradB, dy: dyRows, x: xRows, u: u, a: m.a, b: m.b, scale: m.scale,

@@ -49,10 +49,13 @@ extension LlamaModel {
   }
 
   /// After the frozen product (before any bias): on each DoRA slot's rows,
-  /// z = out − residual (x·W0ᵀ) + s·(x·Aᵀ)·Bᵀ is kept, and out = residual + g ⊙ z.
-  /// - out: [N, OUT]; x: [N, IN].
+  /// z = out − residual (x·W0ᵀ) + s·(x·Aᵀ)·Bᵀ is kept, and out = residual + g ⊙ z. With LoRA
+  /// dropout in training (PEFT's form), z = x_d·W0ᵀ + s·(x_d·Aᵀ)·Bᵀ for the dropped-out x_d
+  /// (one more frozen product) and out = residual + x·W0ᵀ − x_d·W0ᵀ + g ⊙ z.
+  /// - out: [N, OUT]; x: [N, IN]; weight: [OUT, IN].
   func doraApply(
-    _ out: Tensor, _ x: Tensor, layer: Int, target: LoRATarget, _ a: LlamaActivations, accumulate: Bool
+    _ out: Tensor, _ x: Tensor, weight: FrozenMatrix, layer: Int, target: LoRATarget, _ a: LlamaActivations,
+    accumulate: Bool
   ) {
     for k in a.slots.indices {
       guard let m = a.slots[k].adapter.module(layer: layer, target: target), let norm = m.norm,
@@ -64,6 +67,14 @@ extension LlamaModel {
       let z = keptZ.shape[0] == rows ? keptZ : keptZ.view(offset: 0, shape: [rows, m.outFeatures])
       let u = keptU.shape == [rows, m.rank] ? keptU : keptU.view(offset: 0, shape: [rows, m.rank])
       let residual = accumulate ? slotRows(a.doraScratch.view(offset: 0, shape: out.shape), k, a) : nil
+      if a.slots[k].adapter.config.loraDropout > 0 && a.keepForBackward {
+        let dropped = droppedInput(xRows, m, a, slot: k)
+        weight.forward(into: z, dropped)
+        outRows.subtract(z)
+        LowRank.forward(z, u: u, x: dropped, a: m.a, b: m.b, scale: m.scale)
+        DoRA.combine(outRows, residual: outRows, z: z, magnitude: magnitude, norms: norm)
+        continue
+      }
       z.copy(from: outRows)
       if let residual { z.subtract(residual) }
       LowRank.forward(z, u: u, x: xRows, a: m.a, b: m.b, scale: m.scale)
@@ -89,10 +100,11 @@ extension LlamaModel {
   }
 
   /// The DoRA part of a linear's backward, before its input gradients: each DoRA slot's
-  /// magnitude gradient is added and its rows of dy are scaled by g in place.
+  /// magnitude gradient is added and its rows of dy are scaled by g in place (a slot with
+  /// LoRA dropout is left to `doraDroppedBackward`).
   /// - dy: [N, OUT].
   func doraBackward(dy: Tensor, layer: Int, target: LoRATarget, _ a: LlamaActivations) {
-    for k in a.slots.indices {
+    for k in a.slots.indices where a.slots[k].adapter.config.loraDropout == 0 {
       guard let m = a.slots[k].adapter.module(layer: layer, target: target), let norm = m.norm,
         let magnitude = m.magnitude, let gradMagnitude = m.gradMagnitude,
         let z = a.layer(layer).doras[k][target]
@@ -107,5 +119,35 @@ extension LlamaModel {
     for slot in a.slots where slot.adapter.norms != nil {
       updateNorms(of: slot.adapter, scratch: a.doraScratch)
     }
+  }
+
+  /// The backward of a DoRA module with LoRA dropout on slot k's rows, after the frozen
+  /// product's input gradient took dy as it is: the magnitude's gradient, A's and B's from
+  /// g ⊙ dy and x_d, and into dx, through the dropout mask, s·(g ⊙ dy)·B·A + ((g − 1) ⊙ dy)·W0.
+  /// - dx: [N, IN] or nil; dy: [N, OUT]; x: the linear's input [N, IN].
+  func doraDroppedBackward(
+    dx: Tensor?, dy: Tensor, x: Tensor, _ m: LoRAAdapter.Module, slot k: Int, _ a: LlamaActivations,
+    _ g: LlamaGradients
+  ) {
+    guard let norm = m.norm, let magnitude = m.magnitude, let gradMagnitude = m.gradMagnitude,
+      let z = a.layer(m.layer).doras[k][m.target], let u = a.layer(m.layer).loras[k][m.target]
+    else { return }
+    let (xRows, dyRows) = (slotRows(x, k, a), slotRows(dy, k, a))
+    let rows = xRows.shape[0]
+    let scaled = slotRows(a.doraScratch.view(offset: 0, shape: dy.shape), k, a)
+    DoRA.backward(
+      dy: dyRows, z: z, magnitude: magnitude, norms: norm, gradMagnitude: gradMagnitude, scaled: scaled)
+    let du = g.du.view(offset: 0, shape: [rows, m.rank])
+    let dropped = droppedInput(xRows, m, a, slot: k)
+    LowRank.backward(
+      dx: nil, gA: m.gradA, gB: m.gradB, dy: scaled, x: dropped, u: u, a: m.a, b: m.b, scale: m.scale, du: du)
+    guard let dx else { return }
+    let path = g.wide.view(offset: 0, shape: [rows, m.inFeatures])
+    GEMM.multiply(into: path, du, m.a)
+    scaled.subtract(dyRows)
+    weights.layers[m.layer].matrix(m.target).inputGradient(into: path, scaled, beta: 1)
+    let p = Float(a.slots[k].adapter.config.loraDropout)
+    Dropout.apply(path, path, probability: p, seed: dropoutSeed(a, m, slot: k))
+    slotRows(dx, k, a).add(path)
   }
 }

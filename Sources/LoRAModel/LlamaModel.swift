@@ -41,7 +41,7 @@ public final class LlamaModel: @unchecked Sendable {
       tokens.count == batch * a.tokenLength,
       "forward got \(tokens.count) tokens for \(batch)×\(a.tokenLength)")
     // DoRA's norms follow A and B: recomputed by every pass but a generation's next tokens.
-    if (cache?.length ?? 0) == 0 { doraUpdateNorms(a) }
+    if (cache?.length ?? 0) == 0 && !a.holdNorms { doraUpdateNorms(a) }
     if let cache, a.virtual != nil {
       // Virtual tokens open the sequence: prompt rows go through this pass, prefix keys into the cache.
       precondition(cache.length == 0, "a pass with virtual tokens starts an empty cache")
@@ -168,7 +168,7 @@ public final class LlamaModel: @unchecked Sendable {
     let dora = a.slots.contains { $0.adapter.module(layer: layer, target: target)?.norm != nil }
     if dora && accumulate { doraSaveResidual(out, layer: layer, target: target, a) }
     weight.forward(into: out, x, beta: accumulate ? 1 : 0)
-    if dora { doraApply(out, x, layer: layer, target: target, a, accumulate: accumulate) }
+    if dora { doraApply(out, x, weight: weight, layer: layer, target: target, a, accumulate: accumulate) }
     if let bias { Linear.addBias(out, bias) }
     for k in a.slots.indices {
       // PiSSA: s·B·A·x − s·B₀·A₀·x summed apart, then added: exactly 0 while B, A = B₀, A₀,

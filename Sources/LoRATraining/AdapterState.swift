@@ -75,11 +75,6 @@ public final class AdapterState {
     }
     try options.validate(ranks: share == .split ? communicator.size : 1)
     guard !train.isEmpty else { throw DataError.invalidOption("the training set is empty") }
-    if adapter.config.useDora && adapter.config.loraDropout > 0 {
-      throw DataError.invalidOption(
-        "use_dora with lora_dropout \(adapter.config.loraDropout): DoRA trains without LoRA dropout here (set dropout 0)"
-      )
-    }
     // DoRA magnitudes never set (all zero would zero every adapted layer): PEFT's start.
     if adapter.modules.contains(where: { $0.magnitude != nil })
       && adapter.modules.allSatisfy({ $0.magnitude?.values.allSatisfy { $0 == 0 } ?? true })

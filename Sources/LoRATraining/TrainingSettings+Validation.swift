@@ -79,9 +79,6 @@ extension TrainingSettings {
       ladder == nil || (useDora != true && LoRAConfig(initialization: initWeights ?? "default").pissa == nil),
       "auto grows each rung's adapter into the next rank, which DoRA's magnitudes and PiSSA's start do not survive; "
         + "give a rank")
-    try Self.check(
-      .useDora, useDora != true || (dropout ?? Defaults.dropout) == 0,
-      "DoRA trains without LoRA dropout here: set dropout 0 (got \(dropout ?? 0))")
     try validateOptimization()
   }
 

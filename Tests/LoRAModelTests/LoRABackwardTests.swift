@@ -6,15 +6,24 @@ import Testing
 
 /// The whole model's LoRA gradients against finite differences of its loss.
 @Suite struct LoRABackwardTests {
-  func setUp(dropout: Double = 0, targets: [String] = ["all-linear"], layers: [Int]? = nil) throws -> (
+  func setUp(
+    dropout: Double = 0, targets: [String] = ["all-linear"], layers: [Int]? = nil, useDora: Bool = false
+  ) throws -> (
     LlamaModel, LoRAAdapter, LlamaActivations, LlamaGradients, [Int32], [Int32]
   ) {
     let (model, _) = try LlamaModel.load(path: Fixtures.path("tiny-qwen2"))
     let config = LoRAConfig(
-      r: 2, loraAlpha: 4, loraDropout: dropout, targetModules: targets, layersToTransform: layers)
+      r: 2, loraAlpha: 4, loraDropout: dropout, targetModules: targets, layersToTransform: layers,
+      useDora: useDora)
     let adapter = try LoRAAdapter(config: config, model: model.config, seed: 5)
     var random = SeededRandom(seed: 9)
     for m in adapter.modules { for i in 0..<m.b.count { m.b[i] = (random.nextUnitFloat() - 0.5) * 0.4 } }
+    // DoRA: magnitudes off ‖W0 + s·B·A‖, so that every row is rescaled.
+    model.resetMagnitudes(of: adapter)
+    for m in adapter.modules {
+      guard let magnitude = m.magnitude else { continue }
+      for j in 0..<magnitude.count { magnitude[j] *= 0.7 + 0.6 * random.nextUnitFloat() }
+    }
     let (batch, length) = (2, 6)
     let tokens: [Int32] = (0..<(batch * length)).map { _ in Int32(random.next() % 96) }
     var targets = [Int32](repeating: -1, count: batch * length)
@@ -35,12 +44,18 @@ import Testing
     return sum / Double(count)
   }
 
-  @Test(arguments: [(0.0, nil), (0.3, nil), (0.0, [1])])
-  func gradientsMatchFiniteDifferences(dropout: Double, layers: [Int]?) throws {
+  /// With DoRA (on tiny-qwen2, whose q, k, v have biases) the norms are held at the first
+  /// pass's: the backward's gradient is of that function (PEFT's), so are the differences.
+  @Test(arguments: [
+    (0.0, nil, false), (0.3, nil, false), (0.0, [1], false), (0.0, nil, true), (0.3, nil, true),
+  ])
+  func gradientsMatchFiniteDifferences(dropout: Double, layers: [Int]?, useDora: Bool) throws {
     // [1]: only the upper layer is adapted, so the backward pass stops there.
-    let (model, adapter, a, g, tokens, targets) = try setUp(dropout: dropout, layers: layers)
+    let (model, adapter, a, g, tokens, targets) = try setUp(
+      dropout: dropout, layers: layers, useDora: useDora)
     a.dropoutSeed = 77
     model.forward(tokens: tokens, activations: a)
+    a.holdNorms = true
     let trained = targets.filter { $0 >= 0 }.count
     adapter.gradients.zero()
     _ = model.backward(targets: targets, activations: a, gradients: g, gradientScale: 1 / Float(trained))
@@ -128,13 +143,15 @@ import Testing
 }
 
 @Suite struct CheckpointingTests {
-  @Test(arguments: [0.0, 0.2])
-  func recomputedLayersGiveTheSameGradients(dropout: Double) throws {
+  @Test(arguments: [0.0, 0.2], [false, true])
+  func recomputedLayersGiveTheSameGradients(dropout: Double, useDora: Bool) throws {
     let (model, _) = try LlamaModel.load(path: Fixtures.path("tiny-qwen2"))
     let adapter = try LoRAAdapter(
-      config: LoRAConfig(r: 2, loraAlpha: 4, loraDropout: dropout, targetModules: ["all-linear"]),
+      config: LoRAConfig(
+        r: 2, loraAlpha: 4, loraDropout: dropout, targetModules: ["all-linear"], useDora: useDora),
       model: model.config,
       seed: 5)
+    model.resetMagnitudes(of: adapter)
     var random = SeededRandom(seed: 9)
     for m in adapter.modules { for i in 0..<m.b.count { m.b[i] = random.nextUnitFloat() - 0.5 } }
     let tokens: [Int32] = (0..<14).map { _ in Int32(random.next() % 96) }

@@ -132,14 +132,15 @@ import Testing
     #expect(difference <= 1e-5, "relative difference \(difference)")
   }
 
-  /// A DoRA adapter fused with plain LoRA ones trains as it does alone (its magnitudes in
-  /// the shared buffer and all-reduce), on one rank and on two.
+  /// A DoRA adapter (with LoRA dropout) fused with plain LoRA ones trains as it does alone
+  /// (its magnitudes in the shared buffer and all-reduce), on one rank and on two.
   @Test func doraFusedWithLoRAEqualsItselfAloneAndOnTwoRanks() throws {
     let (model, _) = try LlamaModel.load(path: TrainerTests.tinyModel)
     var members = Array(members().dropFirst())
     members.insert(
       .init(
-        config: LoRAConfig(r: 4, loraAlpha: 8, targetModules: ["all-linear"], useDora: true),
+        config: LoRAConfig(
+          r: 4, loraAlpha: 8, loraDropout: 0.1, targetModules: ["all-linear"], useDora: true),
         initialisationSeed: 5, train: base.counting(40, seed: 5), validation: [],
         options: TrainingOptions(steps: 5, batchSize: 8, microBatch: 4, learningRate: 1e-2, seed: 5)),
       at: 1)
