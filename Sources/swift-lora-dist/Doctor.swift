@@ -107,7 +107,7 @@ struct DoctorProbe {
       cpuFeatures: BLAS.cpuVectorFeatures(), sgemmError: GEMM.verify(),
       sgemmAloneGFLOPs: alone, sgemmTogetherGFLOPs: together.gflops, bf16Path: Self.bf16Path(),
       bf16AloneGFLOPs: bf16,
-      model: model.map(ModelAccess.check), checks: checks)
+      model: model.map(ModelAccess.check), checks: checks, topology: CPUTopology.current())
     let encoded = try JSONEncoder().encode(info)
     let ranks = try comm.allgather([UInt8](encoded)).map {
       try JSONDecoder().decode(DoctorReport.RankInfo.self, from: Data($0))

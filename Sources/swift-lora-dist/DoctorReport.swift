@@ -31,6 +31,8 @@ struct DoctorReport: Codable, Equatable {
     var bf16AloneGFLOPs: Double?
     var model: ModelAccess?
     var checks: [CollectiveCheckResult]
+    /// The CPUs this rank may run on: affinity, cores, NUMA domains, quota.
+    var topology: CPUTopology? = nil
   }
 
   /// One row of the all-reduce table.
@@ -85,12 +87,15 @@ extension DoctorReport {
     }
     for (host, members) in hosts.sorted(by: { $0.key < $1.key }) {
       let threads = members.reduce(0) { $0 + $1.blasThreads }
-      let cpus = members.map(\.cpus).max() ?? 1
+      // The CPUs the ranks may use between them (their affinity), else the machine's count.
+      let allowed = Set(members.flatMap { $0.topology?.allowed ?? [] })
+      let cpus = allowed.isEmpty ? (members.map(\.cpus).max() ?? 1) : allowed.count
       if threads > cpus {
         warnings.append(
-          "\(host) runs \(members.count) rank(s) with \(threads) BLAS threads in all on \(cpus) CPUs; "
+          "\(host) runs \(members.count) rank(s) with \(threads) BLAS threads in all on \(cpus) \(allowed.isEmpty ? "" : "allowed ")CPUs; "
             + "set OPENBLAS_NUM_THREADS=\(max(1, cpus / members.count)) per rank")
       }
+      warnings += Self.sharedCores(host: host, members)
     }
     for info in ranks where info.sgemmError > 1e-4 {
       problems.append(
@@ -171,6 +176,9 @@ extension DoctorReport {
     }
     lines += renderTable(table, rightAligned: [0, 2, 3, 6, 7])
     for info in ranks {
+      if let topology = info.topology { lines.append("rank \(info.rank): \(topology.summary)") }
+    }
+    for info in ranks {
       guard let path = info.bf16Path else { continue }
       lines.append(
         "rank \(info.rank): bf16 frozen products: \(path)"
@@ -241,4 +249,25 @@ func formatDuration(_ microseconds: Double) -> String {
   if microseconds < 1000 { return "\(format(microseconds, microseconds < 10 ? 2 : 1)) µs" }
   if microseconds < 1_000_000 { return "\(format(microseconds / 1000, 2)) ms" }
   return "\(format(microseconds / 1_000_000, 2)) s"
+}
+
+extension DoctorReport {
+  /// Ranks of one host bound to CPUs that overlap (each bound to fewer than all online
+  /// CPUs, and sharing some): they compete for those cores.
+  static func sharedCores(host: String, _ members: [RankInfo]) -> [String] {
+    let bound = members.compactMap { info in
+      info.topology.flatMap { $0.allowed.count < $0.online.count ? (info.rank, Set($0.allowed)) : nil }
+    }
+    var warnings: [String] = []
+    for (i, first) in bound.enumerated() {
+      for second in bound.dropFirst(i + 1) {
+        let shared = first.1.intersection(second.1)
+        guard !shared.isEmpty else { continue }
+        warnings.append(
+          "ranks \(first.0) and \(second.0) on \(host) are bound to the same CPU(s) \(shared.sorted().map(String.init).joined(separator: ","))"
+            + "; bind each rank to cores of its own (mpirun --bind-to core, launch/run does by default)")
+      }
+    }
+    return warnings
+  }
 }

@@ -95,6 +95,36 @@ final class TemporaryFolder {
         "rank 1: bf16 frozen products: unavailable (oneDNN 2.6.3, avx2: bf16 products need AVX-512)"))
   }
 
+  /// Two ranks of a host bound to overlapping CPUs are named; bound apart, or unbound, they are not.
+  @Test func ranksBoundToTheSameCoresAreNamed() {
+    func bound(_ r: Int, _ cpus: [Int]) -> DoctorReport.RankInfo {
+      var info = rank(r, cpus: 4)
+      info.topology = CPUTopology(
+        online: [0, 1, 2, 3], allowed: cpus, cores: cpus.map { [$0] }, numaDomains: [cpus], quotaCPUs: nil)
+      return info
+    }
+    func warnings(_ ranks: [DoctorReport.RankInfo]) -> [String] {
+      DoctorReport.assess(
+        version: "t", backend: "mpi", mpiLibrary: nil, sgemmShape: "", ranks: ranks, allreduce: []
+      ).warnings
+    }
+    let shared = warnings([bound(0, [0, 1]), bound(1, [1, 2])])
+    #expect(
+      shared.contains { $0.contains("ranks 0 and 1 on node1 are bound to the same CPU(s) 1") }, "\(shared)")
+    #expect(warnings([bound(0, [0, 1]), bound(1, [2, 3])]).isEmpty)
+    #expect(warnings([bound(0, [0, 1, 2, 3]), bound(1, [0, 1, 2, 3])]).isEmpty)
+    // More BLAS threads than the CPUs the ranks may use between them, named with both numbers.
+    var crowded = bound(0, [0])
+    crowded.blasThreads = 2
+    #expect(warnings([crowded]).contains { $0.contains("2 BLAS threads in all on 1 allowed CPUs") })
+    #expect(
+      DoctorReport.assess(
+        version: "t", backend: "mpi", mpiLibrary: nil, sgemmShape: "", ranks: [bound(0, [0, 1])],
+        allreduce: []
+      ).text.contains(
+        "rank 0: 2 of 4 online CPUs allowed: 2 core(s) × 1 thread(s), 1 NUMA domain(s), no CPU quota"))
+  }
+
   @Test func unreadableModelIsAProblemNamingRankAndPath() {
     var broken = rank(1)
     broken.model = ModelAccess.check("/shared/missing.gguf")
