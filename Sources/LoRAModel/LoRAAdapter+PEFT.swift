@@ -161,6 +161,14 @@ extension LoRAAdapter {
     do { config = try JSONDecoder().decode(LoRAConfig.self, from: data) } catch {
       throw PEFTError("\(configURL.path): \(error)")
     }
+    // PiSSA, OLoRA, CorDA and LoftQ rewrite the base; such an adapter is only right on PEFT's
+    // residual model, unless PEFT converted it (its config then says init_lora_weights: true).
+    if let kind = ["pissa", "olora", "corda", "loftq"].first(where: { config.initialization.hasPrefix($0) }) {
+      throw PEFTError(
+        "\(configURL.path): init_lora_weights is \"\(config.initialization)\": PEFT saved this \(kind) adapter for the "
+          + "base it rewrote, not for the original; save it with PEFT's path_initial_model_for_weight_conversion "
+          + "(a plain LoRA adapter of rank 2r) and load that")
+    }
     let adapter = try LoRAAdapter(
       config: LoRAConfig(
         r: config.r, loraAlpha: config.loraAlpha, loraDropout: config.loraDropout,

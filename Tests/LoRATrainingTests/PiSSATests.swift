@@ -153,4 +153,20 @@ import Testing
     settings.useDora = nil
     #expect(throws: Never.self) { try settings.validate() }
   }
+
+  /// A PiSSA adapter as PEFT saves it unconverted is right only on PEFT's rewritten base: refused.
+  @Test func unconvertedPEFTPiSSAFolderIsRefused() throws {
+    let folder = NSTemporaryDirectory() + "peft-pissa-" + UUID().uuidString
+    defer { try? FileManager.default.removeItem(atPath: folder) }
+    try FileManager.default.copyItem(
+      atPath: PEFTReferenceTests.fixtures.appendingPathComponent("peft-tiny").path, toPath: folder)
+    let url = URL(fileURLWithPath: folder + "/adapter_config.json")
+    var json = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
+    json["init_lora_weights"] = "pissa_niter_4"
+    try JSONSerialization.data(withJSONObject: json).write(to: url)
+    let (model, _) = try LlamaModel.load(path: TrainerTests.tinyModel)
+    #expect {
+      _ = try LoRAAdapter.loadPEFT(from: folder, model: model.config)
+    } throws: { "\($0)".contains("path_initial_model_for_weight_conversion") }
+  }
 }
