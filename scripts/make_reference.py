@@ -908,20 +908,8 @@ def make_peft_fixture(out: Path, kind: str, lora_kwargs: dict, seed: int, steps:
             scalings = set(reference["scalings"].values())
             assert scalings == {config.lora_alpha / config.r}, scalings
             reference["scaling"] = scalings.pop()
-            optimizer = torch.optim.AdamW([p for _, p in params], lr=PEFT_ADAMW["lr"],
-                                          betas=tuple(PEFT_ADAMW["betas"]), eps=PEFT_ADAMW["eps"],
-                                          weight_decay=PEFT_ADAMW["weight_decay"])
-            losses = [loss.item()]
-            optimizer.step()  # with the gradients at the initial parameters, computed above
-            optimizer.zero_grad()
-            for step in range(PEFT_STEPS):
-                step_loss = loss_of(model)
-                losses.append(step_loss.item())
-                if step + 1 < PEFT_STEPS:
-                    step_loss.backward()
-                    optimizer.step()
-                    optimizer.zero_grad()
-            assert losses[-1] < losses[0], losses
+            # The first update takes the gradients at the initial parameters, computed above.
+            losses = adamw_losses(params, lambda: loss_of(model), loss.item())
             print("  AdamW losses " + ", ".join(f"{x:.6f}" for x in losses))
             reference["steps"] = {"optimizer": "AdamW", **PEFT_ADAMW, "losses": losses}
     write_json(folder / "reference.json", reference)
