@@ -10,18 +10,11 @@ import Testing
 /// on the same tiny model, adapter and masked batch (scripts/make_reference.py).
 @Suite struct PEFTReferenceTests {
   struct Reference: Decodable {
-    struct Steps: Decodable {
-      var lr: Double
-      var betas: [Double]
-      var eps: Double
-      var weight_decay: Double
-      var losses: [Double]
-    }
     var input_ids: [[Int32]]
     var labels: [[Int32]]
     var loss: Double
     var grads: [String: [Double]]
-    var steps: Steps?
+    var steps: ReferenceSupport.AdamWSteps?
   }
 
   static let fixtures = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!
@@ -84,52 +77,20 @@ import Testing
 
   @Test func fiveAdamWStepsMatchPyTorch() throws {
     let s = try setUp("peft-tiny")
-    let steps = try #require(s.reference.steps)
-    let optimizer = AdamW(
-      parameterCount: s.adapter.parameterCount,
-      options: .init(
-        beta1: steps.betas[0], beta2: steps.betas[1], eps: steps.eps, weightDecay: steps.weight_decay))
-    var losses: [Double] = []
-    for _ in 0..<5 {
-      losses.append(step(s))
-      optimizer.update(parameters: s.adapter.parameters, gradients: s.adapter.gradients, lr: steps.lr)
-    }
-    losses.append(step(s))
-    for (k, (got, want)) in zip(losses, steps.losses).enumerated() {
-      #expect(abs(got - want) / want <= 1e-4, "loss after \(k) steps: \(got) vs \(want)")
-    }
+    ReferenceSupport.expectFiveAdamWSteps(s.adapter, try #require(s.reference.steps)) { step(s) }
   }
 
   /// LoRA+ (every B at 16 × the learning rate) against PEFT's `create_loraplus_optimizer`
   /// over PyTorch's AdamW (scripts/make_variant_fixtures.py).
   @Test func fiveLoRAPlusStepsMatchPEFT() throws {
-    struct LoRAPlus: Decodable {
-      var lr: Double
-      var betas: [Double]
-      var eps: Double
-      var weight_decay: Double
-      var loraplus_lr_ratio: Double
-      var losses: [Double]
-    }
+    struct Ratio: Decodable { var loraplus_lr_ratio: Double }
     let s = try setUp("peft-tiny")
-    let url = Self.fixtures.appendingPathComponent("peft-tiny/loraplus.json")
-    let reference = try JSONDecoder().decode(LoRAPlus.self, from: Data(contentsOf: url))
-    let optimizer = AdamW(
-      parameterCount: s.adapter.parameterCount,
-      options: .init(
-        beta1: reference.betas[0], beta2: reference.betas[1], eps: reference.eps,
-        weightDecay: reference.weight_decay))
-    var losses: [Double] = []
-    for _ in 0..<5 {
-      losses.append(step(s))
-      optimizer.update(
-        parameters: s.adapter.parameters, gradients: s.adapter.gradients, lr: reference.lr,
-        scaled: s.adapter.bRanges, factor: reference.loraplus_lr_ratio)
-    }
-    losses.append(step(s))
-    for (k, (got, want)) in zip(losses, reference.losses).enumerated() {
-      #expect(abs(got - want) / want <= 1e-4, "loss after \(k) LoRA+ steps: \(got) vs \(want)")
-    }
+    let data = try Data(contentsOf: Self.fixtures.appendingPathComponent("peft-tiny/loraplus.json"))
+    let ratio = try JSONDecoder().decode(Ratio.self, from: data).loraplus_lr_ratio
+    ReferenceSupport.expectFiveAdamWSteps(
+      s.adapter, try JSONDecoder().decode(ReferenceSupport.AdamWSteps.self, from: data),
+      groups: s.adapter.bRanges.map { ($0, ratio) }, label: "LoRA+: "
+    ) { step(s) }
   }
 
   @Test func savedPEFTFolderLoadsBackIdentically() throws {

@@ -11,13 +11,6 @@ import Testing
 /// trainable gradient and five AdamW steps (scripts/make_prefix_fixtures.py).
 @Suite struct PrefixReferenceTests {
   struct Reference: Decodable {
-    struct Steps: Decodable {
-      var lr: Double
-      var betas: [Double]
-      var eps: Double
-      var weight_decay: Double
-      var losses: [Double]
-    }
     struct LoRA: Decodable {
       var r: Int
       var lora_alpha: Double
@@ -31,7 +24,7 @@ import Testing
     var labels: [[Int32]]
     var loss: Double
     var grads: [String: [Double]]
-    var steps: Steps
+    var steps: ReferenceSupport.AdamWSteps
   }
 
   static let fixtures = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!
@@ -138,20 +131,7 @@ import Testing
 
   @Test(arguments: cases) func fiveAdamWStepsMatchPyTorch(_ name: String) throws {
     let s = try setUp(name)
-    let steps = s.reference.steps
-    let optimizer = AdamW(
-      parameterCount: s.adapter.parameterCount,
-      options: .init(
-        beta1: steps.betas[0], beta2: steps.betas[1], eps: steps.eps, weightDecay: steps.weight_decay))
-    var losses: [Double] = []
-    for _ in 0..<5 {
-      losses.append(step(s))
-      optimizer.update(parameters: s.adapter.parameters, gradients: s.adapter.gradients, lr: steps.lr)
-    }
-    losses.append(step(s))
-    for (k, (got, want)) in zip(losses, steps.losses).enumerated() {
-      #expect(abs(got - want) / want <= 1e-4, "\(name): loss after \(k) steps: \(got) vs \(want)")
-    }
+    ReferenceSupport.expectFiveAdamWSteps(s.adapter, s.reference.steps, label: "\(name): ") { step(s) }
   }
 
   /// The loss of `adapter` on the fixture's batch (no gradients).
