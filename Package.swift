@@ -34,6 +34,8 @@ let package = Package(
 
     // glibc's libmvec vector exp behind a run-time CPU check (AVX-512, AVX2); one C file.
     .target(name: "CVectorMath", linkerSettings: [.linkedLibrary("mvec")]),
+    // Thread placement (pthread_setaffinity_np, sched affinity); one C file.
+    .target(name: "CAffinity"),
     // Flat Float buffers, the GEMM wrappers (OpenBLAS fp32, oneDNN bf16) and every op's
     // forward and backward.
     .target(name: "LoRAKernels", dependencies: ["CBLAS", "CDNNL", "CVectorMath"]),
@@ -46,7 +48,7 @@ let package = Package(
       name: "LoRATraining",
       dependencies: ["LoRAKernels", "LoRAFormats", "LoRAModel", "LoRACheckpoint", "LoRAComm"]),
     // Communicators: MPI, local thread-ranks, and the checks every backend must pass.
-    .target(name: "LoRAComm", dependencies: ["LoRAKernels", "CMPI"]),
+    .target(name: "LoRAComm", dependencies: ["LoRAKernels", "CMPI", "CAffinity"]),
     // The LZ4 checkpoint format, base fingerprints, and the ways out: PEFT, GGUF LoRA, merged models.
     .target(
       name: "LoRACheckpoint",

@@ -25,6 +25,8 @@ public struct TrainConfiguration: Equatable, Sendable {
     public var resume: String?
     public var force: Bool?
     public var localRanks: Int?
+    public var pin: Bool?
+    public var numaCopies: Bool?
     public var checkEvery: Int?
 
     public init() {}
@@ -35,6 +37,8 @@ public struct TrainConfiguration: Equatable, Sendable {
       case checkpointActivations = "checkpoint_activations"
       case resume, force
       case localRanks = "local_ranks"
+      case pin
+      case numaCopies = "numa_copies"
       case checkEvery = "check_every"
     }
   }

@@ -34,26 +34,28 @@ public enum Attention {
     batch: Int, queryLength: Int, keyLength: Int, keyStride: Int, heads: Int, kvHeads: Int, headSize: Int,
     window: Int? = nil
   ) {
-    let g = Geometry(
-      batch: batch, queryLength: queryLength, keyLength: keyLength, keyStride: keyStride, heads: heads,
-      kvHeads: kvHeads, headSize: headSize, window: window ?? Int.max)
-    g.check(q: q, k: k, v: v, out: out, scratch: scratch)
-    let part = Attention.partScratch(queryLength: queryLength, keyLength: keyLength)
-    let (scratchBase, qs, ks, vs, outs) = (scratch.base, q.base, k.base, v.base, out.base)
-    // Threads take whole (sequence, kv head) groups, so no two write the same memory.
-    Parallel.forRanges(batch * kvHeads) { groups, thread in
-      let p = scratchBase + thread * part
-      for unit in groups {
-        let b = unit / kvHeads
-        for h in (unit % kvHeads) * g.group..<(unit % kvHeads + 1) * g.group {
-          for r0 in stride(from: 0, to: queryLength, by: blockRows) {
-            let rows = min(blockRows, queryLength - r0)
-            let visible = g.offset + r0 + rows
-            g.probabilities(p, q: qs, k: ks, b: b, h: h, r0: r0, rows: rows, visible: visible)
-            // out rows [rows, HS] = P [rows, visible] · v_h [visible, HS]
-            GEMM.sgemm(
-              c: outs + g.qIndex(b, r0, h), a: p, .none, lda: visible, b: vs + g.kvIndex(b, 0, h), .none,
-              ldb: g.kvRow, ldc: g.qRow, m: rows, n: headSize, k: visible, alpha: 1, beta: 0, split: false)
+    PhaseClock.measure(.attention) {
+      let g = Geometry(
+        batch: batch, queryLength: queryLength, keyLength: keyLength, keyStride: keyStride, heads: heads,
+        kvHeads: kvHeads, headSize: headSize, window: window ?? Int.max)
+      g.check(q: q, k: k, v: v, out: out, scratch: scratch)
+      let part = Attention.partScratch(queryLength: queryLength, keyLength: keyLength)
+      let (scratchBase, qs, ks, vs, outs) = (scratch.base, q.base, k.base, v.base, out.base)
+      // Threads take whole (sequence, kv head) groups, so no two write the same memory.
+      Parallel.forRanges(batch * kvHeads) { groups, thread in
+        let p = scratchBase + thread * part
+        for unit in groups {
+          let b = unit / kvHeads
+          for h in (unit % kvHeads) * g.group..<(unit % kvHeads + 1) * g.group {
+            for r0 in stride(from: 0, to: queryLength, by: blockRows) {
+              let rows = min(blockRows, queryLength - r0)
+              let visible = g.offset + r0 + rows
+              g.probabilities(p, q: qs, k: ks, b: b, h: h, r0: r0, rows: rows, visible: visible)
+              // out rows [rows, HS] = P [rows, visible] · v_h [visible, HS]
+              GEMM.sgemm(
+                c: outs + g.qIndex(b, r0, h), a: p, .none, lda: visible, b: vs + g.kvIndex(b, 0, h), .none,
+                ldb: g.kvRow, ldc: g.qRow, m: rows, n: headSize, k: visible, alpha: 1, beta: 0, split: false)
+            }
           }
         }
       }
@@ -68,57 +70,60 @@ public enum Attention {
     batch: Int, queryLength: Int, keyLength: Int, keyStride: Int, heads: Int, kvHeads: Int, headSize: Int,
     window: Int? = nil
   ) {
-    let g = Geometry(
-      batch: batch, queryLength: queryLength, keyLength: keyLength, keyStride: keyStride, heads: heads,
-      kvHeads: kvHeads, headSize: headSize, window: window ?? Int.max)
-    g.check(q: q, k: k, v: v, out: dOut, scratch: scratch)
-    precondition(
-      dq.count == q.count && dk.count == k.count && dv.count == v.count, "attention gradient shapes")
-    let scale = 1 / Float(headSize).squareRoot()
-    let part = Attention.partScratch(queryLength: queryLength, keyLength: keyLength)
-    let block = min(queryLength, blockRows) * keyLength
-    let (scratchBase, qs, ks, vs) = (scratch.base, q.base, k.base, v.base)
-    let (dqs, dks, dvs, dOuts) = (dq.base, dk.base, dv.base, dOut.base)
-    // Threads take whole (sequence, kv head) groups: dk and dv of a kv head get every one of
-    // its query heads' contributions from one thread.
-    Parallel.forRanges(batch * kvHeads) { groups, thread in
-      let p = scratchBase + thread * part
-      let dp = p + block
-      for unit in groups {
-        let b = unit / kvHeads
-        for h in (unit % kvHeads) * g.group..<(unit % kvHeads + 1) * g.group {
-          for r0 in stride(from: 0, to: queryLength, by: blockRows) {
-            let rows = min(blockRows, queryLength - r0)
-            let visible = g.offset + r0 + rows
-            g.probabilities(p, q: qs, k: ks, b: b, h: h, r0: r0, rows: rows, visible: visible)
-            let dOutRows = dOuts + g.qIndex(b, r0, h)
-            let vh = vs + g.kvIndex(b, 0, h)
-            let kh = ks + g.kvIndex(b, 0, h)
-            // dP [rows, visible] = dOut [rows, HS] · v_hᵀ
-            GEMM.sgemm(
-              c: dp, a: dOutRows, .none, lda: g.qRow, b: vh, .transposed, ldb: g.kvRow, ldc: visible,
-              m: rows, n: visible, k: headSize, alpha: 1, beta: 0, split: false)
-            // dv_h [visible, HS] += Pᵀ · dOut
-            GEMM.sgemm(
-              c: dvs + g.kvIndex(b, 0, h), a: p, .transposed, lda: visible, b: dOutRows, .none, ldb: g.qRow,
-              ldc: g.kvRow, m: visible, n: headSize, k: rows, alpha: 1, beta: 1, split: false)
-            // dS = P ⊙ (dP − Σ_j dP·P), row by row (masked entries of P are zero).
-            for i in 0..<rows {
-              let pr = p + i * visible
-              let dr = dp + i * visible
-              let dot = VectorMath.dot(pr, dr, count: visible)
-              for j in 0..<visible { dr[j] = pr[j] * (dr[j] - dot) }
+    PhaseClock.measure(.attention) {
+      let g = Geometry(
+        batch: batch, queryLength: queryLength, keyLength: keyLength, keyStride: keyStride, heads: heads,
+        kvHeads: kvHeads, headSize: headSize, window: window ?? Int.max)
+      g.check(q: q, k: k, v: v, out: dOut, scratch: scratch)
+      precondition(
+        dq.count == q.count && dk.count == k.count && dv.count == v.count, "attention gradient shapes")
+      let scale = 1 / Float(headSize).squareRoot()
+      let part = Attention.partScratch(queryLength: queryLength, keyLength: keyLength)
+      let block = min(queryLength, blockRows) * keyLength
+      let (scratchBase, qs, ks, vs) = (scratch.base, q.base, k.base, v.base)
+      let (dqs, dks, dvs, dOuts) = (dq.base, dk.base, dv.base, dOut.base)
+      // Threads take whole (sequence, kv head) groups: dk and dv of a kv head get every one of
+      // its query heads' contributions from one thread.
+      Parallel.forRanges(batch * kvHeads) { groups, thread in
+        let p = scratchBase + thread * part
+        let dp = p + block
+        for unit in groups {
+          let b = unit / kvHeads
+          for h in (unit % kvHeads) * g.group..<(unit % kvHeads + 1) * g.group {
+            for r0 in stride(from: 0, to: queryLength, by: blockRows) {
+              let rows = min(blockRows, queryLength - r0)
+              let visible = g.offset + r0 + rows
+              g.probabilities(p, q: qs, k: ks, b: b, h: h, r0: r0, rows: rows, visible: visible)
+              let dOutRows = dOuts + g.qIndex(b, r0, h)
+              let vh = vs + g.kvIndex(b, 0, h)
+              let kh = ks + g.kvIndex(b, 0, h)
+              // dP [rows, visible] = dOut [rows, HS] · v_hᵀ
+              GEMM.sgemm(
+                c: dp, a: dOutRows, .none, lda: g.qRow, b: vh, .transposed, ldb: g.kvRow, ldc: visible,
+                m: rows, n: visible, k: headSize, alpha: 1, beta: 0, split: false)
+              // dv_h [visible, HS] += Pᵀ · dOut
+              GEMM.sgemm(
+                c: dvs + g.kvIndex(b, 0, h), a: p, .transposed, lda: visible, b: dOutRows, .none, ldb: g.qRow,
+                ldc: g.kvRow, m: visible, n: headSize, k: rows, alpha: 1, beta: 1, split: false)
+              // dS = P ⊙ (dP − Σ_j dP·P), row by row (masked entries of P are zero).
+              for i in 0..<rows {
+                let pr = p + i * visible
+                let dr = dp + i * visible
+                let dot = VectorMath.dot(pr, dr, count: visible)
+                for j in 0..<visible { dr[j] = pr[j] * (dr[j] - dot) }
+              }
+              // dq rows = scale · dS · k_h ; dk_h += scale · dSᵀ · q rows
+              GEMM.sgemm(
+                c: dqs + g.qIndex(b, r0, h), a: dp, .none, lda: visible, b: kh, .none, ldb: g.kvRow,
+                ldc: g.qRow,
+                m: rows, n: headSize, k: visible, alpha: scale, beta: 0, split: false)
+              GEMM.sgemm(
+                c: dks + g.kvIndex(b, 0, h), a: dp, .transposed, lda: visible, b: qs + g.qIndex(b, r0, h),
+                .none,
+                ldb: g.qRow, ldc: g.kvRow, m: visible, n: headSize, k: rows, alpha: scale, beta: 1,
+                split: false
+              )
             }
-            // dq rows = scale · dS · k_h ; dk_h += scale · dSᵀ · q rows
-            GEMM.sgemm(
-              c: dqs + g.qIndex(b, r0, h), a: dp, .none, lda: visible, b: kh, .none, ldb: g.kvRow,
-              ldc: g.qRow,
-              m: rows, n: headSize, k: visible, alpha: scale, beta: 0, split: false)
-            GEMM.sgemm(
-              c: dks + g.kvIndex(b, 0, h), a: dp, .transposed, lda: visible, b: qs + g.qIndex(b, r0, h),
-              .none,
-              ldb: g.qRow, ldc: g.kvRow, m: visible, n: headSize, k: rows, alpha: scale, beta: 1, split: false
-            )
           }
         }
       }

@@ -21,19 +21,21 @@ public enum DoRA {
   public static func rowNorms(
     into norms: Tensor, weight: FrozenMatrix, a: Tensor, b: Tensor, scale: Float, scratch: Tensor
   ) {
-    let (out, input, rank) = (weight.shape[0], weight.shape[1], a.shape[0])
-    precondition(
-      norms.count == out && b.shape == [out, rank] && a.shape == [rank, input]
-        && scratch.count >= blockRows * input, "DoRA norm shapes")
-    for start in stride(from: 0, to: out, by: blockRows) {
-      let rows = start..<min(start + blockRows, out)
-      let block = scratch.view(offset: 0, shape: [rows.count, input])
-      weight.copyRows(rows, into: block)
-      let bRows = b.view(offset: start * rank, shape: [rows.count, rank])
-      GEMM.multiply(into: block, bRows, a, alpha: scale, beta: 1)
-      let (values, n) = (block.base, norms.base)
-      for (i, row) in rows.enumerated() {
-        n[row] = cblas_snrm2(blasint(input), values + i * input, 1)
+    PhaseClock.measure(.lora) {
+      let (out, input, rank) = (weight.shape[0], weight.shape[1], a.shape[0])
+      precondition(
+        norms.count == out && b.shape == [out, rank] && a.shape == [rank, input]
+          && scratch.count >= blockRows * input, "DoRA norm shapes")
+      for start in stride(from: 0, to: out, by: blockRows) {
+        let rows = start..<min(start + blockRows, out)
+        let block = scratch.view(offset: 0, shape: [rows.count, input])
+        weight.copyRows(rows, into: block)
+        let bRows = b.view(offset: start * rank, shape: [rows.count, rank])
+        GEMM.multiply(into: block, bRows, a, alpha: scale, beta: 1)
+        let (values, n) = (block.base, norms.base)
+        for (i, row) in rows.enumerated() {
+          n[row] = cblas_snrm2(blasint(input), values + i * input, 1)
+        }
       }
     }
   }
@@ -42,21 +44,23 @@ public enum DoRA {
   /// residual). `out` may be `residual` itself.
   /// - out, z, residual: [N, OUT]; magnitude, norms: [OUT].
   public static func combine(_ out: Tensor, residual: Tensor?, z: Tensor, magnitude: Tensor, norms: Tensor) {
-    let width = magnitude.count
-    let rows = z.count / width
-    precondition(out.count == z.count && norms.count == width && (residual?.count ?? z.count) == z.count)
-    let (o, zs, r, m, n) = (
-      UncheckedSendable(out.base), UncheckedSendable(z.base), residual?.base, magnitude.base, norms.base
-    )
-    let residualRows = r.map(UncheckedSendable.init)
-    Parallel.forRanges(rows, grain: 64) { range, _ in
-      for row in range {
-        let (y, zr) = (o.value + row * width, zs.value + row * width)
-        if let base = residualRows?.value {
-          let rr = base + row * width
-          for j in 0..<width { y[j] = rr[j] + m[j] / n[j] * zr[j] }
-        } else {
-          for j in 0..<width { y[j] = m[j] / n[j] * zr[j] }
+    PhaseClock.measure(.lora) {
+      let width = magnitude.count
+      let rows = z.count / width
+      precondition(out.count == z.count && norms.count == width && (residual?.count ?? z.count) == z.count)
+      let (o, zs, r, m, n) = (
+        UncheckedSendable(out.base), UncheckedSendable(z.base), residual?.base, magnitude.base, norms.base
+      )
+      let residualRows = r.map(UncheckedSendable.init)
+      Parallel.forRanges(rows, grain: 64) { range, _ in
+        for row in range {
+          let (y, zr) = (o.value + row * width, zs.value + row * width)
+          if let base = residualRows?.value {
+            let rr = base + row * width
+            for j in 0..<width { y[j] = rr[j] + m[j] / n[j] * zr[j] }
+          } else {
+            for j in 0..<width { y[j] = m[j] / n[j] * zr[j] }
+          }
         }
       }
     }
@@ -71,20 +75,22 @@ public enum DoRA {
   public static func backward(
     dy: Tensor, z: Tensor, magnitude: Tensor, norms: Tensor, gradMagnitude: Tensor, scaled: Tensor? = nil
   ) {
-    let width = magnitude.count
-    let rows = z.count / width
-    precondition(
-      dy.count == z.count && norms.count == width && gradMagnitude.count == width
-        && (scaled?.count ?? z.count) == z.count)
-    let (d, zs) = (UncheckedSendable(dy.base), UncheckedSendable(z.base))
-    let output = UncheckedSendable((scaled ?? dy).base)
-    let (m, n, gm) = (magnitude.base, norms.base, UncheckedSendable(gradMagnitude.base))
-    Parallel.forRanges(width, grain: 64) { columns, _ in
-      for row in 0..<rows {
-        let (dr, zr, out) = (d.value + row * width, zs.value + row * width, output.value + row * width)
-        for j in columns {
-          gm.value[j] += dr[j] * zr[j] / n[j]
-          out[j] = dr[j] * m[j] / n[j]
+    PhaseClock.measure(.lora) {
+      let width = magnitude.count
+      let rows = z.count / width
+      precondition(
+        dy.count == z.count && norms.count == width && gradMagnitude.count == width
+          && (scaled?.count ?? z.count) == z.count)
+      let (d, zs) = (UncheckedSendable(dy.base), UncheckedSendable(z.base))
+      let output = UncheckedSendable((scaled ?? dy).base)
+      let (m, n, gm) = (magnitude.base, norms.base, UncheckedSendable(gradMagnitude.base))
+      Parallel.forRanges(width, grain: 64) { columns, _ in
+        for row in 0..<rows {
+          let (dr, zr, out) = (d.value + row * width, zs.value + row * width, output.value + row * width)
+          for j in columns {
+            gm.value[j] += dr[j] * zr[j] / n[j]
+            out[j] = dr[j] * m[j] / n[j]
+          }
         }
       }
     }

@@ -11,11 +11,39 @@ public enum Dropout {
       if out !== x { out.copy(from: x) }
       return
     }
+    mask(out.base, x.base, count: x.count, probability: probability, seed: seed)
+  }
+
+  /// o[n] = i[n]·m_n/(1 − p) for n < count, m from `seed`'s stream.
+  private static func mask(
+    _ o: UnsafeMutablePointer<Float>, _ i: UnsafeMutablePointer<Float>, count: Int, probability: Float,
+    seed: UInt64
+  ) {
     var random = SeededRandom(seed: seed)
     let keep = 1 - probability
     let scale = 1 / keep
-    let o = out.base
-    let i = x.base
-    for n in 0..<x.count { o[n] = random.nextUnitFloat() < keep ? i[n] * scale : 0 }
+    for n in 0..<count { o[n] = random.nextUnitFloat() < keep ? i[n] * scale : 0 }
+  }
+
+  /// The same with a mask stream per sequence: x's rows are sequences of `rowsPerSequence`
+  /// rows, and sequence s's mask comes from `seed(s)`, row by row from its first, so a
+  /// sequence's mask does not depend on how many rows it is padded to nor on the sequences
+  /// beside it. Its own backward too.
+  /// - out, x: [S·rowsPerSequence, IN].
+  public static func apply(
+    _ out: Tensor, _ x: Tensor, probability: Float, rowsPerSequence: Int, seed: (Int) -> UInt64
+  ) {
+    precondition(out.count == x.count, "dropout shapes")
+    guard probability > 0 else {
+      if out !== x { out.copy(from: x) }
+      return
+    }
+    let width = x.shape.last ?? 1
+    let perSequence = rowsPerSequence * width
+    precondition(perSequence > 0 && x.count % perSequence == 0, "dropout rows are not whole sequences")
+    for s in 0..<x.count / perSequence {
+      let start = s * perSequence
+      mask(out.base + start, x.base + start, count: perSequence, probability: probability, seed: seed(s))
+    }
   }
 }

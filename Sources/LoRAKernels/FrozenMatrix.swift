@@ -48,25 +48,30 @@ public enum FrozenMatrix: @unchecked Sendable {
   }
 
   /// `out = x · Wᵀ + beta · out`: the forward product of a linear layer.
+  /// Its time goes to `phase` on the bound `PhaseClock`.
   /// - out: `[M, OUT]`; x: `[M, IN]`.
-  public func forward(into out: Tensor, _ x: Tensor, beta: Float = 0) {
-    switch self {
-    case .f32(let w):
-      GEMM.multiply(into: out, x, w, transposeB: .transposed, beta: beta)
-    case .bf16(let w):
-      BF16Products.multiply(into: out, x, w, transposeB: .transposed, beta: beta)
+  public func forward(into out: Tensor, _ x: Tensor, beta: Float = 0, phase: Phase = .frozen) {
+    PhaseClock.measure(phase) {
+      switch self {
+      case .f32(let w):
+        GEMM.multiply(into: out, x, w, transposeB: .transposed, beta: beta)
+      case .bf16(let w):
+        BF16Products.multiply(into: out, x, w, transposeB: .transposed, beta: beta)
+      }
     }
   }
 
   /// `dx = dy · W + beta · dx`: the input gradient of a linear layer (or, for an output head,
   /// the hidden states' gradient from the logits').
   /// - dx: `[M, IN]`; dy: `[M, OUT]`.
-  public func inputGradient(into dx: Tensor, _ dy: Tensor, beta: Float = 0) {
-    switch self {
-    case .f32(let w):
-      GEMM.multiply(into: dx, dy, w, beta: beta)
-    case .bf16(let w):
-      BF16Products.multiply(into: dx, dy, w, transposeB: .none, beta: beta)
+  public func inputGradient(into dx: Tensor, _ dy: Tensor, beta: Float = 0, phase: Phase = .frozen) {
+    PhaseClock.measure(phase) {
+      switch self {
+      case .f32(let w):
+        GEMM.multiply(into: dx, dy, w, beta: beta)
+      case .bf16(let w):
+        BF16Products.multiply(into: dx, dy, w, transposeB: .none, beta: beta)
+      }
     }
   }
 

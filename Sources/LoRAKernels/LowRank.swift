@@ -4,8 +4,10 @@ public enum LowRank {
   /// y += s·u·Bᵀ with u = x·Aᵀ (u is kept for the backward pass).
   /// - y: [N, OUT]; u: [N, R]; x: [N, IN]; a: [R, IN]; b: [OUT, R].
   public static func forward(_ y: Tensor, u: Tensor, x: Tensor, a: Tensor, b: Tensor, scale: Float) {
-    GEMM.multiply(into: u, x, a, transposeB: .transposed)
-    GEMM.multiply(into: y, u, b, transposeB: .transposed, alpha: scale, beta: 1)
+    PhaseClock.measure(.lora) {
+      GEMM.multiply(into: u, x, a, transposeB: .transposed)
+      GEMM.multiply(into: y, u, b, transposeB: .transposed, alpha: scale, beta: 1)
+    }
   }
 
   /// Gradients of `forward`, added into gA, gB and (when given) dx:
@@ -16,18 +18,22 @@ public enum LowRank {
     dx: Tensor?, gA: Tensor, gB: Tensor, dy: Tensor, x: Tensor, u: Tensor, a: Tensor, b: Tensor, scale: Float,
     du: Tensor
   ) {
-    GEMM.multiply(into: gB, dy, u, transposeA: .transposed, alpha: scale, beta: 1)
-    GEMM.multiply(into: du, dy, b, alpha: scale)
-    GEMM.multiply(into: gA, du, x, transposeA: .transposed, beta: 1)
-    if let dx { GEMM.multiply(into: dx, du, a, beta: 1) }
+    PhaseClock.measure(.lora) {
+      GEMM.multiply(into: gB, dy, u, transposeA: .transposed, alpha: scale, beta: 1)
+      GEMM.multiply(into: du, dy, b, alpha: scale)
+      GEMM.multiply(into: gA, du, x, transposeA: .transposed, beta: 1)
+      if let dx { GEMM.multiply(into: dx, du, a, beta: 1) }
+    }
   }
 
   /// The input gradient alone, for a frozen update (an ancestor's in a tree of adapters):
   /// du = s·dy·B, dx += du·A.
   /// - dx: [N, IN]; dy: [N, OUT]; a: [R, IN]; b: [OUT, R]; du: [N, R] scratch (written).
   public static func inputGradient(dx: Tensor, dy: Tensor, a: Tensor, b: Tensor, scale: Float, du: Tensor) {
-    GEMM.multiply(into: du, dy, b, alpha: scale)
-    GEMM.multiply(into: dx, du, a, beta: 1)
+    PhaseClock.measure(.lora) {
+      GEMM.multiply(into: du, dy, b, alpha: scale)
+      GEMM.multiply(into: dx, du, a, beta: 1)
+    }
   }
 
   /// weight += sign·s·B·A: merges (sign 1) or unmerges (sign −1) the update into a writable

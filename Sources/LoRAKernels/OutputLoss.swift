@@ -23,62 +23,65 @@ public enum OutputLoss {
     dHidden: Tensor?, hidden: Tensor, head: FrozenMatrix, targets: [Int32], gradientScale: Float,
     scratch: Tensor, chunkRows: Int, rowLoss: ((_ row: Int, _ loss: Double) -> Void)? = nil
   ) -> (lossSum: Double, count: Int) {
-    let width = head.shape.last ?? 0
-    let vocabulary = head.count / max(width, 1)
-    precondition(
-      hidden.count == targets.count * width, "loss over \(targets.count) targets of hidden \(hidden.shape)")
-    precondition(
-      scratch.count >= scratchCount(chunkRows: chunkRows, width: width, vocabulary: vocabulary),
-      "loss scratch too small")
-    dHidden?.zero()
-    let trained = targets.indices.filter { targets[$0] >= 0 }
-    let rowsBuffer = scratch.base
-    let logits = scratch.base + chunkRows * width
-    var lossSum = 0.0
-    var rowLosses = [Double](repeating: 0, count: chunkRows)
-    for start in stride(from: 0, to: trained.count, by: chunkRows) {
-      let rows = trained[start..<min(start + chunkRows, trained.count)]
-      for (i, row) in rows.enumerated() {
-        (rowsBuffer + i * width).update(from: hidden.base + row * width, count: width)
-      }
-      // logits [c, V] = rows [c, D] · headᵀ (for fp32, the sgemm call it always was)
-      let rowsView = scratch.view(offset: 0, shape: [rows.count, width])
-      let logitsView = scratch.view(offset: chunkRows * width, shape: [rows.count, vocabulary])
-      head.forward(into: logitsView, rowsView)
-      let withGradient = dHidden != nil
-      rowLosses.withUnsafeMutableBufferPointer { losses in
-        let (lossList, logitBase) = (UncheckedSendable(losses), UncheckedSendable(logits))
-        Parallel.forRanges(rows.count, grain: 8) { range, _ in
-          for i in range {
-            let z = logitBase.value + i * vocabulary
-            let target = Int(targets[rows[start + i]])
-            precondition(target < vocabulary, "target \(target) outside the vocabulary of \(vocabulary)")
-            let targetLogit = z[target]
-            let maximum = VectorMath.maximum(z, count: vocabulary)
-            // z becomes exp(z − max): the logits are not needed after this row's loss.
-            let sum = VectorMath.exponentiate(z, count: vocabulary, shift: maximum)
-            lossList.value[i] = Double(maximum) + log(sum) - Double(targetLogit)
-            if withGradient {
-              // dlogits = (softmax − onehot)·scale, in place.
-              VectorMath.scale(z, count: vocabulary, by: Float(Double(gradientScale) / sum))
-              z[target] -= gradientScale
+    // The head's products go to `.head` (inside this, the clock's innermost phase).
+    return PhaseClock.measure(.loss) {
+      let width = head.shape.last ?? 0
+      let vocabulary = head.count / max(width, 1)
+      precondition(
+        hidden.count == targets.count * width, "loss over \(targets.count) targets of hidden \(hidden.shape)")
+      precondition(
+        scratch.count >= scratchCount(chunkRows: chunkRows, width: width, vocabulary: vocabulary),
+        "loss scratch too small")
+      dHidden?.zero()
+      let trained = targets.indices.filter { targets[$0] >= 0 }
+      let rowsBuffer = scratch.base
+      let logits = scratch.base + chunkRows * width
+      var lossSum = 0.0
+      var rowLosses = [Double](repeating: 0, count: chunkRows)
+      for start in stride(from: 0, to: trained.count, by: chunkRows) {
+        let rows = trained[start..<min(start + chunkRows, trained.count)]
+        for (i, row) in rows.enumerated() {
+          (rowsBuffer + i * width).update(from: hidden.base + row * width, count: width)
+        }
+        // logits [c, V] = rows [c, D] · headᵀ (for fp32, the sgemm call it always was)
+        let rowsView = scratch.view(offset: 0, shape: [rows.count, width])
+        let logitsView = scratch.view(offset: chunkRows * width, shape: [rows.count, vocabulary])
+        head.forward(into: logitsView, rowsView, phase: .head)
+        let withGradient = dHidden != nil
+        rowLosses.withUnsafeMutableBufferPointer { losses in
+          let (lossList, logitBase) = (UncheckedSendable(losses), UncheckedSendable(logits))
+          Parallel.forRanges(rows.count, grain: 8) { range, _ in
+            for i in range {
+              let z = logitBase.value + i * vocabulary
+              let target = Int(targets[rows[start + i]])
+              precondition(target < vocabulary, "target \(target) outside the vocabulary of \(vocabulary)")
+              let targetLogit = z[target]
+              let maximum = VectorMath.maximum(z, count: vocabulary)
+              // z becomes exp(z − max): the logits are not needed after this row's loss.
+              let sum = VectorMath.exponentiate(z, count: vocabulary, shift: maximum)
+              lossList.value[i] = Double(maximum) + log(sum) - Double(targetLogit)
+              if withGradient {
+                // dlogits = (softmax − onehot)·scale, in place.
+                VectorMath.scale(z, count: vocabulary, by: Float(Double(gradientScale) / sum))
+                z[target] -= gradientScale
+              }
             }
           }
         }
-      }
-      lossSum += rowLosses[0..<rows.count].reduce(0, +)
-      if let rowLoss {
-        for (i, row) in rows.enumerated() { rowLoss(row, rowLosses[i]) }
-      }
-      if let dHidden {
-        // d rows [c, D] = dlogits [c, V] · head [V, D], then scattered back.
-        head.inputGradient(into: rowsView, logitsView)
-        for (i, row) in rows.enumerated() {
-          (dHidden.base + row * width).update(from: rowsBuffer + i * width, count: width)
+        lossSum += rowLosses[0..<rows.count].reduce(0, +)
+        if let rowLoss {
+          for (i, row) in rows.enumerated() { rowLoss(row, rowLosses[i]) }
+        }
+        if let dHidden {
+          // d rows [c, D] = dlogits [c, V] · head [V, D], then scattered back.
+          head.inputGradient(into: rowsView, logitsView, phase: .head)
+          for (i, row) in rows.enumerated() {
+            (dHidden.base + row * width).update(from: rowsBuffer + i * width, count: width)
+          }
         }
       }
+      return (lossSum, trained.count)
     }
-    return (lossSum, trained.count)
   }
 
   /// Floats of scratch `forwardBackward` needs.

@@ -9,10 +9,12 @@ public enum PrefixProjection {
   public static func forward(
     table: Tensor, hidden: Tensor, e: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor
   ) {
-    Linear.forward(hidden, e, weight: w1, bias: b1)
-    let h = hidden.base
-    for i in 0..<hidden.count { h[i] = Foundation.tanh(h[i]) }
-    Linear.forward(table, hidden, weight: w2, bias: b2)
+    PhaseClock.measure(.lora) {
+      Linear.forward(hidden, e, weight: w1, bias: b1)
+      let h = hidden.base
+      for i in 0..<hidden.count { h[i] = Foundation.tanh(h[i]) }
+      Linear.forward(table, hidden, weight: w2, bias: b2)
+    }
   }
 
   /// Gradients of `forward`, added into gE, gW1, gB1, gW2 and gB2:
@@ -23,14 +25,16 @@ public enum PrefixProjection {
     dTable: Tensor, hidden: Tensor, e: Tensor, w1: Tensor, w2: Tensor, gE: Tensor, gW1: Tensor, gB1: Tensor,
     gW2: Tensor, gB2: Tensor, dPre: Tensor
   ) {
-    GEMM.multiply(into: gW2, dTable, hidden, transposeA: .transposed, beta: 1)
-    addColumnSums(gB2, dTable)
-    GEMM.multiply(into: dPre, dTable, w2)
-    let (d, h) = (dPre.base, hidden.base)
-    for i in 0..<dPre.count { d[i] *= 1 - h[i] * h[i] }
-    GEMM.multiply(into: gW1, dPre, e, transposeA: .transposed, beta: 1)
-    addColumnSums(gB1, dPre)
-    GEMM.multiply(into: gE, dPre, w1, beta: 1)
+    PhaseClock.measure(.lora) {
+      GEMM.multiply(into: gW2, dTable, hidden, transposeA: .transposed, beta: 1)
+      addColumnSums(gB2, dTable)
+      GEMM.multiply(into: dPre, dTable, w2)
+      let (d, h) = (dPre.base, hidden.base)
+      for i in 0..<dPre.count { d[i] *= 1 - h[i] * h[i] }
+      GEMM.multiply(into: gW1, dPre, e, transposeA: .transposed, beta: 1)
+      addColumnSums(gB1, dPre)
+      GEMM.multiply(into: gE, dPre, w1, beta: 1)
+    }
   }
 
   /// sums[j] += Σ_i m[i, j].

@@ -129,6 +129,9 @@ public final class LlamaActivations: @unchecked Sendable {
   public let finalRMS: Tensor
   /// Seeds of this pass's LoRA dropout masks, per slot (set by the trainer before each forward).
   public var dropoutSeeds: [UInt64]
+  /// The place of each of the batch's sequences in its update's batch (`dropout`'s stream per
+  /// sequence; set by the trainer with the seeds); empty: its index within its slot.
+  public var sequenceNumbers: [Int] = []
   /// The first slot's dropout seed.
   public var dropoutSeed: UInt64 {
     get { dropoutSeeds.first ?? 0 }

@@ -256,7 +256,7 @@ extension LlamaModel {
       // The input gradient of the low-rank path goes back through the same dropout mask.
       let path = g.wide.view(offset: 0, shape: [rows, m.inFeatures])
       GEMM.multiply(into: path, du, m.a)
-      Dropout.apply(path, path, probability: dropout, seed: dropoutSeed(a, m, slot: k))
+      self.dropout(path, path, probability: dropout, m, a, slot: k)
       dxRows.add(path)
     }
   }

@@ -147,7 +147,7 @@ extension LlamaModel {
     scaled.subtract(dyRows)
     weights.layers[m.layer].matrix(m.target).inputGradient(into: path, scaled, beta: 1)
     let p = Float(a.slots[k].adapter.config.loraDropout)
-    Dropout.apply(path, path, probability: p, seed: dropoutSeed(a, m, slot: k))
+    dropout(path, path, probability: p, m, a, slot: k)
     slotRows(dx, k, a).add(path)
   }
 }

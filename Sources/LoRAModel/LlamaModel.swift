@@ -205,12 +205,24 @@ public final class LlamaModel: @unchecked Sendable {
     let p = Float(a.slots[k].adapter.config.loraDropout)
     guard p > 0 && a.keepForBackward else { return x }
     let out = a.dropped.view(offset: 0, shape: x.shape)
-    Dropout.apply(out, x, probability: p, seed: dropoutSeed(a, m, slot: k))
+    dropout(out, x, probability: p, m, a, slot: k)
     return out
   }
 
-  func dropoutSeed(_ a: LlamaActivations, _ m: LoRAAdapter.Module, slot k: Int) -> UInt64 {
+  /// Module m's dropout on slot k's rows (x, out: [sequences·T, IN]): each sequence's mask
+  /// from its own stream (the slot's seed, the module and the sequence's place in its
+  /// update's batch), so it depends neither on T nor on the other sequences of the pass.
+  func dropout(
+    _ out: Tensor, _ x: Tensor, probability p: Float, _ m: LoRAAdapter.Module, _ a: LlamaActivations,
+    slot k: Int
+  ) {
     let module = UInt64(m.layer * LoRATarget.allCases.count + LoRATarget.allCases.firstIndex(of: m.target)!)
-    return a.dropoutSeeds[k] &+ (module &+ 1) &* 0x9E37_79B9_7F4A_7C15
+    let seed = a.dropoutSeeds[k] &+ (module &+ 1) &* 0x9E37_79B9_7F4A_7C15
+    let first = a.slots[k].sequences.lowerBound
+    let numbers = a.sequenceNumbers
+    Dropout.apply(out, x, probability: p, rowsPerSequence: a.length) { s in
+      let number = numbers.isEmpty ? s : numbers[first + s]
+      return seed &+ UInt64(number &+ 1) &* 0xBF58_476D_1CE4_E5B9
+    }
   }
 }

@@ -96,6 +96,8 @@ public final class AdapterOutput {
       "tokens": m.tokens, "trained_tokens": m.trainedTokens, "seconds": m.seconds,
       "tokens_per_second": m.tokensPerSecond, "epoch": m.epoch,
     ]
+    // Rank 0's time by phase in this update.
+    if let phases = m.phases { object["phases"] = phases.fields }
     // DPO: the loss is the mean over the update's pairs; TRL's metrics beside it.
     if let p = m.preference {
       object["pairs"] = m.trainedTokens

@@ -1,4 +1,5 @@
 import LoRACheckpoint
+import LoRAKernels
 import LoRATraining
 
 /// Everything a run reports, from the job down to one update: emitted by the library
@@ -38,6 +39,9 @@ public enum RunEvent: Sendable {
   case warning(AdapterRef?, String)
   /// The job's combined report is written.
   case combinedReport(path: String)
+  /// Every rank's mean time per update by phase (rank order), over the `updates` this run
+  /// took; for a fused group, about the whole group (`ref`: its first member).
+  case phases(AdapterRef, perRank: [PhaseTimes], updates: Int)
   /// A rung of `rank: auto` ended: its rank, validation loss and the decision taken (the
   /// adapter: the search's output folder).
   case rankRung(AdapterRef, rung: RankSearch.Rung)

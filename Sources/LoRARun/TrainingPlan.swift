@@ -127,7 +127,8 @@ public struct TrainingPlan: Sendable {
       evaluateEvery: s.evalEvery ?? D.evalEvery, checkpointActivations: checkpointActivations,
       loraPlusRatio: s.loraplusLRRatio ?? D.loraplusLRRatio,
       dpo: (s.objective ?? D.objective) == "dpo"
-        ? DPOLoss(beta: s.beta ?? D.beta, labelSmoothing: s.labelSmoothing ?? D.labelSmoothing) : nil)
+        ? DPOLoss(beta: s.beta ?? D.beta, labelSmoothing: s.labelSmoothing ?? D.labelSmoothing) : nil,
+      balance: s.balance.flatMap(BatchBalance.init(rawValue:)) ?? D.balance)
     try options.validate()
     checkpointEvery = s.checkpointEvery ?? D.checkpointEvery
     keep = s.keep ?? D.keep

@@ -78,7 +78,17 @@ public struct UnitRun {
     if case .finished = ending { try afterTraining?(prepared.group) }
     // Every rank's memory, for the summary: peak RSS and the proportional share (PSS).
     let memory = try ResidentMemory.perRank(communicator)
+    // Every rank's time by phase, per update (bench and train --json show where it goes).
+    let updates = prepared.group.timedUpdates
+    let phases = try prepared.group.rankPhases().map { $0.divided(by: Double(updates)) }
     guard leader else { return ending }
+    if updates > 0 {
+      let lines = phases.enumerated().map { $0.element.object(rank: $0.offset) }
+      for output in prepared.outputs {
+        output.record(["event": "phases", "updates": updates, "ranks": lines])
+      }
+      emit(.phases(run.ref(0), perRank: phases, updates: updates))
+    }
     if case .stopped(let step) = ending {
       run.recordUnit(prepared, started: started, stopped: true)
       emit(.stopped(run.ref(0), step: step, checkpoint: lastCheckpoint?.path))
@@ -88,7 +98,8 @@ public struct UnitRun {
       emit(.sweepFinished(sweep: name, summary: summary, concurrent: concurrent))
     }
     try run.finish(
-      prepared, elapsed: Date().timeIntervalSince(started), lastCheckpoint: lastCheckpoint, memory: memory)
+      prepared, elapsed: Date().timeIntervalSince(started), lastCheckpoint: lastCheckpoint, memory: memory,
+      phases: updates > 0 ? phases : [])
     run.recordUnit(prepared, started: started, stopped: false)
     return ending
   }
@@ -178,16 +189,19 @@ public struct UnitRun {
   /// route signature) and reports it finished with its summary; rank 0 only.
   func finish(
     _ p: Prepared, elapsed: Double, lastCheckpoint: CheckpointStore.Saved?,
-    memory: [(peak: Int, proportional: Int)]
+    memory: [(peak: Int, proportional: Int)], phases: [PhaseTimes]
   ) throws {
     for k in plans.indices where !p.finishedBefore.contains(k) {
       let state = p.group.trainers[k]
+      let timeRow = RunEvent.SummaryRow(
+        "time per update",
+        phases.enumerated().map { "rank \($0.offset): \($0.element.line)" }.joined(separator: "; "))
       let summary =
-        fused
-        ? fusedSummary(k, group: p.group, output: p.outputs[k])
-        : self.summary(
-          p.group, output: p.outputs[k], data: p.data[0], elapsed: elapsed, lastCheckpoint: lastCheckpoint,
-          memory: memory)
+        (fused
+          ? fusedSummary(k, group: p.group, output: p.outputs[k])
+          : self.summary(
+            p.group, output: p.outputs[k], data: p.data[0], elapsed: elapsed, lastCheckpoint: lastCheckpoint,
+            memory: memory)) + (phases.isEmpty ? [] : [timeRow])
       try p.outputs[k].finish(
         adapter: state.adapter, baseModel: plans[k].model,
         title: fused

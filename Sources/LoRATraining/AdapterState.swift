@@ -26,6 +26,8 @@ public final class AdapterState {
   /// between updates: the result does not depend on it (see `Share`).
   public internal(set) var share: Share
   let padID: Int32
+  /// The work of a sequence, for `options.balance`.
+  let sequenceCost: SequenceCost
   /// The longest example (training or validation), in tokens.
   let longest: Int
   /// AdamW's groups: LoRA+'s B ranges at the ratio, PiSSA's frozen term at 0.
@@ -96,6 +98,7 @@ public final class AdapterState {
     self.validation = validation
     self.options = options
     self.padID = padID
+    sequenceCost = SequenceCost(config: model.config)
     optimizer = AdamW(parameterCount: adapter.parameterCount, options: options.adamW)
     optimizerGroups =
       (options.loraPlusRatio == 1 ? [] : adapter.bRanges.map { ($0, options.loraPlusRatio) })
@@ -125,44 +128,56 @@ public final class AdapterState {
   /// Whether there is validation data.
   public var hasValidation: Bool { !validation.isEmpty }
 
-  /// This rank's examples of the current update's global batch (with DPO, both examples of
-  /// each of its pairs, chosen first: a pair is never split).
-  func currentSlice() throws -> [Example] {
-    let indices: [Int]
+  /// An example of an update's batch and its place there (sequence order over the whole
+  /// batch; with DPO, pair p's chosen at 2p, its rejected at 2p + 1).
+  typealias Placed = (position: Int, example: Example)
+
+  /// This rank's examples of the current update's global batch, in the order its
+  /// micro-batches take them: the units (sequences, or DPO pairs, never split) that
+  /// `options.balance` gives this rank of the ranks sharing the batch.
+  func currentSlice() throws -> [Placed] {
+    let (rank, ranks): (Int, Int)
     switch share {
-    case .split:
-      indices = try sampler.indices(step: step, rank: communicator.rank, ranks: communicator.size)
+    case .split: (rank, ranks) = (communicator.rank, communicator.size)
     case .whole(let owner):
       guard owner == communicator.rank else { return [] }
-      indices = try sampler.indices(step: step, rank: 0, ranks: 1)
+      (rank, ranks) = (0, 1)
     }
-    return options.dpo == nil
-      ? indices.map { train[$0] } : indices.flatMap { [train[2 * $0], train[2 * $0 + 1]] }
+    let units = try sampler.indices(step: step, rank: 0, ranks: 1)
+    let size = options.dpo == nil ? 1 : 2
+    let examples = units.map { unit in (0..<size).map { train[size * unit + $0] } }
+    let shapes = examples.map {
+      BatchBalance.Unit(lengths: $0.map(\.tokens.count), trained: $0.reduce(0) { $0 + $1.trainedCount })
+    }
+    let assignment = options.balance.assign(
+      units: shapes, ranks: ranks, microBatch: options.microBatch, cost: sequenceCost)
+    return assignment[rank].flatMap { unit in
+      examples[unit].enumerated().map { (size * unit + $0.offset, $0.element) }
+    }
   }
 
   /// [what the loss is averaged over, tokens] of `examples`: trained tokens, or with DPO pairs.
-  func counts(_ examples: [Example]) -> [Double] {
+  func counts(_ examples: [Placed]) -> [Double] {
     [
-      options.dpo == nil ? Double(examples.reduce(0) { $0 + $1.trainedCount }) : Double(examples.count / 2),
-      Double(examples.reduce(0) { $0 + $1.tokens.count }),
+      options.dpo == nil
+        ? Double(examples.reduce(0) { $0 + $1.example.trainedCount }) : Double(examples.count / 2),
+      Double(examples.reduce(0) { $0 + $1.example.tokens.count }),
     ]
   }
 
   /// `examples` in micro-batches of `options.microBatch` (with DPO, of that many pairs).
-  func microBatches(_ examples: [Example]) -> [[Example]] {
+  func microBatches(_ examples: [Placed]) -> [[Placed]] {
     let size = options.dpo == nil ? options.microBatch : 2 * options.microBatch
     return stride(from: 0, to: examples.count, by: size).map {
       Array(examples[$0..<min($0 + size, examples.count)])
     }
   }
 
-  /// The dropout seed of micro-batch `micro` of this rank's slice. Micro-batches are
-  /// numbered globally, so a micro-batch's masks do not depend on how the batch is split
-  /// over ranks, nor on whether it is trained alone or fused with other adapters.
-  func dropoutSeed(micro: Int) -> UInt64 {
-    let firstMicro =
-      share == .split ? communicator.rank * (options.batchSize / communicator.size) / options.microBatch : 0
-    return options.seed &+ UInt64(step) &* 1_000_003 &+ UInt64(firstMicro + micro) &* 7919
+  /// The dropout seed of the current update. Each sequence's masks also take its place in
+  /// the batch (`LlamaActivations.sequenceNumbers`), so they do not depend on how the batch
+  /// is split over ranks and micro-batches, nor on whether it is trained alone or fused.
+  func dropoutSeed() -> UInt64 {
+    options.seed &+ UInt64(step) &* 1_000_003
   }
 
   /// Clips the (all-reduced) gradients, steps AdamW, advances the counters and reports.

@@ -13,11 +13,14 @@ public struct Batch: Sendable, Equatable {
   public let trainedCount: Int
 
   /// The row length batches of examples up to `length` tokens are padded to: a multiple of
-  /// 32, at most `longest` (the longest example of the run), so a run needs few distinct
-  /// buffer shapes.
+  /// `bucket`, at most `longest` (the longest example of the run). Padded rows cost as much
+  /// as real ones, so the step is small; buffers of each length are views of one arena.
   public static func bucketLength(_ length: Int, longest: Int) -> Int {
-    min(longest, (length + 31) / 32 * 32)
+    min(longest, (length + bucket - 1) / bucket * bucket)
   }
+
+  /// Rows are padded to multiples of this many tokens.
+  public static let bucket = 8
 
   /// Lays out `examples` as rows of `length` tokens (nil: the longest example's length);
   /// longer examples are cut to `length`.

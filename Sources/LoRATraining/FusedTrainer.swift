@@ -57,12 +57,18 @@ public final class FusedTrainer {
   /// DPO's reference passes (the base alone, no backward), by sequences and length.
   var referenceBuffers: [String: LlamaActivations] = [:]
   private let maxRank: Int
-  /// With `separateWaiting`, a barrier before the all-reduce takes the time ranks wait for
-  /// the slowest one (load imbalance), so `allreduceSeconds` is the transfer alone.
-  public var separateWaiting = false
+  /// With `separateWaiting` (the default), a barrier before the all-reduce takes the time
+  /// ranks wait for the slowest one (load imbalance), so `allreduceSeconds` is the transfer
+  /// alone and `.waiting` the imbalance.
+  public var separateWaiting = true
   /// The gradient all-reduce's time over this process's run, and the waiting before it.
   public private(set) var allreduceSeconds = 0.0
   public private(set) var waitingSeconds = 0.0
+  /// This rank's time per phase over its updates (`PhaseTimes`): kernels charge it while an
+  /// update runs; the rest of the update is `.elementwise`.
+  public let clock = PhaseClock()
+  /// Updates this process ran (the clock's count).
+  public private(set) var timedUpdates = 0
   /// Bytes the gradient all-reduce moves per update.
   public var allreduceBytes: Int { communicator.size > 1 ? gradients.count * 4 : 0 }
 
@@ -190,13 +196,27 @@ public final class FusedTrainer {
   /// One update of every active member; `stopFlag` is this rank's stop request, and `stop`
   /// whether any rank asked (it travels with the losses' all-reduce).
   func update(stopFlag: Bool) throws -> (results: [(member: Int, metrics: StepMetrics)], stop: Bool) {
+    let before = clock.times
+    var outcome = try PhaseClock.$current.withValue(clock) {
+      try clock.measure(.elementwise) { try timedUpdate(stopFlag: stopFlag) }
+    }
+    let phases = clock.times - before
+    timedUpdates += 1
+    for i in outcome.results.indices { outcome.results[i].metrics.phases = phases }
+    return outcome
+  }
+
+  /// `update(stopFlag:)` with this rank's clock bound.
+  private func timedUpdate(stopFlag: Bool) throws -> (
+    results: [(member: Int, metrics: StepMetrics)], stop: Bool
+  ) {
     let started = DispatchTime.now().uptimeNanoseconds
     let active = trainers.indices.filter(isActive)
     if active != placed { place(active) }
     let slices = try active.map { try trainers[$0].currentSlice() }
     // Every member's global trained tokens (and tokens), in one small all-reduce.
     var counts = active.indices.flatMap { trainers[active[$0]].counts(slices[$0]) }
-    if communicator.size > 1 { try communicator.allreduce(&counts, .sum) }
+    if communicator.size > 1 { try clock.measure(.allreduce) { try communicator.allreduce(&counts, .sum) } }
     let scales = active.indices.map { 1 / Float(max(counts[2 * $0], 1)) }
     gradients.zero()
     var lossSums = [Double](repeating: 0, count: active.count)
@@ -207,15 +227,17 @@ public final class FusedTrainer {
     for round in 0..<rounds {
       // The members with a micro-batch in this round, stacked in member order.
       let present = active.indices.filter { round < chunks[$0].count }
-      let stacked = present.flatMap { chunks[$0][round] }
+      let stacked = present.flatMap { chunks[$0][round].map(\.example) }
       let length = Batch.bucketLength(stacked.map(\.tokens.count).max() ?? 1, longest: longest)
       let (activations, grads) = buffersFor(
         present.map { (active[$0], chunks[$0][round].count) }, length: length)
       let batch = Batch(examples: stacked, length: length, padID: padID)
-      activations.dropoutSeeds = present.map { trainers[active[$0]].dropoutSeed(micro: round) }
+      activations.dropoutSeeds = present.map { trainers[active[$0]].dropoutSeed() }
+      activations.sequenceNumbers = present.flatMap { chunks[$0][round].map(\.position) }
       // DPO members: their reference passes first, then their sequence weights in the backward.
       let dpo = try preferenceWeights(
-        present.map { (member: active[$0], examples: chunks[$0][round]) }, length: length, gradients: grads)
+        present.map { (member: active[$0], examples: chunks[$0][round].map(\.example)) }, length: length,
+        gradients: grads)
       model.forward(tokens: batch.tokens, activations: activations)
       let results = model.backward(
         targets: batch.targets, activations: activations, gradients: grads,
@@ -235,7 +257,7 @@ public final class FusedTrainer {
     var totals = lossSums + preference.flatMap { $0 } + [stopFlag ? 1 : 0]
     if communicator.size > 1 {
       try allreduceGradients()
-      try communicator.allreduce(&totals, .sum)
+      try clock.measure(.allreduce) { try communicator.allreduce(&totals, .sum) }
     }
     let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
     var offset = metricsStart
@@ -249,9 +271,11 @@ public final class FusedTrainer {
       }
       return (
         k,
-        trainers[k].finishUpdate(
-          lossSum: totals[i], trainedTotal: Int(counts[2 * i]), tokens: Int(counts[2 * i + 1]),
-          seconds: seconds, preference: metrics)
+        clock.measure(.optimizer) {
+          trainers[k].finishUpdate(
+            lossSum: totals[i], trainedTotal: Int(counts[2 * i]), tokens: Int(counts[2 * i + 1]),
+            seconds: seconds, preference: metrics)
+        }
       )
     }
     return (results, totals[totals.count - 1] > 0)
@@ -261,11 +285,11 @@ public final class FusedTrainer {
   private func allreduceGradients() throws {
     if separateWaiting {
       let waitStarted = DispatchTime.now().uptimeNanoseconds
-      try communicator.barrier()
+      try clock.measure(.waiting) { try communicator.barrier() }
       waitingSeconds += Double(DispatchTime.now().uptimeNanoseconds - waitStarted) / 1e9
     }
     let reduceStarted = DispatchTime.now().uptimeNanoseconds
-    try communicator.allreduce(gradients, .sum)
+    try clock.measure(.allreduce) { try communicator.allreduce(gradients, .sum) }
     allreduceSeconds += Double(DispatchTime.now().uptimeNanoseconds - reduceStarted) / 1e9
   }
 

@@ -12,7 +12,7 @@ import LoRAModel
 /// however the batch is split over ranks and micro-batches), clip, step AdamW — the same
 /// step on every rank — and report.
 ///
-/// Buffers are allocated once per sequence-length bucket (multiples of 32 tokens up to the
+/// Buffers are allocated once per sequence-length bucket (multiples of `Batch.bucket` tokens up to the
 /// longest example) and reused, so an update allocates no activation or gradient memory.
 public final class Trainer {
   /// The group of one that trains the adapter.

@@ -1,4 +1,5 @@
 import LoRACheckpoint
+import LoRAKernels
 
 /// One update's figures, as the metrics file records them.
 public struct StepMetrics: Codable, Equatable, Sendable {
@@ -23,6 +24,8 @@ public struct StepMetrics: Codable, Equatable, Sendable {
   /// `trainedTokens` are per token; with DPO `loss` is the mean over pairs and
   /// `trainedTokens` the pair count).
   public var preference: DPOMetrics?
+  /// This rank's time per phase in the update (shared by the members of a fused group).
+  public var phases: PhaseTimes?
 
   public init(
     step: Int, totalSteps: Int, loss: Double, learningRate: Double, gradientNorm: Double, tokens: Int,

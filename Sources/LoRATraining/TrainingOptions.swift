@@ -24,13 +24,17 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
   public var shuffle: Bool
   /// Keep only each layer's input and recompute the rest during the backward pass.
   public var checkpointActivations: Bool
+  /// How the global batch is divided over ranks and micro-batches (`BatchBalance`).
+  public var balance: BatchBalance
 
   public init(
     steps: Int = 100, batchSize: Int = 8, microBatch: Int = 4, learningRate: Double = 2e-4,
     schedule: LearningRateSchedule.Kind = .cosine, warmupSteps: Int = 0, adamW: AdamW.Options = .init(),
     maxGradientNorm: Double = 1, seed: UInt64 = 0, evaluateEvery: Int = 0, shuffle: Bool = true,
-    checkpointActivations: Bool = false, loraPlusRatio: Double = 1, dpo: DPOLoss? = nil
+    checkpointActivations: Bool = false, loraPlusRatio: Double = 1, dpo: DPOLoss? = nil,
+    balance: BatchBalance = .tokens
   ) {
+    self.balance = balance
     self.loraPlusRatio = loraPlusRatio
     self.dpo = dpo
     self.checkpointActivations = checkpointActivations

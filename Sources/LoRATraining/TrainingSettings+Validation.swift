@@ -121,6 +121,11 @@ extension TrainingSettings {
     if let v = epochs { try Self.check(.epochs, v > 0 && v.isFinite, "must be positive, got \(v)") }
     if let v = batchSize { try Self.check(.batchSize, v >= 1, "must be at least 1, got \(v)") }
     if let v = microBatch { try Self.check(.microBatch, v >= 1, "must be at least 1, got \(v)") }
+    if let v = balance {
+      try Self.check(
+        .balance, BatchBalance(rawValue: v) != nil,
+        "'\(v)' is not one of " + BatchBalance.allCases.map(\.rawValue).joined(separator: ", "))
+    }
     if let v = weightDecay {
       try Self.check(.weightDecay, v >= 0 && v.isFinite, "must be 0 or more, got \(v)")
     }

@@ -43,6 +43,7 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
   public var epochs: Double?
   public var batchSize: Int?
   public var microBatch: Int?
+  public var balance: String?
   public var weightDecay: Double?
   /// LoRA+: B's learning rate is this many times A's (PEFT's `loraplus_lr_ratio`).
   public var loraplusLRRatio: Double?
@@ -91,6 +92,7 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
     case lr, schedule, warmup, steps, epochs
     case batchSize = "batch_size"
     case microBatch = "micro_batch"
+    case balance
     case weightDecay = "weight_decay"
     case loraplusLRRatio = "loraplus_lr_ratio"
     case objective, beta
@@ -135,6 +137,8 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
     public static let batchSize = 8
     /// The micro-batch is this or the batch size, whichever is smaller.
     public static let microBatch = 4
+    /// Ranks get equal work (tokens, attention counted), not equal sequence counts.
+    public static let balance = BatchBalance.tokens
     public static let weightDecay = 0.01
     /// 1: plain LoRA, A and B at one learning rate.
     public static let loraplusLRRatio = 1.0

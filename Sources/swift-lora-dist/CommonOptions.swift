@@ -51,6 +51,18 @@ struct LocalRankOptions: ParsableArguments {
       "Run N data-parallel ranks as threads of this process (without mpirun), each with --threads kernel threads; the base is held once."
   )
   var localRanks: Int?
+  @Flag(
+    inversion: .prefixedNo,
+    help:
+      "Bind each of --local-ranks' rank threads to a CPU of its own when they fit (one kernel thread each; the default); --no-pin leaves them to the scheduler."
+  )
+  var pin: Bool?
+  @Flag(
+    name: .customLong("numa-copies"),
+    help:
+      "One copy of the frozen base per NUMA domain, shared by the ranks bound within it (noted and unchanged on a machine of one domain)."
+  )
+  var numaCopies = false
 
   func validate() throws {
     if let localRanks, localRanks < 1 { throw ValidationError("--local-ranks must be at least 1") }

@@ -86,6 +86,14 @@ extension Progress {
       )
     case .warning: return nil
     case .combinedReport(let path): return (self, ["event": "combined_report", "path": path])
+    case .phases(let ref, let perRank, let updates):
+      return (
+        shown(ref),
+        [
+          "event": "phases", "output": ref.output, "updates": updates,
+          "ranks": perRank.enumerated().map { $0.element.object(rank: $0.offset) },
+        ]
+      )
     case .rankRung(let ref, let rung):
       return (
         shown(ref),
@@ -187,6 +195,13 @@ extension Progress {
       let name = ref.flatMap { $0.fused ? $0.name : nil }.map { "\($0): " } ?? ""
       FileHandle.standardError.write(Data("warning: \(name)\(text)\n".utf8))
     case .combinedReport(let path): print("combined report: \(path)")
+    case .phases(let ref, let perRank, let updates):
+      // An adapter alone shows it in its summary ("time per update"); a fused group here.
+      guard ref.fused else { return }
+      say(
+        fused: ref.name ?? "", concurrent: ref.concurrent,
+        "time per update over \(updates) updates, fused group: "
+          + perRank.enumerated().map { "rank \($0.offset): \($0.element.line)" }.joined(separator: "; "))
     case .rankRung(let ref, let rung):
       let gain =
         rung.improvement.map { String(format: ", %.2f%% better than the previous rank", 100 * $0) } ?? ""

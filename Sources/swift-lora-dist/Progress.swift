@@ -54,6 +54,7 @@ struct Progress {
         "epoch": m.epoch,
       ]
       if let p = m.preference { object.merge(p.fields) { $1 } }
+      if let phases = m.phases { object["phases"] = phases.fields }
       return object
     case .validation(let step, let loss, let tokens):
       return ["event": "validation", "step": step, "loss": loss, "perplexity": exp(loss), "tokens": tokens]

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LoRAComm
+import LoRAKernels
 
 /// Starting and ending the group of ranks a command runs on.
 enum Ranks {
@@ -73,11 +74,60 @@ enum Ranks {
 
   /// Runs `body` on `ranks` data-parallel ranks as threads of this process (`--local-ranks`);
   /// their results in rank order. Refused under an MPI launcher, where ranks are processes.
+  /// With `pin`, each rank's thread is bound to its own CPU when they fit
+  /// (`ThreadPlacement`), before it allocates anything; a refused binding is a warning.
+  /// Asking for more threads (ranks × `threads`) than the allowed CPUs is a warning too.
   static func threads<Result: Sendable>(
-    _ ranks: Int, _ body: @escaping @Sendable (LocalCommunicator) throws -> Result
+    _ ranks: Int, threads: Int? = nil, pin: Bool = true,
+    _ body: @escaping @Sendable (LocalCommunicator) throws -> Result
   ) throws -> [Result] {
     try refuseUnderMPI()
-    return try LocalCommunicator.run(ranks: ranks, body)
+    let topology = CPUTopology.current()
+    let perRank = threads ?? BLAS.threads
+    if let warning = topology.oversubscription(ranks: ranks, threadsPerRank: perRank) { warn(warning) }
+    let placement =
+      pin
+      ? ThreadPlacement.plan(ranks: ranks, threadsPerRank: perRank, topology: topology)
+      : ThreadPlacement(cpus: nil, note: "not pinned (--no-pin)")
+    return try LocalCommunicator.run(ranks: ranks) { comm in
+      if let cpu = placement.cpus?[comm.rank], let refused = ThreadPlacement.pinCurrentThread(to: cpu) {
+        warn("rank \(comm.rank): \(refused); it runs where the scheduler puts it")
+      }
+      return try body(comm)
+    }
+  }
+
+  /// A note on standard error.
+  static func note(_ text: String) {
+    FileHandle.standardError.write(Data("note: \(text)\n".utf8))
+  }
+
+  /// A warning on standard error (the command goes on).
+  static func warn(_ text: String) {
+    FileHandle.standardError.write(Data("warning: \(text)\n".utf8))
+  }
+
+  /// Warns (rank 0) when this node's ranks ask for more kernel threads than the CPUs they
+  /// may use: a process the launcher bound to CPUs checks its own `threads` against them,
+  /// an unbound one counts every rank of its node (the launcher's local size).
+  static func checkThreads(_ threads: Int, world: any Communicator) {
+    guard world.rank == 0 else { return }
+    let topology = CPUTopology.current()
+    let environment = ProcessInfo.processInfo.environment
+    let bound = topology.allowed.count < topology.online.count
+    let local =
+      MPIEnvironment.launchedByMPI(environment: environment) && !bound
+      ? ["OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"].lazy.compactMap {
+        environment[$0].flatMap(Int.init)
+      }
+      .first ?? world.size : 1
+    if local == 1 && threads > topology.usableCPUs {
+      warn(
+        "--threads \(threads) asks for more threads than the \(topology.usableCPUs) usable CPU(s) of this process; "
+          + "kernels run on \(min(threads, Parallel.maxWidth))")
+    } else if let warning = topology.oversubscription(ranks: local, threadsPerRank: threads) {
+      warn("this node's " + warning)
+    }
   }
 
   /// Thread-ranks (`--local-ranks`) are refused under an MPI launcher, where ranks are

@@ -125,6 +125,11 @@ struct Train: ParsableCommand {
   @Option(name: .customLong("batch-size"), help: "Sequences per update (default 8).") var batchSize: Int?
   @Option(name: .customLong("micro-batch"), help: "Sequences per forward/backward pass (default 4).")
   var microBatch: Int?
+  @Option(
+    help:
+      "How each update's batch is divided over ranks and micro-batches: tokens (equal work per rank, attention counted; default) or sequences (equal counts, in order)."
+  )
+  var balance: String?
   @Option(name: .customLong("weight-decay"), help: "AdamW weight decay (default 0.01).") var weightDecay:
     Double?
   @Option(
@@ -229,6 +234,7 @@ struct Train: ParsableCommand {
     c.epochs = epochs
     c.batchSize = batchSize
     c.microBatch = microBatch
+    c.balance = balance
     c.weightDecay = weightDecay
     c.loraplusLRRatio = loraplusLRRatio
     c.objective = objective
@@ -246,6 +252,8 @@ struct Train: ParsableCommand {
     c.resume = resume
     c.force = force ? true : nil
     c.localRanks = ranks.localRanks
+    c.pin = ranks.pin
+    c.numaCopies = ranks.numaCopies ? true : nil
     c.checkEvery = checkEvery
     return c
   }
@@ -260,9 +268,14 @@ struct Train: ParsableCommand {
       let runner = JobRun(job: job, progress: progress, stop: stop)
       let stopped: Bool
       if let ranks = self.ranks.localRanks, ranks > 1 {
-        stopped = try Ranks.threads(ranks) { comm in try runner.execute(world: comm) }[0]
+        stopped = try Ranks.threads(ranks, threads: threading.threads, pin: self.ranks.pin ?? true) { comm in
+          try runner.execute(world: comm)
+        }[0]
       } else {
-        stopped = try Ranks.run { world in try runner.execute(world: world) }
+        stopped = try Ranks.run { world in
+          Ranks.checkThreads(threading.threads ?? BLAS.threads, world: world)
+          return try runner.execute(world: world)
+        }
       }
       if stopped { throw ExitCode(143) }
       return
@@ -278,13 +291,18 @@ struct Train: ParsableCommand {
     let ending: FusedTrainer.Ending
     if let ranks = settings.localRanks, ranks > 1 {
       try Ranks.refuseUnderMPI()
+      // One base for all thread-ranks, loaded here; per NUMA domain, loaded by the ranks.
+      let perDomain = settings.numaCopies == true && CPUTopology.current().numaDomains.count > 1
       let shared = UncheckedSendable(
-        (run, try LoadedModel(path: run.model, precision: run.plan.basePrecision)))
-      ending = try Ranks.threads(ranks) { comm in
+        (run, perDomain ? nil : try LoadedModel(path: run.model, precision: run.plan.basePrecision)))
+      ending = try Ranks.threads(ranks, threads: settings.threads, pin: settings.pin ?? true) { comm in
         try shared.value.0.execute(progress: progress, communicator: comm, loaded: shared.value.1, stop: stop)
       }[0]
     } else {
-      ending = try Ranks.run { comm in try run.execute(progress: progress, communicator: comm, stop: stop) }
+      ending = try Ranks.run { comm in
+        Ranks.checkThreads(settings.threads ?? BLAS.threads, world: comm)
+        return try run.execute(progress: progress, communicator: comm, stop: stop)
+      }
     }
     if case .stopped = ending { throw ExitCode(143) }
   }

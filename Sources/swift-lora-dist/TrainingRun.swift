@@ -36,8 +36,20 @@ struct TrainingRun {
     loaded preloaded: LoadedModel? = nil, stop: StopRequest = StopRequest()
   ) throws -> FusedTrainer.Ending {
     if let threads = settings.threads { BLAS.threads = threads }
-    let loaded =
-      try preloaded ?? LoadedModel(path: plan.model, communicator: comm, precision: plan.basePrecision)
+    let loaded: LoadedModel
+    if let preloaded {
+      loaded = preloaded
+      if settings.numaCopies == true, comm.rank == 0 {
+        Ranks.note("--numa-copies: this machine has 1 NUMA domain, so one copy of the base serves every rank")
+      }
+    } else {
+      let sharing = try NUMACopies.sharing(
+        comm, perDomain: settings.numaCopies ?? false, topology: .current(),
+        cpus: ThreadPlacement.currentThreadCPUs())
+      if let note = sharing.note, comm.rank == 0 { Ranks.note(note) }
+      loaded = try LoadedModel(
+        path: plan.model, communicator: sharing.communicator, precision: plan.basePrecision)
+    }
     // A failure on one rank (rank 0's checkpoint on a full disk, a damaged checkpoint to
     // resume from) ends the job here, while the base model is still held: releasing its
     // node-shared window is collective and would wait forever for the ranks still training.

@@ -1,0 +1,93 @@
+import CAffinity
+import Foundation
+
+/// Where the ranks of one process (thread-ranks, `--local-ranks`) run: each rank's thread on
+/// its own CPU of those this process may use (distinct cores first, then SMT siblings), so no two ranks share a core and each
+/// rank's buffers, allocated and first written by its own thread, sit in that core's memory
+/// domain. Pinned only when every rank has a core of its own and runs its kernels on its own
+/// thread (one kernel thread each): otherwise the ranks are left to the scheduler.
+public struct ThreadPlacement: Sendable, Equatable {
+  /// The CPU of each rank's thread (rank order); nil: not pinned.
+  public var cpus: [Int]?
+  /// What a user should know: why the ranks are not pinned, or where they are.
+  public var note: String
+
+  public init(cpus: [Int]?, note: String) {
+    self.cpus = cpus
+    self.note = note
+  }
+
+  /// The placement of `ranks` thread-ranks of `threadsPerRank` kernel threads each on
+  /// `topology`: rank r on the first CPU of core r (then on second SMT siblings), the cores
+  /// taken in turn from each NUMA domain so that ranks spread over the domains' memory.
+  public static func plan(ranks: Int, threadsPerRank: Int, topology: CPUTopology) -> ThreadPlacement {
+    if let warning = topology.oversubscription(ranks: ranks, threadsPerRank: threadsPerRank) {
+      return ThreadPlacement(cpus: nil, note: warning + "; the ranks are not pinned")
+    }
+    guard threadsPerRank == 1 else {
+      return ThreadPlacement(
+        cpus: nil,
+        note:
+          "\(ranks) rank(s) × \(threadsPerRank) kernel threads: kernel threads come from the system's pool, "
+          + "so the ranks are not pinned")
+    }
+    let cores = topology.spreadCores
+    // First CPUs of distinct cores, then their SMT siblings.
+    let order = (0..<(cores.map(\.count).max() ?? 0)).flatMap { i in
+      cores.compactMap { i < $0.count ? $0[i] : nil }
+    }
+    let cpus = Array(order.prefix(ranks))
+    return ThreadPlacement(
+      cpus: cpus, note: "rank threads pinned to CPUs " + cpus.map(String.init).joined(separator: ", "))
+  }
+
+  /// Binds the calling thread to `cpu`; nil, or why the platform refused (then the thread
+  /// keeps running where the scheduler puts it).
+  public static func pinCurrentThread(to cpu: Int) -> String? {
+    let status = sld_pin_thread(Int32(cpu))
+    return status == 0 ? nil : "binding a thread to CPU \(cpu) failed (error \(status))"
+  }
+
+  /// The CPUs the calling thread may run on now.
+  public static func currentThreadCPUs() -> [Int] {
+    var cpus = [Int32](repeating: 0, count: 4096)
+    let count = sld_thread_cpus(&cpus, Int32(cpus.count))
+    return count < 0 ? [] : cpus.prefix(Int(count)).map(Int.init)
+  }
+}
+
+extension CPUTopology {
+  /// The allowed cores, taken in turn from each NUMA domain (domain 0's first core, domain
+  /// 1's first core, …, domain 0's second core, …).
+  public var spreadCores: [[Int]] {
+    let byDomain = numaDomains.map { domain in cores.filter { domain.contains($0[0]) } }
+    var result: [[Int]] = []
+    for i in 0..<(byDomain.map(\.count).max() ?? 0) {
+      for domain in byDomain where i < domain.count { result.append(domain[i]) }
+    }
+    // Cores of no listed domain (none on Linux) keep their place at the end.
+    return result + cores.filter { core in !result.contains(core) }
+  }
+
+  /// CPUs this process can keep busy at once: the allowed ones, fewer under a quota.
+  public var usableCPUs: Int {
+    let quota = quotaCPUs.map { max(1, Int($0.rounded(.down))) } ?? Int.max
+    return max(1, min(allowed.count, quota))
+  }
+
+  /// A warning naming both numbers when `ranks` ranks sharing this CPU set, with
+  /// `threadsPerRank` kernel threads each, ask for more threads than it has CPUs; nil when
+  /// they fit.
+  public func oversubscription(ranks: Int, threadsPerRank: Int) -> String? {
+    let wanted = ranks * threadsPerRank
+    guard wanted > usableCPUs else { return nil }
+    let quota = quotaCPUs.map { ", a quota of \(String(format: "%.2f", $0)) CPUs" } ?? ""
+    return
+      "\(ranks) rank(s) × \(threadsPerRank) thread(s) = \(wanted) threads on \(usableCPUs) usable CPU(s) "
+      + "(\(allowed.count) allowed\(quota)): they take turns and every step slows; ask for at most "
+      + "\(usableCPUs) in all (here: "
+      + (ranks >= usableCPUs
+        ? "at most \(usableCPUs) rank(s) with --threads 1)"
+        : "--threads \(max(1, usableCPUs / max(ranks, 1))))")
+  }
+}

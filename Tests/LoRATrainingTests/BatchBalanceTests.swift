@@ -1,0 +1,185 @@
+import Foundation
+import LoRAComm
+import LoRAKernels
+import Testing
+
+@testable import LoRAModel
+@testable import LoRATraining
+
+/// Token balancing: each rank gets about equal work, every unit is trained once, and the
+/// adapter trained is the one the whole batch on one rank trains (dropout included).
+@Suite struct BatchBalanceTests {
+  let base = TrainerTests()
+
+  /// Work as rows × padded length: what each rank runs, micro-batch by micro-batch.
+  static let rows = SequenceCost(perToken: 1, perTrainedToken: 0, perPair: 0)
+
+  static func units(_ lengths: [Int]) -> [BatchBalance.Unit] {
+    lengths.map { BatchBalance.Unit(lengths: [$0], trained: $0 - 1) }
+  }
+
+  /// Each rank's work as its micro-batches run: `microBatch` units each, padded to the first.
+  static func loads(
+    _ assignment: [[Int]], _ units: [BatchBalance.Unit], microBatch: Int, cost: SequenceCost
+  ) -> [Double] {
+    assignment.map { mine in
+      stride(from: 0, to: mine.count, by: microBatch).reduce(0.0) { sum, start in
+        let batch = mine[start..<min(start + microBatch, mine.count)].map { units[$0] }
+        let length = Batch.bucketLength(batch.map(\.longest).max()!, longest: .max)
+        return sum
+          + cost.of(
+            sequences: batch.reduce(0) { $0 + $1.lengths.count }, paddedTo: length,
+            trained: batch.reduce(0) { $0 + $1.trained })
+      }
+    }
+  }
+
+  @Test func theSlowestRanksPaddedWorkIsAsSmallAsItGets() {
+    // Greedily: 64 opens rank 0, 40 rank 1, the 8s join rank 1's micro-batch padded to 40 and
+    // the last rank 0's (128 and 160). Moving 40 to rank 0's micro-batch (padded to 64) leaves
+    // 128 and 32: the least, since 64 with any other unit costs 128 and 64 alone leaves 168.
+    let units = Self.units([64, 8, 8, 8, 8, 40])
+    let split = TokenSplit(units: units, microBatch: 4, cost: Self.rows)
+    #expect(split.greedy(ranks: 2) == [[0, 3], [5, 1, 2, 4]])
+    let assignment = BatchBalance.tokens.assign(units: units, ranks: 2, microBatch: 4, cost: Self.rows)
+    #expect(assignment == [[0, 5], [1, 2, 3, 4]])
+    #expect(Self.loads(assignment, units, microBatch: 4, cost: Self.rows) == [128, 32])
+    #expect(
+      BatchBalance.sequences.assign(units: units, ranks: 2, microBatch: 4, cost: Self.rows) == [
+        [0, 1, 2], [3, 4, 5],
+      ])
+    #expect(
+      BatchBalance.tokens.assign(units: units, ranks: 1, microBatch: 4, cost: Self.rows) == [
+        [0, 5, 1, 2, 3, 4]
+      ])
+  }
+
+  @Test(arguments: [1, 2, 3, 4, 8])
+  func everyUnitOnceLongestFirstAndNoWorseThanCounts(ranks: Int) throws {
+    let (model, _) = try LlamaModel.load(path: TrainerTests.tinyModel)
+    let cost = SequenceCost(config: model.config)
+    var random = SeededRandom(seed: UInt64(ranks))
+    let units = Self.units((0..<48).map { _ in 8 + Int(random.next() % 500) })
+    let assignment = BatchBalance.tokens.assign(units: units, ranks: ranks, microBatch: 2, cost: cost)
+    #expect(assignment.flatMap { $0 }.sorted() == Array(units.indices))
+    for mine in assignment {
+      #expect(mine.map { units[$0].longest } == mine.map { units[$0].longest }.sorted(by: >))
+    }
+    let byTokens = Self.loads(assignment, units, microBatch: 2, cost: cost).max()!
+    let byCounts = Self.loads(
+      BatchBalance.sequences.assign(units: units, ranks: ranks, microBatch: 2, cost: cost), units,
+      microBatch: 2,
+      cost: cost
+    ).max()!
+    #expect(byTokens <= byCounts)
+  }
+
+  @Test func attentionMakesOneLongSequenceCostMoreThanTwoHalves() throws {
+    let (model, _) = try LlamaModel.load(path: TrainerTests.tinyModel)
+    let cost = SequenceCost(config: model.config)
+    func example(_ n: Int, trained: Int) -> Example {
+      Example(
+        tokens: Array(repeating: 1, count: n),
+        trained: Array(repeating: false, count: n - trained) + Array(repeating: true, count: trained))
+    }
+    #expect(cost.of(example(64, trained: 0)) > 2 * cost.of(example(32, trained: 0)))
+    // The head runs on trained rows only.
+    #expect(cost.of(example(32, trained: 31)) - cost.of(example(32, trained: 0)) == 31 * cost.perTrainedToken)
+  }
+
+  /// A batch of very different lengths (6 to 60 tokens) with dropout: 2 and 3 ranks, token- or
+  /// count-balanced, train the adapter one rank trains, and the token split is the even one.
+  @Test func tokenBalancedRanksEqualOneRankWithDropout() throws {
+    let (model, _) = try LlamaModel.load(path: TrainerTests.tinyModel)
+    var random = SeededRandom(seed: 3)
+    let data = (0..<36).map { i in
+      let length = i % 6 == 0 ? 44 + Int(random.next() % 17) : 6 + Int(random.next() % 7)
+      let start = Int(random.next() % 96)
+      return Example(
+        tokens: (0..<length).map { Int32((start + $0) % 96) },
+        trained: [false] + Array(repeating: true, count: length - 1))
+    }
+    func train(ranks: Int, _ balance: BatchBalance) throws -> [Float] {
+      let shared = UncheckedModel(model: model)
+      return try LocalCommunicator.run(ranks: ranks) { comm in
+        let adapter = try LoRAAdapter(
+          config: LoRAConfig(
+            r: 4, loraAlpha: 8, loraDropout: 0.2, targetModules: ["q_proj", "v_proj", "down_proj"]),
+          model: shared.model.config, seed: 5)
+        let trainer = try Trainer(
+          model: shared.model, adapter: adapter, train: data, validation: [],
+          options: TrainingOptions(
+            steps: 4, batchSize: 12, microBatch: 2, learningRate: 1e-2, seed: 7, balance: balance),
+          padID: 0, communicator: comm)
+        try trainer.run { _ in }
+        return adapter.parameters.values
+      }[0]
+    }
+    let one = try train(ranks: 1, .sequences)
+    for (ranks, balance) in [(1, BatchBalance.tokens), (2, .tokens), (2, .sequences), (3, .tokens)] {
+      let difference = DataParallelTests.relative(try train(ranks: ranks, balance), one)
+      #expect(difference <= 1e-5, "\(ranks) ranks by \(balance): relative difference \(difference)")
+    }
+  }
+
+  @Test func theTokenSplitOfASkewedBatchIsEven() throws {
+    let (model, _) = try LlamaModel.load(path: TrainerTests.tinyModel)
+    let cost = SequenceCost(config: model.config)
+    // Long sequences first in the sampler's order: the count split puts them all on rank 0.
+    let units = Self.units([96, 90, 88, 84, 12, 10, 9, 8])
+    func spread(_ balance: BatchBalance) -> Double {
+      let loads = Self.loads(
+        balance.assign(units: units, ranks: 2, microBatch: 2, cost: cost), units, microBatch: 2, cost: cost)
+      return loads.max()! / (loads.reduce(0, +) / 2)
+    }
+    #expect(spread(.sequences) > 1.7)
+    #expect(spread(.tokens) < 1.05, "\(spread(.tokens))")
+  }
+}
+
+/// The per-rank phase clock: innermost phases win, an unbound clock costs nothing, and an
+/// update charges every phase it runs.
+@Suite struct PhaseClockTests {
+  @Test func theInnermostPhaseGetsTheTime() {
+    let clock = PhaseClock()
+    PhaseClock.$current.withValue(clock) {
+      clock.measure(.elementwise) {
+        usleep(20_000)
+        PhaseClock.measure(.frozen) { usleep(30_000) }
+      }
+    }
+    let times = clock.times
+    #expect(times[.frozen] >= 0.029 && times[.frozen] < 0.2, "\(times)")
+    #expect(times[.elementwise] >= 0.019 && times[.elementwise] < times[.frozen], "\(times)")
+    #expect(times[.lora] == 0 && times[.waiting] == 0)
+    // Unbound: the body runs, nothing is charged.
+    PhaseClock.measure(.lora) { usleep(1000) }
+    #expect(clock.times == times)
+  }
+
+  @Test func anUpdateChargesEveryComputePhaseAndTwoRanksTheAllreduce() throws {
+    let (model, _) = try LlamaModel.load(path: TrainerTests.tinyModel)
+    let trainer = try TrainerTests().makeTrainer()
+    let metrics = try trainer.update()
+    let phases = try #require(metrics.phases)
+    for phase in [Phase.frozen, .head, .loss, .lora, .attention, .elementwise, .optimizer] {
+      #expect(phases[phase] > 0, "\(phase.key): \(phases)")
+    }
+    #expect(phases[.waiting] == 0 && phases[.allreduce] == 0)
+    #expect(phases.total >= metrics.seconds)
+    #expect(try trainer.group.rankPhases() == [trainer.group.clock.times])
+    let shared = UncheckedModel(model: model)
+    let ranks = try LocalCommunicator.run(ranks: 2) { comm in
+      let adapter = try LoRAAdapter(
+        config: LoRAConfig(r: 4, loraAlpha: 8, targetModules: ["q_proj"]), model: shared.model.config, seed: 1
+      )
+      let t = try Trainer(
+        model: shared.model, adapter: adapter, train: TrainerTests().counting(8, seed: 1), validation: [],
+        options: TrainingOptions(steps: 2, batchSize: 4, microBatch: 2), padID: 0, communicator: comm)
+      _ = try t.update()
+      return try t.group.rankPhases()
+    }
+    #expect(ranks[0] == ranks[1] && ranks[0].count == 2)
+    #expect(ranks[0].allSatisfy { $0[.allreduce] > 0 && $0[.frozen] > 0 })
+  }
+}
