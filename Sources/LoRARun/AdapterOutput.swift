@@ -1,5 +1,6 @@
 import Foundation
 import LoRACheckpoint
+import LoRAKernels
 import LoRAModel
 import LoRAServe
 import LoRATraining
@@ -208,12 +209,15 @@ public final class AdapterOutput {
       kept.append(String(record.line))
       func number(_ key: String) -> Double { record.number(key) ?? .nan }
       if record.event == "step" {
-        steps.append(
-          StepMetrics(
-            step: record.step, totalSteps: totalSteps, loss: number("loss"), learningRate: number("lr"),
-            gradientNorm: number("grad_norm"), tokens: record.fields["tokens"] as? Int ?? 0,
-            trainedTokens: record.fields["trained_tokens"] as? Int ?? 0, seconds: number("seconds"),
-            tokensPerSecond: number("tokens_per_second"), epoch: number("epoch"), etaSeconds: 0))
+        var metrics = StepMetrics(
+          step: record.step, totalSteps: totalSteps, loss: number("loss"), learningRate: number("lr"),
+          gradientNorm: number("grad_norm"), tokens: record.fields["tokens"] as? Int ?? 0,
+          trainedTokens: record.fields["trained_tokens"] as? Int ?? 0, seconds: number("seconds"),
+          tokensPerSecond: number("tokens_per_second"), epoch: number("epoch"), etaSeconds: 0)
+        if let phases = record.fields["phases"] as? [String: Double] {
+          metrics.phases = PhaseTimes(seconds: Phase.allCases.map { phases[$0.key] ?? 0 })
+        }
+        steps.append(metrics)
       } else if record.event == "validation" {
         validations.append((record.step, number("loss")))
       }

@@ -84,8 +84,10 @@ public struct UnitRun {
     guard leader else { return ending }
     if updates > 0 {
       let lines = phases.enumerated().map { $0.element.object(rank: $0.offset) }
-      for output in prepared.outputs {
-        output.record(["event": "phases", "updates": updates, "ranks": lines])
+      for (k, output) in prepared.outputs.enumerated() {
+        output.record([
+          "event": "phases", "step": prepared.group.trainers[k].step, "updates": updates, "ranks": lines,
+        ])
       }
       emit(.phases(run.ref(0), perRank: phases, updates: updates))
     }

@@ -15,6 +15,7 @@ struct BenchCommandTests {
     let basePrecision: String
     let bf16Route: String?
     let baseMB: Double
+    let phases: [[String: Double]]
   }
 
   @Test(arguments: [nil, 2] as [Int?])
@@ -33,6 +34,35 @@ struct BenchCommandTests {
     #expect(result.tokensPerSecond > 0 && result.sgemmPeakGFLOPs > 0)
     // Thread-ranks are one process: its memory once.
     #expect(result.rankProportionalMB.count == 1)
+    // Each rank's time per phase: its products and element-wise work, and (ranks) the all-reduce.
+    #expect(result.phases.count == result.ranks)
+    for phases in result.phases {
+      #expect(
+        ["frozen", "head", "attention", "elementwise", "optimizer"].allSatisfy { phases[$0, default: 0] > 0 })
+      #expect((phases["allreduce"] ?? 0) > 0 || result.ranks == 1, "\(phases)")
+    }
+  }
+
+  /// More thread-ranks than CPUs: a warning that names both numbers, and the run goes on.
+  @Test func moreThreadsThanCPUsIsAWarning() throws {
+    let cpus = ProcessInfo.processInfo.activeProcessorCount
+    let outcome = try CommandRunner.run([
+      "bench", "--model", Self.model, "--batch", String(cpus + 1), "--seq", "8", "--steps", "1", "--warmup",
+      "0",
+      "--local-ranks", String(cpus + 1), "--threads", "1", "--numa-copies", "--json",
+    ])
+    #expect(outcome.status == 0, "\(outcome.errors)")
+    #expect(
+      outcome.errors.contains("warning: \(cpus + 1) rank(s) × 1 thread(s) = \(cpus + 1) threads on "),
+      "\(outcome.errors)")
+    // On a machine of one NUMA domain the option is accepted and noted.
+    let domains =
+      (try? FileManager.default.contentsOfDirectory(atPath: "/sys/devices/system/node"))?
+      .filter { $0.hasPrefix("node") && Int($0.dropFirst(4)) != nil }.count ?? 1
+    if domains <= 1 {
+      #expect(
+        outcome.errors.contains("note: --numa-copies: this machine has 1 NUMA domain"), "\(outcome.errors)")
+    }
   }
 
   @Test func theRanksMustDivideTheBatch() throws {

@@ -66,6 +66,11 @@ struct DistributedTrainTests {
         try CommandRunner.run(arguments(folder.path + "/threads", data, ["--local-ranks", "2"]))
       ),
       ("mpi4", try CommandRunner.run(arguments(folder.path + "/mpi4", data, []), mpiRanks: 4)),
+      (
+        "sequences",
+        try CommandRunner.run(
+          arguments(folder.path + "/sequences", data, ["--balance", "sequences"]), mpiRanks: 2)
+      ),
     ]
     for (name, outcome) in runs {
       #expect(outcome.status == 0, "\(name): \(outcome.errors)")
@@ -75,7 +80,21 @@ struct DistributedTrainTests {
       for (a, b) in zip(losses, Self.losses(one.output)) { #expect(abs(a - b) <= 1e-5 * abs(b), "\(name)") }
       let difference = Self.relativeDifference(try Self.adapter(folder.path + "/" + name), reference)
       #expect(difference <= 1e-5, "\(name): relative difference \(difference)")
+      // Every rank's time per phase: in the JSON output and in metrics.jsonl.
+      let phases = try Self.phases(outcome.output)
+      #expect(phases.count == (name == "mpi4" ? 4 : 2), "\(name)")
+      #expect(
+        phases.allSatisfy { ($0["frozen"] ?? 0) > 0 && ($0["allreduce"] ?? 0) > 0 && $0["waiting"] != nil })
+      let metrics = try String(contentsOfFile: folder.path + "/" + name + "/metrics.jsonl", encoding: .utf8)
+      #expect(try Self.phases(metrics).count == phases.count, "\(name)")
     }
+  }
+
+  /// The `phases` line's ranks, each its phases' seconds per update.
+  static func phases(_ output: String) throws -> [[String: Double]] {
+    let line = try #require(output.split(separator: "\n").first { $0.contains("\"event\":\"phases\"") })
+    let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+    return try #require(object["ranks"] as? [[String: Double]])
   }
 
   /// The default precision (bf16 where the CPU has it): 2 thread-ranks against one rank, the

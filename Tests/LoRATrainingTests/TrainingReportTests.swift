@@ -1,3 +1,4 @@
+import LoRAKernels
 import Testing
 
 @testable import LoRATraining
@@ -18,6 +19,24 @@ import Testing
     #expect(html.components(separatedBy: "<polyline").count == 3)  // loss and throughput lines
     #expect(html.components(separatedBy: "<circle").count == 3)  // two validation points
     #expect(!html.contains("nan"))
+  }
+
+  /// Steps that carry rank 0's phases add a chart: one line per phase that took time.
+  @Test func phasesGetAChartOfTheirOwn() {
+    let steps = (1...3).map { n in
+      var m = step(n, loss: Double(4 - n))
+      m.phases = PhaseTimes(seconds: [0.3, 0.1, 0.01, 0.02, 0.05, 0.04, 0.003, 0.001 * Double(n), 0])
+      return m
+    }
+    let html = TrainingReport.html(
+      title: "t", steps: steps, validations: [], summary: [], configuration: [])
+    #expect(html.contains("Time per update by phase (rank 0)"))
+    // Loss, throughput and the eight phases with time (the all-reduce took none).
+    #expect(html.components(separatedBy: "<polyline").count == 11)
+    #expect(html.contains("frozen products") && html.contains("waiting") && !html.contains("all-reduce"))
+    let plain = TrainingReport.html(
+      title: "t", steps: [step(1, loss: 1)], validations: [], summary: [], configuration: [])
+    #expect(!plain.contains("by phase"))
   }
 
   @Test func emptyRunsSaySo() {

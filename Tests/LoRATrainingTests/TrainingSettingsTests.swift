@@ -60,5 +60,10 @@ import Testing
     ) {
       try s.validate()
     }
+    s.schedule = nil
+    s.balance = "length"
+    #expect(throws: SettingsError(["balance"], "'length' is not one of tokens, sequences")) {
+      try s.validate()
+    }
   }
 }
