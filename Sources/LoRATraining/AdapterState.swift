@@ -150,7 +150,7 @@ public final class AdapterState {
       BatchBalance.Unit(lengths: $0.map(\.tokens.count), trained: $0.reduce(0) { $0 + $1.trainedCount })
     }
     let assignment = options.balance.assign(
-      units: shapes, ranks: ranks, microBatch: options.microBatch, cost: sequenceCost)
+      units: shapes, ranks: ranks, rows: passRows, extra: virtualRows, cost: sequenceCost)
     return assignment[rank].flatMap { unit in
       examples[unit].enumerated().map { (size * unit + $0.offset, $0.element) }
     }
@@ -165,12 +165,30 @@ public final class AdapterState {
     ]
   }
 
-  /// `examples` in micro-batches of `options.microBatch` (with DPO, of that many pairs).
+  /// The padded rows one pass may hold: `options.microBatch` sequences (with DPO, pairs) of
+  /// the run's longest example.
+  var passRows: Int {
+    (options.dpo == nil ? 1 : 2) * options.microBatch
+      * (Batch.bucketLength(longest, longest: longest) + virtualRows)
+  }
+
+  /// The rows (prompt tuning) or keys (prefix tuning) virtual tokens add to each sequence.
+  var virtualRows: Int { adapter.config.virtualTokens?.tokens ?? 0 }
+
+  /// `examples` (this rank's, in running order) in passes (`BatchBalance.passes`): with
+  /// `balance: sequences`, `options.microBatch` units each; with `tokens`, as many units as
+  /// fit in `passRows` padded rows. A DPO pair is never split.
   func microBatches(_ examples: [Placed]) -> [[Placed]] {
-    let size = options.dpo == nil ? options.microBatch : 2 * options.microBatch
-    return stride(from: 0, to: examples.count, by: size).map {
-      Array(examples[$0..<min($0 + size, examples.count)])
+    let size = options.dpo == nil ? 1 : 2
+    let units = stride(from: 0, to: examples.count, by: size).map {
+      examples[$0..<min($0 + size, examples.count)]
     }
+    let shapes = units.map { (longest: $0.map(\.example.tokens.count).max() ?? 0, sequences: $0.count) }
+    return options.balance.passes(shapes, microBatch: options.microBatch, rows: passRows, extra: virtualRows)
+      .map {
+        pass in
+        units[pass].flatMap { $0 }
+      }
   }
 
   /// The dropout seed of the current update. Each sequence's masks also take its place in

@@ -26,18 +26,47 @@ public enum BatchBalance: String, Codable, CaseIterable, Sendable {
   }
 
   /// Which of the batch's `units` (in batch order) each of `ranks` ranks trains, in the order
-  /// its micro-batches of `microBatch` units take them: ``tokens`` or ``sequences``. The same
-  /// on every rank.
+  /// its micro-batches take them: ``tokens`` (passes of at most `rows` padded rows) or
+  /// ``sequences``. The same on every rank.
   /// - Precondition: for `sequences`, `units.count` divides by `ranks`.
-  public func assign(units: [Unit], ranks: Int, microBatch: Int, cost: SequenceCost) -> [[Int]] {
+  public func assign(units: [Unit], ranks: Int, rows: Int, extra: Int = 0, cost: SequenceCost) -> [[Int]] {
     let ranks = max(ranks, 1)
     switch self {
     case .sequences:
       let per = units.count / ranks
       return (0..<ranks).map { Array($0 * per..<($0 + 1) * per) }
     case .tokens:
-      return TokenSplit(units: units, microBatch: max(microBatch, 1), cost: cost).split(ranks: ranks)
+      return TokenSplit(units: units, rows: rows, extra: extra, cost: cost).split(ranks: ranks)
     }
+  }
+
+  /// How a rank's units, in running order (longest first), are cut into passes: with
+  /// ``sequences``, `microBatch` units each; with ``tokens``, as many consecutive units as fit
+  /// in `rows` padded rows (sequences × (the first unit's padded length + `extra`, a virtual
+  /// token adapter's rows or keys per sequence)), so short sequences share a pass and a pass
+  /// never holds more rows than `microBatch` of the longest would.
+  /// - shapes: each unit's (longest sequence, sequences); ranges of it per pass.
+  public func passes(
+    _ shapes: [(longest: Int, sequences: Int)], microBatch: Int, rows: Int, extra: Int = 0
+  ) -> [Range<Int>] {
+    var result: [Range<Int>] = []
+    var start = 0
+    while start < shapes.count {
+      var end = start + 1
+      switch self {
+      case .sequences: end = min(start + max(microBatch, 1), shapes.count)
+      case .tokens:
+        let length = Batch.bucketLength(shapes[start].longest, longest: .max) + extra
+        var sequences = shapes[start].sequences
+        while end < shapes.count && (sequences + shapes[end].sequences) * length <= rows {
+          sequences += shapes[end].sequences
+          end += 1
+        }
+      }
+      result.append(start..<end)
+      start = end
+    }
+    return result
   }
 }
 
@@ -49,8 +78,8 @@ public enum BatchBalance: String, Codable, CaseIterable, Sendable {
 /// so they are left out.
 ///
 /// Two weights are measured rather than counted (`bench`'s phases on SmolLM2-135M, one core,
-/// batch 1–4 × 32–96 tokens; docs/benchmarks.md): attention runs at about a quarter of the
-/// products' FLOP rate (per-head products of T × T, the softmax between), and a pass costs
+/// batch 1–4 × 32–96 tokens; docs/benchmarks.md): attention runs at a fifth to a sixth of
+/// the products' FLOP rate (per-head products of T × T, the softmax between), and a pass costs
 /// about as much as 16 more rows through the layers and the head (each product packs or
 /// widens its whole weight, however few rows it multiplies).
 public struct SequenceCost: Sendable {
@@ -64,7 +93,7 @@ public struct SequenceCost: Sendable {
   /// Rows a pass costs besides its own.
   public static let rowsPerPass = 16.0
   /// How many times slower attention's FLOPs run than the products'.
-  public static let attentionSlowdown = 4.0
+  public static let attentionSlowdown = 6.0
 
   public init(config c: LlamaConfig) {
     let q = c.heads * c.headSize

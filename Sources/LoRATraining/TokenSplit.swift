@@ -6,7 +6,10 @@
 /// every rank computes the same split.
 struct TokenSplit {
   let units: [BatchBalance.Unit]
-  let microBatch: Int
+  /// Padded rows a pass may hold (`BatchBalance.passes`).
+  let rows: Int
+  /// Rows (or keys) a virtual-token adapter adds to each sequence.
+  let extra: Int
   let cost: SequenceCost
 
   /// Swaps are tried while the batch has at most this many units (moves always), and the
@@ -19,19 +22,18 @@ struct TokenSplit {
     mine.sorted { units[$0].longest != units[$1].longest ? units[$0].longest > units[$1].longest : $0 < $1 }
   }
 
-  /// The work of running `mine` (in running order) as micro-batches of `microBatch` units.
+  /// The work of running `mine` (in running order) in its passes.
   func load(_ mine: [Int]) -> Double {
-    var total = Double((mine.count + microBatch - 1) / microBatch) * cost.perPass
-    var start = 0
-    while start < mine.count {
-      let batch = mine[start..<min(start + microBatch, mine.count)]
+    let shapes = mine.map { (longest: units[$0].longest, sequences: units[$0].lengths.count) }
+    return BatchBalance.tokens.passes(shapes, microBatch: 1, rows: rows, extra: extra).reduce(0) {
+      total, pass in
+      let batch = mine[pass]
       let length = Batch.bucketLength(units[batch.first!].longest, longest: .max)
-      total += cost.of(
-        sequences: batch.reduce(0) { $0 + units[$1].lengths.count }, paddedTo: length,
-        trained: batch.reduce(0) { $0 + units[$1].trained })
-      start += microBatch
+      return total + cost.perPass
+        + cost.of(
+          sequences: batch.reduce(0) { $0 + units[$1].lengths.count }, paddedTo: length,
+          trained: batch.reduce(0) { $0 + units[$1].trained })
     }
-    return total
   }
 
   /// Each rank's units, in running order.
@@ -49,27 +51,31 @@ struct TokenSplit {
   }
 
   /// Longest first, each unit to the rank whose work it raises least (ties: the lower rank):
-  /// it joins that rank's open micro-batch (padded to its first unit) or opens the next.
+  /// it joins that rank's open pass (padded to its first unit) while the rows fit, or opens
+  /// the next.
   func greedy(ranks: Int) -> [[Int]] {
     var load = [Double](repeating: 0, count: ranks)
-    var padded = [Int](repeating: 0, count: ranks)
+    // Each rank's open pass: its padded length and sequences (0: none open).
+    var open = [(length: Int, sequences: Int)](repeating: (0, 0), count: ranks)
     var result = [[Int]](repeating: [], count: ranks)
     for unit in ordered(Array(units.indices)) {
       let u = units[unit]
-      func added(_ r: Int) -> (work: Double, length: Int) {
-        let opens = result[r].count % microBatch == 0
-        let length = opens ? Batch.bucketLength(u.longest, longest: .max) : padded[r]
-        let work = cost.of(sequences: u.lengths.count, paddedTo: length, trained: u.trained)
-        return (work + (opens ? cost.perPass : 0), length)
+      let sequences = u.lengths.count
+      func added(_ r: Int) -> (work: Double, pass: (length: Int, sequences: Int)) {
+        let joins =
+          open[r].sequences > 0 && (open[r].sequences + sequences) * (open[r].length + extra) <= rows
+        let length = joins ? open[r].length : Batch.bucketLength(u.longest, longest: .max)
+        let work = cost.of(sequences: sequences, paddedTo: length, trained: u.trained)
+        return (work + (joins ? 0 : cost.perPass), (length, (joins ? open[r].sequences : 0) + sequences))
       }
       let rank = (0..<ranks).min {
         let (a, b) = (load[$0] + added($0).work, load[$1] + added($1).work)
         return a != b ? a < b : $0 < $1
       }!
-      let (work, length) = added(rank)
+      let (work, pass) = added(rank)
       result[rank].append(unit)
       load[rank] += work
-      padded[rank] = length
+      open[rank] = pass
     }
     return result
   }

@@ -18,17 +18,20 @@ import Testing
     lengths.map { BatchBalance.Unit(lengths: [$0], trained: $0 - 1) }
   }
 
-  /// Each rank's work as its micro-batches run: `microBatch` units each, padded to the first.
+  /// Each rank's work as its passes run (`BatchBalance.passes`: by `rows` for tokens, by
+  /// `microBatch` units for sequences), each padded to its first (longest) unit.
   static func loads(
-    _ assignment: [[Int]], _ units: [BatchBalance.Unit], microBatch: Int, cost: SequenceCost
+    _ assignment: [[Int]], _ units: [BatchBalance.Unit], _ balance: BatchBalance, microBatch: Int, rows: Int,
+    cost: SequenceCost
   ) -> [Double] {
     assignment.map { mine in
-      stride(from: 0, to: mine.count, by: microBatch).reduce(0.0) { sum, start in
-        let batch = mine[start..<min(start + microBatch, mine.count)].map { units[$0] }
-        let length = Batch.bucketLength(batch.map(\.longest).max()!, longest: .max)
-        return sum
+      let shapes = mine.map { (longest: units[$0].longest, sequences: units[$0].lengths.count) }
+      return balance.passes(shapes, microBatch: microBatch, rows: rows).reduce(0.0) { sum, pass in
+        let batch = pass.map { units[mine[$0]] }
+        return sum + cost.perPass
           + cost.of(
-            sequences: batch.reduce(0) { $0 + $1.lengths.count }, paddedTo: length,
+            sequences: batch.reduce(0) { $0 + $1.lengths.count },
+            paddedTo: Batch.bucketLength(batch.map(\.longest).max()!, longest: .max),
             trained: batch.reduce(0) { $0 + $1.trained })
       }
     }
@@ -39,19 +42,38 @@ import Testing
     // the last rank 0's (128 and 160). Moving 40 to rank 0's micro-batch (padded to 64) leaves
     // 128 and 32: the least, since 64 with any other unit costs 128 and 64 alone leaves 168.
     let units = Self.units([64, 8, 8, 8, 8, 40])
-    let split = TokenSplit(units: units, microBatch: 4, cost: Self.rows)
+    let split = TokenSplit(units: units, rows: 4 * 64, extra: 0, cost: Self.rows)
     #expect(split.greedy(ranks: 2) == [[0, 3], [5, 1, 2, 4]])
-    let assignment = BatchBalance.tokens.assign(units: units, ranks: 2, microBatch: 4, cost: Self.rows)
+    let assignment = BatchBalance.tokens.assign(units: units, ranks: 2, rows: 4 * 64, cost: Self.rows)
     #expect(assignment == [[0, 5], [1, 2, 3, 4]])
-    #expect(Self.loads(assignment, units, microBatch: 4, cost: Self.rows) == [128, 32])
     #expect(
-      BatchBalance.sequences.assign(units: units, ranks: 2, microBatch: 4, cost: Self.rows) == [
+      Self.loads(assignment, units, .tokens, microBatch: 4, rows: 4 * 64, cost: Self.rows) == [128, 32])
+    #expect(
+      BatchBalance.sequences.assign(units: units, ranks: 2, rows: 4 * 64, cost: Self.rows) == [
         [0, 1, 2], [3, 4, 5],
       ])
     #expect(
-      BatchBalance.tokens.assign(units: units, ranks: 1, microBatch: 4, cost: Self.rows) == [
+      BatchBalance.tokens.assign(units: units, ranks: 1, rows: 4 * 64, cost: Self.rows) == [
         [0, 5, 1, 2, 3, 4]
       ])
+  }
+
+  /// Short sequences share a pass within the rows of `microBatch` longest ones; a pass never
+  /// holds more, and count passes are what they were.
+  @Test func shortSequencesSharePassesWithinTheRows() {
+    let shapes = [40, 8, 8, 8, 8, 8, 64].map { (longest: $0, sequences: 1) }
+    #expect(BatchBalance.tokens.passes(shapes, microBatch: 4, rows: 4 * 64) == [0..<6, 6..<7])
+    #expect(BatchBalance.sequences.passes(shapes, microBatch: 4, rows: 4 * 64) == [0..<4, 4..<7])
+    // Prompt tuning's 16 rows per sequence count: 5 × (40 + 16) = 280 fit in 4 × (64 + 16) = 320, 6 (336) do not.
+    #expect(BatchBalance.tokens.passes(shapes, microBatch: 4, rows: 4 * 80, extra: 16) == [0..<5, 5..<7])
+    var random = SeededRandom(seed: 9)
+    let sorted = (0..<64).map { _ in 1 + Int(random.next() % 96) }.sorted(by: >).map {
+      (longest: $0, sequences: 2)
+    }
+    for pass in BatchBalance.tokens.passes(sorted, microBatch: 3, rows: 2 * 3 * 96) {
+      let rows = pass.count * 2 * Batch.bucketLength(sorted[pass.lowerBound].longest, longest: .max)
+      #expect(rows <= 2 * 3 * 96)
+    }
   }
 
   @Test(arguments: [1, 2, 3, 4, 8])
@@ -60,16 +82,16 @@ import Testing
     let cost = SequenceCost(config: model.config)
     var random = SeededRandom(seed: UInt64(ranks))
     let units = Self.units((0..<48).map { _ in 8 + Int(random.next() % 500) })
-    let assignment = BatchBalance.tokens.assign(units: units, ranks: ranks, microBatch: 2, cost: cost)
+    let rows = 2 * 512
+    let assignment = BatchBalance.tokens.assign(units: units, ranks: ranks, rows: rows, cost: cost)
     #expect(assignment.flatMap { $0 }.sorted() == Array(units.indices))
     for mine in assignment {
       #expect(mine.map { units[$0].longest } == mine.map { units[$0].longest }.sorted(by: >))
     }
-    let byTokens = Self.loads(assignment, units, microBatch: 2, cost: cost).max()!
+    let byTokens = Self.loads(assignment, units, .tokens, microBatch: 2, rows: rows, cost: cost).max()!
     let byCounts = Self.loads(
-      BatchBalance.sequences.assign(units: units, ranks: ranks, microBatch: 2, cost: cost), units,
-      microBatch: 2,
-      cost: cost
+      BatchBalance.sequences.assign(units: units, ranks: ranks, rows: rows, cost: cost), units, .sequences,
+      microBatch: 2, rows: rows, cost: cost
     ).max()!
     #expect(byTokens <= byCounts)
   }
@@ -129,7 +151,8 @@ import Testing
     let units = Self.units([96, 90, 88, 84, 12, 10, 9, 8])
     func spread(_ balance: BatchBalance) -> Double {
       let loads = Self.loads(
-        balance.assign(units: units, ranks: 2, microBatch: 2, cost: cost), units, microBatch: 2, cost: cost)
+        balance.assign(units: units, ranks: 2, rows: 2 * 96, cost: cost), units, balance, microBatch: 2,
+        rows: 2 * 96, cost: cost)
       return loads.max()! / (loads.reduce(0, +) / 2)
     }
     #expect(spread(.sequences) > 1.7)
