@@ -11,12 +11,7 @@ public enum NUMACopies {
     _ comm: any Communicator, perDomain: Bool, topology: CPUTopology, cpus: [Int]
   ) throws -> (communicator: any Communicator, note: String?) {
     guard perDomain else { return (comm, nil) }
-    guard topology.numaDomains.count > 1 else {
-      return (
-        comm,
-        "--numa-copies: this machine has 1 NUMA domain, so one copy of the base serves every rank (nothing to place)"
-      )
-    }
+    guard topology.numaDomains.count > 1 else { return (comm, note(topology: topology)) }
     let domain = topology.domain(of: cpus)
     let split = try comm.split(colour: domain ?? topology.numaDomains.count, key: comm.rank)
     return (
@@ -25,6 +20,15 @@ public enum NUMACopies {
         + (domain.map { "uses domain \($0)'s" }
           ?? "is not bound within one domain and shares the unbound ranks'")
     )
+  }
+}
+
+extension NUMACopies {
+  /// What `--numa-copies` does on `topology`, for the user.
+  public static func note(topology: CPUTopology) -> String {
+    topology.numaDomains.count > 1
+      ? "--numa-copies: one copy of the base per NUMA domain (\(topology.numaDomains.count) domains), shared by the ranks bound in it"
+      : "--numa-copies: this machine has 1 NUMA domain, so one copy of the base serves every rank (nothing to place)"
   }
 }
 

@@ -24,6 +24,8 @@ public struct JobRunner {
   /// is collective (every rank frees the node's window together), so a rank group that
   /// fails alone would wait there forever. An MPI launcher aborts the job here.
   public var failed: ((any Error) -> Void)?
+  /// One copy of the base per NUMA domain (`NUMACopies`), shared by the ranks bound in it.
+  public var numaCopies = false
 
   public init(job: JobFile, stop: StopRequest, emit: @escaping @Sendable (RunEvent) -> Void) {
     self.job = job
@@ -35,7 +37,10 @@ public struct JobRunner {
   public func execute(world: any Communicator) throws -> Bool {
     let started = Date()
     try job.validate(ranks: world.size)
-    let loaded = try LoadedModel(path: job.model, communicator: world, precision: job.basePrecision)
+    let sharing = try NUMACopies.sharing(
+      world, perDomain: numaCopies, topology: .current(), cpus: ThreadPlacement.currentThreadCPUs())
+    let loaded = try LoadedModel(
+      path: job.model, communicator: sharing.communicator, precision: job.basePrecision)
     return try withExtendedLifetime(loaded) {
       do {
         return try execute(world: world, loaded: loaded, started: started)

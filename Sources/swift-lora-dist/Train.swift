@@ -265,7 +265,7 @@ struct Train: ParsableCommand {
       let stop = StopRequest()
       let signals = TerminationSignal.install { stop.request() }
       defer { withExtendedLifetime(signals) {} }
-      let runner = JobRun(job: job, progress: progress, stop: stop)
+      let runner = JobRun(job: job, progress: progress, stop: stop, numaCopies: ranks.numaCopies)
       let stopped: Bool
       if let ranks = self.ranks.localRanks, ranks > 1 {
         stopped = try Ranks.threads(ranks, threads: threading.threads, pin: self.ranks.pin ?? true) { comm in

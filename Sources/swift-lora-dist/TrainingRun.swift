@@ -40,7 +40,7 @@ struct TrainingRun {
     if let preloaded {
       loaded = preloaded
       if settings.numaCopies == true, comm.rank == 0 {
-        Ranks.note("--numa-copies: this machine has 1 NUMA domain, so one copy of the base serves every rank")
+        Ranks.note(NUMACopies.note(topology: .current()))
       }
     } else {
       let sharing = try NUMACopies.sharing(

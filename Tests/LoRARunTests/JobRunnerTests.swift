@@ -1,5 +1,6 @@
 import Foundation
 import LoRAComm
+import LoRAKernels
 import LoRARun
 import LoRATraining
 import Testing
@@ -59,6 +60,13 @@ import Testing
     }
     #expect(
       FileManager.default.fileExists(atPath: fixture.folder.appendingPathComponent("out/report.html").path))
+    // Every unit reports its ranks' time by phase, and each adapter's metrics keep it.
+    let phases = events.compactMap { event -> ([PhaseTimes], Int)? in
+      if case .phases(_, let perRank, let updates) = event { return (perRank, updates) }
+      return nil
+    }
+    #expect(!phases.isEmpty && phases.allSatisfy { $0.1 > 0 && $0.0.allSatisfy { $0[.frozen] > 0 } })
+    for name in ["a", "b", "c"] { #expect(try fixture.steps(name, event: "phases") == [6], "\(name)") }
   }
 
   /// A job stopped after a few updates and run again ends with the same adapters as one run
