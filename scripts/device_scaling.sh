@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Weak scaling of thread-ranks on a lent 16-core machine, with every rank's phases kept.
+# Needs the bundle of ../shared/tools/device-bundle in .devpkg (carried), which holds the
+# release binary, its libraries and a random-model generator with SmolLM2-135M's shapes.
+#   device run: command `bash scripts/device_scaling.sh`, carry [".devpkg"]
+# Environment: RANKS (default "1 2 4 8 16"), NOPIN_RANKS (runs with --no-pin; default "16"),
+# BENCH_FLAGS (extra bench flags), OUT (where the JSON goes; the device tool sets it).
+# Each bench: 2 sequences of 256 tokens per rank, r=8 q,v, one kernel thread per rank. The
+# summary (scripts/scaling_summary.py) prints tokens/s, × one rank, the share of the
+# sgemm/bf16 peak, and each phase's mean and slowest rank.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+pkg=.devpkg
+out=${OUT:-/tmp/scaling}
+mkdir -p "$out"
+lscpu | grep -E "^(CPU\(s\)|Thread|Core|Socket|NUMA node\(s\)|Model name|L3)"
+grep -o -w -E "avx512_bf16|amx_bf16|avx512f" /proc/cpuinfo | sort -u | tr '\n' ' '; echo
+[ -d "$pkg/b" ] || { mkdir -p "$pkg/b" && tar -xJf "$pkg/bundle.tar.xz" -C "$pkg/b"; } || exit 1
+[ -f /tmp/rand.gguf ] || python3 "$pkg/make_random_gguf.py" /tmp/rand.gguf 30 >/dev/null || exit 1
+core=Haswell; grep -q avx512f /proc/cpuinfo && grep -q GenuineIntel /proc/cpuinfo && core=SkylakeX
+# shellcheck disable=SC2086 # BENCH_FLAGS are words
+bench() {  # bench NAME RANKS FLAGS...
+  local name=$1 n=$2; shift 2
+  OPENBLAS_NUM_THREADS=1 OPENBLAS_CORETYPE=$core SWIFT_LORA_DIST_BLAS_CORE=keep timeout 200 \
+    "$pkg/b/lib/ld-linux-x86-64.so.2" --library-path "$pkg/b/lib" "$pkg/b/swift-lora-dist" bench \
+    --model /tmp/rand.gguf --json --local-ranks "$n" --threads 1 --batch $((2 * n)) --seq 256 --steps 2 \
+    --warmup 1 "$@" ${BENCH_FLAGS:-} >"$out/$name.json" 2>"$out/$name.err" ||
+    echo "$name failed: $(tail -n 3 "$out/$name.err")"
+}
+for n in ${RANKS:-1 2 4 8 16}; do bench "pin-$n" "$n"; done
+for n in ${NOPIN_RANKS:-16}; do bench "nopin-$n" "$n" --no-pin; done
+python3 scripts/scaling_summary.py "$out"/pin-*.json "$out"/nopin-*.json | tee "$out/summary.txt"
