@@ -4,7 +4,8 @@
 # release binary, its libraries and a random-model generator with SmolLM2-135M's shapes.
 #   device run: command `bash scripts/device_scaling.sh`, carry [".devpkg"]
 # Environment: RANKS (default "1 2 4 8 16"), NOPIN_RANKS (runs with --no-pin; default "16"),
-# BENCH_FLAGS (extra bench flags), OUT (where the JSON goes; the device tool sets it).
+# BENCH_FLAGS (extra bench flags), OUT (where the JSON goes; the device tool sets it), and
+# SWIFT_LORA_DIST_HEAD_CHUNK (the output head's rows per chunk, default 256) passes through.
 # Each bench: 2 sequences of 256 tokens per rank, r=8 q,v, one kernel thread per rank. The
 # summary (scripts/scaling_summary.py) prints tokens/s, × one rank, the share of the
 # sgemm/bf16 peak, and each phase's mean and slowest rank.

@@ -84,6 +84,15 @@ public enum OutputLoss {
     }
   }
 
+  /// Trained rows per chunk in training: 256 (docs/benchmarks.md: 64 rows cost 28% more head
+  /// time on one core, 128 6% more, 512 the same), or `SWIFT_LORA_DIST_HEAD_CHUNK` when it is a
+  /// whole number from 1 to 4096 — a knob for measuring on machines where ranks share an L3
+  /// (a chunk's logits are rows × vocabulary floats: 50 MB for SmolLM2 at 256).
+  public static let trainingChunkRows: Int = {
+    let text = ProcessInfo.processInfo.environment["SWIFT_LORA_DIST_HEAD_CHUNK"] ?? ""
+    return Int(text).flatMap { (1...4096).contains($0) ? $0 : nil } ?? 256
+  }()
+
   /// Floats of scratch `forwardBackward` needs.
   public static func scratchCount(chunkRows: Int, width: Int, vocabulary: Int) -> Int {
     chunkRows * (width + vocabulary)

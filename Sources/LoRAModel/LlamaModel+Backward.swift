@@ -25,7 +25,7 @@ public final class LlamaGradients: @unchecked Sendable {
   /// - length: rows per sequence (`LlamaActivations.length`); keys: keys attention reads per
   ///   sequence (`LlamaActivations.keyLength`; nil: `length`).
   public init(
-    config c: LlamaConfig, batch: Int, length: Int, keys: Int? = nil, maxRank: Int, chunkRows: Int = 256,
+    config c: LlamaConfig, batch: Int, length: Int, keys: Int? = nil, maxRank: Int, chunkRows: Int = OutputLoss.trainingChunkRows,
     arena: TensorArena? = nil
   ) {
     let allocate: ([Int]) -> Tensor = { shape in arena?.tensor(shape) ?? Tensor(zeros: shape) }

@@ -43,6 +43,26 @@ struct BenchCommandTests {
     }
   }
 
+  /// `SWIFT_LORA_DIST_HEAD_CHUNK` sets the output head's chunk (its logits buffer shrinks by
+  /// 192 rows × the vocabulary at 64); a value out of range keeps 256.
+  @Test func theHeadChunkKnob() throws {
+    struct Buffers: Decodable { let bufferMB: Double }
+    func buffers(_ chunk: String) throws -> Double {
+      let outcome = try CommandRunner.run(
+        [
+          "bench", "--model", Self.model, "--batch", "1", "--seq", "8", "--steps", "1", "--warmup", "0",
+          "--threads", "1", "--json",
+        ], environment: ["SWIFT_LORA_DIST_HEAD_CHUNK": chunk])
+      #expect(outcome.status == 0, "\(outcome.errors)")
+      let result = try JSONDecoder().decode(Buffers.self, from: Data(outcome.output.utf8))
+      return result.bufferMB
+    }
+    let (standard, small, refused) = (try buffers("256"), try buffers("64"), try buffers("0"))
+    // SmolLM2's vocabulary: 49152 floats a row.
+    #expect(abs((standard - small) - 192 * 49152 * 4 / 1_048_576) < 1, "\(standard) vs \(small)")
+    #expect(refused == standard)
+  }
+
   /// More thread-ranks than CPUs: a warning that names both numbers, and the run goes on.
   @Test func moreThreadsThanCPUsIsAWarning() throws {
     let cpus = ProcessInfo.processInfo.activeProcessorCount
