@@ -18,7 +18,10 @@ struct Bench: ParsableCommand {
       the same threads. Model FLOPs per token = 4·(linear parameters incl. the output head) \
       + 12·L·T·H·HS (attention) + 6·Σ r·(IN+OUT) (LoRA); see docs/benchmarks.md. Under \
       mpirun the batch is the global one, split over the ranks; the figures then include \
-      the gradient all-reduce (bytes and share of the step) and every rank's memory.
+      the gradient all-reduce (bytes and share of the step) and every rank's memory. Every \
+      rank's time per phase follows (frozen products, output head, loss, LoRA, attention, \
+      element-wise, optimizer, waiting for the slowest rank, all-reduce). --min-seq draws \
+      variable lengths, so --balance can be compared.
 
       Examples:
         swift-lora-dist bench --model model.gguf
@@ -27,6 +30,7 @@ struct Bench: ParsableCommand {
         swift-lora-dist bench --model model.gguf --adapters 4 --batch 1 --seq 256
         mpirun -np 2 swift-lora-dist bench --model model.gguf --threads 1
         swift-lora-dist bench --model model.gguf --local-ranks 2 --threads 1
+        swift-lora-dist bench --model model.gguf --local-ranks 2 --threads 1 --batch 8 --min-seq 16 --balance sequences
         swift-lora-dist bench --model model.gguf --adapters 4 --batch 1 --local-ranks 2 --threads 1
       """)
 
@@ -34,6 +38,16 @@ struct Bench: ParsableCommand {
   @OptionGroup var precision: BasePrecisionOptions
   @Option(help: "Sequences per step (over all ranks).") var batch = 4
   @Option(help: "Tokens per sequence.") var seq = 256
+  @Option(
+    name: .customLong("min-seq"),
+    help:
+      "Draw each sequence's length from --min-seq to --seq (seeded, the same every step): variable-length batches, split by --balance."
+  )
+  var minSeq: Int?
+  @Option(
+    help: "How the batch is divided over ranks and passes: tokens (default) or sequences (train's --balance)."
+  )
+  var balance = BatchBalance.tokens.rawValue
   @Option(help: "LoRA targets, comma-separated, or all-linear.") var targets = "q_proj,v_proj"
   @Option(help: "LoRA rank.") var rank = 8
   @Option(help: "LoRA alpha.") var alpha: Double = 16
@@ -64,6 +78,12 @@ struct Bench: ParsableCommand {
   func validate() throws {
     guard batch >= 1, seq >= 2, steps >= 1, warmup >= 0 else {
       throw ValidationError("--batch ≥ 1, --seq ≥ 2, --steps ≥ 1 and --warmup ≥ 0 are needed")
+    }
+    if let minSeq, !(2...seq).contains(minSeq) {
+      throw ValidationError("--min-seq \(minSeq) must be from 2 to --seq (\(seq))")
+    }
+    guard BatchBalance(rawValue: balance) != nil else {
+      throw ValidationError("--balance is tokens or sequences, got '\(balance)'")
     }
   }
 
@@ -132,12 +152,14 @@ struct Bench: ParsableCommand {
       initialization: initWeights, useDora: useDora)
     let adapter = try LoRAAdapter(config: lora, model: c, seed: 0)
     var random = SeededRandom(seed: 1)
-    let examples = (0..<batch).map { _ in
-      Example(
-        tokens: (0..<seq).map { _ in Int32(random.next() % UInt64(c.vocabularySize)) },
+    // Variable lengths: a new batch every update (in order), so the timing spans several draws.
+    let examples = (0..<(minSeq == nil ? batch : batch * (warmup + steps))).map { _ in
+      let n = minSeq.map { $0 + Int(random.next() % UInt64(seq - $0 + 1)) } ?? seq
+      return Example(
+        tokens: (0..<n).map { _ in Int32(random.next() % UInt64(c.vocabularySize)) },
         trained: dpo
-          ? Array(repeating: false, count: seq / 2) + Array(repeating: true, count: seq - seq / 2)
-          : [false] + Array(repeating: true, count: seq - 1))
+          ? Array(repeating: false, count: n / 2) + Array(repeating: true, count: n - n / 2)
+          : [false] + Array(repeating: true, count: n - 1))
     }
     // DPO counts pairs: the same sequences, half as many units.
     let units = dpo ? batch / 2 : batch
@@ -146,7 +168,7 @@ struct Bench: ParsableCommand {
       options: TrainingOptions(
         steps: warmup + steps, batchSize: units, microBatch: units / comm.size, learningRate: 1e-4,
         schedule: .constant, shuffle: false, checkpointActivations: checkpointActivations,
-        dpo: dpo ? DPOLoss() : nil),
+        dpo: dpo ? DPOLoss() : nil, balance: BatchBalance(rawValue: balance) ?? .tokens),
       padID: 0, communicator: comm)
     trainer.separateWaiting = true
     for _ in 0..<warmup { _ = try trainer.update() }
@@ -157,8 +179,15 @@ struct Bench: ParsableCommand {
     for _ in 0..<steps { seconds += try trainer.update().seconds }
     let perStep = seconds / Double(steps)
     let phases = try trainer.group.rankPhases(since: phasesBefore).map { $0.divided(by: Double(steps)) }
-    let tokensPerStep = batch * seq
-    let flops = CostModel.flopsPerToken(c, lora: adapter.config, length: seq)
+    let timed = minSeq == nil ? examples : Array(examples.suffix(batch * steps))
+    let timedTokens = timed.reduce(0) { $0 + $1.tokens.count }
+    let tokensPerStep = minSeq == nil ? timedTokens : timedTokens / steps
+    // Model FLOPs per token, averaged over the sequences' lengths (attention grows with each's).
+    let flops =
+      timed.reduce(0.0) {
+        $0 + Double($1.tokens.count)
+          * CostModel.flopsPerToken(c, lora: adapter.config, length: $1.tokens.count)
+      } / Double(timedTokens)
     let achieved = flops * Double(tokensPerStep) / perStep / 1e9
     // The machine's peak in this configuration: every rank's sgemm at once, summed.
     try comm.barrier()
@@ -178,7 +207,7 @@ struct Bench: ParsableCommand {
     let bf16Peak = bf16 ? peaks[1] : nil
     return BenchResult(
       model: base.model, objective: objective, dora: useDora, initialization: initWeights, batch: batch,
-      seq: seq, targets: targets,
+      seq: seq, minSeq: minSeq, balance: balance, targets: targets,
       rank: rank,
       threads: BLAS.threads,
       ranks: comm.size, threadRanks: threadRanks, blasCore: BLAS.coreName,

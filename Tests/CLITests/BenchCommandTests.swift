@@ -63,6 +63,35 @@ struct BenchCommandTests {
     #expect(refused == standard)
   }
 
+  /// Variable lengths (`--min-seq`) over two thread-ranks, balanced by tokens or by count; a
+  /// length range or balance that makes no sense is refused by name.
+  @Test func variableLengthsAndTheirBalance() throws {
+    struct Lengths: Decodable {
+      let minSeq: Int?
+      let balance: String
+      let ranks: Int
+      let tokensPerSecond: Double
+    }
+    for balance in ["tokens", "sequences"] {
+      let outcome = try CommandRunner.run([
+        "bench", "--model", Self.model, "--batch", "4", "--min-seq", "4", "--seq", "24", "--steps", "2",
+        "--warmup", "0", "--local-ranks", "2", "--threads", "1", "--balance", balance, "--json",
+      ])
+      #expect(outcome.status == 0, "\(outcome.errors)")
+      let result = try JSONDecoder().decode(Lengths.self, from: Data(outcome.output.utf8))
+      #expect(
+        result.minSeq == 4 && result.balance == balance && result.ranks == 2 && result.tokensPerSecond > 0)
+    }
+    for (flags, message) in [
+      (["--min-seq", "30"], "--min-seq 30 must be from 2 to --seq (24)"),
+      (["--balance", "even"], "--balance is tokens or sequences, got 'even'"),
+    ] {
+      let outcome = try CommandRunner.run(["bench", "--model", Self.model, "--seq", "24"] + flags)
+      #expect(outcome.status != 0)
+      #expect(outcome.errors.contains(message), "\(outcome.errors)")
+    }
+  }
+
   /// More thread-ranks than CPUs: a warning that names both numbers, and the run goes on.
   @Test func moreThreadsThanCPUsIsAWarning() throws {
     let cpus = ProcessInfo.processInfo.activeProcessorCount
