@@ -147,7 +147,7 @@ extension AdapterSettings {
     case "lr", "alpha", "dropout", "epochs", "weight_decay", "loraplus_lr_ratio", "beta", "label_smoothing",
       "beta1", "beta2", "eps", "max_grad_norm":
       return (value as? NSNumber).map { "\($0.doubleValue)" } ?? "\(value)"
-    case "rslora", "use_dora", "train_on_prompt", "pack":
+    case "rslora", "use_dora", "train_on_prompt", "pack", "padding_free":
       return (value as? NSNumber).map { $0.boolValue ? "true" : "false" } ?? "\(value)"
     default:
       return "\(value)"

@@ -56,7 +56,7 @@ public struct AdapterSettings: Codable, Equatable, Sendable {
     "batch_size", "micro_batch", "tokens_per_batch", "weight_decay", "loraplus_lr_ratio", "beta",
     "label_smoothing",
     "beta1", "beta2", "eps",
-    "max_grad_norm", "seed", "max_seq_len", "train_on_prompt", "pack",
+    "max_grad_norm", "seed", "max_seq_len", "train_on_prompt", "pack", "padding_free",
   ]
 
   /// Checks every value that is set: `tokens_per_batch` and the training settings

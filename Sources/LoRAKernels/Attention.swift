@@ -9,7 +9,23 @@ import Foundation
 /// skipped instead of computed and thrown away. Probabilities are not kept: the backward pass
 /// recomputes them from q and k (the cost of one q·kᵀ product), which saves B·H·T² floats per
 /// layer.
+///
+/// Packed rows (`spans`) hold several sequences back to back: each span is a sequence of its
+/// own, whose queries see only its keys (a block-diagonal causal mask), computed span by span
+/// so no product crosses two sequences.
 public enum Attention {
+  /// One sequence inside a packed batch: rows [start, start + count) of row-sequence `row`.
+  public struct Span: Sendable, Equatable {
+    public var row: Int
+    public var start: Int
+    public var count: Int
+    public init(row: Int, start: Int, count: Int) {
+      self.row = row
+      self.start = start
+      self.count = count
+    }
+  }
+
   /// Rows of queries handled per block.
   static let blockRows = 64
 
@@ -29,32 +45,37 @@ public enum Attention {
   /// - out: [B, Tq, H, HS]; q: [B, Tq, H, HS]; k, v: [B, S, KVH, HS] with S = `keyStride` ≥ Tk
   ///   rows per sequence (Tk for activations, the capacity of a KV cache); scratch: see
   ///   `scratchCount`.
+  /// - spans: packed sequences covering every row of every row-sequence (nil: one sequence
+  ///   per row-sequence); only without a cache or prefix (Tq == Tk).
   public static func forward(
     _ out: Tensor, q: Tensor, k: Tensor, v: Tensor, scratch: Tensor,
     batch: Int, queryLength: Int, keyLength: Int, keyStride: Int, heads: Int, kvHeads: Int, headSize: Int,
-    window: Int? = nil
+    window: Int? = nil, spans: [Span]? = nil
   ) {
     PhaseClock.measure(.attention) {
       let g = Geometry(
         batch: batch, queryLength: queryLength, keyLength: keyLength, keyStride: keyStride, heads: heads,
         kvHeads: kvHeads, headSize: headSize, window: window ?? Int.max)
       g.check(q: q, k: k, v: v, out: out, scratch: scratch)
+      let units = g.units(spans)
       let part = Attention.partScratch(queryLength: queryLength, keyLength: keyLength)
       let (scratchBase, qs, ks, vs, outs) = (scratch.base, q.base, k.base, v.base, out.base)
       // Threads take whole (sequence, kv head) groups, so no two write the same memory.
-      Parallel.forRanges(batch * kvHeads) { groups, thread in
+      Parallel.forRanges(units.count * kvHeads) { groups, thread in
         let p = scratchBase + thread * part
         for unit in groups {
-          let b = unit / kvHeads
+          let span = units[unit / kvHeads]
+          let (b, s0) = (span.row, span.start)
           for h in (unit % kvHeads) * g.group..<(unit % kvHeads + 1) * g.group {
-            for r0 in stride(from: 0, to: queryLength, by: blockRows) {
-              let rows = min(blockRows, queryLength - r0)
+            for r0 in stride(from: 0, to: span.count, by: blockRows) {
+              let rows = min(blockRows, span.count - r0)
               let visible = g.offset + r0 + rows
-              g.probabilities(p, q: qs, k: ks, b: b, h: h, r0: r0, rows: rows, visible: visible)
+              g.probabilities(p, q: qs, k: ks, b: b, s0: s0, h: h, r0: r0, rows: rows, visible: visible)
               // out rows [rows, HS] = P [rows, visible] · v_h [visible, HS]
               GEMM.sgemm(
-                c: outs + g.qIndex(b, r0, h), a: p, .none, lda: visible, b: vs + g.kvIndex(b, 0, h), .none,
-                ldb: g.kvRow, ldc: g.qRow, m: rows, n: headSize, k: visible, alpha: 1, beta: 0, split: false)
+                c: outs + g.qIndex(b, s0 + r0, h), a: p, .none, lda: visible, b: vs + g.kvIndex(b, s0, h),
+                .none, ldb: g.kvRow, ldc: g.qRow, m: rows, n: headSize, k: visible, alpha: 1, beta: 0,
+                split: false)
             }
           }
         }
@@ -68,13 +89,14 @@ public enum Attention {
   public static func backward(
     dq: Tensor, dk: Tensor, dv: Tensor, dOut: Tensor, q: Tensor, k: Tensor, v: Tensor, scratch: Tensor,
     batch: Int, queryLength: Int, keyLength: Int, keyStride: Int, heads: Int, kvHeads: Int, headSize: Int,
-    window: Int? = nil
+    window: Int? = nil, spans: [Span]? = nil
   ) {
     PhaseClock.measure(.attention) {
       let g = Geometry(
         batch: batch, queryLength: queryLength, keyLength: keyLength, keyStride: keyStride, heads: heads,
         kvHeads: kvHeads, headSize: headSize, window: window ?? Int.max)
       g.check(q: q, k: k, v: v, out: dOut, scratch: scratch)
+      let units = g.units(spans)
       precondition(
         dq.count == q.count && dk.count == k.count && dv.count == v.count, "attention gradient shapes")
       let scale = 1 / Float(headSize).squareRoot()
@@ -84,26 +106,27 @@ public enum Attention {
       let (dqs, dks, dvs, dOuts) = (dq.base, dk.base, dv.base, dOut.base)
       // Threads take whole (sequence, kv head) groups: dk and dv of a kv head get every one of
       // its query heads' contributions from one thread.
-      Parallel.forRanges(batch * kvHeads) { groups, thread in
+      Parallel.forRanges(units.count * kvHeads) { groups, thread in
         let p = scratchBase + thread * part
         let dp = p + block
         for unit in groups {
-          let b = unit / kvHeads
+          let span = units[unit / kvHeads]
+          let (b, s0) = (span.row, span.start)
           for h in (unit % kvHeads) * g.group..<(unit % kvHeads + 1) * g.group {
-            for r0 in stride(from: 0, to: queryLength, by: blockRows) {
-              let rows = min(blockRows, queryLength - r0)
+            for r0 in stride(from: 0, to: span.count, by: blockRows) {
+              let rows = min(blockRows, span.count - r0)
               let visible = g.offset + r0 + rows
-              g.probabilities(p, q: qs, k: ks, b: b, h: h, r0: r0, rows: rows, visible: visible)
-              let dOutRows = dOuts + g.qIndex(b, r0, h)
-              let vh = vs + g.kvIndex(b, 0, h)
-              let kh = ks + g.kvIndex(b, 0, h)
+              g.probabilities(p, q: qs, k: ks, b: b, s0: s0, h: h, r0: r0, rows: rows, visible: visible)
+              let dOutRows = dOuts + g.qIndex(b, s0 + r0, h)
+              let vh = vs + g.kvIndex(b, s0, h)
+              let kh = ks + g.kvIndex(b, s0, h)
               // dP [rows, visible] = dOut [rows, HS] · v_hᵀ
               GEMM.sgemm(
                 c: dp, a: dOutRows, .none, lda: g.qRow, b: vh, .transposed, ldb: g.kvRow, ldc: visible,
                 m: rows, n: visible, k: headSize, alpha: 1, beta: 0, split: false)
               // dv_h [visible, HS] += Pᵀ · dOut
               GEMM.sgemm(
-                c: dvs + g.kvIndex(b, 0, h), a: p, .transposed, lda: visible, b: dOutRows, .none, ldb: g.qRow,
+                c: dvs + g.kvIndex(b, s0, h), a: p, .transposed, lda: visible, b: dOutRows, .none, ldb: g.qRow,
                 ldc: g.kvRow, m: visible, n: headSize, k: rows, alpha: 1, beta: 1, split: false)
               // dS = P ⊙ (dP − Σ_j dP·P), row by row (masked entries of P are zero).
               for i in 0..<rows {
@@ -114,11 +137,11 @@ public enum Attention {
               }
               // dq rows = scale · dS · k_h ; dk_h += scale · dSᵀ · q rows
               GEMM.sgemm(
-                c: dqs + g.qIndex(b, r0, h), a: dp, .none, lda: visible, b: kh, .none, ldb: g.kvRow,
+                c: dqs + g.qIndex(b, s0 + r0, h), a: dp, .none, lda: visible, b: kh, .none, ldb: g.kvRow,
                 ldc: g.qRow,
                 m: rows, n: headSize, k: visible, alpha: scale, beta: 0, split: false)
               GEMM.sgemm(
-                c: dks + g.kvIndex(b, 0, h), a: dp, .transposed, lda: visible, b: qs + g.qIndex(b, r0, h),
+                c: dks + g.kvIndex(b, s0, h), a: dp, .transposed, lda: visible, b: qs + g.qIndex(b, s0 + r0, h),
                 .none,
                 ldb: g.qRow, ldc: g.kvRow, m: visible, n: headSize, k: rows, alpha: scale, beta: 1,
                 split: false
@@ -154,15 +177,32 @@ public enum Attention {
         "attention scratch too small")
     }
 
-    /// Causal softmax probabilities of query rows [r0, r0 + rows) of head h over keys
-    /// [0, visible), into p [rows, visible]; entries past a row's own position, and before
-    /// its window, are zero.
+    /// The sequences attention runs over: `spans` (checked to tile every row-sequence), or
+    /// each row-sequence whole.
+    func units(_ spans: [Span]?) -> [Span] {
+      guard let spans else { return (0..<batch).map { Span(row: $0, start: 0, count: queryLength) } }
+      precondition(offset == 0, "packed attention runs without a cache or prefix")
+      var next = [Int](repeating: 0, count: batch)
+      for span in spans {
+        precondition(
+          (0..<batch).contains(span.row) && span.start == next[span.row] && span.count > 0,
+          "attention spans must tile each row in order")
+        next[span.row] += span.count
+      }
+      precondition(next.allSatisfy { $0 == queryLength }, "attention spans must cover every row")
+      return spans
+    }
+
+    /// Causal softmax probabilities of query rows [r0, r0 + rows) of head h of the sequence
+    /// starting at row s0 of row-sequence b, over its keys [0, visible), into p [rows,
+    /// visible]; entries past a row's own position, and before its window, are zero.
     func probabilities(
       _ p: UnsafeMutablePointer<Float>, q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>,
-      b: Int, h: Int, r0: Int, rows: Int, visible: Int
+      b: Int, s0: Int, h: Int, r0: Int, rows: Int, visible: Int
     ) {
       GEMM.sgemm(
-        c: p, a: q + qIndex(b, r0, h), .none, lda: qRow, b: k + kvIndex(b, 0, h), .transposed, ldb: kvRow,
+        c: p, a: q + qIndex(b, s0 + r0, h), .none, lda: qRow, b: k + kvIndex(b, s0, h), .transposed,
+        ldb: kvRow,
         ldc: visible, m: rows, n: visible, k: headSize, alpha: 1 / Float(headSize).squareRoot(), beta: 0,
         split: false)
       for i in 0..<rows {

@@ -41,9 +41,32 @@ public enum Dropout {
     let width = x.shape.last ?? 1
     let perSequence = rowsPerSequence * width
     precondition(perSequence > 0 && x.count % perSequence == 0, "dropout rows are not whole sequences")
-    for s in 0..<x.count / perSequence {
-      let start = s * perSequence
-      mask(out.base + start, x.base + start, count: perSequence, probability: probability, seed: seed(s))
+    apply(
+      out, x, probability: probability,
+      sequences: (0..<x.count / perSequence).map { $0 * rowsPerSequence..<($0 + 1) * rowsPerSequence }, seed: seed)
+  }
+
+  /// The same for sequences of any lengths (packed rows): sequence s is x's rows
+  /// `sequences[s]`, its mask from `seed(s)` row by row from its first, so a packed sequence
+  /// gets the mask it gets alone.
+  /// - out, x: [N, IN]; sequences: disjoint row ranges that cover N.
+  public static func apply(
+    _ out: Tensor, _ x: Tensor, probability: Float, sequences: [Range<Int>], seed: (Int) -> UInt64
+  ) {
+    precondition(out.count == x.count, "dropout shapes")
+    guard probability > 0 else {
+      if out !== x { out.copy(from: x) }
+      return
     }
+    let width = x.shape.last ?? 1
+    let rows = x.count / max(width, 1)
+    var covered = 0
+    for (s, range) in sequences.enumerated() {
+      precondition(range.lowerBound >= 0 && range.upperBound <= rows, "dropout rows outside x")
+      let start = range.lowerBound * width
+      mask(out.base + start, x.base + start, count: range.count * width, probability: probability, seed: seed(s))
+      covered += range.count
+    }
+    precondition(covered == rows, "dropout sequences cover \(covered) of \(rows) rows")
   }
 }

@@ -130,8 +130,31 @@ public final class LlamaActivations: @unchecked Sendable {
   /// Seeds of this pass's LoRA dropout masks, per slot (set by the trainer before each forward).
   public var dropoutSeeds: [UInt64]
   /// The place of each of the batch's sequences in its update's batch (`dropout`'s stream per
-  /// sequence; set by the trainer with the seeds); empty: its index within its slot.
+  /// sequence; set by the trainer with the seeds), one per row-sequence, or per span when
+  /// packed; empty: its index within its slot.
   public var sequenceNumbers: [Int] = []
+  /// Packed rows: the sequences each row-sequence holds back to back, in row order, tiling
+  /// every row (padding after a row's last sequence is a span of its own). Each span is a
+  /// sequence: positions restart at its first row, attention stays within it, and dropout
+  /// draws its mask as it would alone. nil: one sequence per row-sequence. Training passes
+  /// only (no cache, prefix or prompt rows).
+  public var spans: [Attention.Span]? {
+    didSet {
+      guard let spans else {
+        slotSpans = []
+        return
+      }
+      precondition(virtual == nil, "packed rows take no virtual tokens")
+      slotSpans = slots.map { slot in
+        spans.indices.filter { slot.sequences.contains(spans[$0].row) }.map { i in
+          let first = (spans[i].row - slot.sequences.lowerBound) * length + spans[i].start
+          return (i, first..<first + spans[i].count)
+        }
+      }
+    }
+  }
+  /// Per slot, its spans' indices and their rows within the slot's rows (`dropout`).
+  private(set) var slotSpans: [[(span: Int, rows: Range<Int>)]] = []
   /// The first slot's dropout seed.
   public var dropoutSeed: UInt64 {
     get { dropoutSeeds.first ?? 0 }

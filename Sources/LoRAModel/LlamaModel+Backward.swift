@@ -196,7 +196,7 @@ extension LlamaModel {
           dq: g.dq, dk: g.dk, dv: g.dv, dOut: g.attentionOut, q: act.q, k: act.k, v: act.v,
           scratch: g.attentionScratch,
           batch: a.batch, queryLength: a.length, keyLength: a.length, keyStride: a.length, heads: c.heads,
-          kvHeads: c.kvHeads, headSize: c.headSize, window: c.slidingWindow)
+          kvHeads: c.kvHeads, headSize: c.headSize, window: c.slidingWindow, spans: a.spans)
       }
       rope.backward(g.dq, heads: c.heads, positions: positions)
       rope.backward(g.dk, heads: c.kvHeads, positions: positions)

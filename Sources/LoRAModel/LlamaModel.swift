@@ -132,7 +132,7 @@ public final class LlamaModel: @unchecked Sendable {
       act.attentionOut, q: act.q, k: keys, v: values, scratch: a.attentionScratch, batch: batch,
       queryLength: length, keyLength: start + length, keyStride: keyStride, heads: c.heads,
       kvHeads: c.kvHeads,
-      headSize: c.headSize, window: c.slidingWindow)
+      headSize: c.headSize, window: c.slidingWindow, spans: cache == nil ? a.spans : nil)
     // afterAttention = x + attentionOut · Woᵀ (+ LoRA)
     act.afterAttention.copy(from: x)
     project(act.afterAttention, act.attentionOut, w.o, nil, l, .o, a, accumulate: true)
@@ -153,9 +153,14 @@ public final class LlamaModel: @unchecked Sendable {
     weights.output.forward(into: out, hidden)
   }
 
-  /// Positions of every row: each sequence counts from `start`.
+  /// Positions of every row: each sequence (each span, when packed) counts from `start`.
   func positionsOf(_ a: LlamaActivations, start: Int) -> [Int] {
-    (0..<a.batch).flatMap { _ in (start..<start + a.length).map { $0 } }
+    guard let spans = a.spans else { return (0..<a.batch).flatMap { _ in (start..<start + a.length).map { $0 } } }
+    var positions = [Int](repeating: 0, count: a.batch * a.length)
+    for span in spans {
+      for i in 0..<span.count { positions[span.row * a.length + span.start + i] = start + i }
+    }
+    return positions
   }
 
   /// out (=|+=) x·Wᵀ (+ bias) (+ the frozen chain's s·x·Aᵀ·Bᵀ and s·dropout(x)·Aᵀ·Bᵀ on
@@ -218,8 +223,15 @@ public final class LlamaModel: @unchecked Sendable {
   ) {
     let module = UInt64(m.layer * LoRATarget.allCases.count + LoRATarget.allCases.firstIndex(of: m.target)!)
     let seed = a.dropoutSeeds[k] &+ (module &+ 1) &* 0x9E37_79B9_7F4A_7C15
-    let first = a.slots[k].sequences.lowerBound
     let numbers = a.sequenceNumbers
+    if a.spans != nil {
+      let spans = a.slotSpans[k]
+      Dropout.apply(out, x, probability: p, sequences: spans.map(\.rows)) { s in
+        seed &+ UInt64((numbers.isEmpty ? spans[s].span : numbers[spans[s].span]) &+ 1) &* 0xBF58_476D_1CE4_E5B9
+      }
+      return
+    }
+    let first = a.slots[k].sequences.lowerBound
     Dropout.apply(out, x, probability: p, rowsPerSequence: a.length) { s in
       let number = numbers.isEmpty ? s : numbers[first + s]
       return seed &+ UInt64(number &+ 1) &* 0xBF58_476D_1CE4_E5B9

@@ -128,7 +128,8 @@ public struct TrainingPlan: Sendable {
       loraPlusRatio: s.loraplusLRRatio ?? D.loraplusLRRatio,
       dpo: (s.objective ?? D.objective) == "dpo"
         ? DPOLoss(beta: s.beta ?? D.beta, labelSmoothing: s.labelSmoothing ?? D.labelSmoothing) : nil,
-      balance: s.balance.flatMap(BatchBalance.init(rawValue:)) ?? D.balance)
+      balance: s.balance.flatMap(BatchBalance.init(rawValue:)) ?? D.balance,
+      paddingFree: s.paddingFree ?? D.paddingFree)
     try options.validate()
     checkpointEvery = s.checkpointEvery ?? D.checkpointEvery
     keep = s.keep ?? D.keep

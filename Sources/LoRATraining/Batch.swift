@@ -1,3 +1,5 @@
+import LoRAKernels
+
 /// B examples laid out as one padded B×T block of inputs and next-token targets.
 public struct Batch: Sendable, Equatable {
   /// B, the number of sequences.
@@ -11,6 +13,9 @@ public struct Batch: Sendable, Equatable {
   public let targets: [Int32]
   /// The number of targets that are not -1.
   public let trainedCount: Int
+  /// Packed rows (`init(rows:length:padID:)`): the sequences of every row, then its padding,
+  /// as `LlamaActivations.spans`; nil: one example per row.
+  public internal(set) var spans: [Attention.Span]?
 
   /// The row length batches of examples up to `length` tokens are padded to: a multiple of
   /// `bucket`, at most `longest` (the longest example of the run). Padded rows cost as much

@@ -29,14 +29,18 @@ public enum BatchBalance: String, Codable, CaseIterable, Sendable {
   /// its micro-batches take them: ``tokens`` (passes of at most `rows` padded rows) or
   /// ``sequences``. The same on every rank.
   /// - Precondition: for `sequences`, `units.count` divides by `ranks`.
-  public func assign(units: [Unit], ranks: Int, rows: Int, extra: Int = 0, cost: SequenceCost) -> [[Int]] {
+  /// With `packed` (padding-free passes), a pass's rows are its sequences packed
+  /// (`RowPacker`) into rows of its longest one's padded length.
+  public func assign(
+    units: [Unit], ranks: Int, rows: Int, extra: Int = 0, packed: Bool = false, cost: SequenceCost
+  ) -> [[Int]] {
     let ranks = max(ranks, 1)
     switch self {
     case .sequences:
       let per = units.count / ranks
       return (0..<ranks).map { Array($0 * per..<($0 + 1) * per) }
     case .tokens:
-      return TokenSplit(units: units, rows: rows, extra: extra, cost: cost).split(ranks: ranks)
+      return TokenSplit(units: units, rows: rows, extra: extra, packed: packed, cost: cost).split(ranks: ranks)
     }
   }
 
@@ -45,9 +49,12 @@ public enum BatchBalance: String, Codable, CaseIterable, Sendable {
   /// in `rows` padded rows (sequences × (the first unit's padded length + `extra`, a virtual
   /// token adapter's rows or keys per sequence)), so short sequences share a pass and a pass
   /// never holds more rows than `microBatch` of the longest would.
+  /// With `packed`, units are single sequences packed into rows of the first one's padded
+  /// length, and a pass takes units while its packed rows fit.
   /// - shapes: each unit's (longest sequence, sequences); ranges of it per pass.
   public func passes(
-    _ shapes: [(longest: Int, sequences: Int)], microBatch: Int, rows: Int, extra: Int = 0
+    _ shapes: [(longest: Int, sequences: Int)], microBatch: Int, rows: Int, extra: Int = 0,
+    packed: Bool = false
   ) -> [Range<Int>] {
     var result: [Range<Int>] = []
     var start = 0
@@ -55,6 +62,17 @@ public enum BatchBalance: String, Codable, CaseIterable, Sendable {
       var end = start + 1
       switch self {
       case .sequences: end = min(start + max(microBatch, 1), shapes.count)
+      case .tokens where packed:
+        let length = Batch.bucketLength(shapes[start].longest, longest: .max)
+        var packer = RowPacker(rowLength: length)
+        packer.add(shapes[start].longest)
+        while end < shapes.count {
+          var next = packer
+          next.add(shapes[end].longest)
+          guard next.rows * length <= rows else { break }
+          packer = next
+          end += 1
+        }
       case .tokens:
         let length = Batch.bucketLength(shapes[start].longest, longest: .max) + extra
         var sequences = shapes[start].sequences
@@ -117,6 +135,13 @@ public struct SequenceCost: Sendable {
   /// The cost of `example` alone, unpadded.
   public func of(_ example: Example) -> Double {
     of(sequences: 1, paddedTo: example.tokens.count, trained: example.trainedCount)
+  }
+
+  /// The cost of a packed pass (padding-free): `rows` rows of `length` tokens through the
+  /// products, attention within each sequence of `lengths`, `trained` trained tokens.
+  public func ofPacked(rows: Int, length: Int, lengths: [Int], trained: Int) -> Double {
+    perToken * Double(rows * length) + perTrainedToken * Double(trained)
+      + perPair * lengths.reduce(0) { $0 + Double($1) * Double($1 + 1) / 2 }
   }
 
   /// The cost of `sequences` rows padded to `length` tokens (padding runs through every

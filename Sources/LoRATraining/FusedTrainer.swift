@@ -229,11 +229,30 @@ public final class FusedTrainer {
       let present = active.indices.filter { round < chunks[$0].count }
       let stacked = present.flatMap { chunks[$0][round].map(\.example) }
       let length = Batch.bucketLength(stacked.map(\.tokens.count).max() ?? 1, longest: longest)
-      let (activations, grads) = buffersFor(
-        present.map { (active[$0], chunks[$0][round].count) }, length: length)
-      let batch = Batch(examples: stacked, length: length, padID: padID)
+      // Each member's rows: its sequences packed (padding-free), or one a row.
+      let rows = present.map { i in
+        let pass = chunks[i][round]
+        return trainers[active[i]].options.paddingFree
+          ? Batch.pack(lengths: pass.map(\.example.tokens.count), rowLength: length).map { $0.map { pass[$0] } }
+          : pass.map { [$0] }
+      }
+      let (activations, grads) = buffersFor(present.indices.map { (active[present[$0]], rows[$0].count) }, length: length)
+      let packed = rows.contains { $0.contains { $0.count > 1 } }
+      let batch =
+        packed
+        ? Batch(rows: rows.flatMap { $0.map { $0.map(\.example) } }, length: length, padID: padID)
+        : Batch(examples: stacked, length: length, padID: padID)
       activations.dropoutSeeds = present.map { trainers[active[$0]].dropoutSeed() }
-      activations.sequenceNumbers = present.flatMap { chunks[$0][round].map(\.position) }
+      activations.spans = batch.spans
+      // Per row, or per span when packed (in `Batch.init(rows:)`'s order; a row's padding: -1).
+      activations.sequenceNumbers =
+        packed
+        ? rows.flatMap { member in
+          member.flatMap { row in
+            row.map(\.position) + (row.reduce(0) { $0 + $1.example.tokens.count } < length ? [-1] : [])
+          }
+        }
+        : present.flatMap { chunks[$0][round].map(\.position) }
       // DPO members: their reference passes first, then their sequence weights in the backward.
       let dpo = try preferenceWeights(
         present.map { (member: active[$0], examples: chunks[$0][round].map(\.example)) }, length: length,

@@ -10,6 +10,8 @@ struct TokenSplit {
   let rows: Int
   /// Rows (or keys) a virtual-token adapter adds to each sequence.
   let extra: Int
+  /// Padding-free passes: sequences packed into rows (`RowPacker`).
+  var packed = false
   let cost: SequenceCost
 
   /// Swaps are tried while the batch has at most this many units (moves always), and the
@@ -25,10 +27,18 @@ struct TokenSplit {
   /// The work of running `mine` (in running order) in its passes.
   func load(_ mine: [Int]) -> Double {
     let shapes = mine.map { (longest: units[$0].longest, sequences: units[$0].lengths.count) }
-    return BatchBalance.tokens.passes(shapes, microBatch: 1, rows: rows, extra: extra).reduce(0) {
+    return BatchBalance.tokens.passes(shapes, microBatch: 1, rows: rows, extra: extra, packed: packed).reduce(0) {
       total, pass in
       let batch = mine[pass]
       let length = Batch.bucketLength(units[batch.first!].longest, longest: .max)
+      if packed {
+        var packer = RowPacker(rowLength: length)
+        for unit in batch { packer.add(units[unit].longest) }
+        return total + cost.perPass
+          + cost.ofPacked(
+            rows: packer.rows, length: length, lengths: batch.flatMap { units[$0].lengths },
+            trained: batch.reduce(0) { $0 + units[$1].trained })
+      }
       return total + cost.perPass
         + cost.of(
           sequences: batch.reduce(0) { $0 + units[$1].lengths.count }, paddedTo: length,
@@ -57,11 +67,30 @@ struct TokenSplit {
     var load = [Double](repeating: 0, count: ranks)
     // Each rank's open pass: its padded length and sequences (0: none open).
     var open = [(length: Int, sequences: Int)](repeating: (0, 0), count: ranks)
+    // Packed: each rank's open pass as rows.
+    var packers = [RowPacker](repeating: RowPacker(rowLength: 0), count: ranks)
     var result = [[Int]](repeating: [], count: ranks)
     for unit in ordered(Array(units.indices)) {
       let u = units[unit]
       let sequences = u.lengths.count
+      func addedPacked(_ r: Int) -> (work: Double, packer: RowPacker) {
+        var packer = packers[r]
+        let before = packer.rows
+        packer.add(u.longest)
+        let joins = open[r].sequences > 0 && packer.rows * packer.rowLength <= rows
+        if !joins {
+          packer = RowPacker(rowLength: Batch.bucketLength(u.longest, longest: .max))
+          packer.add(u.longest)
+        }
+        let newRows = packer.rows - (joins ? before : 0)
+        let work = cost.ofPacked(rows: newRows, length: packer.rowLength, lengths: u.lengths, trained: u.trained)
+        return (work + (joins ? 0 : cost.perPass), packer)
+      }
       func added(_ r: Int) -> (work: Double, pass: (length: Int, sequences: Int)) {
+        if packed {
+          let (work, packer) = addedPacked(r)
+          return (work, (packer.rowLength, packer.rows))
+        }
         let joins =
           open[r].sequences > 0 && (open[r].sequences + sequences) * (open[r].length + extra) <= rows
         let length = joins ? open[r].length : Batch.bucketLength(u.longest, longest: .max)
@@ -73,6 +102,7 @@ struct TokenSplit {
         return a != b ? a < b : $0 < $1
       }!
       let (work, pass) = added(rank)
+      if packed { packers[rank] = addedPacked(rank).packer }
       result[rank].append(unit)
       load[rank] += work
       open[rank] = pass

@@ -26,15 +26,19 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
   public var checkpointActivations: Bool
   /// How the global batch is divided over ranks and micro-batches (`BatchBalance`).
   public var balance: BatchBalance
+  /// Padding-free passes: each pass's sequences packed into rows of its longest one's
+  /// length, each attending only to itself (next-token loss without virtual tokens).
+  public var paddingFree: Bool
 
   public init(
     steps: Int = 100, batchSize: Int = 8, microBatch: Int = 4, learningRate: Double = 2e-4,
     schedule: LearningRateSchedule.Kind = .cosine, warmupSteps: Int = 0, adamW: AdamW.Options = .init(),
     maxGradientNorm: Double = 1, seed: UInt64 = 0, evaluateEvery: Int = 0, shuffle: Bool = true,
     checkpointActivations: Bool = false, loraPlusRatio: Double = 1, dpo: DPOLoss? = nil,
-    balance: BatchBalance = .tokens
+    balance: BatchBalance = .tokens, paddingFree: Bool = false
   ) {
     self.balance = balance
+    self.paddingFree = paddingFree
     self.loraPlusRatio = loraPlusRatio
     self.dpo = dpo
     self.checkpointActivations = checkpointActivations
@@ -57,6 +61,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     try require(steps >= 1, "steps must be at least 1, got \(steps)")
     try require(batchSize >= 1, "batch size must be at least 1, got \(batchSize)")
     try require(microBatch >= 1, "micro-batch must be at least 1, got \(microBatch)")
+    try require(!paddingFree || dpo == nil, "padding-free passes apply to next-token training, not to DPO pairs")
     try require(
       batchSize % (microBatch * ranks) == 0,
       "batch size \(batchSize) must be a multiple of micro-batch \(microBatch) × \(ranks) rank(s)")

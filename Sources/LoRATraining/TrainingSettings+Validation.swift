@@ -126,6 +126,11 @@ extension TrainingSettings {
         .balance, BatchBalance(rawValue: v) != nil,
         "'\(v)' is not one of " + BatchBalance.allCases.map(\.rawValue).joined(separator: ", "))
     }
+    if paddingFree == true {
+      try Self.check(
+        .paddingFree, objective != "dpo" && (promptTokens ?? 0) == 0 && (prefixTokens ?? 0) == 0,
+        "applies to next-token training without prompt or prefix tokens (not to DPO pairs nor virtual tokens)")
+    }
     if let v = weightDecay {
       try Self.check(.weightDecay, v >= 0 && v.isFinite, "must be 0 or more, got \(v)")
     }

@@ -44,6 +44,9 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
   public var batchSize: Int?
   public var microBatch: Int?
   public var balance: String?
+  /// Padding-free passes: a pass's sequences packed into shared rows, each attending only to
+  /// itself (`Batch.init(rows:length:padID:)`).
+  public var paddingFree: Bool?
   public var weightDecay: Double?
   /// LoRA+: B's learning rate is this many times A's (PEFT's `loraplus_lr_ratio`).
   public var loraplusLRRatio: Double?
@@ -93,6 +96,7 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
     case batchSize = "batch_size"
     case microBatch = "micro_batch"
     case balance
+    case paddingFree = "padding_free"
     case weightDecay = "weight_decay"
     case loraplusLRRatio = "loraplus_lr_ratio"
     case objective, beta
@@ -139,6 +143,7 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
     public static let microBatch = 4
     /// Ranks get equal work (tokens, attention counted), not equal sequence counts.
     public static let balance = BatchBalance.tokens
+    public static let paddingFree = false
     public static let weightDecay = 0.01
     /// 1: plain LoRA, A and B at one learning rate.
     public static let loraplusLRRatio = 1.0

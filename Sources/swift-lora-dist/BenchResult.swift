@@ -16,6 +16,8 @@ struct BenchResult: Codable, Sendable {
   /// With `--min-seq`, lengths drawn from minSeq to seq; how the batch is split (`--balance`).
   var minSeq: Int?
   var balance: String
+  /// Padding-free passes (`--padding-free`).
+  var paddingFree: Bool
   var targets: String
   var rank: Int
   var threads: Int
@@ -70,7 +72,7 @@ struct BenchResult: Codable, Sendable {
         "\n  = \(format(100 * (fractionOfBF16Peak ?? 0), 1))% of the bf16 peak measured now (\(bf16Route ?? "") products: \(format(bf16Peak, 1)) GFLOP/s)"
       } ?? ""
     return """
-      bench (\(objective)): \(batch) × \(minSeq.map { "\($0)–" } ?? "")\(seq) tokens over \(ranks) rank(s)\(minSeq == nil || ranks == 1 ? "" : " (balanced by \(balance))"), \(dora ? "DoRA" : "LoRA")\(initialization == "default" ? "" : " (\(initialization))") r=\(rank) on \(targets) (\(grouped(trainableParameters)) trainable), \(threads) BLAS thread(s) per rank (\(blasCore)); base in \(basePrecision) (\(format(baseMB, 0)) MB)
+      bench (\(objective)): \(batch) × \(minSeq.map { "\($0)–" } ?? "")\(seq) tokens over \(ranks) rank(s)\(minSeq == nil || ranks == 1 ? "" : " (balanced by \(balance))")\(paddingFree ? ", padding-free" : ""), \(dora ? "DoRA" : "LoRA")\(initialization == "default" ? "" : " (\(initialization))") r=\(rank) on \(targets) (\(grouped(trainableParameters)) trainable), \(threads) BLAS thread(s) per rank (\(blasCore)); base in \(basePrecision) (\(format(baseMB, 0)) MB)
       step: \(format(secondsPerStep, 3)) s, \(format(tokensPerSecond, 1)) tokens/s
       model FLOPs: \(format(gflopPerToken, 3)) GFLOP/token → \(format(achievedGFLOPs, 1)) GFLOP/s = \(format(100 * fractionOfPeak, 1))% of the sgemm peak measured now (\(format(sgemmPeakGFLOPs, 1)) GFLOP/s)\(bf16Line)
       memory: peak resident \(format(peakResidentMB, 0)) MB (activation and gradient buffers \(format(bufferMB, 0)) MB); gradients all-reduced per step: \(formatBytes(gradientBytes))

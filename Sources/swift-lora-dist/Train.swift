@@ -130,6 +130,12 @@ struct Train: ParsableCommand {
       "How each update's batch is divided over ranks and micro-batches: tokens (equal work per rank, attention counted; default) or sequences (equal counts, in order)."
   )
   var balance: String?
+  @Flag(
+    name: .customLong("padding-free"),
+    help:
+      "Pack each pass's sequences into shared rows, each attending only to itself: the same training on fewer padded rows (next-token loss without virtual tokens)."
+  )
+  var paddingFree = false
   @Option(name: .customLong("weight-decay"), help: "AdamW weight decay (default 0.01).") var weightDecay:
     Double?
   @Option(
@@ -235,6 +241,7 @@ struct Train: ParsableCommand {
     c.batchSize = batchSize
     c.microBatch = microBatch
     c.balance = balance
+    c.paddingFree = paddingFree ? true : nil
     c.weightDecay = weightDecay
     c.loraplusLRRatio = loraplusLRRatio
     c.objective = objective
