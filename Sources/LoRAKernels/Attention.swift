@@ -29,7 +29,8 @@ public enum Attention {
   /// Rows of queries handled per block.
   static let blockRows = 64
 
-  /// The scratch size `forward` and `backward` need: `scratch` holds at least this many floats.
+  /// The scratch size `forward` and `backward` need: `scratch` holds at least this many floats
+  /// (with `spans`, for a query and key length of the longest span).
   public static func scratchCount(queryLength: Int, keyLength: Int) -> Int {
     partScratch(queryLength: queryLength, keyLength: keyLength) * Parallel.maxWidth
   }
@@ -56,9 +57,9 @@ public enum Attention {
       let g = Geometry(
         batch: batch, queryLength: queryLength, keyLength: keyLength, keyStride: keyStride, heads: heads,
         kvHeads: kvHeads, headSize: headSize, window: window ?? Int.max)
-      g.check(q: q, k: k, v: v, out: out, scratch: scratch)
       let units = g.units(spans)
-      let part = Attention.partScratch(queryLength: queryLength, keyLength: keyLength)
+      let part = g.part(units)
+      g.check(q: q, k: k, v: v, out: out, scratch: scratch, part: part)
       let (scratchBase, qs, ks, vs, outs) = (scratch.base, q.base, k.base, v.base, out.base)
       // Threads take whole (sequence, kv head) groups, so no two write the same memory.
       Parallel.forRanges(units.count * kvHeads) { groups, thread in
@@ -95,13 +96,13 @@ public enum Attention {
       let g = Geometry(
         batch: batch, queryLength: queryLength, keyLength: keyLength, keyStride: keyStride, heads: heads,
         kvHeads: kvHeads, headSize: headSize, window: window ?? Int.max)
-      g.check(q: q, k: k, v: v, out: dOut, scratch: scratch)
       let units = g.units(spans)
+      let part = g.part(units)
+      g.check(q: q, k: k, v: v, out: dOut, scratch: scratch, part: part)
       precondition(
         dq.count == q.count && dk.count == k.count && dv.count == v.count, "attention gradient shapes")
       let scale = 1 / Float(headSize).squareRoot()
-      let part = Attention.partScratch(queryLength: queryLength, keyLength: keyLength)
-      let block = min(queryLength, blockRows) * keyLength
+      let block = part / 2
       let (scratchBase, qs, ks, vs) = (scratch.base, q.base, k.base, v.base)
       let (dqs, dks, dvs, dOuts) = (dq.base, dk.base, dv.base, dOut.base)
       // Threads take whole (sequence, kv head) groups: dk and dv of a kv head get every one of
@@ -166,14 +167,21 @@ public enum Attention {
     func qIndex(_ b: Int, _ t: Int, _ h: Int) -> Int { (b * queryLength + t) * qRow + h * headSize }
     func kvIndex(_ b: Int, _ t: Int, _ h: Int) -> Int { (b * keyStride + t) * kvRow + (h / group) * headSize }
 
-    func check(q: Tensor, k: Tensor, v: Tensor, out: Tensor, scratch: Tensor) {
+    /// One thread's scratch for these units: probabilities and their gradient for a block of
+    /// the longest one's rows over its keys.
+    func part(_ units: [Span]) -> Int {
+      let longest = units.map(\.count).max() ?? 0
+      return Attention.partScratch(queryLength: longest, keyLength: offset + longest)
+    }
+
+    func check(q: Tensor, k: Tensor, v: Tensor, out: Tensor, scratch: Tensor, part: Int) {
       precondition(
         keyLength >= queryLength && keyStride >= keyLength,
         "attention over \(keyLength) keys for \(queryLength) queries")
       precondition(q.count >= batch * queryLength * qRow && out.count == q.count, "attention q/out shapes")
       precondition(k.count >= batch * keyStride * kvRow && v.count == k.count, "attention k/v shapes")
       precondition(
-        scratch.count >= Attention.scratchCount(queryLength: queryLength, keyLength: keyLength),
+        scratch.count >= part * Parallel.maxWidth,
         "attention scratch too small")
     }
 

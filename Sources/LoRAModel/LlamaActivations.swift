@@ -165,6 +165,8 @@ public final class LlamaActivations: @unchecked Sendable {
   ///   with one.
   /// - arena: where the buffers come from (shared with other sets never used at the same
   ///   time); nil allocates them.
+  /// - sequenceLength: packed rows (`spans`): the longest sequence a row holds, which sizes
+  ///   attention's scratch (nil: `length`).
   public convenience init(
     config c: LlamaConfig, batch: Int, length: Int, keepForBackward: Bool, keys: Int? = nil,
     adapter: LoRAAdapter? = nil, arena: TensorArena? = nil, checkpointed: Bool = false
@@ -178,7 +180,7 @@ public final class LlamaActivations: @unchecked Sendable {
   /// Buffers for several adapters, each on its slot of the batch's sequences.
   public init(
     config c: LlamaConfig, batch: Int, length: Int, keepForBackward: Bool, keys: Int? = nil,
-    slots: [Slot], arena: TensorArena? = nil, checkpointed: Bool = false
+    slots: [Slot], arena: TensorArena? = nil, checkpointed: Bool = false, sequenceLength: Int? = nil
   ) {
     precondition(slots.allSatisfy { $0.sequences.lowerBound >= 0 && $0.sequences.upperBound <= batch })
     precondition(
@@ -226,8 +228,9 @@ public final class LlamaActivations: @unchecked Sendable {
     hiddenStates = (0..<(keepForBackward ? c.layers + 1 : 2)).map { _ in allocate([n, c.hiddenSize]) }
     normed = allocate([n, c.hiddenSize])
     activation = allocate([n, c.intermediateSize])
+    let sequence = min(length, sequenceLength ?? length)
     attentionScratch = allocate(
-      [Attention.scratchCount(queryLength: length, keyLength: keys ?? (prefixLength + length))])
+      [Attention.scratchCount(queryLength: sequence, keyLength: keys ?? (prefixLength + sequence))])
     let kvWidth = c.kvHeads * c.headSize
     let joined = prefixLength > 0 ? batch * (prefixLength + length) * kvWidth : 0
     let joinedShape = [joined / max(kvWidth, 1), kvWidth]

@@ -23,10 +23,11 @@ public final class LlamaGradients: @unchecked Sendable {
   public let chunkRows: Int
 
   /// - length: rows per sequence (`LlamaActivations.length`); keys: keys attention reads per
-  ///   sequence (`LlamaActivations.keyLength`; nil: `length`).
+  ///   sequence (`LlamaActivations.keyLength`; nil: `length`); sequenceLength: packed rows'
+  ///   longest sequence (`LlamaActivations.init`).
   public init(
     config c: LlamaConfig, batch: Int, length: Int, keys: Int? = nil, maxRank: Int, chunkRows: Int = OutputLoss.trainingChunkRows,
-    arena: TensorArena? = nil
+    arena: TensorArena? = nil, sequenceLength: Int? = nil
   ) {
     let allocate: ([Int]) -> Tensor = { shape in arena?.tensor(shape) ?? Tensor(zeros: shape) }
     let n = batch * length
@@ -43,7 +44,9 @@ public final class LlamaGradients: @unchecked Sendable {
     activation = allocate([n, c.intermediateSize])
     du = allocate([n * max(maxRank, 1)])
     wide = allocate([n * max(c.hiddenSize, c.intermediateSize, c.heads * c.headSize)])
-    attentionScratch = allocate([Attention.scratchCount(queryLength: length, keyLength: keys ?? length)])
+    let sequence = min(length, sequenceLength ?? length)
+    attentionScratch = allocate(
+      [Attention.scratchCount(queryLength: sequence, keyLength: keys.map { $0 - length + sequence } ?? sequence)])
     self.chunkRows = chunkRows
     lossScratch = allocate(
       [OutputLoss.scratchCount(chunkRows: chunkRows, width: c.hiddenSize, vocabulary: c.vocabularySize)])

@@ -29,8 +29,7 @@ public enum BatchBalance: String, Codable, CaseIterable, Sendable {
   /// its micro-batches take them: ``tokens`` (passes of at most `rows` padded rows) or
   /// ``sequences``. The same on every rank.
   /// - Precondition: for `sequences`, `units.count` divides by `ranks`.
-  /// With `packed` (padding-free passes), a pass's rows are its sequences packed
-  /// (`RowPacker`) into rows of its longest one's padded length.
+  /// With `packed` (padding-free passes), a pass costs its tokens (in one row, padded to 8).
   public func assign(
     units: [Unit], ranks: Int, rows: Int, extra: Int = 0, packed: Bool = false, cost: SequenceCost
   ) -> [[Int]] {
@@ -49,8 +48,8 @@ public enum BatchBalance: String, Codable, CaseIterable, Sendable {
   /// in `rows` padded rows (sequences × (the first unit's padded length + `extra`, a virtual
   /// token adapter's rows or keys per sequence)), so short sequences share a pass and a pass
   /// never holds more rows than `microBatch` of the longest would.
-  /// With `packed`, units are single sequences packed into rows of the first one's padded
-  /// length, and a pass takes units while its packed rows fit.
+  /// With `packed`, units are single sequences laid end to end, and a pass takes units
+  /// while their tokens (padded to a multiple of 8) fit in `rows`.
   /// - shapes: each unit's (longest sequence, sequences); ranges of it per pass.
   public func passes(
     _ shapes: [(longest: Int, sequences: Int)], microBatch: Int, rows: Int, extra: Int = 0,
@@ -63,14 +62,9 @@ public enum BatchBalance: String, Codable, CaseIterable, Sendable {
       switch self {
       case .sequences: end = min(start + max(microBatch, 1), shapes.count)
       case .tokens where packed:
-        let length = Batch.bucketLength(shapes[start].longest, longest: .max)
-        var packer = RowPacker(rowLength: length)
-        packer.add(shapes[start].longest)
-        while end < shapes.count {
-          var next = packer
-          next.add(shapes[end].longest)
-          guard next.rows * length <= rows else { break }
-          packer = next
+        var tokens = shapes[start].longest
+        while end < shapes.count && Batch.bucketLength(tokens + shapes[end].longest, longest: .max) <= rows {
+          tokens += shapes[end].longest
           end += 1
         }
       case .tokens:

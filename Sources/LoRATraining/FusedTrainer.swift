@@ -228,15 +228,12 @@ public final class FusedTrainer {
       // The members with a micro-batch in this round, stacked in member order.
       let present = active.indices.filter { round < chunks[$0].count }
       let stacked = present.flatMap { chunks[$0][round].map(\.example) }
-      let length = Batch.bucketLength(stacked.map(\.tokens.count).max() ?? 1, longest: longest)
       // Each member's rows: its sequences packed (padding-free), or one a row.
-      let rows = present.map { i in
-        let pass = chunks[i][round]
-        return trainers[active[i]].options.paddingFree
-          ? Batch.pack(lengths: pass.map(\.example.tokens.count), rowLength: length).map { $0.map { pass[$0] } }
-          : pass.map { [$0] }
-      }
-      let (activations, grads) = buffersFor(present.indices.map { (active[present[$0]], rows[$0].count) }, length: length)
+      let (rows, length) = Self.layout(
+        present.map { chunks[$0][round] }, packs: present.map { trainers[active[$0]].options.paddingFree },
+        longest: longest)
+      let (activations, grads) = buffersFor(
+        present.indices.map { (active[present[$0]], rows[$0].count) }, length: length)
       let packed = rows.contains { $0.contains { $0.count > 1 } }
       let batch =
         packed
@@ -331,14 +328,16 @@ public final class FusedTrainer {
           frozen: trainers[member].frozen))
       start += sequences
     }
+    // Packed rows longer than the run's longest sequence hold several: attention's scratch
+    // needs no more than the longest.
     let activations = LlamaActivations(
       config: model.config, batch: start, length: length, keepForBackward: true, slots: slots, arena: arena,
-      checkpointed: trainers[composition[0].member].options.checkpointActivations)
+      checkpointed: trainers[composition[0].member].options.checkpointActivations, sequenceLength: longest)
     let made = (
       activations,
       LlamaGradients(
         config: model.config, batch: start, length: activations.length, keys: activations.keyLength,
-        maxRank: maxRank, arena: arena)
+        maxRank: maxRank, arena: arena, sequenceLength: longest)
     )
     buffers[key] = made
     return made

@@ -10,7 +10,7 @@ struct TokenSplit {
   let rows: Int
   /// Rows (or keys) a virtual-token adapter adds to each sequence.
   let extra: Int
-  /// Padding-free passes: sequences packed into rows (`RowPacker`).
+  /// Padding-free passes: a pass's sequences end to end, costed by their tokens.
   var packed = false
   let cost: SequenceCost
 
@@ -32,11 +32,10 @@ struct TokenSplit {
       let batch = mine[pass]
       let length = Batch.bucketLength(units[batch.first!].longest, longest: .max)
       if packed {
-        var packer = RowPacker(rowLength: length)
-        for unit in batch { packer.add(units[unit].longest) }
+        let lengths = batch.flatMap { units[$0].lengths }
         return total + cost.perPass
           + cost.ofPacked(
-            rows: packer.rows, length: length, lengths: batch.flatMap { units[$0].lengths },
+            rows: 1, length: Batch.bucketLength(lengths.reduce(0, +), longest: .max), lengths: lengths,
             trained: batch.reduce(0) { $0 + units[$1].trained })
       }
       return total + cost.perPass
@@ -65,32 +64,24 @@ struct TokenSplit {
   /// the next.
   func greedy(ranks: Int) -> [[Int]] {
     var load = [Double](repeating: 0, count: ranks)
-    // Each rank's open pass: its padded length and sequences (0: none open).
+    // Each rank's open pass: its padded length (packed: its tokens) and sequences (0: none open).
     var open = [(length: Int, sequences: Int)](repeating: (0, 0), count: ranks)
-    // Packed: each rank's open pass as rows.
-    var packers = [RowPacker](repeating: RowPacker(rowLength: 0), count: ranks)
     var result = [[Int]](repeating: [], count: ranks)
     for unit in ordered(Array(units.indices)) {
       let u = units[unit]
       let sequences = u.lengths.count
-      func addedPacked(_ r: Int) -> (work: Double, packer: RowPacker) {
-        var packer = packers[r]
-        let before = packer.rows
-        packer.add(u.longest)
-        let joins = open[r].sequences > 0 && packer.rows * packer.rowLength <= rows
-        if !joins {
-          packer = RowPacker(rowLength: Batch.bucketLength(u.longest, longest: .max))
-          packer.add(u.longest)
-        }
-        let newRows = packer.rows - (joins ? before : 0)
-        let work = cost.ofPacked(rows: newRows, length: packer.rowLength, lengths: u.lengths, trained: u.trained)
-        return (work + (joins ? 0 : cost.perPass), packer)
+      // Packed: the open pass's tokens grow by the unit's (rows of 8).
+      func addedPacked(_ r: Int) -> (work: Double, pass: (length: Int, sequences: Int)) {
+        let n = u.lengths.reduce(0, +)
+        let joins = open[r].sequences > 0 && Batch.bucketLength(open[r].length + n, longest: .max) <= rows
+        let before = joins ? open[r].length : 0
+        let grown =
+          Batch.bucketLength(before + n, longest: .max) - (joins ? Batch.bucketLength(before, longest: .max) : 0)
+        let work = cost.ofPacked(rows: 1, length: grown, lengths: u.lengths, trained: u.trained)
+        return (work + (joins ? 0 : cost.perPass), (before + n, (joins ? open[r].sequences : 0) + sequences))
       }
       func added(_ r: Int) -> (work: Double, pass: (length: Int, sequences: Int)) {
-        if packed {
-          let (work, packer) = addedPacked(r)
-          return (work, (packer.rowLength, packer.rows))
-        }
+        if packed { return addedPacked(r) }
         let joins =
           open[r].sequences > 0 && (open[r].sequences + sequences) * (open[r].length + extra) <= rows
         let length = joins ? open[r].length : Batch.bucketLength(u.longest, longest: .max)
@@ -102,7 +93,6 @@ struct TokenSplit {
         return a != b ? a < b : $0 < $1
       }!
       let (work, pass) = added(rank)
-      if packed { packers[rank] = addedPacked(rank).packer }
       result[rank].append(unit)
       load[rank] += work
       open[rank] = pass

@@ -43,11 +43,30 @@ import Testing
     let alone = Batch(examples: examples, length: 64, padID: 0)
     #expect(batch.trainedCount == alone.trainedCount)
     #expect(batch.targets[59] == -1 && batch.targets[60] == 2 && batch.targets[62] == -1 && batch.targets[63] == -1)
-    // A pass takes sequences while their packed rows fit the budget of 2 rows of 64: 60, 30
-    // and 25 in 2 rows, then the other six in 3 rows of 16 (8 fit); one a row: 2, 4 and 3.
+    // A padding-free pass takes sequences while their tokens (to a multiple of 8) fit the
+    // budget of 2 rows of 64: 60 + 30 + 25 + 12 = 127, then the other five; one a row: 2, 4 and 3.
     let shapes = lengths.map { (longest: $0, sequences: 1) }
-    #expect(BatchBalance.tokens.passes(shapes, microBatch: 2, rows: 2 * 64, packed: true) == [0..<3, 3..<9])
+    #expect(BatchBalance.tokens.passes(shapes, microBatch: 2, rows: 2 * 64, packed: true) == [0..<4, 4..<9])
     #expect(BatchBalance.tokens.passes(shapes, microBatch: 2, rows: 2 * 64) == [0..<2, 2..<6, 6..<9])
+  }
+
+  /// A padding-free member alone is one row of its tokens; beside a member of one sequence a
+  /// row, its sequences are packed into rows of the longest when that makes fewer rows.
+  @Test func aStackedPassTakesTheLayoutOfFewerRows() {
+    func placed(_ lengths: [Int]) -> [AdapterState.Placed] {
+      lengths.enumerated().map { i, n in
+        (i, Example(tokens: Array(repeating: 1, count: n), trained: Array(repeating: true, count: n)))
+      }
+    }
+    let alone = FusedTrainer.layout([placed([60, 30, 25, 5])], packs: [true], longest: 64)
+    #expect(alone.length == 120 && alone.rows.map { $0.map(\.count) } == [[4]])
+    // Joined: 2 rows of 120 (240); packed: [60], [30, 25, 5] and [50]: 3 rows of 64 (192).
+    let mixed = FusedTrainer.layout([placed([60, 30, 25, 5]), placed([50])], packs: [true, false], longest: 64)
+    #expect(mixed.length == 64 && mixed.rows.map { $0.map(\.count) } == [[1, 3], [1]])
+    let short = FusedTrainer.layout([placed([8, 8, 8]), placed([30])], packs: [true, false], longest: 64)
+    #expect(short.length == 32 && short.rows.map { $0.map(\.count) } == [[3], [1]])
+    let none = FusedTrainer.layout([placed([60, 30])], packs: [false], longest: 64)
+    #expect(none.length == 64 && none.rows.map { $0.map(\.count) } == [[1, 1]])
   }
 
   /// One packed pass against each sequence alone: the summed loss and every gradient, with
