@@ -127,7 +127,8 @@ public enum Attention {
                 m: rows, n: visible, k: headSize, alpha: 1, beta: 0, split: false)
               // dv_h [visible, HS] += Pᵀ · dOut
               GEMM.sgemm(
-                c: dvs + g.kvIndex(b, s0, h), a: p, .transposed, lda: visible, b: dOutRows, .none, ldb: g.qRow,
+                c: dvs + g.kvIndex(b, s0, h), a: p, .transposed, lda: visible, b: dOutRows, .none,
+                ldb: g.qRow,
                 ldc: g.kvRow, m: visible, n: headSize, k: rows, alpha: 1, beta: 1, split: false)
               // dS = P ⊙ (dP − Σ_j dP·P), row by row (masked entries of P are zero).
               for i in 0..<rows {
@@ -142,7 +143,8 @@ public enum Attention {
                 ldc: g.qRow,
                 m: rows, n: headSize, k: visible, alpha: scale, beta: 0, split: false)
               GEMM.sgemm(
-                c: dks + g.kvIndex(b, s0, h), a: dp, .transposed, lda: visible, b: qs + g.qIndex(b, s0 + r0, h),
+                c: dks + g.kvIndex(b, s0, h), a: dp, .transposed, lda: visible,
+                b: qs + g.qIndex(b, s0 + r0, h),
                 .none,
                 ldb: g.qRow, ldc: g.kvRow, m: visible, n: headSize, k: rows, alpha: scale, beta: 1,
                 split: false

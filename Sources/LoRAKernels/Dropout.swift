@@ -43,7 +43,8 @@ public enum Dropout {
     precondition(perSequence > 0 && x.count % perSequence == 0, "dropout rows are not whole sequences")
     apply(
       out, x, probability: probability,
-      sequences: (0..<x.count / perSequence).map { $0 * rowsPerSequence..<($0 + 1) * rowsPerSequence }, seed: seed)
+      sequences: (0..<x.count / perSequence).map { $0 * rowsPerSequence..<($0 + 1) * rowsPerSequence },
+      seed: seed)
   }
 
   /// The same for sequences of any lengths (packed rows): sequence s is x's rows
@@ -64,7 +65,8 @@ public enum Dropout {
     for (s, range) in sequences.enumerated() {
       precondition(range.lowerBound >= 0 && range.upperBound <= rows, "dropout rows outside x")
       let start = range.lowerBound * width
-      mask(out.base + start, x.base + start, count: range.count * width, probability: probability, seed: seed(s))
+      mask(
+        out.base + start, x.base + start, count: range.count * width, probability: probability, seed: seed(s))
       covered += range.count
     }
     precondition(covered == rows, "dropout sequences cover \(covered) of \(rows) rows")

@@ -26,7 +26,8 @@ public final class LlamaGradients: @unchecked Sendable {
   ///   sequence (`LlamaActivations.keyLength`; nil: `length`); sequenceLength: packed rows'
   ///   longest sequence (`LlamaActivations.init`).
   public init(
-    config c: LlamaConfig, batch: Int, length: Int, keys: Int? = nil, maxRank: Int, chunkRows: Int = OutputLoss.trainingChunkRows,
+    config c: LlamaConfig, batch: Int, length: Int, keys: Int? = nil, maxRank: Int,
+    chunkRows: Int = OutputLoss.trainingChunkRows,
     arena: TensorArena? = nil, sequenceLength: Int? = nil
   ) {
     let allocate: ([Int]) -> Tensor = { shape in arena?.tensor(shape) ?? Tensor(zeros: shape) }
@@ -46,7 +47,10 @@ public final class LlamaGradients: @unchecked Sendable {
     wide = allocate([n * max(c.hiddenSize, c.intermediateSize, c.heads * c.headSize)])
     let sequence = min(length, sequenceLength ?? length)
     attentionScratch = allocate(
-      [Attention.scratchCount(queryLength: sequence, keyLength: keys.map { $0 - length + sequence } ?? sequence)])
+      [
+        Attention.scratchCount(
+          queryLength: sequence, keyLength: keys.map { $0 - length + sequence } ?? sequence)
+      ])
     self.chunkRows = chunkRows
     lossScratch = allocate(
       [OutputLoss.scratchCount(chunkRows: chunkRows, width: c.hiddenSize, vocabulary: c.vocabularySize)])

@@ -155,7 +155,9 @@ public final class LlamaModel: @unchecked Sendable {
 
   /// Positions of every row: each sequence (each span, when packed) counts from `start`.
   func positionsOf(_ a: LlamaActivations, start: Int) -> [Int] {
-    guard let spans = a.spans else { return (0..<a.batch).flatMap { _ in (start..<start + a.length).map { $0 } } }
+    guard let spans = a.spans else {
+      return (0..<a.batch).flatMap { _ in (start..<start + a.length).map { $0 } }
+    }
     var positions = [Int](repeating: 0, count: a.batch * a.length)
     for span in spans {
       for i in 0..<span.count { positions[span.row * a.length + span.start + i] = start + i }
@@ -227,7 +229,8 @@ public final class LlamaModel: @unchecked Sendable {
     if a.spans != nil {
       let spans = a.slotSpans[k]
       Dropout.apply(out, x, probability: p, sequences: spans.map(\.rows)) { s in
-        seed &+ UInt64((numbers.isEmpty ? spans[s].span : numbers[spans[s].span]) &+ 1) &* 0xBF58_476D_1CE4_E5B9
+        seed &+ UInt64((numbers.isEmpty ? spans[s].span : numbers[spans[s].span]) &+ 1)
+          &* 0xBF58_476D_1CE4_E5B9
       }
       return
     }

@@ -76,9 +76,6 @@ public final class AdapterState {
       }
     }
     try options.validate(ranks: share == .split ? communicator.size : 1)
-    if options.paddingFree && adapter.config.virtualTokens != nil {
-      throw DataError.invalidOption("padding-free passes do not apply to prompt or prefix tokens")
-    }
     guard !train.isEmpty else { throw DataError.invalidOption("the training set is empty") }
     // DoRA magnitudes never set (all zero would zero every adapted layer): PEFT's start.
     if adapter.modules.contains(where: { $0.magnitude != nil })
@@ -153,7 +150,7 @@ public final class AdapterState {
       BatchBalance.Unit(lengths: $0.map(\.tokens.count), trained: $0.reduce(0) { $0 + $1.trainedCount })
     }
     let assignment = options.balance.assign(
-      units: shapes, ranks: ranks, rows: passRows, extra: virtualRows, packed: options.paddingFree,
+      units: shapes, ranks: ranks, rows: passRows, extra: virtualRows, packed: packs,
       cost: sequenceCost)
     return assignment[rank].flatMap { unit in
       examples[unit].enumerated().map { (size * unit + $0.offset, $0.element) }
@@ -176,13 +173,16 @@ public final class AdapterState {
       * (Batch.bucketLength(longest, longest: longest) + virtualRows)
   }
 
+  /// Whether this adapter's passes are padding-free: `options.paddingFree`, unless its
+  /// adapter has virtual tokens (which pass padded, one sequence a row).
+  var packs: Bool { options.paddingFree && adapter.config.virtualTokens == nil }
+
   /// The rows (prompt tuning) or keys (prefix tuning) virtual tokens add to each sequence.
   var virtualRows: Int { adapter.config.virtualTokens?.tokens ?? 0 }
 
   /// `examples` (this rank's, in running order) in passes (`BatchBalance.passes`): with
   /// `balance: sequences`, `options.microBatch` units each; with `tokens`, as many units as
-  /// fit in `passRows` padded rows (packed rows with `options.paddingFree`). A DPO pair is
-  /// never split.
+  /// fit in `passRows` padded rows (tokens when it `packs`). A DPO pair is never split.
   func microBatches(_ examples: [Placed]) -> [[Placed]] {
     let size = options.dpo == nil ? 1 : 2
     let units = stride(from: 0, to: examples.count, by: size).map {
@@ -190,11 +190,12 @@ public final class AdapterState {
     }
     let shapes = units.map { (longest: $0.map(\.example.tokens.count).max() ?? 0, sequences: $0.count) }
     return options.balance.passes(
-      shapes, microBatch: options.microBatch, rows: passRows, extra: virtualRows, packed: options.paddingFree)
-      .map {
-        pass in
-        units[pass].flatMap { $0 }
-      }
+      shapes, microBatch: options.microBatch, rows: passRows, extra: virtualRows, packed: packs
+    )
+    .map {
+      pass in
+      units[pass].flatMap { $0 }
+    }
   }
 
   /// The dropout seed of the current update. Each sequence's masks also take its place in

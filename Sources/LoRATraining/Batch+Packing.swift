@@ -31,15 +31,9 @@ extension Batch {
       var start = 0
       for example in examples {
         let used = min(length - start, example.tokens.count)
-        precondition(used > 0 && (used == example.tokens.count || examples.count == 1), "packed row overflows")
-        let base = row * length + start
-        for t in 0..<used {
-          tokens[base + t] = example.tokens[t]
-          if t + 1 < used && example.trained[t + 1] {
-            targets[base + t] = example.tokens[t + 1]
-            trainedCount += 1
-          }
-        }
+        precondition(
+          used > 0 && (used == example.tokens.count || examples.count == 1), "packed row overflows")
+        trainedCount += Self.write(example, used: used, at: row * length + start, &tokens, &targets)
         spans.append(Attention.Span(row: row, start: start, count: used))
         start += used
       }

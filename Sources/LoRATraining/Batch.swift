@@ -27,6 +27,22 @@ public struct Batch: Sendable, Equatable {
   /// Rows are padded to multiples of this many tokens.
   public static let bucket = 8
 
+  /// Writes the first `used` tokens of `example` at `base`, and their targets (each trained
+  /// next token within them); returns how many targets it wrote.
+  static func write(
+    _ example: Example, used: Int, at base: Int, _ tokens: inout [Int32], _ targets: inout [Int32]
+  ) -> Int {
+    var trained = 0
+    for t in 0..<used {
+      tokens[base + t] = example.tokens[t]
+      if t + 1 < used && example.trained[t + 1] {
+        targets[base + t] = example.tokens[t + 1]
+        trained += 1
+      }
+    }
+    return trained
+  }
+
   /// Lays out `examples` as rows of `length` tokens (nil: the longest example's length);
   /// longer examples are cut to `length`.
   public init(examples: [Example], length: Int?, padID: Int32) {
@@ -35,15 +51,8 @@ public struct Batch: Sendable, Equatable {
     var targets = [Int32](repeating: -1, count: examples.count * rowLength)
     var trainedCount = 0
     for (row, example) in examples.enumerated() {
-      let base = row * rowLength
-      let used = min(rowLength, example.tokens.count)
-      for t in 0..<used {
-        tokens[base + t] = example.tokens[t]
-        if t + 1 < used && example.trained[t + 1] {
-          targets[base + t] = example.tokens[t + 1]
-          trainedCount += 1
-        }
-      }
+      trainedCount += Self.write(
+        example, used: min(rowLength, example.tokens.count), at: row * rowLength, &tokens, &targets)
     }
     self.batch = examples.count
     self.length = rowLength

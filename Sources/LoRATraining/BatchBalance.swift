@@ -39,7 +39,8 @@ public enum BatchBalance: String, Codable, CaseIterable, Sendable {
       let per = units.count / ranks
       return (0..<ranks).map { Array($0 * per..<($0 + 1) * per) }
     case .tokens:
-      return TokenSplit(units: units, rows: rows, extra: extra, packed: packed, cost: cost).split(ranks: ranks)
+      return TokenSplit(units: units, rows: rows, extra: extra, packed: packed, cost: cost).split(
+        ranks: ranks)
     }
   }
 

@@ -14,13 +14,16 @@ extension FusedTrainer {
     let rowLength = Batch.bucketLength(longestSequence, longest: longest)
     let packed = zip(passes, packs).map { pass, packs in
       packs
-        ? Batch.pack(lengths: pass.map(\.example.tokens.count), rowLength: rowLength).map { $0.map { pass[$0] } }
+        ? Batch.pack(lengths: pass.map(\.example.tokens.count), rowLength: rowLength).map {
+          $0.map { pass[$0] }
+        }
         : pass.map { [$0] }
     }
     guard packs.contains(true) else { return (packed, rowLength) }
     let joined = zip(passes, packs).map { pass, packs in packs ? [pass] : pass.map { [$0] } }
     let joinedLength = Batch.bucketLength(joined.flatMap { $0 }.map(tokens).max() ?? 1, longest: .max)
-    let rowsOf = { (rows: [[[AdapterState.Placed]]], length: Int) in rows.reduce(0) { $0 + $1.count } * length }
+    let rowsOf = { (rows: [[[AdapterState.Placed]]], length: Int) in rows.reduce(0) { $0 + $1.count } * length
+    }
     return rowsOf(joined, joinedLength) <= rowsOf(packed, rowLength)
       ? (joined, joinedLength) : (packed, rowLength)
   }

@@ -230,7 +230,7 @@ public final class FusedTrainer {
       let stacked = present.flatMap { chunks[$0][round].map(\.example) }
       // Each member's rows: its sequences packed (padding-free), or one a row.
       let (rows, length) = Self.layout(
-        present.map { chunks[$0][round] }, packs: present.map { trainers[active[$0]].options.paddingFree },
+        present.map { chunks[$0][round] }, packs: present.map { trainers[active[$0]].packs },
         longest: longest)
       let (activations, grads) = buffersFor(
         present.indices.map { (active[present[$0]], rows[$0].count) }, length: length)

@@ -27,7 +27,9 @@ struct TokenSplit {
   /// The work of running `mine` (in running order) in its passes.
   func load(_ mine: [Int]) -> Double {
     let shapes = mine.map { (longest: units[$0].longest, sequences: units[$0].lengths.count) }
-    return BatchBalance.tokens.passes(shapes, microBatch: 1, rows: rows, extra: extra, packed: packed).reduce(0) {
+    return BatchBalance.tokens.passes(shapes, microBatch: 1, rows: rows, extra: extra, packed: packed).reduce(
+      0
+    ) {
       total, pass in
       let batch = mine[pass]
       let length = Batch.bucketLength(units[batch.first!].longest, longest: .max)
@@ -76,7 +78,8 @@ struct TokenSplit {
         let joins = open[r].sequences > 0 && Batch.bucketLength(open[r].length + n, longest: .max) <= rows
         let before = joins ? open[r].length : 0
         let grown =
-          Batch.bucketLength(before + n, longest: .max) - (joins ? Batch.bucketLength(before, longest: .max) : 0)
+          Batch.bucketLength(before + n, longest: .max)
+          - (joins ? Batch.bucketLength(before, longest: .max) : 0)
         let work = cost.ofPacked(rows: 1, length: grown, lengths: u.lengths, trained: u.trained)
         return (work + (joins ? 0 : cost.perPass), (before + n, (joins ? open[r].sequences : 0) + sequences))
       }

@@ -26,8 +26,8 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
   public var checkpointActivations: Bool
   /// How the global batch is divided over ranks and micro-batches (`BatchBalance`).
   public var balance: BatchBalance
-  /// Padding-free passes: each pass's sequences packed into rows of its longest one's
-  /// length, each attending only to itself (next-token loss without virtual tokens).
+  /// Padding-free passes: each pass's sequences end to end in shared rows, each attending
+  /// only to itself (next-token loss; adapters with virtual tokens pass padded).
   public var paddingFree: Bool
 
   public init(
@@ -61,7 +61,8 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     try require(steps >= 1, "steps must be at least 1, got \(steps)")
     try require(batchSize >= 1, "batch size must be at least 1, got \(batchSize)")
     try require(microBatch >= 1, "micro-batch must be at least 1, got \(microBatch)")
-    try require(!paddingFree || dpo == nil, "padding-free passes apply to next-token training, not to DPO pairs")
+    try require(
+      !paddingFree || dpo == nil, "padding-free passes apply to next-token training, not to DPO pairs")
     try require(
       batchSize % (microBatch * ranks) == 0,
       "batch size \(batchSize) must be a multiple of micro-batch \(microBatch) × \(ranks) rank(s)")

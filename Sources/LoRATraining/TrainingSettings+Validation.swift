@@ -129,7 +129,8 @@ extension TrainingSettings {
     if paddingFree == true {
       try Self.check(
         .paddingFree, objective != "dpo" && (promptTokens ?? 0) == 0 && (prefixTokens ?? 0) == 0,
-        "applies to next-token training without prompt or prefix tokens (not to DPO pairs nor virtual tokens)")
+        "applies to next-token training without prompt or prefix tokens (not to DPO pairs nor virtual tokens)"
+      )
     }
     if let v = weightDecay {
       try Self.check(.weightDecay, v >= 0 && v.isFinite, "must be 0 or more, got \(v)")

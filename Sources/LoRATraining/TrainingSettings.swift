@@ -143,7 +143,10 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
     public static let microBatch = 4
     /// Ranks get equal work (tokens, attention counted), not equal sequence counts.
     public static let balance = BatchBalance.tokens
-    public static let paddingFree = false
+    /// Padding-free unless the objective is DPO or the adapter has prompt or prefix tokens.
+    public static func paddingFree(objective: String?, virtualTokens: Bool) -> Bool {
+      (objective ?? Self.objective) != "dpo" && !virtualTokens
+    }
     public static let weightDecay = 0.01
     /// 1: plain LoRA, A and B at one learning rate.
     public static let loraplusLRRatio = 1.0

@@ -31,7 +31,7 @@ struct Bench: ParsableCommand {
         mpirun -np 2 swift-lora-dist bench --model model.gguf --threads 1
         swift-lora-dist bench --model model.gguf --local-ranks 2 --threads 1
         swift-lora-dist bench --model model.gguf --local-ranks 2 --threads 1 --batch 8 --min-seq 16 --balance sequences
-        swift-lora-dist bench --model model.gguf --batch 8 --min-seq 16 --padding-free
+        swift-lora-dist bench --model model.gguf --batch 8 --min-seq 16 --no-padding-free
         swift-lora-dist bench --model model.gguf --adapters 4 --batch 1 --local-ranks 2 --threads 1
       """)
 
@@ -50,9 +50,11 @@ struct Bench: ParsableCommand {
   )
   var balance = BatchBalance.tokens.rawValue
   @Flag(
-    name: .customLong("padding-free"),
-    help: "Pack each pass's sequences into shared rows, each attending only to itself (train's --padding-free).")
-  var paddingFree = false
+    name: .customLong("padding-free"), inversion: .prefixedNo,
+    help:
+      "Lay each pass's sequences end to end, each attending only to itself (train's --padding-free; default with --objective sft)."
+  )
+  var paddingFree: Bool?
   @Option(help: "LoRA targets, comma-separated, or all-linear.") var targets = "q_proj,v_proj"
   @Option(help: "LoRA rank.") var rank = 8
   @Option(help: "LoRA alpha.") var alpha: Double = 16
@@ -90,7 +92,7 @@ struct Bench: ParsableCommand {
     guard BatchBalance(rawValue: balance) != nil else {
       throw ValidationError("--balance is tokens or sequences, got '\(balance)'")
     }
-    if paddingFree && objective == "dpo" {
+    if paddingFree == true && objective == "dpo" {
       throw ValidationError("--padding-free applies to --objective sft, not to DPO pairs")
     }
   }
@@ -177,7 +179,7 @@ struct Bench: ParsableCommand {
         steps: warmup + steps, batchSize: units, microBatch: units / comm.size, learningRate: 1e-4,
         schedule: .constant, shuffle: false, checkpointActivations: checkpointActivations,
         dpo: dpo ? DPOLoss() : nil, balance: BatchBalance(rawValue: balance) ?? .tokens,
-        paddingFree: paddingFree),
+        paddingFree: paddingFree ?? !dpo),
       padID: 0, communicator: comm)
     trainer.separateWaiting = true
     for _ in 0..<warmup { _ = try trainer.update() }
@@ -216,7 +218,7 @@ struct Bench: ParsableCommand {
     let bf16Peak = bf16 ? peaks[1] : nil
     return BenchResult(
       model: base.model, objective: objective, dora: useDora, initialization: initWeights, batch: batch,
-      seq: seq, minSeq: minSeq, balance: balance, paddingFree: paddingFree, targets: targets,
+      seq: seq, minSeq: minSeq, balance: balance, paddingFree: paddingFree ?? !dpo, targets: targets,
       rank: rank,
       threads: BLAS.threads,
       ranks: comm.size, threadRanks: threadRanks, blasCore: BLAS.coreName,

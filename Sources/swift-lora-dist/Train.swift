@@ -131,11 +131,11 @@ struct Train: ParsableCommand {
   )
   var balance: String?
   @Flag(
-    name: .customLong("padding-free"),
+    name: .customLong("padding-free"), inversion: .prefixedNo,
     help:
-      "Pack each pass's sequences into shared rows, each attending only to itself: the same training on fewer padded rows (next-token loss without virtual tokens)."
+      "Lay each pass's sequences end to end, each attending only to itself: the same training without padded rows (default for next-token loss without prompt or prefix tokens)."
   )
-  var paddingFree = false
+  var paddingFree: Bool?
   @Option(name: .customLong("weight-decay"), help: "AdamW weight decay (default 0.01).") var weightDecay:
     Double?
   @Option(
@@ -241,7 +241,7 @@ struct Train: ParsableCommand {
     c.batchSize = batchSize
     c.microBatch = microBatch
     c.balance = balance
-    c.paddingFree = paddingFree ? true : nil
+    c.paddingFree = paddingFree
     c.weightDecay = weightDecay
     c.loraplusLRRatio = loraplusLRRatio
     c.objective = objective

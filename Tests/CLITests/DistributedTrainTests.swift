@@ -6,7 +6,8 @@ import Testing
 @testable import swift_lora_dist
 
 /// `train` on several ranks through the binary and a real `mpirun`: the same adapter as one
-/// rank with the whole batch, over shared memory and TCP and as thread-ranks; ranks that
+/// rank with the whole batch, over shared memory and TCP and as thread-ranks, by either
+/// balance, padding-free (the default) or padded; ranks that
 /// disagree or fail stop the job; a killed or terminated job resumes from its checkpoint.
 @Suite(.serialized, .enabled(if: TrainCommandTests.modelAvailable, "the default model is not in the cache"))
 struct DistributedTrainTests {
@@ -70,6 +71,11 @@ struct DistributedTrainTests {
         "sequences",
         try CommandRunner.run(
           arguments(folder.path + "/sequences", data, ["--balance", "sequences"]), mpiRanks: 2)
+      ),
+      // Padding-free passes are the default: one sequence a row trains the same.
+      (
+        "padded",
+        try CommandRunner.run(arguments(folder.path + "/padded", data, ["--no-padding-free"]), mpiRanks: 2)
       ),
     ]
     for (name, outcome) in runs {

@@ -109,6 +109,10 @@ import Testing
       (["--max-seq-len", "1"], "max"),
       (["--rank", "0"], "rank must be at least 1, got 0"),
       (["--dropout", "nan"], "lora_dropout must be in [0, 1), got nan"),
+      (
+        ["--objective", "dpo", "--padding-free"],
+        "--padding-free: applies to next-token training without prompt or prefix tokens"
+      ),
     ]
     for (flags, message) in cases {
       let outcome = try CommandRunner.run(

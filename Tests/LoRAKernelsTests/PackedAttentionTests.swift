@@ -20,8 +20,10 @@ import Testing
 
   /// Rows [start, start + count) of row `row` of t ([B, T, heads, HS]) as a tensor of one sequence.
   func slice(_ t: Tensor, _ span: Attention.Span, width: Int) -> Tensor {
-    t.view(offset: (span.row * length + span.start) * width, shape: [1, span.count, width / headSize, headSize])
-      .clone()
+    t.view(
+      offset: (span.row * length + span.start) * width, shape: [1, span.count, width / headSize, headSize]
+    )
+    .clone()
   }
 
   @Test(arguments: [nil, 6] as [Int?])
@@ -39,7 +41,8 @@ import Testing
     let (dq, dk, dv) = (Tensor(zeros: q.shape), Tensor(zeros: k.shape), Tensor(zeros: v.shape))
     Attention.backward(
       dq: dq, dk: dk, dv: dv, dOut: dOut, q: q, k: k, v: v, scratch: scratch, batch: 2, queryLength: length,
-      keyLength: length, keyStride: length, heads: heads, kvHeads: kvHeads, headSize: headSize, window: window,
+      keyLength: length, keyStride: length, heads: heads, kvHeads: kvHeads, headSize: headSize,
+      window: window,
       spans: spans)
     for span in spans {
       let n = span.count

@@ -113,35 +113,37 @@ import Testing
   /// count-balanced, train the adapter one rank trains, and the token split is the even one.
   @Test func tokenBalancedRanksEqualOneRankWithDropout() throws {
     let (model, _) = try LlamaModel.load(path: TrainerTests.tinyModel)
-    var random = SeededRandom(seed: 3)
-    let data = (0..<36).map { i in
-      let length = i % 6 == 0 ? 44 + Int(random.next() % 17) : 6 + Int(random.next() % 7)
-      let start = Int(random.next() % 96)
-      return Example(
-        tokens: (0..<length).map { Int32((start + $0) % 96) },
-        trained: [false] + Array(repeating: true, count: length - 1))
-    }
-    func train(ranks: Int, _ balance: BatchBalance) throws -> [Float] {
-      let shared = UncheckedModel(model: model)
-      return try LocalCommunicator.run(ranks: ranks) { comm in
-        let adapter = try LoRAAdapter(
-          config: LoRAConfig(
-            r: 4, loraAlpha: 8, loraDropout: 0.2, targetModules: ["q_proj", "v_proj", "down_proj"]),
-          model: shared.model.config, seed: 5)
-        let trainer = try Trainer(
-          model: shared.model, adapter: adapter, train: data, validation: [],
-          options: TrainingOptions(
-            steps: 4, batchSize: 12, microBatch: 2, learningRate: 1e-2, seed: 7, balance: balance),
-          padID: 0, communicator: comm)
-        try trainer.run { _ in }
-        return adapter.parameters.values
-      }[0]
-    }
-    let one = try train(ranks: 1, .sequences)
+    let data = PaddingFreeTests.data(36, seed: 3)
+    let one = try Self.train(model, data, ranks: 1, .sequences, microBatch: 2).parameters
     for (ranks, balance) in [(1, BatchBalance.tokens), (2, .tokens), (2, .sequences), (3, .tokens)] {
-      let difference = DataParallelTests.relative(try train(ranks: ranks, balance), one)
+      let difference = DataParallelTests.relative(
+        try Self.train(model, data, ranks: ranks, balance, microBatch: 2).parameters, one)
       #expect(difference <= 1e-5, "\(ranks) ranks by \(balance): relative difference \(difference)")
     }
+  }
+
+  /// 4 updates of r=4 LoRA (dropout 0.2) on `ranks` thread-ranks, batch 12: rank 0's
+  /// parameters and the losses.
+  static func train(
+    _ model: LlamaModel, _ data: [Example], ranks: Int, _ balance: BatchBalance, microBatch: Int,
+    paddingFree: Bool = false
+  ) throws -> (parameters: [Float], losses: [Double]) {
+    let shared = UncheckedModel(model: model)
+    return try LocalCommunicator.run(ranks: ranks) { comm in
+      let adapter = try LoRAAdapter(
+        config: LoRAConfig(
+          r: 4, loraAlpha: 8, loraDropout: 0.2, targetModules: ["q_proj", "v_proj", "down_proj"]),
+        model: shared.model.config, seed: 5)
+      let trainer = try Trainer(
+        model: shared.model, adapter: adapter, train: data, validation: [],
+        options: TrainingOptions(
+          steps: 4, batchSize: 12, microBatch: microBatch, learningRate: 1e-2, seed: 7, balance: balance,
+          paddingFree: paddingFree),
+        padID: 0, communicator: comm)
+      var losses: [Double] = []
+      try trainer.run { if case .step(let m) = $0 { losses.append(m.loss) } }
+      return (adapter.parameters.values, losses)
+    }[0]
   }
 
   @Test func theTokenSplitOfASkewedBatchIsEven() throws {

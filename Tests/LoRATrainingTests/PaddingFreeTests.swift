@@ -42,7 +42,8 @@ import Testing
     // Targets stop at each sequence's end: as many as one a row gives.
     let alone = Batch(examples: examples, length: 64, padID: 0)
     #expect(batch.trainedCount == alone.trainedCount)
-    #expect(batch.targets[59] == -1 && batch.targets[60] == 2 && batch.targets[62] == -1 && batch.targets[63] == -1)
+    #expect(
+      batch.targets[59] == -1 && batch.targets[60] == 2 && batch.targets[62] == -1 && batch.targets[63] == -1)
     // A padding-free pass takes sequences while their tokens (to a multiple of 8) fit the
     // budget of 2 rows of 64: 60 + 30 + 25 + 12 = 127, then the other five; one a row: 2, 4 and 3.
     let shapes = lengths.map { (longest: $0, sequences: 1) }
@@ -61,7 +62,8 @@ import Testing
     let alone = FusedTrainer.layout([placed([60, 30, 25, 5])], packs: [true], longest: 64)
     #expect(alone.length == 120 && alone.rows.map { $0.map(\.count) } == [[4]])
     // Joined: 2 rows of 120 (240); packed: [60], [30, 25, 5] and [50]: 3 rows of 64 (192).
-    let mixed = FusedTrainer.layout([placed([60, 30, 25, 5]), placed([50])], packs: [true, false], longest: 64)
+    let mixed = FusedTrainer.layout(
+      [placed([60, 30, 25, 5]), placed([50])], packs: [true, false], longest: 64)
     #expect(mixed.length == 64 && mixed.rows.map { $0.map(\.count) } == [[1, 3], [1]])
     let short = FusedTrainer.layout([placed([8, 8, 8]), placed([30])], packs: [true, false], longest: 64)
     #expect(short.length == 32 && short.rows.map { $0.map(\.count) } == [[3], [1]])
@@ -83,13 +85,15 @@ import Testing
     func pass(_ batch: Batch, numbers: [Int], spans: Bool) -> (loss: Double, gradients: [Float]) {
       adapter.gradients.zero()
       let a = LlamaActivations(
-        config: model.config, batch: batch.batch, length: batch.length, keepForBackward: true, adapter: adapter)
+        config: model.config, batch: batch.batch, length: batch.length, keepForBackward: true,
+        adapter: adapter)
       a.dropoutSeed = 11
       a.spans = spans ? batch.spans : nil
       a.sequenceNumbers = numbers
       let g = LlamaGradients(config: model.config, batch: batch.batch, length: batch.length, maxRank: 4)
       model.forward(tokens: batch.tokens, activations: a)
-      let loss = model.backward(targets: batch.targets, activations: a, gradients: g, gradientScale: 1).lossSum
+      let loss = model.backward(targets: batch.targets, activations: a, gradients: g, gradientScale: 1)
+        .lossSum
       return (loss, adapter.gradients.values)
     }
     let packedBatch = Batch(rows: rows.map { $0.map { examples[$0] } }, length: length, padID: 0)
@@ -117,23 +121,10 @@ import Testing
   @Test func paddingFreeTrainingEqualsPaddedTraining() throws {
     let (model, _) = try LlamaModel.load(path: TrainerTests.tinyModel)
     let data = Self.data(36, seed: 3)
-    func train(ranks: Int, _ balance: BatchBalance, paddingFree: Bool) throws -> (parameters: [Float], losses: [Double]) {
-      let shared = UncheckedModel(model: model)
-      return try LocalCommunicator.run(ranks: ranks) { comm in
-        let adapter = try LoRAAdapter(
-          config: LoRAConfig(
-            r: 4, loraAlpha: 8, loraDropout: 0.2, targetModules: ["q_proj", "v_proj", "down_proj"]),
-          model: shared.model.config, seed: 5)
-        let trainer = try Trainer(
-          model: shared.model, adapter: adapter, train: data, validation: [],
-          options: TrainingOptions(
-            steps: 4, batchSize: 12, microBatch: 3, learningRate: 1e-2, seed: 7, balance: balance,
-            paddingFree: paddingFree),
-          padID: 0, communicator: comm)
-        var losses: [Double] = []
-        try trainer.run { if case .step(let m) = $0 { losses.append(m.loss) } }
-        return (adapter.parameters.values, losses)
-      }[0]
+    func train(ranks: Int, _ balance: BatchBalance, paddingFree: Bool) throws -> (
+      parameters: [Float], losses: [Double]
+    ) {
+      try BatchBalanceTests.train(model, data, ranks: ranks, balance, microBatch: 3, paddingFree: paddingFree)
     }
     let padded = try train(ranks: 1, .tokens, paddingFree: false)
     for (ranks, balance) in [(1, BatchBalance.tokens), (2, .tokens), (2, .sequences)] {
@@ -152,7 +143,8 @@ import Testing
       .init(
         config: LoRAConfig(r: 4, loraAlpha: 8, loraDropout: 0.1, targetModules: ["all-linear"]),
         initialisationSeed: 1, train: Self.data(30, seed: 1), validation: [],
-        options: TrainingOptions(steps: 3, batchSize: 8, microBatch: 4, learningRate: 1e-2, seed: 1, paddingFree: true)),
+        options: TrainingOptions(
+          steps: 3, batchSize: 8, microBatch: 4, learningRate: 1e-2, seed: 1, paddingFree: true)),
       .init(
         config: LoRAConfig(r: 2, loraAlpha: 2, targetModules: ["q_proj", "v_proj"]), initialisationSeed: 2,
         train: Self.data(20, seed: 2), validation: [],
@@ -163,16 +155,18 @@ import Testing
     for (k, member) in members.enumerated() {
       var options = member.options
       options.paddingFree = false
-      let adapter = try LoRAAdapter(config: member.config, model: model.config, seed: member.initialisationSeed)
+      let adapter = try LoRAAdapter(
+        config: member.config, model: model.config, seed: member.initialisationSeed)
       try Trainer(
         model: model, adapter: adapter, train: member.train, validation: [], options: options, padID: 0
       ).run { _ in }
-      let difference = DataParallelTests.relative(fused.trainers[k].adapter.parameters.values, adapter.parameters.values)
+      let difference = DataParallelTests.relative(
+        fused.trainers[k].adapter.parameters.values, adapter.parameters.values)
       #expect(difference <= 3e-5, "member \(k): relative difference \(difference)")
     }
   }
 
-  @Test func paddingFreeRefusesDPOAndVirtualTokens() throws {
+  @Test func paddingFreeIsRefusedWithDPOAndVirtualTokensAndOffByDefaultThere() throws {
     var settings = TrainingSettings()
     settings.paddingFree = true
     settings.objective = "dpo"
@@ -183,14 +177,19 @@ import Testing
     #expect(throws: (any Error).self) { try settings.validate() }
     settings.prefixTokens = nil
     try settings.validate()
+    // An adapter with virtual tokens passes padded, padding_free or not.
     let (model, _) = try LlamaModel.load(path: TrainerTests.tinyModel)
     var config = LoRAConfig(r: 2, loraAlpha: 4, targetModules: ["q_proj"])
     config.virtualTokens = VirtualTokenConfig(kind: .prompt, tokens: 2)
     let adapter = try LoRAAdapter(config: config, model: model.config, seed: 1)
-    #expect(throws: DataError.self) {
-      try Trainer(
-        model: model, adapter: adapter, train: Self.data(4, seed: 1), validation: [],
-        options: TrainingOptions(steps: 1, batchSize: 2, microBatch: 2, paddingFree: true), padID: 0)
-    }
+    let trainer = try Trainer(
+      model: model, adapter: adapter, train: Self.data(4, seed: 1), validation: [],
+      options: TrainingOptions(steps: 1, batchSize: 2, microBatch: 2, paddingFree: true), padID: 0)
+    #expect(!trainer.group.trainers[0].packs)
+    try trainer.run { _ in }
+    #expect(
+      TrainingSettings.Defaults.paddingFree(objective: nil, virtualTokens: false)
+        && !TrainingSettings.Defaults.paddingFree(objective: "dpo", virtualTokens: false)
+        && !TrainingSettings.Defaults.paddingFree(objective: "sft", virtualTokens: true))
   }
 }

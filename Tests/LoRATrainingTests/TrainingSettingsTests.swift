@@ -65,5 +65,16 @@ import Testing
     #expect(throws: SettingsError(["balance"], "'length' is not one of tokens, sequences")) {
       try s.validate()
     }
+    s.balance = nil
+    s.paddingFree = true
+    s.promptTokens = 8
+    #expect(
+      throws: SettingsError(
+        ["padding_free"],
+        "applies to next-token training without prompt or prefix tokens (not to DPO pairs nor virtual tokens)"
+      )
+    ) {
+      try s.validate()
+    }
   }
 }
