@@ -122,23 +122,24 @@ import Testing
     }
   }
 
-  /// 4 updates of r=4 LoRA (dropout 0.2) on `ranks` thread-ranks, batch 12: rank 0's
+  /// 4 updates of r=4 LoRA or DoRA (dropout 0.2) on `ranks` thread-ranks, batch 12: rank 0's
   /// parameters and the losses.
   static func train(
     _ model: LlamaModel, _ data: [Example], ranks: Int, _ balance: BatchBalance, microBatch: Int,
-    paddingFree: Bool = false
+    paddingFree: Bool = false, checkpoint: Bool = false, dora: Bool = false
   ) throws -> (parameters: [Float], losses: [Double]) {
     let shared = UncheckedModel(model: model)
     return try LocalCommunicator.run(ranks: ranks) { comm in
       let adapter = try LoRAAdapter(
         config: LoRAConfig(
-          r: 4, loraAlpha: 8, loraDropout: 0.2, targetModules: ["q_proj", "v_proj", "down_proj"]),
+          r: 4, loraAlpha: 8, loraDropout: 0.2, targetModules: ["q_proj", "v_proj", "down_proj"],
+          useDora: dora),
         model: shared.model.config, seed: 5)
       let trainer = try Trainer(
         model: shared.model, adapter: adapter, train: data, validation: [],
         options: TrainingOptions(
-          steps: 4, batchSize: 12, microBatch: microBatch, learningRate: 1e-2, seed: 7, balance: balance,
-          paddingFree: paddingFree),
+          steps: 4, batchSize: 12, microBatch: microBatch, learningRate: 1e-2, seed: 7,
+          checkpointActivations: checkpoint, balance: balance, paddingFree: paddingFree),
         padID: 0, communicator: comm)
       var losses: [Double] = []
       try trainer.run { if case .step(let m) = $0 { losses.append(m.loss) } }

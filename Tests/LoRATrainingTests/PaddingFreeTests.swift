@@ -117,7 +117,7 @@ import Testing
   }
 
   /// Training with and without padding-free passes, on 1 and 2 ranks and by either balance,
-  /// with dropout: the same adapter, step by step.
+  /// with dropout, with activation checkpointing, and with DoRA: the same adapter, step by step.
   @Test func paddingFreeTrainingEqualsPaddedTraining() throws {
     let (model, _) = try LlamaModel.load(path: TrainerTests.tinyModel)
     let data = Self.data(36, seed: 3)
@@ -133,6 +133,15 @@ import Testing
       #expect(difference <= 1e-5, "\(ranks) ranks by \(balance): relative difference \(difference)")
       for (a, b) in zip(free.losses, padded.losses) { #expect(abs(a - b) <= 1e-5 * b) }
     }
+    // Activation checkpointing reruns each layer over the same spans; DoRA's dropout form too.
+    let checkpointed = try BatchBalanceTests.train(
+      model, data, ranks: 1, .tokens, microBatch: 3, paddingFree: true, checkpoint: true)
+    #expect(DataParallelTests.relative(checkpointed.parameters, padded.parameters) <= 1e-5)
+    let doraPadded = try BatchBalanceTests.train(model, data, ranks: 1, .tokens, microBatch: 3, dora: true)
+    let dora = try BatchBalanceTests.train(
+      model, data, ranks: 2, .tokens, microBatch: 3, paddingFree: true, dora: true)
+    let difference = DataParallelTests.relative(dora.parameters, doraPadded.parameters)
+    #expect(difference <= 1e-5, "DoRA: relative difference \(difference)")
   }
 
   /// A fused group whose first member is padding-free (dropout) and second is not: each ends
