@@ -4,7 +4,8 @@
 # release binary, its libraries and a random-model generator with SmolLM2-135M's shapes.
 #   device run: command `bash scripts/device_scaling.sh`, carry [".devpkg"]
 # Environment: RANKS (default "1 2 4 8 16"), NOPIN_RANKS (runs with --no-pin; default "16"),
-# BALANCES and VARIABLE_RANKS (variable-length runs: "tokens sequences" on 16 ranks),
+# BALANCES and VARIABLE_RANKS (variable-length runs: "tokens sequences" on 16 ranks, each
+# padding-free and padded),
 # BENCH_FLAGS (extra bench flags), OUT (where the JSON goes; the device tool sets it), and
 # SWIFT_LORA_DIST_HEAD_CHUNK (the output head's rows per chunk, default 256) passes through.
 # Each bench: 2 sequences of 256 tokens per rank, r=8 q,v, one kernel thread per rank. The
@@ -31,8 +32,11 @@ bench() {  # bench NAME RANKS FLAGS...
 }
 for n in ${RANKS:-1 2 4 8 16}; do bench "pin-$n" "$n"; done
 for n in ${NOPIN_RANKS:-16}; do bench "nopin-$n" "$n" --no-pin; done
-# Variable lengths (16–256 tokens, a new draw every update) at the most ranks, by each balance.
+# Variable lengths (16–256 tokens, a new draw every update) at the most ranks, by each balance,
+# padding-free (the default) and padded.
 for balance in ${BALANCES:-tokens sequences}; do
   bench "lengths-$balance" "${VARIABLE_RANKS:-16}" --min-seq 16 --balance "$balance" --steps 4
+  bench "lengths-$balance-padded" "${VARIABLE_RANKS:-16}" --min-seq 16 --balance "$balance" --steps 4 \
+    --no-padding-free
 done
 python3 scripts/scaling_summary.py "$out"/pin-*.json "$out"/nopin-*.json "$out"/lengths-*.json | tee "$out/summary.txt"

@@ -20,16 +20,21 @@ extension Batch {
   }
 
   /// The examples of `rows` laid out back to back in rows of `length` tokens, each row's
-  /// rest padded. Targets stop at each example's end, as they do alone.
+  /// rest padded (spans of at most `bucket` rows, so that no span is longer than the
+  /// longest example or 8). Targets stop at each example's end, as they do alone.
   /// - Precondition: each row's examples fit in `length` tokens (a single example is cut).
   public init(rows: [[Example]], length: Int, padID: Int32) {
     var tokens = [Int32](repeating: padID, count: rows.count * length)
     var targets = [Int32](repeating: -1, count: rows.count * length)
     var spans: [Attention.Span] = []
+    var spanExamples: [Int] = []
+    var placed = 0
     var trainedCount = 0
     for (row, examples) in rows.enumerated() {
       var start = 0
       for example in examples {
+        spanExamples.append(placed)
+        placed += 1
         let used = min(length - start, example.tokens.count)
         precondition(
           used > 0 && (used == example.tokens.count || examples.count == 1), "packed row overflows")
@@ -37,8 +42,12 @@ extension Batch {
         spans.append(Attention.Span(row: row, start: start, count: used))
         start += used
       }
-      if start < length { spans.append(Attention.Span(row: row, start: start, count: length - start)) }
+      for padding in stride(from: start, to: length, by: Self.bucket) {
+        spans.append(Attention.Span(row: row, start: padding, count: min(Self.bucket, length - padding)))
+        spanExamples.append(-1)
+      }
     }
+    self.spanExamples = spanExamples
     self.batch = rows.count
     self.length = length
     self.tokens = tokens

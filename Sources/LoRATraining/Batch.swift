@@ -16,6 +16,8 @@ public struct Batch: Sendable, Equatable {
   /// Packed rows (`init(rows:length:padID:)`): the sequences of every row, then its padding,
   /// as `LlamaActivations.spans`; nil: one example per row.
   public internal(set) var spans: [Attention.Span]?
+  /// For each span, the index of its example among the rows' examples in order, −1 for padding.
+  public internal(set) var spanExamples: [Int] = []
 
   /// The row length batches of examples up to `length` tokens are padded to: a multiple of
   /// `bucket`, at most `longest` (the longest example of the run). Padded rows cost as much

@@ -234,21 +234,18 @@ public final class FusedTrainer {
         longest: longest)
       let (activations, grads) = buffersFor(
         present.indices.map { (active[present[$0]], rows[$0].count) }, length: length)
-      let packed = rows.contains { $0.contains { $0.count > 1 } }
+      let packed = present.contains { trainers[active[$0]].packs }
       let batch =
         packed
         ? Batch(rows: rows.flatMap { $0.map { $0.map(\.example) } }, length: length, padID: padID)
         : Batch(examples: stacked, length: length, padID: padID)
       activations.dropoutSeeds = present.map { trainers[active[$0]].dropoutSeed() }
       activations.spans = batch.spans
-      // Per row, or per span when packed (in `Batch.init(rows:)`'s order; a row's padding: -1).
+      // Per row, or per span when packed (a padding span: -1).
+      let positions = rows.flatMap { $0.flatMap { $0.map(\.position) } }
       activations.sequenceNumbers =
         packed
-        ? rows.flatMap { member in
-          member.flatMap { row in
-            row.map(\.position) + (row.reduce(0) { $0 + $1.example.tokens.count } < length ? [-1] : [])
-          }
-        }
+        ? batch.spanExamples.map { $0 < 0 ? -1 : positions[$0] }
         : present.flatMap { chunks[$0][round].map(\.position) }
       // DPO members: their reference passes first, then their sequence weights in the backward.
       let dpo = try preferenceWeights(
@@ -329,15 +326,17 @@ public final class FusedTrainer {
       start += sequences
     }
     // Packed rows longer than the run's longest sequence hold several: attention's scratch
-    // needs no more than the longest.
+    // needs no more than the longest (or a padding span of `Batch.bucket` rows).
+    let packs = composition.contains { trainers[$0.member].packs }
+    let sequence = packs ? max(longest, Batch.bucket) : nil
     let activations = LlamaActivations(
       config: model.config, batch: start, length: length, keepForBackward: true, slots: slots, arena: arena,
-      checkpointed: trainers[composition[0].member].options.checkpointActivations, sequenceLength: longest)
+      checkpointed: trainers[composition[0].member].options.checkpointActivations, sequenceLength: sequence)
     let made = (
       activations,
       LlamaGradients(
         config: model.config, batch: start, length: activations.length, keys: activations.keyLength,
-        maxRank: maxRank, arena: arena, sequenceLength: longest)
+        maxRank: maxRank, arena: arena, sequenceLength: sequence)
     )
     buffers[key] = made
     return made

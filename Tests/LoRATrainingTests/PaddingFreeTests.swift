@@ -33,15 +33,16 @@ import Testing
     }
     let batch = Batch(rows: rows.map { $0.map { examples[$0] } }, length: 64, padID: 0)
     #expect(batch.batch == 3 && batch.tokens.count == 3 * 64)
-    // Spans tile each row: its sequences, then its padding.
+    // Spans tile each row: its sequences, then its padding in spans of at most 8.
     #expect(
       batch.spans?.map { [$0.row, $0.start, $0.count] } == [
         [0, 0, 60], [0, 60, 3], [0, 63, 1], [1, 0, 30], [1, 30, 25], [1, 55, 8], [1, 63, 1], [2, 0, 12],
-        [2, 12, 10], [2, 22, 8], [2, 30, 5], [2, 35, 29],
+        [2, 12, 10], [2, 22, 8], [2, 30, 5], [2, 35, 8], [2, 43, 8], [2, 51, 8], [2, 59, 5],
       ])
     // Targets stop at each sequence's end: as many as one a row gives.
     let alone = Batch(examples: examples, length: 64, padID: 0)
     #expect(batch.trainedCount == alone.trainedCount)
+    #expect(batch.spanExamples == [0, 1, -1, 2, 3, 4, -1, 5, 6, 7, 8, -1, -1, -1, -1])
     #expect(
       batch.targets[59] == -1 && batch.targets[60] == 2 && batch.targets[62] == -1 && batch.targets[63] == -1)
     // A padding-free pass takes sequences while their tokens (to a multiple of 8) fit the
@@ -97,9 +98,8 @@ import Testing
       return (loss, adapter.gradients.values)
     }
     let packedBatch = Batch(rows: rows.map { $0.map { examples[$0] } }, length: length, padID: 0)
-    let numbers = rows.flatMap { row in
-      row + (row.reduce(0) { $0 + examples[$1].tokens.count } < length ? [-1] : [])
-    }
+    let order = rows.flatMap { $0 }
+    let numbers = packedBatch.spanExamples.map { $0 < 0 ? -1 : order[$0] }
     let packed = pass(packedBatch, numbers: numbers, spans: true)
     var loss = 0.0
     var gradients = [Float](repeating: 0, count: adapter.gradients.count)
