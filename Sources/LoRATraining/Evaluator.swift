@@ -11,10 +11,12 @@ public final class Evaluator {
   /// A tree node's flattened ancestors, applied frozen under `adapter`.
   public let frozen: LoRAAdapter?
   public let microBatch: Int
+  /// Score in padding-free passes (`meanLoss`); an adapter with virtual tokens never does.
+  public var paddingFree = true
   let padID: Int32
   let chunkRows = 256
   private let arena = TensorArena()
-  private var buffers: [Int: LlamaActivations] = [:]
+  private var buffers: [String: LlamaActivations] = [:]
   let lossScratch: Tensor
   /// Buffers of preference scoring (policy and reference), by rows, length and which.
   var preferenceBuffers: [String: LlamaActivations] = [:]
@@ -36,7 +38,10 @@ public final class Evaluator {
   }
 
   /// Mean loss over every trained token of `examples` (NaN when none is trained) and the count.
+  /// Padding-free (as training's passes) unless the adapter has virtual tokens: a pass takes
+  /// consecutive examples end to end while they fit in the rows of `microBatch` of the longest.
   public func meanLoss(of examples: [Example]) -> (loss: Double, tokens: Int) {
+    if paddingFree && adapter?.config.virtualTokens == nil { return packedMeanLoss(of: examples) }
     let longest = examples.map(\.tokens.count).max() ?? 1
     _ = activations(length: Batch.bucketLength(longest, longest: longest))  // largest first: the rest fit its arena
     var lossSum = 0.0
@@ -98,14 +103,50 @@ public final class Evaluator {
     }
   }
 
-  private func activations(length: Int) -> LlamaActivations {
-    if let existing = buffers[length] { return existing }
+  /// `meanLoss` in padding-free passes: one row each, its examples' spans set.
+  private func packedMeanLoss(of examples: [Example]) -> (loss: Double, tokens: Int) {
+    let longest = examples.map(\.tokens.count).max() ?? 1
+    let budget = microBatch * Batch.bucketLength(longest, longest: longest)
+    _ = activations(length: budget, rows: 1, longest: longest)  // largest first: the rest fit its arena
+    var lossSum = 0.0
+    var count = 0
+    var start = 0
+    while start < examples.count {
+      var end = start + 1
+      var tokens = examples[start].tokens.count
+      while end < examples.count
+        && Batch.bucketLength(tokens + examples[end].tokens.count, longest: .max) <= budget
+      {
+        tokens += examples[end].tokens.count
+        end += 1
+      }
+      // Rounded up to 8 tokens, within the budget (one example of the longest may fill it).
+      let length = min(max(budget, tokens), Batch.bucketLength(tokens, longest: .max))
+      let batch = Batch(rows: [Array(examples[start..<end])], length: length, padID: padID)
+      let a = activations(length: length, rows: 1, longest: longest)
+      a.spans = batch.spans
+      model.forward(tokens: batch.tokens, activations: a)
+      let (sum, n) = model.loss(
+        targets: batch.targets, activations: a, scratch: lossScratch, chunkRows: chunkRows)
+      lossSum += sum
+      count += n
+      start = end
+    }
+    return (count > 0 ? lossSum / Double(count) : .nan, count)
+  }
+
+  /// Inference buffers for `rows` sequences (`microBatch` when nil) of `length`; with
+  /// `longest`, padding-free rows whose sequences are at most that long.
+  private func activations(length: Int, rows: Int? = nil, longest: Int? = nil) -> LlamaActivations {
+    let rows = rows ?? microBatch
+    let key = "\(rows)@\(length)"
+    if let existing = buffers[key] { return existing }
     arena.reset()
     let made = LlamaActivations(
-      config: model.config, batch: microBatch, length: length, keepForBackward: false,
-      slots: adapter.map { [.init(adapter: $0, sequences: 0..<microBatch, frozen: frozen)] } ?? [],
-      arena: arena)
-    buffers[length] = made
+      config: model.config, batch: rows, length: length, keepForBackward: false,
+      slots: adapter.map { [.init(adapter: $0, sequences: 0..<rows, frozen: frozen)] } ?? [],
+      arena: arena, sequenceLength: longest.map { max($0, Batch.bucket) })
+    buffers[key] = made
     return made
   }
 }

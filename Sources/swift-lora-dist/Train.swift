@@ -36,6 +36,7 @@ struct Train: ParsableCommand {
         swift-lora-dist train --model model.gguf --data train.jsonl --loraplus-lr-ratio 16 --output out/plus
         swift-lora-dist train --model model.gguf --data train.jsonl --targets all-linear --use-dora --output out/dora
         swift-lora-dist train --model model.gguf --data train.jsonl --init pissa_niter_4 --output out/pissa
+        swift-lora-dist train --model model.gguf --data train.jsonl --no-padding-free --balance sequences --output out/padded
       """)
 
   @Option(help: "A YAML file of options (keys: the flags in snake_case).") var config: String?

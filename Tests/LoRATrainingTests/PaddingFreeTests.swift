@@ -175,6 +175,21 @@ import Testing
     }
   }
 
+  /// Validation scores padding-free passes too: the same mean loss as padded ones.
+  @Test func paddingFreeScoringEqualsPaddedScoring() throws {
+    let (model, _) = try LlamaModel.load(path: TrainerTests.tinyModel)
+    let adapter = try LoRAAdapter(
+      config: LoRAConfig(r: 4, loraAlpha: 8, targetModules: ["all-linear"]), model: model.config, seed: 3)
+    for i in adapter.parameters.values.indices { adapter.parameters[i] = Float(i % 5) * 0.01 - 0.02 }
+    let examples = Self.data(23, seed: 8)
+    let free = Evaluator(model: model, adapter: adapter, microBatch: 3, padID: 0)
+    let padded = Evaluator(model: model, adapter: adapter, microBatch: 3, padID: 0)
+    padded.paddingFree = false
+    let (a, b) = (free.meanLoss(of: examples), padded.meanLoss(of: examples))
+    #expect(a.tokens == b.tokens && a.tokens == examples.reduce(0) { $0 + $1.trainedCount })
+    #expect(abs(a.loss - b.loss) <= 1e-6 * b.loss, "\(a.loss) vs \(b.loss)")
+  }
+
   @Test func paddingFreeIsRefusedWithDPOAndVirtualTokensAndOffByDefaultThere() throws {
     var settings = TrainingSettings()
     settings.paddingFree = true
