@@ -134,7 +134,7 @@ public final class LlamaActivations: @unchecked Sendable {
   /// packed; empty: its index within its slot.
   public var sequenceNumbers: [Int] = []
   /// Packed rows: the sequences each row-sequence holds back to back, in row order, tiling
-  /// every row (padding after a row's last sequence is a span of its own). Each span is a
+  /// every row (padding after a row's last sequence is spans of its own). Each span is a
   /// sequence: positions restart at its first row, attention stays within it, and dropout
   /// draws its mask as it would alone. nil: one sequence per row-sequence. Training passes
   /// only (no cache, prefix or prompt rows).
