@@ -41,10 +41,10 @@ public enum Dropout {
     let width = x.shape.last ?? 1
     let perSequence = rowsPerSequence * width
     precondition(perSequence > 0 && x.count % perSequence == 0, "dropout rows are not whole sequences")
-    apply(
-      out, x, probability: probability,
-      sequences: (0..<x.count / perSequence).map { $0 * rowsPerSequence..<($0 + 1) * rowsPerSequence },
-      seed: seed)
+    for s in 0..<x.count / perSequence {
+      let start = s * perSequence
+      mask(out.base + start, x.base + start, count: perSequence, probability: probability, seed: seed(s))
+    }
   }
 
   /// The same for sequences of any lengths (packed rows): sequence s is x's rows

@@ -146,15 +146,20 @@ public final class LlamaActivations: @unchecked Sendable {
       }
       precondition(virtual == nil, "packed rows take no virtual tokens")
       slotSpans = slots.map { slot in
-        spans.indices.filter { slot.sequences.contains(spans[$0].row) }.map { i in
-          let first = (spans[i].row - slot.sequences.lowerBound) * length + spans[i].start
-          return (i, first..<first + spans[i].count)
-        }
+        let mine = spans.indices.filter { slot.sequences.contains(spans[$0].row) }
+        return (
+          mine,
+          mine.map { i in
+            let first = (spans[i].row - slot.sequences.lowerBound) * length + spans[i].start
+            return first..<first + spans[i].count
+          }
+        )
       }
     }
   }
-  /// Per slot, its spans' indices and their rows within the slot's rows (`dropout`).
-  private(set) var slotSpans: [[(span: Int, rows: Range<Int>)]] = []
+  /// Per slot, its spans' indices and their rows within the slot's rows (`dropout`), set
+  /// once per pass so that the dropout of every module reuses them.
+  private(set) var slotSpans: [(spans: [Int], rows: [Range<Int>])] = []
   /// The first slot's dropout seed.
   public var dropoutSeed: UInt64 {
     get { dropoutSeeds.first ?? 0 }

@@ -227,10 +227,9 @@ public final class LlamaModel: @unchecked Sendable {
     let seed = a.dropoutSeeds[k] &+ (module &+ 1) &* 0x9E37_79B9_7F4A_7C15
     let numbers = a.sequenceNumbers
     if a.spans != nil {
-      let spans = a.slotSpans[k]
-      Dropout.apply(out, x, probability: p, sequences: spans.map(\.rows)) { s in
-        seed &+ UInt64((numbers.isEmpty ? spans[s].span : numbers[spans[s].span]) &+ 1)
-          &* 0xBF58_476D_1CE4_E5B9
+      let (spans, rows) = a.slotSpans[k]
+      Dropout.apply(out, x, probability: p, sequences: rows) { s in
+        seed &+ UInt64((numbers.isEmpty ? spans[s] : numbers[spans[s]]) &+ 1) &* 0xBF58_476D_1CE4_E5B9
       }
       return
     }

@@ -6,15 +6,20 @@ import LoRAKernels
 /// on fewer rows.
 extension Batch {
   /// Rows for sequences of `lengths` (callers give them longest first): each goes to the
-  /// first row it fits in (first fit, `RowPacker`), a new row when none has room.
+  /// first row it fits in (first fit), a new row when none has room; one longer than a row
+  /// gets a row of its own (the batch cuts it).
   /// - Returns: the indices into `lengths` of each row, in placing order.
   public static func pack(lengths: [Int], rowLength: Int) -> [[Int]] {
-    var packer = RowPacker(rowLength: rowLength)
     var rows: [[Int]] = []
+    var used: [Int] = []
     for (i, n) in lengths.enumerated() {
-      let r = packer.add(n)
-      if r == rows.count { rows.append([]) }
-      rows[r].append(i)
+      if let r = used.indices.first(where: { used[$0] + n <= rowLength }) {
+        rows[r].append(i)
+        used[r] += n
+      } else {
+        rows.append([i])
+        used.append(min(n, rowLength))
+      }
     }
     return rows
   }
@@ -54,30 +59,5 @@ extension Batch {
     self.targets = targets
     self.trainedCount = trainedCount
     self.spans = spans
-  }
-}
-
-/// First-fit packing of sequences into rows of `rowLength` tokens, one sequence at a time.
-/// A sequence longer than a row gets a row of its own (the batch cuts it).
-public struct RowPacker: Sendable {
-  public let rowLength: Int
-  /// Tokens used in each row so far.
-  public private(set) var used: [Int] = []
-  public init(rowLength: Int) { self.rowLength = rowLength }
-
-  /// Rows so far.
-  public var rows: Int { used.count }
-
-  /// The row a sequence of n tokens would go to (`rows`: a new one).
-  public func row(for n: Int) -> Int {
-    used.indices.first { used[$0] + n <= rowLength } ?? used.count
-  }
-
-  /// Places a sequence of n tokens; returns its row.
-  @discardableResult
-  public mutating func add(_ n: Int) -> Int {
-    let r = row(for: n)
-    if r == used.count { used.append(min(n, rowLength)) } else { used[r] += n }
-    return r
   }
 }

@@ -110,19 +110,12 @@ public final class Evaluator {
     _ = activations(length: budget, rows: 1, longest: longest)  // largest first: the rest fit its arena
     var lossSum = 0.0
     var count = 0
-    var start = 0
-    while start < examples.count {
-      var end = start + 1
-      var tokens = examples[start].tokens.count
-      while end < examples.count
-        && Batch.bucketLength(tokens + examples[end].tokens.count, longest: .max) <= budget
-      {
-        tokens += examples[end].tokens.count
-        end += 1
-      }
+    let shapes = examples.map { (longest: $0.tokens.count, sequences: 1) }
+    for pass in BatchBalance.tokens.passes(shapes, microBatch: microBatch, rows: budget, packed: true) {
+      let tokens = examples[pass].reduce(0) { $0 + $1.tokens.count }
       // Rounded up to 8 tokens, within the budget (one example of the longest may fill it).
       let length = min(max(budget, tokens), Batch.bucketLength(tokens, longest: .max))
-      let batch = Batch(rows: [Array(examples[start..<end])], length: length, padID: padID)
+      let batch = Batch(rows: [Array(examples[pass])], length: length, padID: padID)
       let a = activations(length: length, rows: 1, longest: longest)
       a.spans = batch.spans
       model.forward(tokens: batch.tokens, activations: a)
@@ -130,7 +123,6 @@ public final class Evaluator {
         targets: batch.targets, activations: a, scratch: lossScratch, chunkRows: chunkRows)
       lossSum += sum
       count += n
-      start = end
     }
     return (count > 0 ? lossSum / Double(count) : .nan, count)
   }
