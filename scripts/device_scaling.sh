@@ -31,10 +31,10 @@ bench() {  # bench NAME RANKS FLAGS...
     echo "$name failed: $(tail -n 3 "$out/$name.err")"
 }
 for n in ${RANKS:-1 2 4 8 16}; do bench "pin-$n" "$n"; done
-for n in ${NOPIN_RANKS:-16}; do bench "nopin-$n" "$n" --no-pin; done
+for n in ${NOPIN_RANKS-16}; do bench "nopin-$n" "$n" --no-pin; done
 # Variable lengths (16–256 tokens, a new draw every update) at the most ranks, by each balance,
 # padding-free (the default) and padded.
-for balance in ${BALANCES:-tokens sequences}; do
+for balance in ${BALANCES-tokens sequences}; do
   bench "lengths-$balance" "${VARIABLE_RANKS:-16}" --min-seq 16 --balance "$balance" --steps 4
   bench "lengths-$balance-padded" "${VARIABLE_RANKS:-16}" --min-seq 16 --balance "$balance" --steps 4 \
     --no-padding-free

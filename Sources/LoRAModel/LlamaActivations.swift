@@ -160,6 +160,22 @@ public final class LlamaActivations: @unchecked Sendable {
   /// Per slot, its spans' indices and their rows within the slot's rows (`dropout`), set
   /// once per pass so that the dropout of every module reuses them.
   private(set) var slotSpans: [(spans: [Int], rows: [Range<Int>])] = []
+
+  /// The rows of each sequence of slot k within the slot's rows (nil, or no slots: of the whole
+  /// batch): one range per span when packed (padding spans included, in span order), else one
+  /// per row-sequence. Whole-sequence losses (DPO's) are summed over these.
+  public func sequenceRows(slot k: Int?) -> [Range<Int>] {
+    let length = self.length
+    if let k, k < slots.count {
+      if spans != nil { return slotSpans[k].rows }
+      return (0..<slots[k].sequences.count).map { $0 * length..<($0 + 1) * length }
+    }
+    guard let spans else { return (0..<batch).map { $0 * length..<($0 + 1) * length } }
+    return spans.map { span in
+      let first = span.row * length + span.start
+      return first..<first + span.count
+    }
+  }
   /// The first slot's dropout seed.
   public var dropoutSeed: UInt64 {
     get { dropoutSeeds.first ?? 0 }

@@ -92,7 +92,8 @@ extension LlamaModel {
   /// scale and no slots (or one), it is the single-adapter backward. A slot in
   /// `sequenceWeights` (by slot index) instead gets the gradients of Σ_b w_b × (its sequence
   /// b's summed loss), w = sequenceWeights[k](its sequences' summed losses), e.g. DPO's: its
-  /// rows go through the head at weight 1 and are scaled once every sequence's loss is known.
+  /// rows go through the head at weight 1 and are scaled once every sequence's loss is known
+  /// (packed rows: one loss and weight per span of the slot, padding spans included).
   /// - targets: B·T next-token ids, −1 where untrained; gradientScales: one per slot.
   public func backward(
     targets: [Int32], activations a: LlamaActivations, gradients g: LlamaGradients, gradientScales: [Float],
@@ -116,18 +117,19 @@ extension LlamaModel {
             gradientScale: gradientScales[k], scratch: g.lossScratch, chunkRows: g.chunkRows))
         continue
       }
-      var sums = [Double](repeating: 0, count: sequences.count)
-      let length = a.length
+      let ranges = a.sequenceRows(slot: a.slots.isEmpty ? nil : k)
+      let owner = Self.owners(ranges, rows: rows.count)
+      var sums = [Double](repeating: 0, count: owner.sequences)
       results.append(
         OutputLoss.forwardBackward(
           dHidden: dHidden, hidden: hidden, head: weights.output, targets: slotTargets, gradientScale: 1,
           scratch: g.lossScratch, chunkRows: g.chunkRows
-        ) { row, loss in sums[row / length] += loss })
+        ) { row, loss in sums[owner.of[row]] += loss })
       let scales = weigh(sums)
-      precondition(scales.count == sequences.count, "one weight per sequence")
+      precondition(scales.count == ranges.count, "one weight per sequence")
       let width = config.hiddenSize
-      for (b, scale) in scales.enumerated() {
-        dHidden.view(offset: b * length * width, shape: [length, width]).scale(by: scale)
+      for (range, scale) in zip(ranges, scales) {
+        dHidden.view(offset: range.lowerBound * width, shape: [range.count, width]).scale(by: scale)
       }
     }
     backwardThroughLayers(a, g)

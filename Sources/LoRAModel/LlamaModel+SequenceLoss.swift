@@ -6,8 +6,9 @@ import LoRAKernels
 /// gradient is linear in each row's weight, so the rows are computed at weight 1 and scaled.
 extension LlamaModel {
   /// Each sequence's summed loss over its trained positions (−log p of its trained tokens),
-  /// after `forward(…activations: a)`; no gradients.
-  /// - targets: B·T next-token ids, −1 where untrained. Returns: [B].
+  /// after `forward(…activations: a)`; no gradients. Packed rows (`a.spans`) give one sum per
+  /// span, padding spans included (0).
+  /// - targets: B·T next-token ids, −1 where untrained. Returns: [B], or one per span.
   public func sequenceLosses(targets: [Int32], activations a: LlamaActivations, gradients g: LlamaGradients)
     -> [Double]
   {
@@ -20,13 +21,21 @@ extension LlamaModel {
   )
     -> [Double]
   {
-    var sums = [Double](repeating: 0, count: a.batch)
-    let length = a.length
+    let owner = Self.owners(a.sequenceRows(slot: nil), rows: a.batch * a.length)
+    var sums = [Double](repeating: 0, count: owner.sequences)
     _ = OutputLoss.forwardBackward(
       dHidden: nil, hidden: a.finalNormed, head: weights.output, targets: rowTargets(targets, a),
       gradientScale: 1, scratch: scratch, chunkRows: chunkRows
-    ) { row, loss in sums[row / length] += loss }
+    ) { row, loss in sums[owner.of[row]] += loss }
     return sums
+  }
+
+  /// The sequence each of `rows` rows belongs to, from the sequences' row ranges (which tile
+  /// them, as `LlamaActivations.sequenceRows` gives them).
+  static func owners(_ ranges: [Range<Int>], rows: Int) -> (of: [Int], sequences: Int) {
+    var of = [Int](repeating: 0, count: rows)
+    for (s, range) in ranges.enumerated() { for row in range { of[row] = s } }
+    return (of, ranges.count)
   }
 
   /// Each sequence's summed loss as `sequenceLosses` gives it, and the gradients of

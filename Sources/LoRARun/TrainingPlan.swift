@@ -130,8 +130,7 @@ public struct TrainingPlan: Sendable {
         ? DPOLoss(beta: s.beta ?? D.beta, labelSmoothing: s.labelSmoothing ?? D.labelSmoothing) : nil,
       balance: s.balance.flatMap(BatchBalance.init(rawValue:)) ?? D.balance,
       paddingFree: s.paddingFree
-        ?? D.paddingFree(
-          objective: s.objective, virtualTokens: (s.promptTokens ?? 0) + (s.prefixTokens ?? 0) > 0))
+        ?? D.paddingFree(virtualTokens: (s.promptTokens ?? 0) + (s.prefixTokens ?? 0) > 0))
     try options.validate()
     checkpointEvery = s.checkpointEvery ?? D.checkpointEvery
     keep = s.keep ?? D.keep

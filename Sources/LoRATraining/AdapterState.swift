@@ -188,7 +188,12 @@ public final class AdapterState {
     let units = stride(from: 0, to: examples.count, by: size).map {
       examples[$0..<min($0 + size, examples.count)]
     }
-    let shapes = units.map { (longest: $0.map(\.example.tokens.count).max() ?? 0, sequences: $0.count) }
+    let shapes = units.map {
+      (
+        longest: $0.map(\.example.tokens.count).max() ?? 0, sequences: $0.count,
+        tokens: $0.reduce(0) { $0 + $1.example.tokens.count }
+      )
+    }
     return options.balance.passes(
       shapes, microBatch: options.microBatch, rows: passRows, extra: virtualRows, packed: packs
     )

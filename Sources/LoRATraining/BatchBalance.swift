@@ -49,11 +49,11 @@ public enum BatchBalance: String, Codable, CaseIterable, Sendable {
   /// in `rows` padded rows (sequences × (the first unit's padded length + `extra`, a virtual
   /// token adapter's rows or keys per sequence)), so short sequences share a pass and a pass
   /// never holds more rows than `microBatch` of the longest would.
-  /// With `packed`, units are single sequences laid end to end, and a pass takes units
-  /// while their tokens (padded to a multiple of 8) fit in `rows`.
-  /// - shapes: each unit's (longest sequence, sequences); ranges of it per pass.
+  /// With `packed`, a unit's sequences are laid end to end, and a pass takes units while
+  /// their tokens (padded to a multiple of 8) fit in `rows`.
+  /// - shapes: each unit's (longest sequence, sequences, tokens); ranges of it per pass.
   public func passes(
-    _ shapes: [(longest: Int, sequences: Int)], microBatch: Int, rows: Int, extra: Int = 0,
+    _ shapes: [(longest: Int, sequences: Int, tokens: Int)], microBatch: Int, rows: Int, extra: Int = 0,
     packed: Bool = false
   ) -> [Range<Int>] {
     var result: [Range<Int>] = []
@@ -63,9 +63,9 @@ public enum BatchBalance: String, Codable, CaseIterable, Sendable {
       switch self {
       case .sequences: end = min(start + max(microBatch, 1), shapes.count)
       case .tokens where packed:
-        var tokens = shapes[start].longest
-        while end < shapes.count && Batch.bucketLength(tokens + shapes[end].longest, longest: .max) <= rows {
-          tokens += shapes[end].longest
+        var tokens = shapes[start].tokens
+        while end < shapes.count && Batch.bucketLength(tokens + shapes[end].tokens, longest: .max) <= rows {
+          tokens += shapes[end].tokens
           end += 1
         }
       case .tokens:

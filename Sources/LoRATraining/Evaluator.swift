@@ -110,7 +110,7 @@ public final class Evaluator {
     _ = activations(length: budget, rows: 1, longest: longest)  // largest first: the rest fit its arena
     var lossSum = 0.0
     var count = 0
-    let shapes = examples.map { (longest: $0.tokens.count, sequences: 1) }
+    let shapes = examples.map { (longest: $0.tokens.count, sequences: 1, tokens: $0.tokens.count) }
     for pass in BatchBalance.tokens.passes(shapes, microBatch: microBatch, rows: budget, packed: true) {
       let tokens = examples[pass].reduce(0) { $0 + $1.tokens.count }
       // Rounded up to 8 tokens, within the budget (one example of the longest may fill it).

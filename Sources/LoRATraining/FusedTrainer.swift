@@ -249,8 +249,10 @@ public final class FusedTrainer {
         : present.flatMap { chunks[$0][round].map(\.position) }
       // DPO members: their reference passes first, then their sequence weights in the backward.
       let dpo = try preferenceWeights(
-        present.map { (member: active[$0], examples: chunks[$0][round].map(\.example)) }, length: length,
-        gradients: grads)
+        present.indices.map {
+          PassSlot(member: active[present[$0]], pass: chunks[present[$0]][round], rows: rows[$0])
+        },
+        batch: batch, length: length, gradients: grads)
       model.forward(tokens: batch.tokens, activations: activations)
       let results = model.backward(
         targets: batch.targets, activations: activations, gradients: grads,

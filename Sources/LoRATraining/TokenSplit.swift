@@ -26,7 +26,9 @@ struct TokenSplit {
 
   /// The work of running `mine` (in running order) in its passes.
   func load(_ mine: [Int]) -> Double {
-    let shapes = mine.map { (longest: units[$0].longest, sequences: units[$0].lengths.count) }
+    let shapes = mine.map {
+      (longest: units[$0].longest, sequences: units[$0].lengths.count, tokens: units[$0].lengths.reduce(0, +))
+    }
     return BatchBalance.tokens.passes(shapes, microBatch: 1, rows: rows, extra: extra, packed: packed).reduce(
       0
     ) {

@@ -27,7 +27,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
   /// How the global batch is divided over ranks and micro-batches (`BatchBalance`).
   public var balance: BatchBalance
   /// Padding-free passes: each pass's sequences end to end in shared rows, each attending
-  /// only to itself (next-token loss; adapters with virtual tokens pass padded).
+  /// only to itself (next-token loss and DPO pairs; adapters with virtual tokens pass padded).
   public var paddingFree: Bool
 
   public init(
@@ -61,8 +61,6 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     try require(steps >= 1, "steps must be at least 1, got \(steps)")
     try require(batchSize >= 1, "batch size must be at least 1, got \(batchSize)")
     try require(microBatch >= 1, "micro-batch must be at least 1, got \(microBatch)")
-    try require(
-      !paddingFree || dpo == nil, "padding-free passes apply to next-token training, not to DPO pairs")
     try require(
       batchSize % (microBatch * ranks) == 0,
       "batch size \(batchSize) must be a multiple of micro-batch \(microBatch) × \(ranks) rank(s)")

@@ -128,8 +128,8 @@ extension TrainingSettings {
     }
     if paddingFree == true {
       try Self.check(
-        .paddingFree, objective != "dpo" && (promptTokens ?? 0) == 0 && (prefixTokens ?? 0) == 0,
-        "applies to next-token training without prompt or prefix tokens (not to DPO pairs nor virtual tokens)"
+        .paddingFree, (promptTokens ?? 0) == 0 && (prefixTokens ?? 0) == 0,
+        "applies to adapters without prompt or prefix tokens (their virtual tokens pass padded)"
       )
     }
     if let v = weightDecay {

@@ -143,10 +143,8 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
     public static let microBatch = 4
     /// Ranks get equal work (tokens, attention counted), not equal sequence counts.
     public static let balance = BatchBalance.tokens
-    /// Padding-free unless the objective is DPO or the adapter has prompt or prefix tokens.
-    public static func paddingFree(objective: String?, virtualTokens: Bool) -> Bool {
-      (objective ?? Self.objective) != "dpo" && !virtualTokens
-    }
+    /// Padding-free (SFT and DPO alike) unless the adapter has prompt or prefix tokens.
+    public static func paddingFree(virtualTokens: Bool) -> Bool { !virtualTokens }
     public static let weightDecay = 0.01
     /// 1: plain LoRA, A and B at one learning rate.
     public static let loraplusLRRatio = 1.0

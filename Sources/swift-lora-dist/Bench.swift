@@ -52,7 +52,7 @@ struct Bench: ParsableCommand {
   @Flag(
     name: .customLong("padding-free"), inversion: .prefixedNo,
     help:
-      "Lay each pass's sequences end to end, each attending only to itself (train's --padding-free; default with --objective sft)."
+      "Lay each pass's sequences end to end, each attending only to itself (train's --padding-free; the default)."
   )
   var paddingFree: Bool?
   @Option(help: "LoRA targets, comma-separated, or all-linear.") var targets = "q_proj,v_proj"
@@ -91,9 +91,6 @@ struct Bench: ParsableCommand {
     }
     guard BatchBalance(rawValue: balance) != nil else {
       throw ValidationError("--balance is tokens or sequences, got '\(balance)'")
-    }
-    if paddingFree == true && objective == "dpo" {
-      throw ValidationError("--padding-free applies to --objective sft, not to DPO pairs")
     }
   }
 
@@ -179,7 +176,7 @@ struct Bench: ParsableCommand {
         steps: warmup + steps, batchSize: units, microBatch: units / comm.size, learningRate: 1e-4,
         schedule: .constant, shuffle: false, checkpointActivations: checkpointActivations,
         dpo: dpo ? DPOLoss() : nil, balance: BatchBalance(rawValue: balance) ?? .tokens,
-        paddingFree: paddingFree ?? !dpo),
+        paddingFree: paddingFree ?? true),
       padID: 0, communicator: comm)
     trainer.separateWaiting = true
     for _ in 0..<warmup { _ = try trainer.update() }
@@ -218,7 +215,7 @@ struct Bench: ParsableCommand {
     let bf16Peak = bf16 ? peaks[1] : nil
     return BenchResult(
       model: base.model, objective: objective, dora: useDora, initialization: initWeights, batch: batch,
-      seq: seq, minSeq: minSeq, balance: balance, paddingFree: paddingFree ?? !dpo, targets: targets,
+      seq: seq, minSeq: minSeq, balance: balance, paddingFree: paddingFree ?? true, targets: targets,
       rank: rank,
       threads: BLAS.threads,
       ranks: comm.size, threadRanks: threadRanks, blasCore: BLAS.coreName,

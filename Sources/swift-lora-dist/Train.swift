@@ -134,7 +134,7 @@ struct Train: ParsableCommand {
   @Flag(
     name: .customLong("padding-free"), inversion: .prefixedNo,
     help:
-      "Lay each pass's sequences end to end, each attending only to itself: the same training without padded rows (default for next-token loss without prompt or prefix tokens)."
+      "Lay each pass's sequences end to end, each attending only to itself: the same training without padded rows (the default, SFT and DPO alike, except with prompt or prefix tokens)."
   )
   var paddingFree: Bool?
   @Option(name: .customLong("weight-decay"), help: "AdamW weight decay (default 0.01).") var weightDecay:

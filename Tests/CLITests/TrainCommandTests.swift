@@ -110,8 +110,8 @@ import Testing
       (["--rank", "0"], "rank must be at least 1, got 0"),
       (["--dropout", "nan"], "lora_dropout must be in [0, 1), got nan"),
       (
-        ["--objective", "dpo", "--padding-free"],
-        "--padding-free: applies to next-token training without prompt or prefix tokens"
+        ["--prefix-tokens", "4", "--padding-free"],
+        "--padding-free: applies to adapters without prompt or prefix tokens"
       ),
     ]
     for (flags, message) in cases {

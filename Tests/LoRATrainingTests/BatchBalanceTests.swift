@@ -25,7 +25,12 @@ import Testing
     cost: SequenceCost
   ) -> [Double] {
     assignment.map { mine in
-      let shapes = mine.map { (longest: units[$0].longest, sequences: units[$0].lengths.count) }
+      let shapes = mine.map {
+        (
+          longest: units[$0].longest, sequences: units[$0].lengths.count,
+          tokens: units[$0].lengths.reduce(0, +)
+        )
+      }
       return balance.passes(shapes, microBatch: microBatch, rows: rows).reduce(0.0) { sum, pass in
         let batch = pass.map { units[mine[$0]] }
         return sum + cost.perPass
@@ -61,14 +66,14 @@ import Testing
   /// Short sequences share a pass within the rows of `microBatch` longest ones; a pass never
   /// holds more, and count passes are what they were.
   @Test func shortSequencesSharePassesWithinTheRows() {
-    let shapes = [40, 8, 8, 8, 8, 8, 64].map { (longest: $0, sequences: 1) }
+    let shapes = [40, 8, 8, 8, 8, 8, 64].map { (longest: $0, sequences: 1, tokens: $0) }
     #expect(BatchBalance.tokens.passes(shapes, microBatch: 4, rows: 4 * 64) == [0..<6, 6..<7])
     #expect(BatchBalance.sequences.passes(shapes, microBatch: 4, rows: 4 * 64) == [0..<4, 4..<7])
     // Prompt tuning's 16 rows per sequence count: 5 × (40 + 16) = 280 fit in 4 × (64 + 16) = 320, 6 (336) do not.
     #expect(BatchBalance.tokens.passes(shapes, microBatch: 4, rows: 4 * 80, extra: 16) == [0..<5, 5..<7])
     var random = SeededRandom(seed: 9)
     let sorted = (0..<64).map { _ in 1 + Int(random.next() % 96) }.sorted(by: >).map {
-      (longest: $0, sequences: 2)
+      (longest: $0, sequences: 2, tokens: 2 * $0)
     }
     for pass in BatchBalance.tokens.passes(sorted, microBatch: 3, rows: 2 * 3 * 96) {
       let rows = pass.count * 2 * Batch.bucketLength(sorted[pass.lowerBound].longest, longest: .max)

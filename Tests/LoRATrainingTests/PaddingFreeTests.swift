@@ -47,7 +47,7 @@ import Testing
       batch.targets[59] == -1 && batch.targets[60] == 2 && batch.targets[62] == -1 && batch.targets[63] == -1)
     // A padding-free pass takes sequences while their tokens (to a multiple of 8) fit the
     // budget of 2 rows of 64: 60 + 30 + 25 + 12 = 127, then the other five; one a row: 2, 4 and 3.
-    let shapes = lengths.map { (longest: $0, sequences: 1) }
+    let shapes = lengths.map { (longest: $0, sequences: 1, tokens: $0) }
     #expect(BatchBalance.tokens.passes(shapes, microBatch: 2, rows: 2 * 64, packed: true) == [0..<4, 4..<9])
     #expect(BatchBalance.tokens.passes(shapes, microBatch: 2, rows: 2 * 64) == [0..<2, 2..<6, 6..<9])
   }
@@ -190,16 +190,19 @@ import Testing
     #expect(abs(a.loss - b.loss) <= 1e-6 * b.loss, "\(a.loss) vs \(b.loss)")
   }
 
-  @Test func paddingFreeIsRefusedWithDPOAndVirtualTokensAndOffByDefaultThere() throws {
+  @Test func paddingFreeIsRefusedWithVirtualTokensAndOffByDefaultThere() throws {
     var settings = TrainingSettings()
     settings.paddingFree = true
     settings.objective = "dpo"
-    #expect(throws: (any Error).self) { try settings.validate() }
-    do { try settings.validate() } catch { #expect("\(error)".contains("padding_free")) }
+    try settings.validate()
     settings.objective = nil
     settings.prefixTokens = 4
     #expect(throws: (any Error).self) { try settings.validate() }
+    do { try settings.validate() } catch { #expect("\(error)".contains("padding_free")) }
     settings.prefixTokens = nil
+    settings.promptTokens = 2
+    #expect(throws: (any Error).self) { try settings.validate() }
+    settings.promptTokens = nil
     try settings.validate()
     // An adapter with virtual tokens passes padded, padding_free or not.
     let (model, _) = try LlamaModel.load(path: TrainerTests.tinyModel)
@@ -212,8 +215,7 @@ import Testing
     #expect(!trainer.group.trainers[0].packs)
     try trainer.run { _ in }
     #expect(
-      TrainingSettings.Defaults.paddingFree(objective: nil, virtualTokens: false)
-        && !TrainingSettings.Defaults.paddingFree(objective: "dpo", virtualTokens: false)
-        && !TrainingSettings.Defaults.paddingFree(objective: "sft", virtualTokens: true))
+      TrainingSettings.Defaults.paddingFree(virtualTokens: false)
+        && !TrainingSettings.Defaults.paddingFree(virtualTokens: true))
   }
 }

@@ -71,7 +71,7 @@ import Testing
     #expect(
       throws: SettingsError(
         ["padding_free"],
-        "applies to next-token training without prompt or prefix tokens (not to DPO pairs nor virtual tokens)"
+        "applies to adapters without prompt or prefix tokens (their virtual tokens pass padded)"
       )
     ) {
       try s.validate()
