@@ -5,6 +5,8 @@ extension Evaluator {
   /// DPO's loss and metrics over preference pairs (`examples` as chosen, rejected, chosen, …),
   /// as sums over the pairs (divide by their count for means): the policy is the model with
   /// the adapter, the reference the base alone. Without an adapter every reward is 0.
+  /// Padding-free (as `meanLoss`): a pass takes consecutive pairs end to end while their
+  /// tokens fit in the rows of `microBatch / 2` pairs of the longest.
   /// - Returns: the summed loss, the summed metrics (`DPOMetrics.values` order) and the pairs.
   public func preferenceSums(of examples: [Example], loss: DPOLoss) -> (
     loss: Double, metrics: [Double], pairs: Int
@@ -12,16 +14,21 @@ extension Evaluator {
     precondition(examples.count % 2 == 0, "preference examples come in pairs")
     let pairsPerChunk = max(1, microBatch / 2)
     let longest = examples.map(\.tokens.count).max() ?? 1
+    let budget = 2 * pairsPerChunk * Batch.bucketLength(longest, longest: longest)
     var lossSum = 0.0
     var metrics = [Double](repeating: 0, count: 6)
-    for start in stride(from: 0, to: examples.count, by: 2 * pairsPerChunk) {
-      let chunk = Array(examples[start..<min(start + 2 * pairsPerChunk, examples.count)])
-      let batch = Batch(
-        examples: chunk, length: Batch.bucketLength(chunk.map(\.tokens.count).max() ?? 1, longest: longest),
-        padID: padID)
+    for pass in preferencePasses(examples, pairsPerChunk: pairsPerChunk, budget: budget) {
+      let chunk = Array(examples[pass])
+      let tokens = chunk.reduce(0) { $0 + $1.tokens.count }
+      let batch =
+        packs
+        ? Batch(rows: [chunk], length: Self.packedLength(tokens: tokens, budget: budget), padID: padID)
+        : Batch(
+          examples: chunk, length: Batch.bucketLength(chunk.map(\.tokens.count).max() ?? 1, longest: longest),
+          padID: padID)
       let pairs = DPOLoss.Pair.pairs(
-        policyLosses: sequenceLosses(batch, adapter: adapter),
-        referenceLosses: sequenceLosses(batch, adapter: nil))
+        policyLosses: sequenceLosses(batch, reference: false, longest: longest),
+        referenceLosses: sequenceLosses(batch, reference: true, longest: longest))
       let part = loss.evaluate(pairs, meanOver: pairs.count)
       lossSum += part.loss * Double(pairs.count)
       metrics = zip(metrics, part.metrics.values).map { $0 + $1 * Double(pairs.count) }
@@ -29,17 +36,42 @@ extension Evaluator {
     return (lossSum, metrics, examples.count / 2)
   }
 
-  /// Each sequence's summed loss (−log p) of its trained tokens, with or without the adapter.
-  private func sequenceLosses(_ batch: Batch, adapter: LoRAAdapter?) -> [Double] {
-    let key = "\(batch.batch)@\(batch.length)" + (adapter == nil ? "-reference" : "")
-    let a =
-      preferenceBuffers[key]
-      ?? LlamaActivations(
-        config: model.config, batch: batch.batch, length: batch.length, keepForBackward: false,
-        slots: adapter.map { [.init(adapter: $0, sequences: 0..<batch.batch, frozen: frozen)] } ?? [])
-    preferenceBuffers[key] = a
+  /// The examples of each pass, whole pairs: `pairsPerChunk` pairs, or (packed) consecutive
+  /// pairs while their tokens fit in `budget`.
+  private func preferencePasses(_ examples: [Example], pairsPerChunk: Int, budget: Int) -> [Range<Int>] {
+    let shapes = stride(from: 0, to: examples.count, by: 2).map {
+      let pair = examples[$0..<$0 + 2].map(\.tokens.count)
+      return (longest: pair.max()!, sequences: 2, tokens: pair.reduce(0, +))
+    }
+    let passes =
+      packs
+      ? BatchBalance.tokens.passes(shapes, microBatch: pairsPerChunk, rows: budget, packed: true)
+      : BatchBalance.sequences.passes(shapes, microBatch: pairsPerChunk, rows: budget)
+    return passes.map { 2 * $0.lowerBound..<2 * $0.upperBound }
+  }
+
+  /// Each sequence's summed loss (−log p) of its trained tokens, with the adapter or (the
+  /// reference) without, in the batch's example order.
+  private func sequenceLosses(_ batch: Batch, reference: Bool, longest: Int) -> [Double] {
+    let a: LlamaActivations
+    if let spans = batch.spans {
+      a = activations(length: batch.length, rows: 1, longest: longest, reference: reference)
+      a.spans = spans
+    } else {
+      let key = "\(batch.batch)@\(batch.length)" + (reference ? "-reference" : "")
+      a =
+        preferenceBuffers[key]
+        ?? LlamaActivations(
+          config: model.config, batch: batch.batch, length: batch.length, keepForBackward: false,
+          slots: reference
+            ? [] : adapter.map { [.init(adapter: $0, sequences: 0..<batch.batch, frozen: frozen)] } ?? [])
+      preferenceBuffers[key] = a
+    }
     model.forward(tokens: batch.tokens, activations: a)
-    return model.sequenceLosses(
+    let sums = model.sequenceLosses(
       targets: batch.targets, activations: a, scratch: lossScratch, chunkRows: chunkRows)
+    guard batch.spans != nil else { return sums }
+    // One row, its examples in order, padding spans after them.
+    return zip(sums, batch.spanExamples).filter { $0.1 >= 0 }.map(\.0)
   }
 }

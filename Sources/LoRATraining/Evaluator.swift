@@ -11,8 +11,10 @@ public final class Evaluator {
   /// A tree node's flattened ancestors, applied frozen under `adapter`.
   public let frozen: LoRAAdapter?
   public let microBatch: Int
-  /// Score in padding-free passes (`meanLoss`); an adapter with virtual tokens never does.
+  /// Score in padding-free passes (`meanLoss`, `preferenceSums`); an adapter with virtual
+  /// tokens never does.
   public var paddingFree = true
+  var packs: Bool { paddingFree && adapter?.config.virtualTokens == nil }
   let padID: Int32
   let chunkRows = 256
   private let arena = TensorArena()
@@ -41,7 +43,7 @@ public final class Evaluator {
   /// Padding-free (as training's passes) unless the adapter has virtual tokens: a pass takes
   /// consecutive examples end to end while they fit in the rows of `microBatch` of the longest.
   public func meanLoss(of examples: [Example]) -> (loss: Double, tokens: Int) {
-    if paddingFree && adapter?.config.virtualTokens == nil { return packedMeanLoss(of: examples) }
+    if packs { return packedMeanLoss(of: examples) }
     let longest = examples.map(\.tokens.count).max() ?? 1
     _ = activations(length: Batch.bucketLength(longest, longest: longest))  // largest first: the rest fit its arena
     var lossSum = 0.0
@@ -113,8 +115,7 @@ public final class Evaluator {
     let shapes = examples.map { (longest: $0.tokens.count, sequences: 1, tokens: $0.tokens.count) }
     for pass in BatchBalance.tokens.passes(shapes, microBatch: microBatch, rows: budget, packed: true) {
       let tokens = examples[pass].reduce(0) { $0 + $1.tokens.count }
-      // Rounded up to 8 tokens, within the budget (one example of the longest may fill it).
-      let length = min(max(budget, tokens), Batch.bucketLength(tokens, longest: .max))
+      let length = Self.packedLength(tokens: tokens, budget: budget)
       let batch = Batch(rows: [Array(examples[pass])], length: length, padID: padID)
       let a = activations(length: length, rows: 1, longest: longest)
       a.spans = batch.spans
@@ -127,13 +128,23 @@ public final class Evaluator {
     return (count > 0 ? lossSum / Double(count) : .nan, count)
   }
 
+  /// The row length of a padding-free pass of `tokens`: rounded up to 8, within `budget`
+  /// unless one example of the longest alone exceeds it.
+  static func packedLength(tokens: Int, budget: Int) -> Int {
+    min(max(budget, tokens), Batch.bucketLength(tokens, longest: .max))
+  }
+
   /// Inference buffers for `rows` sequences (`microBatch` when nil) of `length`; with
-  /// `longest`, padding-free rows whose sequences are at most that long.
-  private func activations(length: Int, rows: Int? = nil, longest: Int? = nil) -> LlamaActivations {
+  /// `longest`, padding-free rows whose sequences are at most that long; `reference`: the
+  /// base alone (DPO's reference pass).
+  func activations(length: Int, rows: Int? = nil, longest: Int? = nil, reference: Bool = false)
+    -> LlamaActivations
+  {
     let rows = rows ?? microBatch
-    let key = "\(rows)@\(length)"
+    let key = "\(rows)@\(length)" + (reference ? "-reference" : "")
     if let existing = buffers[key] { return existing }
     arena.reset()
+    let adapter = reference ? nil : adapter
     let made = LlamaActivations(
       config: model.config, batch: rows, length: length, keepForBackward: false,
       slots: adapter.map { [.init(adapter: $0, sequences: 0..<rows, frozen: frozen)] } ?? [],

@@ -102,6 +102,28 @@ import Testing
     }
   }
 
+  /// Held-out pairs score padding-free too: the loss and metrics of padded scoring, with an
+  /// adapter (policy ≠ reference) and without.
+  @Test func paddingFreePreferenceScoringEqualsPadded() throws {
+    let (model, _) = try LlamaModel.load(path: TrainerTests.tinyModel)
+    let adapter = try LoRAAdapter(config: Self.config, model: model.config, seed: 3)
+    for i in adapter.parameters.values.indices { adapter.parameters[i] = Float(i % 7) * 0.01 - 0.03 }
+    let examples = Self.pairs(11, seed: 4)
+    for scored in [adapter, nil] {
+      let free = Evaluator(model: model, adapter: scored, microBatch: 4, padID: 0)
+      let padded = Evaluator(model: model, adapter: scored, microBatch: 4, padID: 0)
+      padded.paddingFree = false
+      let loss = DPOLoss(beta: 0.5)
+      let (a, b) = (
+        free.preferenceSums(of: examples, loss: loss), padded.preferenceSums(of: examples, loss: loss)
+      )
+      #expect(a.pairs == 11 && b.pairs == 11)
+      #expect(abs(a.loss - b.loss) <= 1e-6 * b.loss, "\(a.loss) vs \(b.loss)")
+      for (x, y) in zip(a.metrics, b.metrics) { #expect(abs(x - y) <= 1e-5 * max(abs(y), 1), "\(x) vs \(y)") }
+      if scored != nil { #expect(abs(b.loss - 11 * log(2)) > 1e-3, "the adapter changes the policy") }
+    }
+  }
+
   /// DPO packed beside a padded SFT member, and DPO padded beside a packed SFT member (the
   /// stacked batch then has spans around the DPO rows too): each ends as itself alone, padded.
   @Test(arguments: [true, false]) func paddingFreeDPOFusedWithSFTEqualsEachAlone(dpoPacks: Bool) throws {
