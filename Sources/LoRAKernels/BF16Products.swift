@@ -17,14 +17,18 @@ public enum BF16Products {
   /// The route this CPU gets by default: oneDNN where it has native bf16, widening elsewhere.
   public static var preferredRoute: Route { BF16MatMul.nativeBF16 ? .oneDNN : .widened }
 
-  /// The route every bf16 product takes. Starts at `preferredRoute`; set it only while no
-  /// product runs (tests compare the two routes).
-  public static var route: Route {
-    get { routeSetting.value ?? preferredRoute }
-    set { routeSetting.value = newValue }
+  /// The route the bf16 products of this task take: `preferredRoute`, or the one
+  /// `withRoute` sets.
+  public static var route: Route { routeOverride ?? preferredRoute }
+
+  /// Runs `body` with this task's bf16 products on `route` (tests compare the two). A task
+  /// local, so other tasks' products keep theirs; threads started inside `body` (thread-ranks)
+  /// do not inherit it.
+  public static func withRoute<T>(_ route: Route, _ body: () throws -> T) rethrows -> T {
+    try $routeOverride.withValue(route) { try body() }
   }
 
-  private static let routeSetting = UncheckedBox<Route?>(nil)
+  @TaskLocal private static var routeOverride: Route?
 
   /// Rows of a weight widened per block: about a megabyte of fp32, at least 16 rows.
   static func blockRows(width: Int) -> Int { max(16, (1 << 18) / max(width, 1)) }

@@ -7,12 +7,12 @@ import Testing
 /// (bf16-valued) weights, their finite-difference check, and the bf16 storage carved from an
 /// fp32 allocation.
 @Suite(.serialized) struct FrozenMatrixTests {
-  /// Runs `body` with bf16 products on `route`, restoring the default afterwards.
+  /// Runs `body` with this test's bf16 products on `route` (other tests keep theirs).
   func on(_ route: BF16Products.Route, _ body: () throws -> Void) rethrows {
-    let saved = BF16Products.route
-    BF16Products.route = route
-    defer { BF16Products.route = saved }
-    try body()
+    try BF16Products.withRoute(route) {
+      #expect(BF16Products.route == route)
+      try body()
+    }
   }
 
   /// A weight whose values are exactly bf16 (so fp32 and bf16 storage hold the same numbers),

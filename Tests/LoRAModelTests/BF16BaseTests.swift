@@ -11,12 +11,12 @@ import Testing
   /// The routes this CPU can run: widening everywhere, oneDNN where it has bf16 products.
   static let routes = BF16Products.Route.allCases.filter { $0 == .widened || BF16MatMul.available }
 
-  /// Runs `body` with bf16 products on `route`, restoring the default afterwards.
+  /// Runs `body` with this test's bf16 products on `route` (other tests keep theirs).
   func on<T>(_ route: BF16Products.Route, _ body: () throws -> T) rethrows -> T {
-    let saved = BF16Products.route
-    BF16Products.route = route
-    defer { BF16Products.route = saved }
-    return try body()
+    try BF16Products.withRoute(route) {
+      #expect(BF16Products.route == route)
+      return try body()
+    }
   }
 
   func load(_ path: String, _ precision: StoredPrecision) throws -> LlamaModel {

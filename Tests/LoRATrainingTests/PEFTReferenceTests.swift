@@ -127,9 +127,11 @@ import Testing
   /// with autocast's ≥ 0.9985; the bounds are the 1e-2 and 0.99.
   @Test(arguments: BF16Products.Route.allCases.filter { $0 == .widened || BF16MatMul.available })
   func bf16BaseAgreesWithPyTorchAutocast(route: BF16Products.Route) throws {
-    let saved = BF16Products.route
-    BF16Products.route = route
-    defer { BF16Products.route = saved }
+    try BF16Products.withRoute(route) { try bf16BaseAgreesWithPyTorchAutocast(on: route) }
+  }
+
+  func bf16BaseAgreesWithPyTorchAutocast(on route: BF16Products.Route) throws {
+    #expect(BF16Products.route == route)
     let s = try setUp("peft-tiny", precision: .bf16)
     let autocast = try JSONDecoder().decode(
       AutocastReference.self,
