@@ -156,6 +156,14 @@ public enum Attention {
     }
   }
 
+  /// The sequences attention runs over, without building an array for whole rows.
+  struct Units {
+    let spans: [Span]?
+    let batch, length: Int
+    var count: Int { spans?.count ?? batch }
+    subscript(i: Int) -> Span { spans?[i] ?? Span(row: i, start: 0, count: length) }
+  }
+
   /// Index arithmetic shared by forward and backward.
   private struct Geometry {
     let batch, queryLength, keyLength, keyStride, heads, kvHeads, headSize: Int
@@ -171,8 +179,9 @@ public enum Attention {
 
     /// One thread's scratch for these units: probabilities and their gradient for a block of
     /// the longest one's rows over its keys.
-    func part(_ units: [Span]) -> Int {
-      let longest = units.map(\.count).max() ?? 0
+    func part(_ units: Units) -> Int {
+      var longest = 0
+      for i in 0..<units.count { longest = max(longest, units[i].count) }
       return Attention.partScratch(queryLength: longest, keyLength: offset + longest)
     }
 
@@ -187,20 +196,21 @@ public enum Attention {
         "attention scratch too small")
     }
 
-    /// The sequences attention runs over: `spans` (checked to tile every row-sequence), or
-    /// each row-sequence whole.
-    func units(_ spans: [Span]?) -> [Span] {
-      guard let spans else { return (0..<batch).map { Span(row: $0, start: 0, count: queryLength) } }
+    /// The sequences attention runs over: `spans` (checked to tile every row-sequence, rows
+    /// in order), or each row-sequence whole. Allocates nothing.
+    func units(_ spans: [Span]?) -> Units {
+      guard let spans else { return Units(spans: nil, batch: batch, length: queryLength) }
       precondition(offset == 0, "packed attention runs without a cache or prefix")
-      var next = [Int](repeating: 0, count: batch)
+      var (row, next) = (0, 0)
       for span in spans {
+        if next == queryLength { (row, next) = (row + 1, 0) }
         precondition(
-          (0..<batch).contains(span.row) && span.start == next[span.row] && span.count > 0,
+          span.row == row && span.start == next && span.count > 0,
           "attention spans must tile each row in order")
-        next[span.row] += span.count
+        next += span.count
       }
-      precondition(next.allSatisfy { $0 == queryLength }, "attention spans must cover every row")
-      return spans
+      precondition(row == batch - 1 && next == queryLength, "attention spans must cover every row")
+      return Units(spans: spans, batch: batch, length: queryLength)
     }
 
     /// Causal softmax probabilities of query rows [r0, r0 + rows) of head h of the sequence
