@@ -173,6 +173,10 @@ public final class AdapterState {
       * (Batch.bucketLength(longest, longest: longest) + virtualRows)
   }
 
+  /// DPO's reference beside the base: a tree node's ancestors (the model the node starts
+  /// from); nil for the base alone, PiSSA included (its frozen term cancels its start).
+  var referenceChain: LoRAAdapter? { frozen === adapter.initial ? nil : frozen }
+
   /// Whether this adapter's passes are padding-free: `options.paddingFree`, unless its
   /// adapter has virtual tokens (which pass padded, one sequence a row).
   var packs: Bool { options.paddingFree && adapter.config.virtualTokens == nil }

@@ -4,7 +4,8 @@ import LoRAModel
 extension Evaluator {
   /// DPO's loss and metrics over preference pairs (`examples` as chosen, rejected, chosen, …),
   /// as sums over the pairs (divide by their count for means): the policy is the model with
-  /// the adapter, the reference the base alone. Without an adapter every reward is 0.
+  /// the adapter, the reference where it started (the base alone, or a tree node's ancestors
+  /// over it). Without an adapter every reward is 0.
   /// Padding-free (as `meanLoss`): a pass takes consecutive pairs end to end while their
   /// tokens fit in the rows of `microBatch / 2` pairs of the longest.
   /// - Returns: the summed loss, the summed metrics (`DPOMetrics.values` order) and the pairs.
@@ -50,6 +51,10 @@ extension Evaluator {
     return passes.map { 2 * $0.lowerBound..<2 * $0.upperBound }
   }
 
+  /// A tree node's ancestors, DPO's reference beside the base (nil: the base alone; PiSSA's
+  /// frozen term is not one).
+  var referenceChain: LoRAAdapter? { frozen === adapter?.initial ? nil : frozen }
+
   /// Each sequence's summed loss (−log p) of its trained tokens, with the adapter or (the
   /// reference) without, in the batch's example order.
   private func sequenceLosses(_ batch: Batch, reference: Bool, longest: Int) -> [Double] {
@@ -64,7 +69,8 @@ extension Evaluator {
         ?? LlamaActivations(
           config: model.config, batch: batch.batch, length: batch.length, keepForBackward: false,
           slots: reference
-            ? [] : adapter.map { [.init(adapter: $0, sequences: 0..<batch.batch, frozen: frozen)] } ?? [])
+            ? referenceChain.map { [.init(adapter: $0, sequences: 0..<batch.batch)] } ?? []
+            : adapter.map { [.init(adapter: $0, sequences: 0..<batch.batch, frozen: frozen)] } ?? [])
       preferenceBuffers[key] = a
     }
     model.forward(tokens: batch.tokens, activations: a)

@@ -144,7 +144,9 @@ public final class Evaluator {
     let key = "\(rows)@\(length)" + (reference ? "-reference" : "")
     if let existing = buffers[key] { return existing }
     arena.reset()
-    let adapter = reference ? nil : adapter
+    // The reference: where the adapter started (a tree node's ancestors over the base).
+    let adapter = reference ? referenceChain : adapter
+    let frozen = reference ? nil : frozen
     let made = LlamaActivations(
       config: model.config, batch: rows, length: length, keepForBackward: false,
       slots: adapter.map { [.init(adapter: $0, sequences: 0..<rows, frozen: frozen)] } ?? [],

@@ -17,8 +17,9 @@ extension FusedTrainer {
   }
 
   /// For the DPO members among one pass's slots (in stack order, laid out in `batch`): the
-  /// reference log-probabilities from the base alone over the member's own rows (no adapter,
-  /// no backward; padding-free when the member is), and the sequence weights the backward
+  /// reference log-probabilities over the member's own rows from where it started (the base
+  /// alone, or a tree node's ancestors over it; no backward; padding-free when the member
+  /// is), and the sequence weights the backward
   /// calls with the policy's, which evaluate the DPO loss as a part of the mean over the
   /// member's global batch and record it in `parts`. Packed rows hold the pairs in another
   /// order, with padding spans between: losses and weights go through each sequence's place
@@ -33,12 +34,6 @@ extension FusedTrainer {
       let laid = s.rows.flatMap { $0 }
       defer { (firstRow, firstExample) = (firstRow + s.rows.count, firstExample + laid.count) }
       guard let loss = trainers[s.member].options.dpo else { continue }
-      // The reference is the base alone: right for PiSSA (base = its start), not for a tree node.
-      guard
-        trainers[s.member].frozen == nil || trainers[s.member].frozen === trainers[s.member].adapter.initial
-      else {
-        throw DataError.invalidOption("DPO on a node of an adapter tree is not supported yet")
-      }
       let place = Dictionary(uniqueKeysWithValues: s.pass.enumerated().map { ($1.position, $0) })
       let policyOrder = Self.places(
         batch, rows: firstRow..<firstRow + s.rows.count, firstExample: firstExample, laid: laid, place: place)
@@ -47,7 +42,8 @@ extension FusedTrainer {
         packs
         ? Batch(rows: s.rows.map { $0.map(\.example) }, length: length, padID: padID)
         : Batch(examples: s.pass.map(\.example), length: length, padID: padID)
-      let reference = referenceActivations(sequences: own.batch, length: length, packed: packs)
+      let reference = referenceActivations(
+        sequences: own.batch, length: length, packed: packs, chain: trainers[s.member].referenceChain)
       reference.spans = own.spans
       model.forward(tokens: own.tokens, activations: reference)
       let referenceLosses = Self.gather(
@@ -93,14 +89,18 @@ extension FusedTrainer {
     return gathered
   }
 
-  /// Inference buffers of the base alone for `sequences` rows of `length` tokens (kept; not
-  /// from the arena, so they never overlap the training buffers); `packed`: attention's
-  /// scratch for the run's longest sequence.
-  private func referenceActivations(sequences: Int, length: Int, packed: Bool) -> LlamaActivations {
-    let key = "\(sequences)@\(length)\(packed ? "p" : "")"
+  /// Inference buffers of the base (with a tree node's `chain` of ancestors applied) for
+  /// `sequences` rows of `length` tokens (kept; not from the arena, so they never overlap the
+  /// training buffers); `packed`: attention's scratch for the run's longest sequence.
+  private func referenceActivations(sequences: Int, length: Int, packed: Bool, chain: LoRAAdapter?)
+    -> LlamaActivations
+  {
+    let owner = chain.map { "\(ObjectIdentifier($0).hashValue)" } ?? "base"
+    let key = "\(sequences)@\(length)\(packed ? "p" : "")-\(owner)"
     if let existing = referenceBuffers[key] { return existing }
     let made = LlamaActivations(
-      config: model.config, batch: sequences, length: length, keepForBackward: false, slots: [],
+      config: model.config, batch: sequences, length: length, keepForBackward: false,
+      slots: chain.map { [.init(adapter: $0, sequences: 0..<sequences)] } ?? [],
       sequenceLength: packed ? max(longest, Batch.bucket) : nil)
     referenceBuffers[key] = made
     return made

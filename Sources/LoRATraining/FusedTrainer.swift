@@ -315,7 +315,13 @@ public final class FusedTrainer {
   private func buffersFor(_ composition: [(member: Int, sequences: Int)], length: Int) -> (
     LlamaActivations, LlamaGradients
   ) {
-    let key = composition.map { "\($0.member):\($0.sequences)" }.joined(separator: ",") + "@\(length)"
+    // A member's frozen adapter is in the key: a tree node's chain is attached after `init`
+    // built the largest stack, whose buffers must not serve the node without it.
+    let key =
+      composition.map {
+        "\($0.member):\($0.sequences)\(trainers[$0.member].frozen.map { "+\(ObjectIdentifier($0))" } ?? "")"
+      }
+      .joined(separator: ",") + "@\(length)"
     if let existing = buffers[key] { return existing }
     arena.reset()
     var slots: [LlamaActivations.Slot] = []

@@ -114,4 +114,37 @@ import Testing
         "\(message)")
     }
   }
+
+  /// SFT then DPO as a tree: a DPO child trains over its SFT parent, whose model is also its
+  /// reference, so the child's first update and its validation before it are at log 2.
+  /// Padded passes of a full micro-batch have the shape of the stack the trainer builds
+  /// before the chain is attached (those buffers once trained the node without its parent).
+  @Test func aDPOChildOfAnSFTParentStartsAtItsReference() throws {
+    let fixture = try RunFixture()
+    func pairs(_ count: Int, seed: Int) -> String {
+      (0..<count).map { i in
+        let start = (i * 7 + seed * 13) % 50
+        let prompt = (start..<start + 3).map(String.init).joined(separator: " ")
+        return
+          "{\"prompt\": \"\(prompt)\", \"chosen\": \" \(start + 3) \(start + 4)\", \"rejected\": \" 9 9 9\"}"
+      }.joined(separator: "\n") + "\n"
+    }
+    try fixture.write("p.jsonl", pairs(24, seed: 4))
+    try fixture.write("p-valid.jsonl", pairs(6, seed: 5))
+    let adapters = """
+        - { name: general, data: a.jsonl, validation_data: a-valid.jsonl }
+        - { name: aligned, data: p.jsonl, validation_data: p-valid.jsonl, parent: general, objective: dpo, beta: 0.5, padding_free: false }
+      """
+    let (_, stopped) = try fixture.run(try fixture.job(adapters, placement: "separate"), ranks: 2)
+    #expect(!stopped)
+    let steps = try fixture.metrics("aligned").filter { $0["event"] as? String == "step" }
+    let validation = try Self.validations(fixture, "aligned")
+    #expect(steps.count == 6 && validation.map(\.step) == [0, 6])
+    #expect(abs((steps.first?["loss"] as? Double ?? 0) - log(2)) < 1e-6, "\(steps.first ?? [:])")
+    #expect(abs(validation[0].loss - log(2)) < 1e-6, "\(validation)")
+    #expect(validation[1].loss < validation[0].loss, "\(validation)")
+    #expect(
+      FileManager.default.fileExists(
+        atPath: fixture.output("aligned").appendingPathComponent("adapter_model.safetensors").path))
+  }
 }
