@@ -150,7 +150,7 @@ public final class AdapterState {
       BatchBalance.Unit(lengths: $0.map(\.tokens.count), trained: $0.reduce(0) { $0 + $1.trainedCount })
     }
     let assignment = options.balance.assign(
-      units: shapes, ranks: ranks, rows: passRows, extra: virtualRows, packed: packs,
+      units: shapes, ranks: ranks, rows: passRows, extra: virtualRows, packed: packs, longest: longest,
       cost: sequenceCost)
     return assignment[rank].flatMap { unit in
       examples[unit].enumerated().map { (size * unit + $0.offset, $0.element) }
@@ -199,7 +199,8 @@ public final class AdapterState {
       )
     }
     return options.balance.passes(
-      shapes, microBatch: options.microBatch, rows: passRows, extra: virtualRows, packed: packs
+      shapes, microBatch: options.microBatch, rows: passRows, extra: virtualRows, packed: packs,
+      longest: longest
     )
     .map {
       pass in

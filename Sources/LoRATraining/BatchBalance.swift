@@ -31,7 +31,8 @@ public enum BatchBalance: String, Codable, CaseIterable, Sendable {
   /// - Precondition: for `sequences`, `units.count` divides by `ranks`.
   /// With `packed` (padding-free passes), a pass costs its tokens (in one row, padded to 8).
   public func assign(
-    units: [Unit], ranks: Int, rows: Int, extra: Int = 0, packed: Bool = false, cost: SequenceCost
+    units: [Unit], ranks: Int, rows: Int, extra: Int = 0, packed: Bool = false, longest: Int = .max,
+    cost: SequenceCost
   ) -> [[Int]] {
     let ranks = max(ranks, 1)
     switch self {
@@ -39,8 +40,9 @@ public enum BatchBalance: String, Codable, CaseIterable, Sendable {
       let per = units.count / ranks
       return (0..<ranks).map { Array($0 * per..<($0 + 1) * per) }
     case .tokens:
-      return TokenSplit(units: units, rows: rows, extra: extra, packed: packed, cost: cost).split(
-        ranks: ranks)
+      return TokenSplit(units: units, rows: rows, extra: extra, packed: packed, longest: longest, cost: cost)
+        .split(
+          ranks: ranks)
     }
   }
 
@@ -52,9 +54,10 @@ public enum BatchBalance: String, Codable, CaseIterable, Sendable {
   /// With `packed`, a unit's sequences are laid end to end, and a pass takes units while
   /// their tokens (padded to a multiple of 8) fit in `rows`.
   /// - shapes: each unit's (longest sequence, sequences, tokens); ranges of it per pass.
+  /// - longest: the run's longest sequence, which caps a padded row (`Batch.bucketLength`).
   public func passes(
     _ shapes: [(longest: Int, sequences: Int, tokens: Int)], microBatch: Int, rows: Int, extra: Int = 0,
-    packed: Bool = false
+    packed: Bool = false, longest: Int = .max
   ) -> [Range<Int>] {
     var result: [Range<Int>] = []
     var start = 0
@@ -69,7 +72,7 @@ public enum BatchBalance: String, Codable, CaseIterable, Sendable {
           end += 1
         }
       case .tokens:
-        let length = Batch.bucketLength(shapes[start].longest, longest: .max) + extra
+        let length = Batch.bucketLength(shapes[start].longest, longest: longest) + extra
         var sequences = shapes[start].sequences
         while end < shapes.count && (sequences + shapes[end].sequences) * length <= rows {
           sequences += shapes[end].sequences

@@ -12,6 +12,8 @@ struct TokenSplit {
   let extra: Int
   /// Padding-free passes: a pass's sequences end to end, costed by their tokens.
   var packed = false
+  /// The run's longest sequence: no padded row is longer.
+  var longest = Int.max
   let cost: SequenceCost
 
   /// Swaps are tried while the batch has at most this many units (moves always), and the
@@ -29,12 +31,14 @@ struct TokenSplit {
     let shapes = mine.map {
       (longest: units[$0].longest, sequences: units[$0].lengths.count, tokens: units[$0].lengths.reduce(0, +))
     }
-    return BatchBalance.tokens.passes(shapes, microBatch: 1, rows: rows, extra: extra, packed: packed).reduce(
+    return BatchBalance.tokens.passes(
+      shapes, microBatch: 1, rows: rows, extra: extra, packed: packed, longest: longest
+    ).reduce(
       0
     ) {
       total, pass in
       let batch = mine[pass]
-      let length = Batch.bucketLength(units[batch.first!].longest, longest: .max)
+      let length = Batch.bucketLength(units[batch.first!].longest, longest: longest)
       if packed {
         let lengths = batch.flatMap { units[$0].lengths }
         return total + cost.perPass
@@ -89,7 +93,7 @@ struct TokenSplit {
         if packed { return addedPacked(r) }
         let joins =
           open[r].sequences > 0 && (open[r].sequences + sequences) * (open[r].length + extra) <= rows
-        let length = joins ? open[r].length : Batch.bucketLength(u.longest, longest: .max)
+        let length = joins ? open[r].length : Batch.bucketLength(u.longest, longest: longest)
         let work = cost.of(sequences: sequences, paddedTo: length, trained: u.trained)
         return (work + (joins ? 0 : cost.perPass), (length, (joins ? open[r].sequences : 0) + sequences))
       }

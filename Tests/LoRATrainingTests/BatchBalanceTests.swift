@@ -71,6 +71,11 @@ import Testing
     #expect(BatchBalance.sequences.passes(shapes, microBatch: 4, rows: 4 * 64) == [0..<4, 4..<7])
     // Prompt tuning's 16 rows per sequence count: 5 × (40 + 16) = 280 fit in 4 × (64 + 16) = 320, 6 (336) do not.
     #expect(BatchBalance.tokens.passes(shapes, microBatch: 4, rows: 4 * 80, extra: 16) == [0..<5, 5..<7])
+    // Rows are padded to 8 but never past the run's longest: a pass of micro_batch sequences
+    // of the longest (12 tokens) fits its rows.
+    let twelve = [(longest: Int, sequences: Int, tokens: Int)](repeating: (12, 1, 12), count: 4)
+    #expect(BatchBalance.tokens.passes(twelve, microBatch: 4, rows: 4 * 12, longest: 12) == [0..<4])
+    #expect(BatchBalance.tokens.passes(twelve, microBatch: 4, rows: 4 * 12) == [0..<3, 3..<4])
     var random = SeededRandom(seed: 9)
     let sorted = (0..<64).map { _ in 1 + Int(random.next() % 96) }.sorted(by: >).map {
       (longest: $0, sequences: 2, tokens: 2 * $0)
