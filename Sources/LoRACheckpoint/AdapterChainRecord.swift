@@ -94,13 +94,21 @@ extension AdapterChainRecord {
   public static func applying(_ node: LoRAAdapter, at path: String, model: LlamaConfig) throws -> (
     adapter: LoRAAdapter, ancestors: [String]
   ) {
-    guard let (record, file) = try of(path) else { return (node, []) }
+    guard let (ancestors, names) = try ancestors(of: path, model: model) else { return (node, []) }
+    return (try AdapterChain.flatten(ancestors + [node], model: model), names)
+  }
+
+  /// The recorded ancestors of the adapter at `path`, root first, and their names; nil when it
+  /// is no tree node.
+  /// - Throws: `AdapterChainError` when an ancestor is missing or changed since the node
+  ///   trained over it.
+  public static func ancestors(of path: String, model: LlamaConfig) throws -> (
+    adapters: [LoRAAdapter], names: [String]
+  )? {
+    guard let (record, file) = try of(path) else { return nil }
     let name = record.node ?? URL(fileURLWithPath: file).deletingLastPathComponent().lastPathComponent
     let now = try reading(record.ancestors.map { Link(name: $0.name, output: $0.output) }, node: name)
     try record.check(now, node: name)
-    return (
-      try AdapterChain.flatten(now.loadAncestors(model: model) + [node], model: model),
-      now.ancestors.map(\.name)
-    )
+    return (try now.loadAncestors(model: model), now.ancestors.map(\.name))
   }
 }

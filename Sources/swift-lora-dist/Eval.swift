@@ -23,10 +23,16 @@ struct Eval: ParsableCommand {
       the base's weights in turn (the task switch of the LoRA paper: restore the adapted \
       matrices, add s·B·A; the switch time is reported) instead of applied as low-rank terms.
 
+      --objective dpo scores preference pairs ({"prompt", "chosen", "rejected"}) instead: \
+      DPO's loss at --beta and its reward metrics (accuracy, margin) against the reference \
+      each adapter started from (the base, or a tree node's ancestors), as training's \
+      validation reports them.
+
       Examples:
         swift-lora-dist eval --model model.gguf --data valid.jsonl
         swift-lora-dist eval --model model.gguf --adapter out/my-adapter --data valid.jsonl --exact-match
         swift-lora-dist eval --model model.gguf --adapter out/a --adapter out/b --data valid.jsonl --merged
+        swift-lora-dist eval --model model.gguf --adapter out/dpo --data pairs-valid.jsonl --objective dpo --beta 0.1
       """)
 
   @OptionGroup var base: BaseModelOptions
@@ -45,6 +51,10 @@ struct Eval: ParsableCommand {
   var exactMatch = false
   @Option(name: .customLong("max-new-tokens"), help: "Most tokens generated per completion.")
   var maxNewTokens = 64
+  @Option(
+    help: "What to score: sft (token loss; default) or dpo (preference pairs: DPO loss and reward metrics).")
+  var objective = "sft"
+  @Option(help: "DPO's β, as in training (with --objective dpo; default 0.1).") var beta: Double = 0.1
   @OptionGroup var threading: ThreadOptions
   @OptionGroup var output: JSONOutputOptions
 
@@ -56,6 +66,17 @@ struct Eval: ParsableCommand {
       throw ValidationError("--batch ≥ 1, --max-seq-len ≥ 2 and --max-new-tokens ≥ 1 are needed")
     }
     if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
+    guard objective == "sft" || objective == "dpo" else {
+      throw ValidationError("--objective is sft or dpo, got '\(objective)'")
+    }
+    if objective == "dpo" {
+      guard beta > 0 && beta.isFinite else { throw ValidationError("--beta must be positive, got \(beta)") }
+      guard !merged && !exactMatch else {
+        throw ValidationError(
+          "--objective dpo scores log-probabilities against each adapter's reference; --merged and --exact-match apply to sft"
+        )
+      }
+    }
   }
 
   func run() throws {
@@ -63,6 +84,7 @@ struct Eval: ParsableCommand {
     let files = try ModelFiles.open(base.model)
     let tokenizer = try Tokenizer.load(files)
     let (llama, _) = try LlamaModel.load(files, precision: precision.value.resolve())
+    if objective == "dpo" { return try scorePreferences(files: files, model: llama, tokenizer: tokenizer) }
     let loras = try adapters.adapter.map {
       try AdapterFile.load($0, model: llama, files: files, force: adapters.force).adapter
     }
