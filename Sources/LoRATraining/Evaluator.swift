@@ -135,8 +135,8 @@ public final class Evaluator {
   }
 
   /// Inference buffers for `rows` sequences (`microBatch` when nil) of `length`; with
-  /// `longest`, padding-free rows whose sequences are at most that long; `reference`: the
-  /// base alone (DPO's reference pass).
+  /// `longest`, padding-free rows whose sequences are at most that long; `reference`: DPO's
+  /// reference pass (the base, with a tree node's ancestors).
   func activations(length: Int, rows: Int? = nil, longest: Int? = nil, reference: Bool = false)
     -> LlamaActivations
   {
