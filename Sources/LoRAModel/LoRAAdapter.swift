@@ -50,6 +50,11 @@ public final class LoRAAdapter: @unchecked Sendable {
   /// whose B holds −B₀), last in the buffers and never trained, so the model is
   /// W0 − s·B₀·A₀ + s·B·A over the one shared base (nil without PiSSA).
   public let initial: LoRAAdapter?
+
+  /// The tree ancestors in `frozen`, the adapter this one trains over: `frozen` itself, or nil
+  /// when it is this adapter's own PiSSA term (which cancels its start: the base alone).
+  /// DPO's reference beside the base.
+  public func ancestors(in frozen: LoRAAdapter?) -> LoRAAdapter? { frozen === initial ? nil : frozen }
   /// DoRA's row norms of every module, [Σ OUT] (nil without DoRA): derived from A, B and
   /// the base, recomputed by each full forward pass, never trained or saved.
   public let norms: Tensor?

@@ -175,7 +175,7 @@ public final class AdapterState {
 
   /// DPO's reference beside the base: a tree node's ancestors (the model the node starts
   /// from); nil for the base alone, PiSSA included (its frozen term cancels its start).
-  var referenceChain: LoRAAdapter? { frozen === adapter.initial ? nil : frozen }
+  var referenceChain: LoRAAdapter? { adapter.ancestors(in: frozen) }
 
   /// Whether this adapter's passes are padding-free: `options.paddingFree`, unless its
   /// adapter has virtual tokens (which pass padded, one sequence a row).

@@ -53,26 +53,15 @@ extension Evaluator {
 
   /// A tree node's ancestors, DPO's reference beside the base (nil: the base alone; PiSSA's
   /// frozen term is not one).
-  var referenceChain: LoRAAdapter? { frozen === adapter?.initial ? nil : frozen }
+  var referenceChain: LoRAAdapter? { adapter?.ancestors(in: frozen) }
 
   /// Each sequence's summed loss (−log p) of its trained tokens, with the adapter or (the
   /// reference) without, in the batch's example order.
   private func sequenceLosses(_ batch: Batch, reference: Bool, longest: Int) -> [Double] {
-    let a: LlamaActivations
-    if let spans = batch.spans {
-      a = activations(length: batch.length, rows: 1, longest: longest, reference: reference)
-      a.spans = spans
-    } else {
-      let key = "\(batch.batch)@\(batch.length)" + (reference ? "-reference" : "")
-      a =
-        preferenceBuffers[key]
-        ?? LlamaActivations(
-          config: model.config, batch: batch.batch, length: batch.length, keepForBackward: false,
-          slots: reference
-            ? referenceChain.map { [.init(adapter: $0, sequences: 0..<batch.batch)] } ?? []
-            : adapter.map { [.init(adapter: $0, sequences: 0..<batch.batch, frozen: frozen)] } ?? [])
-      preferenceBuffers[key] = a
-    }
+    let a = activations(
+      length: batch.length, rows: batch.batch, longest: batch.spans == nil ? nil : longest,
+      reference: reference)
+    a.spans = batch.spans
     model.forward(tokens: batch.tokens, activations: a)
     let sums = model.sequenceLosses(
       targets: batch.targets, activations: a, scratch: lossScratch, chunkRows: chunkRows)

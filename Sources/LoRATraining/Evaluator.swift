@@ -20,8 +20,6 @@ public final class Evaluator {
   private let arena = TensorArena()
   private var buffers: [String: LlamaActivations] = [:]
   let lossScratch: Tensor
-  /// Buffers of preference scoring (policy and reference), by rows, length and which.
-  var preferenceBuffers: [String: LlamaActivations] = [:]
 
   public init(
     model: LlamaModel, adapter: LoRAAdapter?, microBatch: Int, padID: Int32, frozen: LoRAAdapter? = nil

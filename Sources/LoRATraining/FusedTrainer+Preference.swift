@@ -95,7 +95,7 @@ extension FusedTrainer {
   private func referenceActivations(sequences: Int, length: Int, packed: Bool, chain: LoRAAdapter?)
     -> LlamaActivations
   {
-    let owner = chain.map { "\(ObjectIdentifier($0).hashValue)" } ?? "base"
+    let owner = chain.map { "\(ObjectIdentifier($0))" } ?? "base"
     let key = "\(sequences)@\(length)\(packed ? "p" : "")-\(owner)"
     if let existing = referenceBuffers[key] { return existing }
     let made = LlamaActivations(
