@@ -13,7 +13,18 @@ import Foundation
 /// Packed rows (`spans`) hold several sequences back to back: each span is a sequence of its
 /// own, whose queries see only its keys (a block-diagonal causal mask), computed span by span
 /// so no product crosses two sequences.
+///
+/// Products run in fp32 (OpenBLAS's sgemm) or, with `precision: .bf16`, in bf16 through
+/// oneDNN with fp32 accumulation (`Attention+BF16.swift`): q, k, v, the probabilities and
+/// their gradients are rounded to bf16 as each product reads them, as under PyTorch's bf16
+/// autocast; the softmax and its gradient stay fp32.
 public enum Attention {
+  /// What attention's products multiply in.
+  public enum Precision: String, Sendable, CaseIterable {
+    case f32
+    case bf16
+  }
+
   /// One sequence inside a packed batch: rows [start, start + count) of row-sequence `row`.
   public struct Span: Sendable, Equatable {
     public var row: Int
@@ -26,18 +37,28 @@ public enum Attention {
     }
   }
 
+  /// Whether bf16 products run on a oneDNN kernel here (AVX-512 and a non-reference
+  /// implementation), probed once.
+  public static var bf16Available: Bool { BF16MatMul.available && BF16GEMM.accelerated }
+
   /// Rows of queries handled per block.
   static let blockRows = 64
 
   /// The scratch size `forward` and `backward` need: `scratch` holds at least this many floats
-  /// (with `spans`, for a query and key length of the longest span).
-  public static func scratchCount(queryLength: Int, keyLength: Int) -> Int {
-    partScratch(queryLength: queryLength, keyLength: keyLength) * Parallel.maxWidth
+  /// (with `spans`, for a query and key length of the longest span). With `bf16` (the head
+  /// size, and query heads per kv head), room for bf16 products too; without, fp32 only.
+  public static func scratchCount(
+    queryLength: Int, keyLength: Int, bf16: (headSize: Int, group: Int)? = nil
+  ) -> Int {
+    partScratch(queryLength: queryLength, keyLength: keyLength, bf16: bf16) * Parallel.maxWidth
   }
 
-  /// Scratch of one thread: probabilities and their gradient for one block of rows.
-  static func partScratch(queryLength: Int, keyLength: Int) -> Int {
-    2 * min(queryLength, blockRows) * keyLength
+  /// Scratch of one thread: probabilities and their gradient for one block of rows (fp32),
+  /// or what `Blocks` lays out for bf16 products.
+  static func partScratch(queryLength: Int, keyLength: Int, bf16: (headSize: Int, group: Int)?) -> Int {
+    let rows = min(queryLength, blockRows)
+    guard let bf16 else { return 2 * rows * keyLength }
+    return Blocks.floats(rows: bf16.group * rows, keys: keyLength, headSize: bf16.headSize)
   }
 
   /// out = softmax(q·kᵀ/√HS, causal) · v for every sequence and head. With a `window` W
@@ -51,15 +72,19 @@ public enum Attention {
   public static func forward(
     _ out: Tensor, q: Tensor, k: Tensor, v: Tensor, scratch: Tensor,
     batch: Int, queryLength: Int, keyLength: Int, keyStride: Int, heads: Int, kvHeads: Int, headSize: Int,
-    window: Int? = nil, spans: [Span]? = nil
+    window: Int? = nil, spans: [Span]? = nil, precision: Precision = .f32
   ) {
     PhaseClock.measure(.attention) {
       let g = Geometry(
         batch: batch, queryLength: queryLength, keyLength: keyLength, keyStride: keyStride, heads: heads,
         kvHeads: kvHeads, headSize: headSize, window: window ?? Int.max)
       let units = g.units(spans)
-      let part = g.part(units)
+      let part = g.part(units, precision)
       g.check(q: q, k: k, v: v, out: out, scratch: scratch, part: part)
+      if precision == .bf16 {
+        forwardBF16(out, q: q, k: k, v: v, scratch: scratch, g: g, units: units, part: part)
+        return
+      }
       let (scratchBase, qs, ks, vs, outs) = (scratch.base, q.base, k.base, v.base, out.base)
       // Threads take whole (sequence, kv head) groups, so no two write the same memory.
       Parallel.forRanges(units.count * kvHeads) { groups, thread in
@@ -90,19 +115,25 @@ public enum Attention {
   public static func backward(
     dq: Tensor, dk: Tensor, dv: Tensor, dOut: Tensor, q: Tensor, k: Tensor, v: Tensor, scratch: Tensor,
     batch: Int, queryLength: Int, keyLength: Int, keyStride: Int, heads: Int, kvHeads: Int, headSize: Int,
-    window: Int? = nil, spans: [Span]? = nil
+    window: Int? = nil, spans: [Span]? = nil, precision: Precision = .f32
   ) {
     PhaseClock.measure(.attention) {
       let g = Geometry(
         batch: batch, queryLength: queryLength, keyLength: keyLength, keyStride: keyStride, heads: heads,
         kvHeads: kvHeads, headSize: headSize, window: window ?? Int.max)
       let units = g.units(spans)
-      let part = g.part(units)
+      let part = g.part(units, precision)
       g.check(q: q, k: k, v: v, out: dOut, scratch: scratch, part: part)
       precondition(
         dq.count == q.count && dk.count == k.count && dv.count == v.count, "attention gradient shapes")
+      if precision == .bf16 {
+        backwardBF16(
+          dq: dq, dk: dk, dv: dv, dOut: dOut, q: q, k: k, v: v, scratch: scratch, g: g, units: units,
+          part: part)
+        return
+      }
       let scale = 1 / Float(headSize).squareRoot()
-      let block = part / 2
+      let block = part / 2  // fp32 scratch only: two blocks of probabilities
       let (scratchBase, qs, ks, vs) = (scratch.base, q.base, k.base, v.base)
       let (dqs, dks, dvs, dOuts) = (dq.base, dk.base, dv.base, dOut.base)
       // Threads take whole (sequence, kv head) groups: dk and dv of a kv head get every one of
@@ -130,13 +161,7 @@ public enum Attention {
                 c: dvs + g.kvIndex(b, s0, h), a: p, .transposed, lda: visible, b: dOutRows, .none,
                 ldb: g.qRow,
                 ldc: g.kvRow, m: visible, n: headSize, k: rows, alpha: 1, beta: 1, split: false)
-              // dS = P ⊙ (dP − Σ_j dP·P), row by row (masked entries of P are zero).
-              for i in 0..<rows {
-                let pr = p + i * visible
-                let dr = dp + i * visible
-                let dot = VectorMath.dot(pr, dr, count: visible)
-                for j in 0..<visible { dr[j] = pr[j] * (dr[j] - dot) }
-              }
+              g.softmaxGradient(dp, p: p, rows: rows, visible: visible)
               // dq rows = scale · dS · k_h ; dk_h += scale · dSᵀ · q rows
               GEMM.sgemm(
                 c: dqs + g.qIndex(b, s0 + r0, h), a: dp, .none, lda: visible, b: kh, .none, ldb: g.kvRow,
@@ -165,7 +190,7 @@ public enum Attention {
   }
 
   /// Index arithmetic shared by forward and backward.
-  private struct Geometry {
+  struct Geometry {
     let batch, queryLength, keyLength, keyStride, heads, kvHeads, headSize: Int
     /// Keys a query sees, itself included (Int.max: all earlier ones).
     let window: Int
@@ -179,10 +204,10 @@ public enum Attention {
 
     /// One thread's scratch for these units: probabilities and their gradient for a block of
     /// the longest one's rows over its keys.
-    func part(_ units: Units) -> Int {
-      var longest = 0
-      for i in 0..<units.count { longest = max(longest, units[i].count) }
-      return Attention.partScratch(queryLength: longest, keyLength: offset + longest)
+    func part(_ units: Units, _ precision: Precision) -> Int {
+      let (longest, keys) = extent(units)
+      return Attention.partScratch(
+        queryLength: longest, keyLength: keys, bf16: precision == .bf16 ? (headSize, group) : nil)
     }
 
     func check(q: Tensor, k: Tensor, v: Tensor, out: Tensor, scratch: Tensor, part: Int) {
@@ -225,6 +250,16 @@ public enum Attention {
         ldb: kvRow,
         ldc: visible, m: rows, n: visible, k: headSize, alpha: 1 / Float(headSize).squareRoot(), beta: 0,
         split: false)
+      softmax(p, r0: r0, rows: rows, visible: visible)
+    }
+
+    /// Turns scaled scores p [rows, visible] of query rows [r0, r0 + rows) into causal softmax
+    /// probabilities in place, zeroing entries past a row's own position and before its window;
+    /// with `rounded`, also writes their bf16 copy there ([rows, visible]) in the same pass.
+    func softmax(
+      _ p: UnsafeMutablePointer<Float>, r0: Int, rows: Int, visible: Int,
+      rounded: UnsafeMutablePointer<UInt16>? = nil
+    ) {
       for i in 0..<rows {
         let row = p + i * visible
         let own = offset + r0 + i + 1
@@ -232,9 +267,25 @@ public enum Attention {
         let seen = row + first
         let maximum = VectorMath.maximum(seen, count: own - first)
         let sum = VectorMath.exponentiate(seen, count: own - first, shift: maximum)
-        VectorMath.scale(seen, count: own - first, by: Float(1 / sum))
         row.update(repeating: 0, count: first)
         (row + own).update(repeating: 0, count: visible - own)
+        VectorMath.scale(seen, count: own - first, by: Float(1 / sum))
+        if let rounded { BFloat16.convert(rounded + i * visible, row, count: visible) }
+      }
+    }
+
+    /// dS = P ⊙ (dP − Σ_j dP·P) in place of dP [rows, visible], row by row (masked entries of
+    /// P are zero); with `rounded`, also its bf16 copy there.
+    func softmaxGradient(
+      _ dp: UnsafeMutablePointer<Float>, p: UnsafeMutablePointer<Float>, rows: Int, visible: Int,
+      rounded: UnsafeMutablePointer<UInt16>? = nil
+    ) {
+      for i in 0..<rows {
+        let pr = p + i * visible
+        let dr = dp + i * visible
+        let dot = VectorMath.dot(pr, dr, count: visible)
+        for j in 0..<visible { dr[j] = pr[j] * (dr[j] - dot) }
+        if let rounded { BFloat16.convert(rounded + i * visible, dr, count: visible) }
       }
     }
   }

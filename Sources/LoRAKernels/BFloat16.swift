@@ -1,3 +1,5 @@
+import CVectorMath
+
 /// bfloat16 storage: the upper 16 bits of an IEEE binary32 (1 sign, 8 exponent, 7 mantissa
 /// bits), held as `UInt16`. Same range as Float, 8 significant bits: rounding a value to
 /// bf16 changes it by at most 2⁻⁸ of its magnitude (half a unit in the last place); values
@@ -45,10 +47,19 @@ public enum BFloat16 {
     }
   }
 
-  /// dst[i] = bits(src[i]) for `count` elements.
+  /// dst[i] = bits(src[i]) for `count` elements: the same bits, 16 (AVX-512) or 8 (AVX2)
+  /// at a time in C, since this package is built for every x86-64 and Swift's own loop gets
+  /// only SSE's 4 lanes.
   package static func convert(_ dst: UnsafeMutablePointer<UInt16>, _ src: UnsafePointer<Float>, count: Int) {
-    // Branch-free per element, so the optimiser vectorises the loop.
-    for i in 0..<count { dst[i] = bits(src[i]) }
+    sld_bf16_convert(dst, src, count)
+  }
+
+  /// `convert` on the code path of `lanes` (16, 8 or 1), or the widest below it this CPU
+  /// runs; for tests that every path gives `bits`.
+  package static func convert(
+    _ dst: UnsafeMutablePointer<UInt16>, _ src: UnsafePointer<Float>, count: Int, lanes: Int
+  ) {
+    sld_bf16_convert_lanes(dst, src, count, Int32(lanes))
   }
 
   /// dst[i] = float(src[i]) for `count` elements.

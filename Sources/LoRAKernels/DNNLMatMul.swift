@@ -1,8 +1,8 @@
 import CDNNL
 import Foundation
 
-/// Matrix products with a frozen bf16 operand through oneDNN's matmul primitive (the one
-/// C-facing file for oneDNN). fp32 activations are rounded to bf16 into a scratch buffer
+/// Matrix products with a frozen bf16 operand through oneDNN's matmul primitive (one of the
+/// C-facing files for oneDNN, with `BF16GEMM` and `DNNLContext`). fp32 activations are rounded to bf16 into a scratch buffer
 /// reused between calls; products accumulate in fp32 and land in fp32.
 ///
 /// The two products of a frozen linear layer whose weight W is `[N, K]` (out × in, the layout
@@ -43,7 +43,7 @@ public enum BF16MatMul {
     let key = DNNLProductKey(
       m: m, n: n, k: k, transposed: opB == .transposed, beta: beta, threads: threads ?? Self.threads)
     omp_set_num_threads(Int32(key.threads))
-    let context = try DNNLContext.current(for: key)
+    let context = try DNNLContext.current(key.description)
     let product = try context.product(for: key)
     let source = context.scratch(count: m * k)
     BFloat16.convert(source, a.base, count: m * k)
@@ -107,13 +107,12 @@ public enum BF16MatMul {
     let key = DNNLProductKey(
       m: m, n: n, k: k, transposed: opB == .transposed, beta: beta, threads: threads ?? Self.threads)
     omp_set_num_threads(Int32(key.threads))
-    return try DNNLContext.current(for: key).product(for: key).implementation
+    return try DNNLContext.current(key.description).product(for: key).implementation
   }
 
   /// Primitives cached for the calling thread.
   package static var cachedProducts: Int {
-    guard let pointer = pthread_getspecific(contextKey) else { return 0 }
-    return Unmanaged<DNNLContext>.fromOpaque(pointer).takeUnretainedValue().products.count
+    DNNLContext.existing?.products.count ?? 0
   }
 
   private static func matrixShape(_ shape: [Int]) -> (rows: Int, cols: Int) {
@@ -124,7 +123,7 @@ public enum BF16MatMul {
 
 /// What a primitive is made for: oneDNN fixes shapes, post-ops and (for OpenMP) the thread
 /// count when it creates one.
-private struct DNNLProductKey: Hashable {
+struct DNNLProductKey: Hashable {
   var m: Int
   var n: Int
   var k: Int
@@ -146,80 +145,14 @@ private struct DNNLProductKey: Hashable {
   }
 }
 
-/// Throws `BF16Error.dnnl` naming `call`, oneDNN's status and the product unless `status` is
-/// success.
+/// Throws `BF16Error.dnnl` for `status` unless it is success, naming the product.
 private func check(_ status: dnnl_status_t, _ call: String, _ key: DNNLProductKey) throws(BF16Error) {
-  guard status != dnnl_success else { return }
-  let name = dnnl_status2str(status).map { String(cString: $0) } ?? "status \(status.rawValue)"
-  throw .dnnl(call: call, status: name, product: key.description)
-}
-
-/// The thread-specific slot that holds each thread's `DNNLContext` (retained), released when
-/// the thread exits.
-private let contextKey: pthread_key_t = {
-  var key = pthread_key_t()
-  let status = pthread_key_create(&key) { pointer in
-    if let pointer { Unmanaged<DNNLContext>.fromOpaque(pointer).release() }
-  }
-  precondition(status == 0, "pthread_key_create failed with \(status)")
-  return key
-}()
-
-/// One thread's oneDNN objects: engine, stream, cached primitives and the bf16 scratch.
-private final class DNNLContext {
-  /// Primitives kept per thread; a run with more shapes (many sequence lengths) starts over.
-  static let capacity = 64
-
-  var engine: dnnl_engine_t?
-  var stream: dnnl_stream_t?
-  var products: [DNNLProductKey: DNNLProduct] = [:]
-  private var scratchBase: UnsafeMutablePointer<UInt16>?
-  private var scratchCapacity = 0
-
-  /// The calling thread's context, made on its first product.
-  static func current(for key: DNNLProductKey) throws(BF16Error) -> DNNLContext {
-    if let pointer = pthread_getspecific(contextKey) {
-      return Unmanaged<DNNLContext>.fromOpaque(pointer).takeUnretainedValue()
-    }
-    let context = DNNLContext()
-    try check(dnnl_engine_create(&context.engine, dnnl_cpu, 0), "dnnl_engine_create", key)
-    try check(
-      dnnl_stream_create(&context.stream, context.engine, dnnl_stream_default_flags.rawValue),
-      "dnnl_stream_create", key)
-    pthread_setspecific(contextKey, Unmanaged.passRetained(context).toOpaque())
-    return context
-  }
-
-  /// The primitive for `key`, made on first use.
-  func product(for key: DNNLProductKey) throws(BF16Error) -> DNNLProduct {
-    if let product = products[key] { return product }
-    if products.count >= Self.capacity { products.removeAll(keepingCapacity: true) }
-    let product = try DNNLProduct.make(key, engine: engine)
-    products[key] = product
-    return product
-  }
-
-  /// At least `count` bf16 elements of scratch, grown only when a larger product comes.
-  func scratch(count: Int) -> UnsafeMutablePointer<UInt16> {
-    if let scratchBase, scratchCapacity >= count { return scratchBase }
-    scratchBase?.deallocate()
-    let grown = UnsafeMutablePointer<UInt16>.allocate(capacity: count)
-    scratchBase = grown
-    scratchCapacity = count
-    return grown
-  }
-
-  deinit {
-    products.removeAll()
-    scratchBase?.deallocate()
-    if let stream { dnnl_stream_destroy(stream) }
-    if let engine { dnnl_engine_destroy(engine) }
-  }
+  try dnnlCheck(status, call, key.description)
 }
 
 /// One matmul primitive with its three memory objects (plain row-major layouts) and the
 /// argument list that names them; the objects are re-pointed at the operands on each run.
-private final class DNNLProduct {
+final class DNNLProduct {
   var primitive: dnnl_primitive_t?
   var source: dnnl_memory_t?
   var weights: dnnl_memory_t?
@@ -248,31 +181,9 @@ private final class DNNLProduct {
         &description, &sourceDescription, &weightsDescription, nil, &destinationDescription),
       "dnnl_matmul_desc_init", key)
 
-    var attributes: dnnl_primitive_attr_t?
-    try check(dnnl_primitive_attr_create(&attributes), "dnnl_primitive_attr_create", key)
-    defer { dnnl_primitive_attr_destroy(attributes) }
-    if key.beta != 0 {
-      // dst = beta · dst + a · b, in place.
-      var postOps: dnnl_post_ops_t?
-      try check(dnnl_post_ops_create(&postOps), "dnnl_post_ops_create", key)
-      defer { dnnl_post_ops_destroy(postOps) }
-      try check(
-        dnnl_post_ops_append_sum(postOps, Float(bitPattern: key.beta)), "dnnl_post_ops_append_sum", key)
-      try check(
-        dnnl_primitive_attr_set_post_ops(attributes, postOps), "dnnl_primitive_attr_set_post_ops", key)
-    }
-    var primitiveDescription: dnnl_primitive_desc_t?
-    try check(
-      dnnl_primitive_desc_create(&primitiveDescription, &description, attributes, engine, nil),
-      "dnnl_primitive_desc_create", key)
-    defer { dnnl_primitive_desc_destroy(primitiveDescription) }
-    var name: UnsafePointer<CChar>?
-    if dnnl_primitive_desc_query(primitiveDescription, dnnl_query_impl_info_str, 0, &name) == dnnl_success,
-      let name
-    {
-      product.implementation = String(cString: name)
-    }
-    try check(dnnl_primitive_create(&product.primitive, primitiveDescription), "dnnl_primitive_create", key)
+    // dst = a · b (+ beta · dst, in place).
+    (product.primitive, product.implementation) = try dnnlMatMulPrimitive(
+      &description, alpha: 1, beta: Float(bitPattern: key.beta), engine: engine, key.description)
 
     let create = "dnnl_memory_create"
     try check(dnnl_memory_create(&product.source, &sourceDescription, engine, nil), create, key)

@@ -251,7 +251,11 @@ public final class LlamaActivations: @unchecked Sendable {
     activation = allocate([n, c.intermediateSize])
     let sequence = min(length, sequenceLength ?? length)
     attentionScratch = allocate(
-      [Attention.scratchCount(queryLength: sequence, keyLength: keys ?? (prefixLength + sequence))])
+      [
+        Attention.scratchCount(
+          queryLength: sequence, keyLength: keys ?? (prefixLength + sequence),
+          bf16: keys == nil ? (c.headSize, c.heads / c.kvHeads) : nil)  // bf16 runs without a cache only
+      ])
     let kvWidth = c.kvHeads * c.headSize
     let joined = prefixLength > 0 ? batch * (prefixLength + length) * kvWidth : 0
     let joinedShape = [joined / max(kvWidth, 1), kvWidth]

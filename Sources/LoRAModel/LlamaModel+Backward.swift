@@ -49,7 +49,8 @@ public final class LlamaGradients: @unchecked Sendable {
     attentionScratch = allocate(
       [
         Attention.scratchCount(
-          queryLength: sequence, keyLength: keys.map { $0 - length + sequence } ?? sequence)
+          queryLength: sequence, keyLength: keys.map { $0 - length + sequence } ?? sequence,
+          bf16: (c.headSize, c.heads / c.kvHeads))
       ])
     self.chunkRows = chunkRows
     lossScratch = allocate(
@@ -196,7 +197,7 @@ extension LlamaModel {
           k: a.joinedKeys, v: a.joinedValues, scratch: g.attentionScratch, batch: a.batch,
           queryLength: a.length,
           keyLength: a.keyLength, keyStride: a.keyLength, heads: c.heads, kvHeads: c.kvHeads,
-          headSize: c.headSize, window: c.slidingWindow)
+          headSize: c.headSize, window: c.slidingWindow, precision: attentionRoute)
         splitPrefixGradient(layer: l, dk: g.dk, dv: g.dv, a)
       } else {
         g.dk.zero()
@@ -205,7 +206,8 @@ extension LlamaModel {
           dq: g.dq, dk: g.dk, dv: g.dv, dOut: g.attentionOut, q: act.q, k: act.k, v: act.v,
           scratch: g.attentionScratch,
           batch: a.batch, queryLength: a.length, keyLength: a.length, keyStride: a.length, heads: c.heads,
-          kvHeads: c.kvHeads, headSize: c.headSize, window: c.slidingWindow, spans: a.spans)
+          kvHeads: c.kvHeads, headSize: c.headSize, window: c.slidingWindow, spans: a.spans,
+          precision: attentionRoute)
       }
       rope.backward(g.dq, heads: c.heads, positions: positions)
       rope.backward(g.dk, heads: c.kvHeads, positions: positions)

@@ -7,6 +7,19 @@ public final class LlamaModel: @unchecked Sendable {
   public let config: LlamaConfig
   public let weights: LlamaWeights
   public let rope: RoPETable
+  /// What attention's products multiply in for passes without a KV cache (training, scoring):
+  /// nil follows the base (`attentionRoute`). Set it before passes run, not during them.
+  public var attentionPrecision: Attention.Precision?
+
+  /// The precision attention runs in for passes without a KV cache: `attentionPrecision`, or
+  /// bf16 where the base's frozen products run in bf16 through oneDNN (a bf16 base on a CPU
+  /// with native bf16) and fp32 elsewhere. Generation with a cache keeps fp32 attention: its
+  /// one-row products are bound by reading the cache, which bf16 copies would not shorten.
+  public var attentionRoute: Attention.Precision {
+    attentionPrecision
+      ?? (weights.precision == .bf16 && BF16Products.route == .oneDNN && Attention.bf16Available
+        ? .bf16 : .f32)
+  }
 
   public init(config: LlamaConfig, weights: LlamaWeights) {
     self.config = config
@@ -132,7 +145,8 @@ public final class LlamaModel: @unchecked Sendable {
       act.attentionOut, q: act.q, k: keys, v: values, scratch: a.attentionScratch, batch: batch,
       queryLength: length, keyLength: start + length, keyStride: keyStride, heads: c.heads,
       kvHeads: c.kvHeads,
-      headSize: c.headSize, window: c.slidingWindow, spans: cache == nil ? a.spans : nil)
+      headSize: c.headSize, window: c.slidingWindow, spans: cache == nil ? a.spans : nil,
+      precision: cache == nil ? attentionRoute : .f32)
     // afterAttention = x + attentionOut · Woᵀ (+ LoRA)
     act.afterAttention.copy(from: x)
     project(act.afterAttention, act.attentionOut, w.o, nil, l, .o, a, accumulate: true)

@@ -62,6 +62,12 @@ struct Bench: ParsableCommand {
   var useDora = false
   @Option(name: .customLong("init"), help: "A's initialisation: default, gaussian, pissa or pissa_niter_N.")
   var initWeights = "default"
+  @Option(
+    name: .customLong("attention-precision"),
+    help: ArgumentHelp(
+      "Attention's products in bf16 or f32 (auto: bf16 with a bf16 base on oneDNN, else f32).",
+      valueName: "auto|bf16|f32"))
+  var attentionPrecision: Attention.Precision?
   @OptionGroup var threading: ThreadOptions
   @Option(help: "Timed steps.") var steps = 5
   @Option(
@@ -153,6 +159,7 @@ struct Bench: ParsableCommand {
     let llama = try LoadedModel.weights(
       ModelFiles.open(base.model), communicator: sharing.communicator, precision: precision.value
     ).model
+    llama.attentionPrecision = attentionPrecision
     let c = llama.config
     let lora = LoRAConfig(
       r: rank, loraAlpha: alpha, targetModules: targets.split(separator: ",").map(String.init),
@@ -223,6 +230,7 @@ struct Bench: ParsableCommand {
       tokensPerSecond: Double(tokensPerStep) / perStep,
       gflopPerToken: flops / 1e9, achievedGFLOPs: achieved, sgemmPeakGFLOPs: peak,
       fractionOfPeak: achieved / peak, basePrecision: llama.weights.precision.rawValue,
+      attentionPrecision: llama.attentionRoute.rawValue,
       bf16Route: bf16 ? BF16Products.route.rawValue : nil, bf16PeakGFLOPs: bf16Peak,
       fractionOfBF16Peak: bf16Peak.map { achieved / $0 }, baseMB: Double(llama.weights.heldBytes) / 1_048_576,
       peakResidentMB: Double(ResidentMemory.peakBytes()) / 1_048_576,

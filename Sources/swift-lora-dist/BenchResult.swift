@@ -35,6 +35,8 @@ struct BenchResult: Codable, Sendable {
   /// "bf16" or "f32"; for bf16 the product route ("onednn" or "widened"), its peak on a
   /// model-sized product measured now, and the achieved share of it.
   var basePrecision: String
+  /// "bf16" or "f32": what attention's products multiply in.
+  var attentionPrecision: String
   var bf16Route: String?
   var bf16PeakGFLOPs: Double?
   var fractionOfBF16Peak: Double?
@@ -72,7 +74,7 @@ struct BenchResult: Codable, Sendable {
         "\n  = \(format(100 * (fractionOfBF16Peak ?? 0), 1))% of the bf16 peak measured now (\(bf16Route ?? "") products: \(format(bf16Peak, 1)) GFLOP/s)"
       } ?? ""
     return """
-      bench (\(objective)): \(batch) × \(minSeq.map { "\($0)–" } ?? "")\(seq) tokens over \(ranks) rank(s)\(minSeq == nil || ranks == 1 ? "" : " (balanced by \(balance))")\(paddingFree ? ", padding-free" : ""), \(dora ? "DoRA" : "LoRA")\(initialization == "default" ? "" : " (\(initialization))") r=\(rank) on \(targets) (\(grouped(trainableParameters)) trainable), \(threads) BLAS thread(s) per rank (\(blasCore)); base in \(basePrecision) (\(format(baseMB, 0)) MB)
+      bench (\(objective)): \(batch) × \(minSeq.map { "\($0)–" } ?? "")\(seq) tokens over \(ranks) rank(s)\(minSeq == nil || ranks == 1 ? "" : " (balanced by \(balance))")\(paddingFree ? ", padding-free" : ""), \(dora ? "DoRA" : "LoRA")\(initialization == "default" ? "" : " (\(initialization))") r=\(rank) on \(targets) (\(grouped(trainableParameters)) trainable), \(threads) BLAS thread(s) per rank (\(blasCore)); base in \(basePrecision) (\(format(baseMB, 0)) MB), attention in \(attentionPrecision)
       step: \(format(secondsPerStep, 3)) s, \(format(tokensPerSecond, 1)) tokens/s
       model FLOPs: \(format(gflopPerToken, 3)) GFLOP/token → \(format(achievedGFLOPs, 1)) GFLOP/s = \(format(100 * fractionOfPeak, 1))% of the sgemm peak measured now (\(format(sgemmPeakGFLOPs, 1)) GFLOP/s)\(bf16Line)
       memory: peak resident \(format(peakResidentMB, 0)) MB (activation and gradient buffers \(format(bufferMB, 0)) MB); gradients all-reduced per step: \(formatBytes(gradientBytes))

@@ -23,6 +23,7 @@ struct BasePrecisionOptions: ParsableArguments {
 }
 
 extension BasePrecision: ExpressibleByArgument {}
+extension Attention.Precision: ExpressibleByArgument {}
 
 /// `--threads`: the BLAS and kernel threads of this process.
 struct ThreadOptions: ParsableArguments {

@@ -110,3 +110,30 @@ import Testing
     #expect(throws: Never.self) { try BF16Tensor(converting: source, name: "w") }
   }
 }
+
+/// The array conversion (C, 16 or 8 lanes by the CPU) gives `bits` of every element, on each
+/// code path, for any bit pattern (NaNs, infinities, subnormals, ties) and every tail length.
+@Suite struct BFloat16ArrayConversionTests {
+  @Test(arguments: [16, 8, 1])
+  func everyPathGivesTheBitsOfEachElement(lanes: Int) {
+    var random = SeededRandom(seed: 91)
+    var values = (0..<4099).map { _ in Float(bitPattern: UInt32(truncatingIfNeeded: random.next())) }
+    // Ties both ways, the largest finite values, subnormals and signed zeros.
+    values += [
+      Float(bitPattern: 0x3F80_8000), Float(bitPattern: 0x3F81_8000), Float(bitPattern: 0x7F7F_FFFF),
+      Float(bitPattern: 0x7F7F_7FFF), Float(bitPattern: 0x0000_8001), Float(bitPattern: 0x8000_7FFF), 0, -0,
+      .infinity, -.infinity, .nan, Float(bitPattern: 0xFFC0_0001),
+    ]
+    let expected = values.map(BFloat16.bits)
+    for count in Array(0..<40) + [values.count] {
+      var converted = [UInt16](repeating: 0xDEAD, count: count + 1)
+      values.withUnsafeBufferPointer { source in
+        converted.withUnsafeMutableBufferPointer {
+          BFloat16.convert($0.baseAddress!, source.baseAddress!, count: count, lanes: lanes)
+        }
+      }
+      #expect(Array(converted.prefix(count)) == Array(expected.prefix(count)), "count \(count)")
+      #expect(converted[count] == 0xDEAD, "wrote past \(count) elements")
+    }
+  }
+}

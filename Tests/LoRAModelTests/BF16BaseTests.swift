@@ -25,12 +25,12 @@ import Testing
 
   /// The mean loss of a fixed batch through an all-linear adapter with nonzero B, and each
   /// module's gradient (A then B).
-  func lossAndGradients(_ model: LlamaModel) throws -> (loss: Double, modules: [[Float]]) {
+  func lossAndGradients(_ model: LlamaModel, length: Int = 8) throws -> (loss: Double, modules: [[Float]]) {
     let config = LoRAConfig(r: 4, loraAlpha: 8, targetModules: ["all-linear"])
     let adapter = try LoRAAdapter(config: config, model: model.config, seed: 5)
     var random = SeededRandom(seed: 9)
     for m in adapter.modules { for i in 0..<m.b.count { m.b[i] = (random.nextUnitFloat() - 0.5) * 0.4 } }
-    let (batch, length) = (2, 8)
+    let batch = 2
     let tokens = (0..<batch * length).map { _ in Int32(random.next() % UInt64(model.config.vocabularySize)) }
     var targets = [Int32](repeating: -1, count: batch * length)
     for i in 0..<(batch * length - 1) where i % length != length - 1 { targets[i] = tokens[i + 1] }
