@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side rounds of the LoRA training step, the issue-16 comparison: ours with the base
-# in bf16 and in f32, PyTorch + PEFT in fp32 and under bf16 autocast, alternating, at 1
-# thread and on all cores (ours as thread-ranks and as one rank). One line per run:
+# in bf16 (its attention in bf16, and in fp32) and in f32, PyTorch + PEFT in fp32 and under
+# bf16 autocast, alternating, at 1 thread and on all cores (ours as thread-ranks and as one
+# rank). One line per run:
 #   round layout framework tokens/s
 # Usage: scripts/bench_base_precision.sh [ROUNDS] [MODEL]   (release build first)
 set -euo pipefail
@@ -27,10 +28,12 @@ print("%.1f (peak RSS %.0f MB)" % (r["tokens_per_second"], r["peak_rss_mb"]))'
 }
 for round in $(seq 1 "$rounds"); do
   echo "$round 1-thread ours-bf16 $(ours bf16 --threads 1)"
+  echo "$round 1-thread ours-bf16-attention-f32 $(ours bf16 --attention-precision f32 --threads 1)"
   echo "$round 1-thread ours-f32 $(ours f32 --threads 1)"
   echo "$round 1-thread pytorch-fp32 $(theirs none 1)"
   echo "$round 1-thread pytorch-bf16-autocast $(theirs bf16 1)"
   echo "$round $cores-cores ours-bf16-thread-ranks $(ours bf16 --local-ranks "$cores" --threads 1)"
+  echo "$round $cores-cores ours-bf16-attention-f32-thread-ranks $(ours bf16 --attention-precision f32 --local-ranks "$cores" --threads 1)"
   echo "$round $cores-cores ours-bf16-one-rank $(ours bf16 --threads "$cores")"
   echo "$round $cores-cores ours-f32-thread-ranks $(ours f32 --local-ranks "$cores" --threads 1)"
   echo "$round $cores-cores pytorch-fp32 $(theirs none "$cores")"

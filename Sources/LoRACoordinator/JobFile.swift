@@ -20,7 +20,9 @@ import LoRAYAML
 /// error is a ``JobFileError`` naming the file, line and key path.
 public struct JobFile: Sendable {
   /// The top-level keys.
-  public static let keys = ["model", "base_precision", "output", "placement", "defaults", "adapters"]
+  public static let keys = [
+    "model", "base_precision", "attention_precision", "output", "placement", "defaults", "adapters",
+  ]
   /// Keys an adapter entry has besides the training settings.
   public static let adapterOnlyKeys = [
     "name", "placement", "group", "ranks", "priority", "sweep", "successive_halving", "parent",
@@ -38,6 +40,8 @@ public struct JobFile: Sendable {
   public var model: String
   /// How the base is held (`base_precision`; default auto).
   public var basePrecision: BasePrecision
+  /// How attention's products run (`attention_precision`; default auto).
+  public var attentionPrecision = AttentionPrecision.auto
   /// The parent output folder (absolute), if given.
   public var output: String?
   /// The default placement of the adapters.
@@ -83,6 +87,16 @@ public struct JobFile: Sendable {
       }
       basePrecision = value
     }
+    var attentionPrecision = AttentionPrecision.auto
+    if let field = top["attention_precision"] {
+      guard let value = AttentionPrecision(rawValue: try field.string()) else {
+        throw field.error(
+          .invalidValue,
+          "attention_precision must be one of \(AttentionPrecision.allCases.map(\.rawValue).joined(separator: ", "))"
+        )
+      }
+      attentionPrecision = value
+    }
     let placement = try top["placement"].map(Self.placement) ?? .auto
 
     var defaults = AdapterSettings()
@@ -117,10 +131,11 @@ public struct JobFile: Sendable {
         adapters.append(job)
       }
     }
-    let job = JobFile(
+    var job = JobFile(
       path: path, folder: folder, model: model, basePrecision: basePrecision, output: output,
       placement: placement, defaults: defaults,
       adapters: adapters)
+    job.attentionPrecision = attentionPrecision
     try job.checkNamesOutputsAndGroups()
     try job.checkTree()
     return job

@@ -19,6 +19,7 @@ public struct TrainConfiguration: Equatable, Sendable {
   public struct ProcessSettings: Codable, Equatable, Sendable {
     public var model: String?
     public var basePrecision: BasePrecision?
+    public var attentionPrecision: AttentionPrecision?
     public var threads: Int?
     public var overwrite: Bool?
     public var checkpointActivations: Bool?
@@ -34,6 +35,7 @@ public struct TrainConfiguration: Equatable, Sendable {
     public enum CodingKeys: String, CodingKey, CaseIterable {
       case model, threads, overwrite
       case basePrecision = "base_precision"
+      case attentionPrecision = "attention_precision"
       case checkpointActivations = "checkpoint_activations"
       case resume, force
       case localRanks = "local_ranks"

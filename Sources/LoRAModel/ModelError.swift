@@ -8,6 +8,8 @@ public enum ModelError: Error, Equatable, CustomStringConvertible {
   case weightMismatch(file: String, message: String)
   /// `--base-precision bf16` where the bf16 path cannot run.
   case bf16Unavailable(reason: String)
+  /// `--attention-precision bf16` where attention's bf16 products have no kernel.
+  case bf16AttentionUnavailable(reason: String)
 
   public var description: String {
     switch self {
@@ -18,6 +20,9 @@ public enum ModelError: Error, Equatable, CustomStringConvertible {
     case .weightMismatch(let file, let message): return "\(file): \(message)"
     case .bf16Unavailable(let reason):
       return "--base-precision bf16 cannot be used here: \(reason); use --base-precision f32 (or auto)"
+    case .bf16AttentionUnavailable(let reason):
+      return
+        "--attention-precision bf16 cannot be used here: \(reason); use --attention-precision f32 (or auto)"
     }
   }
 }

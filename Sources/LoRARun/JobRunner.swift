@@ -40,7 +40,8 @@ public struct JobRunner {
     let sharing = try NUMACopies.sharing(
       world, perDomain: numaCopies, topology: .current(), cpus: ThreadPlacement.currentThreadCPUs())
     let loaded = try LoadedModel(
-      path: job.model, communicator: sharing.communicator, precision: job.basePrecision)
+      path: job.model, communicator: sharing.communicator, precision: job.basePrecision,
+      attention: job.attentionPrecision)
     return try withExtendedLifetime(loaded) {
       do {
         return try execute(world: world, loaded: loaded, started: started)
@@ -164,7 +165,7 @@ public struct JobRunner {
     var plan = try TrainingPlan(
       adapter.settings.training, model: job.model, name: adapter.name, resume: "auto",
       tokensPerBatch: adapter.settings.tokensPerBatch, sweep: adapter.sweep,
-      basePrecision: job.basePrecision)
+      basePrecision: job.basePrecision, attentionPrecision: job.attentionPrecision)
     plan.chain = job.ancestors(of: adapter).map { .init(name: $0.name, output: $0.output) }
     return plan
   }

@@ -12,18 +12,24 @@ public struct LoadedModel: @unchecked Sendable {
   public var origin: LlamaModel.Origin
 
   /// Loads `path` with its matrices held in `precision` (resolved here: `auto` is bf16 on
-  /// CPUs with native bf16); with a multi-rank `communicator`, the ranks of each node share
-  /// one copy of the converted weights (the node's first rank fills it).
-  public init(path: String, communicator: (any Communicator)? = nil, precision: BasePrecision = .f32) throws {
+  /// CPUs with native bf16) and attention's products in `attention`; with a multi-rank
+  /// `communicator`, the ranks of each node share one copy of the converted weights (the
+  /// node's first rank fills it).
+  public init(
+    path: String, communicator: (any Communicator)? = nil, precision: BasePrecision = .f32,
+    attention: AttentionPrecision = .auto
+  ) throws {
     files = try ModelFiles.open(path)
     tokenizer = try Tokenizer.load(files)
-    (model, origin) = try Self.weights(files, communicator: communicator, precision: precision)
+    (model, origin) = try Self.weights(
+      files, communicator: communicator, precision: precision, attention: attention)
   }
 
   /// The model alone, without its tokenizer (`bench` trains on random ids, so it runs on
   /// weights that come without one), shared per node as above.
   public static func weights(
-    _ files: ModelFiles, communicator: (any Communicator)? = nil, precision: BasePrecision = .f32
+    _ files: ModelFiles, communicator: (any Communicator)? = nil, precision: BasePrecision = .f32,
+    attention: AttentionPrecision = .auto
   ) throws -> (
     model: LlamaModel, origin: LlamaModel.Origin
   ) {
@@ -38,7 +44,10 @@ public struct LoadedModel: @unchecked Sendable {
         },
         ready: { try shared.buffer?.ready() })
     }
-    return try LlamaModel.load(files, storage: storage, precision: precision.resolve())
+    let attentionPrecision = try attention.resolve()
+    let loaded = try LlamaModel.load(files, storage: storage, precision: precision.resolve())
+    loaded.model.attentionPrecision = attentionPrecision
+    return loaded
   }
 
   /// The token that pads batches: the tokenizer's pad token, else its end of sequence.

@@ -42,6 +42,8 @@ public struct TrainingPlan: Sendable {
   public var force: Bool
   /// How the base is held (resolved when it is loaded).
   public var basePrecision: BasePrecision
+  /// How attention's products run (resolved when the base is loaded).
+  public var attentionPrecision: AttentionPrecision
   /// The sweep this adapter belongs to, with its successive halving.
   public var sweep: SweepMember?
   /// A tree node's ancestors, root first (their names and output folders): it trains over
@@ -55,7 +57,8 @@ public struct TrainingPlan: Sendable {
     _ s: TrainingSettings, model: String?, name: String? = nil, resume: String? = nil,
     overwrite: Bool = false,
     force: Bool = false, checkpointActivations: Bool = false, tokensPerBatch: Int? = nil,
-    sweep: SweepMember? = nil, basePrecision: BasePrecision = .auto
+    sweep: SweepMember? = nil, basePrecision: BasePrecision = .auto,
+    attentionPrecision: AttentionPrecision = .auto
   ) throws {
     guard let model else { throw RunError("no base model: pass --model or set 'model' in --config") }
     guard let data = s.data else { throw RunError("no training data: pass --data or set 'data' in --config") }
@@ -74,6 +77,7 @@ public struct TrainingPlan: Sendable {
     self.resume = resume
     self.force = force
     self.basePrecision = basePrecision
+    self.attentionPrecision = attentionPrecision
     // The LoRA configuration's own checks first (they name PEFT's fields), then every
     // setting's range (one table: `TrainingSettings.validate`, a `SettingsError`).
     lora = s.loraConfig

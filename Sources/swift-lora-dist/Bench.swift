@@ -62,12 +62,6 @@ struct Bench: ParsableCommand {
   var useDora = false
   @Option(name: .customLong("init"), help: "A's initialisation: default, gaussian, pissa or pissa_niter_N.")
   var initWeights = "default"
-  @Option(
-    name: .customLong("attention-precision"),
-    help: ArgumentHelp(
-      "Attention's products in bf16 or f32 (auto: bf16 with a bf16 base on oneDNN, else f32).",
-      valueName: "auto|bf16|f32"))
-  var attentionPrecision: Attention.Precision?
   @OptionGroup var threading: ThreadOptions
   @Option(help: "Timed steps.") var steps = 5
   @Option(
@@ -159,7 +153,7 @@ struct Bench: ParsableCommand {
     let llama = try LoadedModel.weights(
       ModelFiles.open(base.model), communicator: sharing.communicator, precision: precision.value
     ).model
-    llama.attentionPrecision = attentionPrecision
+    try precision.apply(to: llama)
     let c = llama.config
     let lora = LoRAConfig(
       r: rank, loraAlpha: alpha, targetModules: targets.split(separator: ",").map(String.init),
@@ -255,6 +249,7 @@ extension Bench {
     let llama = try LoadedModel.weights(
       ModelFiles.open(base.model), communicator: comm, precision: precision.value
     ).model
+    try precision.apply(to: llama)
     let c = llama.config
     var random = SeededRandom(seed: 1)
     let examples = (0..<batch).map { _ in

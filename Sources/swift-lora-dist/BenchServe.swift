@@ -64,6 +64,7 @@ struct BenchServe: ParsableCommand {
   func run() throws {
     threading.apply()
     let (llama, _) = try LlamaModel.load(ModelFiles.open(base.model), precision: precision.value.resolve())
+    try precision.apply(to: llama)
     let c = llama.config
     let config = LoRAConfig(
       r: rank, loraAlpha: Double(2 * rank), targetModules: targets.split(separator: ",").map(String.init))

@@ -18,12 +18,24 @@ struct BasePrecisionOptions: ParsableArguments {
       valueName: "auto|bf16|f32"))
   var basePrecision: BasePrecision?
 
+  @Option(
+    name: .customLong("attention-precision"),
+    help: ArgumentHelp(
+      "Attention's products in bf16 or f32 (auto: bf16 with a bf16 base on oneDNN, else f32).",
+      valueName: "auto|bf16|f32"))
+  var attentionPrecision: AttentionPrecision?
+
   /// The choice, auto when not given.
   var value: BasePrecision { basePrecision ?? .auto }
+
+  /// Sets `model`'s attention precision as asked (auto: follow the base).
+  func apply(to model: LlamaModel) throws {
+    model.attentionPrecision = try (attentionPrecision ?? .auto).resolve()
+  }
 }
 
 extension BasePrecision: ExpressibleByArgument {}
-extension Attention.Precision: ExpressibleByArgument {}
+extension AttentionPrecision: ExpressibleByArgument {}
 
 /// `--threads`: the BLAS and kernel threads of this process.
 struct ThreadOptions: ParsableArguments {

@@ -84,6 +84,7 @@ struct Eval: ParsableCommand {
     let files = try ModelFiles.open(base.model)
     let tokenizer = try Tokenizer.load(files)
     let (llama, _) = try LlamaModel.load(files, precision: precision.value.resolve())
+    try precision.apply(to: llama)
     if objective == "dpo" { return try scorePreferences(files: files, model: llama, tokenizer: tokenizer) }
     let loras = try adapters.adapter.map {
       try AdapterFile.load($0, model: llama, files: files, force: adapters.force).adapter

@@ -74,6 +74,7 @@ struct Generate: ParsableCommand {
     let files = try ModelFiles.open(base.model)
     let tokenizer = try Tokenizer.load(files)
     let (llama, origin) = try LlamaModel.load(files, precision: precision.value.resolve())
+    try precision.apply(to: llama)
 
     var stop: Set<Int32> = []
     if let eos = tokenizer.eosID { stop.insert(Int32(eos)) }

@@ -80,6 +80,7 @@ struct Route: ParsableCommand {
       let files = try ModelFiles.open(options.base.model)
       let tokenizer = try Tokenizer.load(files)
       let (llama, _) = try LlamaModel.load(files, precision: options.precision.value.resolve())
+      try options.precision.apply(to: llama)
       let prompts = try options.prompts(data, tokenizer: tokenizer, chatTemplate: files.chatTemplate)
       guard !prompts.isEmpty else { throw ValidationError("\(data): no examples to take prompts from") }
       let signature = RouteSignature.compute(
@@ -121,6 +122,7 @@ struct Route: ParsableCommand {
       let files = try ModelFiles.open(options.base.model)
       let tokenizer = try Tokenizer.load(files)
       let (llama, _) = try LlamaModel.load(files, precision: options.precision.value.resolve())
+      try options.precision.apply(to: llama)
       let store = AdapterStore(model: llama, files: files, baseName: "base")
       for entry in adapter {
         let (name, path) = try NamedPath.parse(entry, option: "--adapter")

@@ -160,6 +160,7 @@ struct Serve: ParsableCommand {
     let files = try ModelFiles.open(base.model)
     let tokenizer = try Tokenizer.load(files)
     let (llama, _) = try LlamaModel.load(files, precision: precision.value.resolve())
+    try precision.apply(to: llama)
     let store = AdapterStore(
       model: llama, files: files, baseName: servedModelName ?? Self.baseName(of: base.model),
       budgetBytes: adapterCacheMB.map { $0 << 20 })

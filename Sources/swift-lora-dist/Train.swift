@@ -199,6 +199,7 @@ struct Train: ParsableCommand {
     var c = TrainConfiguration()
     c.model = model
     c.basePrecision = precision.basePrecision
+    c.attentionPrecision = precision.attentionPrecision
     c.data = data
     c.validationData = validationData
     c.validationFraction = validationFraction
@@ -302,7 +303,13 @@ struct Train: ParsableCommand {
       // One base for all thread-ranks, loaded here; per NUMA domain, loaded by the ranks.
       let perDomain = settings.numaCopies == true && CPUTopology.current().numaDomains.count > 1
       let shared = UncheckedSendable(
-        (run, perDomain ? nil : try LoadedModel(path: run.model, precision: run.plan.basePrecision)))
+        (
+          run,
+          perDomain
+            ? nil
+            : try LoadedModel(
+              path: run.model, precision: run.plan.basePrecision, attention: run.plan.attentionPrecision)
+        ))
       ending = try Ranks.threads(ranks, threads: settings.threads, pin: settings.pin ?? true) { comm in
         try shared.value.0.execute(progress: progress, communicator: comm, loaded: shared.value.1, stop: stop)
       }[0]

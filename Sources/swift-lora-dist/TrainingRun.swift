@@ -21,7 +21,8 @@ struct TrainingRun {
       plan = try TrainingPlan(
         s.training, model: s.model, resume: s.resume, overwrite: s.overwrite ?? false,
         force: s.force ?? false,
-        checkpointActivations: s.checkpointActivations ?? false, basePrecision: s.basePrecision ?? .auto)
+        checkpointActivations: s.checkpointActivations ?? false, basePrecision: s.basePrecision ?? .auto,
+        attentionPrecision: s.attentionPrecision ?? .auto)
     } catch let error as SettingsError {
       // A file's values were checked when it was read (with their lines): this one is a flag's.
       throw ConfigError("--\(error.keyPath[0].replacingOccurrences(of: "_", with: "-")): \(error.message)")
@@ -48,7 +49,8 @@ struct TrainingRun {
         cpus: ThreadPlacement.currentThreadCPUs())
       if let note = sharing.note, comm.rank == 0 { Ranks.note(note) }
       loaded = try LoadedModel(
-        path: plan.model, communicator: sharing.communicator, precision: plan.basePrecision)
+        path: plan.model, communicator: sharing.communicator, precision: plan.basePrecision,
+        attention: plan.attentionPrecision)
     }
     // A failure on one rank (rank 0's checkpoint on a full disk, a damaged checkpoint to
     // resume from) ends the job here, while the base model is still held: releasing its

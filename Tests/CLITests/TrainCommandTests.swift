@@ -1,5 +1,6 @@
 import Foundation
 import LoRACoordinator
+import LoRAKernels
 import LoRARun
 import LoRATraining
 import Testing
@@ -29,6 +30,24 @@ import Testing
   static let arithmetic =
     (1...8).map { #"{"prompt": "What is \#($0) plus \#($0)?", "completion": " \#(2 * $0)"}"# }
     .joined(separator: "\n") + "\n"
+
+  /// `--attention-precision` reaches the model: over a bf16 base, auto scores as bf16 does
+  /// (bit for bit), and f32 within bf16 rounding of it but not equal.
+  @Test(.enabled(if: modelAvailable && Attention.bf16Available, "needs the default model and bf16 products"))
+  func attentionPrecisionReachesTheModel() throws {
+    let folder = try Folder()
+    let data = try folder.write("valid.jsonl", Self.arithmetic)
+    let losses = try ["auto", "bf16", "f32"].map { precision in
+      let eval = try CommandRunner.run([
+        "eval", "--model", Self.model, "--data", data, "--base-precision", "bf16", "--attention-precision",
+        precision, "--json",
+      ])
+      #expect(eval.status == 0, "\(eval.errors)")
+      return try JSONDecoder().decode(EvalResult.self, from: Data(eval.output.utf8)).loss
+    }
+    #expect(losses[0] == losses[1])
+    #expect(losses[2] != losses[1] && abs(losses[2] - losses[1]) <= 1e-2 * losses[2], "\(losses)")
+  }
 
   @Test(.enabled(if: modelAvailable, "the default model is not in the cache"))
   func shortRunWritesAdapterMetricsAndReportDeterministically() throws {
@@ -146,9 +165,11 @@ import Testing
       threads: 2
       checkpoint_activations: true
       resume: auto
+      attention_precision: f32
       """)
     let file = try TrainConfiguration.load(yamlFile: config)
     #expect(file.model == "m.gguf" && file.data == "d.jsonl" && file.rank == 4 && file.batchSize == 16)
+    #expect(file.attentionPrecision == .f32)
     #expect(file.targets == ["q_proj", "k_proj"] && file.threads == 2)
     #expect(file.checkpointActivations == true && file.resume == "auto" && file.lr == nil)
     var flags = TrainConfiguration()
@@ -170,6 +191,12 @@ import Testing
       } throws: { error in
         "\(error)" == bad + message
       }
+    }
+    let precision = try folder.write("precision.yaml", "model: m.gguf\nattention_precision: fp16\n")
+    #expect {
+      try TrainConfiguration.load(yamlFile: precision)
+    } throws: { error in
+      "\(error)".hasPrefix(precision + ":2: attention_precision") && "\(error)".contains("fp16")
     }
   }
 

@@ -133,19 +133,6 @@ func expectFailure(
     try job.validate(ranks: 3)
   }
 
-  /// `base_precision`: auto unless given; a value outside auto, bf16, f32 names its line.
-  @Test func basePrecisionIsReadAndChecked() throws {
-    let folder = try JobFolder()
-    let adapters = "adapters: [{ name: a, data: data/a.jsonl }]\n"
-    #expect(try folder.load("model: model.gguf\noutput: o\n" + adapters).basePrecision == .auto)
-    #expect(
-      try folder.load("model: model.gguf\nbase_precision: bf16\noutput: o\n" + adapters).basePrecision
-        == .bf16)
-    expectFailure(.invalidValue, line: 2, keyPath: "base_precision", mentions: ["auto, bf16, f32"]) {
-      _ = try folder.load("model: model.gguf\nbase_precision: half\noutput: o\n" + adapters)
-    }
-  }
-
   @Test func tildeIsExpandedAndAbsolutePathsKept() throws {
     let folder = try JobFolder()
     let job = try folder.load(
@@ -313,7 +300,7 @@ func expectFailure(
     }
     #expect(
       error.description.hasSuffix(
-        "jobs.yaml:3: modle: unknown key; the top-level keys are model, base_precision, output, placement, defaults, adapters"
+        "jobs.yaml:3: modle: unknown key; the top-level keys are model, base_precision, attention_precision, output, placement, defaults, adapters"
       ))
   }
 

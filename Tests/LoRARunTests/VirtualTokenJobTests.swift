@@ -74,7 +74,12 @@ import Testing
         let y = b[key] ?? []
         let scale = x.map { abs($0) }.max() ?? 1
         let worst = zip(x, y).map { abs($0 - $1) }.max() ?? 0
-        #expect(worst <= 1e-4 * scale, "\(file) \(key): \(worst) against \(scale)")
+        // The base and attention run in bf16 where the CPU has it (auto): one rank and two
+        // sum gradients in another order, and at lr 1e-2 over 6 updates a last-bit
+        // difference that flips a bf16 rounding grows to 1.4e-4–2.2e-4 of the scale with
+        // bf16 attention (under 1e-4 with fp32 attention); a wrong split of the batch or of
+        // the prefix's gradient is of the order of the scale.
+        #expect(worst <= 1e-3 * scale, "\(file) \(key): \(worst) against \(scale)")
       }
     }
   }
