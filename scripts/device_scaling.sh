@@ -4,8 +4,9 @@
 # release binary, its libraries and a random-model generator with SmolLM2-135M's shapes.
 #   device run: command `bash scripts/device_scaling.sh`, carry [".devpkg"]
 # Environment: RANKS (default "1 2 4 8 16"), NOPIN_RANKS (runs with --no-pin; default "16"),
-# BALANCES and VARIABLE_RANKS (variable-length runs: "tokens sequences" on 16 ranks, each
-# padding-free and padded),
+# ATTENTION_F32_RANKS (runs with fp32 attention; default "1 16"), BALANCES and
+# VARIABLE_RANKS (variable-length runs: "tokens sequences" on 16 ranks, each padding-free and
+# padded),
 # BENCH_FLAGS (extra bench flags), OUT (where the JSON goes; the device tool sets it), and
 # SWIFT_LORA_DIST_HEAD_CHUNK (the output head's rows per chunk, default 256) passes through.
 # Each bench: 2 sequences of 256 tokens per rank, r=8 q,v, one kernel thread per rank. The
@@ -32,6 +33,8 @@ bench() {  # bench NAME RANKS FLAGS...
 }
 for n in ${RANKS:-1 2 4 8 16}; do bench "pin-$n" "$n"; done
 for n in ${NOPIN_RANKS-16}; do bench "nopin-$n" "$n" --no-pin; done
+# Attention's products in fp32 beside the default (bf16 with a bf16 base on oneDNN).
+for n in ${ATTENTION_F32_RANKS-1 16}; do bench "attention-f32-$n" "$n" --attention-precision f32; done
 # Variable lengths (16–256 tokens, a new draw every update) at the most ranks, by each balance,
 # padding-free (the default) and padded.
 for balance in ${BALANCES-tokens sequences}; do
@@ -39,4 +42,5 @@ for balance in ${BALANCES-tokens sequences}; do
   bench "lengths-$balance-padded" "${VARIABLE_RANKS:-16}" --min-seq 16 --balance "$balance" --steps 4 \
     --no-padding-free
 done
-python3 scripts/scaling_summary.py "$out"/pin-*.json "$out"/nopin-*.json "$out"/lengths-*.json | tee "$out/summary.txt"
+python3 scripts/scaling_summary.py "$out"/pin-*.json "$out"/nopin-*.json "$out"/attention-f32-*.json \
+  "$out"/lengths-*.json | tee "$out/summary.txt"
