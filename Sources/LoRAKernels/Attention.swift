@@ -47,10 +47,13 @@ public enum Attention {
   /// The scratch size `forward` and `backward` need: `scratch` holds at least this many floats
   /// (with `spans`, for a query and key length of the longest span). With `bf16` (the head
   /// size, and query heads per kv head), room for bf16 products too; without, fp32 only.
+  /// One part per kernel thread (`Parallel.width` now, not every core: a thread-rank of one
+  /// thread holds one); if `width` grows later, attention runs on as many threads as the
+  /// scratch has parts.
   public static func scratchCount(
     queryLength: Int, keyLength: Int, bf16: (headSize: Int, group: Int)? = nil
   ) -> Int {
-    partScratch(queryLength: queryLength, keyLength: keyLength, bf16: bf16) * Parallel.maxWidth
+    partScratch(queryLength: queryLength, keyLength: keyLength, bf16: bf16) * Parallel.width
   }
 
   /// Scratch of one thread: probabilities and their gradient for one block of rows (fp32),
@@ -87,7 +90,7 @@ public enum Attention {
       }
       let (scratchBase, qs, ks, vs, outs) = (scratch.base, q.base, k.base, v.base, out.base)
       // Threads take whole (sequence, kv head) groups, so no two write the same memory.
-      Parallel.forRanges(units.count * kvHeads) { groups, thread in
+      Parallel.forRanges(units.count * kvHeads, maxParts: scratch.count / part) { groups, thread in
         let p = scratchBase + thread * part
         for unit in groups {
           let span = units[unit / kvHeads]
@@ -138,7 +141,7 @@ public enum Attention {
       let (dqs, dks, dvs, dOuts) = (dq.base, dk.base, dv.base, dOut.base)
       // Threads take whole (sequence, kv head) groups: dk and dv of a kv head get every one of
       // its query heads' contributions from one thread.
-      Parallel.forRanges(units.count * kvHeads) { groups, thread in
+      Parallel.forRanges(units.count * kvHeads, maxParts: scratch.count / part) { groups, thread in
         let p = scratchBase + thread * part
         let dp = p + block
         for unit in groups {
@@ -216,9 +219,7 @@ public enum Attention {
         "attention over \(keyLength) keys for \(queryLength) queries")
       precondition(q.count >= batch * queryLength * qRow && out.count == q.count, "attention q/out shapes")
       precondition(k.count >= batch * keyStride * kvRow && v.count == k.count, "attention k/v shapes")
-      precondition(
-        scratch.count >= part * Parallel.maxWidth,
-        "attention scratch too small")
+      precondition(scratch.count >= part, "attention scratch too small")
     }
 
     /// The sequences attention runs over: `spans` (checked to tile every row-sequence, rows

@@ -50,10 +50,12 @@ public enum Parallel {
     }
   }
 
-  /// Splits `0..<count` into at most `width` contiguous ranges of at least `grain` items and
-  /// calls `body(range, part)` for each in parallel.
-  package static func forRanges(_ count: Int, grain: Int = 1, _ body: (Range<Int>, Int) -> Void) {
-    let parts = max(1, min(width, count / max(grain, 1)))
+  /// Splits `0..<count` into at most `width` (and at most `maxParts`) contiguous ranges of at
+  /// least `grain` items and calls `body(range, part)` for each in parallel.
+  package static func forRanges(
+    _ count: Int, grain: Int = 1, maxParts: Int = .max, _ body: (Range<Int>, Int) -> Void
+  ) {
+    let parts = max(1, min(width, maxParts, count / max(grain, 1)))
     if parts == 1 {
       body(0..<count, 0)
       return

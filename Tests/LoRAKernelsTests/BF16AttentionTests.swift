@@ -175,3 +175,35 @@ struct BF16AttentionTests {
     }
   }
 }
+
+/// The scratch holds a part per kernel thread, counted when it is made; a scratch of fewer
+/// parts than threads runs attention on fewer threads, with the same result bit for bit.
+@Suite struct AttentionScratchTests {
+  @Test(arguments: Attention.Precision.allCases.filter { $0 == .f32 || Attention.bf16Available })
+  func aScratchOfOnePartGivesTheSameResult(precision: Attention.Precision) {
+    let (heads, kvHeads, headSize, length) = (6, 2, 8, 70)
+    let bf16 = precision == .bf16 ? (headSize, heads / kvHeads) : nil
+    let q = randomTensor([2, length, heads, headSize], seed: 91)
+    let k = randomTensor([2, length, kvHeads, headSize], seed: 92)
+    let v = randomTensor([2, length, kvHeads, headSize], seed: 93)
+    let dOut = randomTensor(q.shape, seed: 94)
+    let parts = [
+      Attention.scratchCount(queryLength: length, keyLength: length, bf16: bf16) * 2,
+      Attention.partScratch(queryLength: length, keyLength: length, bf16: bf16),
+    ]
+    let results = parts.map { count in
+      let scratch = Tensor(zeros: [count])
+      let out = Tensor(zeros: q.shape)
+      Attention.forward(
+        out, q: q, k: k, v: v, scratch: scratch, batch: 2, queryLength: length, keyLength: length,
+        keyStride: length, heads: heads, kvHeads: kvHeads, headSize: headSize, precision: precision)
+      let (dq, dk, dv) = (Tensor(zeros: q.shape), Tensor(zeros: k.shape), Tensor(zeros: v.shape))
+      Attention.backward(
+        dq: dq, dk: dk, dv: dv, dOut: dOut, q: q, k: k, v: v, scratch: scratch, batch: 2,
+        queryLength: length, keyLength: length, keyStride: length, heads: heads, kvHeads: kvHeads,
+        headSize: headSize, precision: precision)
+      return [out, dq, dk, dv].map(\.values)
+    }
+    #expect(results[0] == results[1])
+  }
+}
