@@ -56,7 +56,7 @@ extension Attention {
   ) {
     let (scratchBase, qs, ks, vs, outs) = (scratch.base, q.base, k.base, v.base, out.base)
     let (hs, scale) = (g.headSize, 1 / Float(g.headSize).squareRoot())
-    Parallel.forRanges(units.count * g.kvHeads, maxParts: scratch.count / part) { groups, thread in
+    Parallel.forRanges(units.count * g.kvHeads, maxParts: scratch.count / max(part, 1)) { groups, thread in
       withBlocks(scratchBase + thread * part, g, units) { s, h16 in
         eachBlock(groups, units, g, k: ks, v: vs, h16) { x in
           for j in 0..<g.group {
@@ -87,7 +87,7 @@ extension Attention {
     let (hs, scale) = (g.headSize, 1 / Float(g.headSize).squareRoot())
     // Threads take whole (sequence, kv head) groups: dk and dv of a kv head get every one of
     // its query heads' contributions from one thread.
-    Parallel.forRanges(units.count * g.kvHeads, maxParts: scratch.count / part) { groups, thread in
+    Parallel.forRanges(units.count * g.kvHeads, maxParts: scratch.count / max(part, 1)) { groups, thread in
       withBlocks(scratchBase + thread * part, g, units) { s, h16 in
         eachBlock(groups, units, g, k: ks, v: vs, h16) { x in
           for j in 0..<g.group {

@@ -90,7 +90,7 @@ public enum Attention {
       }
       let (scratchBase, qs, ks, vs, outs) = (scratch.base, q.base, k.base, v.base, out.base)
       // Threads take whole (sequence, kv head) groups, so no two write the same memory.
-      Parallel.forRanges(units.count * kvHeads, maxParts: scratch.count / part) { groups, thread in
+      Parallel.forRanges(units.count * kvHeads, maxParts: scratch.count / max(part, 1)) { groups, thread in
         let p = scratchBase + thread * part
         for unit in groups {
           let span = units[unit / kvHeads]
@@ -141,7 +141,7 @@ public enum Attention {
       let (dqs, dks, dvs, dOuts) = (dq.base, dk.base, dv.base, dOut.base)
       // Threads take whole (sequence, kv head) groups: dk and dv of a kv head get every one of
       // its query heads' contributions from one thread.
-      Parallel.forRanges(units.count * kvHeads, maxParts: scratch.count / part) { groups, thread in
+      Parallel.forRanges(units.count * kvHeads, maxParts: scratch.count / max(part, 1)) { groups, thread in
         let p = scratchBase + thread * part
         let dp = p + block
         for unit in groups {

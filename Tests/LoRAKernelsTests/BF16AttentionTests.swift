@@ -206,4 +206,18 @@ struct BF16AttentionTests {
     }
     #expect(results[0] == results[1])
   }
+
+  /// A pass with no rows (an empty batch) has nothing to compute and needs no scratch.
+  @Test(arguments: Attention.Precision.allCases.filter { $0 == .f32 || Attention.bf16Available })
+  func anEmptyBatchNeedsNoScratch(precision: Attention.Precision) {
+    let empty = Tensor(zeros: [0, 4, 2, 8])
+    Attention.forward(
+      empty, q: empty, k: empty, v: empty, scratch: Tensor(zeros: [0]), batch: 0, queryLength: 4,
+      keyLength: 4, keyStride: 4, heads: 2, kvHeads: 2, headSize: 8, precision: precision)
+    Attention.backward(
+      dq: empty, dk: empty, dv: empty, dOut: empty, q: empty, k: empty, v: empty, scratch: Tensor(zeros: [0]),
+      batch: 0, queryLength: 4, keyLength: 4, keyStride: 4, heads: 2, kvHeads: 2, headSize: 8,
+      precision: precision)
+    #expect(empty.count == 0)
+  }
 }
