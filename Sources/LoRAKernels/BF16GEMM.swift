@@ -77,11 +77,6 @@ enum BF16GEMM {
     guard let names = try? implementations() else { return false }
     return names.allSatisfy { !$0.hasPrefix("ref") }
   }()
-
-  /// Memory objects cached for the calling thread.
-  package static var cachedMemories: Int {
-    DNNLContext.existing?.memories.count ?? 0
-  }
 }
 
 /// What one primitive is made for: shapes and strides are given at run time.

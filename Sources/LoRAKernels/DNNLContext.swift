@@ -78,7 +78,7 @@ final class DNNLContext {
   var stream: dnnl_stream_t?
   var products: [DNNLProductKey: DNNLProduct] = [:]
   var runtimeProducts: [GEMMKey: GEMMProduct] = [:]
-  private(set) var memories: [MemoryKey: dnnl_memory_t] = [:]
+  private var memories: [MemoryKey: dnnl_memory_t] = [:]
   private var scratchBase: UnsafeMutablePointer<UInt16>?
   private var scratchCapacity = 0
 
