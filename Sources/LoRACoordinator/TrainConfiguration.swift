@@ -76,6 +76,14 @@ public struct TrainConfiguration: Equatable, Sendable {
     return c
   }
 
+  /// The keys this configuration sets (snake_case, as in the file), sorted.
+  public var setKeys: [String] {
+    get throws {
+      let object = try JSONSerialization.jsonObject(with: JSONEncoder().encode(self)) as! [String: Any]
+      return object.keys.sorted()
+    }
+  }
+
   /// `self` with every value `other` sets replacing ours (a flag's `--rank` replaces the
   /// file's `rank_ladder`, and `--rank-ladder` its number).
   public func overridden(by other: TrainConfiguration) throws -> TrainConfiguration {

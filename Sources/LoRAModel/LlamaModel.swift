@@ -16,9 +16,14 @@ public final class LlamaModel: @unchecked Sendable {
   /// with native bf16) and fp32 elsewhere. Generation with a cache keeps fp32 attention: its
   /// one-row products are bound by reading the cache, which bf16 copies would not shorten.
   public var attentionRoute: Attention.Precision {
-    attentionPrecision
-      ?? (weights.precision == .bf16 && BF16Products.route == .oneDNN && Attention.bf16Available
-        ? .bf16 : .f32)
+    Self.attentionRoute(asked: attentionPrecision, base: weights.precision)
+  }
+
+  /// The precision attention runs in when `asked` (nil: follow the base) over a base held in
+  /// `base`: what `attentionRoute` gives, before a model exists (`plan`).
+  public static func attentionRoute(asked: Attention.Precision?, base: StoredPrecision) -> Attention.Precision
+  {
+    asked ?? (base == .bf16 && BF16Products.route == .oneDNN && Attention.bf16Available ? .bf16 : .f32)
   }
 
   public init(config: LlamaConfig, weights: LlamaWeights) {

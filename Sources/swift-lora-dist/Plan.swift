@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LoRACoordinator
 import LoRAFormats
+import LoRAKernels
 import LoRAModel
 import LoRARun
 
@@ -15,7 +16,9 @@ struct Plan: ParsableCommand {
       groups (contiguous ranks that train together), the adapters on each and their placement \
       (fused, separate, shared), tokens and estimated start and end times. Adapters waiting in \
       the queue are taken at run time by whichever group becomes free first; the plan shows \
-      where the estimate puts them. Times come from \
+      where the estimate puts them. The memory line names the precision of the base and of \
+      attention as a run on this machine would choose them (--base-precision and \
+      --attention-precision over the job file's keys). Times come from \
       FLOPs per token and --gflops per rank (default 60: 120 GFLOP/s measured by `bench` on a \
       2-core machine, one core per rank); token counts are guessed from the data files (about \
       4 characters per token). docs/job-file.md describes the file and the planner.
@@ -71,6 +74,9 @@ struct Plan: ParsableCommand {
     }
     // The base's precision as this machine resolves it (auto: bf16 where the CPU has it).
     let stored = try (precision.basePrecision ?? job.basePrecision).resolve()
+    // Attention's, as a run would choose it (bf16 where this machine has no kernel: refused).
+    let attention = LlamaModel.attentionRoute(
+      asked: try (precision.attentionPrecision ?? job.attentionPrecision).resolve(), base: stored)
     let cost = CostModel(
       model: config, gflopsPerRank: gflops ?? CostModel.defaultGFLOPsPerRank(stored),
       fusedEfficiency: fusedEfficiency)
@@ -96,7 +102,7 @@ struct Plan: ParsableCommand {
     if json {
       let document = PlanDocument(
         jobs: jobs, model: job.model, plan: plan, levels: levels.count > 1 ? levels : nil,
-        memory: memory.estimate,
+        memory: memory.estimate, attentionPrecision: attention.rawValue,
         largestRun: memory.adapters, trainableParameters: trainable, fullFineTune: full)
       let encoder = JSONEncoder()
       encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -108,7 +114,7 @@ struct Plan: ParsableCommand {
     } else {
       print(Self.render(tree: levels, job: job, config: config))
     }
-    print(Self.render(memory.estimate, adapters: memory.adapters))
+    print(Self.render(memory.estimate, adapters: memory.adapters, attention: attention))
     let counts = trainable.values.sorted()
     let share = { (n: Int) in format(100 * Double(n) / Double(config.parameterCount), 3) }
     let range =
@@ -126,8 +132,9 @@ struct Plan: ParsableCommand {
   }
 
   /// The memory lines: the base once per node, the largest rank's share.
-  static func render(_ m: MemoryEstimate, adapters: [String]) -> String {
-    "memory: base \(formatBytes(m.baseBytes)) in \(m.basePrecision), once per node; per rank up to "
+  static func render(_ m: MemoryEstimate, adapters: [String], attention: Attention.Precision) -> String {
+    "memory: base \(formatBytes(m.baseBytes)) in \(m.basePrecision) (attention in \(attention.rawValue)), once per "
+      + "node; per rank up to "
       + "\(formatBytes(m.perRankBytes)) (buffers \(formatBytes(m.bufferBytes)) for \(adapters.joined(separator: ", ")), "
       + "adapter state \(formatBytes(m.adapterBytes)), process \(formatBytes(m.processBytes))); "
       + "a node with 2 ranks: \(formatBytes(m.perNode(ranks: 2)))"
@@ -209,6 +216,8 @@ struct PlanDocument: Codable {
   var levels: [LoRACoordinator.Plan]?
   /// The largest rank's memory, and the adapters of that run.
   var memory: MemoryEstimate
+  /// "bf16" or "f32": attention's products, as the run would choose them on this machine.
+  var attentionPrecision: String
   var largestRun: [String]
   /// Each adapter's trainable parameters.
   var trainableParameters: [String: Int]

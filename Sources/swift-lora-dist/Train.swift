@@ -267,6 +267,25 @@ struct Train: ParsableCommand {
     return c
   }
 
+  /// What goes with `--jobs` besides it: the process's threads and ranks, and the output.
+  static let jobFlagKeys: Set<String> = ["threads", "local_ranks", "pin", "numa_copies"]
+
+  /// `--jobs` with flags the job file sets per adapter (or as its own keys) is refused by
+  /// name: the job would otherwise run without them.
+  func validate() throws {
+    guard jobs != nil else { return }
+    let ignored =
+      try flagConfiguration().setKeys.filter { !Self.jobFlagKeys.contains($0) }
+      .map { $0 == "add_eos" ? "--no-eos" : "--" + $0.replacingOccurrences(of: "_", with: "-") }
+      + (config == nil ? [] : ["--config"])
+    guard ignored.isEmpty else {
+      throw ValidationError(
+        "\(ignored.joined(separator: ", ")) cannot be used with --jobs: the job file sets the model, the "
+          + "precisions and each adapter's settings (docs/job-file.md); with --jobs go only --threads, "
+          + "--local-ranks, --pin/--no-pin, --numa-copies and --json")
+    }
+  }
+
   func run() throws {
     if let jobs {
       let job = try JobFile.load(path: jobs)

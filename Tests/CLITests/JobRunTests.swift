@@ -293,4 +293,25 @@ struct JobRunTests {
     #expect(
       outcome.errors.contains("jobs.yaml:5") && outcome.errors.contains("lerning_rate"), "\(outcome.errors)")
   }
+
+  /// A run flag beside --jobs would be left out of the job: refused by name, before the job
+  /// file is read; the process's own flags go with it.
+  @Test func runFlagsBesideAJobFileAreRefusedByName() throws {
+    let refused: [([String], String)] = [
+      (["--lr", "0.1"], "--lr cannot be used with --jobs"),
+      (["--rank", "4", "--no-eos"], "--no-eos, --rank cannot be used with --jobs"),
+      (["--base-precision", "f32"], "--base-precision cannot be used with --jobs"),
+      (["--config", "run.yaml"], "--config cannot be used with --jobs"),
+      (["--resume", "auto", "--threads", "1"], "--resume cannot be used with --jobs"),
+    ]
+    for (flags, message) in refused {
+      let outcome = try CommandRunner.run(["train", "--jobs", "/nonexistent/jobs.yaml"] + flags)
+      #expect(outcome.status != 0 && outcome.errors.contains(message), "\(flags): \(outcome.errors)")
+    }
+    let allowed = try CommandRunner.run([
+      "train", "--jobs", "/nonexistent/jobs.yaml", "--threads", "1", "--local-ranks", "2", "--no-pin",
+      "--numa-copies", "--json",
+    ])
+    #expect(allowed.status != 0 && allowed.errors.contains("cannot read the job file"), "\(allowed.errors)")
+  }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import LoRAKernels
 import Testing
 
 /// `plan` through the built binary, on the tiny fixture model and temporary data.
@@ -85,6 +86,50 @@ import Testing
 
     let badRanks = try CommandRunner.run(["plan", "--jobs", jobs, "-np", "0"])
     #expect(badRanks.status != 0 && badRanks.errors.contains("-np must be at least 1"))
+  }
+
+  /// `plan` names attention's precision as a run would choose it: the flag over the job
+  /// file's key over the base's; bf16 where this machine has no kernel for it is refused as a
+  /// run refuses it.
+  @Test func showsAttentionsPrecisionAsTheRunWouldChooseIt() throws {
+    struct Shown: Decodable { var attentionPrecision: String }
+    let folder = try Folder()
+    let jobs = { (keys: String) in
+      try folder.jobs(
+        """
+        model: \(Self.model)
+        \(keys)
+        output: out
+        adapters:
+          - { name: one, data: data/a.jsonl, batch_size: 2, micro_batch: 2, max_seq_len: 24 }
+
+        """)
+    }
+    let shown = { (file: String, flags: [String]) throws -> (Int32, String?, String) in
+      let run = try CommandRunner.run(["plan", "--jobs", file, "-np", "1", "--json"] + flags)
+      let value = try? JSONDecoder().decode(Shown.self, from: Data(run.output.utf8)).attentionPrecision
+      return (run.status, value, run.errors)
+    }
+    let refusedOrShown = { (outcome: (Int32, String?, String)) in
+      let (status, value, errors) = outcome
+      if Attention.bf16Available {
+        #expect(status == 0 && value == "bf16", "\(errors)")
+      } else {
+        #expect(status != 0 && errors.contains("bf16"), "\(errors)")
+      }
+    }
+    // (jobs(_:) rewrites the one job file: each case writes it, then plans it.)
+    let file = try jobs("base_precision: f32")
+    #expect(try shown(file, []).1 == "f32")
+    let text = try CommandRunner.run(["plan", "--jobs", file, "-np", "1"])
+    #expect(text.output.contains("in f32 (attention in f32), once per node"), "\(text.output)")
+    // bf16 asked, by the flag over the file or by the file: shown where it runs, refused where not.
+    refusedOrShown(try shown(file, ["--attention-precision", "bf16"]))
+    _ = try jobs("base_precision: f32\nattention_precision: f32")
+    #expect(try shown(file, []).1 == "f32")
+    _ = try jobs("attention_precision: bf16")
+    refusedOrShown(try shown(file, []))
+    #expect(try shown(file, ["--attention-precision", "f32"]).1 == "f32")
   }
 
   struct Memory: Decodable {
