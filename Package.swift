@@ -36,9 +36,11 @@ let package = Package(
     .target(name: "CVectorMath", linkerSettings: [.linkedLibrary("mvec")]),
     // Thread placement (pthread_setaffinity_np, sched affinity); one C file.
     .target(name: "CAffinity"),
+    // Each kernel-running thread's pool of worker threads (spin, then sleep; pinnable); one C file.
+    .target(name: "CKernelThreads"),
     // Flat Float buffers, the GEMM wrappers (OpenBLAS fp32, oneDNN bf16) and every op's
     // forward and backward.
-    .target(name: "LoRAKernels", dependencies: ["CBLAS", "CDNNL", "CVectorMath"]),
+    .target(name: "LoRAKernels", dependencies: ["CBLAS", "CDNNL", "CVectorMath", "CKernelThreads"]),
     // Model files (GGUF, safetensors, Hugging Face folders) and tokenizers.
     .target(name: "LoRAFormats", dependencies: ["LoRAKernels"]),
     // Llama-family configuration, frozen weights and the forward pass.
@@ -111,7 +113,7 @@ let package = Package(
         "LoRAOpenAI",
       ]),
 
-    .testTarget(name: "LoRAKernelsTests", dependencies: ["LoRAKernels"]),
+    .testTarget(name: "LoRAKernelsTests", dependencies: ["LoRAKernels", "CKernelThreads"]),
     .testTarget(name: "LoRAFuzzTests", dependencies: ["LoRAFuzz"], resources: [.copy("Corpus")]),
     .testTarget(name: "LoRACommTests", dependencies: ["LoRAComm"]),
     .testTarget(

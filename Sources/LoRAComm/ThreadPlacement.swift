@@ -1,5 +1,6 @@
 import CAffinity
 import Foundation
+import LoRAKernels
 
 /// Where the ranks of one process (thread-ranks, `--local-ranks`) run: each rank's thread on
 /// its own CPU of those this process may use (distinct cores first, then SMT siblings), so no two ranks share a core and each
@@ -7,39 +8,58 @@ import Foundation
 /// domain. Pinned only when every rank has a core of its own and runs its kernels on its own
 /// thread (one kernel thread each): otherwise the ranks are left to the scheduler.
 public struct ThreadPlacement: Sendable, Equatable {
-  /// The CPU of each rank's thread (rank order); nil: not pinned.
-  public var cpus: [Int]?
+  /// The CPUs of each rank (rank order): its own thread's first, then one per kernel thread
+  /// of its pool; nil: not pinned.
+  public var rankCPUs: [[Int]]?
   /// What a user should know: why the ranks are not pinned, or where they are.
   public var note: String
 
-  public init(cpus: [Int]?, note: String) {
-    self.cpus = cpus
+  /// The CPU of each rank's thread (rank order); nil: not pinned.
+  public var cpus: [Int]? { rankCPUs?.map { $0[0] } }
+
+  public init(rankCPUs: [[Int]]?, note: String) {
+    self.rankCPUs = rankCPUs
     self.note = note
   }
 
   /// The placement of `ranks` thread-ranks of `threadsPerRank` kernel threads each on
-  /// `topology`: rank r on the first CPU of core r (then on second SMT siblings), the cores
-  /// taken in turn from each NUMA domain so that ranks spread over the domains' memory.
+  /// `topology`. One thread each: rank r on the first CPU of core r (then on second SMT
+  /// siblings), the cores taken in turn from each NUMA domain so that ranks spread over the
+  /// domains' memory. Several: rank r on `threadsPerRank` consecutive cores of one domain
+  /// where they fit (the rank's thread, then its kernel threads), first CPUs of cores before
+  /// siblings.
   public static func plan(ranks: Int, threadsPerRank: Int, topology: CPUTopology) -> ThreadPlacement {
     if let warning = topology.oversubscription(ranks: ranks, threadsPerRank: threadsPerRank) {
-      return ThreadPlacement(cpus: nil, note: warning + "; the ranks are not pinned")
+      return ThreadPlacement(rankCPUs: nil, note: warning + "; the ranks are not pinned")
     }
-    guard threadsPerRank == 1 else {
-      return ThreadPlacement(
-        cpus: nil,
-        note:
-          "\(ranks) rank(s) × \(threadsPerRank) kernel threads: kernel threads come from the system's pool, "
-          + "so the ranks are not pinned")
-    }
-    let cores = topology.spreadCores
-    // First CPUs of distinct cores, then their SMT siblings.
-    let order = (0..<(cores.map(\.count).max() ?? 0)).flatMap { i in
-      cores.compactMap { i < $0.count ? $0[i] : nil }
-    }
-    let cpus = Array(order.prefix(ranks))
-    return ThreadPlacement(
-      cpus: cpus, note: "rank threads pinned to CPUs " + cpus.map(String.init).joined(separator: ", "))
+    // First CPUs of distinct cores, then their SMT siblings: spread over the domains for
+    // ranks of one thread, domain by domain for ranks of several.
+    let order = topology.coresFirst(threadsPerRank == 1 ? topology.spreadCores : topology.coresByDomain)
+    let rankCPUs = (0..<ranks).map { Array(order[$0 * threadsPerRank..<($0 + 1) * threadsPerRank]) }
+    let note =
+      threadsPerRank == 1
+      ? "rank threads pinned to CPUs " + rankCPUs.map { String($0[0]) }.joined(separator: ", ")
+      : "ranks pinned with their kernel threads: "
+        + rankCPUs.enumerated().map {
+          "rank \($0.offset) on CPUs \($0.element.map(String.init).joined(separator: ","))"
+        }
+        .joined(separator: "; ")
+    return ThreadPlacement(rankCPUs: rankCPUs, note: note)
   }
+
+  /// The CPUs for the kernel threads of a process that a launcher bound to a set of its own
+  /// (fewer CPUs allowed than online): `threads` CPUs of the set, the first CPUs of its cores
+  /// before their SMT siblings; nil when the process is not bound (other processes may share
+  /// the node), runs one thread, or the set has fewer CPUs than threads.
+  public static func boundProcess(threads: Int, topology: CPUTopology) -> [Int]? {
+    guard threads > 1, topology.allowed.count < topology.online.count else { return nil }
+    let order = topology.coresFirst(topology.coresByDomain)
+    return order.count >= threads ? Array(order.prefix(threads)) : nil
+  }
+
+  /// Binds the calling thread to `cpus[0]` and its kernel threads to the rest; nil, or why
+  /// the platform refused (those threads keep running where the scheduler puts them).
+  public static func pinCurrentThread(to cpus: [Int]) -> String? { Parallel.pin(cpus: cpus) }
 
   /// Binds the calling thread to `cpu`; nil, or why the platform refused (then the thread
   /// keeps running where the scheduler puts it).
@@ -67,6 +87,17 @@ extension CPUTopology {
     }
     // Cores of no listed domain (none on Linux) keep their place at the end.
     return result + cores.filter { core in !result.contains(core) }
+  }
+
+  /// The CPUs of `cores` with each core's first CPU before any core's second (SMT sibling).
+  public func coresFirst(_ cores: [[Int]]) -> [Int] {
+    (0..<(cores.map(\.count).max() ?? 0)).flatMap { i in cores.compactMap { i < $0.count ? $0[i] : nil } }
+  }
+
+  /// The allowed cores, domain by domain (each domain's cores in order).
+  public var coresByDomain: [[Int]] {
+    let byDomain = numaDomains.flatMap { domain in cores.filter { domain.contains($0[0]) } }
+    return byDomain + cores.filter { core in !byDomain.contains(core) }
   }
 
   /// CPUs this process can keep busy at once: the allowed ones, fewer under a quota.

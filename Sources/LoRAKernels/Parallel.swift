@@ -1,3 +1,4 @@
+import CKernelThreads
 import Dispatch
 import Foundation
 
@@ -14,6 +15,11 @@ package struct UncheckedSendable<Value>: @unchecked Sendable {
 /// and every large product is split by rows (or columns) across `width` threads, as are the
 /// element-wise ops and attention heads. One pool serves both, so no thread spins waiting for
 /// work the other kind of code is doing (OpenBLAS's idle workers busy-yield).
+///
+/// The pool is the calling thread's own (`CKernelThreads`): `width` − 1 workers made on
+/// first use, ended with that thread, so each rank thread has its own and may pin them
+/// (`pin(cpus:)`). Its workers spin briefly between loops: a step runs about fifty loops per
+/// layer, and waking a sleeping thread for each (the system pool) cost 5–100 µs a loop.
 public enum Parallel {
   /// Starts at the threads OpenBLAS would use (OPENBLAS_NUM_THREADS or all cores), and from
   /// then on keeps OpenBLAS itself at one thread.
@@ -38,17 +44,45 @@ public enum Parallel {
   public static let maxWidth = max(1, ProcessInfo.processInfo.activeProcessorCount)
 
   /// Calls `body(i)` for every `i` in `0..<count`, spread over the threads; returns when all
-  /// are done. Iterations must touch disjoint memory.
+  /// are done. Iterations must touch disjoint memory. A call from inside another's body runs
+  /// its iterations on that thread, in order.
   package static func forEach(_ count: Int, _ body: (Int) -> Void) {
     if count <= 1 || width == 1 {
       for i in 0..<count { body(i) }
       return
     }
     withoutActuallyEscaping(body) { escapable in
-      let work = UncheckedSendable(escapable)
-      DispatchQueue.concurrentPerform(iterations: count) { work.value($0) }
+      if dispatchPool {
+        let work = UncheckedSendable(escapable)
+        DispatchQueue.concurrentPerform(iterations: count) { work.value($0) }
+        return
+      }
+      var closure = escapable
+      withUnsafeMutablePointer(to: &closure) { pointer in
+        sld_pool_run(count, Int32(width), pointer) { context, index in
+          context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(index)
+        }
+      }
     }
   }
+
+  /// Binds the calling thread to `cpus[0]` and its kernel threads (its pool's workers, now
+  /// and later) to `cpus[1...]`, one each. Returns nil, or why the platform refused (the
+  /// threads it refused run where the scheduler puts them).
+  public static func pin(cpus: [Int]) -> String? {
+    let status = cpus.map(Int32.init).withUnsafeBufferPointer {
+      sld_pool_pin($0.baseAddress, Int32($0.count))
+    }
+    return status == 0
+      ? nil
+      : "binding threads to CPUs \(cpus.map(String.init).joined(separator: ", ")) failed (error \(status))"
+  }
+
+  /// Whether loops run on the system's pool (`DispatchQueue.concurrentPerform`) instead of
+  /// the calling thread's own kernel threads: `SWIFT_LORA_DIST_KERNEL_THREADS=dispatch`, for
+  /// measuring one against the other in one build (docs/benchmarks.md).
+  static let dispatchPool =
+    ProcessInfo.processInfo.environment["SWIFT_LORA_DIST_KERNEL_THREADS"] == "dispatch"
 
   /// Splits `0..<count` into at most `width` (and at most `maxParts`) contiguous ranges of at
   /// least `grain` items and calls `body(range, part)` for each in parallel.

@@ -53,6 +53,7 @@ enum Ranks {
   /// the whole job is aborted so no rank waits forever in a collective.
   static func run<Result>(_ body: (any Communicator) throws -> Result) throws -> Result {
     let comm = try world()
+    pinKernelThreadsOfABoundProcess()
     do {
       let result = try body(comm)
       try MPIEnvironment.finalize()
@@ -88,12 +89,25 @@ enum Ranks {
     let placement =
       pin
       ? ThreadPlacement.plan(ranks: ranks, threadsPerRank: perRank, topology: topology)
-      : ThreadPlacement(cpus: nil, note: "not pinned (--no-pin)")
+      : ThreadPlacement(rankCPUs: nil, note: "not pinned (--no-pin)")
     return try LocalCommunicator.run(ranks: ranks) { comm in
-      if let cpu = placement.cpus?[comm.rank], let refused = ThreadPlacement.pinCurrentThread(to: cpu) {
+      if let cpus = placement.rankCPUs?[comm.rank], let refused = ThreadPlacement.pinCurrentThread(to: cpus) {
         warn("rank \(comm.rank): \(refused); it runs where the scheduler puts it")
       }
       return try body(comm)
+    }
+  }
+
+  /// A process that a launcher bound to CPUs of its own (`mpirun --map-by slot:PE=T
+  /// --bind-to core`, Slurm's `--cpu-bind=cores`) and runs several kernel threads binds each
+  /// to its own core of that set; an unbound process leaves them to the scheduler, since other
+  /// processes may share the node. A refused binding is a warning.
+  static func pinKernelThreadsOfABoundProcess() {
+    guard let cpus = ThreadPlacement.boundProcess(threads: Parallel.width, topology: .current()) else {
+      return
+    }
+    if let refused = ThreadPlacement.pinCurrentThread(to: cpus) {
+      warn("\(refused); the kernel threads run where the scheduler puts them")
     }
   }
 

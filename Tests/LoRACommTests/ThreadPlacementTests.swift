@@ -17,9 +17,28 @@ import Testing
     #expect(ThreadPlacement.plan(ranks: 3, threadsPerRank: 1, topology: twoDomains).cpus == [0, 2, 1])
     #expect(
       ThreadPlacement.plan(ranks: 6, threadsPerRank: 1, topology: twoDomains).cpus == [0, 2, 1, 3, 4, 6])
-    // Several kernel threads each come from the system's pool: not pinned, and said why.
+    // Several kernel threads each: a rank's thread and its kernel threads on cores of one
+    // domain, first CPUs of cores before siblings.
     let pooled = ThreadPlacement.plan(ranks: 2, threadsPerRank: 2, topology: twoDomains)
-    #expect(pooled.cpus == nil && pooled.note.contains("not pinned"))
+    #expect(pooled.rankCPUs == [[0, 1], [2, 3]] && pooled.cpus == [0, 2], "\(pooled)")
+    #expect(pooled.note.contains("rank 1 on CPUs 2,3"), "\(pooled.note)")
+    #expect(
+      ThreadPlacement.plan(ranks: 2, threadsPerRank: 4, topology: twoDomains).rankCPUs == [
+        [0, 1, 2, 3], [4, 5, 6, 7],
+      ])
+  }
+
+  /// A process a launcher bound to CPUs of its own pins its kernel threads there; an unbound
+  /// one does not (other processes may share the node).
+  @Test func aBoundProcessPinsItsKernelThreadsToItsOwnCPUs() {
+    let bound = CPUTopology(
+      online: Array(0..<8), allowed: [2, 3, 6, 7], cores: [[2, 6], [3, 7]], numaDomains: [[2, 3, 6, 7]],
+      quotaCPUs: nil)
+    #expect(ThreadPlacement.boundProcess(threads: 2, topology: bound) == [2, 3])
+    #expect(ThreadPlacement.boundProcess(threads: 3, topology: bound) == [2, 3, 6])
+    #expect(ThreadPlacement.boundProcess(threads: 5, topology: bound) == nil)
+    #expect(ThreadPlacement.boundProcess(threads: 1, topology: bound) == nil)
+    #expect(ThreadPlacement.boundProcess(threads: 2, topology: twoDomains) == nil)
   }
 
   @Test func moreThreadsThanCPUsIsAWarningNamingBothNumbers() {
