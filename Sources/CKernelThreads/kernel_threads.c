@@ -16,7 +16,9 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -35,6 +37,7 @@ struct worker {
   int cpu;  // -1: not bound
   unsigned long start;  // the word when it was made
   pthread_t thread;
+  atomic_long tid;  // the kernel's thread id, once it runs
 };
 
 struct pool {
@@ -109,6 +112,7 @@ static void *worker_main(void *argument) {
   struct worker *w = argument;
   struct pool *p = w->pool;
   is_worker = 1;
+  atomic_store(&w->tid, (long)syscall(SYS_gettid));
   if (w->cpu >= 0) bind_thread(pthread_self(), w->cpu);
   unsigned long seen = w->start;
   for (;;) {
@@ -228,6 +232,15 @@ int sld_pool_pin(const int *cpus, int count) {
 int sld_current_cpu(void) { return sched_getcpu(); }
 
 int sld_pool_workers(void) { return own_pool ? own_pool->workers : 0; }
+
+int sld_pool_worker_ids(long *ids, int capacity) {
+  int count = 0;
+  for (int i = 0; own_pool && i < own_pool->workers && count < capacity; i++) {
+    long tid = atomic_load(&own_pool->slots[i]->tid);
+    if (tid > 0) ids[count++] = tid;
+  }
+  return count;
+}
 
 void sld_pool_set_spin(int microseconds) {
   atomic_store(&spin_microseconds, microseconds < 0 ? 0 : microseconds);

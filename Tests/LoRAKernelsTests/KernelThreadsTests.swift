@@ -117,21 +117,28 @@ import Testing
   }
 
   @Test func workersEndWithTheThreadThatMadeThem() throws {
-    let tasks = { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task").count) ?? 0 }
-    let before = tasks()
-    let started = Record(1)
+    final class Seen: @unchecked Sendable {
+      var workers = 0
+      var ids: [Int] = []
+    }
+    let seen = Seen()
     Self.onNewThread {
-      Self.loopQuick(8, threads: 4, Record(8))
-      started.runs[0] = Int(sld_pool_workers())
+      Self.loop(8, threads: 4, Record(8))
+      seen.workers = Int(sld_pool_workers())
+      var ids = [Int](repeating: 0, count: 8)
+      let count = Int(sld_pool_worker_ids(&ids, 8))
+      seen.ids = Array(ids.prefix(count))
     }
-    #expect(started.runs[0] == 3)
-    // Other tests' threads come and go: wait until no more than before remain (or 5 s).
-    var after = tasks()
-    for _ in 0..<50 where after > before {
+    #expect(seen.workers == 3)
+    #expect(!seen.ids.isEmpty, "no worker took part")
+    // The thread has ended: its workers end too (joined by its pool's destructor).
+    let alive = { seen.ids.filter { FileManager.default.fileExists(atPath: "/proc/self/task/\($0)") } }
+    var left = alive()
+    for _ in 0..<50 where !left.isEmpty {
       usleep(100_000)
-      after = tasks()
+      left = alive()
     }
-    #expect(after <= before + 1, "\(before) threads before, \(after) after")
+    #expect(left.isEmpty, "workers \(left) outlived their thread")
   }
 
   @Test(.enabled(if: ThreadCPUs.allowed.count >= 2, "needs 2 allowed CPUs"))

@@ -27,6 +27,10 @@ int sld_pool_pin(const int *cpus, int count);
 /// Workers the calling thread's pool has started.
 int sld_pool_workers(void);
 
+/// The kernel's thread ids (gettid) of the calling thread's workers that have started
+/// running, at most `capacity`; returns how many.
+int sld_pool_worker_ids(long *ids, int capacity);
+
 /// The CPU the calling thread runs on now (sched_getcpu), or -1.
 int sld_current_cpu(void);
 
