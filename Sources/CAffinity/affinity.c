@@ -5,14 +5,6 @@
 #include <pthread.h>
 #include <sched.h>
 
-int sld_pin_thread(int cpu) {
-  if (cpu < 0 || cpu >= CPU_SETSIZE) return EINVAL;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  return pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
-}
-
 int sld_thread_cpus(int *cpus, int capacity) {
   cpu_set_t set;
   CPU_ZERO(&set);

@@ -27,7 +27,8 @@
 #define SLD_PAUSE() ((void)0)
 #endif
 
-enum { MAX_WORKERS = 1023, PARTS_BITS = 10 };
+// How long an idle worker spins before it sleeps.
+enum { MAX_WORKERS = 1023, PARTS_BITS = 10, SPIN_NANOSECONDS = 200000 };
 
 struct pool;
 
@@ -58,7 +59,6 @@ struct pool {
   pthread_cond_t wake;
 };
 
-static atomic_int spin_microseconds = 200;
 static __thread struct pool *own_pool;
 static __thread int is_worker;
 static pthread_key_t pool_key;
@@ -90,15 +90,12 @@ static void run_indices(struct pool *p) {
 static unsigned long wait_for_change(struct pool *p, unsigned long seen) {
   unsigned long word = atomic_load_explicit(&p->word, memory_order_acquire);
   if (word != seen) return word;
-  const long limit = 1000L * atomic_load_explicit(&spin_microseconds, memory_order_relaxed);
-  if (limit > 0) {
-    const long start = now_ns();
-    for (int n = 1;; n++) {
-      SLD_PAUSE();
-      word = atomic_load_explicit(&p->word, memory_order_acquire);
-      if (word != seen) return word;
-      if ((n & 127) == 0 && now_ns() - start > limit) break;
-    }
+  const long start = now_ns();
+  for (int n = 1;; n++) {
+    SLD_PAUSE();
+    word = atomic_load_explicit(&p->word, memory_order_acquire);
+    if (word != seen) return word;
+    if ((n & 127) == 0 && now_ns() - start > SPIN_NANOSECONDS) break;
   }
   pthread_mutex_lock(&p->lock);
   atomic_fetch_add(&p->sleepers, 1);
@@ -240,8 +237,4 @@ int sld_pool_worker_ids(long *ids, int capacity) {
     if (tid > 0) ids[count++] = tid;
   }
   return count;
-}
-
-void sld_pool_set_spin(int microseconds) {
-  atomic_store(&spin_microseconds, microseconds < 0 ? 0 : microseconds);
 }

@@ -5,8 +5,9 @@ import LoRAKernels
 /// Where the ranks of one process (thread-ranks, `--local-ranks`) run: each rank's thread on
 /// its own CPU of those this process may use (distinct cores first, then SMT siblings), so no two ranks share a core and each
 /// rank's buffers, allocated and first written by its own thread, sit in that core's memory
-/// domain. Pinned only when every rank has a core of its own and runs its kernels on its own
-/// thread (one kernel thread each): otherwise the ranks are left to the scheduler.
+/// domain. A rank of several kernel threads takes as many cores, its workers pinned beside it.
+/// Pinned only when every thread of every rank has a CPU of its own: otherwise the ranks are
+/// left to the scheduler.
 public struct ThreadPlacement: Sendable, Equatable {
   /// The CPUs of each rank (rank order): its own thread's first, then one per kernel thread
   /// of its pool; nil: not pinned.
@@ -60,13 +61,6 @@ public struct ThreadPlacement: Sendable, Equatable {
   /// Binds the calling thread to `cpus[0]` and its kernel threads to the rest; nil, or why
   /// the platform refused (those threads keep running where the scheduler puts them).
   public static func pinCurrentThread(to cpus: [Int]) -> String? { Parallel.pin(cpus: cpus) }
-
-  /// Binds the calling thread to `cpu`; nil, or why the platform refused (then the thread
-  /// keeps running where the scheduler puts it).
-  public static func pinCurrentThread(to cpu: Int) -> String? {
-    let status = sld_pin_thread(Int32(cpu))
-    return status == 0 ? nil : "binding a thread to CPU \(cpu) failed (error \(status))"
-  }
 
   /// The CPUs the calling thread may run on now.
   public static func currentThreadCPUs() -> [Int] {

@@ -19,7 +19,7 @@ package struct UncheckedSendable<Value>: @unchecked Sendable {
 /// The pool is the calling thread's own (`CKernelThreads`): `width` − 1 workers made on
 /// first use, ended with that thread, so each rank thread has its own and may pin them
 /// (`pin(cpus:)`). Its workers spin briefly between loops: a step runs about fifty loops per
-/// layer, and waking a sleeping thread for each (the system pool) cost 5–100 µs a loop.
+/// layer, and the system's pool added 17–40 µs to each (docs/benchmarks.md).
 public enum Parallel {
   /// Starts at the threads OpenBLAS would use (OPENBLAS_NUM_THREADS or all cores), and from
   /// then on keeps OpenBLAS itself at one thread.

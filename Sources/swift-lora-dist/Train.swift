@@ -267,7 +267,8 @@ struct Train: ParsableCommand {
     return c
   }
 
-  /// What goes with `--jobs` besides it: the process's threads and ranks, and the output.
+  /// What goes with `--jobs` besides it (and `--json`): the process's threads, ranks and
+  /// their placement.
   static let jobFlagKeys: Set<String> = ["threads", "local_ranks", "pin", "numa_copies"]
 
   /// `--jobs` with flags the job file sets per adapter (or as its own keys) is refused by

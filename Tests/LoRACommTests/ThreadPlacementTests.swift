@@ -63,9 +63,9 @@ import Testing
     let cpu = CPUTopology.current().allowed.last!
     let result = UncheckedResult()
     let thread = Thread {
-      result.refused = ThreadPlacement.pinCurrentThread(to: cpu)
+      result.refused = ThreadPlacement.pinCurrentThread(to: [cpu])
       result.cpus = ThreadPlacement.currentThreadCPUs()
-      result.impossible = ThreadPlacement.pinCurrentThread(to: 100_000)
+      result.impossible = ThreadPlacement.pinCurrentThread(to: [100_000])
       result.after = ThreadPlacement.currentThreadCPUs()
       result.done.signal()
     }
@@ -73,7 +73,7 @@ import Testing
     result.done.wait()
     #expect(result.refused == nil)
     #expect(result.cpus == [cpu])
-    #expect(result.impossible?.contains("binding a thread to CPU 100000 failed") == true)
+    #expect(result.impossible?.contains("binding threads to CPUs 100000 failed") == true)
     #expect(result.after == [cpu], "a refused binding leaves the thread where it was")
     // This thread was never pinned.
     #expect(ThreadPlacement.currentThreadCPUs().count == CPUTopology.current().allowed.count)

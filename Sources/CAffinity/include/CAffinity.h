@@ -7,10 +7,6 @@
 extern "C" {
 #endif
 
-/// Binds the calling thread to CPU `cpu` alone. Returns 0, or the error number the
-/// platform gave (EINVAL: the CPU is outside the allowed set; EPERM, ENOSYS ...).
-int sld_pin_thread(int cpu);
-
 /// Writes the CPUs the calling thread may run on into `cpus` (at most `capacity`, in
 /// increasing order); returns how many, or -1 with errno set.
 int sld_thread_cpus(int *cpus, int capacity);

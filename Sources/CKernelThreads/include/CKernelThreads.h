@@ -34,10 +34,6 @@ int sld_pool_worker_ids(long *ids, int capacity);
 /// The CPU the calling thread runs on now (sched_getcpu), or -1.
 int sld_current_cpu(void);
 
-/// How long, in microseconds, an idle worker spins before it sleeps (for every pool; 0: it
-/// sleeps at once). The default is 200.
-void sld_pool_set_spin(int microseconds);
-
 #ifdef __cplusplus
 }
 #endif
