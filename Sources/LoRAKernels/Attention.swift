@@ -1,3 +1,4 @@
+import CVectorMath
 import Foundation
 
 /// Causal grouped-query attention: each query head h reads key/value head h / (H / KVH).
@@ -257,14 +258,20 @@ public enum Attention {
     /// Turns scaled scores p [rows, visible] of query rows [r0, r0 + rows) into causal softmax
     /// probabilities in place, zeroing entries past a row's own position and before its window;
     /// with `rounded`, also writes their bf16 copy there ([rows, visible]) in the same pass.
+    /// `fused`: in C with AVX-512, three passes over a row (`sld_softmax_row`), where the CPU
+    /// has it; else five SIMD8 passes here.
     func softmax(
       _ p: UnsafeMutablePointer<Float>, r0: Int, rows: Int, visible: Int,
-      rounded: UnsafeMutablePointer<UInt16>? = nil
+      rounded: UnsafeMutablePointer<UInt16>? = nil, fused: Bool = VectorMath.fusedRows
     ) {
       for i in 0..<rows {
         let row = p + i * visible
         let own = offset + r0 + i + 1
         let first = window < own ? own - window : 0
+        if fused {
+          sld_softmax_row(row, visible, first, own, rounded.map { $0 + i * visible })
+          continue
+        }
         let seen = row + first
         let maximum = VectorMath.maximum(seen, count: own - first)
         let sum = VectorMath.exponentiate(seen, count: own - first, shift: maximum)
@@ -277,13 +284,18 @@ public enum Attention {
 
     /// dS = P ⊙ (dP − Σ_j dP·P) in place of dP [rows, visible], row by row (masked entries of
     /// P are zero); with `rounded`, also its bf16 copy there.
+    /// `fused`: in C with AVX-512, two passes over a row (`sld_softmax_gradient_row`).
     func softmaxGradient(
       _ dp: UnsafeMutablePointer<Float>, p: UnsafeMutablePointer<Float>, rows: Int, visible: Int,
-      rounded: UnsafeMutablePointer<UInt16>? = nil
+      rounded: UnsafeMutablePointer<UInt16>? = nil, fused: Bool = VectorMath.fusedRows
     ) {
       for i in 0..<rows {
         let pr = p + i * visible
         let dr = dp + i * visible
+        if fused {
+          sld_softmax_gradient_row(dr, pr, visible, rounded.map { $0 + i * visible })
+          continue
+        }
         let dot = VectorMath.dot(pr, dr, count: visible)
         for j in 0..<visible { dr[j] = pr[j] * (dr[j] - dot) }
         if let rounded { BFloat16.convert(rounded + i * visible, dr, count: visible) }

@@ -22,6 +22,10 @@ package enum VectorMath {
     ProcessInfo.processInfo.environment["SWIFT_LORA_DIST_VECTOR_EXP"] == "portable"
     ? 0 : Int(sld_vector_exp_width())
 
+  /// Whether attention's softmax rows and their gradient run in C with AVX-512
+  /// (`sld_softmax_row`, `sld_softmax_gradient_row`): where libmvec's exp has 16 lanes.
+  package static let fusedRows = libraryWidth == 16
+
   /// Elements per libmvec call in `withNegatedExp` (a multiple of `width`).
   static let chunk = 256
 

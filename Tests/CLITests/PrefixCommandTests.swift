@@ -29,15 +29,16 @@ struct PrefixCommandTests {
         (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
       }.last { $0["event"] as? String == "validation" }?["loss"] as? Double)
 
+    // `--batch 1`: the run's validation grouping (`--micro-batch 1`), so the losses agree bit for bit.
     let evaluated = try CommandRunner.run([
       "eval", "--model", TrainCommandTests.model, "--adapter", output, "--data", data, "--max-seq-len", "32",
-      "--json",
+      "--batch", "1", "--json",
     ])
     #expect(evaluated.status == 0, "\(evaluated.errors)")
     let line = try #require(evaluated.output.split(separator: "\n").last)
     let loss = try #require(
       (try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["loss"] as? Double)
-    #expect(abs(loss - final) <= 1e-5 * final, "eval \(loss) against the run's \(final)")
+    #expect(loss == final, "eval \(loss) against the run's \(final)")
 
     let generated = try CommandRunner.run([
       "generate", "--model", TrainCommandTests.model, "--adapter", output, "--prompt", "What is 2 plus 2?",

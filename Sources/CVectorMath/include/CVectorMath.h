@@ -26,6 +26,15 @@ void sld_bf16_convert(uint16_t *dst, const float *src, long count);
 /// it that this CPU runs (for tests of each path).
 void sld_bf16_convert_lanes(uint16_t *dst, const float *src, long count, int lanes);
 
+/// Attention's softmax of one row of scaled scores row[0, visible): probabilities over
+/// [first, own), zeros before and after; with `rounded` non-null, their bf16 bits there too.
+/// Requires sld_vector_exp_width() == 16 (AVX-512); own > first.
+void sld_softmax_row(float *row, long visible, long first, long own, uint16_t *rounded);
+
+/// Softmax's gradient for one row: dp[i] = p[i] · (dp[i] − Σ_j p[j]·dp[j]) over [0, visible);
+/// with `rounded` non-null, its bf16 bits there too. Requires sld_vector_exp_width() == 16.
+void sld_softmax_gradient_row(float *dp, const float *p, long visible, uint16_t *rounded);
+
 #ifdef __cplusplus
 }
 #endif
