@@ -90,6 +90,11 @@ public final class AdapterOutput {
     record(Self.object(checkpoint: saved))
   }
 
+  /// The metrics line of DPO's reference, scored once before the first update.
+  public static func object(referencePairs pairs: Int, seconds: Double) -> [String: Any] {
+    ["event": "reference", "pairs": pairs, "seconds": seconds]
+  }
+
   /// The metrics line of an update.
   public static func object(step m: StepMetrics) -> [String: Any] {
     var object: [String: Any] = [

@@ -24,6 +24,9 @@ public enum RunEvent: Sendable {
   case validation(AdapterRef, step: Int, loss: Double, tokens: Int)
   /// A checkpoint was written (and older ones pruned).
   case checkpoint(AdapterRef, CheckpointStore.Saved)
+  /// DPO's reference being scored once for every training pair before the first update:
+  /// `scored` of `pairs` so far, and once more when done (`TrainingEvent.reference`).
+  case reference(AdapterRef, scored: Int, pairs: Int, seconds: Double)
   /// Successive halving scored the adapter at a rung: kept, or stopped there.
   case halved(AdapterRef, step: Int, loss: Double, kept: Bool)
   /// A sweep's rung: every scored member, best first, and how many were kept.

@@ -116,6 +116,10 @@ public struct TrainingPlan: Sendable {
     if (s.objective ?? D.objective) != "dpo" && (s.beta != nil || s.labelSmoothing != nil) {
       throw RunError("beta and label_smoothing apply to objective: dpo; the objective is sft")
     }
+    if (s.objective ?? D.objective) != "dpo" && s.precomputeReference != nil {
+      throw RunError(
+        "precompute_reference applies to objective: dpo (its reference model); the objective is sft")
+    }
     requestedSteps = s.steps
     epochs = s.epochs
     let batch = s.batchSize ?? D.batchSize
@@ -134,7 +138,8 @@ public struct TrainingPlan: Sendable {
         ? DPOLoss(beta: s.beta ?? D.beta, labelSmoothing: s.labelSmoothing ?? D.labelSmoothing) : nil,
       balance: s.balance.flatMap(BatchBalance.init(rawValue:)) ?? D.balance,
       paddingFree: s.paddingFree
-        ?? D.paddingFree(virtualTokens: (s.promptTokens ?? 0) + (s.prefixTokens ?? 0) > 0))
+        ?? D.paddingFree(virtualTokens: (s.promptTokens ?? 0) + (s.prefixTokens ?? 0) > 0),
+      precomputeReference: s.precomputeReference)
     try options.validate()
     checkpointEvery = s.checkpointEvery ?? D.checkpointEvery
     keep = s.keep ?? D.keep

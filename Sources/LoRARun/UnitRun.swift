@@ -182,6 +182,11 @@ public struct UnitRun {
           lastCheckpoint = saved
           outputs[k].checkpoint(saved)
           if leader { run.emit(.checkpoint(run.ref(k), saved)) }
+        case .reference(let scored, let pairs, let seconds):
+          if scored == pairs {
+            outputs[k].record(AdapterOutput.object(referencePairs: pairs, seconds: seconds))
+          }
+          if leader { run.emit(.reference(run.ref(k), scored: scored, pairs: pairs, seconds: seconds)) }
         }
       })
     return (ending, lastCheckpoint, halving)

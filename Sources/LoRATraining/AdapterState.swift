@@ -38,6 +38,9 @@ public final class AdapterState {
   public var frozen: LoRAAdapter?
   /// DPO's metrics on the validation pairs at the latest `validationLoss()` (nil for SFT).
   public internal(set) var lastPreferenceValidation: DPOMetrics?
+  /// DPO: the reference's summed loss of every training sequence, in the data's order, once
+  /// `scoreReference()` ran (`AdapterState+Reference`).
+  public internal(set) var referenceTable: [Double]?
   /// Scores the validation set with inference buffers of its own.
   lazy var evaluator = Evaluator(
     model: model, adapter: adapter, microBatch: options.microBatch, padID: padID, frozen: frozen)

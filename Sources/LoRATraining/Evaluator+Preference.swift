@@ -12,21 +12,11 @@ extension Evaluator {
   public func preferenceSums(of examples: [Example], loss: DPOLoss) -> (
     loss: Double, metrics: [Double], pairs: Int
   ) {
-    precondition(examples.count % 2 == 0, "preference examples come in pairs")
-    let pairsPerChunk = max(1, microBatch / 2)
     let longest = examples.map(\.tokens.count).max() ?? 1
-    let budget = 2 * pairsPerChunk * Batch.bucketLength(longest, longest: longest)
+    let batches = preferenceBatches(examples, longest: longest)
     var lossSum = 0.0
     var metrics = [Double](repeating: 0, count: 6)
-    for pass in preferencePasses(examples, pairsPerChunk: pairsPerChunk, budget: budget) {
-      let chunk = Array(examples[pass])
-      let tokens = chunk.reduce(0) { $0 + $1.tokens.count }
-      let batch =
-        packs
-        ? Batch(rows: [chunk], length: Self.packedLength(tokens: tokens, budget: budget), padID: padID)
-        : Batch(
-          examples: chunk, length: Batch.bucketLength(chunk.map(\.tokens.count).max() ?? 1, longest: longest),
-          padID: padID)
+    for batch in batches {
       let pairs = DPOLoss.Pair.pairs(
         policyLosses: sequenceLosses(batch, reference: false, longest: longest),
         referenceLosses: sequenceLosses(batch, reference: true, longest: longest))
@@ -35,6 +25,33 @@ extension Evaluator {
       metrics = zip(metrics, part.metrics.values).map { $0 + $1 * Double(pairs.count) }
     }
     return (lossSum, metrics, examples.count / 2)
+  }
+
+  /// The reference's summed loss (−log p) of each sequence of preference pairs (`examples`
+  /// as chosen, rejected, …), in their order, in passes as `preferenceSums` takes them, sized
+  /// for examples of up to `longest` tokens: the same examples and `longest` give the same
+  /// bits whichever rank or run scores them.
+  public func referenceLosses(of examples: [Example], longest: Int) -> [Double] {
+    preferenceBatches(examples, longest: longest).flatMap {
+      sequenceLosses($0, reference: true, longest: longest)
+    }
+  }
+
+  /// The passes over preference pairs (whole pairs, in order) of examples of up to `longest`
+  /// tokens.
+  private func preferenceBatches(_ examples: [Example], longest: Int) -> [Batch] {
+    precondition(examples.count % 2 == 0, "preference examples come in pairs")
+    let pairsPerChunk = max(1, microBatch / 2)
+    let budget = 2 * pairsPerChunk * Batch.bucketLength(longest, longest: longest)
+    return preferencePasses(examples, pairsPerChunk: pairsPerChunk, budget: budget).map { pass in
+      let chunk = Array(examples[pass])
+      let tokens = chunk.reduce(0) { $0 + $1.tokens.count }
+      return packs
+        ? Batch(rows: [chunk], length: Self.packedLength(tokens: tokens, budget: budget), padID: padID)
+        : Batch(
+          examples: chunk, length: Batch.bucketLength(chunk.map(\.tokens.count).max() ?? 1, longest: longest),
+          padID: padID)
+    }
   }
 
   /// The examples of each pass, whole pairs: `pairsPerChunk` pairs, or (packed) consecutive

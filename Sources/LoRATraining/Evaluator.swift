@@ -139,7 +139,8 @@ public final class Evaluator {
     -> LlamaActivations
   {
     let rows = rows ?? microBatch
-    let key = "\(rows)@\(length)" + (reference ? "-reference" : "")
+    // Padding-free buffers size attention's scratch by `longest`: part of the key.
+    let key = "\(rows)@\(length)/\(longest ?? 0)" + (reference ? "-reference" : "")
     if let existing = buffers[key] { return existing }
     arena.reset()
     // The reference: where the adapter started (a tree node's ancestors over the base).

@@ -17,9 +17,9 @@ extension FusedTrainer {
   }
 
   /// For the DPO members among one pass's slots (in stack order, laid out in `batch`): the
-  /// reference log-probabilities over the member's own rows from where it started (the base
-  /// alone, or a tree node's ancestors over it; no backward; padding-free when the member
-  /// is), and the sequence weights the backward
+  /// reference log-probabilities, from the member's precomputed table or else a pass over
+  /// the member's own rows from where it started (the base alone, or a tree node's ancestors
+  /// over it; no backward; padding-free when the member is), and the sequence weights the backward
   /// calls with the policy's, which evaluate the DPO loss as a part of the mean over the
   /// member's global batch and record it in `parts`. Packed rows hold the pairs in another
   /// order, with padding spans between: losses and weights go through each sequence's place
@@ -37,22 +37,9 @@ extension FusedTrainer {
       let place = Dictionary(uniqueKeysWithValues: s.pass.enumerated().map { ($1.position, $0) })
       let policyOrder = Self.places(
         batch, rows: firstRow..<firstRow + s.rows.count, firstExample: firstExample, laid: laid, place: place)
-      let packs = trainers[s.member].packs
-      let own =
-        packs
-        ? Batch(rows: s.rows.map { $0.map(\.example) }, length: length, padID: padID)
-        : Batch(examples: s.pass.map(\.example), length: length, padID: padID)
-      let reference = referenceActivations(
-        sequences: own.batch, length: length, packed: packs, chain: trainers[s.member].referenceChain)
-      reference.spans = own.spans
-      model.forward(tokens: own.tokens, activations: reference)
-      let referenceLosses = Self.gather(
-        model.sequenceLosses(
-          targets: own.targets, activations: reference, scratch: gradients.lossScratch,
-          chunkRows: gradients.chunkRows),
-        places: packs
-          ? Self.places(own, rows: 0..<own.batch, firstExample: 0, laid: laid, place: place)
-          : Array(s.pass.indices), count: s.pass.count)
+      let referenceLosses =
+        try trainers[s.member].referenceLosses(of: s.pass)
+        ?? referencePass(s, length: length, laid: laid, place: place, gradients: gradients)
       let meanOver = trainers[s.member].options.batchSize
       weights[slot] = { sums in
         let result = loss.evaluate(
@@ -66,6 +53,29 @@ extension FusedTrainer {
       }
     }
     return (weights, parts)
+  }
+
+  /// The reference's summed losses of slot `s`'s sequences (in `s.pass` order) from a pass
+  /// of its own over the same rows (the base alone, or a tree node's ancestors; no backward).
+  private func referencePass(
+    _ s: PassSlot, length: Int, laid: [AdapterState.Placed], place: [Int: Int], gradients: LlamaGradients
+  ) -> [Double] {
+    let packs = trainers[s.member].packs
+    let own =
+      packs
+      ? Batch(rows: s.rows.map { $0.map(\.example) }, length: length, padID: padID)
+      : Batch(examples: s.pass.map(\.example), length: length, padID: padID)
+    let reference = referenceActivations(
+      sequences: own.batch, length: length, packed: packs, chain: trainers[s.member].referenceChain)
+    reference.spans = own.spans
+    model.forward(tokens: own.tokens, activations: reference)
+    return Self.gather(
+      model.sequenceLosses(
+        targets: own.targets, activations: reference, scratch: gradients.lossScratch,
+        chunkRows: gradients.chunkRows),
+      places: packs
+        ? Self.places(own, rows: 0..<own.batch, firstExample: 0, laid: laid, place: place)
+        : Array(s.pass.indices), count: s.pass.count)
   }
 
   /// The place in its micro-batch (`place`, by position) of each sequence of the slot on

@@ -13,13 +13,15 @@ extension FusedTrainer {
   }
 
   /// Runs updates until every member has taken its `options.steps` (or `until`) or retired.
-  /// After each update: `afterUpdate` (successive halving retires members there, before
-  /// their update is reported), then for each member that updated, in member order, its
-  /// step, its validation loss when due (every `options.evaluateEvery` updates and after the
-  /// last), and — with `checkpoints[k]` (given on rank 0 only: only rank 0 writes) — a
-  /// checkpoint when due (`CheckpointCadence.isDue`: every `every` updates, after the last,
-  /// and when a stop was requested). With `checkEvery` > 0, every that many updates all
-  /// ranks check that they hold the same parameters.
+  /// First, each DPO member that `precomputesReference` scores its reference (reported as
+  /// `.reference`; every rank of the group takes part). After each update: `afterUpdate`
+  /// (successive halving retires members there, before their update is reported), then for
+  /// each member that updated, in member order, its step, its validation loss when due (every
+  /// `options.evaluateEvery` updates and after the last), and — with `checkpoints[k]` (given
+  /// on rank 0 only: only rank 0 writes) — a checkpoint when due (`CheckpointCadence.isDue`:
+  /// every `every` updates, after the last, and when a stop was requested). With
+  /// `checkEvery` > 0, every that many updates all ranks check that they hold the same
+  /// parameters.
   ///
   /// - Parameters:
   ///   - checkpoints: one entry per member (nil: no checkpoints for it), or empty.
@@ -34,6 +36,14 @@ extension FusedTrainer {
   ) throws -> Ending {
     limit = last
     defer { limit = nil }
+    for (k, member) in trainers.enumerated()
+    where isActive(k) && member.precomputesReference && member.referenceTable == nil {
+      let pairs = member.trainingExamples.count / 2
+      let (_, seconds) = try member.scoreReference { scored, seconds in
+        try onEvent(k, .reference(scored: scored, pairs: pairs, seconds: seconds))
+      }
+      try onEvent(k, .reference(scored: pairs, pairs: pairs, seconds: seconds))
+    }
     while !finished {
       let (results, stopping) = try update(stopFlag: stop.isSet)
       try afterUpdate(stopping)

@@ -53,4 +53,8 @@ public enum TrainingEvent: Sendable {
   case validation(step: Int, loss: Double, tokens: Int)
   /// A checkpoint was written (and older ones pruned).
   case checkpoint(CheckpointStore.Saved)
+  /// DPO's reference being scored once for every training pair before the first update
+  /// (`AdapterState.scoreReference`): `scored` of `pairs` after `seconds`, every few seconds
+  /// while it runs, and once more when done (`scored == pairs`).
+  case reference(scored: Int, pairs: Int, seconds: Double)
 }

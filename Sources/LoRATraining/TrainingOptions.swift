@@ -29,14 +29,19 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
   /// Padding-free passes: each pass's sequences end to end in shared rows, each attending
   /// only to itself (next-token loss and DPO pairs; adapters with virtual tokens pass padded).
   public var paddingFree: Bool
+  /// DPO: score the reference of every training pair once before the first update and reuse
+  /// it every epoch, instead of a reference pass in every update (TRL's
+  /// `precompute_ref_log_probs`). nil: when the run covers at least two epochs of pairs.
+  public var precomputeReference: Bool?
 
   public init(
     steps: Int = 100, batchSize: Int = 8, microBatch: Int = 4, learningRate: Double = 2e-4,
     schedule: LearningRateSchedule.Kind = .cosine, warmupSteps: Int = 0, adamW: AdamW.Options = .init(),
     maxGradientNorm: Double = 1, seed: UInt64 = 0, evaluateEvery: Int = 0, shuffle: Bool = true,
     checkpointActivations: Bool = false, loraPlusRatio: Double = 1, dpo: DPOLoss? = nil,
-    balance: BatchBalance = .tokens, paddingFree: Bool = false
+    balance: BatchBalance = .tokens, paddingFree: Bool = false, precomputeReference: Bool? = nil
   ) {
+    self.precomputeReference = precomputeReference
     self.balance = balance
     self.paddingFree = paddingFree
     self.loraPlusRatio = loraPlusRatio

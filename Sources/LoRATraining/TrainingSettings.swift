@@ -55,6 +55,9 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
   /// DPO's β and label smoothing.
   public var beta: Double?
   public var labelSmoothing: Double?
+  /// DPO: score the reference once for every training pair (nil: when the run covers two
+  /// epochs or more; `TrainingOptions.precomputeReference`).
+  public var precomputeReference: Bool?
   public var beta1: Double?
   public var beta2: Double?
   public var eps: Double?
@@ -101,6 +104,7 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
     case loraplusLRRatio = "loraplus_lr_ratio"
     case objective, beta
     case labelSmoothing = "label_smoothing"
+    case precomputeReference = "precompute_reference"
     case beta1, beta2, eps
     case maxGradNorm = "max_grad_norm"
     case seed

@@ -32,6 +32,7 @@ struct Bench: ParsableCommand {
         swift-lora-dist bench --model model.gguf --local-ranks 2 --threads 1
         swift-lora-dist bench --model model.gguf --local-ranks 2 --threads 1 --batch 8 --min-seq 16 --balance sequences
         swift-lora-dist bench --model model.gguf --batch 8 --min-seq 16 --no-padding-free
+        swift-lora-dist bench --model model.gguf --objective dpo --precompute-reference
         swift-lora-dist bench --model model.gguf --adapters 4 --batch 1 --local-ranks 2 --threads 1
       """)
 
@@ -69,6 +70,12 @@ struct Bench: ParsableCommand {
       "sft, or dpo: the batch's sequences as chosen/rejected pairs (half of each untrained prompt), with DPO's reference pass."
   )
   var objective = "sft"
+  @Flag(
+    name: .customLong("precompute-reference"),
+    help:
+      "With --objective dpo: score the reference once before the warm-up (train's --precompute-reference), so the timed updates run no reference pass."
+  )
+  var precomputeReference = false
   @Option(help: "Untimed warm-up steps.") var warmup = 1
   @Flag(
     name: .customLong("checkpoint-activations"),
@@ -147,6 +154,9 @@ struct Bench: ParsableCommand {
         "--objective is sft or dpo (with --batch a multiple of 2 × ranks), got \(objective)")
     }
     let dpo = objective == "dpo"
+    guard dpo || !precomputeReference else {
+      throw ValidationError("--precompute-reference applies to --objective dpo")
+    }
     let sharing = try NUMACopies.sharing(
       comm, perDomain: ranks.numaCopies, topology: .current(), cpus: ThreadPlacement.currentThreadCPUs())
     if let note = sharing.note, comm.rank == 0 { Ranks.note(note) }
@@ -177,9 +187,10 @@ struct Bench: ParsableCommand {
         steps: warmup + steps, batchSize: units, microBatch: units / comm.size, learningRate: 1e-4,
         schedule: .constant, shuffle: false, checkpointActivations: checkpointActivations,
         dpo: dpo ? DPOLoss() : nil, balance: BatchBalance(rawValue: balance) ?? .tokens,
-        paddingFree: paddingFree ?? true),
+        paddingFree: paddingFree ?? true, precomputeReference: precomputeReference),
       padID: 0, communicator: comm)
     trainer.separateWaiting = true
+    if dpo && precomputeReference { _ = try trainer.state.scoreReference() }
     for _ in 0..<warmup { _ = try trainer.update() }
     let reduceBefore = trainer.allreduceSeconds
     let waitBefore = trainer.waitingSeconds
@@ -215,7 +226,8 @@ struct Bench: ParsableCommand {
     let peak = peaks[0]
     let bf16Peak = bf16 ? peaks[1] : nil
     return BenchResult(
-      model: base.model, objective: objective, dora: useDora, initialization: initWeights, batch: batch,
+      model: base.model, objective: objective + (precomputeReference ? ", reference precomputed" : ""),
+      dora: useDora, initialization: initWeights, batch: batch,
       seq: seq, minSeq: minSeq, balance: balance, paddingFree: paddingFree ?? true, targets: targets,
       rank: rank,
       threads: BLAS.threads,

@@ -63,6 +63,9 @@ extension Progress {
     case .checkpoint(let ref, let saved):
       return ref.fused
         ? named(ref, AdapterOutput.object(checkpoint: saved)) : (shown(ref), Self.object(.checkpoint(saved)))
+    case .reference(let ref, let scored, let pairs, let seconds):
+      let event = TrainingEvent.reference(scored: scored, pairs: pairs, seconds: seconds)
+      return ref.fused ? named(ref, Self.object(event)) : (shown(ref), Self.object(event))
     case .halved(let ref, let step, let loss, let kept):
       return named(ref, AdapterOutput.object(halved: step, loss: loss, kept: kept))
     case .rung: return nil
@@ -163,6 +166,13 @@ extension Progress {
         shown(ref).show(.validation(step: step, loss: loss, tokens: tokens))
       }
     case .checkpoint(let ref, let saved): if !ref.fused { shown(ref).show(.checkpoint(saved)) }
+    case .reference(let ref, let scored, let pairs, let seconds):
+      let event = TrainingEvent.reference(scored: scored, pairs: pairs, seconds: seconds)
+      if ref.fused {
+        say(fused: ref.name ?? "", concurrent: ref.concurrent, Self.text(event))
+      } else {
+        shown(ref).show(event)
+      }
     case .halved: break
     case .rung(let sweep, let step, let ranking, let kept, let concurrent):
       say(

@@ -37,10 +37,20 @@ struct Progress {
       return
     }
     let text = Self.text(event)
-    if case .step = event, live {
+    if Self.rewritten(event), live {
       FileHandle.standardOutput.write(Data(("\r\u{1B}[K" + text).utf8))
     } else {
       say(text)
+    }
+  }
+
+  /// Whether `event`'s line is rewritten by the next one on a live terminal: steps, and the
+  /// reference's progress.
+  static func rewritten(_ event: TrainingEvent) -> Bool {
+    switch event {
+    case .step: return true
+    case .reference(let scored, let pairs, _): return scored < pairs
+    case .validation, .checkpoint: return false
     }
   }
 
@@ -58,6 +68,10 @@ struct Progress {
       return object
     case .validation(let step, let loss, let tokens):
       return ["event": "validation", "step": step, "loss": loss, "perplexity": exp(loss), "tokens": tokens]
+    case .reference(let scored, let pairs, let seconds):
+      var object = AdapterOutput.object(referencePairs: pairs, seconds: seconds)
+      if scored < pairs { object["scored"] = scored }
+      return object
     case .checkpoint(let saved):
       return [
         "event": "checkpoint", "step": saved.step, "path": saved.path, "bytes": saved.fileBytes,
@@ -77,6 +91,12 @@ struct Progress {
     case .validation(let step, let loss, let tokens):
       return
         "step \(step): validation loss \(format(loss, 4)) (perplexity \(format(exp(loss), 2)), \(tokens) tokens)"
+    case .reference(let scored, let pairs, let seconds) where scored < pairs:
+      return
+        "DPO reference: \(scored)/\(pairs) pairs scored  ETA \(duration(seconds / Double(max(scored, 1)) * Double(pairs - scored)))"
+    case .reference(_, let pairs, let seconds):
+      return
+        "DPO reference scored once for \(pairs) pairs in \(duration(seconds)) (read by every update, no reference passes)"
     case .checkpoint(let saved):
       let ratio = Double(saved.rawBytes) / Double(max(saved.fileBytes, 1))
       let kind = saved.deltaOf.map { "delta of \($0)" } ?? "full"

@@ -33,6 +33,8 @@ struct Train: ParsableCommand {
           --lr 3e-2 --output out/prompt
         swift-lora-dist train --model model.gguf --data pairs.jsonl --objective dpo --beta 0.1 \
           --validation-fraction 0.1 --lr 5e-5 --output out/dpo
+        swift-lora-dist train --model model.gguf --data pairs.jsonl --objective dpo --epochs 3 \
+          --precompute-reference --output out/dpo-3
         swift-lora-dist train --model model.gguf --data train.jsonl --loraplus-lr-ratio 16 --output out/plus
         swift-lora-dist train --model model.gguf --data train.jsonl --targets all-linear --use-dora --output out/dora
         swift-lora-dist train --model model.gguf --data train.jsonl --init pissa_niter_4 --output out/pissa
@@ -154,6 +156,12 @@ struct Train: ParsableCommand {
     name: .customLong("label-smoothing"),
     help: "DPO's label smoothing: the assumed rate of flipped preferences, in [0, 0.5) (default 0).")
   var labelSmoothing: Double?
+  @Flag(
+    name: .customLong("precompute-reference"), inversion: .prefixedNo,
+    help:
+      "DPO: score the reference once for every training pair before the first update and reuse it every epoch, instead of a reference pass in every update (default: when the run covers two epochs or more)."
+  )
+  var precomputeReference: Bool?
   @Option(name: .customLong("max-grad-norm"), help: "Clip the gradient norm to this (default 1; 0 disables).")
   var maxGradNorm: Double?
   @Option(help: "Seed of initialisation, shuffling and dropout (default 0).") var seed: UInt64?
@@ -249,6 +257,7 @@ struct Train: ParsableCommand {
     c.objective = objective
     c.beta = beta
     c.labelSmoothing = labelSmoothing
+    c.precomputeReference = precomputeReference
     c.maxGradNorm = maxGradNorm
     c.seed = seed
     c.evalEvery = evalEvery

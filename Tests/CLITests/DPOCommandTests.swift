@@ -79,4 +79,42 @@ struct DPOCommandTests {
     ])
     #expect(unknown.status != 0 && unknown.errors.contains("--objective is sft or dpo, got 'ppo'"))
   }
+
+  /// Two epochs of 8 pairs: the reference is scored once (reported and recorded), unless
+  /// `--no-precompute-reference`; with SFT the flag is refused by its key.
+  @Test func aRunOfTwoEpochsScoresTheReferenceOnce() throws {
+    let folder = try TrainCommandTests.Folder()
+    let data = try folder.write("pairs.jsonl", Self.pairs)
+    func train(_ output: String, _ flags: [String]) throws -> CommandRunner.Outcome {
+      try CommandRunner.run(
+        [
+          "train", "--model", TrainCommandTests.model, "--data", data, "--output", folder.path + "/" + output,
+          "--objective", "dpo", "--steps", "4", "--batch-size", "4", "--micro-batch", "2", "--max-seq-len",
+          "48", "--threads", "1",
+        ] + flags)
+    }
+    func events(_ output: String) throws -> [String] {
+      try String(contentsOfFile: folder.path + "/" + output + "/metrics.jsonl", encoding: .utf8)
+        .split(separator: "\n").compactMap {
+          ((try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any])?["event"] as? String
+        }
+    }
+    let once = try train("once", [])
+    #expect(once.status == 0, "\(once.errors)")
+    #expect(once.output.contains(#"{"event":"reference","pairs":8,"seconds":"#), "\(once.output)")
+    let recorded = try events("once")
+    #expect(recorded.first == "reference" && recorded.filter { $0 == "reference" }.count == 1, "\(recorded)")
+    let passes = try train("passes", ["--no-precompute-reference"])
+    #expect(passes.status == 0 && !passes.output.contains(#""event":"reference""#), "\(passes.output)")
+    #expect(try !events("passes").contains("reference"))
+
+    let sft = try CommandRunner.run([
+      "train", "--model", TrainCommandTests.model, "--data", data, "--output", folder.path + "/sft",
+      "--steps", "1", "--precompute-reference",
+    ])
+    #expect(
+      sft.status != 0 && sft.errors.contains("precompute_reference applies to objective: dpo"),
+      "\(sft.errors)")
+    #expect(!folder.exists("sft/metrics.jsonl"))
+  }
 }

@@ -13,6 +13,8 @@ import Testing
 /// micro-batches add up to the whole batch.
 @Suite struct DPOTrainingTests {
   /// `count` pairs as chosen, rejected, chosen, …; the prompt (4 tokens) untrained.
+  /// (`trainer` passes the reference in every update unless `precompute`:
+  /// DPOPrecomputedReferenceTests.)
   static func pairs(_ count: Int, seed: UInt64) -> [Example] {
     var random = SeededRandom(seed: seed)
     return (0..<count).flatMap { _ -> [Example] in
@@ -30,16 +32,16 @@ import Testing
 
   static func trainer(
     _ model: LlamaModel, communicator: any Communicator = LocalCommunicator.single(), microBatch: Int = 2,
-    steps: Int = 12, beta: Double = 0.5
+    steps: Int = 12, beta: Double = 0.5, precompute: Bool? = false, pairs count: Int = 24
   ) throws -> Trainer {
     let adapter = try LoRAAdapter(
       config: LoRAConfig(r: 4, loraAlpha: 8, targetModules: ["q_proj", "v_proj", "down_proj"]),
       model: model.config, seed: 5)
     return try Trainer(
-      model: model, adapter: adapter, train: pairs(24, seed: 1), validation: pairs(8, seed: 2),
+      model: model, adapter: adapter, train: pairs(count, seed: 1), validation: pairs(8, seed: 2),
       options: TrainingOptions(
         steps: steps, batchSize: 4, microBatch: microBatch, learningRate: 2e-2, schedule: .constant, seed: 3,
-        evaluateEvery: steps, dpo: DPOLoss(beta: beta, labelSmoothing: 0.05)),
+        evaluateEvery: steps, dpo: DPOLoss(beta: beta, labelSmoothing: 0.05), precomputeReference: precompute),
       padID: 0, communicator: communicator)
   }
 
@@ -50,7 +52,7 @@ import Testing
       switch event {
       case .step(let m): steps.append(m)
       case .validation(_, let loss, _): validation.append(loss)
-      case .checkpoint: break
+      case .checkpoint, .reference: break
       }
     }
     return (steps, validation)

@@ -42,7 +42,7 @@ import Testing
         switch event {
         case .step(let m): losses.append(m.loss)
         case .validation(_, let loss, _): validation.append(loss)
-        case .checkpoint: break
+        case .checkpoint, .reference: break
         }
       }
       return (losses, validation, t.adapter.parameters.values)

@@ -52,6 +52,7 @@ import Testing
       case .step(let metrics): steps.append(metrics)
       case .validation(_, let loss, _): validations.append(loss)
       case .checkpoint: Issue.record("no checkpoints were asked for")
+      case .reference: Issue.record("next-token training has no reference")
       }
     }
     #expect(steps.count == 60 && validations.count == 3)

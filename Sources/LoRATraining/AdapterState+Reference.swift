@@ -1,0 +1,55 @@
+import Foundation
+import LoRAComm
+
+/// DPO's reference, scored once: the reference's summed loss of every training sequence
+/// (TRL's `precompute_ref_log_probs`), reused by every update instead of a reference pass.
+extension AdapterState {
+  /// Pairs per chunk of the precomputation: chunks are fixed by the data's order, and ranks
+  /// take every size-th chunk, so each value is the same bits on any rank count.
+  static let referenceChunkPairs = 64
+
+  /// Whether this adapter's updates read the reference from `referenceTable`:
+  /// `options.precomputeReference`, or when unset, when the run takes each pair at least
+  /// twice on average (scoring every pair once then costs at most half of scoring each
+  /// update's pairs).
+  public var precomputesReference: Bool {
+    guard options.dpo != nil else { return false }
+    return options.precomputeReference ?? (options.steps * options.batchSize >= train.count)
+  }
+
+  /// Scores the reference of every training sequence into `referenceTable`: the ranks of
+  /// `communicator` each score every size-th chunk of `referenceChunkPairs` pairs and add the
+  /// values up (the others add 0, so the sum is exact). Every rank calls it together.
+  /// `progress` hears the pairs scored so far over all ranks (estimated from this rank's
+  /// share) and the seconds, about every `every` seconds.
+  /// - Returns: the pairs scored and the seconds it took.
+  public func scoreReference(
+    every: Double = 2, progress: (_ scored: Int, _ seconds: Double) throws -> Void = { _, _ in }
+  ) throws -> (pairs: Int, seconds: Double) {
+    let started = DispatchTime.now().uptimeNanoseconds
+    func seconds() -> Double { Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9 }
+    let (size, pairs) = (Self.referenceChunkPairs * 2, train.count / 2)
+    var table = [Double](repeating: 0, count: train.count)
+    let chunks = (train.count + size - 1) / size
+    var reported = 0.0
+    for (done, chunk) in stride(from: communicator.rank, to: chunks, by: communicator.size).enumerated() {
+      let range = chunk * size..<min(train.count, (chunk + 1) * size)
+      table.replaceSubrange(range, with: evaluator.referenceLosses(of: Array(train[range]), longest: longest))
+      if seconds() - reported >= every {
+        reported = seconds()
+        try progress(min(pairs - 1, (done + 1) * communicator.size * Self.referenceChunkPairs), reported)
+      }
+    }
+    if communicator.size > 1 { try communicator.allreduce(&table, .sum) }
+    referenceTable = table
+    return (pairs, seconds())
+  }
+
+  /// The reference's summed losses of `pass` (this update's examples, by their place in its
+  /// batch) from `referenceTable`, in `pass` order; nil when there is no table.
+  func referenceLosses(of pass: [Placed]) throws -> [Double]? {
+    guard let table = referenceTable else { return nil }
+    let units = try sampler.indices(step: step, rank: 0, ranks: 1)
+    return pass.map { table[2 * units[$0.position / 2] + $0.position % 2] }
+  }
+}
