@@ -110,6 +110,47 @@ import Testing
     #expect(again.adapter.parameters.values == one.adapter.parameters.values)
   }
 
+  /// A DPO member of a fused group (with an SFT member) scores its table through the group's
+  /// run, on every rank, and ends as the same adapter trained alone with its table.
+  @Test(arguments: [1, 2]) func aFusedMemberScoresItsTableAndEqualsItselfAlone(ranks: Int) throws {
+    let (model, _) = try LlamaModel.load(path: TrainerTests.tinyModel)
+    let members: [FusedTrainer.Member] = [
+      .init(
+        config: LoRAConfig(r: 4, loraAlpha: 8, targetModules: ["q_proj", "v_proj"]), initialisationSeed: 1,
+        train: TrainerTests().counting(24, seed: 1), validation: [],
+        options: TrainingOptions(steps: 5, batchSize: 4, microBatch: 2, learningRate: 1e-2, seed: 1)),
+      .init(
+        config: LoRAConfig(r: 4, loraAlpha: 8, targetModules: ["q_proj", "v_proj", "down_proj"]),
+        initialisationSeed: 5, train: DPOTrainingTests.pairs(24, seed: 1), validation: [],
+        options: TrainingOptions(
+          steps: 12, batchSize: 4, microBatch: 2, learningRate: 2e-2, schedule: .constant, seed: 3,
+          dpo: DPOLoss(beta: 0.5, labelSmoothing: 0.05), precomputeReference: true)),
+    ]
+    let shared = UncheckedModel(model: model)
+    let fused = try LocalCommunicator.run(ranks: ranks) { comm in
+      let group = try FusedTrainer(model: shared.model, members: members, padID: 0, communicator: comm)
+      var (losses, scored) = ([Double](), [Int]())
+      try group.run { k, event in
+        if case .step(let m) = event, k == 1 { losses.append(m.loss) }
+        if case .reference(let done, let pairs, _) = event, done == pairs { scored.append(k) }
+      }
+      return (losses, scored, group.trainers[1].referenceTable, group.trainers[1].adapter.parameters.values)
+    }
+    let adapter = try LoRAAdapter(config: members[1].config, model: model.config, seed: 5)
+    let alone = try Trainer(
+      model: model, adapter: adapter, train: members[1].train, validation: [], options: members[1].options,
+      padID: 0)
+    let aloneRun = try Self.run(alone)
+    for rank in fused {
+      #expect(rank.1 == [1], "only the DPO member scores a table")
+      #expect(rank.2 == alone.state.referenceTable, "the same table bits on every rank")
+      for (a, b) in zip(rank.0, aloneRun.steps.map(\.loss)) {
+        #expect(abs(a - b) <= 1e-5 * b, "\(a) vs \(b)")
+      }
+      #expect(DataParallelTests.relative(rank.3, adapter.parameters.values) <= 3e-5)
+    }
+  }
+
   /// nil: precompute when the updates take each pair twice on average; an explicit value
   /// wins; next-token training never has a table.
   @Test func theDefaultPrecomputesFromTwoEpochs() throws {
