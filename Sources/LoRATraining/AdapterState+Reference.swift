@@ -45,6 +45,16 @@ extension AdapterState {
     return (pairs, seconds())
   }
 
+  /// The reference's losses of `mine` (this rank's validation pairs, the same at every
+  /// validation), scored at the first validation in the passes `preferenceSums` takes: later
+  /// validations run only the policy's passes, to the same bits.
+  func validationReference(_ mine: [Example]) -> [Double] {
+    if let cached = validationReferenceLosses { return cached }
+    let losses = evaluator.referenceLosses(of: mine, longest: mine.map(\.tokens.count).max() ?? 1)
+    validationReferenceLosses = losses
+    return losses
+  }
+
   /// The reference's summed losses of `pass` (this update's examples, by their place in its
   /// batch) from `referenceTable`, in `pass` order; nil when there is no table.
   func referenceLosses(of pass: [Placed]) throws -> [Double]? {

@@ -41,6 +41,9 @@ public final class AdapterState {
   /// DPO: the reference's summed loss of every training sequence, in the data's order, once
   /// `scoreReference()` ran (`AdapterState+Reference`).
   public internal(set) var referenceTable: [Double]?
+  /// DPO: the reference's losses of this rank's validation pairs, scored at the first
+  /// validation (`validationReference(_:)`).
+  var validationReferenceLosses: [Double]?
   /// Scores the validation set with inference buffers of its own.
   lazy var evaluator = Evaluator(
     model: model, adapter: adapter, microBatch: options.microBatch, padID: padID, frozen: frozen)
@@ -275,7 +278,7 @@ extension AdapterState {
     let part =
       mine.isEmpty
       ? (loss: 0, metrics: [Double](repeating: 0, count: 6), pairs: 0)
-      : evaluator.preferenceSums(of: mine, loss: dpo)
+      : evaluator.preferenceSums(of: mine, loss: dpo, reference: validationReference(mine))
     var sums = [part.loss, Double(part.pairs)] + part.metrics
     if ranks > 1 { try communicator.allreduce(&sums, .sum) }
     var metrics = DPOMetrics()

@@ -8,18 +8,25 @@ extension Evaluator {
   /// over it). Without an adapter every reward is 0.
   /// Padding-free (as `meanLoss`): a pass takes consecutive pairs end to end while their
   /// tokens fit in the rows of `microBatch / 2` pairs of the longest.
+  /// `reference`: the reference's losses of `examples` from `referenceLosses(of: examples,
+  /// longest: their longest)` (the same passes, so the same bits), instead of its passes.
   /// - Returns: the summed loss, the summed metrics (`DPOMetrics.values` order) and the pairs.
-  public func preferenceSums(of examples: [Example], loss: DPOLoss) -> (
+  public func preferenceSums(of examples: [Example], loss: DPOLoss, reference: [Double]? = nil) -> (
     loss: Double, metrics: [Double], pairs: Int
   ) {
+    precondition(reference == nil || reference?.count == examples.count, "a reference loss per example")
     let longest = examples.map(\.tokens.count).max() ?? 1
     let batches = preferenceBatches(examples, longest: longest)
     var lossSum = 0.0
     var metrics = [Double](repeating: 0, count: 6)
+    var offset = 0
     for batch in batches {
+      let policy = sequenceLosses(batch, reference: false, longest: longest)
+      defer { offset += policy.count }
       let pairs = DPOLoss.Pair.pairs(
-        policyLosses: sequenceLosses(batch, reference: false, longest: longest),
-        referenceLosses: sequenceLosses(batch, reference: true, longest: longest))
+        policyLosses: policy,
+        referenceLosses: reference.map { Array($0[offset..<offset + policy.count]) }
+          ?? sequenceLosses(batch, reference: true, longest: longest))
       let part = loss.evaluate(pairs, meanOver: pairs.count)
       lossSum += part.loss * Double(pairs.count)
       metrics = zip(metrics, part.metrics.values).map { $0 + $1 * Double(pairs.count) }

@@ -151,6 +151,23 @@ import Testing
     }
   }
 
+  /// Validation scores the reference at its first call and reads it afterwards: the loss and
+  /// metrics of later validations are the bits of scoring both passes afresh.
+  @Test func validationScoresItsReferenceOnce() throws {
+    let (model, _) = try LlamaModel.load(path: TrainerTests.tinyModel)
+    let t = try DPOTrainingTests.trainer(model, steps: 6)
+    let dpo = try #require(t.options.dpo)
+    try t.run(until: 3) { _ in }
+    let first = try t.state.preferenceValidation(dpo)
+    #expect(t.state.validationReferenceLosses?.count == 16)
+    _ = try Self.run(t)
+    let later = try t.state.preferenceValidation(dpo)
+    let fresh = Evaluator(model: model, adapter: t.adapter, microBatch: t.options.microBatch, padID: 0)
+      .preferenceSums(of: DPOTrainingTests.pairs(8, seed: 2), loss: dpo)
+    #expect(later.loss.loss == fresh.loss / 8 && later.metrics.values == fresh.metrics.map { $0 / 8 })
+    #expect(later.loss.loss != first.loss.loss, "the adapter moved between the two")
+  }
+
   /// nil: precompute when the updates take each pair twice on average; an explicit value
   /// wins; next-token training never has a table.
   @Test func theDefaultPrecomputesFromTwoEpochs() throws {
