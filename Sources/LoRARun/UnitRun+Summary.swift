@@ -13,6 +13,8 @@ extension UnitRun {
     let llama = loaded.model
     let stats = data.dataset.stats
     let comm = communicator
+    // DPO's batch sizes count pairs.
+    let units = plan.options.dpo == nil ? "sequences" : "pairs"
     return
       "model \(plan.model) (\(loaded.origin.format), \(grouped(llama.config.parameterCount)) parameters, loaded in "
       + "\(format(loaded.origin.loadSeconds, 2)) s; base in \(loaded.origin.precision.rawValue), "
@@ -25,10 +27,10 @@ extension UnitRun {
         "\($0.summary) (\(grouped(group.trainers[0].adapter.virtualTokens?.count ?? 0)) parameters), "
       } ?? "")
       + "\(grouped(group.trainers[0].adapter.trainableCount)) trainable parameters; \(plan.options.steps) updates of \(plan.options.batchSize) "
-      + "sequences, \(BLAS.threads) BLAS thread(s) (\(BLAS.coreName))"
+      + "\(units), \(BLAS.threads) BLAS thread(s) (\(BLAS.coreName))"
       + (fullFineTune().map { "\n" + Self.describe($0) } ?? "")
       + (comm.size > 1
-        ? "\n\(comm.size) ranks (\(comm.backend)), \(plan.options.batchSize / comm.size) sequences each per update; "
+        ? "\n\(comm.size) ranks (\(comm.backend)), \(plan.options.batchSize / comm.size) \(units) each per update; "
           + "gradients all-reduced per update: \(formatBytes(group.allreduceBytes)) in one buffer" : "")
       + (resumedFrom.map { "\nresuming from \($0)" } ?? "")
   }

@@ -21,26 +21,36 @@ extension AdapterState {
   /// `communicator` each score every size-th chunk of `referenceChunkPairs` pairs and add the
   /// values up (the others add 0, so the sum is exact). Every rank calls it together.
   /// `progress` hears the pairs scored so far over all ranks (estimated from this rank's
-  /// share) and the seconds, about every `every` seconds.
-  /// - Returns: the pairs scored and the seconds it took.
+  /// share) and the seconds, about every `every` seconds. `stopping` is asked after each
+  /// round of chunks, on every rank, and must give every rank the same answer (a collective
+  /// decision): true abandons the scoring.
+  /// - Returns: the pairs scored and the seconds it took; nil when abandoned (no table).
   public func scoreReference(
-    every: Double = 2, progress: (_ scored: Int, _ seconds: Double) throws -> Void = { _, _ in }
-  ) throws -> (pairs: Int, seconds: Double) {
+    every: Double = 2, progress: (_ scored: Int, _ seconds: Double) throws -> Void = { _, _ in },
+    stopping: () throws -> Bool = { false }
+  ) throws -> (pairs: Int, seconds: Double)? {
     let started = DispatchTime.now().uptimeNanoseconds
     func seconds() -> Double { Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9 }
-    let (size, pairs) = (Self.referenceChunkPairs * 2, train.count / 2)
+    let (size, pairs, ranks) = (Self.referenceChunkPairs * 2, train.count / 2, communicator.size)
     var table = [Double](repeating: 0, count: train.count)
     let chunks = (train.count + size - 1) / size
     var reported = 0.0
-    for (done, chunk) in stride(from: communicator.rank, to: chunks, by: communicator.size).enumerated() {
-      let range = chunk * size..<min(train.count, (chunk + 1) * size)
-      table.replaceSubrange(range, with: evaluator.referenceLosses(of: Array(train[range]), longest: longest))
+    // Every rank runs the same rounds (some without a chunk in the last), so the stop
+    // decisions pair up.
+    for round in 0..<(chunks + ranks - 1) / ranks {
+      let chunk = round * ranks + communicator.rank
+      if chunk < chunks {
+        let range = chunk * size..<min(train.count, (chunk + 1) * size)
+        table.replaceSubrange(
+          range, with: evaluator.referenceLosses(of: Array(train[range]), longest: longest))
+      }
+      if try stopping() { return nil }
       if seconds() - reported >= every {
         reported = seconds()
-        try progress(min(pairs - 1, (done + 1) * communicator.size * Self.referenceChunkPairs), reported)
+        try progress(min(pairs - 1, (round + 1) * ranks * Self.referenceChunkPairs), reported)
       }
     }
-    if communicator.size > 1 { try communicator.allreduce(&table, .sum) }
+    if ranks > 1 { try communicator.allreduce(&table, .sum) }
     referenceTable = table
     return (pairs, seconds())
   }

@@ -14,7 +14,8 @@ extension FusedTrainer {
 
   /// Runs updates until every member has taken its `options.steps` (or `until`) or retired.
   /// First, each DPO member that `precomputesReference` scores its reference (reported as
-  /// `.reference`; every rank of the group takes part). After each update: `afterUpdate`
+  /// `.reference`; every rank of the group takes part; a stop requested meanwhile ends the
+  /// run there, with no update taken and no checkpoint written). After each update: `afterUpdate`
   /// (successive halving retires members there, before their update is reported), then for
   /// each member that updated, in member order, its step, its validation loss when due (every
   /// `options.evaluateEvery` updates and after the last), and — with `checkpoints[k]` (given
@@ -39,9 +40,13 @@ extension FusedTrainer {
     for (k, member) in trainers.enumerated()
     where isActive(k) && member.precomputesReference && member.referenceTable == nil {
       let pairs = member.trainingExamples.count / 2
-      let (_, seconds) = try member.scoreReference { scored, seconds in
-        try onEvent(k, .reference(scored: scored, pairs: pairs, seconds: seconds))
-      }
+      let scored = try member.scoreReference(
+        progress: { scored, seconds in
+          try onEvent(k, .reference(scored: scored, pairs: pairs, seconds: seconds))
+        },
+        stopping: { try anyRankStops(stop.isSet) })
+      // A stop while scoring: no update was taken, the checkpoints stay as they were.
+      guard let (_, seconds) = scored else { return .stopped(step: member.step) }
       try onEvent(k, .reference(scored: pairs, pairs: pairs, seconds: seconds))
     }
     while !finished {
@@ -73,5 +78,13 @@ extension FusedTrainer {
       if stopping { return .stopped(step: results.first.map { trainers[$0.member].step } ?? 0) }
     }
     return .finished
+  }
+
+  /// Whether any rank of the group asked to stop (`flag`: this rank's request); every rank
+  /// calls it together.
+  func anyRankStops(_ flag: Bool) throws -> Bool {
+    var flags = [flag ? 1.0 : 0]
+    if communicator.size > 1 { try communicator.allreduce(&flags, .max) }
+    return flags[0] > 0
   }
 }

@@ -64,7 +64,7 @@ import Testing
     let (model, _) = try LlamaModel.load(path: TrainerTests.tinyModel)
     let one = try DPOTrainingTests.trainer(model, precompute: true, pairs: 150)
     var heard: [Int] = []
-    #expect(try one.state.scoreReference(every: 0) { scored, _ in heard.append(scored) }.pairs == 150)
+    #expect(try one.state.scoreReference(every: 0) { scored, _ in heard.append(scored) }?.pairs == 150)
     #expect(heard == [64, 128, 149], "progress after each chunk, below the whole until it is done")
     let shared = UncheckedModel(model: model)
     let two = try LocalCommunicator.run(ranks: 2) { comm in
@@ -149,6 +149,29 @@ import Testing
       }
       #expect(DataParallelTests.relative(rank.3, adapter.parameters.values) <= 3e-5)
     }
+  }
+
+  /// A stop requested on one rank of two while the table is scored (300 pairs: 3 rounds of
+  /// chunks) stops both after the first round: no update, no table, no checkpoint.
+  @Test func aStopWhileScoringStopsEveryRankBeforeTheFirstUpdate() throws {
+    let (model, _) = try LlamaModel.load(path: TrainerTests.tinyModel)
+    let shared = UncheckedModel(model: model)
+    let resume = ResumeTests()
+    let dir = try resume.folder()
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let outcomes = try LocalCommunicator.run(ranks: 2) { comm in
+      let t = try DPOTrainingTests.trainer(
+        shared.model, communicator: comm, microBatch: 1, precompute: true, pairs: 300)
+      if comm.rank == 1 { t.stopRequest.request() }
+      var updates = 0
+      let checkpoints = comm.rank == 0 ? try resume.checkpointing(t, dir, every: 1, fullEvery: 1) : nil
+      let ending = try t.run(checkpoints: checkpoints) { if case .step = $0 { updates += 1 } }
+      return (ending, updates, t.state.referenceTable == nil)
+    }
+    for (rank, outcome) in outcomes.enumerated() {
+      #expect(outcome.0 == .stopped(step: 0) && outcome.1 == 0 && outcome.2, "rank \(rank): \(outcome)")
+    }
+    #expect(CheckpointStore.list(dir).isEmpty)
   }
 
   /// Validation scores the reference at its first call and reads it afterwards: the loss and
