@@ -20,7 +20,8 @@ out=${OUT:-/tmp/scaling}
 mkdir -p "$out"
 lscpu | grep -E "^(CPU\(s\)|Thread|Core|Socket|NUMA node\(s\)|Model name|L3)"
 grep -o -w -E "avx512_bf16|amx_bf16|avx512f" /proc/cpuinfo | sort -u | tr '\n' ' '; echo
-[ -d "$pkg/b" ] || { mkdir -p "$pkg/b" && tar -xJf "$pkg/bundle.tar.xz" -C "$pkg/b"; } || exit 1
+# Always the carried bundle's binary: a folder left from an earlier extraction may hold an older one.
+rm -rf "$pkg/b" && mkdir -p "$pkg/b" && tar -xJf "$pkg/bundle.tar.xz" -C "$pkg/b" || exit 1
 [ -f /tmp/rand.gguf ] || python3 "$pkg/make_random_gguf.py" /tmp/rand.gguf 30 >/dev/null || exit 1
 core=Haswell; grep -q avx512f /proc/cpuinfo && grep -q GenuineIntel /proc/cpuinfo && core=SkylakeX
 # shellcheck disable=SC2086 # BENCH_FLAGS are words
