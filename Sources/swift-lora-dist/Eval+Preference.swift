@@ -27,7 +27,8 @@ extension Eval {
           chain = try AdapterChain.flatten(ancestors, model: llama.config)
         }
       }
-      let evaluator = Evaluator(model: llama, adapter: own, microBatch: batch, padID: padID, frozen: chain)
+      let evaluator = Evaluator(
+        model: llama, adapter: own, microBatch: passBatch(path), padID: padID, frozen: chain)
       let sums = evaluator.preferenceSums(of: examples, loss: loss)
       var metrics = DPOMetrics()
       metrics.values = sums.metrics.map { $0 / Double(max(sums.pairs, 1)) }

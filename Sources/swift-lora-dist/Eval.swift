@@ -45,7 +45,11 @@ struct Eval: ParsableCommand {
     name: .customLong("format"), help: "Data format: auto, text, prompt_completion, messages, input_ids.")
   var dataFormat = "auto"
   @Option(name: .customLong("max-seq-len"), help: "Longest sequence in tokens.") var maxSeqLen = 512
-  @Option(help: "Sequences per forward pass.") var batch = 4
+  @Option(
+    help:
+      "Sequences per forward pass (default: an adapter's training micro-batch from its training_config.json, which gives the run's validation loss bit for bit; else 4)."
+  )
+  var batch: Int?
   @Option(help: "Score only the first N examples.") var limit: Int?
   @Flag(name: .customLong("exact-match"), help: "Also measure exact-match accuracy of greedy completions.")
   var exactMatch = false
@@ -62,7 +66,7 @@ struct Eval: ParsableCommand {
     guard DataFormat(rawValue: dataFormat) != nil else {
       throw ValidationError("unknown --format '\(dataFormat)'")
     }
-    guard batch >= 1, maxSeqLen >= 2, maxNewTokens >= 1 else {
+    guard batch ?? 1 >= 1, maxSeqLen >= 2, maxNewTokens >= 1 else {
       throw ValidationError("--batch ≥ 1, --max-seq-len ≥ 2 and --max-new-tokens ≥ 1 are needed")
     }
     if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
@@ -110,7 +114,8 @@ struct Eval: ParsableCommand {
         switchSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         scored = (switcher.model, nil)
       }
-      var result = try score(examples, model: scored.model, adapter: scored.adapter, tokenizer: tokenizer)
+      var result = try score(
+        examples, model: scored.model, adapter: scored.adapter, tokenizer: tokenizer, batch: passBatch(path))
       result.adapter = path
       result.switchSeconds = switchSeconds
       results.append(result)
@@ -125,10 +130,25 @@ struct Eval: ParsableCommand {
     if results.count > 1 { table(results) }
   }
 
+  /// Sequences per pass for the adapter at `path`: `--batch`, else the micro-batch its run
+  /// recorded in `training_config.json` (the grouping of the run's validation, so the same
+  /// bits: another grouping changes products at float's last bit), else 4.
+  func passBatch(_ path: String?) -> Int {
+    if let batch { return batch }
+    guard let path,
+      let data = FileManager.default.contents(
+        atPath: URL(fileURLWithPath: path).appendingPathComponent("training_config.json").path),
+      let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+      let text = object["training.microBatch"] as? String, let recorded = Int(text), recorded >= 1
+    else { return 4 }
+    return recorded
+  }
+
   /// Loss, perplexity and exact match of one model (with or without low-rank terms).
-  func score(_ examples: [Example], model llama: LlamaModel, adapter lora: LoRAAdapter?, tokenizer: Tokenizer)
-    throws -> EvalResult
-  {
+  func score(
+    _ examples: [Example], model llama: LlamaModel, adapter lora: LoRAAdapter?, tokenizer: Tokenizer,
+    batch: Int
+  ) throws -> EvalResult {
     let evaluator = Evaluator(
       model: llama, adapter: lora, microBatch: batch, padID: Int32(tokenizer.padID ?? tokenizer.eosID ?? 0))
     let (loss, tokens) = evaluator.meanLoss(of: examples)

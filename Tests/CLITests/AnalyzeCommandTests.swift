@@ -50,7 +50,8 @@ import Testing
     // The same adapter twice: every module's top directions coincide, far above random.
     let report = dir + "/analysis.html"
     let two = try CommandRunner.run([
-      "analyze", "--model", Self.model, "--adapter", dir + "/a", "--adapter", dir + "/a", "--no-base", "--report", report,
+      "analyze", "--model", Self.model, "--adapter", dir + "/a", "--adapter", dir + "/a", "--no-base",
+      "--report", report,
     ])
     #expect(two.status == 0, "\(two.errors)")
     #expect(two.output.contains("subspace similarity over 60 modules: φ(1,1) median 1"), "\(two.output)")

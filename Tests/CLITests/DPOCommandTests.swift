@@ -38,10 +38,11 @@ struct DPOCommandTests {
         (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
       }.last { $0["event"] as? String == "validation" })
     let flags = ["--data", data, "--objective", "dpo", "--beta", "0.5", "--max-seq-len", "48", "--json"]
-    // `--batch 1`: pairs grouped into passes as the run's validation (`--micro-batch 1`) did,
-    // so the two agree bit for bit (another grouping can differ by 1e-4 on a bf16 base).
+    // By default pairs are grouped into passes as the run's validation (`--micro-batch 1`,
+    // from training_config.json) did, so the two agree bit for bit (another grouping can
+    // differ by 1e-4 on a bf16 base).
     let scored = try CommandRunner.run(
-      ["eval", "--model", TrainCommandTests.model, "--adapter", output, "--batch", "1"] + flags)
+      ["eval", "--model", TrainCommandTests.model, "--adapter", output] + flags)
     #expect(scored.status == 0, "\(scored.errors)")
     let result = try Self.json(scored.output)
     let (loss, final) = (try #require(result["loss"] as? Double), try #require(validation["loss"] as? Double))

@@ -29,12 +29,13 @@ struct DoRACommandTests {
         (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
       }.last { $0["event"] as? String == "validation" }?["loss"] as? Double)
 
-    // eval groups sequences into passes as the run's validation did (`--batch` = its
-    // `--micro-batch`), so the two agree bit for bit. Another grouping changes products at
-    // float's last bit, which a bf16 base can turn into 1e-4 (docs/training.md).
+    // eval groups sequences into passes as the run's validation did (by default `--batch` is
+    // the run's `--micro-batch`, from training_config.json), so the two agree bit for bit.
+    // Another grouping changes products at float's last bit, which a bf16 base can turn into
+    // 1e-4 (docs/training.md).
     let evaluated = try CommandRunner.run([
       "eval", "--model", TrainCommandTests.model, "--adapter", output, "--data", data, "--max-seq-len", "32",
-      "--batch", "1", "--json",
+      "--json",
     ])
     #expect(evaluated.status == 0, "\(evaluated.errors)")
     let line = try #require(evaluated.output.split(separator: "\n").last)

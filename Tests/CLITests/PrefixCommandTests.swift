@@ -29,10 +29,11 @@ struct PrefixCommandTests {
         (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
       }.last { $0["event"] as? String == "validation" }?["loss"] as? Double)
 
-    // `--batch 1`: the run's validation grouping (`--micro-batch 1`), so the losses agree bit for bit.
+    // By default, the run's validation grouping (`--micro-batch 1`, from training_config.json):
+    // the losses agree bit for bit.
     let evaluated = try CommandRunner.run([
       "eval", "--model", TrainCommandTests.model, "--adapter", output, "--data", data, "--max-seq-len", "32",
-      "--batch", "1", "--json",
+      "--json",
     ])
     #expect(evaluated.status == 0, "\(evaluated.errors)")
     let line = try #require(evaluated.output.split(separator: "\n").last)
