@@ -65,11 +65,9 @@ extension AdapterState {
     return losses
   }
 
-  /// The reference's summed losses of `pass` (this update's examples, by their place in its
-  /// batch) from `referenceTable`, in `pass` order; nil when there is no table.
-  func referenceLosses(of pass: [Placed]) throws -> [Double]? {
-    guard let table = referenceTable else { return nil }
-    let units = try sampler.indices(step: step, rank: 0, ranks: 1)
-    return pass.map { table[2 * units[$0.position / 2] + $0.position % 2] }
+  /// The reference's summed losses of `pass` (this update's examples) from `referenceTable`,
+  /// in `pass` order; nil when there is no table.
+  func referenceLosses(of pass: [Placed]) -> [Double]? {
+    referenceTable.map { table in pass.map { table[$0.index] } }
   }
 }

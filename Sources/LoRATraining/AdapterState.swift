@@ -134,9 +134,10 @@ public final class AdapterState {
   /// Whether there is validation data.
   public var hasValidation: Bool { !validation.isEmpty }
 
-  /// An example of an update's batch and its place there (sequence order over the whole
-  /// batch; with DPO, pair p's chosen at 2p, its rejected at 2p + 1).
-  typealias Placed = (position: Int, example: Example)
+  /// An example of an update's batch, its place there (sequence order over the whole batch;
+  /// with DPO, pair p's chosen at 2p, its rejected at 2p + 1) and its index in the training
+  /// data (what `referenceTable` is indexed by).
+  typealias Placed = (position: Int, index: Int, example: Example)
 
   /// This rank's examples of the current update's global batch, in the order its
   /// micro-batches take them: the units (sequences, or DPO pairs, never split) that
@@ -159,7 +160,9 @@ public final class AdapterState {
       units: shapes, ranks: ranks, rows: passRows, extra: virtualRows, packed: packs, longest: longest,
       cost: sequenceCost)
     return assignment[rank].flatMap { unit in
-      examples[unit].enumerated().map { (size * unit + $0.offset, $0.element) }
+      examples[unit].enumerated().map {
+        (size * unit + $0.offset, size * units[unit] + $0.offset, $0.element)
+      }
     }
   }
 

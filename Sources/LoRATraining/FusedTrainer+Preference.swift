@@ -19,9 +19,9 @@ extension FusedTrainer {
   /// For the DPO members among one pass's slots (in stack order, laid out in `batch`): the
   /// reference log-probabilities, from the member's precomputed table or else a pass over
   /// the member's own rows from where it started (the base alone, or a tree node's ancestors
-  /// over it; no backward; padding-free when the member is), and the sequence weights the backward
-  /// calls with the policy's, which evaluate the DPO loss as a part of the mean over the
-  /// member's global batch and record it in `parts`. Packed rows hold the pairs in another
+  /// over it; no backward; padding-free when the member is), and the sequence weights the
+  /// backward calls with the policy's, which evaluate the DPO loss as a part of the mean over
+  /// the member's global batch and record it in `parts`. Packed rows hold the pairs in another
   /// order, with padding spans between: losses and weights go through each sequence's place
   /// in the micro-batch.
   func preferenceWeights(_ slots: [PassSlot], batch: Batch, length: Int, gradients: LlamaGradients)
@@ -38,7 +38,7 @@ extension FusedTrainer {
       let policyOrder = Self.places(
         batch, rows: firstRow..<firstRow + s.rows.count, firstExample: firstExample, laid: laid, place: place)
       let referenceLosses =
-        try trainers[s.member].referenceLosses(of: s.pass)
+        trainers[s.member].referenceLosses(of: s.pass)
         ?? referencePass(s, length: length, laid: laid, place: place, gradients: gradients)
       let meanOver = trainers[s.member].options.batchSize
       weights[slot] = { sums in

@@ -110,22 +110,11 @@ import Testing
     #expect(again.adapter.parameters.values == one.adapter.parameters.values)
   }
 
-  /// A DPO member of a fused group (with an SFT member) scores its table through the group's
+  /// A DPO member of a fused group (with SFT members) scores its table through the group's
   /// run, on every rank, and ends as the same adapter trained alone with its table.
   @Test(arguments: [1, 2]) func aFusedMemberScoresItsTableAndEqualsItselfAlone(ranks: Int) throws {
     let (model, _) = try LlamaModel.load(path: TrainerTests.tinyModel)
-    let members: [FusedTrainer.Member] = [
-      .init(
-        config: LoRAConfig(r: 4, loraAlpha: 8, targetModules: ["q_proj", "v_proj"]), initialisationSeed: 1,
-        train: TrainerTests().counting(24, seed: 1), validation: [],
-        options: TrainingOptions(steps: 5, batchSize: 4, microBatch: 2, learningRate: 1e-2, seed: 1)),
-      .init(
-        config: LoRAConfig(r: 4, loraAlpha: 8, targetModules: ["q_proj", "v_proj", "down_proj"]),
-        initialisationSeed: 5, train: DPOTrainingTests.pairs(24, seed: 1), validation: [],
-        options: TrainingOptions(
-          steps: 12, batchSize: 4, microBatch: 2, learningRate: 2e-2, schedule: .constant, seed: 3,
-          dpo: DPOLoss(beta: 0.5, labelSmoothing: 0.05), precomputeReference: true)),
-    ]
+    let members = DPOTrainingTests.fusedMembers(dpoSteps: 12, precompute: true)
     let shared = UncheckedModel(model: model)
     let fused = try LocalCommunicator.run(ranks: ranks) { comm in
       let group = try FusedTrainer(model: shared.model, members: members, padID: 0, communicator: comm)

@@ -45,6 +45,28 @@ import Testing
       padID: 0, communicator: communicator)
   }
 
+  /// An SFT adapter, a DPO adapter (member 1: `dpoSteps` updates of 4 of 24 pairs) and
+  /// another SFT adapter, for a fused group.
+  static func fusedMembers(dpoSteps: Int, precompute: Bool? = nil) -> [FusedTrainer.Member] {
+    let sft = TrainerTests()
+    return [
+      .init(
+        config: LoRAConfig(r: 4, loraAlpha: 8, targetModules: ["q_proj", "v_proj"]), initialisationSeed: 1,
+        train: sft.counting(24, seed: 1), validation: [],
+        options: TrainingOptions(steps: 5, batchSize: 4, microBatch: 2, learningRate: 1e-2, seed: 1)),
+      .init(
+        config: LoRAConfig(r: 4, loraAlpha: 8, targetModules: ["q_proj", "v_proj", "down_proj"]),
+        initialisationSeed: 5, train: pairs(24, seed: 1), validation: [],
+        options: TrainingOptions(
+          steps: dpoSteps, batchSize: 4, microBatch: 2, learningRate: 2e-2, schedule: .constant, seed: 3,
+          dpo: DPOLoss(beta: 0.5, labelSmoothing: 0.05), precomputeReference: precompute)),
+      .init(
+        config: LoRAConfig(r: 2, loraAlpha: 4, targetModules: ["down_proj"]), initialisationSeed: 2,
+        train: sft.counting(16, seed: 2), validation: [],
+        options: TrainingOptions(steps: 4, batchSize: 2, microBatch: 1, learningRate: 5e-3, seed: 2)),
+    ]
+  }
+
   static func run(_ t: Trainer) throws -> (steps: [StepMetrics], validation: [Double]) {
     var steps: [StepMetrics] = []
     var validation: [Double] = []
@@ -103,23 +125,7 @@ import Testing
   /// reference pass apart) ends as each trained alone, on one rank and on two.
   @Test(arguments: [1, 2]) func dpoFusedWithSFTEqualsEachAlone(ranks: Int) throws {
     let (model, _) = try LlamaModel.load(path: TrainerTests.tinyModel)
-    let sft = TrainerTests()
-    let members: [FusedTrainer.Member] = [
-      .init(
-        config: LoRAConfig(r: 4, loraAlpha: 8, targetModules: ["q_proj", "v_proj"]), initialisationSeed: 1,
-        train: sft.counting(24, seed: 1), validation: [],
-        options: TrainingOptions(steps: 5, batchSize: 4, microBatch: 2, learningRate: 1e-2, seed: 1)),
-      .init(
-        config: LoRAConfig(r: 4, loraAlpha: 8, targetModules: ["q_proj", "v_proj", "down_proj"]),
-        initialisationSeed: 5, train: Self.pairs(24, seed: 1), validation: [],
-        options: TrainingOptions(
-          steps: 6, batchSize: 4, microBatch: 2, learningRate: 2e-2, schedule: .constant, seed: 3,
-          dpo: DPOLoss(beta: 0.5, labelSmoothing: 0.05))),
-      .init(
-        config: LoRAConfig(r: 2, loraAlpha: 4, targetModules: ["down_proj"]), initialisationSeed: 2,
-        train: sft.counting(16, seed: 2), validation: [],
-        options: TrainingOptions(steps: 4, batchSize: 2, microBatch: 1, learningRate: 5e-3, seed: 2)),
-    ]
+    let members = Self.fusedMembers(dpoSteps: 6)
     let shared = UncheckedModel(model: model)
     let fused = try LocalCommunicator.run(ranks: ranks) { comm in
       let group = try FusedTrainer(model: shared.model, members: members, padID: 0, communicator: comm)

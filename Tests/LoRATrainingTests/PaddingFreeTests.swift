@@ -57,7 +57,7 @@ import Testing
   @Test func aStackedPassTakesTheLayoutOfFewerRows() {
     func placed(_ lengths: [Int]) -> [AdapterState.Placed] {
       lengths.enumerated().map { i, n in
-        (i, Example(tokens: Array(repeating: 1, count: n), trained: Array(repeating: true, count: n)))
+        (i, i, Example(tokens: Array(repeating: 1, count: n), trained: Array(repeating: true, count: n)))
       }
     }
     let alone = FusedTrainer.layout([placed([60, 30, 25, 5])], packs: [true], longest: 64)
